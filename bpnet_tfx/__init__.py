@@ -1,0 +1,3 @@
+"""bpnet-tfx: BPNet on TFRecords and tf.data, trained under tf.distribute, served as a SavedModel."""
+
+__version__ = '0.1.0'

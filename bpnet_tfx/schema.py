@@ -1,0 +1,278 @@
+"""The record contract shared by the Beam writer and the tf.data reader.
+
+This is the only module that spells a feature key, a dtype or a record shape. A record is one
+`tf.train.Example` for one window: the one-hot sequence as uint8 bytes of shape
+(stored_length, 4) and the stranded counts as float32 bytes of shape
+(stored_length, tasks, strands), where stored_length = sequence_length + 2 * max_jitter. The
+shapes are not in the record; they live in `metadata.json` (`RecordsInfo`) next to the shards.
+TensorFlow is imported inside the functions that need it so that Beam workers import this
+module cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+# Feature keys.
+KEY_REGION_ID = 'region/id'  # bytes: 'chrom:start-end' of the centred window (no margin).
+KEY_CHROM = 'region/chrom'  # bytes.
+KEY_START = 'region/start'  # int64: 0-based start of the stored window (margin included).
+KEY_ONE_HOT = 'sequence/one_hot'  # bytes: uint8 (stored_length, 4), ACGT, N = zero row.
+KEY_PROFILE = 'counts/profile'  # bytes: float32 (stored_length, tasks, strands).
+KEY_EXPECTED = 'counts/expected'  # optional bytes: float32, as KEY_PROFILE; noise-free truth.
+
+ONE_HOT_DTYPE = np.uint8
+COUNTS_DTYPE = np.float32
+ALPHABET = 'ACGT'
+STRANDS = ('+', '-')  # plus then minus; reverse complement swaps them.
+
+# Model targets and outputs: the names data.py gives targets and model.py gives outputs.
+TARGET_PROFILE = 'profile'  # counts (batch, length[, tasks], strands); model: logits.
+TARGET_LOG_COUNTS = 'log_counts'  # log(1 + total counts) (batch[, tasks], strands).
+
+SPLITS = ('train', 'valid', 'test')
+METADATA_FILENAME = 'metadata.json'
+SHARD_SUFFIX = '.tfrecord.gz'
+COMPRESSION = 'GZIP'
+
+
+class SchemaError(ValueError):
+    """Records or metadata that do not follow this schema."""
+
+
+def shard_filename(split: str, index: int, num_shards: int) -> str:
+    """Returns the file name of one shard, e.g. 'train-00003-of-00016.tfrecord.gz'."""
+    return f'{split}-{index:05d}-of-{num_shards:05d}{SHARD_SUFFIX}'
+
+
+def shard_pattern(records_dir: str, split: str) -> str:
+    """Returns the glob pattern matching every shard of `split` in `records_dir`."""
+    return os.path.join(records_dir, f'{split}-?????-of-?????{SHARD_SUFFIX}')
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordsInfo:
+    """What `metadata.json` says about a records folder.
+
+    Attributes:
+      sequence_length: model window length L in bp.
+      max_jitter: margin J stored on each side; stored windows are L + 2J long.
+      tasks: task names, in the order of the counts' task axis.
+      strands: strand names, in the order of the counts' strand axis.
+      split_counts: records written per split.
+      num_shards: shard files per split.
+      has_expected: whether records hold KEY_EXPECTED (simulated data only).
+      median_total_counts: per task, the median over training records of the total counts
+        (both strands) in the centred window; used for `counts_loss_weight=auto`.
+      source: how the records were made (input files, flags, time, versions, drops).
+      schema_version: the version these records follow.
+    """
+
+    sequence_length: int
+    max_jitter: int
+    tasks: tuple[str, ...]
+    strands: tuple[str, ...] = STRANDS
+    split_counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    num_shards: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    has_expected: bool = False
+    median_total_counts: tuple[float, ...] = ()
+    source: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        if self.sequence_length <= 0:
+            raise SchemaError(f'sequence_length must be positive, got {self.sequence_length}')
+        if self.max_jitter < 0:
+            raise SchemaError(f'max_jitter must be >= 0, got {self.max_jitter}')
+        if not self.tasks:
+            raise SchemaError('at least one task is needed')
+        object.__setattr__(self, 'tasks', tuple(self.tasks))
+        object.__setattr__(self, 'strands', tuple(self.strands))
+        object.__setattr__(self, 'median_total_counts', tuple(self.median_total_counts))
+
+    @property
+    def stored_length(self) -> int:
+        return self.sequence_length + 2 * self.max_jitter
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def num_strands(self) -> int:
+        return len(self.strands)
+
+    @property
+    def one_hot_shape(self) -> tuple[int, int]:
+        return (self.stored_length, len(ALPHABET))
+
+    @property
+    def profile_shape(self) -> tuple[int, int, int]:
+        return (self.stored_length, self.num_tasks, self.num_strands)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d['tasks'] = list(self.tasks)
+        d['strands'] = list(self.strands)
+        d['median_total_counts'] = list(self.median_total_counts)
+        d['split_counts'] = dict(self.split_counts)
+        d['num_shards'] = dict(self.num_shards)
+        d['source'] = dict(self.source)
+        d['stored_length'] = self.stored_length
+        d['feature_keys'] = {
+            'region_id': KEY_REGION_ID,
+            'chrom': KEY_CHROM,
+            'start': KEY_START,
+            'one_hot': KEY_ONE_HOT,
+            'profile': KEY_PROFILE,
+            'expected': KEY_EXPECTED,
+        }
+        d['dtypes'] = {'one_hot': 'uint8', 'profile': 'float32'}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], *, where: str = 'metadata') -> 'RecordsInfo':
+        version = d.get('schema_version')
+        if version != SCHEMA_VERSION:
+            raise SchemaError(
+                f'{where}: records of schema version {version}, this code reads version '
+                f'{SCHEMA_VERSION}; remake the records with this version of make_records')
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in d.items() if k in names})
+        except TypeError as e:
+            raise SchemaError(f'{where}: {e}') from None
+
+    def save(self, records_dir: str) -> str:
+        """Writes metadata.json into `records_dir` and returns its path."""
+        path = os.path.join(records_dir, METADATA_FILENAME)
+        with open(path, 'w') as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            f.write('\n')
+        return path
+
+    @classmethod
+    def load(cls, records_dir_or_file: str) -> 'RecordsInfo':
+        """Reads metadata.json from a records folder (or the file itself).
+
+        Raises:
+          SchemaError: the file is missing, not JSON, or of another schema version.
+        """
+        path = records_dir_or_file
+        if os.path.isdir(path):
+            path = os.path.join(path, METADATA_FILENAME)
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            raise SchemaError(f'{path}: not found; is this a records folder written by '
+                              'make_records?') from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise SchemaError(f'{path}: cannot read metadata: {e}') from None
+        return cls.from_dict(d, where=path)
+
+
+def _bytes_feature(values: Sequence[bytes]):
+    import tensorflow as tf  # Local: keeps Beam workers' imports light.
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
+                  profile: np.ndarray, expected: np.ndarray | None = None) -> bytes:
+    """Serialises one window as a `tf.train.Example`.
+
+    Args:
+      region_id: 'chrom:start-end' of the centred window.
+      chrom: chromosome name.
+      start: 0-based start of the stored window (jitter margin included).
+      one_hot: (stored_length, 4) array of 0/1, ACGT order, N rows all zero.
+      profile: (stored_length, tasks, strands) counts, plus strand first.
+      expected: optional array shaped like `profile` with noise-free intensities.
+
+    Returns:
+      The serialised Example.
+
+    Raises:
+      SchemaError: arrays of the wrong rank, length or alphabet size.
+    """
+    import tensorflow as tf
+    one_hot = np.asarray(one_hot)
+    profile = np.asarray(profile)
+    if one_hot.ndim != 2 or one_hot.shape[1] != len(ALPHABET):
+        raise SchemaError(f'{region_id}: one_hot must be (length, 4), got {one_hot.shape}')
+    if profile.ndim != 3 or profile.shape[0] != one_hot.shape[0]:
+        raise SchemaError(
+            f'{region_id}: profile must be (length={one_hot.shape[0]}, tasks, strands), '
+            f'got {profile.shape}')
+    feature = {
+        KEY_REGION_ID: _bytes_feature([region_id.encode()]),
+        KEY_CHROM: _bytes_feature([chrom.encode()]),
+        KEY_START: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(start)])),
+        KEY_ONE_HOT: _bytes_feature([one_hot.astype(ONE_HOT_DTYPE).tobytes()]),
+        KEY_PROFILE: _bytes_feature([profile.astype(COUNTS_DTYPE).tobytes()]),
+    }
+    if expected is not None:
+        expected = np.asarray(expected)
+        if expected.shape != profile.shape:
+            raise SchemaError(f'{region_id}: expected shape {expected.shape} differs from '
+                              f'profile shape {profile.shape}')
+        feature[KEY_EXPECTED] = _bytes_feature([expected.astype(COUNTS_DTYPE).tobytes()])
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString()
+
+
+def feature_spec(info: RecordsInfo) -> dict[str, Any]:
+    """Returns the `tf.io.parse_example` spec for records described by `info`."""
+    import tensorflow as tf
+    spec = {
+        KEY_REGION_ID: tf.io.FixedLenFeature([], tf.string),
+        KEY_CHROM: tf.io.FixedLenFeature([], tf.string),
+        KEY_START: tf.io.FixedLenFeature([], tf.int64),
+        KEY_ONE_HOT: tf.io.FixedLenFeature([], tf.string),
+        KEY_PROFILE: tf.io.FixedLenFeature([], tf.string),
+    }
+    if info.has_expected:
+        spec[KEY_EXPECTED] = tf.io.FixedLenFeature([], tf.string)
+    return spec
+
+
+def decode_record(serialized: bytes, info: RecordsInfo) -> dict[str, Any]:
+    """Decodes one serialised record into numpy arrays (for tests and tools, not training).
+
+    Returns:
+      A dict with 'region_id', 'chrom', 'start', 'one_hot' (uint8), 'profile' (float32) and,
+      when present, 'expected'.
+
+    Raises:
+      SchemaError: a byte field whose size does not match `info`.
+    """
+    import tensorflow as tf
+    example = tf.train.Example.FromString(serialized)
+    f = example.features.feature
+    region_id = f[KEY_REGION_ID].bytes_list.value[0].decode()
+
+    def _array(key, dtype, shape):
+        raw = f[key].bytes_list.value[0]
+        arr = np.frombuffer(raw, dtype=dtype)
+        if arr.size != int(np.prod(shape)):
+            raise SchemaError(f'record {region_id}: {key} holds {arr.size} values, metadata '
+                              f'says shape {shape}')
+        return arr.reshape(shape)
+
+    out = {
+        'region_id': region_id,
+        'chrom': f[KEY_CHROM].bytes_list.value[0].decode(),
+        'start': int(f[KEY_START].int64_list.value[0]),
+        'one_hot': _array(KEY_ONE_HOT, ONE_HOT_DTYPE, info.one_hot_shape),
+        'profile': _array(KEY_PROFILE, COUNTS_DTYPE, info.profile_shape),
+    }
+    if KEY_EXPECTED in f:
+        out['expected'] = _array(KEY_EXPECTED, COUNTS_DTYPE, info.profile_shape)
+    return out

@@ -1,0 +1,66 @@
+"""DNA sequence encoding and the one reverse-complement rule for sequences and stranded counts.
+
+One-hot rows are ACGT; N (and any other IUPAC code) is an all-zero row; lower case (soft-masked)
+bases encode like upper case. `reverse_complement` uses only slicing, so the same function serves
+numpy arrays in the records job and tensors in the TensorFlow augmentation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+ALPHABET = 'ACGT'
+
+_LOOKUP = np.full(256, 4, dtype=np.uint8)  # 4 = not ACGT, becomes an all-zero row.
+for _i, _base in enumerate(ALPHABET):
+    _LOOKUP[ord(_base)] = _i
+    _LOOKUP[ord(_base.lower())] = _i
+_EYE = np.concatenate([np.eye(4, dtype=np.uint8), np.zeros((1, 4), np.uint8)])
+
+
+def one_hot(seq: str | bytes) -> np.ndarray:
+    """Encodes a DNA string as a (length, 4) uint8 array in ACGT order.
+
+    Args:
+      seq: the sequence; any case. Characters other than ACGT (N, IUPAC codes) give zero rows.
+
+    Returns:
+      uint8 array of shape (len(seq), 4).
+    """
+    if isinstance(seq, str):
+        seq = seq.encode('ascii', errors='replace')
+    codes = _LOOKUP[np.frombuffer(seq, dtype=np.uint8)]
+    return _EYE[codes]
+
+
+def decode_one_hot(x: np.ndarray) -> str:
+    """Inverse of `one_hot`: (length, 4) array to a string, zero rows as 'N'."""
+    x = np.asarray(x)
+    letters = np.array(list(ALPHABET + 'N'))
+    idx = np.where(x.sum(axis=-1) > 0, np.argmax(x, axis=-1), 4)
+    return ''.join(letters[idx])
+
+
+def reverse_complement(one_hot_seq: Any, profile: Any = None) -> Any:
+    """Reverse complement of a window: the sequence and, if given, its stranded counts.
+
+    Works on numpy arrays and TensorFlow tensors alike (slicing only), with any leading batch
+    axes. The sequence is reversed along positions and its ACGT channels reversed (A<->T,
+    C<->G). Counts are reversed along positions and their strand axis is reversed, which swaps
+    plus and minus: a read on the plus strand of the forward window is on the minus strand of
+    the reverse-complemented one.
+
+    Args:
+      one_hot_seq: (..., length, 4) one-hot in ACGT order.
+      profile: optional (..., length, tasks, strands) counts.
+
+    Returns:
+      The reverse-complemented sequence if `profile` is None, else a pair
+      (sequence, profile).
+    """
+    seq_rc = one_hot_seq[..., ::-1, ::-1]
+    if profile is None:
+        return seq_rc
+    return seq_rc, profile[..., ::-1, :, ::-1]

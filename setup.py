@@ -1,0 +1,35 @@
+"""Packages bpnet_tfx (model, input pipeline, training) and beam_jobs (records job).
+
+The ranges below are the ones this project was tested with; constraints.txt pins the exact set
+seen installing and importing together on Python 3.11. Beam workers receive this package with
+--setup_file=./setup.py.
+"""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    'tensorflow>=2.21,<2.22',
+    'keras>=3.15,<3.16',
+    'tensorflow-probability[tf]>=0.25,<0.26',  # [tf] brings tf-keras, needed under Keras 3.
+    'tf-keras>=2.21,<2.22',
+    'apache-beam>=2.77,<2.78',
+    'google-crc32c>=1.9,<2',  # Beam's TFRecord code refuses to run without a CRC library.
+    'pyfaidx>=0.9.2,<0.10',
+    'pyBigWig>=0.3.29,<0.4',
+    'numpy>=2.4,<2.5',
+    'pandas>=3.1,<3.2',
+    'scipy>=1.16,<2',
+    'absl-py>=2.5,<3',
+    'matplotlib>=3.11,<3.12',
+]
+
+setuptools.setup(
+    name='bpnet-tfx',
+    version='0.1.0',
+    description='BPNet on Apache Beam, tf.data and tf.distribute.',
+    packages=setuptools.find_packages(include=['bpnet_tfx', 'bpnet_tfx.*', 'beam_jobs',
+                                               'beam_jobs.*']),
+    python_requires='>=3.11,<3.12',
+    install_requires=INSTALL_REQUIRES,
+    extras_require={'test': ['pytest>=9.2,<10']},
+)
