@@ -1,0 +1,51 @@
+"""Tests of the BPNet architecture: parameter counts, shapes, config round trip."""
+
+import numpy as np
+import pytest
+
+from bpnet_tfx import model as model_lib
+
+
+def test_reference_parameter_count():
+    model = model_lib.build_bpnet(model_lib.ModelConfig())
+    assert model.count_params() == 120_964
+
+
+def test_reference_notebook_single_strand_five_channel_parameter_count():
+    # The reference notebook's variant: A, G, C, T, N inputs; one profile and one count output.
+    config = model_lib.ModelConfig(num_channels=5, num_strands=1)
+    assert model_lib.build_bpnet(config).count_params() == 120_898
+
+
+def test_output_shapes_single_and_multi_task():
+    single = model_lib.build_bpnet(model_lib.ModelConfig(sequence_length=100))
+    out = single(np.zeros((3, 100, 4), np.float32))
+    assert tuple(out['profile'].shape) == (3, 100, 2)
+    assert tuple(out['log_counts'].shape) == (3, 2)
+    multi = model_lib.build_bpnet(model_lib.ModelConfig(sequence_length=100, num_tasks=3))
+    out = multi(np.zeros((3, 100, 4), np.float32))
+    assert tuple(out['profile'].shape) == (3, 100, 3, 2)
+    assert tuple(out['log_counts'].shape) == (3, 3, 2)
+    # Shared body, one head conv/dense with tasks x strands outputs.
+    assert multi.count_params() == 120_964 - 2 * (25 * 64 + 1) - 2 * 65 + 6 * (25 * 64 + 1) + 6 * 65
+
+
+def test_every_layer_named_and_config_round_trip():
+    config = model_lib.ModelConfig(filters=8, num_dilated_layers=3)
+    model = model_lib.build_bpnet(config)
+    names = [layer.name for layer in model.layers]
+    assert 'stem_conv' in names and 'dilated_conv_3' in names and 'profile_conv' in names
+    assert model_lib.ModelConfig.from_dict(config.to_dict()) == config
+    rebuilt = model.__class__.from_config(model.get_config())
+    assert rebuilt.count_params() == model.count_params()
+
+
+def test_receptive_field():
+    # 25 + 2 * (2 + 4 + ... + 512) + 24 = 25 + 2044 + 24.
+    assert model_lib.ModelConfig().receptive_field == 2093
+
+
+@pytest.mark.parametrize('field', ['filters', 'sequence_length', 'num_strands'])
+def test_config_rejects_non_positive(field):
+    with pytest.raises(ValueError, match=field):
+        model_lib.ModelConfig(**{field: 0})
