@@ -10,6 +10,7 @@ import setuptools
 INSTALL_REQUIRES = [
     'tensorflow>=2.21,<2.22',
     'keras>=3.15,<3.16',
+    'tensorboard>=2.21,<2.22',  # tensorflow 2.21 no longer installs it; Keras' TensorBoard callback needs it.
     'tensorflow-probability[tf]>=0.25,<0.26',  # [tf] brings tf-keras, needed under Keras 3.
     'tf-keras>=2.21,<2.22',
     'apache-beam>=2.77,<2.78',

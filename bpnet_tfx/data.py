@@ -1,0 +1,167 @@
+"""The tf.data input pipeline: records folder -> batches of (one_hot, targets).
+
+Shards are listed (shuffled when training), read in parallel with `interleave`, shuffled,
+repeated, batched, and only then parsed with `tf.io.parse_example` + `decode_raw`, so parsing
+is one op per batch. Memory does not grow with the data: nothing is held but the shuffle buffer
+(and the serialised records, with `cache=True`). One-hot stays uint8 until the model casts it.
+Augmentation (random jitter within the stored margin, random reverse complement) runs on whole
+batches; evaluation and prediction get the centred window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from bpnet_tfx import augment, schema
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def list_shards(records_dir: str, split: str) -> list[str]:
+    """Returns the sorted shard files of `split`.
+
+    Raises:
+      schema.SchemaError: no shard of that split exists.
+    """
+    files = sorted(tf.io.gfile.glob(schema.shard_pattern(records_dir, split)))
+    if not files:
+        raise schema.SchemaError(
+            f'{records_dir}: no {split} shards ({schema.shard_filename(split, 0, 1)} ...); '
+            'run beam_jobs.make_records first or choose another split')
+    return files
+
+
+def decode_batch(serialized: tf.Tensor, info: schema.RecordsInfo) -> dict[str, tf.Tensor]:
+    """Parses a batch of serialised records.
+
+    Args:
+      serialized: (batch,) string tensor of `tf.train.Example`s.
+      info: the records' metadata.
+
+    Returns:
+      {'region_id': (batch,) string, 'one_hot': (batch, stored_length, 4) uint8,
+       'profile': (batch, stored_length, tasks, strands) float32, and 'expected' like
+       'profile' when the records hold it}.
+    """
+    parsed = tf.io.parse_example(serialized, schema.feature_spec(info))
+    out = {
+        'region_id': parsed[schema.KEY_REGION_ID],
+        'one_hot': tf.reshape(tf.io.decode_raw(parsed[schema.KEY_ONE_HOT], tf.uint8),
+                              (-1, *info.one_hot_shape)),
+        'profile': tf.reshape(tf.io.decode_raw(parsed[schema.KEY_PROFILE], tf.float32),
+                              (-1, *info.profile_shape)),
+    }
+    if info.has_expected:
+        out['expected'] = tf.reshape(
+            tf.io.decode_raw(parsed[schema.KEY_EXPECTED], tf.float32), (-1, *info.profile_shape))
+    return out
+
+
+def model_targets(profile: tf.Tensor, num_tasks: int) -> dict[str, tf.Tensor]:
+    """Turns counts (batch, length, tasks, strands) into the model's training targets.
+
+    With one task the task axis is dropped, matching the model's outputs.
+    """
+    if num_tasks == 1:
+        profile = profile[:, :, 0, :]
+    return {schema.TARGET_PROFILE: profile,
+            schema.TARGET_LOG_COUNTS: tf.math.log1p(tf.reduce_sum(profile, axis=1))}
+
+
+def _read_records(files: list[str], *, training: bool, seed: int | None,
+                  input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+    files_ds = tf.data.Dataset.from_tensor_slices(files)
+    shard_records = False
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        if len(files) >= input_context.num_input_pipelines:
+            files_ds = files_ds.shard(input_context.num_input_pipelines,
+                                      input_context.input_pipeline_id)
+        else:
+            shard_records = True  # Too few files: every pipeline reads all, keeps its share.
+    if training:
+        files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = files_ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=schema.COMPRESSION),
+        cycle_length=min(len(files), 16), block_length=1, num_parallel_calls=AUTOTUNE,
+        deterministic=not training)
+    if shard_records:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return ds
+
+
+def make_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *, batch_size: int,
+                 training: bool, seed: int | None = None, shuffle_buffer: int = 10_000,
+                 reverse_complement: bool = True, jitter: bool = True, cache: bool = False,
+                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """Returns batches of (one_hot, targets) for `model.fit` / `model.evaluate`.
+
+    Training datasets are shuffled, repeated forever and augmented (random jitter within the
+    stored margin and random reverse complement, unless switched off); other datasets are read
+    once, in a fixed order, centred and never augmented.
+
+    Args:
+      records_dir: folder written by make_records.
+      info: its metadata (`RecordsInfo.load(records_dir)`).
+      split: 'train', 'valid' or 'test'.
+      batch_size: examples per batch for this input pipeline (per replica under
+        `distribute_datasets_from_function`, global otherwise).
+      training: shuffle, repeat and augment.
+      seed: seed for file order, shuffling and augmentation.
+      shuffle_buffer: records in the shuffle buffer.
+      reverse_complement: random reverse complement when training.
+      jitter: random shifts within the stored margin when training.
+      cache: keep the serialised records in memory after the first pass.
+      input_context: from `distribute_datasets_from_function`; each pipeline reads its share.
+
+    Returns:
+      A dataset of (one_hot uint8 (batch, length, 4), {'profile': counts, 'log_counts': ...}).
+    """
+    files = list_shards(records_dir, split)
+    ds = _read_records(files, training=training, seed=seed, input_context=input_context)
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE, deterministic=not training)
+
+    length, margin, tasks = info.sequence_length, info.max_jitter, info.num_tasks
+
+    def _prepare(serialized):
+        batch = decode_batch(serialized, info)
+        one_hot, profile = batch['one_hot'], batch['profile']
+        if training and jitter:
+            one_hot, profile = augment.random_jitter(
+                one_hot, profile, sequence_length=length, max_jitter=margin, seed=seed)
+        else:
+            one_hot, profile = augment.center_crop(
+                one_hot, profile, sequence_length=length, max_jitter=margin)
+        if training and reverse_complement:
+            one_hot, profile = augment.random_reverse_complement(one_hot, profile, seed=seed)
+        return one_hot, model_targets(profile, tasks)
+
+    return ds.map(_prepare, num_parallel_calls=AUTOTUNE,
+                  deterministic=not training).prefetch(AUTOTUNE)
+
+
+def make_eval_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *,
+                      batch_size: int) -> tf.data.Dataset:
+    """Returns centred, unaugmented batches in a fixed order, with ids and expected tracks.
+
+    Each element is a dict: 'region_id', 'one_hot' (batch, length, 4) uint8, 'profile'
+    (batch, length, tasks, strands), and 'expected' when the records hold it.
+    """
+    files = list_shards(records_dir, split)
+    ds = _read_records(files, training=False, seed=None, input_context=None).batch(batch_size)
+    length, margin = info.sequence_length, info.max_jitter
+
+    def _prepare(serialized):
+        batch = decode_batch(serialized, info)
+        out: dict[str, Any] = {'region_id': batch['region_id']}
+        for key in ('one_hot', 'profile', 'expected'):
+            if key in batch:
+                out[key] = batch[key][:, margin:margin + length]
+        return out
+
+    return ds.map(_prepare, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)

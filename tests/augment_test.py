@@ -1,0 +1,84 @@
+"""Tests of batched augmentation: frequencies, alignment of sequence and counts, cropping."""
+
+import numpy as np
+import tensorflow as tf
+
+from bpnet_tfx import augment, sequence
+from conftest import MINUS_OFFSET, MOTIF, PLUS_OFFSET, synthetic_window
+
+
+def _batch(n, stored_length, seed=0):
+    rng = np.random.default_rng(seed)
+    windows = [synthetic_window(rng, stored_length, reverse=bool(i % 2)) for i in range(n)]
+    one_hot = np.stack([w[0] for w in windows])
+    profile = np.stack([w[1] for w in windows])
+    return one_hot, profile
+
+
+def _motif_site(one_hot):
+    """(centre, is_forward) of MOTIF in a decoded window."""
+    seq = sequence.decode_one_hot(one_hot)
+    fwd = seq.find(MOTIF)
+    if fwd >= 0:
+        return fwd + len(MOTIF) // 2, True
+    rc = sequence.decode_one_hot(sequence.reverse_complement(sequence.one_hot(MOTIF)))
+    pos = seq.find(rc)
+    assert pos >= 0, 'motif lost'
+    return pos + len(MOTIF) - 1 - len(MOTIF) // 2, False
+
+
+def test_reverse_complement_applied_about_half_the_time():
+    rng = np.random.default_rng(0)
+    one_hot = rng.integers(0, 2, (4000, 16, 4)).astype(np.uint8)
+    profile = rng.poisson(1.0, (4000, 16, 1, 2)).astype(np.float32)
+    out_seq, out_prof = augment.random_reverse_complement(tf.constant(one_hot),
+                                                          tf.constant(profile), seed=1)
+    rc_seq, rc_prof = sequence.reverse_complement(one_hot, profile)
+    flipped = np.all(out_seq.numpy() == rc_seq, axis=(1, 2))
+    kept = np.all(out_seq.numpy() == one_hot, axis=(1, 2))
+    assert np.all(flipped | kept)
+    assert 0.45 < flipped.mean() < 0.55
+    # Counts flip with their own sequence, never independently.
+    np.testing.assert_array_equal(out_prof.numpy()[flipped], rc_prof[flipped])
+    np.testing.assert_array_equal(out_prof.numpy()[~flipped], profile[~flipped])
+
+
+def test_jitter_shifts_uniformly_within_margin():
+    length, margin, n = 20, 5, 3000
+    positions = np.broadcast_to(np.arange(length + 2 * margin, dtype=np.float32),
+                                (n, length + 2 * margin))
+    one_hot = np.zeros((n, length + 2 * margin, 4), np.uint8)
+    profile = positions[:, :, None, None].repeat(2, axis=3)
+    _, out = augment.random_jitter(tf.constant(one_hot), tf.constant(profile),
+                                   sequence_length=length, max_jitter=margin, seed=3)
+    shifts = out.numpy()[:, 0, 0, 0] - margin
+    assert out.shape == (n, length, 1, 2)
+    assert set(np.unique(shifts)) == set(range(-margin, margin + 1))
+    assert abs(shifts.mean()) < 0.3
+    # Each window is contiguous: positions increase by one.
+    assert np.all(np.diff(out.numpy()[:, :, 0, 0], axis=1) == 1)
+
+
+def test_footprint_moves_with_motif_under_jitter_and_reverse_complement():
+    length, margin = 80, 12
+    one_hot, profile = _batch(64, length + 2 * margin)
+    seq, prof = augment.random_jitter(tf.constant(one_hot), tf.constant(profile),
+                                      sequence_length=length, max_jitter=margin, seed=5)
+    seq, prof = augment.random_reverse_complement(seq, prof, seed=6)
+    seq, prof = seq.numpy(), prof.numpy()
+    orientations = set()
+    for i in range(len(seq)):
+        centre, forward = _motif_site(seq[i])
+        orientations.add(forward)
+        plus, minus = (PLUS_OFFSET, MINUS_OFFSET) if forward else (MINUS_OFFSET, PLUS_OFFSET)
+        assert np.argmax(prof[i, :, 0, 0]) == centre - plus
+        assert np.argmax(prof[i, :, 0, 1]) == centre + minus
+    assert orientations == {True, False}
+
+
+def test_center_crop_takes_the_middle():
+    one_hot, profile = _batch(2, 30)
+    s, p = augment.center_crop(tf.constant(one_hot), tf.constant(profile), sequence_length=20,
+                               max_jitter=5)
+    np.testing.assert_array_equal(s.numpy(), one_hot[:, 5:25])
+    np.testing.assert_array_equal(p.numpy(), profile[:, 5:25])
