@@ -85,3 +85,21 @@ def small_records(tmp_path) -> tuple[str, schema.RecordsInfo]:
     info = write_records(path, split_counts={'train': 64, 'valid': 16}, sequence_length=200,
                          max_jitter=10, with_expected=True)
     return path, info
+
+
+@pytest.fixture
+def tiny_export(small_records, tmp_path):
+    """An untrained small BPNet for the small_records windows, exported as a SavedModel.
+
+    Returns (export_dir, keras_model, records_dir, info).
+    """
+    import keras
+
+    from bpnet_tfx import export, model as model_lib
+    records_dir, info = small_records
+    keras.utils.set_random_seed(0)
+    config = model_lib.ModelConfig(sequence_length=info.sequence_length, filters=8,
+                                   num_dilated_layers=2)
+    model = model_lib.build_bpnet(config)
+    path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
+    return path, model, records_dir, info
