@@ -1,0 +1,689 @@
+"""Deterministic simulator of ChIP-nexus-like demo data, written as the files the pipeline reads.
+
+`simulate` draws a random genome with GC-content variation and N stretches, places peaks away from
+chromosome ends and Ns, plants 1-3 motif instances (some with one mismatch, which bind more weakly)
+near each summit in random orientation, and builds per-strand expected intensities: a sharp
+footprint per instance (plus strand upstream, minus strand downstream of the motif, mirrored for
+reverse-strand instances exactly as the reverse complement implies), a broad component around each
+summit and a uniform background. Observed counts are Poisson draws from the float32 expected
+values. It writes genome.fa (+ .fai), genome.chrom.sizes, peaks.bed (1-bp summits), observed and
+expected strand bigWigs per task, and motif_sites.tsv listing every planted instance, all from
+`numpy.random.default_rng(config.seed)`, so one config always gives the same files.
+`ensure_demo_data` keeps one copy per config fingerprint in a cache directory, published by an
+atomic rename so that racing processes are safe.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyBigWig
+
+# Part of the fingerprint: bump it whenever the same config would give different files.
+_FORMAT_VERSION = 1
+_MANIFEST = 'simulation.json'
+_FASTA_LINE = 60
+_BASE_LETTERS = np.frombuffer(b'ACGTN', dtype=np.uint8)
+_N_CODE = 4
+_SITES_HEADER = '#chrom\tstart\tend\tstrand\tmotif\ttask\tmismatches\tpeak\n'
+_SAFE_NAME = re.compile(r'^[A-Za-z0-9_.-]+$')
+# Runs of equal expected value at least this long become one bedGraph entry; the varying stretches
+# between them are written as fixed-step values, which pyBigWig writes far faster.
+_MIN_RUN = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class MotifSpec:
+    """One planted TF motif and the footprint it leaves.
+
+    The motif centre of an instance starting at `start` is `start + (len(consensus) - 1) / 2`
+    (a half-integer for even lengths). For a forward instance the plus-strand footprint peaks at
+    `centre - plus_offset` and the minus-strand one at `centre + minus_offset`; a reverse instance
+    is the mirror image: plus at `centre - minus_offset`, minus at `centre + plus_offset`.
+
+    Attributes:
+      name: motif name, written to motif_sites.tsv.
+      consensus: ACGT only, 8 to 16 bases.
+      plus_offset: bases from the centre upstream to the plus-strand footprint peak.
+      minus_offset: bases from the centre downstream to the minus-strand footprint peak.
+      strength: mean expected reads per strand that one exact instance adds to its footprint.
+    """
+
+    name: str
+    consensus: str
+    plus_offset: int
+    minus_offset: int
+    strength: float
+
+    def __post_init__(self):
+        if not _SAFE_NAME.match(self.name):
+            raise ValueError(f'Motif name {self.name!r} must match {_SAFE_NAME.pattern}.')
+        if not re.fullmatch(r'[ACGT]{8,16}', self.consensus):
+            raise ValueError(f'Consensus {self.consensus!r} must be 8 to 16 ACGT bases.')
+        if self.strength <= 0:
+            raise ValueError(f'Motif {self.name}: strength must be positive.')
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """One ChIP-nexus experiment: its name (used in file names) and the motifs it binds."""
+
+    name: str
+    motifs: tuple[MotifSpec, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, 'motifs', tuple(self.motifs))
+        if not _SAFE_NAME.match(self.name):
+            raise ValueError(f'Task name {self.name!r} must match {_SAFE_NAME.pattern}.')
+        if not self.motifs:
+            raise ValueError(f'Task {self.name} needs at least one motif.')
+        names = [m.name for m in self.motifs]
+        if len(set(names)) != len(names):
+            raise ValueError(f'Task {self.name} has duplicate motif names: {names}.')
+
+
+_DEFAULT_TASKS = (
+    TaskSpec(
+        name='demo',
+        motifs=(
+            # Oct4-Sox2-like composite; odd lengths put footprint peaks exactly on bases.
+            MotifSpec('oct4_sox2', 'CTTTGCATAACAATG', plus_offset=11, minus_offset=6,
+                      strength=120.0),
+            # A weaker Klf-like partner for some syntax.
+            MotifSpec('klf4', 'GGCCACACCCA', plus_offset=8, minus_offset=5, strength=50.0),
+        ),
+    ),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that determines the simulated files; equal configs give identical files.
+
+    Attributes:
+      seed: seed of the single `numpy.random.default_rng` stream.
+      chrom_sizes: (name, length) per chromosome, in FASTA/bigWig/BED order. chr1 is the
+        validation chromosome by the project's convention.
+      peaks_per_mb: peaks per megabase; each chromosome gets round(size * peaks_per_mb / 1e6).
+      tasks: experiments; task 0 fills DemoFiles' pos/neg fields.
+      instances_per_peak: inclusive (min, max) motif instances of a peak's task. The first is
+        always the task's first motif, the others are drawn uniformly from its motifs.
+      instance_radius: largest distance in bp from a peak's anchor to an instance centre.
+      cobinding_probability: with several tasks, each peak belongs to one task (1-3 instances);
+        every other task gets one instance with this probability.
+      weak_site_probability: chance that an instance carries one mismatch.
+      weak_site_factor: strength multiplier of a mismatched instance.
+      peak_factor_sigma: sigma of the per-peak, per-task lognormal amplitude factor (mean 1).
+      footprint_sd: sd in bp of the discrete Gaussian footprint of one instance.
+      broad_fraction: fraction of a peak's expected reads in the broad component.
+      broad_sd: sd in bp of the broad component, centred on the summit.
+      background_rate: uniform expected reads per bp per strand (zero inside N stretches).
+      summit_jitter_sd: sd in bp of the summit around the mean instance centre (clipped at 3 sd).
+      min_peak_spacing: least distance in bp between two peak anchors.
+      peak_end_margin: least distance in bp from a peak anchor to a chromosome end.
+      n_stretch_chroms: chromosomes that get N stretches.
+      n_stretches_per_chrom: N stretches on each of those.
+      n_stretch_length: inclusive (min, max) length in bp of an N stretch.
+      n_stretch_margin: least distance in bp from a peak anchor to an N.
+      gc_mean: mean GC content.
+      gc_sd: sd of GC content between blocks (clipped to 0.25..0.65).
+      gc_block: length in bp of a block of constant GC content.
+    """
+
+    seed: int = 0
+    chrom_sizes: tuple[tuple[str, int], ...] = (
+        ('chr1', 400_000), ('chr2', 500_000), ('chr3', 500_000), ('chr4', 500_000),
+        ('chr5', 500_000), ('chr6', 500_000))
+    peaks_per_mb: float = 1000.0
+    tasks: tuple[TaskSpec, ...] = _DEFAULT_TASKS
+    instances_per_peak: tuple[int, int] = (1, 3)
+    instance_radius: int = 60
+    cobinding_probability: float = 0.3
+    weak_site_probability: float = 0.25
+    weak_site_factor: float = 0.35
+    peak_factor_sigma: float = 0.3
+    footprint_sd: float = 2.5
+    broad_fraction: float = 0.2
+    broad_sd: float = 100.0
+    background_rate: float = 0.015
+    summit_jitter_sd: float = 3.0
+    min_peak_spacing: int = 400
+    peak_end_margin: int = 700
+    n_stretch_chroms: tuple[str, ...] = ('chr1', 'chr3', 'chr5')
+    n_stretches_per_chrom: int = 2
+    n_stretch_length: tuple[int, int] = (2000, 6000)
+    n_stretch_margin: int = 400
+    gc_mean: float = 0.41
+    gc_sd: float = 0.05
+    gc_block: int = 10_000
+
+    def __post_init__(self):
+        object.__setattr__(self, 'chrom_sizes',
+                           tuple((str(c), int(s)) for c, s in self.chrom_sizes))
+        object.__setattr__(self, 'tasks', tuple(self.tasks))
+        object.__setattr__(self, 'n_stretch_chroms', tuple(self.n_stretch_chroms))
+        object.__setattr__(self, 'instances_per_peak', tuple(self.instances_per_peak))
+        object.__setattr__(self, 'n_stretch_length', tuple(self.n_stretch_length))
+        chroms = [c for c, _ in self.chrom_sizes]
+        if not chroms or len(set(chroms)) != len(chroms):
+            raise ValueError(f'Chromosome names must be unique and non-empty: {chroms}.')
+        if not self.tasks or len({t.name for t in self.tasks}) != len(self.tasks):
+            raise ValueError('Tasks must be non-empty with unique names.')
+        low, high = self.instances_per_peak
+        if not 1 <= low <= high:
+            raise ValueError(f'instances_per_peak {self.instances_per_peak} must be 1 <= lo <= hi.')
+        longest = max(len(m.consensus) for t in self.tasks for m in t.motifs)
+        # Keeps neighbouring peaks' instances apart and summits in anchor order.
+        if self.min_peak_spacing < 2 * (self.instance_radius + longest + 3 * self.summit_jitter_sd):
+            raise ValueError('min_peak_spacing is too small for instance_radius and motif length.')
+        if not 0.0 <= self.broad_fraction < 1.0:
+            raise ValueError(f'broad_fraction {self.broad_fraction} must be in [0, 1).')
+
+    def fingerprint(self) -> str:
+        """Short stable hash of the config (and the simulator's format version), for cache paths."""
+        canonical = json.dumps({'format_version': _FORMAT_VERSION,
+                                'config': dataclasses.asdict(self)},
+                               sort_keys=True, separators=(',', ':'))
+        return hashlib.sha256(canonical.encode('utf-8')).hexdigest()[:12]
+
+
+class TaskBigWigs(NamedTuple):
+    """The four bigWigs of one task: observed and expected, plus then minus strand."""
+
+    pos: str
+    neg: str
+    expected_pos: str
+    expected_neg: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoFiles:
+    """Paths of one simulated data set.
+
+    Observed bigWigs hold only non-zero bases (integer-valued floats); read them with
+    `numpy.nan_to_num(bw.values(chrom, start, end, numpy=True))`. Expected bigWigs cover every
+    base with the float32 intensity the observed counts were drawn from (zero inside N stretches).
+
+    Attributes:
+      root: the directory holding everything.
+      fasta: genome.fa, 60 bases a line, upper case, with genome.fa.fai beside it.
+      chrom_sizes: genome.chrom.sizes, 'chrom<TAB>size' lines.
+      peaks: peaks.bed, BED6 of 1-bp summits (name peak_NNNNNN, score 0-1000, strand '.'),
+        sorted in chrom_sizes order, then position.
+      pos_bigwig: observed plus-strand counts of task 0.
+      neg_bigwig: observed minus-strand counts of task 0.
+      expected_pos_bigwig: expected plus-strand intensity of task 0.
+      expected_neg_bigwig: expected minus-strand intensity of task 0.
+      motif_sites: motif_sites.tsv, '#' header, columns chrom, start, end (0-based, half-open),
+        strand, motif, task, mismatches, peak (name in peaks.bed).
+      tasks: task names, in config order.
+      task_bigwigs: task name -> TaskBigWigs, every task including task 0.
+    """
+
+    root: str
+    fasta: str
+    chrom_sizes: str
+    peaks: str
+    pos_bigwig: str
+    neg_bigwig: str
+    expected_pos_bigwig: str
+    expected_neg_bigwig: str
+    motif_sites: str
+    tasks: tuple[str, ...]
+    task_bigwigs: Mapping[str, TaskBigWigs] = dataclasses.field(default_factory=dict)
+
+
+def _demo_files(root: str, config: SimulationConfig) -> DemoFiles:
+    """The paths `simulate` writes under `root` for `config`."""
+    task_bigwigs = {
+        t.name: TaskBigWigs(*(os.path.join(root, f'{t.name}.{kind}.bw')
+                              for kind in ('pos', 'neg', 'expected.pos', 'expected.neg')))
+        for t in config.tasks}
+    first = task_bigwigs[config.tasks[0].name]
+    return DemoFiles(
+        root=root,
+        fasta=os.path.join(root, 'genome.fa'),
+        chrom_sizes=os.path.join(root, 'genome.chrom.sizes'),
+        peaks=os.path.join(root, 'peaks.bed'),
+        pos_bigwig=first.pos,
+        neg_bigwig=first.neg,
+        expected_pos_bigwig=first.expected_pos,
+        expected_neg_bigwig=first.expected_neg,
+        motif_sites=os.path.join(root, 'motif_sites.tsv'),
+        tasks=tuple(t.name for t in config.tasks),
+        task_bigwigs=task_bigwigs,
+    )
+
+
+def _all_paths(files: DemoFiles) -> list[str]:
+    paths = [files.fasta, files.fasta + '.fai', files.chrom_sizes, files.peaks, files.motif_sites,
+             os.path.join(files.root, _MANIFEST)]
+    for bigwigs in files.task_bigwigs.values():
+        paths.extend(bigwigs)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing one chromosome.
+
+
+def _genome_codes(rng: np.random.Generator, size: int, config: SimulationConfig) -> np.ndarray:
+    """Random bases as codes 0..3 (ACGT) with GC content constant within blocks."""
+    n_blocks = -(-size // config.gc_block)
+    gc = np.clip(rng.normal(config.gc_mean, config.gc_sd, n_blocks), 0.25, 0.65)
+    gc = np.repeat(gc, config.gc_block)[:size]
+    u = rng.random(size)
+    # A below (1-gc)/2, C below 1/2, G below (1+gc)/2, else T.
+    return ((u >= (1.0 - gc) / 2).astype(np.uint8) + (u >= 0.5) + (u >= (1.0 + gc) / 2)).astype(
+        np.uint8)
+
+
+def _n_stretches(rng: np.random.Generator, chrom: str, size: int,
+                 config: SimulationConfig) -> list[tuple[int, int]]:
+    """Non-overlapping (start, end) N stretches, away from the chromosome ends."""
+    if chrom not in config.n_stretch_chroms:
+        return []
+    low, high = config.n_stretch_length
+    edge = config.peak_end_margin
+    if size - 2 * edge < config.n_stretches_per_chrom * (high + 1000):
+        raise ValueError(f'{chrom} ({size} bp) is too short for its N stretches.')
+    stretches: list[tuple[int, int]] = []
+    while len(stretches) < config.n_stretches_per_chrom:
+        length = int(rng.integers(low, high + 1))
+        start = int(rng.integers(edge, size - edge - length))
+        # A gap of 1 kb keeps room for sequence between stretches.
+        if all(start >= e + 1000 or start + length + 1000 <= s for s, e in stretches):
+            stretches.append((start, start + length))
+    return sorted(stretches)
+
+
+def _place_anchors(rng: np.random.Generator, chrom: str, allowed: np.ndarray, count: int,
+                   spacing: int) -> list[int]:
+    """Draws `count` sorted positions from `allowed`, pairwise at least `spacing` apart."""
+    pool = np.flatnonzero(allowed)
+    if count and pool.size == 0:
+        raise ValueError(f'No room for peaks on {chrom}.')
+    chosen: list[int] = []
+    for _ in range(50):
+        if len(chosen) == count:
+            break
+        for c in rng.choice(pool, size=4 * count).tolist():
+            i = bisect.bisect_left(chosen, c)
+            if (i == 0 or c - chosen[i - 1] >= spacing) and (
+                    i == len(chosen) or chosen[i] - c >= spacing):
+                chosen.insert(i, c)
+                if len(chosen) == count:
+                    break
+    if len(chosen) < count:
+        raise ValueError(f'Could not place {count} peaks {spacing} bp apart on {chrom}; lower '
+                         'peaks_per_mb or min_peak_spacing.')
+    return chosen
+
+
+def _add_gaussians(track: np.ndarray, centres: np.ndarray, amplitudes: np.ndarray, sd: float,
+                   radius: int) -> None:
+    """Adds, in place, discrete Gaussians each summing to its amplitude.
+
+    A Gaussian covers the integer positions within `radius` of its (possibly half-integer)
+    centre, a set symmetric about the centre, so mirrored centres give mirrored values.
+    """
+    if centres.size == 0:
+        return
+    lo = np.ceil(centres - radius).astype(np.int64)
+    hi = np.floor(centres + radius).astype(np.int64)
+    x = lo[:, None] + np.arange(2 * radius + 1)[None, :]
+    valid = x <= hi[:, None]
+    w = np.where(valid, np.exp(-0.5 * ((x - centres[:, None]) / sd) ** 2), 0.0)
+    w *= (amplitudes / w.sum(axis=1))[:, None]
+    inside = valid & (x >= 0) & (x < track.size)
+    track += np.bincount(x[inside], weights=w[inside], minlength=track.size)
+
+
+def _add_footprints(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray,
+                    forward: np.ndarray, amplitudes: np.ndarray, plus_offsets: np.ndarray,
+                    minus_offsets: np.ndarray, sd: float) -> None:
+    """Adds instance footprints to the plus and minus tracks, in place.
+
+    Forward instances peak at centre - plus_offset (plus) and centre + minus_offset (minus);
+    reverse ones at centre - minus_offset (plus) and centre + plus_offset (minus), the mirror
+    image that reverse-complementing a window implies.
+    """
+    radius = int(np.ceil(4 * sd))
+    plus_at = np.where(forward, centres - plus_offsets, centres - minus_offsets)
+    minus_at = np.where(forward, centres + minus_offsets, centres + plus_offsets)
+    _add_gaussians(pos, plus_at, amplitudes, sd, radius)
+    _add_gaussians(neg, minus_at, amplitudes, sd, radius)
+
+
+def _place_instances(rng: np.random.Generator, anchor: int, lengths: list[int],
+                     radius: int) -> list[int]:
+    """Start positions of non-overlapping instances with centres within `radius` of `anchor`."""
+    for _ in range(1000):
+        starts = [anchor + int(o) - (m - 1) // 2
+                  for o, m in zip(rng.integers(-radius, radius + 1, size=len(lengths)), lengths)]
+        spans = sorted(zip(starts, lengths))
+        if all(s2 >= s1 + m1 + 2 for (s1, m1), (s2, _) in zip(spans, spans[1:])):
+            return starts
+    raise ValueError('Could not place motif instances apart; raise instance_radius.')
+
+
+@dataclasses.dataclass
+class _Chrom:
+    """One simulated chromosome, in memory."""
+
+    codes: np.ndarray  # (size,) uint8, 0..3 = ACGT, 4 = N.
+    summits: list[int]
+    scores: list[int]
+    # (start, end, strand, motif, task, mismatches, peak index on this chromosome).
+    sites: list[tuple[int, int, str, str, str, int, int]]
+    expected: dict[str, tuple[np.ndarray, np.ndarray]]  # task -> float32 (plus, minus).
+
+
+def _simulate_chrom(rng: np.random.Generator, chrom: str, size: int,
+                    config: SimulationConfig) -> _Chrom:
+    """Draws one chromosome: sequence, peaks, planted instances and expected tracks."""
+    codes = _genome_codes(rng, size, config)
+    stretches = _n_stretches(rng, chrom, size, config)
+    allowed = np.zeros(size, dtype=bool)
+    allowed[config.peak_end_margin:size - config.peak_end_margin] = True
+    for s, e in stretches:
+        codes[s:e] = _N_CODE
+        allowed[max(0, s - config.n_stretch_margin):e + config.n_stretch_margin] = False
+    count = int(round(size * config.peaks_per_mb / 1e6))
+    anchors = _place_anchors(rng, chrom, allowed, count, config.min_peak_spacing)
+
+    n_tasks = len(config.tasks)
+    low, high = config.instances_per_peak
+    # Per task: instance centre, forward?, amplitude, plus/minus offsets; and broad components.
+    inst: dict[str, list[list[float]]] = {t.name: [] for t in config.tasks}
+    broad: dict[str, list[tuple[float, float]]] = {t.name: [] for t in config.tasks}
+    summits, scores, sites = [], [], []
+    sigma = config.peak_factor_sigma
+    for peak, anchor in enumerate(anchors):
+        owner = int(rng.integers(n_tasks)) if n_tasks > 1 else 0
+        chosen: list[tuple[int, MotifSpec]] = []  # (task index, motif)
+        for t, task in enumerate(config.tasks):
+            if t == owner:
+                n = int(rng.integers(low, high + 1))
+            else:
+                n = int(rng.random() < config.cobinding_probability)
+            for k in range(n):
+                motif = task.motifs[0] if k == 0 else task.motifs[rng.integers(len(task.motifs))]
+                chosen.append((t, motif))
+        starts = _place_instances(rng, anchor, [len(m.consensus) for _, m in chosen],
+                                  config.instance_radius)
+        forward = rng.random(len(chosen)) < 0.5
+        weak = rng.random(len(chosen)) < config.weak_site_probability
+        factors = rng.lognormal(-0.5 * sigma**2, sigma, size=n_tasks)
+        centres, peak_amplitude = [], np.zeros(n_tasks)
+        for (t, motif), start, fwd, is_weak in zip(chosen, starts, forward, weak):
+            m = len(motif.consensus)
+            site = np.frombuffer(motif.consensus.encode(), dtype=np.uint8)
+            site = np.searchsorted(_BASE_LETTERS[:4], site).astype(np.uint8)
+            if is_weak:
+                at = int(rng.integers(m))
+                site[at] = (site[at] + rng.integers(1, 4)) % 4
+            codes[start:start + m] = site if fwd else 3 - site[::-1]
+            centre = start + (m - 1) / 2
+            amplitude = motif.strength * factors[t] * (config.weak_site_factor if is_weak else 1.0)
+            peak_amplitude[t] += amplitude
+            centres.append(centre)
+            task = config.tasks[t].name
+            inst[task].append([centre, float(fwd), amplitude, motif.plus_offset,
+                               motif.minus_offset])
+            sites.append((start, start + m, '+' if fwd else '-', motif.name, task, int(is_weak),
+                          peak))
+        jitter = config.summit_jitter_sd * np.clip(rng.normal(), -3.0, 3.0)
+        summit = int(np.rint(np.mean(centres) + jitter))
+        summits.append(summit)
+        scores.append(min(1000, int(round(peak_amplitude.sum()))))
+        for t, task in enumerate(config.tasks):
+            if peak_amplitude[t] > 0:
+                broad_reads = peak_amplitude[t] * config.broad_fraction / (
+                    1.0 - config.broad_fraction)
+                broad[task.name].append((summit, broad_reads))
+
+    expected = {}
+    n_mask = codes == _N_CODE
+    for task in config.tasks:
+        pos = np.full(size, config.background_rate, dtype=np.float64)
+        neg = pos.copy()
+        rows = np.array(inst[task.name], dtype=np.float64).reshape(-1, 5)
+        _add_footprints(pos, neg, rows[:, 0], rows[:, 1] > 0.5, rows[:, 2], rows[:, 3],
+                        rows[:, 4], config.footprint_sd)
+        if broad[task.name] and config.broad_fraction > 0:
+            b = np.array(broad[task.name], dtype=np.float64)
+            radius = int(np.ceil(4 * config.broad_sd))
+            for track in (pos, neg):
+                _add_gaussians(track, b[:, 0], b[:, 1], config.broad_sd, radius)
+        # No read maps inside an assembly gap.
+        pos[n_mask] = 0.0
+        neg[n_mask] = 0.0
+        expected[task.name] = (pos.astype(np.float32), neg.astype(np.float32))
+    return _Chrom(codes=codes, summits=summits, scores=scores, sites=sites, expected=expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing.
+
+
+def _fasta_record(chrom: str, codes: np.ndarray) -> bytes:
+    """One FASTA record with `_FASTA_LINE` bases a line."""
+    letters = _BASE_LETTERS[codes]
+    full = letters.size // _FASTA_LINE
+    body = np.empty((full, _FASTA_LINE + 1), dtype=np.uint8)
+    body[:, :_FASTA_LINE] = letters[:full * _FASTA_LINE].reshape(full, _FASTA_LINE)
+    body[:, _FASTA_LINE] = ord('\n')
+    tail = letters[full * _FASTA_LINE:].tobytes()
+    return b'>' + chrom.encode() + b'\n' + body.tobytes() + (tail + b'\n' if tail else b'')
+
+
+def _write_observed(bw: Any, chrom: str, counts: np.ndarray) -> None:
+    """Writes the non-zero bases of integer-valued counts, span 1."""
+    starts = np.flatnonzero(counts).astype(np.int64)
+    if starts.size:
+        bw.addEntries(chrom, starts, values=counts[starts].astype(np.float64), span=1)
+
+
+def _write_dense(bw: Any, chrom: str, values: np.ndarray) -> None:
+    """Writes every base: long runs of one value as one entry, the rest as fixed-step values."""
+    n = values.size
+    change = np.flatnonzero(values[1:] != values[:-1]) + 1
+    run_starts = np.concatenate([[0], change])
+    run_ends = np.concatenate([change, [n]])
+    long_runs = np.flatnonzero(run_ends - run_starts >= _MIN_RUN)
+    position = 0
+    for r in long_runs.tolist():
+        start, end = int(run_starts[r]), int(run_ends[r])
+        if start > position:
+            bw.addEntries(chrom, position, values=values[position:start].astype(np.float64),
+                          span=1, step=1)
+        bw.addEntries([chrom], [start], ends=[end], values=[float(values[start])])
+        position = end
+    if position < n:
+        bw.addEntries(chrom, position, values=values[position:].astype(np.float64), span=1,
+                      step=1)
+
+
+def _write_all(root: str, config: SimulationConfig) -> DemoFiles:
+    """Simulates `config` and writes every file into the existing directory `root`."""
+    files = _demo_files(root, config)
+    rng = np.random.default_rng(config.seed)
+    header = list(config.chrom_sizes)
+    bigwigs = {}
+    for task, paths in files.task_bigwigs.items():
+        bigwigs[task] = [pyBigWig.open(p, 'w') for p in paths]
+        for bw in bigwigs[task]:
+            bw.addHeader(header, maxZooms=10)
+    fai_lines, bed_lines, site_lines = [], [], []
+    peak_counts = {}
+    n_peaks = 0
+    try:
+        with open(files.fasta, 'wb') as fasta:
+            offset = 0
+            for chrom, size in config.chrom_sizes:
+                sim = _simulate_chrom(rng, chrom, size, config)
+                record = _fasta_record(chrom, sim.codes)
+                header_len = len(chrom) + 2
+                fai_lines.append(f'{chrom}\t{size}\t{offset + header_len}\t{_FASTA_LINE}\t'
+                                 f'{_FASTA_LINE + 1}\n')
+                fasta.write(record)
+                offset += len(record)
+                names = [f'peak_{n_peaks + i:06d}' for i in range(len(sim.summits))]
+                for name, summit, score in zip(names, sim.summits, sim.scores):
+                    bed_lines.append(f'{chrom}\t{summit}\t{summit + 1}\t{name}\t{score}\t.\n')
+                for start, end, strand, motif, task, mismatches, peak in sorted(sim.sites):
+                    site_lines.append(f'{chrom}\t{start}\t{end}\t{strand}\t{motif}\t{task}\t'
+                                      f'{mismatches}\t{names[peak]}\n')
+                n_peaks += len(names)
+                peak_counts[chrom] = len(names)
+                for task in config.tasks:
+                    pos_bw, neg_bw, exp_pos_bw, exp_neg_bw = bigwigs[task.name]
+                    exp_pos, exp_neg = sim.expected[task.name]
+                    _write_dense(exp_pos_bw, chrom, exp_pos)
+                    _write_dense(exp_neg_bw, chrom, exp_neg)
+                    # Draws from the float32 values stored, so the oracle likelihood is exact.
+                    _write_observed(pos_bw, chrom, rng.poisson(exp_pos.astype(np.float64)))
+                    _write_observed(neg_bw, chrom, rng.poisson(exp_neg.astype(np.float64)))
+    finally:
+        for handles in bigwigs.values():
+            for bw in handles:
+                bw.close()
+    with open(files.fasta + '.fai', 'w') as f:
+        f.writelines(fai_lines)
+    with open(files.chrom_sizes, 'w') as f:
+        f.writelines(f'{chrom}\t{size}\n' for chrom, size in config.chrom_sizes)
+    with open(files.peaks, 'w') as f:
+        f.writelines(bed_lines)
+    with open(files.motif_sites, 'w') as f:
+        f.write(_SITES_HEADER)
+        f.writelines(site_lines)
+    manifest = {
+        'format_version': _FORMAT_VERSION,
+        'fingerprint': config.fingerprint(),
+        'config': dataclasses.asdict(config),
+        'peaks_per_chrom': peak_counts,
+        'motif_sites': len(site_lines),
+    }
+    # Written last: its presence marks a complete simulation directory.
+    with open(os.path.join(root, _MANIFEST), 'w') as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+    return files
+
+
+def _is_complete(files: DemoFiles, config: SimulationConfig) -> bool:
+    """Whether `files.root` holds a finished simulation of `config`."""
+    try:
+        with open(os.path.join(files.root, _MANIFEST)) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (manifest.get('fingerprint') == config.fingerprint()
+            and all(os.path.isfile(p) for p in _all_paths(files)))
+
+
+def _move_aside(path: str) -> None:
+    """Renames `path` out of the way and deletes it; quiet if another process already did."""
+    aside = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.old-',
+                             dir=os.path.dirname(path))
+    try:
+        os.rename(path, os.path.join(aside, 'old'))
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _publish(tmp: str, out_dir: str) -> bool:
+    """Renames `tmp` to `out_dir` atomically; False if a non-empty `out_dir` is in the way."""
+    try:
+        os.rename(tmp, out_dir)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        raise
+
+
+def _simulate_beside(out_dir: str, config: SimulationConfig) -> str:
+    """Simulates into a new temporary sibling of `out_dir` and returns its path."""
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(out_dir)}.tmp-', dir=parent)
+    try:
+        _write_all(tmp, config)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def simulate(out_dir: str, config: SimulationConfig = SimulationConfig()) -> DemoFiles:
+    """Simulates a demo data set and writes it to `out_dir`.
+
+    Everything is written to a temporary sibling directory that is then renamed to `out_dir`,
+    so readers never see a partial data set. A previous simulation in `out_dir` (one with a
+    simulation.json) is replaced.
+
+    Args:
+      out_dir: directory to create; may exist if empty or holding an earlier simulation.
+      config: what to simulate.
+
+    Returns:
+      The paths written.
+
+    Raises:
+      FileExistsError: `out_dir` exists, is not empty and holds no earlier simulation.
+    """
+    out_dir = os.path.abspath(out_dir)
+    if (os.path.exists(out_dir) and os.listdir(out_dir)
+            and not os.path.exists(os.path.join(out_dir, _MANIFEST))):
+        raise FileExistsError(f'{out_dir} exists and holds no simulation; not replacing it.')
+    tmp = _simulate_beside(out_dir, config)
+    while not _publish(tmp, out_dir):
+        _move_aside(out_dir)
+    return _demo_files(out_dir, config)
+
+
+def default_cache_dir() -> str:
+    """$BPNET_TFX_CACHE if set, else ~/.cache/bpnet_tfx."""
+    return os.environ.get('BPNET_TFX_CACHE') or os.path.join(
+        os.path.expanduser('~'), '.cache', 'bpnet_tfx')
+
+
+def ensure_demo_data(cache_dir: str | None = None,
+                     config: SimulationConfig = SimulationConfig()) -> DemoFiles:
+    """Returns the demo data for `config` from the cache, simulating it first if missing.
+
+    The data live in `<cache_dir>/demo-<config.fingerprint()>/`. A complete copy there is used
+    as is (nothing is rewritten). Otherwise the data are simulated beside it and renamed into
+    place; if another process wins that race, its copy is used and ours deleted.
+
+    Args:
+      cache_dir: cache root; `default_cache_dir()` if None.
+      config: what to simulate.
+
+    Returns:
+      The paths of the cached data set.
+    """
+    cache_dir = os.path.abspath(cache_dir or default_cache_dir())
+    files = _demo_files(os.path.join(cache_dir, f'demo-{config.fingerprint()}'), config)
+    if _is_complete(files, config):
+        return files
+    tmp = _simulate_beside(files.root, config)
+    while not _publish(tmp, files.root):
+        if _is_complete(files, config):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return files
+        _move_aside(files.root)  # Damaged or stale: not a finished copy of this config.
+    return files
