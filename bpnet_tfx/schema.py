@@ -225,7 +225,7 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
                               f'profile shape {profile.shape}')
         feature[KEY_EXPECTED] = _bytes_feature([expected.astype(COUNTS_DTYPE).tobytes()])
     example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # Same bytes in every process.
 
 
 def feature_spec(info: RecordsInfo) -> dict[str, Any]:
