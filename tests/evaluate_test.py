@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from bpnet_tfx import data, evaluate, losses, schema
+from bpnet_tfx import data, inference, losses, schema
 
 
 def test_evaluate_matches_direct_computation(tiny_export):
     export_dir, model, records_dir, info = tiny_export
-    result = evaluate.evaluate(export_dir, records_dir, 'valid', batch_size=5)
+    result = inference.evaluate(export_dir, records_dir, 'valid', batch_size=5)
     nll, uniform, oracle, true_lc, pred_lc = [], [], [], [], []
     for batch in data.make_eval_dataset(records_dir, info, 'valid', batch_size=16):
         out = model(batch['one_hot'].numpy().astype(np.float32), training=False)
@@ -34,7 +34,7 @@ def test_evaluate_matches_direct_computation(tiny_export):
                                overall['profile_nll'], rtol=1e-6)
     # The synthetic 'expected' track is the observed counts + 0.01: far better than uniform.
     assert overall['oracle_profile_nll'] < 0.5 * overall['uniform_profile_nll']
-    table = evaluate.format_table(result)
+    table = inference.format_table(result)
     assert 'oracle_profile_nll' in table and 'synthetic +' in table
 
 
@@ -43,8 +43,8 @@ def test_evaluate_refuses_records_of_another_length(tiny_export, tmp_path):
     export_dir, _, _, _ = tiny_export
     other = str(tmp_path / 'other')
     write_records(other, split_counts={'valid': 4}, sequence_length=100)
-    with pytest.raises(evaluate.EvaluateError, match='100-bp'):
-        evaluate.evaluate(export_dir, other, 'valid')
+    with pytest.raises(inference.EvaluateError, match='100-bp'):
+        inference.evaluate(export_dir, other, 'valid')
     with pytest.raises(schema.SchemaError, match='no test shards'):
-        evaluate.evaluate(export_dir, tiny_export[2], 'test')
+        inference.evaluate(export_dir, tiny_export[2], 'test')
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pyBigWig
 import pytest
 
-from bpnet_tfx import predict, sequence
+from bpnet_tfx import inference, sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +36,7 @@ def test_predict_region_plot_and_numbers(tiny_export, genome, tmp_path):
     export_dir, model, _, _ = tiny_export
     fasta, seq, pos, neg = genome
     png = str(tmp_path / 'out' / 'plot.png')
-    result = predict.predict_region(export_dir, 'chrT:400-600', fasta=fasta, pos_bigwig=pos,
+    result = inference.predict_region(export_dir, 'chrT:400-600', fasta=fasta, pos_bigwig=pos,
                                     neg_bigwig=neg, output_png=png)
     assert result['note'] == ''
     import matplotlib.image
@@ -58,7 +58,7 @@ def test_predict_region_plot_and_numbers(tiny_export, genome, tmp_path):
 def test_other_lengths_are_centred(tiny_export, genome, tmp_path):
     export_dir = tiny_export[0]
     fasta, _, pos, neg = genome
-    result = predict.predict_region(export_dir, 'chrT:450-551', fasta=fasta, pos_bigwig=pos,
+    result = inference.predict_region(export_dir, 'chrT:450-551', fasta=fasta, pos_bigwig=pos,
                                     neg_bigwig=neg, output_png=str(tmp_path / 'p.png'))
     assert result['region'] == 'chrT:400-600'
     assert 'centred window chrT:400-600' in result['note']
@@ -72,8 +72,8 @@ def test_other_lengths_are_centred(tiny_export, genome, tmp_path):
 ])
 def test_bad_regions_are_one_line_errors(tiny_export, genome, tmp_path, region, message):
     fasta, _, pos, neg = genome
-    with pytest.raises(predict.PredictError, match=message):
-        predict.predict_region(tiny_export[0], region, fasta=fasta, pos_bigwig=pos,
+    with pytest.raises(inference.PredictError, match=message):
+        inference.predict_region(tiny_export[0], region, fasta=fasta, pos_bigwig=pos,
                                neg_bigwig=neg, output_png=str(tmp_path / 'p.png'))
 
 

@@ -1,0 +1,34 @@
+"""Figures: predicted against observed stranded profiles."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def plot_profiles(path: str, title: str, positions: np.ndarray, probs: np.ndarray,
+                  observed: np.ndarray | None) -> None:
+    """Plus strand up, minus strand down: predicted probabilities vs observed fractions."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
+    if observed is not None:
+        totals = observed.sum(axis=0)
+        norm = observed / np.where(totals > 0, totals, 1.0)
+        ax.fill_between(positions, norm[:, 0], step='mid', color='0.6', label='observed +')
+        ax.fill_between(positions, -norm[:, 1], step='mid', color='0.8', label='observed -')
+    ax.plot(positions, probs[:, 0], color='tab:blue', lw=1.2, label='predicted +')
+    ax.plot(positions, -probs[:, 1], color='tab:orange', lw=1.2, label='predicted -')
+    ax.axhline(0, color='black', lw=0.5)
+    ax.set_xlabel('position (bp)')
+    ax.set_ylabel('fraction of window counts\n(+ strand up, - strand down)')
+    ax.set_title(title)
+    ax.legend(loc='upper right', fontsize=8, ncol=2)
+    ax.ticklabel_format(axis='x', style='plain', useOffset=False)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
