@@ -42,8 +42,8 @@ def decode_batch(serialized: tf.Tensor, info: schema.RecordsInfo) -> dict[str, t
 
     Returns:
       {'region_id': (batch,) string, 'one_hot': (batch, stored_length, 4) uint8,
-       'profile': (batch, stored_length, tasks, strands) float32, and 'expected' like
-       'profile' when the records hold it}.
+       'profile': (batch, stored_length, tasks, strands) float32, and 'expected' and
+       'control' like 'profile' when the records hold them}.
     """
     parsed = tf.io.parse_example(serialized, schema.feature_spec(info))
     out = {
@@ -53,9 +53,11 @@ def decode_batch(serialized: tf.Tensor, info: schema.RecordsInfo) -> dict[str, t
         'profile': tf.reshape(tf.io.decode_raw(parsed[schema.KEY_PROFILE], tf.float32),
                               (-1, *info.profile_shape)),
     }
-    if info.has_expected:
-        out['expected'] = tf.reshape(
-            tf.io.decode_raw(parsed[schema.KEY_EXPECTED], tf.float32), (-1, *info.profile_shape))
+    for key, name, present in ((schema.KEY_EXPECTED, 'expected', info.has_expected),
+                               (schema.KEY_CONTROL, 'control', info.has_control)):
+        if present:
+            out[name] = tf.reshape(tf.io.decode_raw(parsed[key], tf.float32),
+                                   (-1, *info.profile_shape))
     return out
 
 

@@ -27,6 +27,7 @@ KEY_START = 'region/start'  # int64: 0-based start of the stored window (margin 
 KEY_ONE_HOT = 'sequence/one_hot'  # bytes: uint8 (stored_length, 4), ACGT, N = zero row.
 KEY_PROFILE = 'counts/profile'  # bytes: float32 (stored_length, tasks, strands).
 KEY_EXPECTED = 'counts/expected'  # optional bytes: float32, as KEY_PROFILE; noise-free truth.
+KEY_CONTROL = 'counts/control'  # optional bytes: float32, as KEY_PROFILE; control (input) counts.
 
 ONE_HOT_DTYPE = np.uint8
 COUNTS_DTYPE = np.float32
@@ -69,6 +70,8 @@ class RecordsInfo:
       split_counts: records written per split.
       num_shards: shard files per split.
       has_expected: whether records hold KEY_EXPECTED (simulated data only).
+      has_control: whether records hold KEY_CONTROL: per task, control (input, PAtCh-CAP)
+        counts with the same (stored_length, tasks, strands) layout as the profile.
       median_total_counts: per task, the median over training records of the total counts
         (both strands) in the centred window; used for `counts_loss_weight=auto`.
       source: how the records were made (input files, flags, time, versions, drops).
@@ -82,6 +85,7 @@ class RecordsInfo:
     split_counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
     num_shards: Mapping[str, int] = dataclasses.field(default_factory=dict)
     has_expected: bool = False
+    has_control: bool = False
     median_total_counts: tuple[float, ...] = ()
     source: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
@@ -133,6 +137,7 @@ class RecordsInfo:
             'one_hot': KEY_ONE_HOT,
             'profile': KEY_PROFILE,
             'expected': KEY_EXPECTED,
+            'control': KEY_CONTROL,
         }
         d['dtypes'] = {'one_hot': 'uint8', 'profile': 'float32'}
         return d
@@ -185,7 +190,8 @@ def _bytes_feature(values: Sequence[bytes]):
 
 
 def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
-                  profile: np.ndarray, expected: np.ndarray | None = None) -> bytes:
+                  profile: np.ndarray, expected: np.ndarray | None = None,
+                  control: np.ndarray | None = None) -> bytes:
     """Serialises one window as a `tf.train.Example`.
 
     Args:
@@ -195,6 +201,7 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
       one_hot: (stored_length, 4) array of 0/1, ACGT order, N rows all zero.
       profile: (stored_length, tasks, strands) counts, plus strand first.
       expected: optional array shaped like `profile` with noise-free intensities.
+      control: optional array shaped like `profile` with control counts.
 
     Returns:
       The serialised Example.
@@ -218,12 +225,15 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
         KEY_ONE_HOT: _bytes_feature([one_hot.astype(ONE_HOT_DTYPE).tobytes()]),
         KEY_PROFILE: _bytes_feature([profile.astype(COUNTS_DTYPE).tobytes()]),
     }
-    if expected is not None:
-        expected = np.asarray(expected)
-        if expected.shape != profile.shape:
-            raise SchemaError(f'{region_id}: expected shape {expected.shape} differs from '
+    for key, name, extra in ((KEY_EXPECTED, 'expected', expected),
+                             (KEY_CONTROL, 'control', control)):
+        if extra is None:
+            continue
+        extra = np.asarray(extra)
+        if extra.shape != profile.shape:
+            raise SchemaError(f'{region_id}: {name} shape {extra.shape} differs from '
                               f'profile shape {profile.shape}')
-        feature[KEY_EXPECTED] = _bytes_feature([expected.astype(COUNTS_DTYPE).tobytes()])
+        feature[key] = _bytes_feature([extra.astype(COUNTS_DTYPE).tobytes()])
     example = tf.train.Example(features=tf.train.Features(feature=feature))
     return example.SerializeToString(deterministic=True)  # Same bytes in every process.
 
@@ -240,6 +250,8 @@ def feature_spec(info: RecordsInfo) -> dict[str, Any]:
     }
     if info.has_expected:
         spec[KEY_EXPECTED] = tf.io.FixedLenFeature([], tf.string)
+    if info.has_control:
+        spec[KEY_CONTROL] = tf.io.FixedLenFeature([], tf.string)
     return spec
 
 
@@ -248,7 +260,7 @@ def decode_record(serialized: bytes, info: RecordsInfo) -> dict[str, Any]:
 
     Returns:
       A dict with 'region_id', 'chrom', 'start', 'one_hot' (uint8), 'profile' (float32) and,
-      when present, 'expected'.
+      when present, 'expected' and 'control'.
 
     Raises:
       SchemaError: a byte field whose size does not match `info`.
@@ -273,6 +285,7 @@ def decode_record(serialized: bytes, info: RecordsInfo) -> dict[str, Any]:
         'one_hot': _array(KEY_ONE_HOT, ONE_HOT_DTYPE, info.one_hot_shape),
         'profile': _array(KEY_PROFILE, COUNTS_DTYPE, info.profile_shape),
     }
-    if KEY_EXPECTED in f:
-        out['expected'] = _array(KEY_EXPECTED, COUNTS_DTYPE, info.profile_shape)
+    for key, name in ((KEY_EXPECTED, 'expected'), (KEY_CONTROL, 'control')):
+        if key in f:
+            out[name] = _array(key, COUNTS_DTYPE, info.profile_shape)
     return out

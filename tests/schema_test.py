@@ -15,11 +15,13 @@ def _info(**kw):
 
 
 def test_encode_decode_round_trip():
-    info = _info(has_expected=True)
+    info = _info(has_expected=True, has_control=True)
     one_hot = sequence.one_hot('ACGTNACGTN')
     profile = np.arange(10 * 2 * 2, dtype=np.float32).reshape(10, 2, 2)
-    record = schema.encode_record('chr1:1-9', 'chr1', 0, one_hot, profile, profile * 0.5)
+    record = schema.encode_record('chr1:1-9', 'chr1', 0, one_hot, profile, profile * 0.5,
+                                  control=profile + 1)
     out = schema.decode_record(record, info)
+    np.testing.assert_array_equal(out['control'], profile + 1)
     assert out['region_id'] == 'chr1:1-9' and out['chrom'] == 'chr1' and out['start'] == 0
     np.testing.assert_array_equal(out['one_hot'], one_hot)
     np.testing.assert_array_equal(out['profile'], profile)
