@@ -3,7 +3,10 @@
 Each function takes a whole batch: one-hot (batch, stored_length, 4) and counts
 (batch, stored_length, tasks, strands), and draws one random choice per example. The sequence
 and its counts always move together, so a motif's footprint stays aligned with the motif.
-Evaluation and prediction use `center_crop` only.
+Random draws are stateless, from a seed pair: the training step passes (step, replica id) so
+that replicas draw differently and a resumed run repeats the same draws. They run inside the
+distributed training step, on the accelerator when there is one. Evaluation and prediction use
+`center_crop` only.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def center_crop(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: int,
 
 
 def random_jitter(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: int,
-                  max_jitter: int, seed: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+                  max_jitter: int, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Cuts a window of `sequence_length` at a random shift in [-max_jitter, max_jitter].
 
     The shift is drawn per example and applied to the sequence and its counts together.
@@ -41,7 +44,7 @@ def random_jitter(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: in
       profile: (batch, sequence_length + 2 * max_jitter, tasks, strands).
       sequence_length: model window length.
       max_jitter: largest shift in bp; 0 gives the centred window.
-      seed: optional op seed.
+      seed: int32/int64 tensor of shape [2] for the stateless draw.
 
     Returns:
       (one_hot, profile) of length `sequence_length`.
@@ -49,28 +52,57 @@ def random_jitter(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: in
     if max_jitter == 0:
         return center_crop(one_hot, profile, sequence_length=sequence_length, max_jitter=0)
     batch = tf.shape(one_hot)[0]
-    starts = tf.random.uniform([batch, 1], 0, 2 * max_jitter + 1, dtype=tf.int32, seed=seed)
+    starts = tf.random.stateless_uniform([batch, 1], seed, 0, 2 * max_jitter + 1,
+                                         dtype=tf.int32)
     positions = starts + tf.range(sequence_length, dtype=tf.int32)[tf.newaxis, :]
     return (tf.gather(one_hot, positions, batch_dims=1),
             tf.gather(profile, positions, batch_dims=1))
 
 
-def random_reverse_complement(one_hot: tf.Tensor, profile: tf.Tensor, *,
-                              probability: float = 0.5,
-                              seed: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+def random_reverse_complement(one_hot: tf.Tensor, profile: tf.Tensor, *, seed: tf.Tensor,
+                              probability: float = 0.5) -> tuple[tf.Tensor, tf.Tensor]:
     """Reverse-complements each example with `probability` (counts reversed, strands swapped).
 
     Args:
       one_hot: (batch, length, 4).
       profile: (batch, length, tasks, strands).
+      seed: int32/int64 tensor of shape [2] for the stateless draw.
       probability: chance that an example is flipped.
-      seed: optional op seed.
 
     Returns:
       (one_hot, profile), same shapes and dtypes.
     """
     batch = tf.shape(one_hot)[0]
-    flip = tf.random.uniform([batch], seed=seed) < probability
+    flip = tf.random.stateless_uniform([batch], seed) < probability
     one_hot_rc, profile_rc = sequence.reverse_complement(one_hot, profile)
     return (tf.where(flip[:, None, None], one_hot_rc, one_hot),
             tf.where(flip[:, None, None, None], profile_rc, profile))
+
+
+def augment_batch(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: int,
+                  max_jitter: int, seed: tf.Tensor, jitter: bool = True,
+                  reverse_complement: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+    """Training augmentation of stored windows: random jitter, then random reverse complement.
+
+    Args:
+      one_hot: (batch, sequence_length + 2 * max_jitter, 4).
+      profile: (batch, sequence_length + 2 * max_jitter, tasks, strands).
+      sequence_length: model window length.
+      max_jitter: margin stored on each side.
+      seed: [2] seed tensor; the two draws use seeds derived from it.
+      jitter: shift windows randomly within the margin (else take the centre).
+      reverse_complement: flip half of the examples.
+
+    Returns:
+      (one_hot, profile) of length `sequence_length`.
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+    if jitter:
+        one_hot, profile = random_jitter(one_hot, profile, sequence_length=sequence_length,
+                                         max_jitter=max_jitter, seed=seeds[0])
+    else:
+        one_hot, profile = center_crop(one_hot, profile, sequence_length=sequence_length,
+                                       max_jitter=max_jitter)
+    if reverse_complement:
+        one_hot, profile = random_reverse_complement(one_hot, profile, seed=seeds[1])
+    return one_hot, profile

@@ -4,8 +4,8 @@ Shards are listed (shuffled when training), read in parallel with `interleave`, 
 repeated, batched, and only then parsed with `tf.io.parse_example` + `decode_raw`, so parsing
 is one op per batch. Memory does not grow with the data: nothing is held but the shuffle buffer
 (and the serialised records, with `cache=True`). One-hot stays uint8 until the model casts it.
-Augmentation (random jitter within the stored margin, random reverse complement) runs on whole
-batches; evaluation and prediction get the centred window.
+Augmentation is not done here but in the training step, on the device (augment.py);
+evaluation and prediction get the centred window.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from bpnet_tfx import augment, schema
+from bpnet_tfx import schema
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -73,7 +73,8 @@ def model_targets(profile: tf.Tensor, num_tasks: int) -> dict[str, tf.Tensor]:
 
 
 def _read_records(files: list[str], *, training: bool, seed: int | None,
-                  input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+                  input_context: tf.distribute.InputContext | None,
+                  skip_corrupt: bool = False) -> tf.data.Dataset:
     files_ds = tf.data.Dataset.from_tensor_slices(files)
     shard_records = False
     if input_context is not None and input_context.num_input_pipelines > 1:
@@ -84,10 +85,14 @@ def _read_records(files: list[str], *, training: bool, seed: int | None,
             shard_records = True  # Too few files: every pipeline reads all, keeps its share.
     if training:
         files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = files_ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type=schema.COMPRESSION),
-        cycle_length=min(len(files), 16), block_length=1, num_parallel_calls=AUTOTUNE,
-        deterministic=not training)
+
+    def _open(path):
+        ds = tf.data.TFRecordDataset(path, compression_type=schema.COMPRESSION)
+        # A truncated or corrupt shard ends that shard's stream instead of the run.
+        return ds.ignore_errors() if skip_corrupt else ds
+
+    ds = files_ds.interleave(_open, cycle_length=min(len(files), 16), block_length=1,
+                             num_parallel_calls=AUTOTUNE, deterministic=not training)
     if shard_records:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     return ds
@@ -95,13 +100,14 @@ def _read_records(files: list[str], *, training: bool, seed: int | None,
 
 def make_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *, batch_size: int,
                  training: bool, seed: int | None = None, shuffle_buffer: int = 10_000,
-                 reverse_complement: bool = True, jitter: bool = True, cache: bool = False,
+                 cache: bool = False, skip_corrupt: bool = False,
                  input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-    """Returns batches of (one_hot, targets) for `model.fit` / `model.evaluate`.
+    """Returns batches of {'one_hot', 'profile'} for the training loop.
 
-    Training datasets are shuffled, repeated forever and augmented (random jitter within the
-    stored margin and random reverse complement, unless switched off); other datasets are read
-    once, in a fixed order, centred and never augmented.
+    Training datasets are shuffled, repeated forever and keep the stored windows (length
+    + 2 * max_jitter) so that the training step can jitter and reverse-complement them on the
+    device (`augment.augment_batch`); other datasets are read once, in a fixed order, and cut
+    to the centred window. One-hot stays uint8.
 
     Args:
       records_dir: folder written by make_records.
@@ -109,42 +115,57 @@ def make_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *, batc
       split: 'train', 'valid' or 'test'.
       batch_size: examples per batch for this input pipeline (per replica under
         `distribute_datasets_from_function`, global otherwise).
-      training: shuffle, repeat and augment.
-      seed: seed for file order, shuffling and augmentation.
+      training: shuffle and repeat; keep the jitter margin.
+      seed: seed for file order and shuffling.
       shuffle_buffer: records in the shuffle buffer.
-      reverse_complement: random reverse complement when training.
-      jitter: random shifts within the stored margin when training.
       cache: keep the serialised records in memory after the first pass.
+      skip_corrupt: skip unreadable records instead of failing (see `scan_shards`).
       input_context: from `distribute_datasets_from_function`; each pipeline reads its share.
 
     Returns:
-      A dataset of (one_hot uint8 (batch, length, 4), {'profile': counts, 'log_counts': ...}).
+      A dataset of {'one_hot': uint8 (batch, length, 4),
+                    'profile': float32 (batch, length, tasks, strands)}.
     """
     files = list_shards(records_dir, split)
-    ds = _read_records(files, training=training, seed=seed, input_context=input_context)
+    ds = _read_records(files, training=training, seed=seed, input_context=input_context,
+                       skip_corrupt=skip_corrupt)
     if cache:
         ds = ds.cache()
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE, deterministic=not training)
-
-    length, margin, tasks = info.sequence_length, info.max_jitter, info.num_tasks
+    length, margin = info.sequence_length, info.max_jitter
 
     def _prepare(serialized):
         batch = decode_batch(serialized, info)
         one_hot, profile = batch['one_hot'], batch['profile']
-        if training and jitter:
-            one_hot, profile = augment.random_jitter(
-                one_hot, profile, sequence_length=length, max_jitter=margin, seed=seed)
-        else:
-            one_hot, profile = augment.center_crop(
-                one_hot, profile, sequence_length=length, max_jitter=margin)
-        if training and reverse_complement:
-            one_hot, profile = augment.random_reverse_complement(one_hot, profile, seed=seed)
-        return one_hot, model_targets(profile, tasks)
+        if not training:
+            one_hot = one_hot[:, margin:margin + length]
+            profile = profile[:, margin:margin + length]
+        return {'one_hot': one_hot, 'profile': profile}
 
     return ds.map(_prepare, num_parallel_calls=AUTOTUNE,
                   deterministic=not training).prefetch(AUTOTUNE)
+
+
+def scan_shards(files: list[str]) -> dict[str, Any]:
+    """Reads every record of every shard (framing and checksums only) to find damage.
+
+    Returns:
+      {'records': readable records, 'corrupt': [(path, records read before the error,
+       error message)]}.
+    """
+    readable, corrupt = 0, []
+    for path in files:
+        n = 0
+        try:
+            for _ in tf.data.TFRecordDataset(path, compression_type=schema.COMPRESSION):
+                n += 1
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+                tf.errors.OutOfRangeError) as e:
+            corrupt.append((path, n, e.message.splitlines()[0]))
+        readable += n
+    return {'records': readable, 'corrupt': corrupt}
 
 
 def make_eval_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *,

@@ -32,7 +32,7 @@ def test_reverse_complement_applied_about_half_the_time():
     one_hot = rng.integers(0, 2, (4000, 16, 4)).astype(np.uint8)
     profile = rng.poisson(1.0, (4000, 16, 1, 2)).astype(np.float32)
     out_seq, out_prof = augment.random_reverse_complement(tf.constant(one_hot),
-                                                          tf.constant(profile), seed=1)
+                                                          tf.constant(profile), seed=tf.constant([1, 0]))
     rc_seq, rc_prof = sequence.reverse_complement(one_hot, profile)
     flipped = np.all(out_seq.numpy() == rc_seq, axis=(1, 2))
     kept = np.all(out_seq.numpy() == one_hot, axis=(1, 2))
@@ -50,7 +50,8 @@ def test_jitter_shifts_uniformly_within_margin():
     one_hot = np.zeros((n, length + 2 * margin, 4), np.uint8)
     profile = positions[:, :, None, None].repeat(2, axis=3)
     _, out = augment.random_jitter(tf.constant(one_hot), tf.constant(profile),
-                                   sequence_length=length, max_jitter=margin, seed=3)
+                                   sequence_length=length, max_jitter=margin,
+                                   seed=tf.constant([3, 0]))
     shifts = out.numpy()[:, 0, 0, 0] - margin
     assert out.shape == (n, length, 1, 2)
     assert set(np.unique(shifts)) == set(range(-margin, margin + 1))
@@ -62,9 +63,9 @@ def test_jitter_shifts_uniformly_within_margin():
 def test_footprint_moves_with_motif_under_jitter_and_reverse_complement():
     length, margin = 80, 12
     one_hot, profile = _batch(64, length + 2 * margin)
-    seq, prof = augment.random_jitter(tf.constant(one_hot), tf.constant(profile),
-                                      sequence_length=length, max_jitter=margin, seed=5)
-    seq, prof = augment.random_reverse_complement(seq, prof, seed=6)
+    seq, prof = augment.augment_batch(tf.constant(one_hot), tf.constant(profile),
+                                      sequence_length=length, max_jitter=margin,
+                                      seed=tf.constant([5, 6]))
     seq, prof = seq.numpy(), prof.numpy()
     orientations = set()
     for i in range(len(seq)):
@@ -82,3 +83,14 @@ def test_center_crop_takes_the_middle():
                                max_jitter=5)
     np.testing.assert_array_equal(s.numpy(), one_hot[:, 5:25])
     np.testing.assert_array_equal(p.numpy(), profile[:, 5:25])
+
+
+def test_draws_differ_by_seed_and_repeat_for_the_same_seed():
+    one_hot, profile = _batch(64, 40)
+    def run(seed):
+        s, _ = augment.augment_batch(tf.constant(one_hot), tf.constant(profile),
+                                     sequence_length=30, max_jitter=5, seed=tf.constant(seed))
+        return s.numpy()
+    np.testing.assert_array_equal(run([1, 0]), run([1, 0]))
+    assert not np.array_equal(run([1, 0]), run([1, 1]))  # e.g. another replica
+    assert not np.array_equal(run([1, 0]), run([2, 0]))  # the next step

@@ -7,22 +7,32 @@ import tensorflow as tf
 from bpnet_tfx import data, schema
 
 
-def test_training_batches_shapes_dtypes_and_targets(small_records):
+def test_training_batches_keep_the_margin_and_stay_uint8(small_records):
     path, info = small_records
     ds = data.make_dataset(path, info, 'train', batch_size=8, training=True, seed=0)
-    one_hot, targets = next(iter(ds))
-    assert one_hot.dtype == tf.uint8 and tuple(one_hot.shape) == (8, 200, 4)
-    assert tuple(targets['profile'].shape) == (8, 200, 2)  # single task: no task axis
+    batch = next(iter(ds))
+    assert batch['one_hot'].dtype == tf.uint8 and tuple(batch['one_hot'].shape) == (8, 220, 4)
+    assert tuple(batch['profile'].shape) == (8, 220, 1, 2)
+    assert np.all(batch['one_hot'].numpy().sum(-1) == 1)  # synthetic data has no N
+
+
+def test_model_targets_drop_the_task_axis_for_one_task():
+    profile = tf.constant(np.arange(2 * 5 * 1 * 2, dtype=np.float32).reshape(2, 5, 1, 2))
+    targets = data.model_targets(profile, 1)
+    assert tuple(targets['profile'].shape) == (2, 5, 2)
     np.testing.assert_allclose(targets['log_counts'].numpy(),
-                               np.log1p(targets['profile'].numpy().sum(axis=1)), rtol=1e-6)
-    # Every row is one-hot (synthetic data has no N).
-    assert np.all(one_hot.numpy().sum(-1) == 1)
+                               np.log1p(profile.numpy()[:, :, 0].sum(axis=1)), rtol=1e-6)
+    assert tuple(data.model_targets(tf.zeros((2, 5, 3, 2)), 3)['log_counts'].shape) == (2, 3, 2)
 
 
-def test_training_dataset_repeats(small_records):
+def test_training_dataset_repeats_and_shuffles(small_records):
     path, info = small_records
     ds = data.make_dataset(path, info, 'train', batch_size=16, training=True, seed=0)
-    assert sum(1 for _ in ds.take(10)) == 10  # 160 examples from 64 records
+    batches = [b['profile'].numpy().sum(axis=(1, 2, 3)) for b in ds.take(8)]
+    assert len(batches) == 8  # 128 examples from 64 records
+    first_pass, second_pass = np.concatenate(batches[:4]), np.concatenate(batches[4:])
+    np.testing.assert_allclose(np.sort(first_pass), np.sort(second_pass), rtol=1e-6)
+    assert not np.array_equal(first_pass, second_pass)  # reshuffled each pass
 
 
 def test_evaluation_order_is_deterministic_and_complete(small_records):
@@ -49,8 +59,9 @@ def test_evaluation_windows_are_centred_and_unaugmented(small_records):
             np.testing.assert_array_equal(batch['profile'][i].numpy(), rec['profile'][10:210])
             np.testing.assert_array_equal(batch['expected'][i].numpy(), rec['expected'][10:210])
     ds = data.make_dataset(path, info, 'valid', batch_size=16, training=False)
-    one_hot, targets = next(iter(ds))
-    assert one_hot.shape[0] == 16 and sum(1 for _ in ds) == 1  # read once, not repeated
+    batch = next(iter(ds))
+    assert tuple(batch['one_hot'].shape) == (16, 200, 4)  # centred: margin cut off
+    assert sum(1 for _ in ds) == 1  # read once, not repeated
 
 
 def test_input_context_gives_per_replica_batches_and_disjoint_files(small_records):
@@ -62,7 +73,7 @@ def test_input_context_gives_per_replica_batches_and_disjoint_files(small_record
         batch = ctx.get_per_replica_batch_size(8)
         ds = data.make_dataset(path, info, 'valid', batch_size=batch, training=False,
                                input_context=ctx)
-        sizes = [int(x.shape[0]) for x, _ in ds]
+        sizes = [int(b['one_hot'].shape[0]) for b in ds]
         assert max(sizes) == 4
         seen.append(sum(sizes))
     assert sum(seen) == 16

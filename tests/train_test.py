@@ -1,4 +1,4 @@
-"""Tests of training: one step on 1 vs 2 replicas, a short run, export reloaded elsewhere."""
+"""Tests of training: 1 vs 2 replicas, a short run with export, resume, corrupt shards, CLI."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bpnet_tfx import model as model_lib
-from bpnet_tfx import schema, train
+from bpnet_tfx import schema, trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,32 +26,29 @@ def _config(records_dir, model_dir, info, **kw):
     base = dict(records_dir=records_dir, model_dir=model_dir,
                 export_dir=os.path.join(model_dir, 'export'), epochs=2, batch_size=16,
                 learning_rate=2e-3, counts_loss_weight=1.0, shuffle_buffer=100,
-                reverse_complement=True, jitter=True, cache=False, steps_per_epoch=None,
-                cpu_replicas=1, seed=0,
+                input_benchmark_batches=2,
                 model=model_lib.ModelConfig(sequence_length=info.sequence_length, filters=8,
                                             num_dilated_layers=3))
     base.update(kw)
-    return train.TrainConfig(**base)
+    return trainer.TrainConfig(**base)
 
 
 _REPLICA_STEP = '''
 import json, sys
 import numpy as np
-from bpnet_tfx import train
-train.configure_cpu_replicas(2)
+from bpnet_tfx import trainer
+trainer.configure_cpu_replicas(2)
 import keras, tensorflow as tf
-from bpnet_tfx import augment, data, model as model_lib
+from bpnet_tfx import model as model_lib, schema
 from conftest import synthetic_window
 
 rng = np.random.default_rng(0)
 windows = [synthetic_window(rng, 64, reverse=bool(i % 2)) for i in range(8)]
-one_hot = np.stack([w[0] for w in windows])
-profile = np.stack([w[1] for w in windows])
-targets = data.model_targets(tf.constant(profile), 1)
-ds = tf.data.Dataset.from_tensors((one_hot, targets))
-cfg = train.TrainConfig(records_dir='', model_dir='', export_dir='', epochs=1, batch_size=8,
-    learning_rate=0.01, counts_loss_weight=3.0, shuffle_buffer=1, reverse_complement=False,
-    jitter=False, cache=False, steps_per_epoch=None, cpu_replicas=2, seed=0,
+batch = {'one_hot': np.stack([w[0] for w in windows]),
+         'profile': np.stack([w[1] for w in windows])}
+info = schema.RecordsInfo(sequence_length=64, max_jitter=0, tasks=('t',))
+cfg = trainer.TrainConfig(records_dir='', model_dir='', export_dir='', batch_size=8,
+    counts_loss_weight=3.0, reverse_complement=False, jitter=False,
     model=model_lib.ModelConfig(sequence_length=64, filters=8, num_dilated_layers=2))
 cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
 out = {}
@@ -60,11 +57,21 @@ for n in (1, 2):
         cross_device_ops=tf.distribute.ReductionToOneDevice())
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        model = train.build_and_compile(cfg, optimizer=keras.optimizers.SGD(0.01))
+        model = model_lib.build_bpnet(cfg.model)
+        optimizer = keras.optimizers.SGD(0.01)
+        optimizer.build(model.trainable_variables)
     before = [w.copy() for w in model.get_weights()]
-    hist = model.fit(ds, epochs=1, verbose=0)
+    def dataset_fn(ctx):
+        ds = tf.data.Dataset.from_tensor_slices(batch).shard(ctx.num_input_pipelines,
+                                                             ctx.input_pipeline_id)
+        return ds.batch(ctx.get_per_replica_batch_size(8))
+    train_step, _ = trainer.make_step_functions(strategy, model, optimizer, cfg, info)
+    it = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    sums = train_step(it, tf.constant(0, tf.int64))
     after = model.get_weights()
-    out[n] = {'replicas': strategy.num_replicas_in_sync, 'loss': hist.history['loss'][0],
+    out[n] = {'replicas': strategy.num_replicas_in_sync,
+              'loss': float(sums['loss']) / float(sums['examples']),
+              'examples': float(sums['examples']),
               'delta': [float(np.abs(a - b).max()) for a, b in zip(after, before)],
               'weights': [a.tolist() for a in after]}
 json.dump(out, open(sys.argv[1], 'w'))
@@ -78,6 +85,7 @@ def test_one_step_on_two_replicas_equals_one_replica(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(out_path.read_text())
     assert out['1']['replicas'] == 1 and out['2']['replicas'] == 2
+    assert out['1']['examples'] == out['2']['examples'] == 8
     np.testing.assert_allclose(out['1']['loss'], out['2']['loss'], rtol=1e-5)
     assert max(out['1']['delta']) > 1e-4  # the step really moved the weights
     for w1, w2 in zip(out['1']['weights'], out['2']['weights']):
@@ -89,17 +97,21 @@ def test_short_training_learns_exports_and_reloads_in_fresh_process(small_record
     records_dir, info = small_records
     model_dir = str(tmp_path / 'model')
     config = _config(records_dir, model_dir, info, epochs=4)
-    summary = train.train(config, info)
+    summary = trainer.train(config, info)
     assert summary['epochs'] == 4 and summary['replicas'] == 1
-    assert summary['examples_per_second'] > 0
-    assert summary['final']['loss'] < summary['best']['loss'] * 1.5
-    written = json.loads(open(os.path.join(model_dir, 'train_summary.json')).read())
-    assert written['parameters'] == summary['parameters']
+    assert summary['examples_seen'] == 4 * 4 * 16  # 64 records, batch 16
+    assert summary['examples_per_second'] > 0 and summary['input_examples_per_second'] > 0
+    history = [json.loads(json.dumps(r)) for r in [summary['final']]]
+    assert history[0]['loss'] < 1e4
+    lines = open(os.path.join(model_dir, 'history.csv')).read().splitlines()
+    assert len(lines) == 5 and 'val_profile_nll' in lines[0]
+    first, last = (dict(zip(lines[0].split(','), map(float, ln.split(','))))
+                   for ln in (lines[1], lines[-1]))
+    assert last['profile_nll'] < first['profile_nll']  # it learns
     export_dir = summary['export_dir']
     assert schema.RecordsInfo.load(export_dir) == info
 
     # The Keras model with the best weights, on a fixed input.
-    import keras
     model = model_lib.build_bpnet(config.model)
     model.load_weights(os.path.join(model_dir, 'checkpoints', 'best.weights.h5'))
     x = np.random.default_rng(0).integers(0, 2, (3, 200, 4)).astype(np.float32)
@@ -112,10 +124,9 @@ def test_short_training_learns_exports_and_reloads_in_fresh_process(small_record
         import numpy as np
         import tensorflow as tf
         loaded = tf.saved_model.load(sys.argv[1])
-        fn = loaded.signatures['serving_default']
-        out = fn(one_hot=tf.constant(np.load(sys.argv[2])))
-        assert 'bpnet_tfx' not in sys.modules and 'keras' not in ''.join(
-            m for m in sys.modules if m.startswith('bpnet'))
+        out = loaded.signatures['serving_default'](one_hot=tf.constant(np.load(sys.argv[2])))
+        # TensorFlow may pull in Keras itself; our package must not be needed.
+        assert not any(m.startswith('bpnet_tfx') for m in sys.modules)
         np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})
     ''', export_dir, str(tmp_path / 'x.npy'), str(tmp_path / 'out.npz'))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -129,32 +140,85 @@ def test_short_training_learns_exports_and_reloads_in_fresh_process(small_record
                                atol=1e-5)
     np.testing.assert_allclose(got['counts'], np.expm1(expected['log_counts'].numpy()),
                                rtol=1e-4)
-    del keras
+
+
+@pytest.mark.slow
+def test_rerun_resumes_from_last_checkpoint(small_records, tmp_path):
+    records_dir, info = small_records
+    model_dir = str(tmp_path / 'model')
+    first = trainer.train(_config(records_dir, model_dir, info, epochs=2), info)
+    assert first['epochs'] == 2 and first['epochs_this_run'] == 2
+    second = trainer.train(_config(records_dir, model_dir, info, epochs=3), info)
+    assert second['epochs'] == 3 and second['epochs_this_run'] == 1
+    assert second['examples_seen'] == 4 * 16
+    lines = open(os.path.join(model_dir, 'history.csv')).read().splitlines()
+    assert [ln.split(',')[0] for ln in lines[1:]] == ['1', '2', '3']
+
+
+def _truncate_first_shard(records_dir, split):
+    from bpnet_tfx import data
+    path = data.list_shards(records_dir, split)[0]
+    blob = open(path, 'rb').read()
+    with open(path, 'wb') as f:
+        f.write(blob[:len(blob) // 2])
+    return path
+
+
+def test_corrupt_shard_is_named_or_skipped_and_counted(small_records, tmp_path):
+    records_dir, info = small_records
+    path = _truncate_first_shard(records_dir, 'train')
+    with pytest.raises(trainer.TrainError, match=os.path.basename(path)):
+        trainer.train(_config(records_dir, str(tmp_path / 'a'), info, epochs=1,
+                              input_benchmark_batches=0), info)
+    summary = trainer.train(_config(records_dir, str(tmp_path / 'b'), info, epochs=1,
+                                    skip_corrupt_records=True), info)
+    skipped = summary['skipped_corrupt_records']['train']
+    assert 0 < skipped < 32  # the shard held 32 records; its first part is still read
+    assert summary['skipped_corrupt_records']['valid'] == 0
 
 
 def test_counts_loss_weight_parsing(small_records):
     _, info = small_records
-    assert train.resolve_counts_loss_weight('10', info) == 10.0
-    assert train.resolve_counts_loss_weight('auto', info) == pytest.approx(
+    assert trainer.resolve_counts_loss_weight('10', info) == 10.0
+    assert trainer.resolve_counts_loss_weight('auto', info) == pytest.approx(
         info.median_total_counts[0] / 10)
     for bad in ('ten', '-1', 'nan'):
-        with pytest.raises(train.TrainError, match='counts_loss_weight'):
-            train.resolve_counts_loss_weight(bad, info)
+        with pytest.raises(trainer.TrainError, match='counts_loss_weight'):
+            trainer.resolve_counts_loss_weight(bad, info)
 
 
 def test_cli_dry_run_and_one_line_errors(small_records, tmp_path):
     records_dir, _ = small_records
-    base = [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}',
-            f'--model_dir={tmp_path / "m"}']
+    base = [sys.executable, '-m', 'bpnet_tfx.train', f'--model_dir={tmp_path / "m"}']
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    proc = subprocess.run(base + ['--dry_run', '--batch_size=8'], capture_output=True,
-                          text=True, env=env, timeout=300)
+
+    def run(*flags):
+        return subprocess.run(base + list(flags), capture_output=True, text=True, env=env,
+                              timeout=300)
+
+    proc = run(f'--records_dir={records_dir}', '--dry_run', '--batch_size=8')
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert 'parameters: 120,964' in proc.stdout
+    assert 'parameters: 120,964' in proc.stdout and 'receptive field: 2093 bp' in proc.stdout
     assert not (tmp_path / 'm').exists()  # a dry run writes nothing
-    proc = subprocess.run(base[:3] + [f'--records_dir={tmp_path / "nowhere"}',
-                                      f'--model_dir={tmp_path / "m"}', '--dry_run'],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 2
-    assert 'Traceback' not in proc.stderr
-    assert 'train: error:' in proc.stderr and 'nowhere' in proc.stderr
+    for flags, message in (([f'--records_dir={tmp_path / "nowhere"}'], 'nowhere'),
+                           ([f'--records_dir={records_dir}', '--batch_size=0'], 'batch_size'),
+                           ([f'--records_dir={records_dir}', '--counts_loss_weight=x'],
+                            'counts_loss_weight')):
+        proc = run(*flags, '--dry_run')
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert 'Traceback' not in proc.stderr
+        assert 'train: error:' in proc.stderr and message in proc.stderr
+    proc = run(f'--records_dir={records_dir}', '--no_such_flag=1')
+    assert proc.returncode != 0 and 'no_such_flag' in proc.stderr
+
+
+def test_model_dir_of_another_architecture_is_refused(small_records, tmp_path):
+    records_dir, _ = small_records
+    model_dir = tmp_path / 'm'
+    model_dir.mkdir()
+    (model_dir / 'train_config.json').write_text(json.dumps({'model': {'filters': 3}}))
+    proc = subprocess.run(
+        [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}',
+         f'--model_dir={model_dir}', '--epochs=1'], capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2'), timeout=300)
+    assert proc.returncode == 2 and 'another architecture' in proc.stderr

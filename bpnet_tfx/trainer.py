@@ -1,0 +1,411 @@
+"""The training loop: one code path for every tf.distribute strategy.
+
+A custom loop rather than `model.fit`, because Keras 3's `fit` does not run under
+MultiWorkerMirroredStrategy and because augmentation belongs inside the distributed step, on
+the accelerator. Each replica reads its own share of the shards
+(`distribute_datasets_from_function`, per-replica batch = global batch / replicas), jitters and
+reverse-complements its batch with stateless draws seeded by (step, replica), computes
+per-example losses and scales them with `tf.nn.compute_average_loss` over the global batch; the
+optimizer sums gradients over replicas. Checkpoints (weights, optimizer, epoch, step) are
+written every epoch and every N steps, and a restarted run resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from bpnet_tfx import augment, data, export, losses, schema
+from bpnet_tfx import model as model_lib
+
+STRATEGIES = ('auto', 'mirrored', 'one_device')
+
+
+class TrainError(Exception):
+    """A problem with the flags, the records or the model folder, reported in one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs, made from flags once by the main."""
+
+    records_dir: str
+    model_dir: str
+    export_dir: str
+    model: model_lib.ModelConfig
+    epochs: int = 25
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    counts_loss_weight: float = 10.0
+    shuffle_buffer: int = 10_000
+    reverse_complement: bool = True
+    jitter: bool = True
+    cache: bool = False
+    skip_corrupt_records: bool = False
+    steps_per_epoch: int | None = None
+    checkpoint_every_steps: int = 0
+    input_benchmark_batches: int = 20
+    strategy: str = 'auto'
+    cpu_replicas: int = 1
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d['model'] = self.model.to_dict()
+        return d
+
+
+def configure_cpu_replicas(n: int) -> None:
+    """Splits the first CPU into `n` logical devices; must run before TensorFlow starts."""
+    if n < 1:
+        raise TrainError(f'--cpu_replicas must be >= 1, got {n}')
+    if n == 1 or tf.config.list_physical_devices('GPU'):
+        return
+    cpu = tf.config.list_physical_devices('CPU')[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+
+
+def make_strategy(name: str = 'auto') -> tf.distribute.Strategy:
+    """Returns the strategy: 'auto'/'mirrored' mirror over GPUs (or the logical CPUs)."""
+    if name not in STRATEGIES:
+        raise TrainError(f'--strategy must be one of {", ".join(STRATEGIES)}, got {name!r}')
+    gpus = tf.config.list_logical_devices('GPU')
+    if name == 'one_device':
+        return tf.distribute.OneDeviceStrategy((gpus or tf.config.list_logical_devices('CPU'))[0].name)
+    if gpus:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
+    return tf.distribute.MirroredStrategy(
+        devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def resolve_counts_loss_weight(value: str, info: schema.RecordsInfo) -> float:
+    """Parses --counts_loss_weight: a non-negative number or 'auto' (median total / 10)."""
+    if value == 'auto':
+        if not info.median_total_counts:
+            raise TrainError("--counts_loss_weight=auto needs median_total_counts in the "
+                             "records' metadata.json; remake the records or give a number")
+        return float(np.mean(info.median_total_counts)) / 10.0
+    try:
+        weight = float(value)
+    except ValueError:
+        raise TrainError(f"--counts_loss_weight must be a number or 'auto', got {value!r}") \
+            from None
+    if not math.isfinite(weight) or weight < 0:
+        raise TrainError(f'--counts_loss_weight must be finite and >= 0, got {value}')
+    return weight
+
+
+def _targets(profile: tf.Tensor, num_tasks: int) -> tuple[tf.Tensor, tf.Tensor]:
+    targets = data.model_targets(profile, num_tasks)
+    return targets[schema.TARGET_PROFILE], targets[schema.TARGET_LOG_COUNTS]
+
+
+def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
+                        optimizer: keras.optimizers.Optimizer, config: TrainConfig,
+                        info: schema.RecordsInfo) -> tuple[Callable, Callable]:
+    """Builds the distributed train and eval steps.
+
+    Both return per-batch sums over the global batch: {'loss', 'profile_nll',
+    'log_counts_mse', 'examples'}; dividing by 'examples' gives example-weighted means.
+
+    Returns:
+      (train_step(iterator, step), eval_step(batch)), tf.functions to call in cross-replica
+      context.
+    """
+    num_tasks = info.num_tasks
+    weight = config.counts_loss_weight
+    length, margin = info.sequence_length, info.max_jitter
+
+    def _losses(one_hot, profile, training):
+        counts, log_counts = _targets(profile, num_tasks)
+        out = model(tf.cast(one_hot, tf.float32), training=training)
+        nll = losses.multinomial_nll(counts, out[model_lib.PROFILE])
+        mse = losses.log_counts_mse(log_counts, out[model_lib.LOG_COUNTS])
+        return nll, mse, nll + weight * mse
+
+    def _sums(nll, mse, per_example):
+        return {'loss': tf.reduce_sum(per_example), 'profile_nll': tf.reduce_sum(nll),
+                'log_counts_mse': tf.reduce_sum(mse),
+                'examples': tf.cast(tf.shape(nll)[0], tf.float32)}
+
+    def _replica_train(batch, step):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.stack([tf.cast(step, tf.int64) + config.seed * 1_000_003,
+                         tf.cast(replica, tf.int64)])
+        one_hot, profile = augment.augment_batch(
+            batch['one_hot'], batch['profile'], sequence_length=length, max_jitter=margin,
+            seed=seed, jitter=config.jitter, reverse_complement=config.reverse_complement)
+        with tf.GradientTape() as tape:
+            nll, mse, per_example = _losses(one_hot, profile, True)
+            loss = tf.nn.compute_average_loss(per_example,
+                                              global_batch_size=config.batch_size)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return _sums(nll, mse, per_example)
+
+    def _replica_eval(batch):
+        return _sums(*_losses(batch['one_hot'], batch['profile'], False))
+
+    def _reduce(per_replica):
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in per_replica.items()}
+
+    @tf.function
+    def train_step(iterator, step):
+        return _reduce(strategy.run(_replica_train, args=(next(iterator), step)))
+
+    @tf.function
+    def eval_step(batch):
+        return _reduce(strategy.run(_replica_eval, args=(batch,)))
+
+    return train_step, eval_step
+
+
+def _dataset_fn(config: TrainConfig, info: schema.RecordsInfo, split: str, training: bool,
+                seed: int):
+    def fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        return data.make_dataset(
+            config.records_dir, info, split, training=training, seed=seed,
+            batch_size=ctx.get_per_replica_batch_size(config.batch_size),
+            shuffle_buffer=config.shuffle_buffer, cache=config.cache and training,
+            skip_corrupt=config.skip_corrupt_records, input_context=ctx)
+    return fn
+
+
+def measure_input_pipeline(config: TrainConfig, info: schema.RecordsInfo) -> float:
+    """Examples per second of the training input pipeline alone (read, parse, batch, augment)."""
+    n = config.input_benchmark_batches
+    if n <= 0:
+        return float('nan')
+    ds = data.make_dataset(config.records_dir, info, 'train', batch_size=config.batch_size,
+                           training=True, seed=config.seed,
+                           shuffle_buffer=min(config.shuffle_buffer, 4 * config.batch_size),
+                           skip_corrupt=config.skip_corrupt_records)
+
+    @tf.function
+    def _augment(batch, step):
+        return augment.augment_batch(batch['one_hot'], batch['profile'],
+                                     sequence_length=info.sequence_length,
+                                     max_jitter=info.max_jitter, seed=tf.stack([step, step]),
+                                     jitter=config.jitter,
+                                     reverse_complement=config.reverse_complement)
+
+    it = iter(ds)
+    _augment(next(it), tf.constant(0, tf.int64))  # warm-up: tracing, buffers
+    start = time.perf_counter()
+    examples = 0
+    for i in range(n):
+        one_hot, _ = _augment(next(it), tf.constant(i, tf.int64))
+        examples += int(one_hot.shape[0])
+    return examples / (time.perf_counter() - start)
+
+
+def _name_corrupt_shard(config: TrainConfig, split: str, error: Exception) -> TrainError:
+    scan = data.scan_shards(data.list_shards(config.records_dir, split))
+    if scan['corrupt']:
+        path, n, message = scan['corrupt'][0]
+        return TrainError(f'{path}: corrupt or truncated shard (after {n} records: {message}); '
+                          'remake the records or pass --skip_corrupt_records')
+    return TrainError(f'{config.records_dir}: reading {split} records failed: '
+                      f'{str(error).splitlines()[0]}')
+
+
+def _check_readable(config: TrainConfig, info: schema.RecordsInfo) -> dict[str, int]:
+    """With --skip_corrupt_records: counts unreadable records up front, per split."""
+    skipped = {}
+    for split in ('train', 'valid'):
+        expected = info.split_counts.get(split, 0)
+        if not expected:
+            continue
+        scan = data.scan_shards(data.list_shards(config.records_dir, split))
+        skipped[split] = max(expected - scan['records'], 0)
+        for path, n, message in scan['corrupt']:
+            logging.warning('skipping the rest of %s after %d records: %s', path, n, message)
+    return skipped
+
+
+class _Writer:
+    """history.csv and TensorBoard scalars, one row per epoch."""
+
+    def __init__(self, model_dir: str):
+        self._csv_path = os.path.join(model_dir, 'history.csv')
+        self._tb = tf.summary.create_file_writer(os.path.join(model_dir, 'logs'))
+
+    def write(self, epoch: int, row: dict[str, float]) -> None:
+        new = not os.path.exists(self._csv_path)
+        with open(self._csv_path, 'a', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=['epoch', *sorted(row)])
+            if new:
+                w.writeheader()
+            w.writerow({'epoch': epoch, **row})
+        with self._tb.as_default():
+            for k, v in row.items():
+                tf.summary.scalar(k, v, step=epoch)
+        self._tb.flush()
+
+
+def train(config: TrainConfig, info: schema.RecordsInfo, *,
+          dry_run: bool = False) -> dict[str, Any]:
+    """Trains (resuming from the model folder's last checkpoint), exports the best epoch.
+
+    Returns:
+      The run summary also written to <model_dir>/train_summary.json.
+    """
+    keras.utils.set_random_seed(config.seed)
+    strategy = make_strategy(config.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise TrainError(f'--batch_size={config.batch_size} is not divisible by the '
+                         f'{replicas} replicas')
+    n_train = info.split_counts.get('train', 0)
+    n_valid = info.split_counts.get('valid', 0)
+    if n_train == 0:
+        raise TrainError(f'{config.records_dir}: no training records (split_counts '
+                         f'{dict(info.split_counts)})')
+    with strategy.scope():
+        model = model_lib.build_bpnet(config.model)
+        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        optimizer.build(model.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name='epoch')
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+    if dry_run:
+        model.summary(print_fn=lambda line, **_: print(line))
+        batch = next(iter(data.make_dataset(config.records_dir, info, 'train',
+                                            batch_size=config.batch_size, training=True,
+                                            shuffle_buffer=1)))
+        print(f'parameters: {model.count_params():,}; receptive field: '
+              f'{config.model.receptive_field} bp; records: train {n_train}, valid {n_valid}; '
+              f'first batch one_hot {tuple(batch["one_hot"].shape)}, profile '
+              f'{tuple(batch["profile"].shape)}; replicas: {replicas}')
+        return {'dry_run': True, 'parameters': model.count_params()}
+
+    skipped = _check_readable(config, info) if config.skip_corrupt_records else {}
+    steps_per_epoch = config.steps_per_epoch or math.ceil(n_train / config.batch_size)
+    ckpt_dir = os.path.join(config.model_dir, 'checkpoints')
+    os.makedirs(ckpt_dir, exist_ok=True)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
+                                     step=step_var)
+    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
+    state_path = os.path.join(ckpt_dir, 'best.json')
+    best = {'val_loss': math.inf, 'epoch': 0}
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        if os.path.exists(state_path):
+            with open(state_path) as f:
+                best = json.load(f)
+        logging.info('resuming from %s: epoch %d, step %d', manager.latest_checkpoint,
+                     int(epoch_var.numpy()), int(step_var.numpy()))
+        print(f'train: resuming from {manager.latest_checkpoint} (epoch '
+              f'{int(epoch_var.numpy())}, step {int(step_var.numpy())})')
+
+    input_rate = measure_input_pipeline(config, info)
+    train_step, eval_step = make_step_functions(strategy, model, optimizer, config, info)
+    writer = _Writer(config.model_dir)
+    best_weights = os.path.join(ckpt_dir, 'best.weights.h5')
+    logging.info('training on %d records (%d steps/epoch of %d over %d replicas), '
+                 'validating on %d; input pipeline alone: %.0f examples/s', n_train,
+                 steps_per_epoch, config.batch_size, replicas, n_valid, input_rate)
+    train_seconds, train_examples, rows = 0.0, 0, []
+    start = time.perf_counter()
+    while int(epoch_var.numpy()) < config.epochs:
+        epoch = int(epoch_var.numpy())
+        # The shuffle order of an epoch depends on (seed, epoch) only, so a resumed run
+        # reads the same order as an uninterrupted one would from that epoch on.
+        train_ds = strategy.distribute_datasets_from_function(
+            _dataset_fn(config, info, 'train', True, config.seed + epoch))
+        iterator = iter(train_ds)
+        done_in_epoch = int(step_var.numpy()) - epoch * steps_per_epoch
+        sums = {'loss': 0.0, 'profile_nll': 0.0, 'log_counts_mse': 0.0, 'examples': 0.0}
+        t0 = time.perf_counter()
+        try:
+            for _ in range(max(done_in_epoch, 0), steps_per_epoch):
+                out = train_step(iterator, step_var.value())
+                step_var.assign_add(1)
+                for k, v in out.items():
+                    sums[k] += float(v)
+                if (config.checkpoint_every_steps
+                        and int(step_var.numpy()) % config.checkpoint_every_steps == 0):
+                    manager.save(checkpoint_number=int(step_var.numpy()))
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise _name_corrupt_shard(config, 'train', e) from None
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        train_examples += int(sums['examples'])
+        row = {k: sums[k] / max(sums['examples'], 1) for k in
+               ('loss', 'profile_nll', 'log_counts_mse')}
+        row['examples_per_second'] = sums['examples'] / max(seconds, 1e-9)
+        row['input_examples_per_second'] = input_rate
+        if n_valid:
+            row.update(_evaluate(strategy, eval_step, config, info))
+        monitor = row.get('val_loss', row['loss'])
+        if monitor < best['val_loss']:
+            best = {'val_loss': monitor, 'epoch': epoch + 1, 'row': row}
+            model.save_weights(best_weights)
+        epoch_var.assign(epoch + 1)
+        writer.write(epoch + 1, row)
+        rows.append(row)
+        manager.save(checkpoint_number=int(step_var.numpy()))
+        with open(state_path, 'w') as f:
+            json.dump(best, f)
+        print(f'epoch {epoch + 1}/{config.epochs}: loss {row["loss"]:.2f} (profile '
+              f'{row["profile_nll"]:.2f}, counts {row["log_counts_mse"]:.3f})'
+              + (f' | val loss {row["val_loss"]:.2f} (profile {row["val_profile_nll"]:.2f}, '
+                 f'counts {row["val_log_counts_mse"]:.3f})' if n_valid else '')
+              + f' | {row["examples_per_second"]:.0f} ex/s, {seconds:.0f} s', flush=True)
+
+    if os.path.exists(best_weights):
+        model.load_weights(best_weights)
+    export_path = export.export_saved_model(model, info, config.model, config.export_dir)
+    summary = {
+        'epochs': int(epoch_var.numpy()),
+        'epochs_this_run': len(rows),
+        'best_epoch': best['epoch'],
+        'monitor': 'val_loss' if n_valid else 'loss',
+        'final': rows[-1] if rows else None,
+        'best': best.get('row'),
+        'examples_seen': train_examples,
+        'examples_per_second': train_examples / max(train_seconds, 1e-9),
+        'input_examples_per_second': input_rate,
+        'skipped_corrupt_records': skipped,
+        'wall_seconds': time.perf_counter() - start,
+        'replicas': replicas,
+        'devices': list(strategy.extended.worker_devices),
+        'strategy': type(strategy).__name__,
+        'tensorflow': tf.__version__,
+        'keras': keras.__version__,
+        'parameters': model.count_params(),
+        'export_dir': export_path,
+        'config': config.to_dict(),
+    }
+    with open(os.path.join(config.model_dir, 'train_summary.json'), 'w') as f:
+        json.dump(summary, f, indent=2, sort_keys=True)
+        f.write('\n')
+    return summary
+
+
+def _evaluate(strategy, eval_step, config: TrainConfig,
+              info: schema.RecordsInfo) -> dict[str, float]:
+    valid = strategy.distribute_datasets_from_function(
+        _dataset_fn(config, info, 'valid', False, config.seed))
+    sums = {'loss': 0.0, 'profile_nll': 0.0, 'log_counts_mse': 0.0, 'examples': 0.0}
+    try:
+        for batch in valid:
+            for k, v in eval_step(batch).items():
+                sums[k] += float(v)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+        raise _name_corrupt_shard(config, 'valid', e) from None
+    n = max(sums['examples'], 1)
+    return {'val_loss': sums['loss'] / n, 'val_profile_nll': sums['profile_nll'] / n,
+            'val_log_counts_mse': sums['log_counts_mse'] / n}
