@@ -317,24 +317,30 @@ def train(config: TrainConfig, info: schema.RecordsInfo, *,
     logging.info('training on %d records (%d steps/epoch of %d over %d replicas), '
                  'validating on %d; input pipeline alone: %.0f examples/s', n_train,
                  steps_per_epoch, config.batch_size, replicas, n_valid, input_rate)
-    train_seconds, train_examples, rows = 0.0, 0, []
+    train_seconds, train_examples, timed_total, rows = 0.0, 0, 0.0, []
+    # One iterator for the whole run: the shuffle buffer fills once, and the training set
+    # repeats with a new order each pass. Its seed includes the epoch the run starts at, so
+    # a resumed run does not replay the first epoch's order.
+    first_epoch = int(epoch_var.numpy())
+    iterator = iter(strategy.distribute_datasets_from_function(
+        _dataset_fn(config, info, 'train', True, config.seed + first_epoch)))
+    compiled = False
     start = time.perf_counter()
     while int(epoch_var.numpy()) < config.epochs:
         epoch = int(epoch_var.numpy())
-        # The shuffle order of an epoch depends on (seed, epoch) only, so a resumed run
-        # reads the same order as an uninterrupted one would from that epoch on.
-        train_ds = strategy.distribute_datasets_from_function(
-            _dataset_fn(config, info, 'train', True, config.seed + epoch))
-        iterator = iter(train_ds)
         done_in_epoch = int(step_var.numpy()) - epoch * steps_per_epoch
         sums = {'loss': 0.0, 'profile_nll': 0.0, 'log_counts_mse': 0.0, 'examples': 0.0}
-        t0 = time.perf_counter()
+        timed_examples, t0 = 0.0, time.perf_counter()
         try:
             for _ in range(max(done_in_epoch, 0), steps_per_epoch):
                 out = train_step(iterator, step_var.value())
                 step_var.assign_add(1)
                 for k, v in out.items():
                     sums[k] += float(v)
+                if not compiled:  # Throughput leaves out the first step: tracing, warm-up.
+                    compiled, t0 = True, time.perf_counter()
+                else:
+                    timed_examples += float(out['examples'])
                 if (config.checkpoint_every_steps
                         and int(step_var.numpy()) % config.checkpoint_every_steps == 0):
                     manager.save(checkpoint_number=int(step_var.numpy()))
@@ -343,9 +349,10 @@ def train(config: TrainConfig, info: schema.RecordsInfo, *,
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         train_examples += int(sums['examples'])
+        timed_total += timed_examples
         row = {k: sums[k] / max(sums['examples'], 1) for k in
                ('loss', 'profile_nll', 'log_counts_mse')}
-        row['examples_per_second'] = sums['examples'] / max(seconds, 1e-9)
+        row['examples_per_second'] = timed_examples / max(seconds, 1e-9)
         row['input_examples_per_second'] = input_rate
         if n_valid:
             row.update(_evaluate(strategy, eval_step, config, info))
@@ -376,7 +383,7 @@ def train(config: TrainConfig, info: schema.RecordsInfo, *,
         'final': rows[-1] if rows else None,
         'best': best.get('row'),
         'examples_seen': train_examples,
-        'examples_per_second': train_examples / max(train_seconds, 1e-9),
+        'examples_per_second': timed_total / max(train_seconds, 1e-9),
         'input_examples_per_second': input_rate,
         'skipped_corrupt_records': skipped,
         'wall_seconds': time.perf_counter() - start,

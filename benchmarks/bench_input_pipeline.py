@@ -1,0 +1,211 @@
+"""Input pipeline against the training step, records against in-RAM arrays, and memory.
+
+    .venv/bin/python benchmarks/bench_input_pipeline.py [--examples=4096 --batch_size=64]
+
+Measured in one run, on synthetic records of the reference shape (1000 bp, 2 strands):
+  1. examples/s of the input pipeline alone (list, interleave, parse, batch, jitter + reverse
+     complement) against the model's training step alone (one fixed batch already in memory),
+     at the same batch size. Target: pipeline >= 20x the step, so it never starves the model.
+  2. end-to-end training examples/s from records (bpnet_tfx.trainer) against the reference
+     notebook's way: numpy arrays in RAM passed to Keras `model.fit`, same model and batch.
+     Target: >= 1.0x.
+  3. peak RSS of a training process reading 100,000 records against one reading 10,000
+     (fixed number of steps). Target: <= 1.2x (the notebook's arrays grow linearly).
+Prints a readable row per measurement and one JSON line at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import dataclasses
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+LENGTH, JITTER = 1000, 0
+
+
+def write_records(path: str, n: int, *, unique: int = 5000, seed: int = 0) -> None:
+    """n records (train) + 256 (valid); `unique` distinct windows, repeated to reach n."""
+    import tensorflow as tf
+
+    from bpnet_tfx import schema
+    rng = np.random.default_rng(seed)
+    os.makedirs(path, exist_ok=True)
+    stored = LENGTH + 2 * JITTER
+    pool = []
+    for i in range(min(unique, n)):
+        one_hot = np.eye(4, dtype=np.uint8)[rng.integers(0, 4, stored)]
+        profile = rng.poisson(0.25, (stored, 1, 2)).astype(np.float32)
+        pool.append((one_hot, profile))
+    counts = {'train': n, 'valid': 256}
+    shards = {'train': max(1, n // 2000), 'valid': 1}
+    for split, count in counts.items():
+        writers = [tf.io.TFRecordWriter(
+            os.path.join(path, schema.shard_filename(split, s, shards[split])),
+            options=schema.COMPRESSION) for s in range(shards[split])]
+        for i in range(count):
+            one_hot, profile = pool[i % len(pool)]
+            writers[i % len(writers)].write(schema.encode_record(
+                f'chrB:{i * stored}-{(i + 1) * stored}', 'chrB', i * stored, one_hot, profile))
+        for w in writers:
+            w.close()
+    schema.RecordsInfo(sequence_length=LENGTH, max_jitter=JITTER, tasks=('bench',),
+                       split_counts=counts, num_shards=shards,
+                       median_total_counts=(500.0,),
+                       source={'made_by': 'benchmarks/bench_input_pipeline.py'}).save(path)
+
+
+def _config(records_dir, model_dir, batch_size, **kw):
+    from bpnet_tfx import model as model_lib
+    from bpnet_tfx import trainer
+    return trainer.TrainConfig(records_dir=records_dir, model_dir=model_dir,
+                               export_dir=os.path.join(model_dir, 'export'),
+                               model=model_lib.ModelConfig(sequence_length=LENGTH),
+                               batch_size=batch_size, **kw)
+
+
+def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from bpnet_tfx import data, losses, schema, trainer
+    from bpnet_tfx import model as model_lib
+    info = schema.RecordsInfo.load(records_dir)
+    result = {}
+
+    # 1a. The input pipeline alone (includes augmentation, as in training).
+    cfg = _config(records_dir, tempfile.mkdtemp(), batch_size,
+                  input_benchmark_batches=max(steps * 4, 40))
+    result['pipeline_examples_per_second'] = trainer.measure_input_pipeline(cfg, info)
+
+    # 1b. The training step alone, on one batch already in memory.
+    batch = next(iter(data.make_dataset(records_dir, info, 'train', batch_size=batch_size,
+                                        training=False)))
+    strategy = trainer.make_strategy('auto')
+    with strategy.scope():
+        model = model_lib.build_bpnet(cfg.model)
+        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer.build(model.trainable_variables)
+    train_step, _ = trainer.make_step_functions(
+        strategy, model, optimizer,
+        dataclasses.replace(cfg, jitter=False, reverse_complement=False), info)
+    fixed = strategy.distribute_datasets_from_function(
+        lambda ctx: tf.data.Dataset.from_tensors(batch).repeat())
+    it = iter(fixed)
+    train_step(it, tf.constant(0, tf.int64))
+    start = time.perf_counter()
+    for i in range(steps):
+        train_step(it, tf.constant(i, tf.int64))
+    result['step_examples_per_second'] = steps * batch_size / (time.perf_counter() - start)
+
+    # 2a. End to end from records with our loop (timed epochs exclude validation).
+    model_dir = tempfile.mkdtemp()
+    summary = trainer.train(_config(records_dir, model_dir, batch_size, epochs=2,
+                                    steps_per_epoch=steps, input_benchmark_batches=0,
+                                    shuffle_buffer=2000), info)
+    result['ours_examples_per_second'] = summary['examples_per_second']
+
+    # 2b. The reference notebook's way: every example as float32 arrays in RAM, model.fit.
+    n = steps * batch_size
+    xs, ys = [], []
+    for b in data.make_dataset(records_dir, info, 'train', batch_size=batch_size,
+                               training=False).take(steps):
+        xs.append(b['one_hot'].numpy().astype(np.float32))
+        ys.append(b['profile'].numpy()[:, :, 0, :])
+    x, y = np.concatenate(xs)[:n], np.concatenate(ys)[:n]
+    targets = {'profile': y, 'log_counts': np.log1p(y.sum(axis=1))}
+    keras.utils.set_random_seed(0)
+    nb = model_lib.build_bpnet(cfg.model)
+    nb.compile(optimizer=keras.optimizers.Adam(1e-3),
+               loss={'profile': losses.MultinomialNLL(), 'log_counts': losses.LogCountsMSE()},
+               loss_weights={'profile': 1.0, 'log_counts': 10.0})
+    nb.fit(x, targets, batch_size=batch_size, epochs=1, verbose=0)  # warm-up epoch
+    start = time.perf_counter()
+    nb.fit(x, targets, batch_size=batch_size, epochs=1, verbose=0)
+    result['notebook_examples_per_second'] = n / (time.perf_counter() - start)
+    return result
+
+
+_MEMORY_CHILD = '''
+import resource, sys
+sys.path.insert(0, sys.argv[3])
+from bpnet_tfx import schema, trainer
+from bpnet_tfx import model as model_lib
+info = schema.RecordsInfo.load(sys.argv[1])
+cfg = trainer.TrainConfig(records_dir=sys.argv[1], model_dir=sys.argv[2],
+    export_dir=sys.argv[2] + '/export', model=model_lib.ModelConfig(sequence_length=1000),
+    batch_size=64, epochs=1, steps_per_epoch=int(sys.argv[4]), input_benchmark_batches=0)
+trainer.train(cfg, info)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+'''
+
+
+def bench_memory(sizes: list[int], steps: int, workdir: str) -> dict:
+    out = {}
+    for n in sizes:
+        records = os.path.join(workdir, f'records_{n}')
+        t0 = time.perf_counter()
+        write_records(records, n)
+        print(f'  wrote {n:,} records in {time.perf_counter() - t0:.0f} s', flush=True)
+        proc = subprocess.run([sys.executable, '-c', _MEMORY_CHILD, records,
+                               os.path.join(workdir, f'model_{n}'), REPO, str(steps)],
+                              capture_output=True, text=True,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+        if proc.returncode:
+            raise RuntimeError(proc.stderr[-3000:])
+        out[n] = int(proc.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--examples', type=int, default=4096, help='Records for the speed runs.')
+    parser.add_argument('--batch_size', type=int, default=64, help='Batch size of every run.')
+    parser.add_argument('--steps', type=int, default=15, help='Timed training steps per run.')
+    parser.add_argument('--memory_sizes', default='10000,100000',
+                        help="Record counts for the memory runs; '' to skip.")
+    parser.add_argument('--memory_steps', type=int, default=40,
+                        help='Training steps of each memory run.')
+    args = parser.parse_args()
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    workdir = tempfile.mkdtemp(prefix='bench_input_')
+    records = os.path.join(workdir, 'records')
+    write_records(records, args.examples)
+    speed = bench_speed(records, args.batch_size, args.steps)
+    pipe_vs_step = speed['pipeline_examples_per_second'] / speed['step_examples_per_second']
+    ours_vs_nb = speed['ours_examples_per_second'] / speed['notebook_examples_per_second']
+    machine = f'{platform.machine()}, {os.cpu_count()} cores'
+    print(f'machine: {machine}; batch {args.batch_size}; model: reference BPNet (1000 bp)')
+    print(f'{"measurement":52s} {"examples/s":>12s}')
+    for key in ('pipeline_examples_per_second', 'step_examples_per_second',
+                'ours_examples_per_second', 'notebook_examples_per_second'):
+        print(f'{key:52s} {speed[key]:12.1f}')
+    print(f'{"pipeline / training step (target >= 20)":52s} {pipe_vs_step:12.1f}x')
+    print(f'{"records loop / notebook model.fit (target >= 1.0)":52s} {ours_vs_nb:12.2f}x')
+    result = {'benchmark': 'input_pipeline', 'machine': machine, 'batch_size': args.batch_size,
+              **speed, 'pipeline_over_step': pipe_vs_step, 'ours_over_notebook': ours_vs_nb}
+    sizes = [int(s) for s in args.memory_sizes.split(',') if s]
+    if sizes:
+        rss = bench_memory(sizes, args.memory_steps, workdir)
+        for n, mib in rss.items():
+            print(f'{f"peak RSS training on {n:,} records":52s} {mib:10.0f} MiB')
+        if len(sizes) >= 2:
+            ratio = rss[sizes[-1]] / rss[sizes[0]]
+            print(f'{f"RSS {sizes[-1]:,} / {sizes[0]:,} (target <= 1.2)":52s} {ratio:12.2f}x')
+            result['rss_ratio'] = ratio
+        result['peak_rss_mib'] = {str(k): v for k, v in rss.items()}
+    print(json.dumps(result, sort_keys=True))
+
+
+if __name__ == '__main__':
+    main()
