@@ -62,6 +62,20 @@ _STRATEGY = flags.DEFINE_enum(
     'strategy', 'auto', ['auto', 'mirrored', 'one_device'],
     'auto/mirrored: MirroredStrategy over the visible GPUs, or over the (logical) CPUs when '
     'there is none; one_device: a single device.')
+_PRECISION = flags.DEFINE_enum(
+    'precision', 'auto', ['auto', 'float32', 'mixed_float16', 'mixed_bfloat16'],
+    'Keras dtype policy; softmax, losses and outputs stay float32. auto: mixed_bfloat16 on '
+    'bf16-capable GPUs (compute capability >= 8) and CPUs (AVX-512 BF16 / AMX), else float32 '
+    '(see benchmarks/bench_train.py).')
+_JIT_COMPILE = flags.DEFINE_bool(
+    'jit_compile', False, 'Compile the per-replica step with XLA (slower on the 2-core CPU we '
+    'measured; try it on GPUs).')
+_PATIENCE = flags.DEFINE_integer(
+    'patience', 0, 'Stop after this many epochs without a better validation loss (0: never); '
+    'the export always holds the best epoch.')
+_REDUCE_LR_PATIENCE = flags.DEFINE_integer(
+    'reduce_lr_patience', 0, 'Halve the learning rate after this many epochs without a better '
+    'validation loss (0: never).')
 _CPU_REPLICAS = flags.DEFINE_integer(
     'cpu_replicas', 1, 'With no GPU: split the CPU into this many logical devices and run one '
     'replica on each (for testing data parallelism without GPUs).')
@@ -119,7 +133,9 @@ def config_from_flags(info):
         steps_per_epoch=_STEPS_PER_EPOCH.value,
         checkpoint_every_steps=_CHECKPOINT_EVERY.value,
         input_benchmark_batches=_INPUT_BENCHMARK_BATCHES.value, strategy=_STRATEGY.value,
-        cpu_replicas=_CPU_REPLICAS.value, seed=_SEED.value)
+        precision=_PRECISION.value, jit_compile=_JIT_COMPILE.value, patience=_PATIENCE.value,
+        reduce_lr_patience=_REDUCE_LR_PATIENCE.value, cpu_replicas=_CPU_REPLICAS.value,
+        seed=_SEED.value)
 
 
 def main(argv):

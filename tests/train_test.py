@@ -1,5 +1,6 @@
 """Tests of training: 1 vs 2 replicas, a short run with export, resume, corrupt shards, CLI."""
 
+import csv
 import json
 import os
 import subprocess
@@ -222,3 +223,78 @@ def test_model_dir_of_another_architecture_is_refused(small_records, tmp_path):
          f'--model_dir={model_dir}', '--epochs=1'], capture_output=True, text=True,
         env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2'), timeout=300)
     assert proc.returncode == 2 and 'another architecture' in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('precision', ['mixed_bfloat16', 'mixed_float16'])
+def test_mixed_precision_trains_with_float32_outputs(small_records, tmp_path, precision):
+    import keras
+    records_dir, info = small_records
+    summary = trainer.train(_config(records_dir, str(tmp_path / precision), info, epochs=1,
+                                    precision=precision, input_benchmark_batches=0), info)
+    assert summary['precision'] == precision
+    assert np.isfinite(summary['final']['loss'])
+    assert keras.mixed_precision.global_policy().name == 'float32'  # restored after the run
+    import tensorflow as tf
+    out = tf.saved_model.load(summary['export_dir']).signatures['serving_default'](
+        one_hot=tf.zeros((1, 200, 4)))
+    assert out['profile_probs'].dtype == tf.float32
+    np.testing.assert_allclose(out['profile_probs'].numpy().sum(axis=1), 1.0, rtol=1e-3)
+
+
+def test_early_stopping_and_learning_rate_reduction(small_records, tmp_path):
+    records_dir, info = small_records
+    # A zero learning rate cannot improve on the first epoch.
+    summary = trainer.train(_config(records_dir, str(tmp_path / 'm'), info, epochs=10,
+                                    learning_rate=0.0, patience=2, reduce_lr_patience=1,
+                                    input_benchmark_batches=0), info)
+    assert summary['stopped_early'] and summary['epochs'] == 3 and summary['best_epoch'] == 1
+    # A rerun of a run that stopped early trains no further.
+    again = trainer.train(_config(records_dir, str(tmp_path / 'm'), info, epochs=10,
+                                  learning_rate=0.0, patience=2, input_benchmark_batches=0),
+                          info)
+    assert again['epochs'] == 3 and again['epochs_this_run'] == 0
+    rows = list(csv.DictReader(open(tmp_path / 'm' / 'history.csv')))
+    assert len(rows) == 3
+
+
+def test_learning_rate_halves_on_plateau(small_records, tmp_path):
+    records_dir, info = small_records
+    # Too high a rate for this model: validation loss stops improving, the rate is halved.
+    summary = trainer.train(_config(records_dir, str(tmp_path / 'm'), info, epochs=6,
+                                    learning_rate=0.5, reduce_lr_patience=1,
+                                    input_benchmark_batches=0), info)
+    rows = list(csv.DictReader(open(tmp_path / 'm' / 'history.csv')))
+    rates = [float(r['learning_rate']) for r in rows]
+    assert rates[0] == 0.5 and rates[-1] < 0.5
+    assert all(b in (a, a / 2) for a, b in zip(rates, rates[1:]))
+    assert summary['epochs'] == 6
+
+
+@pytest.mark.slow
+def test_run_killed_after_a_checkpoint_resumes_to_the_same_epochs(small_records, tmp_path):
+    import signal
+    import time
+    records_dir, _ = small_records
+    model_dir = tmp_path / 'm'
+    cmd = [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}',
+           f'--model_dir={model_dir}', '--epochs=4', '--batch_size=8', '--filters=8',
+           '--num_dilated_layers=3', '--checkpoint_every_steps=3',
+           '--input_benchmark_batches=0', '--precision=float32']
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    index = model_dir / 'checkpoints' / 'checkpoint'
+    while not index.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert index.exists() and proc.returncode == -signal.SIGKILL
+    assert not (model_dir / 'train_summary.json').exists()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'resuming from' in done.stdout
+    summary = json.loads((model_dir / 'train_summary.json').read_text())
+    assert summary['epochs'] == 4
+    rows = list(csv.DictReader(open(model_dir / 'history.csv')))
+    assert [int(r['epoch']) for r in rows] == [1, 2, 3, 4]
