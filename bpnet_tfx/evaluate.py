@@ -5,9 +5,13 @@
 
 Reports, overall and per task and strand: profile_nll (the training loss's multinomial NLL),
 uniform_profile_nll (a flat profile), oracle_profile_nll (the simulator's noise-free profile,
-when the records carry it: the floor no model can beat), profile_jsd, count_pearson and
-count_spearman on log(1 + total counts), and n_examples. 'Overall' profile NLLs are per example
-summed over tasks and strands, exactly as the training loss sums them.
+when the records carry it: the floor no model can beat), profile_jsd, profile_auprc (BPNet's
+base-resolution auPRC: positions with >= 0.015 of the window's counts positive, <= 0.005
+negative, windows with < 2.5 / 0.015 counts skipped) with profile_auprc_shuffled (the same with
+predictions permuted along positions, fixed seed), count_pearson and count_spearman on
+log(1 + total counts), and n_examples. 'Overall' profile NLLs are per example summed over tasks
+and strands, exactly as the training loss sums them. A progress line goes to stderr every
+--progress_every batches.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ _SPLIT = flags.DEFINE_string('split', 'valid', 'Split to evaluate: train, valid 
 _OUTPUT_JSON = flags.DEFINE_string('output_json', None,
                                    'Where to write the metrics; default: print only.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Examples per prediction batch.')
+_PROGRESS_EVERY = flags.DEFINE_integer('progress_every', 50,
+                                       'Print a progress line every this many batches.')
 
 
 def main(argv):
@@ -36,7 +42,8 @@ def main(argv):
     start = time.perf_counter()
     try:
         result = inference.evaluate(_SAVED_MODEL.value, _RECORDS_DIR.value, _SPLIT.value,
-                          batch_size=_BATCH_SIZE.value)
+                                    batch_size=_BATCH_SIZE.value,
+                                    progress_every=_PROGRESS_EVERY.value)
     except (inference.EvaluateError, schema.SchemaError) as e:
         print(f'evaluate: error: {e}', file=sys.stderr)
         sys.exit(2)

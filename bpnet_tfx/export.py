@@ -1,8 +1,12 @@
 """Exports a trained BPNet as a SavedModel that needs only TensorFlow to serve.
 
-The SavedModel's `serving_default` signature takes a one-hot batch (batch, length, 4) float32
-(ACGT, N = zero row) and returns named outputs: `profile_probs` (softmax over positions, per
-strand), `counts` (predicted total counts per strand), `profile_logits` and `log_counts`.
+Two signatures return the same named outputs: `profile_probs` (softmax over positions, per
+strand), `counts` (predicted total counts per strand, expm1 of `log_counts`), `profile_logits`
+and `log_counts`. `serving_default` takes `one_hot`, a float32 batch (batch, length, 4) in ACGT
+order with N as a zero row. `serving_sequence` takes `sequence`, a batch of DNA strings
+(tf.string, shape (batch,)) of exactly the model's length, and one-hot encodes them inside the
+graph (ACGT in any case; N and any other character give a zero row, as `sequence.one_hot`
+does); a string of another length fails with an InvalidArgumentError naming the length wanted.
 `metadata.json` of the training records and the model config are copied next to it, so the
 export alone says what windows it expects.
 """
@@ -13,13 +17,18 @@ import json
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from bpnet_tfx import model as model_lib
-from bpnet_tfx import schema
+from bpnet_tfx import schema, sequence
 
 MODEL_CONFIG_FILENAME = 'model_config.json'
 SIGNATURE = 'serving_default'
+SEQUENCE_SIGNATURE = 'serving_sequence'
+ONE_HOT_INPUT = 'one_hot'
+SEQUENCE_INPUT = 'sequence'
+OUTPUTS = ('profile_probs', 'counts', 'profile_logits', 'log_counts')
 
 
 def _outputs(model: keras.Model, one_hot: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -32,6 +41,34 @@ def _outputs(model: keras.Model, one_hot: tf.Tensor) -> dict[str, tf.Tensor]:
         'log_counts': log_counts,
         'counts': tf.math.expm1(log_counts),
     }
+
+
+def encode_sequences(sequences: tf.Tensor, length: int) -> tf.Tensor:
+    """One-hot encodes a batch of DNA strings with TensorFlow ops, as `sequence.one_hot` does.
+
+    Args:
+      sequences: (batch,) tf.string, each exactly `length` ASCII characters.
+      length: the model's window length in bp.
+
+    Returns:
+      (batch, length, 4) float32 in ACGT order; lower case encodes like upper case, N and any
+      other byte give an all-zero row.
+
+    Raises:
+      tf.errors.InvalidArgumentError: (when run) a string of another length.
+    """
+    # Byte -> ACGT index, 4 for anything else; tf.one_hot maps index 4 of depth 4 to zeros.
+    lookup = np.full(256, len(sequence.ALPHABET), np.int32)
+    for i, base in enumerate(sequence.ALPHABET):
+        lookup[ord(base)] = lookup[ord(base.lower())] = i
+    check = tf.debugging.assert_equal(
+        tf.strings.length(sequences), tf.constant(length, tf.int32),
+        message=f'{SEQUENCE_SIGNATURE}: every sequence must be {length} bp long')
+    with tf.control_dependencies([check]):
+        codes = tf.io.decode_raw(sequences, tf.uint8, fixed_length=length)
+    codes = tf.gather(tf.constant(lookup), tf.cast(codes, tf.int32))
+    return tf.reshape(tf.one_hot(codes, len(sequence.ALPHABET), dtype=tf.float32),
+                      (-1, length, len(sequence.ALPHABET)))
 
 
 def export_saved_model(model: keras.Model, info: schema.RecordsInfo,
@@ -49,13 +86,18 @@ def export_saved_model(model: keras.Model, info: schema.RecordsInfo,
     """
     if tf.io.gfile.exists(path):
         tf.io.gfile.rmtree(path)
+    length = config.sequence_length
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         name=SIGNATURE,
         fn=lambda one_hot: _outputs(model, one_hot),
-        input_signature=[tf.TensorSpec((None, config.sequence_length, config.num_channels),
-                                       tf.float32, name='one_hot')])
+        input_signature=[tf.TensorSpec((None, length, config.num_channels), tf.float32,
+                                       name=ONE_HOT_INPUT)])
+    archive.add_endpoint(
+        name=SEQUENCE_SIGNATURE,
+        fn=lambda strings: _outputs(model, encode_sequences(strings, length)),
+        input_signature=[tf.TensorSpec((None,), tf.string, name=SEQUENCE_INPUT)])
     archive.write_out(path, verbose=False)
     info.save(path)
     with open(os.path.join(path, MODEL_CONFIG_FILENAME), 'w') as f:
@@ -65,7 +107,18 @@ def export_saved_model(model: keras.Model, info: schema.RecordsInfo,
 
 
 def load_export_info(path: str) -> tuple[schema.RecordsInfo, model_lib.ModelConfig]:
-    """Reads the metadata and model config stored beside a SavedModel."""
+    """Reads the metadata and model config stored beside a SavedModel.
+
+    Raises:
+      schema.SchemaError: a file is missing or unreadable, or the two disagree on the window
+        length, tasks or strands.
+    """
+    if not os.path.isdir(path):
+        raise schema.SchemaError(f'{path}: no such folder; expected a SavedModel written by '
+                                 'bpnet_tfx.train')
+    if not os.path.exists(os.path.join(path, schema.METADATA_FILENAME)):
+        raise schema.SchemaError(f'{path}: no {schema.METADATA_FILENAME}; is it a bpnet_tfx '
+                                 'export?')
     info = schema.RecordsInfo.load(path)
     config_path = os.path.join(path, MODEL_CONFIG_FILENAME)
     try:
@@ -74,5 +127,42 @@ def load_export_info(path: str) -> tuple[schema.RecordsInfo, model_lib.ModelConf
     except FileNotFoundError:
         raise schema.SchemaError(f'{config_path}: not found; is {path} a bpnet_tfx '
                                  'export?') from None
+    except (OSError, ValueError, TypeError) as e:
+        raise schema.SchemaError(f'{config_path}: cannot read the model config: {e}') from None
+    if (info.sequence_length, info.num_tasks, info.num_strands) != (
+            config.sequence_length, config.num_tasks, config.num_strands):
+        raise schema.SchemaError(
+            f'{path}: export metadata inconsistent: {MODEL_CONFIG_FILENAME} says '
+            f'{config.sequence_length} bp, {config.num_tasks} task(s) x {config.num_strands} '
+            f'strand(s), {schema.METADATA_FILENAME} says {info.sequence_length} bp, '
+            f'{info.num_tasks} x {info.num_strands}')
     return info, config
 
+
+def load_signature(path: str, config: model_lib.ModelConfig, name: str = SIGNATURE):
+    """Loads a signature of the SavedModel at `path` and checks it takes `config`'s windows.
+
+    Returns:
+      The concrete function, called with `one_hot=` (or `sequence=`) keyword arguments.
+
+    Raises:
+      schema.SchemaError: the SavedModel cannot be read, has no such signature, or its
+        one-hot input is of another length than the export's model_config.json says.
+    """
+    try:
+        loaded = tf.saved_model.load(path)
+    except (OSError, ValueError, tf.errors.OpError) as e:
+        raise schema.SchemaError(f'{path}: cannot load the SavedModel: '
+                                 f'{str(e).splitlines()[0] if str(e) else e!r}') from None
+    if name not in loaded.signatures:
+        raise schema.SchemaError(f'{path}: no {name!r} signature (it has '
+                                 f'{", ".join(sorted(loaded.signatures))})')
+    fn = loaded.signatures[name]
+    spec = fn.structured_input_signature[1].get(ONE_HOT_INPUT)
+    if spec is not None and tuple(spec.shape[1:]) != (config.sequence_length,
+                                                      config.num_channels):
+        raise schema.SchemaError(
+            f'{path}: export metadata inconsistent: the SavedModel takes one-hot windows of '
+            f'shape {tuple(spec.shape[1:])}, {MODEL_CONFIG_FILENAME} says '
+            f'({config.sequence_length}, {config.num_channels})')
+    return fn

@@ -1,25 +1,117 @@
 """Running an exported SavedModel: evaluation over records and prediction of genome regions.
 
 Only TensorFlow, numpy and the genome readers are needed; nothing here parses flags. The thin
-mains `evaluate.py` and `predict.py` turn flags into calls of `evaluate()` and
-`predict_region()`.
+mains `evaluate.py` and `predict.py` turn flags into calls of `evaluate()`, `predict_region()`
+and `predict_tracks()`.
+
+Windows and regions. The model sees windows of its own length L. `predict_region` centres a
+shorter region's window on the region's midpoint, and tiles a longer region with L-bp windows
+(see `tile_windows`): windows start at the region's start every L bp and the last one ends at
+the region's end, so it may overlap the one before; where windows overlap, the per-base
+predicted counts (profile probabilities x predicted total counts) are averaged, so every base
+gets exactly one value. `predict_tracks` takes a BED file: each interval shorter than L becomes
+the L-bp window centred on its midpoint (BPNet's convention; longer intervals are kept whole),
+shifted inside the chromosome if needed; these are sorted in FASTA order, merged where they
+overlap or touch, and every merged interval is tiled as above, so bases covered by several
+BED lines are predicted once, not double counted. Tracks average the forward prediction with
+the reverse-complement one (predicted on the reverse-complemented one-hot, then reversed
+along positions with plus and minus swapped back, `sequence.reverse_complement`).
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
-from typing import Any
+import sys
+import time
+from typing import Any, Iterator
 
 import numpy as np
 from absl import logging
 
 from bpnet_tfx import metrics, plots
 
+AUPRC_SHUFFLE_SEED = 20210101  # fixed: the shuffled-prediction auPRC baseline is reproducible
+
 
 class EvaluateError(Exception):
     """Incompatible model and records, reported in one line."""
 
+
+class PredictError(Exception):
+    """Bad region, BED line or inputs, reported in one line."""
+
+
+class _Progress:
+    """A progress line on stderr every `every` items or `percent` % of `total`, and at the end."""
+
+    def __init__(self, label: str, unit: str, total: int | None, *, every: int | None = None,
+                 percent: float = 5.0):
+        self._label, self._unit, self._total = label, unit, total
+        if every is None:
+            every = max(1, int(total * percent / 100)) if total else 1000
+        self._every = every
+        self._next = every
+        self._last = 0
+        self._start = time.perf_counter()
+
+    def update(self, done: int, *, final: bool = False) -> None:
+        if (done < self._next and not final) or done == self._last:
+            return
+        self._last = done
+        while self._next <= done:
+            self._next += self._every
+        rate = done / max(time.perf_counter() - self._start, 1e-9)
+        of = f'/{self._total}' if self._total else ''
+        pct = f' ({100 * done / self._total:.0f}%)' if self._total else ''
+        print(f'{self._label}: {done}{of} {self._unit}{pct}, {rate:.1f} {self._unit}/s',
+              file=sys.stderr, flush=True)
+
+
+class _Model:
+    """An exported SavedModel with its metadata; outputs as numpy with a task axis."""
+
+    def __init__(self, saved_model: str):
+        from bpnet_tfx import export
+        self.info, self.config = export.load_export_info(saved_model)
+        self._serve = export.load_signature(saved_model, self.config)
+
+    def __call__(self, one_hot: np.ndarray) -> dict[str, np.ndarray]:
+        """(batch, L, 4) one-hot -> profile_logits/profile_probs (batch, L, tasks, strands),
+        log_counts/counts (batch, tasks, strands)."""
+        import tensorflow as tf
+        out = {k: v.numpy() for k, v in
+               self._serve(one_hot=tf.constant(one_hot, tf.float32)).items()}
+        if self.config.num_tasks == 1:  # Model outputs drop the task axis; restore it.
+            for k in ('profile_logits', 'profile_probs'):
+                out[k] = out[k][:, :, None, :]
+            for k in ('log_counts', 'counts'):
+                out[k] = out[k][:, None, :]
+        return out
+
+    def predicted_counts(self, one_hot: np.ndarray, *,
+                         reverse_complement: bool = False) -> np.ndarray:
+        """Per-base predicted counts (batch, L, tasks, strands): probabilities x total counts.
+
+        With `reverse_complement`, the mean of the forward prediction and the prediction on the
+        reverse-complemented one-hot mapped back (positions reversed, strands swapped).
+        """
+        from bpnet_tfx import sequence
+        one_hot = np.asarray(one_hot, np.float32)
+        n = len(one_hot)
+        if reverse_complement:
+            rc = np.ascontiguousarray(sequence.reverse_complement(one_hot))
+            one_hot = np.concatenate([one_hot, rc])
+        out = self(one_hot)
+        pred = out['profile_probs'] * out['counts'][:, None]
+        if not reverse_complement:
+            return pred
+        _, back = sequence.reverse_complement(one_hot[n:], pred[n:])
+        return 0.5 * (pred[:n] + back)
+
+
+# Evaluation.
 
 def _profile_metrics(nll, uniform, oracle, jsd, true_log_counts, pred_log_counts):
     out = {
@@ -36,14 +128,40 @@ def _profile_metrics(nll, uniform, oracle, jsd, true_log_counts, pred_log_counts
     return out
 
 
-def evaluate(saved_model: str, records_dir: str, split: str, *,
-             batch_size: int = 256) -> dict[str, Any]:
-    """Runs the SavedModel over a split and returns the metrics dict (see module docstring)."""
-    import tensorflow as tf
+def _auprc_metrics(pools: list[tuple[list, list, list]]) -> dict[str, float]:
+    """auPRC of the labelled positions pooled over `pools` (one per task and strand)."""
+    labels, scores, shuffled = (np.concatenate([a for pool in pools for a in pool[i]]
+                                               or [np.zeros(0)]) for i in range(3))
+    return {'profile_auprc': metrics.average_precision(labels, scores),
+            'profile_auprc_shuffled': metrics.average_precision(labels, shuffled)}
 
-    from bpnet_tfx import data, export, schema
 
-    _, config = export.load_export_info(saved_model)
+def evaluate(saved_model: str, records_dir: str, split: str, *, batch_size: int = 256,
+             progress_every: int = 50) -> dict[str, Any]:
+    """Runs the SavedModel over a split and returns the metrics dict.
+
+    Keys, overall and per task and strand (`tasks.<task>.strands.<strand>`): profile_nll,
+    uniform_profile_nll, oracle_profile_nll (records with expected tracks only), profile_jsd,
+    profile_auprc, profile_auprc_shuffled, count_pearson, count_spearman, n_examples. Overall
+    NLLs are per window summed over tasks and strands, as the training loss sums them; the
+    auPRC pools the labelled positions of every kept window (and, per task and overall, of
+    every strand and task), as BPNet does.
+
+    Args:
+      saved_model: folder written by `export.export_saved_model`.
+      records_dir: records folder written by make_records.
+      split: the split to evaluate.
+      batch_size: windows per prediction batch.
+      progress_every: a progress line on stderr every this many batches.
+
+    Raises:
+      EvaluateError: the model does not fit the records, or the split is empty.
+      schema.SchemaError: unreadable metadata, SavedModel or shards.
+    """
+    from bpnet_tfx import data, schema
+
+    model = _Model(saved_model)
+    config = model.config
     info = schema.RecordsInfo.load(records_dir)
     if info.sequence_length != config.sequence_length:
         raise EvaluateError(f'{saved_model} takes {config.sequence_length}-bp windows but '
@@ -52,40 +170,53 @@ def evaluate(saved_model: str, records_dir: str, split: str, *,
         raise EvaluateError(f'{saved_model} predicts {config.num_tasks} task(s) x '
                             f'{config.num_strands} strand(s); {records_dir} holds '
                             f'{info.num_tasks} x {info.num_strands}')
-    serve = tf.saved_model.load(saved_model).signatures[export.SIGNATURE]
     parts: dict[str, list[np.ndarray]] = {k: [] for k in
                                           ('nll', 'uniform', 'oracle', 'jsd', 'true', 'pred')}
+    # Per (task, strand): labels, predicted and shuffled probabilities of labelled positions.
+    auprc = {(t, s): ([], [], []) for t in range(info.num_tasks)
+             for s in range(info.num_strands)}
     uniform_lp = metrics.uniform_log_probs(info.sequence_length)
+    progress = _Progress('evaluate', 'examples', info.split_counts.get(split),
+                         every=max(1, progress_every) * batch_size)
+    done = 0
     for batch in data.make_eval_dataset(records_dir, info, split, batch_size=batch_size):
-        out = serve(one_hot=tf.cast(batch['one_hot'], tf.float32))
-        logits = out['profile_logits'].numpy()
-        log_counts = out['log_counts'].numpy()
-        if config.num_tasks == 1:  # Model outputs drop the task axis; restore it.
-            logits, log_counts = logits[:, :, None, :], log_counts[:, None, :]
+        out = model(batch['one_hot'].numpy())
         counts = batch['profile'].numpy()
-        parts['nll'].append(metrics.multinomial_nll(counts, metrics.log_softmax(logits)))
+        parts['nll'].append(metrics.multinomial_nll(counts,
+                                                    metrics.log_softmax(out['profile_logits'])))
         parts['uniform'].append(metrics.multinomial_nll(counts, uniform_lp[..., None, None]))
         if 'expected' in batch:
             parts['oracle'].append(metrics.multinomial_nll(
                 counts, metrics.expected_log_probs(batch['expected'].numpy())))
-        parts['jsd'].append(metrics.jensen_shannon_distance(
-            counts, out['profile_probs'].numpy().reshape(counts.shape)))
+        probs = out['profile_probs']
+        parts['jsd'].append(metrics.jensen_shannon_distance(counts, probs))
         parts['true'].append(np.log1p(counts.sum(axis=1)))
-        parts['pred'].append(log_counts)
+        parts['pred'].append(out['log_counts'])
+        labels = metrics.auprc_labels(counts)
+        shuffled = metrics.shuffle_positions(probs, seed=AUPRC_SHUFFLE_SEED, first_index=done)
+        for (t, s), (pool_labels, pool_scores, pool_shuffled) in auprc.items():
+            keep = labels[:, :, t, s] >= 0
+            pool_labels.append(labels[:, :, t, s][keep])
+            pool_scores.append(probs[:, :, t, s][keep])
+            pool_shuffled.append(shuffled[:, :, t, s][keep])
+        done += len(counts)
+        progress.update(done)
     if not parts['nll']:
         raise EvaluateError(f'{records_dir}: the {split} split holds no records')
+    progress.update(done, final=True)
     arr = {k: np.concatenate(v) if v else None for k, v in parts.items()}
 
     def _summed(x):  # per example, summed over tasks and strands as in the training loss
         return None if x is None else x.reshape(len(x), -1).sum(axis=1)
 
+    overall = _profile_metrics(_summed(arr['nll']), _summed(arr['uniform']),
+                               _summed(arr['oracle']), arr['jsd'], arr['true'], arr['pred'])
+    overall.update(_auprc_metrics(list(auprc.values())))
     result: dict[str, Any] = {
         'saved_model': os.path.abspath(saved_model),
         'records_dir': os.path.abspath(records_dir),
         'split': split,
-        'overall': _profile_metrics(_summed(arr['nll']), _summed(arr['uniform']),
-                                    _summed(arr['oracle']), arr['jsd'], arr['true'],
-                                    arr['pred']),
+        'overall': overall,
         'tasks': {},
     }
     for t, task in enumerate(info.tasks):
@@ -94,12 +225,15 @@ def evaluate(saved_model: str, records_dir: str, split: str, *,
             arr['nll'][sl].sum(-1), arr['uniform'][sl].sum(-1),
             None if arr['oracle'] is None else arr['oracle'][sl].sum(-1),
             arr['jsd'][sl], arr['true'][sl], arr['pred'][sl])
+        task_out.update(_auprc_metrics([auprc[t, s] for s in range(info.num_strands)]))
         task_out['strands'] = {}
         for s, strand in enumerate(info.strands):
-            task_out['strands'][strand] = _profile_metrics(
+            strand_out = _profile_metrics(
                 arr['nll'][:, t, s], arr['uniform'][:, t, s],
                 None if arr['oracle'] is None else arr['oracle'][:, t, s],
                 arr['jsd'][:, t, s], arr['true'][:, t, s], arr['pred'][:, t, s])
+            strand_out.update(_auprc_metrics([auprc[t, s]]))
+            task_out['strands'][strand] = strand_out
         result['tasks'][task] = task_out
     return result
 
@@ -107,27 +241,27 @@ def evaluate(saved_model: str, records_dir: str, split: str, *,
 def format_table(result: dict[str, Any]) -> str:
     """A readable table of the overall and per-strand numbers."""
     keys = ('profile_nll', 'oracle_profile_nll', 'uniform_profile_nll', 'profile_jsd',
-            'count_pearson', 'count_spearman', 'n_examples')
+            'profile_auprc', 'profile_auprc_shuffled', 'count_pearson', 'count_spearman',
+            'n_examples')
+    width = max(len(k) for k in keys) + 2
     rows = [('overall', result['overall'])]
     for task, t in result['tasks'].items():
         rows += [(f'{task} {strand}', v) for strand, v in t['strands'].items()]
-    header = f"{'':14s}" + ''.join(f'{k:>20s}' for k in keys)
-    lines = [header]
+    name_width = max(14, *(len(name) + 2 for name, _ in rows))
+    lines = [f"{'':{name_width}s}" + ''.join(f'{k:>{width}s}' for k in keys)]
     for name, values in rows:
         cells = []
         for k in keys:
             v = values.get(k)
-            cells.append(f'{"-":>20s}' if v is None else
-                         f'{v:>20d}' if isinstance(v, int) else f'{v:>20.3f}')
-        lines.append(f'{name:14s}' + ''.join(cells))
+            cells.append(f'{"-":>{width}s}' if v is None else
+                         f'{v:>{width}d}' if isinstance(v, int) else f'{v:>{width}.3f}')
+        lines.append(f'{name:{name_width}s}' + ''.join(cells))
     return '\n'.join(lines)
 
 
+# Regions, windows and the genome.
+
 _REGION_RE = re.compile(r'^([^:\s]+):([\d,]+)-([\d,]+)$')
-
-
-class PredictError(Exception):
-    """Bad region or inputs, reported in one line."""
 
 
 def parse_region(text: str) -> tuple[str, int, int]:
@@ -153,25 +287,63 @@ def centred_window(start: int, end: int, length: int) -> tuple[int, int]:
     return centre - length // 2, centre - length // 2 + length
 
 
+def tile_windows(start: int, end: int, length: int) -> list[int]:
+    """Starts of the `length`-bp windows tiling [start, end) (which is at least `length` long).
+
+    Windows start at `start` every `length` bp; the last one ends exactly at `end`, so it
+    overlaps the one before it unless the region's length is a multiple of `length`.
+    """
+    if end - start < length:
+        raise ValueError(f'[{start}, {end}) is shorter than one {length}-bp window')
+    starts = list(range(start, end - length + 1, length))
+    if starts[-1] + length < end:
+        starts.append(end - length)
+    return starts
+
+
+def stitch(values: np.ndarray, starts: list[int], start: int, end: int) -> np.ndarray:
+    """Per-base mean of window values (windows, length, ...) placed at `starts` over [start, end).
+
+    Raises:
+      ValueError: a base of [start, end) no window covers.
+    """
+    length = values.shape[1]
+    total = np.zeros((end - start, *values.shape[2:]), np.float64)
+    cover = np.zeros(end - start, np.int64)
+    for value, w in zip(values, starts):
+        total[w - start:w - start + length] += value
+        cover[w - start:w - start + length] += 1
+    if (cover == 0).any():
+        raise ValueError('the windows leave bases of the region uncovered')
+    return total / cover.reshape(-1, *([1] * (total.ndim - 1)))
+
+
+def _open_fasta(fasta: str):
+    import pyfaidx
+    try:
+        return pyfaidx.Fasta(fasta, as_raw=True, sequence_always_upper=True)
+    except (OSError, pyfaidx.FastaIndexingError, ValueError) as e:
+        raise PredictError(f'{fasta}: cannot open FASTA: {e}') from None
+
+
+def _check_interval(genome, fasta: str, chrom: str, start: int, end: int, where: str) -> None:
+    if chrom not in genome:
+        raise PredictError(f'{where}chromosome {chrom!r} not in the FASTA {fasta} (it has '
+                           f'{", ".join(list(genome.keys())[:5])}, ...)')
+    size = len(genome[chrom])
+    if start < 0 or end > size:
+        raise PredictError(f'{where}region {chrom}:{start}-{end} runs past the end of {chrom} '
+                           f'({size:,} bp)')
+
+
 def read_window(fasta: str, bigwigs: tuple[str | None, str | None], chrom: str, start: int,
                 end: int) -> tuple[np.ndarray, np.ndarray | None]:
     """One-hot sequence (L, 4) and observed counts (L, 2) or None, with one-line errors."""
     import pyBigWig
-    import pyfaidx
 
     from bpnet_tfx import sequence
-    try:
-        genome = pyfaidx.Fasta(fasta, as_raw=True, sequence_always_upper=True)
-    except (OSError, pyfaidx.FastaIndexingError) as e:
-        raise PredictError(f'{fasta}: cannot open FASTA: {e}') from None
-    with genome:
-        if chrom not in genome:
-            raise PredictError(f'{fasta}: chromosome {chrom!r} not in the FASTA (it has '
-                               f'{", ".join(list(genome.keys())[:5])}, ...)')
-        size = len(genome[chrom])
-        if start < 0 or end > size:
-            raise PredictError(f'region {chrom}:{start}-{end} runs past the end of {chrom} '
-                               f'({size:,} bp)')
+    with _open_fasta(fasta) as genome:
+        _check_interval(genome, fasta, chrom, start, end, '')
         one_hot = sequence.one_hot(genome[chrom][start:end])
     if not all(bigwigs):
         return one_hot, None
@@ -192,15 +364,29 @@ def read_window(fasta: str, bigwigs: tuple[str | None, str | None], chrom: str, 
     return one_hot, np.stack(tracks, axis=-1).astype(np.float32)
 
 
+# One region: plot and TSV.
+
 def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
                    pos_bigwig: str | None = None, neg_bigwig: str | None = None,
                    output_png: str, output_tsv: str | None = None) -> dict[str, Any]:
-    """Predicts `region`, writes the plot and TSV, and returns a summary dict."""
-    import tensorflow as tf
+    """Predicts `region`, writes the plot and TSV, and returns a summary dict.
 
-    from bpnet_tfx import export
+    A region of the model's length is one window. A shorter one is replaced by the model
+    window centred on it; a longer one is tiled (`tile_windows`), the per-base predicted counts
+    of overlapping windows averaged. The plotted and tabulated `pred_prob_*` are each strand's
+    predicted counts as a fraction of the plotted span's (the model's softmax for one window),
+    against the observed counts as fractions of the span's observed counts. Predictions are
+    the forward strand's (no reverse-complement averaging).
 
-    info, config = export.load_export_info(saved_model)
+    Returns:
+      {'region', 'mode' ('window', 'centred' or 'tiled'), 'windows' (their 'chrom:start-end'),
+       'png', 'tsv', 'predicted_counts' and 'observed_counts' (per strand, over the span), 'note'}.
+
+    Raises:
+      PredictError: bad region, files or model; schema.SchemaError: unreadable export.
+    """
+    model = _Model(saved_model)
+    info, config = model.info, model.config
     if config.num_tasks != 1 or config.num_strands != 2:
         raise PredictError(f'{saved_model}: plotting supports one task with two strands, this '
                            f'model has {config.num_tasks} x {config.num_strands}')
@@ -210,36 +396,223 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
     if not fasta:
         raise PredictError('--fasta is needed: the model\'s metadata names no FASTA')
     chrom, start, end = parse_region(region)
-    w_start, w_end = start, end
-    note = ''
-    if end - start != config.sequence_length:
-        w_start, w_end = centred_window(start, end, config.sequence_length)
-        note = (f'region is {end - start} bp, the model takes {config.sequence_length} bp: '
-                f'predicting the centred window {chrom}:{w_start}-{w_end}')
+    length = config.sequence_length
+    mode, note = 'window', ''
+    if end - start < length:
+        note = f'region is {end - start} bp, shorter than the model\'s {length} bp: '
+        start, end = centred_window(start, end, length)
+        mode = 'centred'
+        note += f'predicting the centred window {chrom}:{start}-{end}'
+    starts = [start] if end - start == length else tile_windows(start, end, length)
+    if len(starts) > 1:
+        mode = 'tiled'
+        note = (f'region is {end - start} bp, longer than the model\'s {length} bp: tiled with '
+                f'{len(starts)} windows of {length} bp (overlaps averaged)')
+    if note:
         logging.info(note)
         print(f'predict: {note}')
-    one_hot, observed = read_window(fasta, (pos_bigwig, neg_bigwig), chrom, w_start, w_end)
-    serve = tf.saved_model.load(saved_model).signatures[export.SIGNATURE]
-    out = serve(one_hot=tf.constant(one_hot[None].astype(np.float32)))
-    probs = out['profile_probs'].numpy()[0]
-    counts = out['counts'].numpy()[0]
-    positions = np.arange(w_start, w_end)
-    title = f'{chrom}:{w_start:,}-{w_end:,}  predicted counts +{counts[0]:.0f} / -{counts[1]:.0f}'
+    one_hot, observed = read_window(fasta, (pos_bigwig, neg_bigwig), chrom, start, end)
+    out = model(np.stack([one_hot[w - start:w - start + length] for w in starts]))
+    window_probs, window_counts = out['profile_probs'][:, :, 0], out['counts'][:, 0]
+    pred = stitch(window_probs * window_counts[:, None], starts, start, end)
+    counts = pred.sum(axis=0)
+    # Fractions of the span's predicted counts; counts clipped at a tiny positive weight, as an
+    # untrained model may predict log_counts < 0. For one window this is the softmax itself.
+    weighted = stitch(window_probs * np.maximum(window_counts, 1e-6)[:, None], starts, start,
+                      end)
+    probs = weighted / weighted.sum(axis=0)
+    positions = np.arange(start, end)
+    title = f'{chrom}:{start:,}-{end:,}'
+    if mode == 'tiled':
+        title += f' ({len(starts)} windows of {length} bp)'
+    title += f'  predicted counts +: {counts[0]:.0f}, -: {counts[1]:.0f}'
     if observed is not None:
-        title += f'  observed +{observed[:, 0].sum():.0f} / -{observed[:, 1].sum():.0f}'
-    plots.plot_profiles(output_png, title, positions, probs, observed)
+        title += f'  observed +: {observed[:, 0].sum():.0f}, -: {observed[:, 1].sum():.0f}'
+    plots.plot_profiles(output_png, title, positions, probs, observed,
+                        span='region' if mode == 'tiled' else 'window',
+                        boundaries=starts[1:] if mode == 'tiled' else ())
     output_tsv = output_tsv or os.path.splitext(output_png)[0] + '.tsv'
     columns = {'chrom': [chrom] * len(positions), 'start': positions,
                'pred_prob_plus': probs[:, 0], 'pred_prob_minus': probs[:, 1],
-               'pred_counts_plus': probs[:, 0] * counts[0],
-               'pred_counts_minus': probs[:, 1] * counts[1]}
+               'pred_counts_plus': pred[:, 0], 'pred_counts_minus': pred[:, 1]}
     if observed is not None:
         columns['obs_counts_plus'] = observed[:, 0]
         columns['obs_counts_minus'] = observed[:, 1]
     import pandas as pd
     pd.DataFrame(columns).to_csv(output_tsv, sep='\t', index=False, float_format='%.6g')
-    return {'region': f'{chrom}:{w_start}-{w_end}', 'png': output_png, 'tsv': output_tsv,
+    return {'region': f'{chrom}:{start}-{end}', 'mode': mode,
+            'windows': [f'{chrom}:{w}-{w + length}' for w in starts],
+            'png': output_png, 'tsv': output_tsv,
             'predicted_counts': counts.tolist(), 'note': note,
             'observed_counts': None if observed is None else observed.sum(0).tolist()}
 
 
+# Many regions: bigWig tracks.
+
+def read_bed(path: str) -> Iterator[tuple[int, str, int, int]]:
+    """Yields (line number, chrom, start, end) of a BED file (plain or gzipped).
+
+    Blank, '#', 'track' and 'browser' lines are skipped; extra columns are ignored.
+
+    Raises:
+      PredictError: an unreadable file, or a line without chrom, start < end, as
+        'file:line: ...'.
+    """
+    opener = gzip.open if path.endswith('.gz') else open
+    try:
+        f = opener(path, 'rt')
+    except OSError as e:
+        raise PredictError(f'{path}: cannot open BED: {e.strerror or e}') from None
+    with f:
+        try:
+            for number, line in enumerate(f, 1):
+                if not line.strip() or line.startswith(('#', 'track', 'browser')):
+                    continue
+                cols = line.rstrip('\r\n').split('\t')
+                if len(cols) < 3:
+                    cols = line.split()
+                try:
+                    chrom, start, end = cols[0], int(cols[1]), int(cols[2])
+                except (IndexError, ValueError):
+                    raise PredictError(f'{path}:{number}: malformed BED line {line.strip()!r}; '
+                                       'expected chrom, start, end') from None
+                if not chrom or start < 0 or start >= end:
+                    raise PredictError(f'{path}:{number}: malformed BED line {line.strip()!r}; '
+                                       'needs 0 <= start < end')
+                yield number, chrom, start, end
+        except (OSError, UnicodeDecodeError, EOFError) as e:
+            raise PredictError(f'{path}: cannot read BED: {e}') from None
+
+
+def merge_regions(intervals: list[tuple[str, int, int]],
+                  chrom_order: list[str]) -> list[tuple[str, int, int]]:
+    """Sorts intervals by (chromosome in `chrom_order`, start) and merges overlapping or
+    adjacent ones."""
+    rank = {c: i for i, c in enumerate(chrom_order)}
+    merged: list[list] = []
+    for chrom, start, end in sorted(intervals, key=lambda x: (rank[x[0]], x[1], x[2])):
+        if merged and merged[-1][0] == chrom and start <= merged[-1][2]:
+            merged[-1][2] = max(merged[-1][2], end)
+        else:
+            merged.append([chrom, start, end])
+    return [tuple(m) for m in merged]
+
+
+def _file_label(name: str) -> str:
+    return re.sub(r'[^\w.-]', '_', name)
+
+
+def track_paths(output_prefix: str, tasks: tuple[str, ...],
+                strands: tuple[str, ...]) -> dict[tuple[str, str], str]:
+    """{(task, strand): '<prefix>.<task>.<pos|neg>.bw'} of the tracks `predict_tracks` writes.
+
+    Strands '+' and '-' are named 'pos' and 'neg', like the observed bigWig flags.
+    """
+    labels = {'+': 'pos', '-': 'neg'}
+    return {(task, strand): f'{output_prefix}.{_file_label(task)}.'
+                            f'{labels.get(strand) or _file_label(strand)}.bw'
+            for task in tasks for strand in strands}
+
+
+def predict_tracks(saved_model: str, regions_bed: str, *, fasta: str | None = None,
+                   output_prefix: str, batch_size: int = 64,
+                   reverse_complement: bool = True) -> dict[str, Any]:
+    """Writes bigWig tracks of predicted counts per task and strand over the BED's regions.
+
+    Each track holds, at every base of the merged regions (see the module docstring), the
+    predicted counts: profile probabilities x predicted total counts, averaged over the forward
+    and reverse-complement predictions and over overlapping windows. The header lists every
+    FASTA chromosome with its size, in FASTA order; entries are sorted the same way. Also
+    writes '<prefix>.regions.bed', the merged regions predicted.
+
+    Args:
+      saved_model: the export.
+      regions_bed: BED file of regions (0-based, half-open).
+      fasta: genome FASTA; default: the one the training records were made from.
+      output_prefix: tracks go to '<prefix>.<task>.<pos|neg>.bw'.
+      batch_size: windows per prediction batch.
+      reverse_complement: average with the reverse-complement prediction.
+
+    Returns:
+      {'tracks': {'<task> <strand>': path}, 'regions_bed', 'bed_regions', 'merged_regions',
+       'windows', 'bases'}.
+
+    Raises:
+      PredictError: bad BED line (file:line), region or files; schema.SchemaError: unreadable
+        export.
+    """
+    import pyBigWig
+
+    from bpnet_tfx import sequence
+
+    model = _Model(saved_model)
+    info, config = model.info, model.config
+    length = config.sequence_length
+    fasta = fasta or info.source.get('fasta')
+    if not fasta:
+        raise PredictError('--fasta is needed: the model\'s metadata names no FASTA')
+    with _open_fasta(fasta) as genome:
+        sizes = {name: len(genome[name]) for name in genome.keys()}
+        windows = []
+        for number, chrom, start, end in read_bed(regions_bed):
+            where = f'{regions_bed}:{number}: '
+            _check_interval(genome, fasta, chrom, start, end, where)
+            if sizes[chrom] < length:
+                raise PredictError(f'{where}{chrom} is {sizes[chrom]:,} bp, shorter than the '
+                                   f'model\'s {length}-bp window')
+            if end - start < length:
+                start, end = centred_window(start, end, length)
+                shift = max(0, -start) - max(0, end - sizes[chrom])
+                start, end = start + shift, end + shift
+            windows.append((chrom, start, end))
+        if not windows:
+            raise PredictError(f'{regions_bed}: no regions')
+        merged = merge_regions(windows, list(sizes))
+        jobs = [(k, w) for k, (_, s, e) in enumerate(merged) for w in tile_windows(s, e, length)]
+        os.makedirs(os.path.dirname(os.path.abspath(output_prefix)), exist_ok=True)
+        paths = track_paths(output_prefix, info.tasks, info.strands)
+        tracks = {key: pyBigWig.open(path, 'w') for key, path in paths.items()}
+        try:
+            for bw in tracks.values():
+                bw.addHeader(list(sizes.items()))
+            pending: dict[int, list] = {}  # merged index -> [one_hot, summed counts, coverage]
+            left = np.bincount([k for k, _ in jobs], minlength=len(merged))
+            written = 0
+            progress = _Progress('predict', 'windows', len(jobs))
+            for b in range(0, len(jobs), batch_size):
+                batch = jobs[b:b + batch_size]
+                for k, _ in batch:
+                    if k not in pending:
+                        chrom, s, e = merged[k]
+                        pending[k] = [sequence.one_hot(genome[chrom][s:e]),
+                                      np.zeros((e - s, info.num_tasks, info.num_strands)),
+                                      np.zeros(e - s)]
+                x = np.stack([pending[k][0][w - merged[k][1]:w - merged[k][1] + length]
+                              for k, w in batch])
+                pred = model.predicted_counts(x, reverse_complement=reverse_complement)
+                for (k, w), p in zip(batch, pred):
+                    offset = w - merged[k][1]
+                    pending[k][1][offset:offset + length] += p
+                    pending[k][2][offset:offset + length] += 1
+                    left[k] -= 1
+                while written < len(merged) and left[written] == 0:
+                    _, sums, cover = pending.pop(written)
+                    values = sums / cover[:, None, None]
+                    chrom, s, _ = merged[written]
+                    for t, task in enumerate(info.tasks):
+                        for st, strand in enumerate(info.strands):
+                            tracks[task, strand].addEntries(
+                                chrom, s, values=values[:, t, st].astype(np.float64).tolist(),
+                                span=1, step=1)
+                    written += 1
+                progress.update(b + len(batch), final=b + len(batch) == len(jobs))
+        finally:
+            for bw in tracks.values():
+                bw.close()
+    regions_out = f'{output_prefix}.regions.bed'
+    with open(regions_out, 'w') as f:
+        f.writelines(f'{c}\t{s}\t{e}\n' for c, s, e in merged)
+    return {'tracks': {f'{task} {strand}': path for (task, strand), path in paths.items()},
+            'regions_bed': regions_out, 'bed_regions': len(windows),
+            'merged_regions': len(merged), 'windows': len(jobs),
+            'bases': int(sum(e - s for _, s, e in merged))}

@@ -2,7 +2,10 @@
 
 Profiles are (batch, length, ...) with the trailing axes (tasks, strands); metrics are computed
 per example and per trailing index, so callers can report them per task and strand or summed
-the way the training loss sums them.
+the way the training loss sums them. The profile auPRC follows BPNet's evaluation
+(kundajelab/bpnet `bpnet/metrics.py`, `eval_profile` at bin size 1): positions are labelled
+from the observed fractions, windows with too few counts are left out, and the average
+precision is computed over the labelled positions of all kept windows pooled.
 """
 
 from __future__ import annotations
@@ -89,3 +92,92 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     if x.size < 2 or np.std(x) == 0 or np.std(y) == 0:
         return float('nan')
     return float(stats.spearmanr(x, y)[0])
+
+
+# BPNet's profile auPRC thresholds (BPNetMetricSingleProfile defaults).
+AUPRC_POS_MIN = 0.015  # a position holding at least this fraction of the window's counts: positive
+AUPRC_NEG_MAX = 0.005  # at most this fraction: negative; in between: ambiguous, ignored
+AUPRC_MIN_POS_COUNTS = 2.5  # a kept window has >= this / AUPRC_POS_MIN counts (166.7)
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision (area under the precision-recall step curve), as sklearn computes it.
+
+    AP = sum_n (R_n - R_{n-1}) P_n over the distinct score thresholds n in decreasing order,
+    tied scores forming one threshold (sklearn's `average_precision_score`).
+
+    Args:
+      labels: 1-D, true (1) / false (0).
+      scores: 1-D, same size; higher means more likely positive.
+
+    Returns:
+      The average precision in [0, 1]; NaN when there is no positive.
+    """
+    labels = np.ravel(np.asarray(labels)).astype(bool)
+    scores = np.ravel(np.asarray(scores, np.float64))
+    if labels.shape != scores.shape:
+        raise ValueError(f'labels {labels.shape} and scores {scores.shape} differ in shape')
+    positives = int(labels.sum())
+    if positives == 0:
+        return float('nan')
+    order = np.argsort(-scores, kind='stable')
+    scores, labels = scores[order], labels[order]
+    # The last index of each run of equal scores closes one threshold.
+    last = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    tp = np.cumsum(labels)[last]
+    precision = tp / (last + 1)
+    recall = tp / positives
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def auprc_labels(counts: np.ndarray, *, pos_min: float = AUPRC_POS_MIN,
+                 neg_max: float = AUPRC_NEG_MAX,
+                 min_pos_counts: float = AUPRC_MIN_POS_COUNTS) -> np.ndarray:
+    """BPNet's per-position labels for the profile auPRC.
+
+    A position is positive when it holds at least `pos_min` of its profile's counts, negative
+    when it holds at most `neg_max`, ambiguous in between. A window is kept only when its total
+    counts, averaged over strands (the last axis) as in BPNet, are at least
+    `min_pos_counts / pos_min` (2.5 / 0.015 = 166.7), so that every positive is backed by at
+    least `min_pos_counts` reads; all positions of other windows are ignored.
+
+    Args:
+      counts: (batch, length, ..., strands) observed counts, e.g. (batch, length, tasks,
+        strands).
+
+    Returns:
+      int8 array shaped like `counts`: 1 positive, 0 negative, -1 ignored (ambiguous, or the
+      window was left out).
+    """
+    counts = np.asarray(counts, np.float64)
+    total = counts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        fracs = np.where(total > 0, counts / total, 0.0)
+    labels = np.full(counts.shape, -1, np.int8)
+    labels[fracs <= neg_max] = 0
+    labels[fracs >= pos_min] = 1
+    kept = total.mean(axis=-1, keepdims=True) >= min_pos_counts / pos_min
+    return np.where(kept, labels, np.int8(-1))
+
+
+def shuffle_positions(x: np.ndarray, *, seed: int, first_index: int = 0) -> np.ndarray:
+    """Permutes each window of `x` along positions (axis 1): the auPRC's random baseline.
+
+    Window i of the batch gets a permutation drawn from `seed` and `first_index + i` alone, so
+    the result for a window does not depend on how the data were batched. All trailing
+    entries of a window (tasks, strands) share its permutation.
+
+    Args:
+      x: (batch, length, ...) predictions.
+      seed: the fixed seed.
+      first_index: the index of the batch's first window in the whole data set.
+
+    Returns:
+      An array like `x`.
+    """
+    x = np.asarray(x)
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        perm = np.random.default_rng((seed, first_index + i)).permutation(x.shape[1])
+        out[i] = x[i][perm]
+    return out

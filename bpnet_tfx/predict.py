@@ -1,14 +1,23 @@
-"""Predicts one region with an exported SavedModel and plots it against the observed profile.
+"""Predicts genome regions with an exported SavedModel: a plot of one region, or bigWig tracks.
 
     python -m bpnet_tfx.predict --saved_model=DIR --region=chr1:180924452-180925452 \
         [--fasta=FILE --pos_bigwig=FILE --neg_bigwig=FILE] --output_png=FILE
+    python -m bpnet_tfx.predict --saved_model=DIR --regions_bed=FILE [--fasta=FILE] \
+        --output_prefix=PREFIX
 
-The figure is the reference experiment's: predicted profile probabilities against observed
-counts normalised per strand, plus strand up, minus strand down, titled with the region. The
-same numbers go to a TSV beside the PNG. A region of another length than the model's window is
-centred: the model sees the window of its own length around the region's midpoint, and the
-command says so. --fasta and the bigWigs default to the files the training records were made
-from (metadata.json in the export).
+--region: the reference experiment's figure, predicted profile probabilities against observed
+counts normalised per strand, plus strand up, minus strand down, titled with the region; the
+same numbers go to a TSV beside the PNG. A region shorter than the model's window is centred
+(the model sees the window of its own length around the region's midpoint); a longer one is
+tiled with model-length windows whose per-base predicted counts are stitched (overlaps
+averaged); the command says which. --fasta and the bigWigs default to the files the training
+records were made from (metadata.json in the export).
+
+--regions_bed: bigWig tracks PREFIX.<task>.pos.bw / .neg.bw of predicted counts per base
+(profile probabilities x predicted total counts, forward and reverse-complement averaged) over
+the BED's regions, each widened to the model window around its centre, overlapping regions
+merged so every base gets one value; plus PREFIX.regions.bed, the merged regions.
+Bad input stops with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -22,28 +31,57 @@ from bpnet_tfx import inference
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
 _REGION = flags.DEFINE_string(
     'region', None, "Region 'chrom:start-end', 0-based half-open like BED (so "
-    "chr1:180924452-180925452 is 1000 bp); other lengths are centred on the model window.")
+    "chr1:180924452-180925452 is 1000 bp); shorter ones are centred on the model window, "
+    'longer ones tiled with model windows.')
+_REGIONS_BED = flags.DEFINE_string(
+    'regions_bed', None, 'BED file of regions to write predicted bigWig tracks for, instead '
+    'of --region.')
 _FASTA = flags.DEFINE_string('fasta', None, 'Genome FASTA; default: the training records\' one.')
 _POS_BIGWIG = flags.DEFINE_string('pos_bigwig', None,
                                   'Observed plus-strand bigWig; default: the records\' one.')
 _NEG_BIGWIG = flags.DEFINE_string('neg_bigwig', None,
                                   'Observed minus-strand bigWig; default: the records\' one.')
-_OUTPUT_PNG = flags.DEFINE_string('output_png', None, 'Where to write the plot.')
+_OUTPUT_PNG = flags.DEFINE_string('output_png', None, 'With --region: where to write the plot.')
 _OUTPUT_TSV = flags.DEFINE_string('output_tsv', None,
                                   'Where to write the numbers; default: the PNG path with .tsv.')
+_OUTPUT_PREFIX = flags.DEFINE_string(
+    'output_prefix', None, 'With --regions_bed: tracks go to PREFIX.<task>.<pos|neg>.bw.')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 64,
+                                   'Windows per prediction batch with --regions_bed.')
+
+
+def _fail(message: str) -> None:
+    print(f'predict: error: {message}', file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
     from bpnet_tfx import schema
+    if bool(_REGION.value) == bool(_REGIONS_BED.value):
+        _fail('give exactly one of --region and --regions_bed')
+    if _REGION.value and not _OUTPUT_PNG.value:
+        _fail('--region needs --output_png')
+    if _REGIONS_BED.value and not _OUTPUT_PREFIX.value:
+        _fail('--regions_bed needs --output_prefix')
     try:
-        result = inference.predict_region(_SAVED_MODEL.value, _REGION.value, fasta=_FASTA.value,
-                                pos_bigwig=_POS_BIGWIG.value, neg_bigwig=_NEG_BIGWIG.value,
-                                output_png=_OUTPUT_PNG.value, output_tsv=_OUTPUT_TSV.value)
+        if _REGIONS_BED.value:
+            result = inference.predict_tracks(
+                _SAVED_MODEL.value, _REGIONS_BED.value, fasta=_FASTA.value,
+                output_prefix=_OUTPUT_PREFIX.value, batch_size=_BATCH_SIZE.value)
+        else:
+            result = inference.predict_region(
+                _SAVED_MODEL.value, _REGION.value, fasta=_FASTA.value,
+                pos_bigwig=_POS_BIGWIG.value, neg_bigwig=_NEG_BIGWIG.value,
+                output_png=_OUTPUT_PNG.value, output_tsv=_OUTPUT_TSV.value)
     except (inference.PredictError, schema.SchemaError) as e:
-        print(f'predict: error: {e}', file=sys.stderr)
-        sys.exit(2)
+        _fail(str(e))
+    if _REGIONS_BED.value:
+        print(f"predict: {result['bed_regions']} BED regions -> {result['merged_regions']} "
+              f"merged regions, {result['windows']} windows, {result['bases']:,} bases -> "
+              + ', '.join(result['tracks'].values()))
+        return
     print(f"predict: {result['region']}: predicted counts "
           f"{', '.join(f'{c:.1f}' for c in result['predicted_counts'])}"
           + (f"; observed {', '.join(f'{c:.0f}' for c in result['observed_counts'])}"
@@ -52,5 +90,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    flags.mark_flags_as_required(['saved_model', 'region', 'output_png'])
+    flags.mark_flags_as_required(['saved_model'])
     app.run(main)

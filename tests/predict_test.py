@@ -1,4 +1,4 @@
-"""Tests of single-region prediction: plot, TSV numbers and one-line errors."""
+"""Tests of prediction: one region (plot, TSV, centring, tiling), bigWig tracks, one-line errors."""
 
 import os
 import subprocess
@@ -9,7 +9,7 @@ import pandas as pd
 import pyBigWig
 import pytest
 
-from bpnet_tfx import inference, sequence
+from bpnet_tfx import inference, schema, sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -87,3 +87,163 @@ def test_cli_error_has_no_traceback(tiny_export, genome, tmp_path):
     assert proc.returncode == 2
     assert 'predict: error: malformed region' in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def _keras_counts(model, one_hot: np.ndarray) -> np.ndarray:
+    """Per-base predicted counts (windows, L, 2) of the Keras model: softmax x expm1."""
+    out = model(one_hot.astype(np.float32), training=False)
+    logits = out['profile'].numpy().astype(np.float64)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    return probs * np.expm1(out['log_counts'].numpy().astype(np.float64))[:, None, :]
+
+
+def test_long_region_is_tiled_and_stitched(tiny_export, genome, tmp_path):
+    export_dir, model, _, _ = tiny_export
+    fasta, seq, pos, neg = genome
+    png = str(tmp_path / 'tiled.png')
+    result = inference.predict_region(export_dir, 'chrT:300-750', fasta=fasta, pos_bigwig=pos,
+                                      neg_bigwig=neg, output_png=png)
+    # 450 bp with 200-bp windows: 300-500, 500-700 and the last flush with the end, 550-750.
+    assert result['mode'] == 'tiled' and result['region'] == 'chrT:300-750'
+    assert result['windows'] == ['chrT:300-500', 'chrT:500-700', 'chrT:550-750']
+    assert 'tiled with 3 windows of 200 bp' in result['note']
+    import matplotlib.image
+    img = matplotlib.image.imread(png)
+    assert img.shape[:2] == (400, 1200) and img[..., :3].std() > 0.05
+    table = pd.read_csv(result['tsv'], sep='\t')
+    assert len(table) == 450 and table['start'].iloc[0] == 300 and table['start'].iloc[-1] == 749
+    windows = _keras_counts(model, np.stack([sequence.one_hot(seq[s:s + 200])
+                                             for s in (300, 500, 550)]))
+    want = np.concatenate([windows[0], windows[1][:50],
+                           (windows[1][50:] + windows[2][:150]) / 2, windows[2][150:]])
+    np.testing.assert_allclose(table[['pred_counts_plus', 'pred_counts_minus']], want,
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(table[['pred_prob_plus', 'pred_prob_minus']].sum(), 1.0,
+                               rtol=1e-4)
+    np.testing.assert_array_equal(table['obs_counts_plus'], np.arange(300, 750) % 7)
+
+
+@pytest.fixture
+def two_chromosomes(tmp_path):
+    """A FASTA with chrT (1000 bp) before chrA (700 bp): FASTA order is not name order."""
+    rng = np.random.default_rng(1)
+    seqs = {name: ''.join(np.array(list('ACGT'))[rng.integers(0, 4, n)])
+            for name, n in (('chrT', 1000), ('chrA', 700))}
+    fasta = tmp_path / 'two.fa'
+    fasta.write_text(''.join(f'>{name}\n{s}\n' for name, s in seqs.items()))
+    return str(fasta), seqs
+
+
+def test_bigwig_tracks_round_trip(tiny_export, two_chromosomes, tmp_path, capsys):
+    export_dir, model, _, _ = tiny_export
+    fasta, seqs = two_chromosomes
+    bed = tmp_path / 'regions.bed'
+    bed.write_text('track name=test\n'
+                   'chrT\t100\t150\tpeak1\n'     # centred: 25-225
+                   'chrA\t650\t690\n'            # centred 570-770, shifted inside: 500-700
+                   'chrT\t180\t260\n'            # centred 120-320, overlaps the first
+                   'chrT\t320\t330\n'            # centred 225-425, touches: merged 25-425
+                   'chrT\t600\t900\n'            # longer than the window: kept, tiled
+                   'chrA\t10\t20\n')             # centred -85-115, shifted inside: 0-200
+    prefix = str(tmp_path / 'tracks' / 'pred')
+    result = inference.predict_tracks(export_dir, str(bed), fasta=fasta, output_prefix=prefix,
+                                      batch_size=3)
+    assert result['bed_regions'] == 6 and result['merged_regions'] == 4
+    assert 'predict: 6/6 windows (100%)' in capsys.readouterr().err  # the progress line
+    merged = [('chrT', 25, 425), ('chrT', 600, 900), ('chrA', 0, 200), ('chrA', 500, 700)]
+    assert open(result['regions_bed']).read() == ''.join(f'{c}\t{s}\t{e}\n'
+                                                         for c, s, e in merged)
+    windows = {('chrT', 25, 425): [25, 225], ('chrT', 600, 900): [600, 700],
+               ('chrA', 0, 200): [0], ('chrA', 500, 700): [500]}
+    assert result['windows'] == 6
+    assert result['tracks'] == {'synthetic +': f'{prefix}.synthetic.pos.bw',
+                                'synthetic -': f'{prefix}.synthetic.neg.bw'}
+    tracks = [pyBigWig.open(result['tracks'][f'synthetic {s}']) for s in '+-']
+    try:
+        for bw in tracks:
+            assert list(bw.chroms().items()) == [('chrT', 1000), ('chrA', 700)]
+        for (chrom, start, end), starts in windows.items():
+            x = np.stack([sequence.one_hot(seqs[chrom][s:s + 200]) for s in starts])
+            forward = _keras_counts(model, x)
+            # Reverse complement by hand: reversed, A<->T and C<->G; back: reversed, + <-> -.
+            rc = _keras_counts(model, x[:, ::-1, ::-1])[:, ::-1, ::-1]
+            per_window = (forward + rc) / 2
+            total = np.zeros((end - start, 2))
+            cover = np.zeros(end - start)
+            for s, p in zip(starts, per_window):
+                total[s - start:s - start + 200] += p
+                cover[s - start:s - start + 200] += 1
+            want = total / cover[:, None]
+            for strand, bw in enumerate(tracks):
+                got = np.array(bw.values(chrom, start, end))
+                np.testing.assert_allclose(got, want[:, strand], rtol=1e-4, atol=1e-6)
+        # Bases outside the merged regions hold no value.
+        assert np.isnan(tracks[0].values('chrT', 425, 600)).all()
+        assert tracks[0].intervals('chrT', 0, 25) is None or \
+            not tracks[0].intervals('chrT', 0, 25)
+    finally:
+        for bw in tracks:
+            bw.close()
+
+
+@pytest.mark.parametrize('line, message', [
+    ('chrT\t100', r'bad\.bed:3: malformed BED line'),
+    ('chrT\tten\t200', r'bad\.bed:3: malformed BED line'),
+    ('chrT\t300\t200', r'bad\.bed:3: malformed BED line .*start < end'),
+    ('chrX\t100\t200', r"bad\.bed:3: chromosome 'chrX' not in the FASTA"),
+    ('chrA\t600\t800', r'bad\.bed:3: region chrA:600-800 runs past the end of chrA'),
+])
+def test_bad_bed_lines_name_file_and_line(tiny_export, two_chromosomes, tmp_path, line,
+                                          message):
+    fasta, _ = two_chromosomes
+    bed = tmp_path / 'bad.bed'
+    bed.write_text(f'# regions\nchrT\t100\t200\n{line}\n')
+    with pytest.raises(inference.PredictError, match=message):
+        inference.predict_tracks(tiny_export[0], str(bed), fasta=fasta,
+                                 output_prefix=str(tmp_path / 'p'))
+
+
+def _export_of_another_length(export_dir, tmp_path) -> str:
+    """The export with both metadata files saying 100 bp; its SavedModel still takes 200."""
+    import json
+    import shutil
+    broken = str(tmp_path / 'broken_export')
+    shutil.copytree(export_dir, broken)
+    for name in ('model_config.json', 'metadata.json'):
+        path = os.path.join(broken, name)
+        d = json.load(open(path))
+        d['sequence_length'] = 100
+        json.dump(d, open(path, 'w'))
+    return broken
+
+
+def test_savedmodel_of_another_length_is_refused(tiny_export, genome, tmp_path):
+    fasta, _, pos, neg = genome
+    broken = _export_of_another_length(tiny_export[0], tmp_path)
+    with pytest.raises(schema.SchemaError, match='export metadata inconsistent'):
+        inference.predict_region(broken, 'chrT:400-500', fasta=fasta, pos_bigwig=pos,
+                                 neg_bigwig=neg, output_png=str(tmp_path / 'p.png'))
+
+
+@pytest.mark.parametrize('case', ['bed', 'length'])
+def test_cli_errors_exit_2_without_traceback(tiny_export, genome, tmp_path, case):
+    fasta, _, _, _ = genome
+    args = [sys.executable, '-m', 'bpnet_tfx.predict', f'--fasta={fasta}']
+    if case == 'bed':
+        bed = tmp_path / 'r.bed'
+        bed.write_text('chrT\t100\t200\nchrT 5\n')
+        args += [f'--saved_model={tiny_export[0]}', f'--regions_bed={bed}',
+                 f'--output_prefix={tmp_path / "t"}']
+        want = f'predict: error: {bed}:2: malformed BED line'
+    else:
+        args += [f'--saved_model={_export_of_another_length(tiny_export[0], tmp_path)}',
+                 '--region=chrT:400-500', f'--output_png={tmp_path / "p.png"}']
+        want = 'export metadata inconsistent'
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2'))
+    assert proc.returncode == 2
+    assert want in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if 'predict: error:' in line]
+    assert len(errors) == 1
