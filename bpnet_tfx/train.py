@@ -59,9 +59,10 @@ _INPUT_BENCHMARK_BATCHES = flags.DEFINE_integer(
     'input_benchmark_batches', 20, 'Batches timed through the input pipeline alone before '
     'training, reported next to training throughput (0: skip).')
 _STRATEGY = flags.DEFINE_enum(
-    'strategy', 'auto', ['auto', 'mirrored', 'one_device'],
+    'strategy', 'auto', ['auto', 'mirrored', 'multi_worker', 'one_device'],
     'auto/mirrored: MirroredStrategy over the visible GPUs, or over the (logical) CPUs when '
-    'there is none; one_device: a single device.')
+    'there is none; multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG (run the same '
+    'command on every host; the chief writes the model folder); one_device: one device.')
 _PRECISION = flags.DEFINE_enum(
     'precision', 'auto', ['auto', 'float32', 'mixed_float16', 'mixed_bfloat16'],
     'Keras dtype policy; softmax, losses and outputs stay float32. auto: mixed_bfloat16 on '
@@ -160,6 +161,10 @@ def main(argv):
         print(f'train: error: {e}', file=sys.stderr)
         sys.exit(2)
     if summary.get('dry_run'):
+        return
+    if not summary.get('chief', True):
+        print(f"train: worker done after {summary['epochs']} epochs (the chief writes the "
+              'model folder)')
         return
     best = summary['best'] or {}
     monitor = summary['monitor']

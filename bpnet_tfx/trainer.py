@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from typing import Any, Callable
 
@@ -28,7 +29,7 @@ from absl import logging
 from bpnet_tfx import augment, data, export, losses, schema
 from bpnet_tfx import model as model_lib
 
-STRATEGIES = ('auto', 'mirrored', 'one_device')
+STRATEGIES = ('auto', 'mirrored', 'multi_worker', 'one_device')
 PRECISIONS = ('auto', 'float32', 'mixed_float16', 'mixed_bfloat16')
 
 
@@ -82,9 +83,23 @@ def configure_cpu_replicas(n: int) -> None:
 
 
 def make_strategy(name: str = 'auto') -> tf.distribute.Strategy:
-    """Returns the strategy: 'auto'/'mirrored' mirror over GPUs (or the logical CPUs)."""
+    """Returns the strategy.
+
+    'auto'/'mirrored' mirror over the visible GPUs (or the logical CPUs); 'multi_worker' is
+    MultiWorkerMirroredStrategy configured from the TF_CONFIG environment variable (one
+    process per host, each mirroring over its own GPUs); 'one_device' uses one device.
+    """
     if name not in STRATEGIES:
         raise TrainError(f'--strategy must be one of {", ".join(STRATEGIES)}, got {name!r}')
+    if name == 'multi_worker':
+        if not os.environ.get('TF_CONFIG'):
+            raise TrainError('--strategy=multi_worker needs the TF_CONFIG environment '
+                             'variable (cluster and this task); see README')
+        try:
+            json.loads(os.environ['TF_CONFIG'])
+        except json.JSONDecodeError as e:
+            raise TrainError(f'TF_CONFIG is not valid JSON: {e}') from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices('GPU')
     if name == 'one_device':
         return tf.distribute.OneDeviceStrategy((gpus or tf.config.list_logical_devices('CPU'))[0].name)
@@ -333,8 +348,13 @@ def train(config: TrainConfig, info: schema.RecordsInfo, *,
 
 def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
            precision: str) -> dict[str, Any]:
+    strategy = make_strategy(config.strategy)  # First: multi-worker must precede any op.
     keras.utils.set_random_seed(config.seed)
-    strategy = make_strategy(config.strategy)
+    # Under multi-worker training every worker runs this function; only the chief writes
+    # the model folder (logs, best weights, export, summary). Checkpoints may involve
+    # collective ops, so every worker saves, the others into a scratch folder.
+    is_chief = bool(getattr(strategy.extended, 'should_checkpoint', True))
+    say = print if is_chief else (lambda *a, **k: None)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise TrainError(f'--batch_size={config.batch_size} is not divisible by the '
@@ -369,23 +389,31 @@ def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
     os.makedirs(ckpt_dir, exist_ok=True)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
                                      step=step_var)
-    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=2)
+    scratch = None
+    save_dir = ckpt_dir
+    if not is_chief:
+        scratch = os.path.join(config.model_dir,
+                               f'.worker-{strategy.cluster_resolver.task_id}-scratch')
+        save_dir = os.path.join(scratch, 'checkpoints')
+    manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=2)
     state_path = os.path.join(ckpt_dir, 'best.json')
     best = {'val_loss': math.inf, 'epoch': 0}
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    latest = tf.train.latest_checkpoint(ckpt_dir)  # Every worker resumes from the chief's.
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
         if os.path.exists(state_path):
             with open(state_path) as f:
                 best = json.load(f)
-        logging.info('resuming from %s: epoch %d, step %d', manager.latest_checkpoint,
+        logging.info('resuming from %s: epoch %d, step %d', latest,
                      int(epoch_var.numpy()), int(step_var.numpy()))
-        print(f'train: resuming from {manager.latest_checkpoint} (epoch '
-              f'{int(epoch_var.numpy())}, step {int(step_var.numpy())})')
+        say(f'train: resuming from {latest} (epoch {int(epoch_var.numpy())}, step '
+            f'{int(step_var.numpy())})')
 
     input_rate = measure_input_pipeline(config, info)
     train_step, eval_step = make_step_functions(strategy, model, optimizer, config, info)
-    writer = _Writer(config.model_dir)
-    writer.truncate(int(epoch_var.numpy()))
+    writer = _Writer(config.model_dir) if is_chief else None
+    if writer:
+        writer.truncate(int(epoch_var.numpy()))
     best_weights = os.path.join(ckpt_dir, 'best.weights.h5')
     logging.info('training on %d records (%d steps/epoch of %d over %d replicas), '
                  'validating on %d; input pipeline alone: %.0f examples/s', n_train,
@@ -432,34 +460,42 @@ def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
         monitor = row.get('val_loss', row['loss'])
         if monitor < best['val_loss']:
             best = {'val_loss': monitor, 'epoch': epoch + 1, 'row': row}
-            model.save_weights(best_weights)
+            if is_chief:
+                model.save_weights(best_weights)
         stale = epoch + 1 - best['epoch']  # epochs since the last improvement
         if config.reduce_lr_patience and stale and stale % config.reduce_lr_patience == 0:
             old_lr = float(optimizer.learning_rate.numpy())
             lr = max(old_lr * 0.5, min(old_lr, 1e-6))  # halve, down to 1e-6; never raise
             optimizer.learning_rate.assign(lr)
-            print(f'train: no improvement for {stale} epochs: learning rate -> {lr:g}')
+            say(f'train: no improvement for {stale} epochs: learning rate -> {lr:g}')
         row['learning_rate'] = float(optimizer.learning_rate.numpy())
         epoch_var.assign(epoch + 1)
-        writer.write(epoch + 1, row)
+        if writer:
+            writer.write(epoch + 1, row)
         rows.append(row)
         manager.save(checkpoint_number=int(step_var.numpy()))
-        with open(state_path, 'w') as f:
-            json.dump(best, f)
-        print(f'epoch {epoch + 1}/{config.epochs}: loss {row["loss"]:.2f} (profile '
+        if is_chief:
+            with open(state_path, 'w') as f:
+                json.dump(best, f)
+        say(f'epoch {epoch + 1}/{config.epochs}: loss {row["loss"]:.2f} (profile '
               f'{row["profile_nll"]:.2f}, counts {row["log_counts_mse"]:.3f})'
               + (f' | val loss {row["val_loss"]:.2f} (profile {row["val_profile_nll"]:.2f}, '
                  f'counts {row["val_log_counts_mse"]:.3f})' if n_valid else '')
               + f' | {row["examples_per_second"]:.0f} ex/s, {seconds:.0f} s', flush=True)
         if config.patience and stale >= config.patience:
-            print(f'train: early stop after epoch {epoch + 1}: no improvement of '
-                  f'{"val_loss" if n_valid else "loss"} for {stale} epochs (best: epoch '
-                  f'{best["epoch"]})')
+            say(f'train: early stop after epoch {epoch + 1}: no improvement of '
+                f'{"val_loss" if n_valid else "loss"} for {stale} epochs (best: epoch '
+                f'{best["epoch"]})')
             best['stopped_early'] = True
-            with open(state_path, 'w') as f:
-                json.dump(best, f)
+            if is_chief:
+                with open(state_path, 'w') as f:
+                    json.dump(best, f)
             break
 
+    if not is_chief:
+        shutil.rmtree(scratch, ignore_errors=True)
+        return {'chief': False, 'epochs': int(epoch_var.numpy()), 'final': rows[-1] if rows
+                else None, 'replicas': replicas}
     if os.path.exists(best_weights):
         model.load_weights(best_weights)
     # Serve in float32 whatever the training precision: same weights, full-precision math.
@@ -469,6 +505,7 @@ def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
     export_path = export.export_saved_model(serving_model, info, config.model,
                                             config.export_dir)
     summary = {
+        'chief': True,
         'epochs': int(epoch_var.numpy()),
         'epochs_this_run': len(rows),
         'best_epoch': best['epoch'],

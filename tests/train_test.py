@@ -298,3 +298,45 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_epochs(small_records,
     assert summary['epochs'] == 4
     rows = list(csv.DictReader(open(model_dir / 'history.csv')))
     assert [int(r['epoch']) for r in rows] == [1, 2, 3, 4]
+
+
+def _free_ports(n):
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(('127.0.0.1', 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_train_and_only_the_chief_writes(small_records, tmp_path):
+    records_dir, _ = small_records
+    ports = _free_ports(2)
+    workers = [f'127.0.0.1:{p}' for p in ports]
+    model_dir = tmp_path / 'm'
+    procs = []
+    for index in range(2):
+        tf_config = {'cluster': {'worker': workers}, 'task': {'type': 'worker', 'index': index}}
+        env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2',
+                   TF_CONFIG=json.dumps(tf_config))
+        procs.append(subprocess.Popen(
+            [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}',
+             f'--model_dir={model_dir}', '--strategy=multi_worker', '--epochs=2',
+             '--batch_size=8', '--filters=8', '--num_dilated_layers=3',
+             '--input_benchmark_batches=0', '--precision=float32'],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=400) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert 'train: 2 epochs' in outs[0][0]  # worker 0 is the chief
+    assert 'worker done after 2 epochs' in outs[1][0]
+    summary = json.loads((model_dir / 'train_summary.json').read_text())
+    # MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy.
+    assert summary['strategy'] == 'CollectiveAllReduceStrategy' and summary['replicas'] == 2
+    assert summary['examples_seen'] == 2 * 8 * 8  # 64 records / global batch 8, 2 epochs
+    assert (model_dir / 'export' / 'saved_model.pb').exists()
+    leftovers = [p.name for p in model_dir.iterdir() if p.name.startswith('.worker')]
+    assert leftovers == []  # the other worker's scratch checkpoints are gone
