@@ -17,52 +17,20 @@ Prints a readable row per measurement and one JSON line at the end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import dataclasses
 import platform
 import subprocess
 import sys
 import tempfile
 import time
 
-import numpy as np
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-LENGTH, JITTER = 1000, 0
-
-
-def write_records(path: str, n: int, *, unique: int = 5000, seed: int = 0) -> None:
-    """n records (train) + 256 (valid); `unique` distinct windows, repeated to reach n."""
-    import tensorflow as tf
-
-    from bpnet_tfx import schema
-    rng = np.random.default_rng(seed)
-    os.makedirs(path, exist_ok=True)
-    stored = LENGTH + 2 * JITTER
-    pool = []
-    for i in range(min(unique, n)):
-        one_hot = np.eye(4, dtype=np.uint8)[rng.integers(0, 4, stored)]
-        profile = rng.poisson(0.25, (stored, 1, 2)).astype(np.float32)
-        pool.append((one_hot, profile))
-    counts = {'train': n, 'valid': 256}
-    shards = {'train': max(1, n // 2000), 'valid': 1}
-    for split, count in counts.items():
-        writers = [tf.io.TFRecordWriter(
-            os.path.join(path, schema.shard_filename(split, s, shards[split])),
-            options=schema.COMPRESSION) for s in range(shards[split])]
-        for i in range(count):
-            one_hot, profile = pool[i % len(pool)]
-            writers[i % len(writers)].write(schema.encode_record(
-                f'chrB:{i * stored}-{(i + 1) * stored}', 'chrB', i * stored, one_hot, profile))
-        for w in writers:
-            w.close()
-    schema.RecordsInfo(sequence_length=LENGTH, max_jitter=JITTER, tasks=('bench',),
-                       split_counts=counts, num_shards=shards,
-                       median_total_counts=(500.0,),
-                       source={'made_by': 'benchmarks/bench_input_pipeline.py'}).save(path)
+import common  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from common import LENGTH, write_records  # noqa: E402
 
 
 def _config(records_dir, model_dir, batch_size, **kw):
@@ -78,7 +46,7 @@ def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from bpnet_tfx import data, losses, schema, trainer
+    from bpnet_tfx import data, schema, trainer
     from bpnet_tfx import model as model_lib
     info = schema.RecordsInfo.load(records_dir)
     result = {}
@@ -116,23 +84,8 @@ def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
     result['ours_examples_per_second'] = summary['examples_per_second']
 
     # 2b. The reference notebook's way: every example as float32 arrays in RAM, model.fit.
-    n = steps * batch_size
-    xs, ys = [], []
-    for b in data.make_dataset(records_dir, info, 'train', batch_size=batch_size,
-                               training=False).take(steps):
-        xs.append(b['one_hot'].numpy().astype(np.float32))
-        ys.append(b['profile'].numpy()[:, :, 0, :])
-    x, y = np.concatenate(xs)[:n], np.concatenate(ys)[:n]
-    targets = {'profile': y, 'log_counts': np.log1p(y.sum(axis=1))}
-    keras.utils.set_random_seed(0)
-    nb = model_lib.build_bpnet(cfg.model)
-    nb.compile(optimizer=keras.optimizers.Adam(1e-3),
-               loss={'profile': losses.MultinomialNLL(), 'log_counts': losses.LogCountsMSE()},
-               loss_weights={'profile': 1.0, 'log_counts': 10.0})
-    nb.fit(x, targets, batch_size=batch_size, epochs=1, verbose=0)  # warm-up epoch
-    start = time.perf_counter()
-    nb.fit(x, targets, batch_size=batch_size, epochs=1, verbose=0)
-    result['notebook_examples_per_second'] = n / (time.perf_counter() - start)
+    result['notebook_examples_per_second'] = common.notebook_fit_rate(records_dir, batch_size,
+                                                                      steps)
     return result
 
 
