@@ -3,11 +3,15 @@
     python -m beam_jobs.make_records --runner=DirectRunner            # demo data
     python -m beam_jobs.make_records --fasta=g.fa --peaks=p.narrowPeak \\
         --pos_bigwig=pos.bw --neg_bigwig=neg.bw --output_dir=records --valid_chroms=chr1
+    python -m beam_jobs.make_records --fasta=g.fa --tasks_spec=tasks.yaml --output_dir=records
 
-The driver parses and checks the peaks (regions.py), plans the shards from the region counts,
-runs the pipeline (transforms.py) into a temporary sibling folder, then writes metadata.json and
-rejected.tsv there and moves the folder into place; a failed run leaves no output folder. With
-no data flags at all it makes (or reuses) the simulated demo data set. `--runner=DirectRunner`
+The driver reads and checks the peaks of every task (regions.py, tasks.py), sets aside
+duplicates, windows past a chromosome end and blacklisted windows, cuts the rest into chunks of
+nearby regions and deals them out to the shard files (transforms.plan_shards), writes the plans
+beside the output, and runs the pipeline (transforms.py) into a temporary sibling folder; then
+it writes metadata.json and rejected.tsv there and moves the folder into place, so a failed run
+leaves no output folder. With no data flags at all it makes (or reuses) the simulated demo data
+set. Inputs and the output folder may be remote (gs://...): see files.py. `--runner=DirectRunner`
 (the default) runs on Beam's FnApiRunner directly, skipping Beam's attempt to download the Prism
 runner; other runners are used as given.
 """
@@ -26,6 +30,7 @@ import re
 import secrets
 import shutil
 import sys
+import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
@@ -34,18 +39,23 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import SetupOptions
 from apache_beam.options.pipeline_options import StandardOptions
 
+from beam_jobs import files as files_lib
 from beam_jobs import regions
+from beam_jobs import tasks as tasks_lib
 from beam_jobs import transforms
 from bpnet_tfx import schema
 
 RecordsInputError = regions.RecordsInputError
 
 REJECTED_FILENAME = 'rejected.tsv'
+MERGED = 'merged'  # Not a drop: another task's peak gave the same window (counted apart).
 _RECORDS_PER_SHARD = 2000  # Auto sharding: about this many records per file.
 _DEMO_OUTPUT_DIR = os.path.join('demo_output', 'records')
 _DEFAULT_TASK = 'task0'
 _REQUIRED_DATA_FLAGS = ('fasta', 'peaks', 'pos_bigwig', 'neg_bigwig')
-_EXPECTED_FLAGS = ('expected_pos_bigwig', 'expected_neg_bigwig')
+_PAIR_FLAGS = (('expected_pos_bigwig', 'expected_neg_bigwig'),
+               ('control_pos_bigwig', 'control_neg_bigwig'))
+_TASK_FLAGS = ('peaks', 'pos_bigwig', 'neg_bigwig') + tuple(f for p in _PAIR_FLAGS for f in p)
 _LOCAL_RUNNERS = ('DirectRunner', 'SwitchingDirectRunner')
 _WORKER_ERROR_RE = re.compile(r'RecordsInputError: (.+)')  # In a remote worker's traceback.
 _STEP_SUFFIX_RE = re.compile(r" \[while running '[^']*'\]")  # Added by Beam to the message.
@@ -57,22 +67,33 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='make_records', description=__doc__.split('\n\n')[0], allow_abbrev=False,
         epilog='Other flags (--runner, --direct_num_workers, --setup_file, ...) go to Beam.')
-    data = parser.add_argument_group('data (give none of them for the demo data set)')
+    data = parser.add_argument_group(
+        'data (give none of them for the demo data set; paths may be gs:// or other URLs)')
     data.add_argument('--fasta', help='Genome FASTA (plain or bgzip; a .fai is made if missing).')
+    data.add_argument('--tasks_spec',
+                      help='JSON or YAML file naming several tasks, each with its peaks and '
+                      'bigWigs (see the README); replaces --peaks and the bigWig flags.')
     data.add_argument('--peaks', help='Peaks: BED3/BED6 (centre = midpoint) or narrowPeak '
                       '(centre = start + column 10); plain or .gz.')
     data.add_argument('--pos_bigwig', help='Plus-strand counts bigWig (base resolution).')
     data.add_argument('--neg_bigwig', help='Minus-strand counts bigWig (base resolution).')
+    data.add_argument('--control_pos_bigwig',
+                      help='Optional plus-strand control (input) counts, stored as '
+                      f'{schema.KEY_CONTROL}.')
+    data.add_argument('--control_neg_bigwig', help='Optional minus-strand control counts.')
     data.add_argument('--expected_pos_bigwig',
                       help='Optional plus-strand noise-free track (simulated data).')
     data.add_argument('--expected_neg_bigwig',
                       help='Optional minus-strand noise-free track (simulated data).')
+    data.add_argument('--blacklist',
+                      help='Optional BED of regions to leave out: stored windows (jitter '
+                      'margin included) that overlap one are dropped as blacklisted.')
     parser.add_argument('--task_name', default=None,
                         help=f'Task name stored in metadata.json (default: {_DEFAULT_TASK!r}, '
-                        "or the demo data set's task).")
+                        "or the demo data set's task); single-task flags only.")
     parser.add_argument('--output_dir', default=None,
-                        help='Records folder to create, on a file system the driver and the '
-                        f'workers share (default for the demo: ./{_DEMO_OUTPUT_DIR}).')
+                        help='Records folder to create, local or on a file system the workers '
+                        f'reach, e.g. gs:// (default for the demo: ./{_DEMO_OUTPUT_DIR}).')
     parser.add_argument('--sequence_length', type=int, default=1000,
                         help='Model window length in bp, centred on each peak.')
     parser.add_argument('--max_jitter', type=int, default=0,
@@ -94,37 +115,66 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _data_flags_given(args: argparse.Namespace) -> list[str]:
-    """Returns the data flags given; checks that they make a complete set (or none: demo).
+def _tasks_from_flags(args: argparse.Namespace) -> list[tasks_lib.Task] | None:
+    """The tasks the data flags name (None: no data flags, the demo); checks the flag set.
 
     Raises:
-      RecordsInputError: some but not all of the data flags, or --output_dir missing.
+      RecordsInputError: an incomplete or conflicting set of data flags, or --output_dir
+        missing.
     """
-    given = [f for f in _REQUIRED_DATA_FLAGS + _EXPECTED_FLAGS if getattr(args, f)]
-    if not given:
-        return given
-    missing = [f for f in _REQUIRED_DATA_FLAGS if not getattr(args, f)]
+    task_flags = [f for f in _TASK_FLAGS if getattr(args, f)]
+    if not (task_flags or args.fasta or args.tasks_spec or args.blacklist):
+        return None
+    if args.tasks_spec:
+        if task_flags:
+            raise RecordsInputError(
+                '--tasks_spec names every file of every task; drop '
+                + ', '.join('--' + f for f in task_flags))
+        if args.task_name is not None:
+            raise RecordsInputError('--task_name is for the single-task flags; with '
+                                    '--tasks_spec the spec names the tasks')
+        missing = [] if args.fasta else ['--fasta']
+    else:
+        missing = ['--' + f for f in _REQUIRED_DATA_FLAGS if not getattr(args, f)]
     if missing:
         raise RecordsInputError(
-            'give all of --fasta, --peaks, --pos_bigwig, --neg_bigwig (or none, for the demo); '
-            'missing: ' + ', '.join('--' + f for f in missing))
-    if bool(args.expected_pos_bigwig) != bool(args.expected_neg_bigwig):
-        raise RecordsInputError('give both --expected_pos_bigwig and --expected_neg_bigwig, '
-                                'or neither')
+            'give all of --fasta, --peaks, --pos_bigwig, --neg_bigwig, or --fasta and '
+            '--tasks_spec (or none, for the demo); missing: ' + ', '.join(missing))
+    for pos, neg in _PAIR_FLAGS:
+        if bool(getattr(args, pos)) != bool(getattr(args, neg)):
+            raise RecordsInputError(f'give both --{pos} and --{neg}, or neither')
     if not args.output_dir:
         raise RecordsInputError('--output_dir is required with your own data')
-    return given
+    if args.tasks_spec:
+        spec = args.tasks_spec
+        try:
+            text = files_lib.read_text(spec) if files_lib.is_remote(spec) else None
+        except OSError as e:
+            raise RecordsInputError(f'{spec}: cannot read tasks spec: {e}') from None
+        spec = spec if files_lib.is_remote(spec) else os.path.abspath(spec)
+        return tasks_lib.read_tasks_spec(spec, text)
+    paths = {f: _absolute(getattr(args, f)) for f in _TASK_FLAGS if getattr(args, f)}
+    return [tasks_lib.Task(name=args.task_name or _DEFAULT_TASK, **paths)]
 
 
-def _demo_files() -> tuple[dict[str, str], str]:
-    """Makes (or reuses) the simulated demo data; returns its files and its task name."""
+def _absolute(path: str) -> str:
+    return path if files_lib.is_remote(path) else os.path.abspath(path)
+
+
+def _demo_tasks() -> tuple[str, list[tasks_lib.Task]]:
+    """Makes (or reuses) the simulated demo data; returns its FASTA and its tasks."""
     from bpnet_tfx import simulate  # Local: only the demo needs the simulator.
     _LOGGER.info('no data flags: using the demo data set')
     demo = simulate.ensure_demo_data()
-    files = {'fasta': demo.fasta, 'peaks': demo.peaks, 'pos_bigwig': demo.pos_bigwig,
-             'neg_bigwig': demo.neg_bigwig, 'expected_pos_bigwig': demo.expected_pos_bigwig,
-             'expected_neg_bigwig': demo.expected_neg_bigwig}
-    return {k: os.path.abspath(os.fspath(v)) for k, v in files.items()}, demo.tasks[0]
+    tasks = []
+    for name in demo.tasks:
+        bw = demo.task_bigwigs[name]
+        tasks.append(tasks_lib.Task(
+            name=name, peaks=os.path.abspath(demo.peaks),
+            pos_bigwig=os.path.abspath(bw[0]), neg_bigwig=os.path.abspath(bw[1]),
+            expected_pos_bigwig=os.path.abspath(bw[2]),
+            expected_neg_bigwig=os.path.abspath(bw[3])))
+    return os.path.abspath(demo.fasta), tasks
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -198,49 +248,53 @@ def _worker_error(error: Exception) -> RecordsInputError | None:
 
 def _check_output_dir(output_dir: str, overwrite: bool) -> None:
     """Refuses an existing output folder, unless --overwrite and it is a records folder."""
+    metadata = files_lib.join(output_dir, schema.METADATA_FILENAME)
+    if files_lib.is_remote(output_dir):
+        present = files_lib.exists(metadata) or bool(files_lib.list_files(output_dir))
+        if present and not overwrite:
+            raise RecordsInputError(f'{output_dir} exists; pass --overwrite to replace it')
+        if present and not files_lib.exists(metadata):
+            raise RecordsInputError(f'{output_dir} exists and is not a records folder (no '
+                                    f'{schema.METADATA_FILENAME}); not replacing it')
+        return
     if not os.path.lexists(output_dir):
         return
     if not overwrite:
         raise RecordsInputError(f'{output_dir} exists; pass --overwrite to replace it')
     if not os.path.isdir(output_dir) or (
-            os.listdir(output_dir)
-            and not os.path.exists(os.path.join(output_dir, schema.METADATA_FILENAME))):
+            os.listdir(output_dir) and not os.path.exists(metadata)):
         raise RecordsInputError(f'{output_dir} exists and is not a records folder (no '
                                 f'{schema.METADATA_FILENAME}); not replacing it')
 
 
-def _replace_dir(tmp_dir: str, output_dir: str) -> None:
-    """Moves the finished `tmp_dir` to `output_dir`, replacing an old one only at the end."""
-    old = None
-    if os.path.exists(output_dir):
-        old = f'{output_dir}.old-{secrets.token_hex(4)}'
-        os.rename(output_dir, old)
-    os.rename(tmp_dir, output_dir)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+def _localize(paths: Sequence[str], local_dir: str) -> dict[str, str]:
+    """{path: local path} for the driver's checks; remote inputs are copied to `local_dir`.
+
+    Raises:
+      RecordsInputError: a remote input that cannot be read.
+    """
+    out = {}
+    for path in paths:
+        try:
+            out.update(files_lib.localize([path], tempfile.mkdtemp(dir=local_dir),
+                                          companions=('.fai',)))
+        except OSError as e:
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise RecordsInputError(f'{path}: cannot read input file: {message}') from None
+    return out
 
 
-def _build_pipeline(p: beam.Pipeline, kept: Sequence[regions.Region], files: Mapping[str, str],
-                    args: argparse.Namespace, num_shards: Mapping[str, int],
-                    tmp_dir: str) -> None:
-    """Adds the job's steps: regions -> windows -> shard files, plus the job summary file."""
-    expected = None
-    if 'expected_pos_bigwig' in files:
-        expected = [(files['expected_pos_bigwig'], files['expected_neg_bigwig'])]
-    windows = (
-        p
-        | 'CreateRegions' >> beam.Create(kept)
-        | 'SpreadRegions' >> beam.Reshuffle()  # Else Create fuses with extraction on one worker.
-        | 'ExtractWindows' >> beam.ParDo(transforms.ExtractWindowsFn(
-            files['fasta'], [(files['pos_bigwig'], files['neg_bigwig'])],
-            max_jitter=args.max_jitter, num_shards=num_shards,
-            max_n_fraction=args.max_n_fraction, expected_bigwigs=expected)
-        ).with_outputs(transforms.REJECTED, transforms.TOTALS, main='records'))
-    shards = windows.records | 'WriteShards' >> transforms.WriteShards(tmp_dir, num_shards)
-    _ = ({'shards': shards, 'totals': windows[transforms.TOTALS],
-          'rejected': windows[transforms.REJECTED]}
+def _build_pipeline(p: beam.Pipeline, *, plans_path: str, tmp_dir: str,
+                    spec: transforms.WindowSpec, sequence_length: int) -> None:
+    """Adds the job's steps: shard plans -> shard files, plus the job summary file."""
+    out = (p
+           | 'ReadShardPlans' >> beam.io.ReadFromText(plans_path)
+           | 'ParseShardPlans' >> beam.Map(transforms.ShardPlan.from_json)
+           | 'WriteShards' >> transforms.WriteShards(tmp_dir, spec, sequence_length))
+    _ = ({'shards': out.shards, 'totals': out[transforms.TOTALS],
+          'rejected': out[transforms.REJECTED]}
          | 'WriteJobSummary' >> transforms.WriteJobSummary(
-             os.path.join(tmp_dir, transforms.SUMMARY_FILENAME)))
+             files_lib.join(tmp_dir, transforms.SUMMARY_FILENAME)))
 
 
 def _run_pipeline(pipeline_args: Sequence[str], save_main_session: bool,
@@ -259,27 +313,41 @@ def _run_pipeline(pipeline_args: Sequence[str], save_main_session: bool,
         if worker_error is None:
             raise
         raise worker_error from None
-    summary_path = os.path.join(graph_args['tmp_dir'], transforms.SUMMARY_FILENAME)
-    with open(summary_path) as f:
-        summary = json.load(f)
-    os.remove(summary_path)
+    summary_path = files_lib.join(graph_args['tmp_dir'], transforms.SUMMARY_FILENAME)
+    summary = json.loads(files_lib.read_text(summary_path))
+    _delete(summary_path)
+    _delete(graph_args['plans_path'])
     return summary
 
 
-def _rejected_rows(kept: Sequence[regions.Region], duplicates: Sequence[regions.Region],
-                   pipeline_rejected: Sequence[Sequence[str]]) -> list[tuple[str, int, str]]:
-    """(region_id, peaks file line, reason) of every dropped peak, in line order."""
-    lines = {r.region_id: r.line for r in kept}  # Region ids are unique once deduplicated.
-    rows = [(r.region_id, r.line, regions.DUPLICATE) for r in duplicates]
-    rows += [(region_id, lines[region_id], reason) for region_id, reason in pipeline_rejected]
-    return sorted(rows, key=lambda row: row[1])
+def _delete(path: str) -> None:
+    if files_lib.is_remote(path):
+        from apache_beam.io.filesystems import FileSystems
+        FileSystems.delete([path])
+    else:
+        os.remove(path)
 
 
-def _write_rejected(path: str, rows: Sequence[tuple[str, int, str]]) -> None:
-    with open(path, 'w') as f:
-        f.write('region_id\tline\treason\n')
-        for region_id, line, reason in rows:
-            f.write(f'{region_id}\t{line}\t{reason}\n')
+def _rejected_rows(peaks_by_window: Mapping[tuple[str, int, int], Sequence[regions.Region]],
+                   dropped: Sequence[tuple[regions.Region, str]],
+                   pipeline_rejected: Sequence[Sequence[str]],
+                   task_names: Sequence[str]) -> list[tuple[str, str, int, str]]:
+    """(region_id, task, peaks file line, reason) of every dropped peak, in task, line order.
+
+    A dropped window drops every peak that gave it (one per task at most).
+    """
+    by_id = {regions.Region(*w).region_id: peaks for w, peaks in peaks_by_window.items()}
+    rows = [(r.region_id, r.task, r.line, reason) for r, reason in dropped]
+    for region_id, reason in pipeline_rejected:
+        rows += [(region_id, r.task, r.line, reason) for r in by_id[region_id]]
+    rows.sort(key=lambda row: (row[1], row[2]))
+    return [(region_id, task_names[task], line, reason) for region_id, task, line, reason in rows]
+
+
+def _rejected_text(rows: Sequence[tuple[str, str, int, str]]) -> str:
+    lines = ['region_id\ttask\tline\treason']
+    lines += [f'{region_id}\t{task}\t{line}\t{reason}' for region_id, task, line, reason in rows]
+    return '\n'.join(lines) + '\n'
 
 
 def _version(package: str) -> str:
@@ -287,6 +355,26 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return 'unknown'
+
+
+def _read_regions(args: argparse.Namespace, task_list: Sequence[tasks_lib.Task],
+                  local: Mapping[str, str]) -> list[regions.Region]:
+    valid = regions.parse_chrom_spans(args.valid_chroms, flag='valid_chroms')
+    test = regions.parse_chrom_spans(args.test_chroms, flag='test_chroms')
+    regions.check_disjoint(valid, test)
+    all_regions = []
+    for i, task in enumerate(task_list):
+        all_regions += regions.read_peaks(local[task.peaks], sequence_length=args.sequence_length,
+                                          valid=valid, test=test, task=i, name=task.peaks)
+    for flag, spans in (('valid_chroms', valid), ('test_chroms', test)):
+        for span in regions.unmatched_spans(all_regions, spans):
+            _LOGGER.warning('--%s item %r contains no peak centre', flag, str(span))
+    return all_regions
+
+
+def _pairs(task_list: Sequence[tasks_lib.Task], kind: str):
+    pairs = [t.pair(kind) for t in task_list]
+    return tuple(pairs) if pairs[0] else None
 
 
 def run(argv: Sequence[str] | None = None, save_main_session: bool = False
@@ -308,58 +396,109 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
     t0 = time.time()
     args, pipeline_args = _parser().parse_known_args(argv)
     _check_flags(args)
-    given = _data_flags_given(args)
-    demo = not given
-    output_dir = os.path.abspath(args.output_dir or _DEMO_OUTPUT_DIR)
-    _check_output_dir(output_dir, args.overwrite)
+    task_list = _tasks_from_flags(args)
+    demo = task_list is None
     if demo:
-        files, task = _demo_files()
+        fasta, task_list = _demo_tasks()
+        if args.task_name:
+            task_list[0] = tasks_lib.Task(**{**vars(task_list[0]), 'name': args.task_name})
     else:
-        files, task = {f: os.path.abspath(getattr(args, f)) for f in given}, _DEFAULT_TASK
-    task = args.task_name or task
+        fasta = _absolute(args.fasta)
+    blacklist_path = _absolute(args.blacklist) if args.blacklist else None
+    output_dir = _absolute(args.output_dir or _DEMO_OUTPUT_DIR)
+    _check_output_dir(output_dir, args.overwrite)
+    task_names = [t.name for t in task_list]
 
-    valid = regions.parse_chrom_spans(args.valid_chroms, flag='valid_chroms')
-    test = regions.parse_chrom_spans(args.test_chroms, flag='test_chroms')
-    regions.check_disjoint(valid, test)
-    all_regions = regions.read_peaks(files['peaks'], sequence_length=args.sequence_length,
-                                     valid=valid, test=test)
-    kept, duplicates = regions.drop_duplicates(all_regions)
-    regions.check_inputs(kept, peaks_path=files['peaks'], fasta_path=files['fasta'],
-                         bigwig_paths=[files[f] for f in ('pos_bigwig', 'neg_bigwig')
-                                       + _EXPECTED_FLAGS if f in files])
-    for flag, spans in (('valid_chroms', valid), ('test_chroms', test)):
-        for span in regions.unmatched_spans(kept, spans):
-            _LOGGER.warning('--%s item %r contains no peak centre', flag, str(span))
+    local_dir = files_lib.make_local_dir()
+    try:
+        inputs = [p for t in task_list for p in t.files()]
+        inputs += [blacklist_path] if blacklist_path else []
+        fasta_sizes = None
+        if files_lib.is_remote(fasta) and files_lib.exists(fasta + '.fai'):
+            # The index gives the sizes: no need to copy a whole genome to the driver.
+            fai = _localize([fasta + '.fai'], local_dir)[fasta + '.fai']
+            fasta_sizes = regions.fai_chrom_sizes(fai, name=fasta + '.fai')
+        else:
+            inputs.insert(0, fasta)
+        local = _localize(inputs, local_dir)
+        all_regions = _read_regions(args, task_list, local)
+        kept, duplicates, merged = regions.merge_tasks(all_regions)
+        bigwigs = [local[p] for t in task_list for p in t.files()[1:]]
+        sizes = regions.check_inputs(
+            kept, peaks_path=[t.peaks for t in task_list], fasta_path=local.get(fasta, fasta),
+            bigwig_paths=bigwigs, names={v: k for k, v in local.items()},
+            fasta_sizes=fasta_sizes)
+        kept, out_of_bounds = regions.drop_out_of_bounds(kept, sizes, args.max_jitter)
+        blacklisted = []
+        if blacklist_path:
+            blacklist = regions.read_blacklist(local[blacklist_path], name=blacklist_path)
+            kept, blacklisted = regions.drop_blacklisted(kept, blacklist, args.max_jitter)
+    finally:
+        shutil.rmtree(local_dir, ignore_errors=True)
+    peaks_by_window = collections.defaultdict(list)
+    for r in kept + out_of_bounds + blacklisted + merged:
+        peaks_by_window[r.window].append(r)
+    # A window dropped here drops every task's peak at it.
+    dropped = [(r, regions.DUPLICATE) for r in duplicates]
+    for reason, lost in ((regions.OUT_OF_BOUNDS, out_of_bounds),
+                         (regions.BLACKLISTED, blacklisted)):
+        dropped += [(peak, reason) for r in lost for peak in peaks_by_window[r.window]]
     counts = regions.split_counts(kept)
     num_shards = _plan_shards(args.num_shards, counts)
-    _LOGGER.info('parsed %d peaks from %s: %s; %d duplicates dropped', len(all_regions),
-                 files['peaks'], ', '.join(f'{s} {n}' for s, n in counts.items()),
-                 len(duplicates))
+    plans = transforms.plan_shards(kept, num_shards)
+    _LOGGER.info('read %d peaks of %d task(s): %d windows (%s); %d set aside before the '
+                 'pipeline', len(all_regions), len(task_list), len(kept),
+                 ', '.join(f'{s} {n}' for s, n in counts.items()), len(dropped))
+    spec = transforms.WindowSpec(
+        fasta=fasta, counts=_pairs(task_list, 'counts'), control=_pairs(task_list, 'control'),
+        expected=_pairs(task_list, 'expected'), max_jitter=args.max_jitter,
+        max_n_fraction=args.max_n_fraction)
 
-    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
-    tmp_dir = f'{output_dir}.tmp-{secrets.token_hex(4)}'
-    os.makedirs(tmp_dir)
+    if not files_lib.is_remote(output_dir):
+        os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    token = secrets.token_hex(4)
+    tmp_dir = f'{output_dir.rstrip("/")}.tmp-{token}'
+    files_lib.make_dir(tmp_dir)
     try:
-        summary = _run_pipeline(pipeline_args, save_main_session, kept=kept, files=files,
-                                args=args, num_shards=num_shards, tmp_dir=tmp_dir)
-        rejected = _rejected_rows(kept, duplicates, summary['rejected'])
-        dropped = collections.Counter(reason for _, _, reason in rejected)
+        plans_path = files_lib.join(tmp_dir, transforms.PLANS_FILENAME)
+        files_lib.write_text(plans_path, ''.join(plan.to_json() + '\n' for plan in plans))
+        del plans, kept  # The driver keeps only what rejected.tsv needs.
+        summary = _run_pipeline(pipeline_args, save_main_session, plans_path=plans_path,
+                                tmp_dir=tmp_dir, spec=spec,
+                                sequence_length=args.sequence_length)
+        rejected = _rejected_rows(peaks_by_window, dropped, summary['rejected'], task_names)
+        drops = collections.Counter(reason for _, _, _, reason in rejected)
+        lost_windows = ({r.region_id for r in out_of_bounds + blacklisted}
+                        | {region_id for region_id, _ in summary['rejected']})
+        merged = [r for r in merged if r.region_id not in lost_windows]  # In a record.
         split_counts = {s: summary['split_counts'][s] for s in schema.SPLITS}
         written = sum(split_counts.values())
-        assert len(all_regions) == written + len(rejected), (
-            f'bug: {len(all_regions)} peaks read but {written} written + {len(rejected)} '
-            'rejected')
+        if len(all_regions) != written + len(merged) + len(rejected):
+            raise AssertionError(
+                f'bug: {len(all_regions)} peaks read but {written} written + {len(merged)} '
+                f'merged + {len(rejected)} rejected')
         seconds = time.time() - t0
+        first = task_list[0]
         info = schema.RecordsInfo(
             sequence_length=args.sequence_length,
             max_jitter=args.max_jitter,
-            tasks=(task,),
+            tasks=tuple(task_names),
             split_counts=split_counts,
             num_shards=num_shards,
-            has_expected='expected_pos_bigwig' in files,
+            has_expected=spec.expected is not None,
+            has_control=spec.control is not None,
             median_total_counts=summary['median_total_counts'],
             source={
-                **files,
+                'fasta': fasta,
+                # Task 0's files under the single-task names, which predict.py reads.
+                'peaks': first.peaks, 'pos_bigwig': first.pos_bigwig,
+                'neg_bigwig': first.neg_bigwig,
+                **({'expected_pos_bigwig': first.expected_pos_bigwig,
+                    'expected_neg_bigwig': first.expected_neg_bigwig}
+                   if first.expected_pos_bigwig else {}),
+                'tasks': [{k: v for k, v in vars(t).items() if v} for t in task_list],
+                'tasks_spec': args.tasks_spec,
+                'blacklist': blacklist_path,
                 'demo': demo,
                 'flags': vars(args),
                 'pipeline_args': list(pipeline_args),
@@ -369,23 +508,29 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
                              'tensorflow': _version('tensorflow'),
                              'bpnet_tfx': _version('bpnet-tfx')},
                 'peaks_read': len(all_regions),
-                'dropped': dict(sorted(dropped.items())),
+                'records_written': written,
+                'peaks_merged': len(merged),
+                'peaks_rejected': len(rejected),
+                'dropped': dict(sorted(drops.items())),
+                'compression_level': transforms.COMPRESSION_LEVEL,
                 'seconds': round(seconds, 1),
             })
-        _write_rejected(os.path.join(tmp_dir, REJECTED_FILENAME), rejected)
-        info.save(tmp_dir)
-        _replace_dir(tmp_dir, output_dir)
+        files_lib.write_text(files_lib.join(tmp_dir, REJECTED_FILENAME), _rejected_text(rejected))
+        files_lib.write_text(files_lib.join(tmp_dir, schema.METADATA_FILENAME),
+                             json.dumps(info.to_dict(), indent=2, sort_keys=True) + '\n')
+        files_lib.replace_dir(tmp_dir, output_dir, last=schema.METADATA_FILENAME, token=token)
     except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        files_lib.remove_dir(tmp_dir)
         raise
     if not info.median_total_counts:
         _LOGGER.warning('no training records: median_total_counts is empty')
     _LOGGER.info('wrote %d records in %d shards to %s', written, sum(num_shards.values()),
                  output_dir)
-    drops = ', '.join(f'{k} {v}' for k, v in sorted(dropped.items()))
+    drop_text = ', '.join(f'{k} {v}' for k, v in sorted(drops.items()))
     print(f'make_records: {len(all_regions)} peaks read, {written} records written ('
           + ', '.join(f'{s} {n}' for s, n in split_counts.items())
-          + f'), {len(rejected)} rejected' + (f' ({drops})' if drops else '')
+          + (f'), {len(merged)} merged into another task\'s window' if merged else ')')
+          + f', {len(rejected)} rejected' + (f' ({drop_text})' if drop_text else '')
           + f', {seconds:.1f} s -> {output_dir}')
     return info
 

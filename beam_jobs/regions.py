@@ -1,27 +1,33 @@
 """Peaks (BED3, BED6, narrowPeak; plain or gzip) to centred, split-assigned windows.
 
-The records job's driver reads the peaks file here, before any pipeline runs: each data line
+The records job's driver reads the peaks files here, before any pipeline runs: each data line
 gives one `Region`, a window of `sequence_length` bp centred on the peak summit (narrowPeak
 column 10) or on the interval midpoint, assigned to the valid or test split when a
 `--valid_chroms` / `--test_chroms` item (a chromosome, or a chromosome interval such as
-'chrIV:0-100000') contains its centre, and to train otherwise. It also checks the inputs against
-each other (chromosome names and lengths in the FASTA index and the bigWig headers) so that a
-wrong file fails in seconds with a one-line `RecordsInputError` naming the file and line, rather
-than as a worker traceback. No Beam here.
+'chrIV:0-100000') contains its centre, and to train otherwise. The regions of several tasks are
+merged into their union; duplicates, windows past a chromosome end and blacklisted windows are
+set aside with a reason. It also checks the inputs against each other (chromosome names and
+lengths in the FASTA index and the bigWig headers) so that a wrong file fails in seconds with a
+one-line `RecordsInputError` naming the file and line, rather than as a worker traceback. No
+Beam here.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import gzip
 import os
 import re
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from bpnet_tfx import schema
 
 TRAIN, VALID, TEST = schema.SPLITS
-DUPLICATE = 'duplicate'  # The drop reason for a second peak giving the same window.
+# Drop reasons decided here (the extraction step adds 'too_many_n').
+DUPLICATE = 'duplicate'  # A second peak of the same task giving the same window.
+OUT_OF_BOUNDS = 'out_of_bounds'  # The stored window (jitter margin included) leaves the chromosome.
+BLACKLISTED = 'blacklisted'  # The stored window overlaps a --blacklist interval.
 
 _HEADER_PREFIXES = ('track', 'browser', '#')
 _NARROWPEAK_COLUMNS = 10  # BED6+4; column 10 is the summit offset from the start.
@@ -43,6 +49,7 @@ class Region:
       end: end of the centred window, exclusive.
       split: 'train', 'valid' or 'test'.
       line: 1-based line number in the peaks file, for error messages and rejected.tsv.
+      task: index of the task whose peaks file holds the line.
     """
 
     chrom: str
@@ -50,6 +57,11 @@ class Region:
     end: int
     split: str = TRAIN
     line: int = 0
+    task: int = 0
+
+    @property
+    def window(self) -> tuple[str, int, int]:
+        return self.chrom, self.start, self.end
 
     @property
     def region_id(self) -> str:
@@ -141,8 +153,13 @@ def _open_text(path: str):
     return open(path, 'rt')
 
 
-def _data_lines(path: str) -> Iterator[tuple[int, list[str]]]:
-    """Yields (line number, columns) for each data line; header and blank lines skipped."""
+def _data_lines(path: str, name: str | None = None, kind: str = 'peaks'
+                ) -> Iterator[tuple[int, list[str]]]:
+    """Yields (line number, columns) for each data line; header and blank lines skipped.
+
+    `name` is the path to name in messages (the original of a local copy).
+    """
+    name = name or path
     try:
         with _open_text(path) as f:
             for line_no, line in enumerate(f, start=1):
@@ -151,10 +168,10 @@ def _data_lines(path: str) -> Iterator[tuple[int, list[str]]]:
                     continue
                 yield line_no, (line.split('\t') if '\t' in line else line.split())
     except UnicodeDecodeError:
-        raise RecordsInputError(f'{path}: not a text BED/narrowPeak file') from None
+        raise RecordsInputError(f'{name}: not a text BED/narrowPeak file') from None
     except (OSError, EOFError) as e:  # Missing, unreadable, or a broken gzip stream.
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise RecordsInputError(f'{path}: cannot read peaks file: {reason}') from None
+        raise RecordsInputError(f'{name}: cannot read {kind} file: {reason}') from None
 
 
 def _int_column(path: str, line_no: int, name: str, value: str) -> int:
@@ -202,7 +219,8 @@ def peak_centre(path: str, line_no: int, columns: Sequence[str]) -> tuple[str, i
 
 
 def read_peaks(path: str, *, sequence_length: int, valid: Sequence[ChromSpan] = (),
-               test: Sequence[ChromSpan] = ()) -> list[Region]:
+               test: Sequence[ChromSpan] = (), task: int = 0, name: str | None = None
+               ) -> list[Region]:
     """Reads a peaks file into one centred window per data line, duplicates included.
 
     Args:
@@ -210,6 +228,8 @@ def read_peaks(path: str, *, sequence_length: int, valid: Sequence[ChromSpan] = 
       sequence_length: window length L; the window is [c - L//2, c - L//2 + L) for centre c.
       valid: spans whose regions go to the valid split.
       test: spans whose regions go to the test split.
+      task: the task index stored in each region.
+      name: the path to name in messages, when `path` is a local copy of it.
 
     Returns:
       The regions in file order.
@@ -220,61 +240,161 @@ def read_peaks(path: str, *, sequence_length: int, valid: Sequence[ChromSpan] = 
     """
     if sequence_length <= 0:
         raise RecordsInputError(f'sequence_length must be positive, got {sequence_length}')
+    name = name or path
     regions = []
-    for line_no, columns in _data_lines(path):
-        chrom, centre = peak_centre(path, line_no, columns)
+    for line_no, columns in _data_lines(path, name):
+        chrom, centre = peak_centre(name, line_no, columns)
         start = centre - sequence_length // 2
         regions.append(Region(chrom, start, start + sequence_length,
-                              assign_split(chrom, centre, valid, test), line_no))
+                              assign_split(chrom, centre, valid, test), line_no, task))
     if not regions:
-        raise RecordsInputError(f'{path}: empty peaks file (no data lines)')
+        raise RecordsInputError(f'{name}: empty peaks file (no data lines)')
     return regions
 
 
 def drop_duplicates(regions: Iterable[Region]) -> tuple[list[Region], list[Region]]:
     """Splits regions into (kept, duplicates): a later region with an earlier one's window is
     a duplicate; the first one is kept."""
-    seen = set()
-    kept, duplicates = [], []
+    kept, duplicates, merged = merge_tasks(regions)
+    return kept + merged, duplicates
+
+
+def merge_tasks(regions: Iterable[Region]) -> tuple[list[Region], list[Region], list[Region]]:
+    """The union of several tasks' regions: (kept, duplicates, merged).
+
+    Every window is kept once, as the first region that gives it. A later region with the same
+    window is a duplicate when an earlier region of its own task gave the window (a drop), and
+    merged otherwise: another task's peak at the same place, whose counts the kept record holds
+    anyway (not a drop).
+    """
+    first = {}
+    tasks_seen = set()
+    kept, duplicates, merged = [], [], []
     for r in regions:
-        key = (r.chrom, r.start, r.end)
-        (duplicates if key in seen else kept).append(r)
-        seen.add(key)
-    return kept, duplicates
+        key = r.window
+        if (key, r.task) in tasks_seen:
+            duplicates.append(r)
+        elif key in first:
+            merged.append(r)
+        else:
+            first[key] = r
+            kept.append(r)
+        tasks_seen.add((key, r.task))
+    return kept, duplicates, merged
 
 
-def fasta_chrom_sizes(path: str) -> dict[str, int]:
+def drop_out_of_bounds(regions: Iterable[Region], sizes: Mapping[str, int], max_jitter: int
+                       ) -> tuple[list[Region], list[Region]]:
+    """(kept, dropped): dropped stored windows (region +- max_jitter) leave their chromosome."""
+    kept, dropped = [], []
+    for r in regions:
+        size = sizes.get(r.chrom)
+        inside = size is not None and r.start - max_jitter >= 0 and r.end + max_jitter <= size
+        (kept if inside else dropped).append(r)
+    return kept, dropped
+
+
+class Blacklist:
+    """Merged, sorted intervals per chromosome with a fast overlap test."""
+
+    def __init__(self, intervals: Iterable[tuple[str, int, int]]):
+        by_chrom: dict[str, list[tuple[int, int]]] = {}
+        for chrom, start, end in intervals:
+            by_chrom.setdefault(chrom, []).append((start, end))
+        self._starts, self._ends = {}, {}
+        for chrom, spans in by_chrom.items():
+            merged: list[list[int]] = []
+            for start, end in sorted(spans):
+                if merged and start <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], end)
+                else:
+                    merged.append([start, end])
+            self._starts[chrom] = [s for s, _ in merged]
+            self._ends[chrom] = [e for _, e in merged]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._starts.values())
+
+    def overlaps(self, chrom: str, start: int, end: int) -> bool:
+        """Whether [start, end) shares at least one base with an interval."""
+        starts = self._starts.get(chrom)
+        if not starts:
+            return False
+        i = bisect.bisect_left(starts, end) - 1  # Last interval starting before `end`.
+        return i >= 0 and self._ends[chrom][i] > start
+
+
+def read_blacklist(path: str, name: str | None = None) -> Blacklist:
+    """Reads a BED file (3 or more columns; plain or gzip) of regions to leave out.
+
+    Raises:
+      RecordsInputError: an unreadable file or a malformed line, naming the file and line.
+    """
+    name = name or path
+    intervals = []
+    for line_no, columns in _data_lines(path, name, kind='blacklist'):
+        if len(columns) < 3:
+            raise RecordsInputError(
+                f'{name}:{line_no}: malformed line: {len(columns)} column(s), need at least 3 '
+                '(chrom, start, end)')
+        start = _int_column(name, line_no, 'start', columns[1])
+        end = _int_column(name, line_no, 'end', columns[2])
+        if start < 0 or end < 0:
+            raise RecordsInputError(f'{name}:{line_no}: negative coordinate ({start}, {end})')
+        if start > end:
+            raise RecordsInputError(f'{name}:{line_no}: start {start} > end {end}')
+        intervals.append((columns[0].strip(), start, end))
+    return Blacklist(intervals)
+
+
+def drop_blacklisted(regions: Iterable[Region], blacklist: Blacklist, max_jitter: int
+                     ) -> tuple[list[Region], list[Region]]:
+    """(kept, dropped): dropped stored windows (region +- max_jitter) overlap the blacklist."""
+    kept, dropped = [], []
+    for r in regions:
+        hit = blacklist.overlaps(r.chrom, r.start - max_jitter, r.end + max_jitter)
+        (dropped if hit else kept).append(r)
+    return kept, dropped
+
+
+def fasta_chrom_sizes(path: str, name: str | None = None) -> dict[str, int]:
     """Returns {chromosome: length} from a FASTA's index (pyfaidx builds a missing .fai).
+
+    Args:
+      path: a local FASTA.
+      name: the path to name in messages, when `path` is a local copy of it.
 
     Raises:
       RecordsInputError: the FASTA is missing or cannot be indexed.
     """
     import pyfaidx  # Local: only the driver and the extraction step need it.
+    name = name or path
     if not os.path.isfile(path):
-        raise RecordsInputError(f'{path}: FASTA file not found')
+        raise RecordsInputError(f'{name}: FASTA file not found')
     try:
         with pyfaidx.Fasta(path, as_raw=True) as fasta:
-            return {name: len(record) for name, record in fasta.records.items()}
+            return {chrom: len(record) for chrom, record in fasta.records.items()}
     except Exception as e:  # pyfaidx raises several types for bad or read-only inputs.
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RecordsInputError(f'{path}: cannot open FASTA: {message}') from None
+        raise RecordsInputError(f'{name}: cannot open FASTA: {message}') from None
 
 
-def bigwig_header(path: str) -> tuple[dict[str, int], float]:
+def bigwig_header(path: str, name: str | None = None) -> tuple[dict[str, int], float]:
     """Returns ({chromosome: length}, minimum value) from a bigWig's header.
 
     Raises:
       RecordsInputError: the file is missing or not a bigWig.
     """
     import pyBigWig
+    name = name or path
     if not os.path.isfile(path):
-        raise RecordsInputError(f'{path}: bigWig file not found')
+        raise RecordsInputError(f'{name}: bigWig file not found')
     try:
         bw = pyBigWig.open(path)
     except RuntimeError:
         bw = None
     if bw is None or not bw.isBigWig():
-        raise RecordsInputError(f'{path}: not a readable bigWig file')
+        raise RecordsInputError(f'{name}: not a readable bigWig file')
     try:
         return dict(bw.chroms()), float(bw.header().get('minVal', 0))
     finally:
@@ -290,15 +410,36 @@ def _prefix_hint(chrom: str, names: Iterable[str]) -> str:
     return ''
 
 
-def check_inputs(regions: Sequence[Region], *, peaks_path: str, fasta_path: str,
-                 bigwig_paths: Sequence[str]) -> dict[str, int]:
+def fai_chrom_sizes(path: str, name: str | None = None) -> dict[str, int]:
+    """Returns {chromosome: length} from a FASTA index (.fai) file.
+
+    Raises:
+      RecordsInputError: a line without an integer length in column 2.
+    """
+    sizes = {}
+    with open(path) as f:
+        for line_no, line in enumerate(f, start=1):
+            columns = line.rstrip('\n').split('\t')
+            if len(columns) < 2 or not columns[1].isdigit():
+                raise RecordsInputError(f'{name or path}:{line_no}: not a FASTA index line')
+            sizes[columns[0]] = int(columns[1])
+    return sizes
+
+
+def check_inputs(regions: Sequence[Region], *, peaks_path: str | Sequence[str],
+                 fasta_path: str, bigwig_paths: Sequence[str],
+                 names: Mapping[str, str] | None = None,
+                 fasta_sizes: Mapping[str, int] | None = None) -> dict[str, int]:
     """Checks peaks, FASTA and bigWigs against each other before any window is read.
 
     Args:
-      regions: regions read from `peaks_path`.
-      peaks_path: the peaks file, for messages.
-      fasta_path: the genome FASTA.
-      bigwig_paths: every bigWig the job reads (counts and expected tracks).
+      regions: regions read from the peaks files.
+      peaks_path: the peaks file, or one per task (indexed by `Region.task`), for messages.
+      fasta_path: the genome FASTA (local).
+      bigwig_paths: every bigWig the job reads (counts, control and expected tracks; local).
+      names: {local path: path to name in messages} for local copies of remote files.
+      fasta_sizes: the FASTA's chromosome sizes when already known (from a remote .fai, so
+        that the driver need not copy the whole FASTA); `fasta_path` is then only named.
 
     Returns:
       {chromosome: length} of the FASTA.
@@ -307,31 +448,37 @@ def check_inputs(regions: Sequence[Region], *, peaks_path: str, fasta_path: str,
       RecordsInputError: a peak on a chromosome missing from the FASTA or a bigWig, a bigWig
         chromosome whose length differs from the FASTA's, or a bigWig with negative values.
     """
-    sizes = fasta_chrom_sizes(fasta_path)
+    names = names or {}
+    peaks_paths = [peaks_path] if isinstance(peaks_path, str) else list(peaks_path)
+    fasta_name = names.get(fasta_path, fasta_path)
+    sizes = (dict(fasta_sizes) if fasta_sizes is not None
+             else fasta_chrom_sizes(fasta_path, fasta_name))
     headers = {}
-    for path in bigwig_paths:
-        chroms, min_value = bigwig_header(path)
+    for path in dict.fromkeys(bigwig_paths):
+        name = names.get(path, path)
+        chroms, min_value = bigwig_header(path, name)
         if min_value < 0:
             raise RecordsInputError(
-                f'{path}: holds negative values (min {min_value:g}); counts must be >= 0')
+                f'{name}: holds negative values (min {min_value:g}); counts must be >= 0')
         for chrom, length in chroms.items():
             if chrom in sizes and sizes[chrom] != length:
                 raise RecordsInputError(
-                    f'{path}: {chrom} is {length} bp but {sizes[chrom]} bp in {fasta_path}; '
+                    f'{name}: {chrom} is {length} bp but {sizes[chrom]} bp in {fasta_name}; '
                     'are they from the same assembly?')
-        headers[path] = chroms
+        headers[name] = chroms
     checked = set()
     for r in regions:
         if r.chrom in checked:
             continue
+        where = f'{peaks_paths[r.task]}:{r.line}'
         if r.chrom not in sizes:
             raise RecordsInputError(
-                f'{peaks_path}:{r.line}: chromosome {r.chrom!r} is not in {fasta_path}'
+                f'{where}: chromosome {r.chrom!r} is not in {fasta_name}'
                 + _prefix_hint(r.chrom, sizes))
-        for path, chroms in headers.items():
+        for name, chroms in headers.items():
             if r.chrom not in chroms:
                 raise RecordsInputError(
-                    f'{peaks_path}:{r.line}: chromosome {r.chrom!r} is not in {path}'
+                    f'{where}: chromosome {r.chrom!r} is not in {name}'
                     + _prefix_hint(r.chrom, chroms))
         checked.add(r.chrom)
     return sizes

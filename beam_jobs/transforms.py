@@ -1,42 +1,59 @@
-"""DoFns and composite PTransforms of the records job: windows to records to shard files.
+"""DoFns and composite PTransforms of the records job: shard plans to shard files.
 
-`ExtractWindowsFn` turns a `regions.Region` into one serialised record (sequence from the FASTA,
-stranded counts from the bigWigs) keyed by its shard, or rejects it with a reason.
-`WriteShards` groups records by shard and writes each shard file sorted, so the output is the
-same bytes on every run and runner. `WriteJobSummary` writes what the driver needs back from the
-pipeline (records per split, rejections, the training median of total counts) as one JSON file.
-They live here, not in the job module, so that remote workers can import them.
+The driver cuts the sorted regions of each split and chromosome into chunks of nearby regions
+(`plan_shards`) and deals the chunks out to the shard files; a `ShardPlan` lists the chunks of
+one file. `WriteShards` turns each plan into its file: `WriteShardFn` opens the FASTA and
+bigWigs once per worker (`setup`, copying remote inputs to local disk first), reads each chunk
+with one FASTA fetch and one bigWig `values()` call per run of nearby windows
+(`WindowReader`), slices the windows out, encodes them (`bpnet_tfx.schema.encode_record`) and
+streams them into the file in (chrom, start) order. Records never travel between steps, so no
+step holds more than one chunk of records, and the files are the same bytes on every run and
+runner. `WriteJobSummary` writes what the driver needs back (records per split, rejections,
+training totals for the median) as one JSON file. They live here, not in the job module, so
+that remote workers can import them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-from typing import Any, Iterable, Mapping, Sequence
+import shutil
+import tempfile
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
 
+from beam_jobs import files as files_lib
 from beam_jobs import regions as regions_lib
+from beam_jobs.regions import Region
 from bpnet_tfx import schema
 from bpnet_tfx import sequence
 
 NAMESPACE = 'make_records'  # Metrics namespace of every counter of the job.
 REJECTED = 'rejected'  # Tag of (region_id, reason) outputs.
-TOTALS = 'totals'  # Tag of (split, total counts per task in the centred window) outputs.
-OUT_OF_BOUNDS = 'out_of_bounds'
+TOTALS = 'totals'  # Tag of (split, float64 array (records, tasks) of total counts) outputs.
+OUT_OF_BOUNDS = regions_lib.OUT_OF_BOUNDS
 TOO_MANY_N = 'too_many_n'
 SUMMARY_FILENAME = '_job_summary.json'  # Read and removed by the driver.
+PLANS_FILENAME = '_shard_plans.jsonl'  # Written by the driver, read by the pipeline.
+
+CHUNK_SIZE = 256  # Regions per chunk: the unit of work and of records held in memory.
+MAX_CHUNK_SPAN = 1_000_000  # bp from a chunk's first window start to its last window end.
+# GZIP level of the shard files: 1 writes about twice as fast as the default 6 and the files
+# are about 10% larger (benchmarks/bench_make_records.py); the reader does not care.
+COMPRESSION_LEVEL = 1
 
 
-def shard_index(region_id: str, num_shards: int) -> int:
-    """Returns the shard of a region: a hash that is the same in every process and run.
+def shard_index(key: str, num_shards: int) -> int:
+    """Returns a hash of `key` in [0, num_shards), the same in every process and run.
 
-    Python's `hash()` of a string changes per process, so it would scatter regions differently
-    on each run.
+    Python's `hash()` of a string changes per process, so it would deal chunks differently on
+    each run.
     """
-    digest = hashlib.md5(region_id.encode()).digest()
+    digest = hashlib.md5(key.encode()).digest()
     return int.from_bytes(digest[:8], 'big') % num_shards
 
 
@@ -44,171 +61,380 @@ def _counter(name: str):
     return beam.metrics.Metrics.counter(NAMESPACE, name)
 
 
-def _read_track(bigwig, path: str, chrom: str, start: int, end: int) -> np.ndarray:
-    """Base-resolution values of [start, end); missing data (NaN) reads as 0."""
-    values = np.nan_to_num(bigwig.values(chrom, start, end, numpy=True), nan=0.0)
-    if values.size and values.min() < 0:
-        raise regions_lib.RecordsInputError(
-            f'{path}: negative counts (min {values.min():g}) in {chrom}:{start}-{end}; '
-            'counts must be >= 0')
-    return values.astype(schema.COUNTS_DTYPE)
+# --- Planning (driver side, no I/O) -------------------------------------------------------------
 
 
-class ExtractWindowsFn(beam.DoFn):
-    """Region -> ((split, shard), (sort_key, serialised record)).
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """Nearby regions of one split on one chromosome, sorted by (start, end)."""
 
-    Tagged outputs: 'rejected' gives (region_id, reason) for a stored window past a chromosome
-    end ('out_of_bounds') or with more than `max_n_fraction` non-ACGT bases ('too_many_n');
-    'totals' gives (split, tuple of per-task total counts over both strands in the centred
-    window) for each record. The stored window is the region plus `max_jitter` bp each side.
+    split: str
+    chrom: str
+    regions: tuple[Region, ...]
+
+    @property
+    def key(self) -> str:
+        first = self.regions[0]
+        return f'{self.split}/{first.region_id}'
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    """The chunks of one shard file, in file order (chromosome, then position)."""
+
+    split: str
+    shard: int
+    num_shards: int
+    chunks: tuple[Chunk, ...] = ()
+
+    @property
+    def filename(self) -> str:
+        return schema.shard_filename(self.split, self.shard, self.num_shards)
+
+    @property
+    def num_regions(self) -> int:
+        return sum(len(c.regions) for c in self.chunks)
+
+    def to_json(self) -> str:
+        return json.dumps({
+            'split': self.split, 'shard': self.shard, 'num_shards': self.num_shards,
+            'chunks': [{'chrom': c.chrom,
+                        'regions': [[r.start, r.end, r.line, r.task] for r in c.regions]}
+                       for c in self.chunks]}, separators=(',', ':'))
+
+    @classmethod
+    def from_json(cls, line: str) -> 'ShardPlan':
+        d = json.loads(line)
+        chunks = tuple(
+            Chunk(d['split'], c['chrom'], tuple(
+                Region(c['chrom'], start, end, d['split'], line_no, task)
+                for start, end, line_no, task in c['regions']))
+            for c in d['chunks'])
+        return cls(d['split'], d['shard'], d['num_shards'], chunks)
+
+
+def make_chunks(regions: Iterable[Region], *, chunk_size: int = CHUNK_SIZE,
+                max_span: int = MAX_CHUNK_SPAN) -> list[Chunk]:
+    """Cuts regions into chunks: sorted runs of at most `chunk_size` regions of one split and
+    chromosome spanning at most `max_span` bp (a longer single region is its own chunk)."""
+    ordered = sorted(regions, key=lambda r: (r.split, r.chrom, r.start, r.end, r.task, r.line))
+    chunks, current = [], []
+    for r in ordered:
+        if current and (r.split != current[0].split or r.chrom != current[0].chrom
+                        or len(current) == chunk_size or r.end - current[0].start > max_span):
+            chunks.append(Chunk(current[0].split, current[0].chrom, tuple(current)))
+            current = []
+        current.append(r)
+    if current:
+        chunks.append(Chunk(current[0].split, current[0].chrom, tuple(current)))
+    return chunks
+
+
+def plan_shards(regions: Iterable[Region], num_shards: Mapping[str, int], *,
+                chunk_size: int = CHUNK_SIZE, max_span: int = MAX_CHUNK_SPAN
+                ) -> list[ShardPlan]:
+    """Deals each split's chunks out to its shard files; one plan per planned file.
+
+    Chunks are taken in the order of a stable hash of their first region (so a file mixes
+    chunks from all over the genome) and each goes to the file with the fewest regions so far
+    (ties: the lowest index), which balances the files to within one chunk. The result depends
+    only on the regions and `num_shards`.
+
+    Raises:
+      ValueError: a split has regions but no shards.
+    """
+    by_split: dict[str, list[Chunk]] = {s: [] for s in schema.SPLITS}
+    for chunk in make_chunks(regions, chunk_size=chunk_size, max_span=max_span):
+        by_split[chunk.split].append(chunk)
+    plans = []
+    for split in schema.SPLITS:
+        n = num_shards.get(split, 0)
+        if by_split[split] and n <= 0:
+            raise ValueError(f'the {split} split has regions but no shards')
+        loads = [0] * n
+        members: list[list[Chunk]] = [[] for _ in range(n)]
+        hashed = sorted(by_split[split], key=lambda c: (shard_index(c.key, 1 << 62), c.key))
+        for chunk in hashed:
+            i = min(range(n), key=lambda j: (loads[j], j))
+            members[i].append(chunk)
+            loads[i] += len(chunk.regions)
+        for i in range(n):
+            ordered = sorted(members[i], key=lambda c: (c.chrom, c.regions[0].start,
+                                                        c.regions[0].end))
+            plans.append(ShardPlan(split, i, n, tuple(ordered)))
+    return plans
+
+
+# --- Reading windows (worker side) --------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowSpec:
+    """What to read for each window.
+
+    Attributes:
+      fasta: genome FASTA (local path or URL; a .fai beside it is used, else made).
+      counts: per task, the (plus, minus) counts bigWigs.
+      control: optional, like `counts`: control tracks, stored as KEY_CONTROL.
+      expected: optional, like `counts`: noise-free tracks, stored as KEY_EXPECTED.
+      max_jitter: margin J stored on each side of the window.
+      max_n_fraction: largest allowed fraction of non-ACGT bases in the stored window.
+      run_gap: windows closer than this many bp are read with one fetch. One bigWig
+        `values()` call costs about as much as reading 20-40 kb more in the same call (block
+        decompression dominates), so nearby windows share a call.
     """
 
-    def __init__(self, fasta_path: str, bigwigs: Sequence[tuple[str, str]], *,
-                 max_jitter: int, num_shards: Mapping[str, int], max_n_fraction: float = 0.1,
-                 expected_bigwigs: Sequence[tuple[str, str]] | None = None):
-        """Args:
-          fasta_path: genome FASTA (indexed by pyfaidx on first open).
-          bigwigs: per task, the (plus strand, minus strand) counts bigWigs.
-          max_jitter: margin J stored on each side of the window.
-          num_shards: shards per split; every split a region can be in needs at least one.
-          max_n_fraction: largest allowed fraction of non-ACGT bases in the stored window.
-          expected_bigwigs: optional, like `bigwigs`, noise-free tracks stored as
-            KEY_EXPECTED.
-        """
-        self._fasta_path = fasta_path
-        self._bigwig_paths = tuple(tuple(pair) for pair in bigwigs)
-        self._expected_paths = (tuple(tuple(pair) for pair in expected_bigwigs)
-                                if expected_bigwigs else None)
-        if self._expected_paths is not None and len(self._expected_paths) != len(
-                self._bigwig_paths):
-            raise ValueError('expected_bigwigs needs one (plus, minus) pair per task')
-        self._max_jitter = max_jitter
-        self._num_shards = dict(num_shards)
-        self._max_n_fraction = max_n_fraction
+    fasta: str
+    counts: tuple[tuple[str, str], ...]
+    control: tuple[tuple[str, str], ...] | None = None
+    expected: tuple[tuple[str, str], ...] | None = None
+    max_jitter: int = 0
+    max_n_fraction: float = 0.1
+    run_gap: int = 20_000
+
+    def __post_init__(self):
+        for name in ('counts', 'control', 'expected'):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(tuple(pair) for pair in value))
+        for name in ('control', 'expected'):
+            value = getattr(self, name)
+            if value is not None and len(value) != len(self.counts):
+                raise ValueError(f'{name} needs one (plus, minus) pair per task')
+
+    def paths(self) -> list[str]:
+        return [self.fasta] + [p for kind in ('counts', 'control', 'expected')
+                               for pair in (getattr(self, kind) or ()) for p in pair]
+
+
+@dataclasses.dataclass
+class Window:
+    """One extracted window; arrays are (stored_length, ...) views into a run's arrays."""
+
+    region: Region
+    start: int  # Of the stored window.
+    one_hot: np.ndarray
+    profile: np.ndarray
+    control: np.ndarray | None = None
+    expected: np.ndarray | None = None
+
+    def encode(self) -> bytes:
+        return schema.encode_record(self.region.region_id, self.region.chrom, self.start,
+                                    self.one_hot, self.profile, expected=self.expected,
+                                    control=self.control)
+
+
+def _runs(stored: Sequence[tuple[int, int]], gap: int, max_span: int) -> list[tuple[int, int]]:
+    """Groups sorted stored windows into runs read together: [(first index, last index + 1)]."""
+    runs = []
+    first, end = 0, None
+    for i, (s, e) in enumerate(stored):
+        if end is not None and (s - end > gap or e - stored[first][0] > max_span):
+            runs.append((first, i))
+            first, end = i, None
+        end = e if end is None else max(end, e)
+    if stored:
+        runs.append((first, len(stored)))
+    return runs
+
+
+class WindowReader:
+    """Reads windows from a FASTA and bigWigs; open once (`open`), read many chunks.
+
+    Not picklable once open: pyfaidx and pyBigWig handles survive neither pickling nor a fork,
+    so DoFns open it in `setup`.
+    """
+
+    def __init__(self, spec: WindowSpec):
+        self.spec = spec
+        self._local_dir = None
         self._fasta = None
         self._sizes = None
-        self._tracks = None
-        self._expected = None
+        self._tracks: dict[str, list[tuple[tuple[str, Any], tuple[str, Any]]]] = {}
 
-    def setup(self):
+    def open(self) -> 'WindowReader':
         import pyBigWig
         import pyfaidx
-        self._fasta = pyfaidx.Fasta(self._fasta_path, as_raw=True)
+        paths = self.spec.paths()
+        if any(files_lib.is_remote(p) for p in paths):
+            self._local_dir = files_lib.make_local_dir()
+        local = files_lib.localize(paths, self._local_dir or '', companions=('.fai',))
+        self._fasta = pyfaidx.Fasta(local[self.spec.fasta], as_raw=True)
         self._sizes = {name: len(record) for name, record in self._fasta.records.items()}
+        for kind in ('counts', 'control', 'expected'):
+            pairs = getattr(self.spec, kind)
+            if pairs:
+                self._tracks[kind] = [tuple((path, pyBigWig.open(local[path])) for path in pair)
+                                      for pair in pairs]
+        return self
 
-        def _open(pairs):
-            return [tuple((path, pyBigWig.open(path)) for path in pair) for pair in pairs]
-
-        self._tracks = _open(self._bigwig_paths)
-        self._expected = _open(self._expected_paths) if self._expected_paths else None
-
-    def teardown(self):
-        for pairs in (self._tracks or [], self._expected or []):
+    def close(self) -> None:
+        for pairs in self._tracks.values():
             for _, bw in (t for pair in pairs for t in pair):
                 try:
                     bw.close()
                 except Exception:  # Best effort: the worker is going away anyway.
                     pass
+        self._tracks = {}
         if self._fasta is not None:
             try:
                 self._fasta.close()
             except Exception:
                 pass
+            self._fasta = None
+        if self._local_dir:
+            shutil.rmtree(self._local_dir, ignore_errors=True)
+            self._local_dir = None
 
-    def _reject(self, region: regions_lib.Region, reason: str):
-        _counter(f'rejected_{reason}').inc()
-        return beam.pvalue.TaggedOutput(REJECTED, (region.region_id, reason))
+    def _read_tracks(self, kind: str, chrom: str, start: int, end: int,
+                     windows: Sequence[tuple[int, int]]) -> np.ndarray:
+        """(end - start, tasks, strands) float32 of [start, end); NaN (no data) reads as 0.
 
-    @staticmethod
-    def _profile(pairs, chrom: str, start: int, end: int) -> np.ndarray:
-        """(end - start, tasks, strands) counts from per-task (plus, minus) bigWigs."""
-        return np.stack([
-            np.stack([_read_track(bw, path, chrom, start, end) for path, bw in pair], axis=-1)
-            for pair in pairs
-        ], axis=1)
+        Raises:
+          RecordsInputError: a negative value inside one of `windows` (stored windows).
+        """
+        out = np.empty((end - start, len(self._tracks[kind]), 2), schema.COUNTS_DTYPE)
+        for t, pair in enumerate(self._tracks[kind]):
+            for strand, (path, bw) in enumerate(pair):
+                values = bw.values(chrom, start, end, numpy=True)
+                values[np.isnan(values)] = 0.0
+                if values.min() < 0:
+                    for s, e in windows:
+                        low = values[s - start:e - start]
+                        if low.size and low.min() < 0:
+                            raise regions_lib.RecordsInputError(
+                                f'{path}: negative counts (min {low.min():g}) in '
+                                f'{chrom}:{s}-{e}; counts must be >= 0')
+                out[:, t, strand] = values
+        return out
 
-    def process(self, region: regions_lib.Region) -> Iterable[Any]:
-        _counter('regions_in').inc()
-        start, end = region.start - self._max_jitter, region.end + self._max_jitter
-        size = self._sizes.get(region.chrom)
-        if size is None or start < 0 or end > size:
-            yield self._reject(region, OUT_OF_BOUNDS)
-            return
-        one_hot = sequence.one_hot(self._fasta[region.chrom][start:end])
-        n_fraction = 1.0 - one_hot.sum() / len(one_hot)
-        if n_fraction > self._max_n_fraction:
-            yield self._reject(region, TOO_MANY_N)
-            return
-        profile = self._profile(self._tracks, region.chrom, start, end)
-        expected = (self._profile(self._expected, region.chrom, start, end)
-                    if self._expected is not None else None)
-        record = schema.encode_record(region.region_id, region.chrom, start, one_hot, profile,
-                                      expected=expected)
-        centre = profile[self._max_jitter:len(profile) - self._max_jitter]
-        totals = tuple(float(t) for t in centre.sum(axis=(0, 2), dtype=np.float64))
-        shard = shard_index(region.region_id, self._num_shards[region.split])
-        _counter('records_out').inc()
-        _counter(f'records_{region.split}').inc()
-        yield (region.split, shard), ((region.chrom, region.start, region.end), record)
-        yield beam.pvalue.TaggedOutput(TOTALS, (region.split, totals))
+    def read(self, chunk: Chunk) -> Iterator[tuple[Region, Window | str]]:
+        """Yields (region, Window) per kept region and (region, reason) per rejected one, in
+        the chunk's order. Reasons: 'out_of_bounds', 'too_many_n'."""
+        j = self.spec.max_jitter
+        chrom = chunk.chrom
+        size = self._sizes.get(chrom)
+        inside = []
+        for r in chunk.regions:
+            if size is None or r.start - j < 0 or r.end + j > size:
+                yield r, OUT_OF_BOUNDS
+            else:
+                inside.append(r)
+        stored = [(r.start - j, r.end + j) for r in inside]
+        for first, last in _runs(stored, self.spec.run_gap, MAX_CHUNK_SPAN):
+            run_start = stored[first][0]
+            run_end = max(e for _, e in stored[first:last])
+            run_windows = stored[first:last]
+            bases = self._fasta[chrom][run_start:run_end]
+            # Overlapping windows: encode the run once and slice; sparse ones: each window.
+            run_one_hot = (sequence.one_hot(bases)
+                           if run_end - run_start <= sum(e - s for s, e in run_windows) else None)
+            tracks = {kind: self._read_tracks(kind, chrom, run_start, run_end, run_windows)
+                      for kind in self._tracks}
+            for r, (s, e) in zip(inside[first:last], run_windows):
+                a, b = s - run_start, e - run_start
+                one_hot = (run_one_hot[a:b] if run_one_hot is not None
+                           else sequence.one_hot(bases[a:b]))
+                if 1.0 - np.count_nonzero(one_hot) / (b - a) > self.spec.max_n_fraction:
+                    yield r, TOO_MANY_N
+                    continue
+                yield r, Window(r, s, one_hot, tracks['counts'][a:b],
+                                control=tracks['control'][a:b] if 'control' in tracks else None,
+                                expected=(tracks['expected'][a:b] if 'expected' in tracks
+                                          else None))
+
+
+# --- Writing shard files ------------------------------------------------------------------------
 
 
 class WriteShardFn(beam.DoFn):
-    """((split, shard), iterable of (sort_key, record) or None) -> (split, records written).
+    """ShardPlan -> (split, records written), after writing the plan's GZIP TFRecord file.
 
-    Writes one GZIP TFRecord file with the records in sort-key order; None values are the
-    markers that make an empty shard exist.
+    Tagged outputs: 'rejected' gives (region_id, reason) for a stored window past a chromosome
+    end ('out_of_bounds') or with more than `max_n_fraction` non-ACGT bases ('too_many_n');
+    'totals' gives (split, float64 array (records, tasks): total counts over both strands in
+    the centred window) once per file: 8 bytes per record and task for the exact median.
+    Records go straight from the reader into the file, so a worker holds at most one run of
+    windows.
     """
 
-    def __init__(self, output_dir: str, num_shards: Mapping[str, int]):
+    def __init__(self, output_dir: str, spec: WindowSpec, sequence_length: int):
+        """Args:
+          output_dir: folder of the shard files (local or remote).
+          spec: what to read for each window.
+          sequence_length: L, for the centred window of the totals.
+        """
         self._output_dir = output_dir
-        self._num_shards = dict(num_shards)
+        self._spec = spec
+        self._sequence_length = sequence_length
+        self._reader = None
+        self._tmp_dir = None
 
-    def process(self, element) -> Iterable[tuple[str, int]]:
+    def setup(self):
+        self._reader = WindowReader(self._spec).open()
+        if files_lib.is_remote(self._output_dir):
+            self._tmp_dir = tempfile.mkdtemp(prefix='make_records-out-')
+
+    def teardown(self):
+        if self._reader is not None:
+            self._reader.close()
+        if self._tmp_dir:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+
+    def process(self, plan: ShardPlan) -> Iterable[Any]:
         import tensorflow as tf  # Local: only the writing workers pay for it.
-        (split, index), values = element
-        records = sorted((v for v in values if v is not None), key=lambda v: v[0])
-        path = os.path.join(self._output_dir,
-                            schema.shard_filename(split, index, self._num_shards[split]))
-        with tf.io.TFRecordWriter(path, options=schema.COMPRESSION) as writer:
-            for _, record in records:
-                writer.write(record)
+        dest = files_lib.join(self._output_dir, plan.filename)
+        path = os.path.join(self._tmp_dir, plan.filename) if self._tmp_dir else dest
+        options = tf.io.TFRecordOptions(compression_type=schema.COMPRESSION,
+                                        compression_level=COMPRESSION_LEVEL)
+        j, length = self._spec.max_jitter, self._sequence_length
+        totals, rejected, written = [], [], 0
+        with tf.io.TFRecordWriter(path, options=options) as writer:
+            for chunk in plan.chunks:
+                for region, window in self._reader.read(chunk):
+                    if isinstance(window, str):
+                        rejected.append((region.region_id, window))
+                        continue
+                    writer.write(window.encode())
+                    written += 1
+                    centre = window.profile[j:j + length]
+                    totals.append(centre.sum(axis=(0, 2), dtype=np.float64))
+        if self._tmp_dir:
+            files_lib.publish_file(path, dest)
+        _counter('regions_in').inc(plan.num_regions)
+        _counter('records_out').inc(written)
+        _counter(f'records_{plan.split}').inc(written)
+        for reason in sorted({reason for _, reason in rejected}):
+            _counter(f'rejected_{reason}').inc(sum(1 for _, x in rejected if x == reason))
         _counter('shards_written').inc()
-        _counter('records_written').inc(len(records))
-        yield split, len(records)
-
-
-def _empty_marker(key):
-    return key, None
+        yield plan.split, written
+        for item in rejected:
+            yield beam.pvalue.TaggedOutput(REJECTED, item)
+        if totals:
+            yield beam.pvalue.TaggedOutput(TOTALS, (plan.split, np.stack(totals)))
 
 
 class WriteShards(beam.PTransform):
-    """Writes `{split}-SSSSS-of-NNNNN.tfrecord.gz` files, one per (split, shard) in the plan.
+    """Writes one `{split}-SSSSS-of-NNNNN.tfrecord.gz` file per ShardPlan.
 
-    Input: ((split, shard), (sort_key, serialised record)). Output: (split, records written),
-    one element per shard file, empty shards included.
+    Input: ShardPlan, one per planned file (empty plans give empty files). Output: a tuple of
+    PCollections: main (split, records written) per file, 'rejected' (region_id, reason),
+    'totals' (split, (records, tasks) array of totals).
     """
 
-    def __init__(self, output_dir: str, num_shards: Mapping[str, int]):
+    def __init__(self, output_dir: str, spec: WindowSpec, sequence_length: int):
         super().__init__()
-        self._output_dir = output_dir
-        self._num_shards = dict(num_shards)
+        self._fn = WriteShardFn(output_dir, spec, sequence_length)
 
-    def expand(self, records):
-        keys = [(split, i) for split in schema.SPLITS
-                for i in range(self._num_shards.get(split, 0))]
-        # A shard no record hashes to still gets its file: one marker per planned shard.
-        markers = (records.pipeline
-                   | 'ShardKeys' >> beam.Create(keys)
-                   | 'EmptyShardMarkers' >> beam.Map(_empty_marker))
-        return ((records, markers)
-                | 'AddEmptyShards' >> beam.Flatten()
-                | 'GroupByShard' >> beam.GroupByKey()
-                | 'WriteShardFiles' >> beam.ParDo(WriteShardFn(self._output_dir,
-                                                              self._num_shards)))
+    def expand(self, plans):
+        return (plans
+                | 'SpreadPlans' >> beam.Reshuffle()  # Else one worker gets every file.
+                | 'WriteShardFiles' >> beam.ParDo(self._fn).with_outputs(
+                    REJECTED, TOTALS, main='shards'))
 
 
-def summarise(shards: Sequence[tuple[str, int]], totals: Sequence[tuple[str, Sequence[float]]],
+def summarise(shards: Sequence[tuple[str, int]],
+              totals: Sequence[tuple[str, np.ndarray | Sequence[Sequence[float]]]],
               rejected: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """The job summary from the collected outputs (pure; see `WriteJobSummary`).
 
@@ -220,8 +446,9 @@ def summarise(shards: Sequence[tuple[str, int]], totals: Sequence[tuple[str, Seq
     split_counts = dict.fromkeys(schema.SPLITS, 0)
     for split, n in shards:
         split_counts[split] += n
-    train = [t for split, t in totals if split == schema.SPLITS[0]]
-    median = np.median(np.asarray(train, np.float64), axis=0).tolist() if train else []
+    train = [np.asarray(t, np.float64) for split, t in totals
+             if split == schema.SPLITS[0] and len(t)]
+    median = np.median(np.concatenate(train), axis=0).tolist() if train else []
     return {
         'split_counts': split_counts,
         'median_total_counts': median,
@@ -231,19 +458,17 @@ def summarise(shards: Sequence[tuple[str, int]], totals: Sequence[tuple[str, Seq
 
 def _write_summary(path: str, shards, totals, rejected) -> str:
     summary = summarise(shards, totals, rejected)
-    import tensorflow as tf  # gfile: the output folder may be on a remote file system.
-    with tf.io.gfile.GFile(path, 'w') as f:
-        json.dump(summary, f, indent=1, sort_keys=True)
+    files_lib.write_text(path, json.dumps(summary, indent=1, sort_keys=True))
     return path
 
 
 class WriteJobSummary(beam.PTransform):
     """Writes `summarise(...)` of the job as JSON to `path`; outputs the path.
 
-    Input: a dict with 'shards' ((split, records written) per shard), 'totals'
-    ((split, per-task totals) per record) and 'rejected' ((region_id, reason)) PCollections.
-    The median is exact: the training totals are gathered on one worker, a few floats per
-    record.
+    Input: a dict with 'shards' ((split, records written) per file), 'totals'
+    ((split, (records, tasks) array of totals) per file) and 'rejected' ((region_id, reason))
+    PCollections. The median is exact: the training totals are gathered on one worker, a few
+    floats per record (not the records).
     """
 
     def __init__(self, path: str):

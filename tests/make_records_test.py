@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import glob
+import gzip
+import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -16,6 +19,7 @@ import pyfaidx
 import pytest
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from beam_jobs import make_records
@@ -24,6 +28,7 @@ from beam_jobs.regions import RecordsInputError
 from bpnet_tfx import schema
 from bpnet_tfx import sequence
 from conftest import shared_data_dir
+from transforms_test import fake_remote  # noqa: F401 (a fixture)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA = shared_data_dir()
@@ -128,14 +133,23 @@ def test_metadata(reb1):
     assert source['peaks'] == str(DATA / 'peaks.narrowPeak')
     assert source['fasta'] == str(DATA / 'chrIV.fa')
     assert source['peaks_read'] == 29 and source['dropped'] == {} and not source['demo']
+    assert (source['records_written'], source['peaks_merged'], source['peaks_rejected']) == (
+        29, 0, 0)
+    assert source['tasks'] == [{'name': 'task0', 'peaks': str(DATA / 'peaks.narrowPeak'),
+                                'pos_bigwig': str(DATA / 'Reb1.pos.bw'),
+                                'neg_bigwig': str(DATA / 'Reb1.neg.bw')}]
     assert source['flags']['valid_chroms'] == f'chrIV:0-{VALID_END}'
     assert source['versions']['apache_beam'] == beam.__version__
     assert {'created', 'seconds', 'pipeline_args'} <= set(source)
     assert sorted(os.listdir(out)) == ['metadata.json', 'rejected.tsv',
                                        'train-00000-of-00001.tfrecord.gz',
                                        'valid-00000-of-00001.tfrecord.gz']
-    assert (out / 'rejected.tsv').read_text() == 'region_id\tline\treason\n'
+    assert (out / 'rejected.tsv').read_text() == 'region_id\ttask\tline\treason\n'
     assert _no_leftovers(out.parent)
+
+
+def _rows(path) -> list[str]:
+    return pathlib.Path(path).read_text().splitlines()
 
 
 def test_rejections_are_counted_and_listed(tmp_path, capsys):
@@ -148,17 +162,166 @@ def test_rejections_are_counted_and_listed(tmp_path, capsys):
     assert sum(info.split_counts.values()) == 29
     assert info.source['peaks_read'] == 31
     assert info.source['dropped'] == {'duplicate': 1, 'out_of_bounds': 1}
-    rows = (tmp_path / 'records' / 'rejected.tsv').read_text().splitlines()
     first = _summits()[0]
-    assert rows == ['region_id\tline\treason',
-                    f'chrIV:{first[1] - 500}-{first[1] + 500}\t30\tduplicate',
-                    'chrIV:299200-300200\t31\tout_of_bounds']
+    assert _rows(tmp_path / 'records' / 'rejected.tsv') == [
+        'region_id\ttask\tline\treason',
+        f'chrIV:{first[1] - 500}-{first[1] + 500}\ttask0\t30\tduplicate',
+        'chrIV:299200-300200\ttask0\t31\tout_of_bounds']
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith('make_records: 31 peaks read, 29 records written (train ')
     assert '2 rejected (duplicate 1, out_of_bounds 1)' in summary
 
 
-@pytest.mark.slow  # About 10 s: a second job in a fresh process.
+def test_blacklist_drops_overlapping_windows(tmp_path):
+    (s1, s2), s3 = sorted(s for _, s in _summits())[:2], sorted(s for _, s in _summits())[5]
+    blacklist = tmp_path / 'blacklist.bed.gz'
+    # One base inside summit 1's stored window (L/2 + J before it); over summit 2; starting
+    # right at the end of summit 3's stored window (half-open: no overlap); another chromosome.
+    lo1, end3 = s1 - L // 2 - J, s3 + L // 2 + J
+    with gzip.open(blacklist, 'wt') as f:
+        f.write(f'track name=bl\n# ENCODE-style\nchrIV\t{lo1 - 1}\t{lo1 + 1}\n'
+                f'chrIV\t{s2}\t{s2 + 1}\tname\nchrIV\t{end3}\t{end3 + 9}\nchrM\t0\t100\n')
+    info = _run(tmp_path / 'records', f'--blacklist={blacklist}')
+    assert info.source['dropped'] == {'blacklisted': 2}
+    assert sum(info.split_counts.values()) == 27
+    assert info.source['blacklist'] == str(blacklist)
+    rows = _rows(tmp_path / 'records' / 'rejected.tsv')[1:]
+    assert sorted(r.split('\t')[0] for r in rows) == sorted(
+        f'chrIV:{s - L // 2}-{s + L // 2}' for s in (s1, s2))
+    assert all(r.endswith('\tblacklisted') for r in rows)
+
+
+def _write_spec(path, tasks) -> pathlib.Path:
+    if path.suffix == '.json':
+        path.write_text(json.dumps({'tasks': tasks}, indent=1))
+    else:
+        path.write_text('# two tasks\ntasks:\n' + ''.join(
+            '  - ' + '\n    '.join(f'{k}: {v}' for k, v in t.items()) + '\n' for t in tasks))
+    return path
+
+
+def _two_tasks(tmp_path) -> list[dict]:
+    """Task A: the Reb1 peaks; task B: 5 of them, a duplicate and a shifted window, strands
+    swapped; each with a control pair."""
+    lines = (DATA / 'peaks.narrowPeak').read_text().splitlines()
+    f = lines[5].split('\t')
+    shifted = '\t'.join(f[:9] + [str(int(f[9]) + 7)])
+    (tmp_path / 'b.narrowPeak').write_text('\n'.join(lines[:5] + [lines[0], shifted]) + '\n')
+    pos, neg = str(DATA / 'Reb1.pos.bw'), str(DATA / 'Reb1.neg.bw')
+    return [
+        {'name': 'reb1', 'peaks': str(DATA / 'peaks.narrowPeak'), 'pos_bigwig': pos,
+         'neg_bigwig': neg, 'control_pos_bigwig': neg, 'control_neg_bigwig': pos},
+        {'name': 'swapped', 'peaks': 'b.narrowPeak',  # Relative to the spec's folder.
+         'pos_bigwig': neg, 'neg_bigwig': pos, 'control_pos_bigwig': pos,
+         'control_neg_bigwig': neg},
+    ]
+
+
+def _run_spec(spec, output_dir, *extra) -> schema.RecordsInfo:
+    return make_records.run([
+        f'--fasta={DATA / "chrIV.fa"}', f'--tasks_spec={spec}', f'--output_dir={output_dir}',
+        f'--sequence_length={L}', f'--max_jitter={J}', f'--valid_chroms=chrIV:0-{VALID_END}',
+        '--runner=DirectRunner', *extra])
+
+
+def test_multi_task_union_and_controls(tmp_path):
+    spec = _write_spec(tmp_path / 'tasks.yaml', _two_tasks(tmp_path))
+    info = _run_spec(spec, tmp_path / 'records')
+    assert info.tasks == ('reb1', 'swapped') and info.has_control and not info.has_expected
+    # 29 + 7 peaks: 30 windows (the shifted one is new), 5 merged into task A's windows, and
+    # task B's second copy of its line 1 a duplicate.
+    assert info.source['peaks_read'] == 36
+    assert (sum(info.split_counts.values()), info.source['peaks_merged'],
+            info.source['dropped']) == (30, 5, {'duplicate': 1})
+    assert _rows(tmp_path / 'records' / 'rejected.tsv')[1:] == [
+        f'{_window_id(_summits()[0][1])}\tswapped\t6\tduplicate']
+    assert info.source['tasks'][1]['peaks'] == str(tmp_path / 'b.narrowPeak')
+    records = _read_records(tmp_path / 'records')
+    bigwigs = {s: pyBigWig.open(str(DATA / f'Reb1.{s}.bw')) for s in ('pos', 'neg')}
+    train_totals = []
+    for split, recs in records.items():
+        for rec in recs:
+            lo, hi = rec['start'], rec['start'] + L + 2 * J
+            pos, neg = (np.nan_to_num(bigwigs[s].values('chrIV', lo, hi, numpy=True))
+                        for s in ('pos', 'neg'))
+            assert rec['profile'].shape == (L + 2 * J, 2, 2)
+            np.testing.assert_array_equal(rec['profile'], np.stack(
+                [np.stack([pos, neg], -1), np.stack([neg, pos], -1)], axis=1))
+            np.testing.assert_array_equal(rec['control'], rec['profile'][:, ::-1])
+            if split == 'train':
+                train_totals.append(rec['profile'][J:J + L].sum(axis=(0, 2)))
+    assert len(train_totals) == info.split_counts['train']
+    np.testing.assert_allclose(info.median_total_counts, np.median(train_totals, axis=0))
+    # The same tasks as JSON: the same bytes.
+    json_spec = _write_spec(tmp_path / 'tasks.json', _two_tasks(tmp_path))
+    _run_spec(json_spec, tmp_path / 'again')
+    assert _shard_bytes(tmp_path / 'again') == _shard_bytes(tmp_path / 'records')
+
+
+def _window_id(summit: int) -> str:
+    return f'chrIV:{summit - L // 2}-{summit + L // 2}'
+
+
+def test_records_from_simulated_demo_data(tmp_path):
+    from bpnet_tfx import simulate
+    config = simulate.SimulationConfig(seed=3, chrom_sizes=(('chr1', 40_000), ('chr2', 60_000)),
+                                       n_stretch_chroms=('chr2',), n_stretches_per_chrom=1,
+                                       n_stretch_length=(2000, 3000))
+    demo = simulate.simulate(str(tmp_path / 'sim'), config)
+    info = make_records.run([
+        f'--fasta={demo.fasta}', f'--peaks={demo.peaks}', f'--pos_bigwig={demo.pos_bigwig}',
+        f'--neg_bigwig={demo.neg_bigwig}', f'--expected_pos_bigwig={demo.expected_pos_bigwig}',
+        f'--expected_neg_bigwig={demo.expected_neg_bigwig}', '--sequence_length=200',
+        '--max_jitter=10', f'--output_dir={tmp_path / "records"}', '--runner=DirectRunner'])
+    n_peaks = sum(1 for _ in open(demo.peaks))
+    assert sum(info.split_counts.values()) + info.source['peaks_rejected'] == n_peaks > 50
+    assert info.split_counts['valid'] > 0 and info.has_expected
+    fasta = pyfaidx.Fasta(demo.fasta, as_raw=True)
+    tracks = [pyBigWig.open(p) for p in (demo.pos_bigwig, demo.neg_bigwig,
+                                         demo.expected_pos_bigwig, demo.expected_neg_bigwig)]
+    for recs in _read_records(tmp_path / 'records').values():
+        for rec in recs:
+            chrom, lo, hi = rec['chrom'], rec['start'], rec['start'] + 220
+            np.testing.assert_array_equal(rec['one_hot'], sequence.one_hot(fasta[chrom][lo:hi]))
+            direct = [np.nan_to_num(bw.values(chrom, lo, hi, numpy=True)) for bw in tracks]
+            np.testing.assert_array_equal(rec['profile'][:, 0], np.stack(direct[:2], -1))
+            np.testing.assert_allclose(rec['expected'][:, 0], np.stack(direct[2:], -1),
+                                       rtol=1e-6)
+
+
+def test_remote_inputs_and_output(fake_remote, reb1, tmp_path):
+    root, prefix = fake_remote
+    (root / 'in').mkdir()
+    for name in ('chrIV.fa', 'chrIV.fa.fai', 'peaks.narrowPeak', 'Reb1.pos.bw', 'Reb1.neg.bw'):
+        (root / 'in' / name).write_bytes((DATA / name).read_bytes())
+    flags = [f'--fasta={prefix}in/chrIV.fa', f'--peaks={prefix}in/peaks.narrowPeak',
+             f'--pos_bigwig={prefix}in/Reb1.pos.bw', f'--neg_bigwig={prefix}in/Reb1.neg.bw',
+             f'--output_dir={prefix}bucket/records', f'--sequence_length={L}',
+             f'--max_jitter={J}', f'--valid_chroms=chrIV:0-{VALID_END}', '--runner=DirectRunner']
+    info = make_records.run(flags)
+    out = root / 'bucket' / 'records'
+    assert _shard_bytes(out) == _shard_bytes(reb1[0])
+    assert schema.RecordsInfo.load(str(out)) == info
+    assert info.source['fasta'] == f'{prefix}in/chrIV.fa'
+    # Without a remote .fai the driver copies the FASTA itself to read its sizes.
+    (root / 'in' / 'chrIV.fa.fai').unlink()
+    again = make_records.run([f if not f.startswith('--output_dir') else
+                              f'--output_dir={prefix}bucket/records2' for f in flags])
+    assert _shard_bytes(root / 'bucket' / 'records2') == _shard_bytes(reb1[0])
+    assert again.split_counts == info.split_counts
+    shutil.rmtree(root / 'bucket' / 'records2')
+    assert sorted(os.listdir(root / 'bucket')) == ['records']  # No temporary folder left.
+    with pytest.raises(RecordsInputError, match='exists; pass --overwrite'):
+        make_records.run(flags)
+    make_records.run(flags + ['--overwrite'])
+    assert _shard_bytes(out) == _shard_bytes(reb1[0])
+    assert sorted(os.listdir(root / 'bucket')) == ['records']
+    with pytest.raises(RecordsInputError, match=r'fakegs://in/gone\.bw: cannot read input file'):
+        make_records.run(flags[:2] + [f'--pos_bigwig={prefix}in/gone.bw'] + flags[3:]
+                         + ['--overwrite'])
+
+
+@pytest.mark.slow  # About 20 s: a second job, and one in worker processes.
 def test_rerun_gives_identical_bytes_and_needs_overwrite(tmp_path):
     shards = '--num_shards=train=3,valid=2'
     out = tmp_path / 'records'
@@ -170,12 +333,12 @@ def test_rerun_gives_identical_bytes_and_needs_overwrite(tmp_path):
     assert _shard_bytes(out) == first  # The refused run left it alone.
     _run(out, shards, '--overwrite')
     assert _shard_bytes(out) == first
-    # Another process (protobuf map order varies per process) with two worker threads.
+    # Another process (protobuf map order varies per process) with two worker processes.
     proc = subprocess.run(
         [sys.executable, '-m', 'beam_jobs.make_records', *_data_flags(),
          f'--output_dir={tmp_path / "again"}', f'--sequence_length={L}', f'--max_jitter={J}',
          f'--valid_chroms=chrIV:0-{VALID_END}', shards, '--runner=DirectRunner',
-         '--direct_num_workers=2', '--direct_running_mode=multi_threading'],
+         '--direct_num_workers=2', '--direct_running_mode=multi_processing'],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert _shard_bytes(tmp_path / 'again') == first
@@ -192,11 +355,11 @@ def test_overwrite_never_replaces_a_folder_that_is_not_records(tmp_path):
 
 
 def test_failure_in_pipeline_leaves_no_output(tmp_path, monkeypatch):
-    def _fail(self, region):
-        raise RecordsInputError(f'bad window {region.region_id}')
+    def _fail(self, chunk):
+        raise RecordsInputError(f'bad window {chunk.regions[0].region_id}')
         yield  # pragma: no cover
 
-    monkeypatch.setattr(transforms.ExtractWindowsFn, 'process', _fail)
+    monkeypatch.setattr(transforms.WindowReader, 'read', _fail)
     with pytest.raises(RecordsInputError, match=r'^bad window chrIV:\d+-\d+$'):
         _run(tmp_path / 'records')
     assert os.listdir(tmp_path) == []
@@ -207,11 +370,11 @@ def test_failed_overwrite_keeps_old_output(tmp_path, monkeypatch):
     _run(out)
     before = _shard_bytes(out)
 
-    def _fail(self, region):
+    def _fail(self, chunk):
         raise RuntimeError('worker crashed')
         yield  # pragma: no cover
 
-    monkeypatch.setattr(transforms.ExtractWindowsFn, 'process', _fail)
+    monkeypatch.setattr(transforms.WindowReader, 'read', _fail)
     with pytest.raises(Exception, match='worker crashed'):
         _run(out, '--overwrite')
     assert _shard_bytes(out) == before
@@ -223,6 +386,8 @@ def test_failed_overwrite_keeps_old_output(tmp_path, monkeypatch):
     (_data_flags(), '--output_dir is required'),
     (_data_flags() + ['--output_dir=o', '--expected_pos_bigwig=e.bw'],
      'give both --expected_pos_bigwig and --expected_neg_bigwig'),
+    (_data_flags() + ['--output_dir=o', '--control_neg_bigwig=c.bw'],
+     'give both --control_pos_bigwig and --control_neg_bigwig'),
     (_data_flags() + ['--output_dir=o', '--sequence_length=0'], '--sequence_length must be'),
     (_data_flags() + ['--output_dir=o', '--max_n_fraction=2'], '--max_n_fraction must be'),
     (_data_flags() + ['--output_dir=o', '--num_shards=many'], '--num_shards: cannot read'),
@@ -231,15 +396,114 @@ def test_failed_overwrite_keeps_old_output(tmp_path, monkeypatch):
     (_data_flags() + ['--output_dir=o', '--valid_chroms=chrIV', '--test_chroms=chrIV:0-10'],
      'overlaps'),
     (_data_flags(DATA / 'chrIV.fa') + ['--output_dir=o'], r'chrIV\.fa:1: malformed line'),
-], ids=['partial_data_flags', 'no_output_dir', 'one_expected', 'bad_length', 'bad_n_fraction',
-        'bad_num_shards', 'zero_shards', 'overlapping_splits', 'fasta_as_peaks'])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, flags, message):
+    (_data_flags() + ['--output_dir=o', '--tasks_spec=t.yaml'],
+     '--tasks_spec names every file of every task; drop --peaks'),
+    ([f'--tasks_spec={DATA / "x.yaml"}', '--output_dir=o'], 'missing: --fasta'),
+], ids=['partial_data_flags', 'no_output_dir', 'one_expected', 'one_control', 'bad_length',
+        'bad_n_fraction', 'bad_num_shards', 'zero_shards', 'overlapping_splits',
+        'fasta_as_peaks', 'spec_and_peaks', 'spec_without_fasta'])
+def test_bad_flags_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, flags, message):
     monkeypatch.chdir(tmp_path)
     assert make_records.main(flags + ['--runner=DirectRunner']) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith('make_records: error: ') and '\n' not in err, err
     assert re.search(message, err), err
     assert os.listdir(tmp_path) == []
+
+
+def _bigwig(path, chroms, value=1.0) -> str:
+    bw = pyBigWig.open(str(path), 'w')
+    bw.addHeader(list(chroms))
+    for chrom, _ in chroms:
+        bw.addEntries(chrom, [100], values=[value], span=1)
+    bw.close()
+    return str(path)
+
+
+_PEAK = 'chrIV\t1000\t1200\tp\t0\t.\t1\t-1\t-1\t100\n'
+_SPEC_OK = ('tasks:\n  - name: a\n    peaks: {peaks}\n    pos_bigwig: {pos}\n'
+            '    neg_bigwig: {neg}\n')
+# (files to write: name -> text, or a callable(tmp) making the file; flags; error pattern)
+BAD_INPUTS = {
+    'missing_peaks_file': ({}, {'peaks': 'nope.bed'}, r'nope\.bed: cannot read peaks file: No '),
+    'peaks_is_a_folder': ({'dir.bed/x': ''}, {'peaks': 'dir.bed'},
+                          r'dir\.bed: cannot read peaks file'),
+    'malformed_line': ({'p.bed': _PEAK + 'chrIV\t5\n'}, {},
+                       r'p\.bed:2: malformed line: 2 column'),
+    'non_integer': ({'p.bed': 'chrIV\t1e3\t2000\n'}, {},
+                    r"p\.bed:1: start '1e3' is not an integer"),
+    'negative_coordinate': ({'p.bed': 'chrIV\t-10\t2000\n'}, {},
+                            r'p\.bed:1: negative coordinate'),
+    'start_after_end': ({'p.bed': '# h\nchrIV\t3000\t2000\n'}, {},
+                        r'p\.bed:2: start 3000 > end 2000'),
+    'empty_peaks_file': ({'p.bed': 'track name=x\n#\n'}, {}, r'p\.bed: empty peaks file'),
+    'missing_fasta': ({}, {'fasta': 'gone.fa'}, r'gone\.fa: FASTA file not found'),
+    'missing_bigwig': ({}, {'neg_bigwig': 'gone.bw'}, r'gone\.bw: bigWig file not found'),
+    'chrom_not_in_fasta': ({'p.bed': _PEAK + 'chrV\t10\t20\n'}, {},
+                           r"p\.bed:2: chromosome 'chrV' is not in .*chrIV\.fa$"),
+    'chrom_not_in_bigwig': ({'v.bw': lambda p: _bigwig(p, [('chrV', 500)])},
+                            {'pos_bigwig': 'v.bw'},
+                            r"p\.bed:1: chromosome 'chrIV' is not in .*v\.bw$"),
+    'chrom_naming_mismatch': ({'p.bed': 'IV\t1000\t1001\n'}, {},
+                              r"p\.bed:1: chromosome 'IV' is not in .*chrIV\.fa \(it has "
+                              r"'chrIV': the files name chromosomes differently, '1' vs 'chr1'"),
+    'wrong_assembly': ({'long.bw': lambda p: _bigwig(p, [('chrIV', 300_001)])},
+                       {'pos_bigwig': 'long.bw'},
+                       r'long\.bw: chrIV is 300001 bp but 300000 bp in .*same assembly'),
+    'negative_counts': ({'neg.bw': lambda p: _bigwig(p, [('chrIV', 300_000)], -3.0)},
+                        {'neg_bigwig': 'neg.bw'}, r'neg\.bw: holds negative values \(min -3\)'),
+    'malformed_blacklist': ({'bl.bed': 'chrIV\t10\n'}, {'blacklist': 'bl.bed'},
+                            r'bl\.bed:1: malformed line'),
+    'spec_not_yaml': ({'t.yaml': 'tasks: [a, {'}, {'tasks_spec': 't.yaml'},
+                      r't\.yaml:1: not valid YAML'),
+    'spec_not_json': ({'t.json': '{"tasks": [}'}, {'tasks_spec': 't.json'},
+                      r't\.json:1: not valid JSON'),
+    'spec_not_a_mapping': ({'t.yaml': '- a\n'}, {'tasks_spec': 't.yaml'},
+                           r"t\.yaml: a tasks spec is a mapping with a non-empty 'tasks' list"),
+    'spec_missing_key': ({'t.yaml': 'tasks:\n  - name: a\n    peaks: p.bed\n'},
+                         {'tasks_spec': 't.yaml'},
+                         r't\.yaml: task 1: missing key\(s\) pos_bigwig, neg_bigwig'),
+    'spec_unknown_key': ({'t.yaml': _SPEC_OK + '    pos_bigWig: x\n'}, {'tasks_spec': 't.yaml'},
+                         r't\.yaml: task 1: unknown key\(s\) pos_bigWig'),
+    'spec_names_missing_file': ({'t.yaml': _SPEC_OK.replace('{neg}', 'gone.bw')},
+                                {'tasks_spec': 't.yaml'}, r'gone\.bw: bigWig file not found'),
+    'spec_some_controls': (
+        {'t.yaml': _SPEC_OK + '    control_pos_bigwig: {pos}\n    control_neg_bigwig: {neg}\n'
+         + _SPEC_OK.split('\n', 1)[1].replace('name: a', 'name: b')},
+        {'tasks_spec': 't.yaml'},
+        r't\.yaml: control bigWigs must be given for every task or none; a have them, b not'),
+    'spec_duplicate_name': ({'t.yaml': _SPEC_OK + _SPEC_OK.split('\n', 1)[1]},
+                            {'tasks_spec': 't.yaml'}, r"t\.yaml: task name 'a' appears more"),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD_INPUTS))
+def test_bad_input_is_one_line_naming_the_file_and_exit_2(tmp_path, capsys, case):
+    files, overrides, message = BAD_INPUTS[case]
+    inputs = tmp_path / 'in'
+    inputs.mkdir()
+    defaults = {'fasta': str(DATA / 'chrIV.fa'), 'peaks': str(inputs / 'p.bed'),
+                'pos_bigwig': str(DATA / 'Reb1.pos.bw'), 'neg_bigwig': str(DATA / 'Reb1.neg.bw')}
+    (inputs / 'p.bed').write_text(_PEAK)
+    for name, content in files.items():
+        path = inputs / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if callable(content):
+            content(path)
+        else:
+            for key in ('peaks', 'pos_bigwig', 'neg_bigwig'):
+                content = content.replace('{%s}' % key.split('_')[0], defaults[key])
+            path.write_text(content)
+    values = {**defaults, **{k: str(inputs / v) for k, v in overrides.items()}}
+    if 'tasks_spec' in values:
+        values = {k: values[k] for k in ('fasta', 'tasks_spec')}
+    out = tmp_path / 'out'
+    flags = [f'--{k}={v}' for k, v in values.items()]
+    assert make_records.main(flags + [f'--output_dir={out}', '--runner=DirectRunner']) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('make_records: error: ') and '\n' not in err, err
+    assert re.search(message, err), err
+    assert sorted(os.listdir(tmp_path)) == ['in']  # No output folder, no temporary one.
 
 
 def test_wrong_chromosome_names_from_the_command_line(tmp_path):
@@ -269,11 +533,14 @@ def test_plan_shards():
 @pytest.mark.parametrize('runner, local', [
     (None, True), ('DirectRunner', True),
     ('apache_beam.runners.direct.direct_runner.DirectRunner', True),
-    ('BundleBasedDirectRunner', False)])
-def test_local_runner_skips_prism(runner, local):
+    ('BundleBasedDirectRunner', False), ('DataflowRunner', False), ('FlinkRunner', False)])
+def test_local_runner_skips_prism_other_runners_pass_through(runner, local):
     args = [f'--runner={runner}'] if runner else []
-    p = make_records._make_pipeline(PipelineOptions(args))
-    assert isinstance(p.runner, FnApiRunner) == local
+    options = PipelineOptions(args)
+    if local:
+        assert isinstance(make_records._make_pipeline(options).runner, FnApiRunner)
+    else:  # Not constructed (Dataflow needs credentials): the options are left as given.
+        assert options.view_as(StandardOptions).runner == runner
 
 
 @pytest.mark.slow  # Simulates the demo data set (a few seconds), then runs the job.
@@ -304,3 +571,20 @@ def test_demo_mode(tmp_path, monkeypatch, capsys):
             rec['expected'][:, 0, strand],
             np.nan_to_num(bw.values(chrom, start, start + info.stored_length, numpy=True)))
     assert f'-> {out}' in capsys.readouterr().out
+
+
+def test_tasks_spec_resolves_relative_paths_and_checks_pairs(tmp_path):
+    from beam_jobs import tasks as tasks_lib
+    spec = tmp_path / 'spec' / 'tasks.yaml'
+    spec.parent.mkdir()
+    spec.write_text('tasks:\n  - {name: a, peaks: p.bed, pos_bigwig: ../pos.bw, '
+                    'neg_bigwig: /abs/neg.bw, expected_pos_bigwig: gs://b/e.bw, '
+                    'expected_neg_bigwig: gs://b/f.bw}\n')
+    (task,) = tasks_lib.read_tasks_spec(str(spec))
+    assert (task.peaks, task.pos_bigwig, task.neg_bigwig) == (
+        str(tmp_path / 'spec' / 'p.bed'), str(tmp_path / 'pos.bw'), '/abs/neg.bw')
+    assert task.pair('expected') == ('gs://b/e.bw', 'gs://b/f.bw') and not task.pair('control')
+    spec.write_text('tasks:\n  - {name: a, peaks: p, pos_bigwig: x, neg_bigwig: y, '
+                    'control_pos_bigwig: c}\n')
+    with pytest.raises(RecordsInputError, match="task 'a' gives one of control_pos_bigwig"):
+        tasks_lib.read_tasks_spec(str(spec))

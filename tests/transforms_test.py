@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -11,19 +10,115 @@ import numpy as np
 import pyBigWig
 import pytest
 import tensorflow as tf
+from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystem import FileSystem
+from apache_beam.io.localfilesystem import LocalFileSystem
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 from apache_beam.testing.util import equal_to
 
+from beam_jobs import files as files_lib
 from beam_jobs import transforms
-from beam_jobs.regions import Region
+from beam_jobs.regions import RecordsInputError, Region
 from bpnet_tfx import schema
 from bpnet_tfx import sequence
 
 L, J = 20, 5  # Window length and jitter margin of these tests.
-NUM_SHARDS = {'train': 3, 'valid': 1, 'test': 1}
+FAKE_SCHEME = 'fakegs'
+
+
+class FakeRemoteFileSystem(FileSystem):
+    """A remote file system for tests: `fakegs://x` is `ROOT/x`, with no folder rename.
+
+    Registered with Beam's FileSystems by being a subclass; ROOT is set by the fixture.
+    """
+
+    ROOT = None
+
+    def __init__(self, pipeline_options=None):
+        super().__init__(pipeline_options)
+        self._fs = LocalFileSystem(pipeline_options)
+
+    @classmethod
+    def scheme(cls):
+        return FAKE_SCHEME
+
+    def _local(self, path):
+        return os.path.join(self.ROOT, path[len(FAKE_SCHEME) + 3:])
+
+    def _remote(self, local):
+        return f'{FAKE_SCHEME}://' + os.path.relpath(local, self.ROOT)
+
+    def join(self, basepath, *paths):
+        return '/'.join([basepath.rstrip('/')] + [p.strip('/') for p in paths])
+
+    def split(self, path):
+        head, _, tail = path.rstrip('/').rpartition('/')
+        return head, tail
+
+    def mkdirs(self, path):
+        os.makedirs(self._local(path), exist_ok=True)
+
+    def has_dirs(self):
+        return False  # Like an object store.
+
+    def _list(self, dir_or_prefix):
+        local = self._local(dir_or_prefix)
+        folder = local if os.path.isdir(local) else os.path.dirname(local)
+        for dirpath, _, names in os.walk(folder):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                if path.startswith(local):
+                    yield FileMetadata(self._remote(path), os.path.getsize(path),
+                                       os.path.getmtime(path))
+
+    def create(self, path, *args, **kwargs):
+        os.makedirs(os.path.dirname(self._local(path)), exist_ok=True)
+        return self._fs.create(self._local(path), *args, **kwargs)
+
+    def open(self, path, *args, **kwargs):
+        return self._fs.open(self._local(path), *args, **kwargs)
+
+    def copy(self, sources, destinations):
+        for d in destinations:  # Objects need no parent folder.
+            os.makedirs(os.path.dirname(self._local(d)), exist_ok=True)
+        self._fs.copy([self._local(p) for p in sources], [self._local(p) for p in destinations])
+
+    def rename(self, sources, destinations):
+        for s, d in zip(sources, destinations):
+            if os.path.isdir(self._local(s)):
+                raise OSError(f'{s}: an object store cannot rename a folder')
+            self.copy([s], [d])
+            self.delete([s])
+
+    def exists(self, path):
+        return os.path.exists(self._local(path))
+
+    def size(self, path):
+        return os.path.getsize(self._local(path))
+
+    def last_updated(self, path):
+        return os.path.getmtime(self._local(path))
+
+    def checksum(self, path):
+        return str(self.size(path))
+
+    def metadata(self, path):
+        return FileMetadata(path, self.size(path), self.last_updated(path))
+
+    def delete(self, paths):
+        self._fs.delete([self._local(p) for p in paths])
+
+
+@pytest.fixture
+def fake_remote(tmp_path):
+    """Returns (root folder, 'fakegs://' prefix) of a fresh fake remote file system."""
+    root = tmp_path / 'remote'
+    root.mkdir()
+    FakeRemoteFileSystem.ROOT = str(root)
+    return root, f'{FAKE_SCHEME}://'
 
 
 def _pipeline() -> test_pipeline.TestPipeline:
@@ -47,7 +142,7 @@ def _write_bigwig(path: str, chroms: dict[str, int], tracks: dict[str, np.ndarra
 
 @pytest.fixture(scope='module')
 def genome(tmp_path_factory):
-    """chr1 (300 bp, N stretch at 200-260) and chr2 (100 bp); sparse plus, dense minus counts."""
+    """chr1 (300 bp, N stretch at 200-260) and chr2 (100 bp); two tasks, a control, expected."""
     root = tmp_path_factory.mktemp('genome')
     rng = np.random.default_rng(0)
     chroms = {'chr1': 300, 'chr2': 100}
@@ -55,19 +150,39 @@ def genome(tmp_path_factory):
     seqs['chr1'] = seqs['chr1'][:200] + 'N' * 60 + seqs['chr1'][260:]
     fasta = root / 'genome.fa'
     fasta.write_text(''.join(f'>{c}\n{s}\n' for c, s in seqs.items()))
-    pos = {c: np.where(rng.random(n) < 0.3, rng.integers(1, 20, n), np.nan)
-           for c, n in chroms.items()}
-    neg = {c: rng.integers(0, 5, n).astype(np.float64) for c, n in chroms.items()}
-    exp_pos = {c: rng.random(n) * 3 for c, n in chroms.items()}
-    exp_neg = {c: rng.random(n) * 2 for c, n in chroms.items()}
-    return {
-        'fasta': str(fasta), 'seqs': seqs,
-        'pos': _write_bigwig(str(root / 'pos.bw'), chroms, pos),
-        'neg': _write_bigwig(str(root / 'neg.bw'), chroms, neg),
-        'exp_pos': _write_bigwig(str(root / 'exp_pos.bw'), chroms, exp_pos),
-        'exp_neg': _write_bigwig(str(root / 'exp_neg.bw'), chroms, exp_neg),
-        'values': {'pos': pos, 'neg': neg, 'exp_pos': exp_pos, 'exp_neg': exp_neg},
-    }
+    values, paths = {}, {}
+    for name in ('pos', 'neg', 'pos2', 'neg2', 'ctl_pos', 'ctl_neg', 'exp_pos', 'exp_neg'):
+        if name.startswith('exp'):
+            values[name] = {c: rng.random(n) * 3 for c, n in chroms.items()}
+        elif name in ('pos', 'pos2'):  # Sparse: NaN (no entry) reads as 0.
+            values[name] = {c: np.where(rng.random(n) < 0.3, rng.integers(1, 20, n), np.nan)
+                            for c, n in chroms.items()}
+        else:
+            values[name] = {c: rng.integers(0, 5, n).astype(np.float64)
+                            for c, n in chroms.items()}
+        paths[name] = _write_bigwig(str(root / f'{name}.bw'), chroms, values[name])
+    return {'root': root, 'fasta': str(fasta), 'seqs': seqs, 'values': values, **paths}
+
+
+def _spec(genome, *, tasks=1, control=False, expected=False, max_n_fraction=0.1,
+          run_gap=20_000, prefix=None):
+    path = (lambda name: prefix + os.path.basename(genome[name])) if prefix else genome.get
+    pairs = [('pos', 'neg'), ('pos2', 'neg2')][:tasks]
+    return transforms.WindowSpec(
+        fasta=path('fasta'), counts=[(path(a), path(b)) for a, b in pairs],
+        control=[(path('ctl_pos'), path('ctl_neg'))] * tasks if control else None,
+        expected=[(path('exp_pos'), path('exp_neg'))] * tasks if expected else None,
+        max_jitter=J, max_n_fraction=max_n_fraction, run_gap=run_gap)
+
+
+def _direct(genome, region: Region, pairs) -> tuple[np.ndarray, np.ndarray, int]:
+    """Direct extraction: one-hot, (stored, tasks, 2) counts, stored start."""
+    start, end = region.start - J, region.end + J
+    one_hot = sequence.one_hot(genome['seqs'][region.chrom][start:end])
+    profile = np.stack([np.stack([np.nan_to_num(genome['values'][t][region.chrom][start:end])
+                                  for t in pair], axis=-1) for pair in pairs],
+                       axis=1).astype(np.float32)
+    return one_hot, profile, start
 
 
 REGIONS = [
@@ -79,90 +194,136 @@ REGIONS = [
     Region('chr2', 40, 60, 'test', 6),
     Region('chr1', 5, 25, 'train', 7),  # Stored window starts exactly at 0.
     Region('chr3', 5, 25, 'train', 8),  # Not in the FASTA.
+    Region('chr1', 60, 80, 'train', 9),  # Overlaps line 1's window.
 ]
-KEPT = [REGIONS[i] for i in (0, 1, 5, 6)]
+KEPT = [REGIONS[i] for i in (0, 1, 5, 6, 8)]
 REJECTED = [('chr1:2-22', 'out_of_bounds'), ('chr1:280-300', 'out_of_bounds'),
             ('chr1:210-230', 'too_many_n'), ('chr3:5-25', 'out_of_bounds')]
+NUM_SHARDS = {'train': 3, 'valid': 1, 'test': 1}
 
 
-def _info(has_expected: bool) -> schema.RecordsInfo:
-    return schema.RecordsInfo(sequence_length=L, max_jitter=J, tasks=('t',),
-                              has_expected=has_expected)
+# --- Planning ----------------------------------------------------------------------------------
 
 
-def _expected_window(genome, region: Region, tracks=('pos', 'neg')):
-    """Direct extraction: one-hot, (stored, 1, 2) counts, stored start."""
-    start, end = region.start - J, region.end + J
-    one_hot = sequence.one_hot(genome['seqs'][region.chrom][start:end])
-    profile = np.stack([np.nan_to_num(genome['values'][t][region.chrom][start:end])
-                        for t in tracks], axis=-1)[:, None, :].astype(np.float32)
-    return one_hot, profile, start
+def test_make_chunks_cuts_by_split_chrom_size_and_span():
+    regions = [Region('chr1', s, s + 10, 'train', i) for i, s in enumerate([50, 0, 20, 30, 40])]
+    regions += [Region('chr1', 5, 15, 'valid', 9), Region('chr2', 0, 10, 'train', 10),
+                Region('chr2', 5000, 5010, 'train', 11)]
+    chunks = transforms.make_chunks(regions, chunk_size=2, max_span=1000)
+    got = [(c.split, c.chrom, [r.start for r in c.regions]) for c in chunks]
+    assert got == [('train', 'chr1', [0, 20]), ('train', 'chr1', [30, 40]),
+                   ('train', 'chr1', [50]), ('train', 'chr2', [0]), ('train', 'chr2', [5000]),
+                   ('valid', 'chr1', [5])]
 
 
-def _fn(genome, expected=False, max_n_fraction=0.1):
-    return transforms.ExtractWindowsFn(
-        genome['fasta'], [(genome['pos'], genome['neg'])], max_jitter=J, num_shards=NUM_SHARDS,
-        max_n_fraction=max_n_fraction,
-        expected_bigwigs=[(genome['exp_pos'], genome['exp_neg'])] if expected else None)
+def test_plan_shards_is_balanced_sorted_complete_and_stable():
+    rng = np.random.default_rng(1)
+    regions = [Region(f'chr{c}', int(s), int(s) + 100, 'valid' if c == 1 else 'train', i)
+               for i, (c, s) in enumerate(zip(rng.integers(1, 4, 2000),
+                                              rng.integers(0, 10**6, 2000)))]
+    num_shards = {'train': 5, 'valid': 2, 'test': 0}
+    plans = transforms.plan_shards(regions, num_shards, chunk_size=32)
+    assert [(p.split, p.shard, p.num_shards) for p in plans] == [
+        ('train', i, 5) for i in range(5)] + [('valid', 0, 2), ('valid', 1, 2)]
+    placed = [r for p in plans for c in p.chunks for r in c.regions]
+    assert sorted(placed, key=lambda r: r.line) == regions  # Each region exactly once.
+    for p in plans:
+        keys = [(r.chrom, r.start, r.end) for c in p.chunks for r in c.regions]
+        assert keys == sorted(keys)  # File order is (chrom, start, end).
+        assert all(r.split == p.split for c in p.chunks for r in c.regions)
+    train = [p.num_regions for p in plans if p.split == 'train']
+    assert max(train) - min(train) <= 32  # Within one chunk.
+    # Same plan from a shuffled input, and through the JSON the pipeline reads.
+    again = transforms.plan_shards(list(reversed(regions)), num_shards, chunk_size=32)
+    assert again == plans
+    assert [transforms.ShardPlan.from_json(p.to_json()) for p in plans] == plans
 
 
-def _records_match(genome, expected: bool):
-    """A matcher: each record equals direct extraction and sits in its hashed shard."""
-    def _match(actual):
-        by_id = {r.region_id: r for r in KEPT}
-        assert sorted(decoded_id for decoded_id in (
-            schema.decode_record(rec, _info(expected))['region_id'] for _, (_, rec) in actual)
-        ) == sorted(by_id)
-        for (split, shard), (sort_key, record) in actual:
-            got = schema.decode_record(record, _info(expected))
-            region = by_id[got['region_id']]
-            one_hot, profile, start = _expected_window(genome, region)
-            assert split == region.split
-            assert shard == transforms.shard_index(region.region_id, NUM_SHARDS[split])
-            assert sort_key == (region.chrom, region.start, region.end)
-            assert (got['chrom'], got['start']) == (region.chrom, start)
-            np.testing.assert_array_equal(got['one_hot'], one_hot)
-            np.testing.assert_array_equal(got['profile'], profile)
-            if expected:
-                _, exp, _ = _expected_window(genome, region, ('exp_pos', 'exp_neg'))
-                np.testing.assert_allclose(got['expected'], exp, rtol=1e-6)
-            else:
-                assert 'expected' not in got
-    return _match
+def test_plan_shards_needs_a_shard_for_every_split_with_regions():
+    with pytest.raises(ValueError, match='valid split has regions but no shards'):
+        transforms.plan_shards([Region('chr1', 0, 10, 'valid')], {'train': 1})
 
 
-@pytest.mark.parametrize('expected', [False, True], ids=['counts', 'with_expected'])
-def test_extract_windows(genome, expected):
-    totals = [(r.split, (float(_expected_window(genome, r)[1][J:J + L].sum()),)) for r in KEPT]
-    with _pipeline() as p:
-        out = (p | beam.Create(REGIONS)
-               | beam.ParDo(_fn(genome, expected)).with_outputs(
-                   transforms.REJECTED, transforms.TOTALS, main='records'))
-        assert_that(out.records, _records_match(genome, expected), label='Records')
-        assert_that(out[transforms.REJECTED], equal_to(REJECTED), label='Rejected')
-        assert_that(out[transforms.TOTALS], equal_to(totals), label='Totals')
-    counters = {c.key.metric.name: c.committed for c in p.result.metrics().query(
-        MetricsFilter().with_namespace(transforms.NAMESPACE))['counters']}
-    assert counters == {'regions_in': 8, 'records_out': 4, 'records_train': 2,
-                        'records_valid': 1, 'records_test': 1, 'rejected_out_of_bounds': 3,
-                        'rejected_too_many_n': 1}
+def test_shard_index_is_a_stable_hash():
+    assert transforms.shard_index('train/chr1:0-1000', 7) == transforms.shard_index(
+        'train/chr1:0-1000', 7)
+    assert len({transforms.shard_index(f'chr1:{i}-{i + 10}', 4) for i in range(64)}) == 4
+
+
+def test_runs_group_nearby_windows():
+    stored = [(0, 30), (10, 40), (100, 130), (1000, 1030), (1040, 1070)]
+    assert transforms._runs(stored, gap=50, max_span=10**6) == [(0, 2), (2, 3), (3, 5)]
+    assert transforms._runs(stored, gap=10**6, max_span=10**6) == [(0, 5)]
+    assert transforms._runs(stored, gap=10**6, max_span=500) == [(0, 3), (3, 5)]
+    assert transforms._runs([], gap=1, max_span=1) == []
+
+
+# --- Reading windows ---------------------------------------------------------------------------
+
+
+def _chunks(regions):
+    return transforms.make_chunks(regions)
+
+
+@pytest.mark.parametrize('run_gap', [0, 20_000], ids=['window_by_window', 'one_fetch_per_run'])
+@pytest.mark.parametrize('tasks, control, expected', [(1, False, False), (2, True, True)],
+                         ids=['one_task', 'two_tasks_control_expected'])
+def test_window_reader_matches_direct_extraction(genome, run_gap, tasks, control, expected):
+    reader = transforms.WindowReader(_spec(genome, tasks=tasks, control=control,
+                                           expected=expected, run_gap=run_gap)).open()
+    pairs = [('pos', 'neg'), ('pos2', 'neg2')][:tasks]
+    try:
+        got = [item for chunk in _chunks(REGIONS) for item in reader.read(chunk)]
+    finally:
+        reader.close()
+    rejected = sorted((r.region_id, w) for r, w in got if isinstance(w, str))
+    assert rejected == sorted(REJECTED)
+    windows = [w for _, w in got if not isinstance(w, str)]
+    assert sorted(w.region.line for w in windows) == sorted(r.line for r in KEPT)
+    for w in windows:
+        one_hot, profile, start = _direct(genome, w.region, pairs)
+        assert w.start == start
+        np.testing.assert_array_equal(w.one_hot, one_hot)
+        np.testing.assert_array_equal(w.profile, profile)
+        assert w.profile.shape == (L + 2 * J, tasks, 2) and w.profile.dtype == np.float32
+        if control:
+            np.testing.assert_array_equal(
+                w.control, _direct(genome, w.region, [('ctl_pos', 'ctl_neg')] * tasks)[1])
+        else:
+            assert w.control is None
+        if expected:
+            np.testing.assert_allclose(
+                w.expected, _direct(genome, w.region, [('exp_pos', 'exp_neg')] * tasks)[1],
+                rtol=1e-6)
+        else:
+            assert w.expected is None
+
+
+def test_dense_chunk_is_one_fetch_per_track(genome, monkeypatch):
+    calls = []
+    reader = transforms.WindowReader(_spec(genome)).open()
+    original = transforms.WindowReader._read_tracks
+
+    def _spy(self, kind, chrom, start, end, windows):
+        calls.append((start, end))
+        return original(self, kind, chrom, start, end, windows)
+
+    monkeypatch.setattr(transforms.WindowReader, '_read_tracks', _spy)
+    chunk = transforms.Chunk('train', 'chr1', tuple(
+        Region('chr1', s, s + L, 'train', i) for i, s in enumerate(range(10, 180, 15))))
+    assert len([w for _, w in reader.read(chunk)]) == len(chunk.regions)
+    assert calls == [(5, 200)]  # One values() span per bigWig for the whole chunk.
+    reader.close()
 
 
 def test_max_n_fraction_threshold(genome):
-    # chr1:185-215 stored (10 bp margin) covers 200-215: 15 of 30 bases are N.
-    region = Region('chr1', 190, 210, 'train', 1)
-    with _pipeline() as p:
-        out = (p | beam.Create([region])
-               | 'Strict' >> beam.ParDo(_fn(genome, max_n_fraction=0.49)).with_outputs(
-                   transforms.REJECTED, transforms.TOTALS, main='records'))
-        loose = (p | 'Again' >> beam.Create([region])
-                 | 'Loose' >> beam.ParDo(_fn(genome, max_n_fraction=0.5)).with_outputs(
-                     transforms.REJECTED, transforms.TOTALS, main='records'))
-        assert_that(out[transforms.REJECTED], equal_to([('chr1:190-210', 'too_many_n')]),
-                    label='StrictRejects')
-        assert_that(loose[transforms.REJECTED], equal_to([]), label='LooseRejects')
-        assert_that(loose.records | beam.Map(lambda kv: kv[1][0]),
-                    equal_to([('chr1', 190, 210)]), label='LooseKeeps')
+    # chr1:185-215 stored (5 bp margin each side) covers N at 200-215: 15 of 30 bases.
+    chunk = transforms.Chunk('train', 'chr1', (Region('chr1', 190, 210, 'train', 1),))
+    for fraction, outcome in ((0.49, 'too_many_n'), (0.5, 'kept')):
+        reader = transforms.WindowReader(_spec(genome, max_n_fraction=fraction)).open()
+        (_, window), = reader.read(chunk)
+        reader.close()
+        assert (window if isinstance(window, str) else 'kept') == outcome
 
 
 def test_negative_counts_fail_naming_bigwig_and_region(genome, tmp_path):
@@ -170,58 +331,132 @@ def test_negative_counts_fail_naming_bigwig_and_region(genome, tmp_path):
     values[60] = -2.0
     bad = _write_bigwig(str(tmp_path / 'bad.bw'), {'chr1': 300, 'chr2': 100},
                         {'chr1': values, 'chr2': np.zeros(100)})
-    fn = transforms.ExtractWindowsFn(genome['fasta'], [(genome['pos'], bad)], max_jitter=J,
-                                     num_shards=NUM_SHARDS)
-    with pytest.raises(Exception, match=r'bad\.bw: negative counts \(min -2\) in chr1:45-75'):
-        with _pipeline() as p:
-            _ = p | beam.Create([REGIONS[0]]) | beam.ParDo(fn)
+    spec = transforms.WindowSpec(genome['fasta'], [(genome['pos'], bad)], max_jitter=J)
+    reader = transforms.WindowReader(spec).open()
+    with pytest.raises(RecordsInputError, match=r'bad\.bw: negative counts \(min -2\) in '
+                                                 r'chr1:45-75'):
+        list(reader.read(_chunks(REGIONS[:1])[0]))
+    reader.close()
 
 
-def test_shard_index_is_a_stable_hash():
-    # md5-based, so the same in every process (unlike hash()) and fixed across releases.
-    assert transforms.shard_index('chr1:0-1000', 1_000_003) == int.from_bytes(
-        hashlib.md5(b'chr1:0-1000').digest()[:8], 'big') % 1_000_003
-    assert [transforms.shard_index(f'chr1:{i}-{i + 10}', 4) for i in range(8)] == [
-        transforms.shard_index(f'chr1:{i}-{i + 10}', 4) for i in range(8)]
-    assert len({transforms.shard_index(f'chr1:{i}-{i + 10}', 4) for i in range(64)}) == 4
+def test_reader_copies_remote_inputs_to_local_disk(genome, fake_remote):
+    root, prefix = fake_remote
+    for name in ('fasta', 'pos', 'neg'):
+        (root / os.path.basename(genome[name])).write_bytes(
+            open(genome[name], 'rb').read())
+    reader = transforms.WindowReader(_spec(genome, prefix=prefix)).open()
+    local_dir = reader._local_dir
+    assert os.path.isdir(local_dir) and files_lib.is_remote(reader.spec.fasta)
+    got = {r.line: w for chunk in _chunks(KEPT) for r, w in reader.read(chunk)}
+    reader.close()
+    assert not os.path.exists(local_dir)  # Removed in close (teardown).
+    for r in KEPT:
+        np.testing.assert_array_equal(got[r.line].profile, _direct(genome, r, [('pos', 'neg')])[1])
 
 
-def _read_shard(path: str) -> list[bytes]:
-    return [r.numpy() for r in tf.data.TFRecordDataset(path, compression_type='GZIP')]
+# --- Writing shards ----------------------------------------------------------------------------
 
 
-def test_write_shards_sorted_and_empty_shards(tmp_path):
-    num_shards = {'train': 2, 'valid': 3, 'test': 0}
-    records = [(('train', 1), (('chr2', 5, 9), b'c')), (('train', 1), (('chr1', 9, 13), b'b')),
-               (('train', 1), (('chr1', 1, 5), b'a')), (('valid', 2), (('chr1', 0, 4), b'v'))]
-    with _pipeline() as p:
-        out = p | beam.Create(records) | transforms.WriteShards(str(tmp_path), num_shards)
-        assert_that(out, equal_to([('train', 0), ('train', 3), ('valid', 0), ('valid', 0),
-                                   ('valid', 1)]))
-    assert sorted(os.listdir(tmp_path)) == [
-        schema.shard_filename('train', 0, 2), schema.shard_filename('train', 1, 2),
-        schema.shard_filename('valid', 0, 3), schema.shard_filename('valid', 1, 3),
-        schema.shard_filename('valid', 2, 3)]
-    assert _read_shard(str(tmp_path / 'train-00001-of-00002.tfrecord.gz')) == [b'a', b'b', b'c']
-    assert _read_shard(str(tmp_path / 'train-00000-of-00002.tfrecord.gz')) == []
-    assert _read_shard(str(tmp_path / 'valid-00002-of-00003.tfrecord.gz')) == [b'v']
-    counters = {c.key.metric.name: c.committed for c in p.result.metrics().query(
+def _read_shard(path: str, info: schema.RecordsInfo) -> list[dict]:
+    return [schema.decode_record(r.numpy(), info)
+            for r in tf.data.TFRecordDataset(path, compression_type='GZIP')]
+
+
+def _info(tasks=1, control=False) -> schema.RecordsInfo:
+    return schema.RecordsInfo(sequence_length=L, max_jitter=J,
+                              tasks=tuple(f't{i}' for i in range(tasks)), has_control=control)
+
+
+def _counters(result) -> dict[str, int]:
+    return {c.key.metric.name: c.committed for c in result.metrics().query(
         MetricsFilter().with_namespace(transforms.NAMESPACE))['counters']}
-    assert counters == {'shards_written': 5, 'records_written': 4}
+
+
+def _check_shards(genome, folder, plans, tasks, control):
+    """Every planned file exists; its records match direct extraction, in plan order."""
+    info = _info(tasks, control)
+    pairs = [('pos', 'neg'), ('pos2', 'neg2')][:tasks]
+    rejected = {region_id for region_id, _ in REJECTED}
+    seen = []
+    for plan in plans:
+        records = _read_shard(os.path.join(folder, plan.filename), info)
+        expected = [r for c in plan.chunks for r in c.regions if r.region_id not in rejected]
+        assert [rec['region_id'] for rec in records] == [r.region_id for r in expected]
+        for rec, region in zip(records, expected):
+            one_hot, profile, start = _direct(genome, region, pairs)
+            assert (rec['chrom'], rec['start']) == (region.chrom, start)
+            np.testing.assert_array_equal(rec['one_hot'], one_hot)
+            np.testing.assert_array_equal(rec['profile'], profile)
+            assert ('control' in rec) == control
+            if control:
+                np.testing.assert_array_equal(
+                    rec['control'], _direct(genome, region, [('ctl_pos', 'ctl_neg')] * tasks)[1])
+        seen += [r.line for r in expected]
+    assert sorted(seen) == sorted(r.line for r in KEPT)
+
+
+@pytest.mark.parametrize('tasks, control', [(1, False), (2, True)],
+                         ids=['one_task', 'two_tasks_control'])
+def test_write_shards(genome, tmp_path, tasks, control):
+    plans = transforms.plan_shards(REGIONS, NUM_SHARDS)
+    pairs = [('pos', 'neg'), ('pos2', 'neg2')][:tasks]
+    centre = slice(J, J + L)
+    totals = {}
+    for r in KEPT:
+        totals.setdefault(r.split, []).append(tuple(
+            float(x) for x in _direct(genome, r, pairs)[1][centre].sum(axis=(0, 2))))
+    with _pipeline() as p:
+        out = (p | beam.Create(plans)
+               | transforms.WriteShards(str(tmp_path), _spec(genome, tasks=tasks,
+                                                             control=control), L))
+        written = {s: sum(1 for r in KEPT if r.split == s) for s in ('train', 'valid', 'test')}
+        assert_that(out.shards | beam.CombinePerKey(sum),
+                    equal_to(list(written.items())), label='Counts')
+        assert_that(out[transforms.REJECTED], equal_to(REJECTED), label='Rejected')
+        assert_that(out[transforms.TOTALS]
+                    | beam.FlatMap(lambda kv: [(kv[0], tuple(t)) for t in kv[1].tolist()]),
+                    equal_to([(s, t) for s, ts in totals.items() for t in ts]), label='Totals')
+    assert sorted(os.listdir(tmp_path)) == sorted(p.filename for p in plans)
+    _check_shards(genome, str(tmp_path), plans, tasks, control)
+    assert _counters(p.result) == {
+        'regions_in': len(REGIONS), 'records_out': 5, 'records_train': 3, 'records_valid': 1,
+        'records_test': 1, 'rejected_out_of_bounds': 3, 'rejected_too_many_n': 1,
+        'shards_written': 5}
+
+
+def test_write_shards_to_a_remote_folder(genome, fake_remote, tmp_path):
+    root, prefix = fake_remote
+    plans = transforms.plan_shards(REGIONS, NUM_SHARDS)
+    with _pipeline() as p:
+        _ = (p | beam.Create(plans)
+             | transforms.WriteShards(prefix + 'bucket/records', _spec(genome), L))
+    assert sorted(os.listdir(root / 'bucket' / 'records')) == sorted(p.filename for p in plans)
+    _check_shards(genome, str(root / 'bucket' / 'records'), plans, 1, False)
+
+
+def test_empty_plan_writes_an_empty_file(genome, tmp_path):
+    with _pipeline() as p:
+        out = (p | beam.Create([transforms.ShardPlan('test', 0, 1)])
+               | transforms.WriteShards(str(tmp_path), _spec(genome), L))
+        assert_that(out.shards, equal_to([('test', 0)]))
+    assert _read_shard(str(tmp_path / 'test-00000-of-00001.tfrecord.gz'), _info()) == []
+
+
+# --- Job summary -------------------------------------------------------------------------------
 
 
 def test_summarise_median_over_training_records_only():
     summary = transforms.summarise(
         shards=[('train', 2), ('train', 1), ('valid', 1)],
-        totals=[('train', (1.0, 10.0)), ('train', (4.0, 30.0)), ('train', (2.0, 20.0)),
-                ('train', (3.0, 40.0)), ('valid', (1000.0, 1000.0))],
+        totals=[('train', [(1.0, 10.0), (4.0, 30.0)]), ('train', [(2.0, 20.0), (3.0, 40.0)]),
+                ('valid', [(1000.0, 1000.0)])],
         rejected=[('chr1:5-10', 'too_many_n'), ('chr1:0-5', 'out_of_bounds')])
     assert summary == {
         'split_counts': {'train': 3, 'valid': 1, 'test': 0},
         'median_total_counts': [2.5, 25.0],
         'rejected': [['chr1:0-5', 'out_of_bounds'], ['chr1:5-10', 'too_many_n']],
     }
-    assert transforms.summarise([], [('valid', (1.0,))], [])['median_total_counts'] == []
+    assert transforms.summarise([], [('valid', [(1.0,)])], [])['median_total_counts'] == []
 
 
 def test_write_job_summary(tmp_path):
@@ -229,8 +464,8 @@ def test_write_job_summary(tmp_path):
     with _pipeline() as p:
         pcolls = {
             'shards': p | 'Shards' >> beam.Create([('train', 2), ('valid', 1)]),
-            'totals': p | 'Totals' >> beam.Create([('train', (5.0,)), ('train', (7.0,)),
-                                                   ('valid', (9.0,))]),
+            'totals': p | 'Totals' >> beam.Create([('train', [(5.0,), (7.0,)]),
+                                                   ('valid', [(9.0,)])]),
             'rejected': p | 'Rejected' >> beam.Create([]),
         }
         out = pcolls | transforms.WriteJobSummary(path)

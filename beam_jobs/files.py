@@ -1,0 +1,168 @@
+"""Local copies of remote inputs and moves of remote outputs, through Beam's FileSystems.
+
+pyfaidx and pyBigWig read only local files, and `os.rename` works only on local folders. The
+records job therefore copies an input whose path has a scheme (`gs://`, `s3://`, `hdfs://`, ...)
+to a local temporary folder before opening it (in the driver for its checks, in `DoFn.setup`
+on the workers), writes each shard file locally before copying it to a remote output folder,
+and moves a remote output folder into place file by file. Local paths are used as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Iterable, Sequence
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+_COPY_BUFFER = 16 << 20
+
+
+def is_remote(path: str) -> bool:
+    """Whether `path` names a file system other than the local one (it has a scheme)."""
+    return FileSystems.get_scheme(path) not in (None, 'file')
+
+
+def join(folder: str, name: str) -> str:
+    """`folder`/`name` on the folder's file system."""
+    return FileSystems.join(folder, name) if is_remote(folder) else os.path.join(folder, name)
+
+
+def exists(path: str) -> bool:
+    return FileSystems.exists(path) if is_remote(path) else os.path.lexists(path)
+
+
+def copy_to_local(path: str, local_dir: str) -> str:
+    """Copies a remote file into `local_dir` (keeping its base name); returns the local path.
+
+    Bytes are copied as they are: a `.gz` file stays compressed.
+
+    Raises:
+      OSError: the file cannot be read (a `BeamIOError` is an IOError).
+    """
+    local = os.path.join(local_dir, path.rstrip('/').rsplit('/', 1)[-1])
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as src, \
+            open(local, 'wb') as dst:
+        shutil.copyfileobj(src, dst, _COPY_BUFFER)
+    return local
+
+
+def localize(paths: Iterable[str], local_dir: str, *, companions: Sequence[str] = ()
+             ) -> dict[str, str]:
+    """Returns {path: local path}, copying the remote ones into `local_dir`.
+
+    Args:
+      paths: input files; local ones map to themselves.
+      local_dir: where remote copies go (one subfolder per file, so equal base names do not
+        collide).
+      companions: suffixes of side files copied too when they exist remotely (e.g. '.fai').
+    """
+    out = {}
+    for i, path in enumerate(dict.fromkeys(paths)):
+        if not is_remote(path):
+            out[path] = path
+            continue
+        folder = os.path.join(local_dir, str(i))
+        os.makedirs(folder, exist_ok=True)
+        out[path] = copy_to_local(path, folder)
+        for suffix in companions:
+            if FileSystems.exists(path + suffix):
+                copy_to_local(path + suffix, folder)
+    return out
+
+
+def make_local_dir() -> str:
+    """A fresh local temporary folder for copies of remote inputs."""
+    return tempfile.mkdtemp(prefix='make_records-')
+
+
+def publish_file(local_path: str, dest: str) -> None:
+    """Copies a finished local file to `dest` on any file system (a plain move when local)."""
+    if not is_remote(dest):
+        shutil.move(local_path, dest)
+        return
+    with open(local_path, 'rb') as src, FileSystems.create(
+            dest, compression_type=CompressionTypes.UNCOMPRESSED) as dst:
+        shutil.copyfileobj(src, dst, _COPY_BUFFER)
+    os.remove(local_path)
+
+
+def read_text(path: str) -> str:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read().decode()
+
+
+def write_text(path: str, text: str) -> None:
+    if not is_remote(path):
+        with open(path, 'w') as f:
+            f.write(text)
+        return
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(text.encode())
+
+
+def list_files(folder: str) -> list[str]:
+    """Paths of the files directly in a remote or local folder, sorted."""
+    if not is_remote(folder):
+        return sorted(os.path.join(folder, n) for n in os.listdir(folder))
+    pattern = join(folder, '*')
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def replace_dir(tmp_dir: str, output_dir: str, *, last: str, token: str) -> None:
+    """Moves the finished `tmp_dir` to `output_dir`, replacing an old one only at the end.
+
+    Local folders: two `os.rename`s, so readers see the old folder or the new one. Remote
+    (object stores have no folder rename): the old folder's files are deleted, then each new
+    file is renamed (copy + delete) with `last` (metadata.json) moved last, so a folder that
+    holds `last` is complete.
+
+    Args:
+      tmp_dir: the finished folder.
+      output_dir: where it goes.
+      last: base name of the file to move last.
+      token: a random suffix for the local folder moved aside.
+    """
+    if not is_remote(output_dir):
+        old = None
+        if os.path.exists(output_dir):
+            old = f'{output_dir}.old-{token}'
+            os.rename(output_dir, old)
+        os.rename(tmp_dir, output_dir)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+        return
+    if FileSystems.exists(output_dir) or FileSystems.exists(join(output_dir, last)):
+        old_files = list_files(output_dir)
+        # metadata.json first, so that a half-deleted folder no longer claims to be complete.
+        old_files.sort(key=lambda p: not p.endswith('/' + last))
+        if old_files:
+            FileSystems.delete(old_files)
+    sources = list_files(tmp_dir)
+    sources.sort(key=lambda p: p.endswith('/' + last))
+    FileSystems.rename(sources, [join(output_dir, p.rsplit('/', 1)[-1]) for p in sources])
+    remove_dir(tmp_dir)
+
+
+def remove_dir(folder: str) -> None:
+    """Deletes a folder and its files; best effort."""
+    try:
+        if not is_remote(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+        elif FileSystems.exists(folder) or list_files(folder):
+            files = list_files(folder)
+            if files:
+                FileSystems.delete(files)
+            if FileSystems.exists(folder):
+                FileSystems.delete([folder])
+    except Exception:  # Cleaning up after a failure must not hide the failure.
+        pass
+
+
+def make_dir(folder: str) -> None:
+    if is_remote(folder):
+        FileSystems.mkdirs(folder)
+    else:
+        os.makedirs(folder)
