@@ -1,10 +1,15 @@
-"""The BPNet Keras model: a stem convolution, a dilated residual tower and two heads.
+"""The BPNet Keras model: a stem convolution, a dilated residual tower and per-task heads.
 
-`build_bpnet(config)` composes block functions over the functional API. The profile head gives
-per-position logits for every task and strand; the counts head gives log(1 + total counts) per
-task and strand from a global average pool of the tower. With one task the task axis is
+`build_bpnet(config)` composes block functions over the functional API. Each task has a
+profile head (per-position logits per strand) and a counts head (log(1 + total counts) per
+strand, from a global average pool of the shared tower). With one task the task axis is
 dropped: profile logits are (batch, length, strands) and log_counts (batch, strands), exactly
 the reference architecture (120,964 parameters for 4 input channels and 2 strands).
+
+With control tracks (`use_control`), the model takes a second input, the control counts
+(batch, length, tasks, strands), as in the BPNet paper: each task's profile logits get a
+learned 1x1 combination of its control profile, raw and smoothed over 50 bp, and its counts
+head gets log(1 + control total) per strand as extra features.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from bpnet_tfx import schema
 PROFILE = schema.TARGET_PROFILE
 LOG_COUNTS = schema.TARGET_LOG_COUNTS
 INPUT_NAME = 'one_hot'
+CONTROL_INPUT_NAME = 'control'
+CONTROL_SMOOTHING = 50  # bp window of the smoothed control profile.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +42,7 @@ class ModelConfig:
       num_dilated_layers: dilated residual layers, dilations 2, 4, ..., 2**num_dilated_layers.
       dilated_kernel_size: kernel of each dilated convolution.
       profile_kernel_size: kernel of the profile head convolution.
+      use_control: take control counts as a second input (see module docstring).
     """
 
     sequence_length: int = 1000
@@ -46,11 +54,15 @@ class ModelConfig:
     num_dilated_layers: int = 9
     dilated_kernel_size: int = 3
     profile_kernel_size: int = 25
+    use_control: bool = False
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if not isinstance(value, int) or value < 1:
+            if field.type in (bool, 'bool'):
+                if not isinstance(value, bool):
+                    raise ValueError(f'ModelConfig.{field.name} must be a bool, got {value!r}')
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f'ModelConfig.{field.name} must be a positive integer, '
                                  f'got {value!r}')
 
@@ -88,25 +100,80 @@ def _dilated_tower(x, config: ModelConfig):
     return x
 
 
-def _profile_head(x, config: ModelConfig):
-    outputs = config.num_tasks * config.num_strands
-    logits = keras.layers.Conv1D(outputs, config.profile_kernel_size, padding='same',
-                                 name='profile_conv')(x)
-    if config.num_tasks > 1:
-        logits = keras.layers.Reshape((config.sequence_length, config.num_tasks,
-                                       config.num_strands), name='profile_tasks')(logits)
+@keras.saving.register_keras_serializable(package='bpnet_tfx')
+class TaskSlice(keras.layers.Layer):
+    """(batch, length, tasks, strands) -> (batch, length, strands) of one task."""
+
+    def __init__(self, task: int, **kwargs):
+        super().__init__(**kwargs)
+        self.task = task
+
+    def call(self, x):
+        return x[:, :, self.task, :]
+
+    def get_config(self):
+        return {**super().get_config(), 'task': self.task}
+
+
+@keras.saving.register_keras_serializable(package='bpnet_tfx')
+class LogTotal(keras.layers.Layer):
+    """(batch, length, strands) counts -> (batch, strands) log(1 + total over positions)."""
+
+    def call(self, x):
+        return keras.ops.log1p(keras.ops.sum(x, axis=1))
+
+
+def _stack_tasks(per_task: list, shape: tuple[int, ...], name: str):
+    """One task: its tensor; several: stacked on a task axis before the strand axis."""
+    if len(per_task) == 1:
+        return per_task[0]
+    joined = keras.layers.Concatenate(name=f'{name}_concat')(per_task)
+    return keras.layers.Reshape(shape, name=name)(joined)
+
+
+def _task_suffix(config: ModelConfig, task: int) -> str:
+    # One task keeps the reference layer names, so its weights and checkpoints stay compatible.
+    return '' if config.num_tasks == 1 else f'_{task}'
+
+
+def _profile_head(x, config: ModelConfig, control=None):
+    logits = []
+    for t in range(config.num_tasks):
+        suffix = _task_suffix(config, t)
+        task_logits = keras.layers.Conv1D(config.num_strands, config.profile_kernel_size,
+                                          padding='same', name=f'profile_conv{suffix}')(x)
+        if control is not None:
+            raw = TaskSlice(t, name=f'control_profile{suffix}')(control)
+            smooth = keras.layers.AveragePooling1D(CONTROL_SMOOTHING, strides=1,
+                                                   padding='same',
+                                                   name=f'control_smooth{suffix}')(raw)
+            both = keras.layers.Concatenate(name=f'control_features{suffix}')([raw, smooth])
+            bias = keras.layers.Conv1D(config.num_strands, 1,
+                                       name=f'control_profile_weights{suffix}')(both)
+            task_logits = keras.layers.Add(name=f'profile_with_control{suffix}')(
+                [task_logits, bias])
+        logits.append(task_logits)
+    stacked = _stack_tasks(logits, (config.sequence_length, config.num_tasks,
+                                    config.num_strands), 'profile_tasks')
     # Softmax and losses stay float32 even under a mixed-precision policy.
-    return keras.layers.Activation('linear', dtype='float32', name=PROFILE)(logits)
+    return keras.layers.Activation('linear', dtype='float32', name=PROFILE)(stacked)
 
 
-def _counts_head(x, config: ModelConfig):
-    outputs = config.num_tasks * config.num_strands
+def _counts_head(x, config: ModelConfig, control=None):
     pooled = keras.layers.GlobalAveragePooling1D(name='counts_pool')(x)
-    log_counts = keras.layers.Dense(outputs, name='counts_dense')(pooled)
-    if config.num_tasks > 1:
-        log_counts = keras.layers.Reshape((config.num_tasks, config.num_strands),
-                                          name='counts_tasks')(log_counts)
-    return keras.layers.Activation('linear', dtype='float32', name=LOG_COUNTS)(log_counts)
+    outputs = []
+    for t in range(config.num_tasks):
+        suffix = _task_suffix(config, t)
+        features = pooled
+        if control is not None:
+            total = LogTotal(name=f'control_log_total{suffix}')(
+                TaskSlice(t, name=f'control_counts{suffix}')(control))
+            features = keras.layers.Concatenate(name=f'counts_features{suffix}')(
+                [pooled, total])
+        outputs.append(keras.layers.Dense(config.num_strands,
+                                          name=f'counts_dense{suffix}')(features))
+    stacked = _stack_tasks(outputs, (config.num_tasks, config.num_strands), 'counts_tasks')
+    return keras.layers.Activation('linear', dtype='float32', name=LOG_COUNTS)(stacked)
 
 
 def build_bpnet(config: ModelConfig) -> keras.Model:
@@ -116,11 +183,19 @@ def build_bpnet(config: ModelConfig) -> keras.Model:
       config: the architecture.
 
     Returns:
-      A functional `keras.Model` taking a float one-hot batch (batch, length, channels) and
-      returning {'profile': logits (batch, length[, tasks], strands),
-                 'log_counts': log(1 + counts) (batch[, tasks], strands)}.
+      A functional `keras.Model` taking a float one-hot batch (batch, length, channels) (and,
+      with `use_control`, a dict {'one_hot': ..., 'control': (batch, length, tasks, strands)})
+      and returning {'profile': logits (batch, length[, tasks], strands),
+                     'log_counts': log(1 + counts) (batch[, tasks], strands)}.
     """
-    inputs = keras.Input((config.sequence_length, config.num_channels), name=INPUT_NAME)
-    body = _dilated_tower(_stem(inputs, config), config)
-    outputs = {PROFILE: _profile_head(body, config), LOG_COUNTS: _counts_head(body, config)}
+    one_hot = keras.Input((config.sequence_length, config.num_channels), name=INPUT_NAME)
+    control = None
+    inputs = one_hot
+    if config.use_control:
+        control = keras.Input((config.sequence_length, config.num_tasks, config.num_strands),
+                             name=CONTROL_INPUT_NAME)
+        inputs = {INPUT_NAME: one_hot, CONTROL_INPUT_NAME: control}
+    body = _dilated_tower(_stem(one_hot, config), config)
+    outputs = {PROFILE: _profile_head(body, config, control),
+               LOG_COUNTS: _counts_head(body, config, control)}
     return keras.Model(inputs, outputs, name='bpnet')

@@ -49,3 +49,39 @@ def test_receptive_field():
 def test_config_rejects_non_positive(field):
     with pytest.raises(ValueError, match=field):
         model_lib.ModelConfig(**{field: 0})
+
+
+def test_multi_task_heads_are_per_task_and_match_a_stack_of_single_heads():
+    config = model_lib.ModelConfig(sequence_length=64, num_tasks=2, filters=8,
+                                   num_dilated_layers=2)
+    model = model_lib.build_bpnet(config)
+    names = {layer.name for layer in model.layers}
+    assert {'profile_conv_0', 'profile_conv_1', 'counts_dense_0', 'counts_dense_1'} <= names
+    x = np.random.default_rng(0).integers(0, 2, (2, 64, 4)).astype(np.float32)
+    out = model(x)
+    body = model.get_layer('residual_add_2').output
+    probe = type(model)(model.inputs, [body])
+    features = probe(x)
+    conv1 = model.get_layer('profile_conv_1')
+    np.testing.assert_allclose(out['profile'].numpy()[:, :, 1, :], conv1(features).numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_control_inputs_add_exactly_the_control_weights():
+    base = model_lib.ModelConfig(sequence_length=100, filters=8, num_dilated_layers=2)
+    with_control = model_lib.ModelConfig(sequence_length=100, filters=8, num_dilated_layers=2,
+                                         use_control=True)
+    plain = model_lib.build_bpnet(base).count_params()
+    model = model_lib.build_bpnet(with_control)
+    # Profile: 1x1 conv over (raw, smoothed) x 2 strands -> 2 strands; counts: 2 more inputs.
+    assert model.count_params() == plain + (4 * 2 + 2) + 2 * 2
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, (2, 100, 4)).astype(np.float32)
+    control = rng.poisson(1.0, (2, 100, 1, 2)).astype(np.float32)
+    out = model({'one_hot': x, 'control': control})
+    assert tuple(out['profile'].shape) == (2, 100, 2)
+    # The control changes the prediction (its weights are not zero at initialisation).
+    out2 = model({'one_hot': x, 'control': control * 3})
+    assert not np.allclose(out['log_counts'].numpy(), out2['log_counts'].numpy())
+    rebuilt = type(model).from_config(model.get_config())
+    assert rebuilt.count_params() == model.count_params()
