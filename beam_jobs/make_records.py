@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
                         help='Reject windows with a larger fraction of N (non-ACGT) bases.')
     parser.add_argument('--overwrite', action='store_true',
                         help='Replace an existing --output_dir (only once the new one is done).')
+    parser.add_argument('--demo', default='default', choices=('default', 'multitask'),
+                        help='Which simulated data set to use when no data flags are given: '
+                        "'default' (one task) or 'multitask' (two tasks and a control track).")
     return parser
 
 
@@ -161,19 +164,23 @@ def _absolute(path: str) -> str:
     return path if files_lib.is_remote(path) else os.path.abspath(path)
 
 
-def _demo_tasks() -> tuple[str, list[tasks_lib.Task]]:
-    """Makes (or reuses) the simulated demo data; returns its FASTA and its tasks."""
+def _demo_tasks(name: str = 'default') -> tuple[str, list[tasks_lib.Task]]:
+    """Makes (or reuses) a simulated demo data set; returns its FASTA and its tasks."""
     from bpnet_tfx import simulate  # Local: only the demo needs the simulator.
-    _LOGGER.info('no data flags: using the demo data set')
-    demo = simulate.ensure_demo_data()
+    _LOGGER.info('no data flags: using the %r demo data set', name)
+    demo = simulate.ensure_demo_data(config=simulate.DEMO_CONFIGS[name])
+    control = {}
+    if demo.control_pos_bigwig:
+        control = {'control_pos_bigwig': os.path.abspath(demo.control_pos_bigwig),
+                   'control_neg_bigwig': os.path.abspath(demo.control_neg_bigwig)}
     tasks = []
-    for name in demo.tasks:
-        bw = demo.task_bigwigs[name]
+    for task in demo.tasks:
+        bw = demo.task_bigwigs[task]
         tasks.append(tasks_lib.Task(
-            name=name, peaks=os.path.abspath(demo.peaks),
+            name=task, peaks=os.path.abspath(demo.peaks),
             pos_bigwig=os.path.abspath(bw[0]), neg_bigwig=os.path.abspath(bw[1]),
             expected_pos_bigwig=os.path.abspath(bw[2]),
-            expected_neg_bigwig=os.path.abspath(bw[3])))
+            expected_neg_bigwig=os.path.abspath(bw[3]), **control))
     return os.path.abspath(demo.fasta), tasks
 
 
@@ -399,7 +406,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
     task_list = _tasks_from_flags(args)
     demo = task_list is None
     if demo:
-        fasta, task_list = _demo_tasks()
+        fasta, task_list = _demo_tasks(args.demo)
         if args.task_name:
             task_list[0] = tasks_lib.Task(**{**vars(task_list[0]), 'name': args.task_name})
     else:

@@ -81,7 +81,8 @@ def random_reverse_complement(one_hot: tf.Tensor, profile: tf.Tensor, *, seed: t
 
 def augment_batch(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: int,
                   max_jitter: int, seed: tf.Tensor, jitter: bool = True,
-                  reverse_complement: bool = True) -> tuple[tf.Tensor, tf.Tensor]:
+                  reverse_complement: bool = True,
+                  control: tf.Tensor | None = None) -> tuple[tf.Tensor, ...]:
     """Training augmentation of stored windows: random jitter, then random reverse complement.
 
     Args:
@@ -92,17 +93,22 @@ def augment_batch(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: in
       seed: [2] seed tensor; the two draws use seeds derived from it.
       jitter: shift windows randomly within the margin (else take the centre).
       reverse_complement: flip half of the examples.
+      control: optional control counts shaped like `profile`; they move with the profile.
 
     Returns:
-      (one_hot, profile) of length `sequence_length`.
+      (one_hot, profile) of length `sequence_length`, plus the control when given.
     """
+    tasks = profile.shape[2]
+    tracks = profile if control is None else tf.concat([profile, control], axis=2)
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
     if jitter:
-        one_hot, profile = random_jitter(one_hot, profile, sequence_length=sequence_length,
-                                         max_jitter=max_jitter, seed=seeds[0])
+        one_hot, tracks = random_jitter(one_hot, tracks, sequence_length=sequence_length,
+                                        max_jitter=max_jitter, seed=seeds[0])
     else:
-        one_hot, profile = center_crop(one_hot, profile, sequence_length=sequence_length,
-                                       max_jitter=max_jitter)
+        one_hot, tracks = center_crop(one_hot, tracks, sequence_length=sequence_length,
+                                      max_jitter=max_jitter)
     if reverse_complement:
-        one_hot, profile = random_reverse_complement(one_hot, profile, seed=seeds[1])
-    return one_hot, profile
+        one_hot, tracks = random_reverse_complement(one_hot, tracks, seed=seeds[1])
+    if control is None:
+        return one_hot, tracks
+    return one_hot, tracks[:, :, :tasks], tracks[:, :, tasks:]

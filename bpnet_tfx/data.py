@@ -124,7 +124,8 @@ def make_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *, batc
 
     Returns:
       A dataset of {'one_hot': uint8 (batch, length, 4),
-                    'profile': float32 (batch, length, tasks, strands)}.
+                    'profile': float32 (batch, length, tasks, strands)}, plus 'control' like
+      'profile' when the records hold control tracks.
     """
     files = list_shards(records_dir, split)
     ds = _read_records(files, training=training, seed=seed, input_context=input_context,
@@ -136,13 +137,13 @@ def make_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *, batc
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE, deterministic=not training)
     length, margin = info.sequence_length, info.max_jitter
 
+    keys = ('one_hot', 'profile', 'control') if info.has_control else ('one_hot', 'profile')
+
     def _prepare(serialized):
         batch = decode_batch(serialized, info)
-        one_hot, profile = batch['one_hot'], batch['profile']
-        if not training:
-            one_hot = one_hot[:, margin:margin + length]
-            profile = profile[:, margin:margin + length]
-        return {'one_hot': one_hot, 'profile': profile}
+        if training:
+            return {k: batch[k] for k in keys}
+        return {k: batch[k][:, margin:margin + length] for k in keys}
 
     return ds.map(_prepare, num_parallel_calls=AUTOTUNE,
                   deterministic=not training).prefetch(AUTOTUNE)
@@ -173,7 +174,7 @@ def make_eval_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *,
     """Returns centred, unaugmented batches in a fixed order, with ids and expected tracks.
 
     Each element is a dict: 'region_id', 'one_hot' (batch, length, 4) uint8, 'profile'
-    (batch, length, tasks, strands), and 'expected' when the records hold it.
+    (batch, length, tasks, strands), and 'expected' and 'control' when the records hold them.
     """
     files = list_shards(records_dir, split)
     ds = _read_records(files, training=False, seed=None, input_context=None).batch(batch_size)
@@ -182,7 +183,7 @@ def make_eval_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *,
     def _prepare(serialized):
         batch = decode_batch(serialized, info)
         out: dict[str, Any] = {'region_id': batch['region_id']}
-        for key in ('one_hot', 'profile', 'expected'):
+        for key in ('one_hot', 'profile', 'expected', 'control'):
             if key in batch:
                 out[key] = batch[key][:, margin:margin + length]
         return out

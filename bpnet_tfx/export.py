@@ -8,7 +8,8 @@ order with N as a zero row. `serving_sequence` takes `sequence`, a batch of DNA 
 graph (ACGT in any case; N and any other character give a zero row, as `sequence.one_hot`
 does); a string of another length fails with an InvalidArgumentError naming the length wanted.
 `metadata.json` of the training records and the model config are copied next to it, so the
-export alone says what windows it expects.
+export alone says what windows it expects. A model trained with control tracks takes a
+second input in both signatures, `control`: float32 (batch, length, tasks, strands) counts.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ SIGNATURE = 'serving_default'
 SEQUENCE_SIGNATURE = 'serving_sequence'
 ONE_HOT_INPUT = 'one_hot'
 SEQUENCE_INPUT = 'sequence'
+CONTROL_INPUT = 'control'  # Only for models trained with control tracks.
 OUTPUTS = ('profile_probs', 'counts', 'profile_logits', 'log_counts')
 
 
-def _outputs(model: keras.Model, one_hot: tf.Tensor) -> dict[str, tf.Tensor]:
-    out = model(one_hot, training=False)
+def _outputs(model: keras.Model, one_hot: tf.Tensor,
+             control: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+    inputs = one_hot if control is None else {model_lib.INPUT_NAME: one_hot,
+                                              model_lib.CONTROL_INPUT_NAME: control}
+    out = model(inputs, training=False)
     logits = tf.cast(out[model_lib.PROFILE], tf.float32)
     log_counts = tf.cast(out[model_lib.LOG_COUNTS], tf.float32)
     return {
@@ -89,15 +94,27 @@ def export_saved_model(model: keras.Model, info: schema.RecordsInfo,
     length = config.sequence_length
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        name=SIGNATURE,
-        fn=lambda one_hot: _outputs(model, one_hot),
-        input_signature=[tf.TensorSpec((None, length, config.num_channels), tf.float32,
-                                       name=ONE_HOT_INPUT)])
-    archive.add_endpoint(
-        name=SEQUENCE_SIGNATURE,
-        fn=lambda strings: _outputs(model, encode_sequences(strings, length)),
-        input_signature=[tf.TensorSpec((None,), tf.string, name=SEQUENCE_INPUT)])
+    one_hot_spec = tf.TensorSpec((None, length, config.num_channels), tf.float32,
+                                 name=ONE_HOT_INPUT)
+    sequence_spec = tf.TensorSpec((None,), tf.string, name=SEQUENCE_INPUT)
+    if config.use_control:
+        control_spec = tf.TensorSpec((None, length, config.num_tasks, config.num_strands),
+                                     tf.float32, name=CONTROL_INPUT)
+        archive.add_endpoint(
+            name=SIGNATURE, fn=lambda one_hot, control: _outputs(model, one_hot, control),
+            input_signature=[one_hot_spec, control_spec])
+        archive.add_endpoint(
+            name=SEQUENCE_SIGNATURE,
+            fn=lambda strings, control: _outputs(model, encode_sequences(strings, length),
+                                                 control),
+            input_signature=[sequence_spec, control_spec])
+    else:
+        archive.add_endpoint(name=SIGNATURE, fn=lambda one_hot: _outputs(model, one_hot),
+                             input_signature=[one_hot_spec])
+        archive.add_endpoint(
+            name=SEQUENCE_SIGNATURE,
+            fn=lambda strings: _outputs(model, encode_sequences(strings, length)),
+            input_signature=[sequence_spec])
     archive.write_out(path, verbose=False)
     info.save(path)
     with open(os.path.join(path, MODEL_CONFIG_FILENAME), 'w') as f:

@@ -77,12 +77,25 @@ class _Model:
         self.info, self.config = export.load_export_info(saved_model)
         self._serve = export.load_signature(saved_model, self.config)
 
-    def __call__(self, one_hot: np.ndarray) -> dict[str, np.ndarray]:
-        """(batch, L, 4) one-hot -> profile_logits/profile_probs (batch, L, tasks, strands),
-        log_counts/counts (batch, tasks, strands)."""
+    def __call__(self, one_hot: np.ndarray,
+                 control: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """(batch, L, 4) one-hot [and (batch, L, tasks, strands) control counts] ->
+        profile_logits/profile_probs (batch, L, tasks, strands), log_counts/counts
+        (batch, tasks, strands).
+
+        Raises:
+          PredictError: the model was trained with control tracks and none are given.
+        """
         import tensorflow as tf
-        out = {k: v.numpy() for k, v in
-               self._serve(one_hot=tf.constant(one_hot, tf.float32)).items()}
+        inputs = {'one_hot': tf.constant(one_hot, tf.float32)}
+        if self.config.use_control:
+            if control is None:
+                raise PredictError(
+                    'this model was trained with control tracks and needs them as input '
+                    '(control bigWigs, or records made with controls); predicting without '
+                    'them would be silently wrong')
+            inputs['control'] = tf.constant(control, tf.float32)
+        out = {k: v.numpy() for k, v in self._serve(**inputs).items()}
         if self.config.num_tasks == 1:  # Model outputs drop the task axis; restore it.
             for k in ('profile_logits', 'profile_probs'):
                 out[k] = out[k][:, :, None, :]
@@ -163,6 +176,9 @@ def evaluate(saved_model: str, records_dir: str, split: str, *, batch_size: int 
     model = _Model(saved_model)
     config = model.config
     info = schema.RecordsInfo.load(records_dir)
+    if config.use_control and not info.has_control:
+        raise EvaluateError(f'{saved_model} was trained with control tracks but {records_dir} '
+                            'holds none; make the records with the same control bigWigs')
     if info.sequence_length != config.sequence_length:
         raise EvaluateError(f'{saved_model} takes {config.sequence_length}-bp windows but '
                             f'{records_dir} holds {info.sequence_length}-bp windows')
@@ -180,7 +196,8 @@ def evaluate(saved_model: str, records_dir: str, split: str, *, batch_size: int 
                          every=max(1, progress_every) * batch_size)
     done = 0
     for batch in data.make_eval_dataset(records_dir, info, split, batch_size=batch_size):
-        out = model(batch['one_hot'].numpy())
+        control = batch['control'].numpy() if 'control' in batch else None
+        out = model(batch['one_hot'].numpy(), control)
         counts = batch['profile'].numpy()
         parts['nll'].append(metrics.multinomial_nll(counts,
                                                     metrics.log_softmax(out['profile_logits'])))
@@ -387,6 +404,9 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
     """
     model = _Model(saved_model)
     info, config = model.info, model.config
+    if config.use_control:
+        raise PredictError(f'{saved_model} was trained with control tracks; single-region '
+                           'plots of such models are not supported yet (use evaluate)')
     if config.num_tasks != 1 or config.num_strands != 2:
         raise PredictError(f'{saved_model}: plotting supports one task with two strands, this '
                            f'model has {config.num_tasks} x {config.num_strands}')
@@ -547,6 +567,9 @@ def predict_tracks(saved_model: str, regions_bed: str, *, fasta: str | None = No
 
     model = _Model(saved_model)
     info, config = model.info, model.config
+    if config.use_control:
+        raise PredictError(f'{saved_model} was trained with control tracks; bigWig tracks of '
+                           'such models are not supported yet')
     length = config.sequence_length
     fasta = fasta or info.source.get('fasta')
     if not fasta:

@@ -139,6 +139,13 @@ class SimulationConfig:
       gc_mean: mean GC content.
       gc_sd: sd of GC content between blocks (clipped to 0.25..0.65).
       gc_block: length in bp of a block of constant GC content.
+      control_rate: expected reads per bp per strand of a control (input) track; 0 for none.
+        With a control, every task's background and broad components are modulated by a
+        shared bias field (blocks of `control_block` bp with lognormal factors of sigma
+        `control_sigma`, mean 1), which the control track measures: so a model that sees the
+        control can explain the bias.
+      control_block: length in bp of a block of constant bias.
+      control_sigma: sigma of the bias field's lognormal factors.
     """
 
     seed: int = 0
@@ -167,6 +174,9 @@ class SimulationConfig:
     gc_mean: float = 0.41
     gc_sd: float = 0.05
     gc_block: int = 10_000
+    control_rate: float = 0.0
+    control_block: int = 200
+    control_sigma: float = 0.6
 
     def __post_init__(self):
         object.__setattr__(self, 'chrom_sizes',
@@ -229,6 +239,7 @@ class DemoFiles:
         strand, motif, task, mismatches, peak (name in peaks.bed).
       tasks: task names, in config order.
       task_bigwigs: task name -> TaskBigWigs, every task including task 0.
+      control_pos_bigwig, control_neg_bigwig: observed control counts (None without one).
     """
 
     root: str
@@ -242,6 +253,8 @@ class DemoFiles:
     motif_sites: str
     tasks: tuple[str, ...]
     task_bigwigs: Mapping[str, TaskBigWigs] = dataclasses.field(default_factory=dict)
+    control_pos_bigwig: str | None = None
+    control_neg_bigwig: str | None = None
 
 
 def _demo_files(root: str, config: SimulationConfig) -> DemoFiles:
@@ -263,6 +276,10 @@ def _demo_files(root: str, config: SimulationConfig) -> DemoFiles:
         motif_sites=os.path.join(root, 'motif_sites.tsv'),
         tasks=tuple(t.name for t in config.tasks),
         task_bigwigs=task_bigwigs,
+        control_pos_bigwig=(os.path.join(root, 'control.pos.bw') if config.control_rate > 0
+                            else None),
+        control_neg_bigwig=(os.path.join(root, 'control.neg.bw') if config.control_rate > 0
+                            else None),
     )
 
 
@@ -271,6 +288,7 @@ def _all_paths(files: DemoFiles) -> list[str]:
              os.path.join(files.root, _MANIFEST)]
     for bigwigs in files.task_bigwigs.values():
         paths.extend(bigwigs)
+    paths.extend(p for p in (files.control_pos_bigwig, files.control_neg_bigwig) if p)
     return paths
 
 
@@ -388,6 +406,7 @@ class _Chrom:
     # (start, end, strand, motif, task, mismatches, peak index on this chromosome).
     sites: list[tuple[int, int, str, str, str, int, int]]
     expected: dict[str, tuple[np.ndarray, np.ndarray]]  # task -> float32 (plus, minus).
+    control: np.ndarray | None = None  # float32 expected control reads per strand.
 
 
 def _simulate_chrom(rng: np.random.Generator, chrom: str, size: int,
@@ -456,22 +475,39 @@ def _simulate_chrom(rng: np.random.Generator, chrom: str, size: int,
 
     expected = {}
     n_mask = codes == _N_CODE
+    bias, control = None, None
+    if config.control_rate > 0:  # Drawn only then, so configs without one keep their stream.
+        n_blocks = -(-size // config.control_block)
+        factors = rng.lognormal(-0.5 * config.control_sigma**2, config.control_sigma, n_blocks)
+        bias = np.repeat(factors, config.control_block)[:size]
+        control = config.control_rate * bias
+        control[n_mask] = 0.0
+        control = control.astype(np.float32)
     for task in config.tasks:
         pos = np.full(size, config.background_rate, dtype=np.float64)
         neg = pos.copy()
+        # Footprints, then the broad component (this order keeps the default data's exact
+        # floats); with a control, background and broad signal follow the bias field and the
+        # footprints do not.
+        footprint_pos, footprint_neg = (pos, neg) if bias is None else (
+            np.zeros(size), np.zeros(size))
         rows = np.array(inst[task.name], dtype=np.float64).reshape(-1, 5)
-        _add_footprints(pos, neg, rows[:, 0], rows[:, 1] > 0.5, rows[:, 2], rows[:, 3],
-                        rows[:, 4], config.footprint_sd)
+        _add_footprints(footprint_pos, footprint_neg, rows[:, 0], rows[:, 1] > 0.5, rows[:, 2],
+                        rows[:, 3], rows[:, 4], config.footprint_sd)
         if broad[task.name] and config.broad_fraction > 0:
             b = np.array(broad[task.name], dtype=np.float64)
             radius = int(np.ceil(4 * config.broad_sd))
             for track in (pos, neg):
                 _add_gaussians(track, b[:, 0], b[:, 1], config.broad_sd, radius)
+        if bias is not None:
+            pos = pos * bias + footprint_pos
+            neg = neg * bias + footprint_neg
         # No read maps inside an assembly gap.
         pos[n_mask] = 0.0
         neg[n_mask] = 0.0
         expected[task.name] = (pos.astype(np.float32), neg.astype(np.float32))
-    return _Chrom(codes=codes, summits=summits, scores=scores, sites=sites, expected=expected)
+    return _Chrom(codes=codes, summits=summits, scores=scores, sites=sites, expected=expected,
+                  control=control)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,6 +562,12 @@ def _write_all(root: str, config: SimulationConfig) -> DemoFiles:
         bigwigs[task] = [pyBigWig.open(p, 'w') for p in paths]
         for bw in bigwigs[task]:
             bw.addHeader(header, maxZooms=10)
+    controls = []
+    if files.control_pos_bigwig:
+        controls = [pyBigWig.open(p, 'w') for p in (files.control_pos_bigwig,
+                                                     files.control_neg_bigwig)]
+        for bw in controls:
+            bw.addHeader(header, maxZooms=10)
     fai_lines, bed_lines, site_lines = [], [], []
     peak_counts = {}
     n_peaks = 0
@@ -556,8 +598,10 @@ def _write_all(root: str, config: SimulationConfig) -> DemoFiles:
                     # Draws from the float32 values stored, so the oracle likelihood is exact.
                     _write_observed(pos_bw, chrom, rng.poisson(exp_pos.astype(np.float64)))
                     _write_observed(neg_bw, chrom, rng.poisson(exp_neg.astype(np.float64)))
+                for bw in controls:
+                    _write_observed(bw, chrom, rng.poisson(sim.control.astype(np.float64)))
     finally:
-        for handles in bigwigs.values():
+        for handles in [*bigwigs.values(), controls]:
             for bw in handles:
                 bw.close()
     with open(files.fasta + '.fai', 'w') as f:
@@ -653,6 +697,20 @@ def simulate(out_dir: str, config: SimulationConfig = SimulationConfig()) -> Dem
     while not _publish(tmp, out_dir):
         _move_aside(out_dir)
     return _demo_files(out_dir, config)
+
+
+def _multitask_tasks() -> tuple[TaskSpec, ...]:
+    oct4_sox2, klf4 = _DEFAULT_TASKS[0].motifs
+    return (TaskSpec(name='oct4', motifs=(oct4_sox2,)),
+            TaskSpec(name='klf4', motifs=(dataclasses.replace(klf4, strength=100.0),)))
+
+
+# Named data sets for `make_records --demo=NAME`.
+DEMO_CONFIGS = {
+    'default': SimulationConfig(),
+    # Two tasks with different motifs and footprints, sharing some peaks, plus a control.
+    'multitask': SimulationConfig(tasks=_multitask_tasks(), control_rate=0.05),
+}
 
 
 def default_cache_dir() -> str:

@@ -120,7 +120,7 @@ def config_from_flags(info):
             num_strands=info.num_strands, filters=_FILTERS.value,
             stem_kernel_size=_STEM_KERNEL_SIZE.value,
             num_dilated_layers=_NUM_DILATED_LAYERS.value,
-            profile_kernel_size=_PROFILE_KERNEL_SIZE.value)
+            profile_kernel_size=_PROFILE_KERNEL_SIZE.value, use_control=info.has_control)
     except ValueError as e:
         raise trainer.TrainError(str(e)) from None
     return trainer.TrainConfig(

@@ -12,6 +12,7 @@ written every epoch and every N steps, and a restarted run resumes from the last
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import json
@@ -22,7 +23,6 @@ import time
 from typing import Any, Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -48,7 +48,7 @@ class TrainConfig:
     epochs: int = 25
     batch_size: int = 512
     learning_rate: float = 1e-3
-    counts_loss_weight: float = 10.0
+    counts_loss_weight: float | tuple[float, ...] = 10.0  # one, or one per task
     shuffle_buffer: int = 10_000
     reverse_complement: bool = True
     jitter: bool = True
@@ -138,13 +138,17 @@ def resolve_precision(name: str) -> str:
     return 'mixed_bfloat16' if _cpu_has_bf16() else 'float32'
 
 
-def resolve_counts_loss_weight(value: str, info: schema.RecordsInfo) -> float:
-    """Parses --counts_loss_weight: a non-negative number or 'auto' (median total / 10)."""
+def resolve_counts_loss_weight(value: str, info: schema.RecordsInfo) -> tuple[float, ...]:
+    """Parses --counts_loss_weight into one weight per task.
+
+    A non-negative number applies to every task; 'auto' gives each task the median total
+    counts of its training records / 10 (the BPNet and ChromBPNet authors' rule).
+    """
     if value == 'auto':
-        if not info.median_total_counts:
-            raise TrainError("--counts_loss_weight=auto needs median_total_counts in the "
-                             "records' metadata.json; remake the records or give a number")
-        return float(np.mean(info.median_total_counts)) / 10.0
+        if len(info.median_total_counts) != info.num_tasks:
+            raise TrainError("--counts_loss_weight=auto needs median_total_counts per task in "
+                             "the records' metadata.json; remake the records or give a number")
+        return tuple(float(m) / 10.0 for m in info.median_total_counts)
     try:
         weight = float(value)
     except ValueError:
@@ -152,7 +156,16 @@ def resolve_counts_loss_weight(value: str, info: schema.RecordsInfo) -> float:
             from None
     if not math.isfinite(weight) or weight < 0:
         raise TrainError(f'--counts_loss_weight must be finite and >= 0, got {value}')
-    return weight
+    return (weight,) * info.num_tasks
+
+
+def task_weights(config: TrainConfig, num_tasks: int) -> tuple[float, ...]:
+    """The counts loss weight of each task."""
+    w = config.counts_loss_weight
+    weights = tuple(w) if isinstance(w, (tuple, list)) else (float(w),) * num_tasks
+    if len(weights) != num_tasks:
+        raise TrainError(f'{len(weights)} counts loss weights for {num_tasks} tasks')
+    return weights
 
 
 def _targets(profile: tf.Tensor, num_tasks: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -165,38 +178,60 @@ def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
                         info: schema.RecordsInfo) -> tuple[Callable, Callable]:
     """Builds the distributed train and eval steps.
 
-    Both return per-batch sums over the global batch: {'loss', 'profile_nll',
-    'log_counts_mse', 'examples'}; dividing by 'examples' gives example-weighted means.
+    Both return per-batch sums over the global batch: {'loss', 'profile_nll' (summed over
+    tasks), 'log_counts_mse' (averaged over tasks), 'examples'} and, with several tasks,
+    'profile_nll/<task>' and 'log_counts_mse/<task>'; dividing by 'examples' gives
+    example-weighted means.
 
     Returns:
       (train_step(iterator, step), eval_step(batch)), tf.functions to call in cross-replica
       context.
     """
     num_tasks = info.num_tasks
-    weight = config.counts_loss_weight
+    weights = task_weights(config, num_tasks)
     length, margin = info.sequence_length, info.max_jitter
+    use_control = config.model.use_control
 
-    def _losses(one_hot, profile, training):
+    def _losses(one_hot, profile, control, training):
         counts, log_counts = _targets(profile, num_tasks)
-        out = model(tf.cast(one_hot, tf.float32), training=training)
-        nll = losses.multinomial_nll(counts, out[model_lib.PROFILE])
-        mse = losses.log_counts_mse(log_counts, out[model_lib.LOG_COUNTS])
-        return nll, mse, nll + weight * mse
+        inputs = tf.cast(one_hot, tf.float32)
+        if use_control:
+            inputs = {model_lib.INPUT_NAME: inputs, model_lib.CONTROL_INPUT_NAME: control}
+        out = model(inputs, training=training)
+        logits, pred_log_counts = out[model_lib.PROFILE], out[model_lib.LOG_COUNTS]
+        if num_tasks == 1:  # Give every tensor a task axis: (batch, [length,] tasks, strands).
+            counts, logits = counts[:, :, None], logits[:, :, None]
+            log_counts, pred_log_counts = log_counts[:, None], pred_log_counts[:, None]
+        nll = tf.stack([losses.multinomial_nll(counts[:, :, t], logits[:, :, t])
+                        for t in range(num_tasks)], axis=1)  # (batch, tasks)
+        mse = tf.stack([losses.log_counts_mse(log_counts[:, t], pred_log_counts[:, t])
+                        for t in range(num_tasks)], axis=1)
+        per_example = tf.reduce_sum(nll + tf.constant(weights, tf.float32) * mse, axis=1)
+        return nll, mse, per_example
 
     def _sums(nll, mse, per_example):
-        return {'loss': tf.reduce_sum(per_example), 'profile_nll': tf.reduce_sum(nll),
-                'log_counts_mse': tf.reduce_sum(mse),
-                'examples': tf.cast(tf.shape(nll)[0], tf.float32)}
+        out = {'loss': tf.reduce_sum(per_example),
+               'profile_nll': tf.reduce_sum(nll),
+               'log_counts_mse': tf.reduce_sum(tf.reduce_mean(mse, axis=1)),
+               'examples': tf.cast(tf.shape(nll)[0], tf.float32)}
+        if num_tasks > 1:
+            for t, task in enumerate(info.tasks):
+                out[f'profile_nll/{task}'] = tf.reduce_sum(nll[:, t])
+                out[f'log_counts_mse/{task}'] = tf.reduce_sum(mse[:, t])
+        return out
 
     def _replica_train(batch, step):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed = tf.stack([tf.cast(step, tf.int64) + config.seed * 1_000_003,
                          tf.cast(replica, tf.int64)])
-        one_hot, profile = augment.augment_batch(
+        augmented = augment.augment_batch(
             batch['one_hot'], batch['profile'], sequence_length=length, max_jitter=margin,
-            seed=seed, jitter=config.jitter, reverse_complement=config.reverse_complement)
+            seed=seed, jitter=config.jitter, reverse_complement=config.reverse_complement,
+            control=batch.get('control'))
+        one_hot, profile = augmented[:2]
+        control = augmented[2] if len(augmented) > 2 else None
         with tf.GradientTape() as tape:
-            nll, mse, per_example = _losses(one_hot, profile, True)
+            nll, mse, per_example = _losses(one_hot, profile, control, True)
             loss = tf.nn.compute_average_loss(per_example,
                                               global_batch_size=config.batch_size)
             # float16 needs loss scaling (LossScaleOptimizer unscales); others pass through.
@@ -206,7 +241,7 @@ def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
         return _sums(nll, mse, per_example)
 
     def _replica_eval(batch):
-        return _sums(*_losses(batch['one_hot'], batch['profile'], False))
+        return _sums(*_losses(batch['one_hot'], batch['profile'], batch.get('control'), False))
 
     def _reduce(per_replica):
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
@@ -430,7 +465,7 @@ def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
     while int(epoch_var.numpy()) < config.epochs and not best.get('stopped_early'):
         epoch = int(epoch_var.numpy())
         done_in_epoch = int(step_var.numpy()) - epoch * steps_per_epoch
-        sums = {'loss': 0.0, 'profile_nll': 0.0, 'log_counts_mse': 0.0, 'examples': 0.0}
+        sums = collections.defaultdict(float)
         timed_examples, t0 = 0.0, time.perf_counter()
         try:
             for _ in range(max(done_in_epoch, 0), steps_per_epoch):
@@ -451,8 +486,7 @@ def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
         train_seconds += seconds
         train_examples += int(sums['examples'])
         timed_total += timed_examples
-        row = {k: sums[k] / max(sums['examples'], 1) for k in
-               ('loss', 'profile_nll', 'log_counts_mse')}
+        row = {k: v / max(sums['examples'], 1) for k, v in sums.items() if k != 'examples'}
         row['examples_per_second'] = timed_examples / max(seconds, 1e-9)
         row['input_examples_per_second'] = input_rate
         if n_valid:
@@ -538,7 +572,7 @@ def _evaluate(strategy, eval_step, config: TrainConfig,
               info: schema.RecordsInfo) -> dict[str, float]:
     valid = strategy.distribute_datasets_from_function(
         _dataset_fn(config, info, 'valid', False, config.seed))
-    sums = {'loss': 0.0, 'profile_nll': 0.0, 'log_counts_mse': 0.0, 'examples': 0.0}
+    sums = collections.defaultdict(float)
     try:
         for batch in valid:
             for k, v in eval_step(batch).items():
@@ -546,5 +580,4 @@ def _evaluate(strategy, eval_step, config: TrainConfig,
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
         raise _name_corrupt_shard(config, 'valid', e) from None
     n = max(sums['examples'], 1)
-    return {'val_loss': sums['loss'] / n, 'val_profile_nll': sums['profile_nll'] / n,
-            'val_log_counts_mse': sums['log_counts_mse'] / n}
+    return {f'val_{k}': v / n for k, v in sums.items() if k != 'examples'}

@@ -180,9 +180,9 @@ def test_corrupt_shard_is_named_or_skipped_and_counted(small_records, tmp_path):
 
 def test_counts_loss_weight_parsing(small_records):
     _, info = small_records
-    assert trainer.resolve_counts_loss_weight('10', info) == 10.0
+    assert trainer.resolve_counts_loss_weight('10', info) == (10.0,)
     assert trainer.resolve_counts_loss_weight('auto', info) == pytest.approx(
-        info.median_total_counts[0] / 10)
+        (info.median_total_counts[0] / 10,))
     for bad in ('ten', '-1', 'nan'):
         with pytest.raises(trainer.TrainError, match='counts_loss_weight'):
             trainer.resolve_counts_loss_weight(bad, info)
