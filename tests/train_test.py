@@ -67,10 +67,13 @@ for n in (1, 2):
                                                              ctx.input_pipeline_id)
         return ds.batch(ctx.get_per_replica_batch_size(8))
     train_step, _ = trainer.make_step_functions(strategy, model, optimizer, cfg, info)
-    it = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    dist = strategy.distribute_datasets_from_function(dataset_fn)
+    per_replica = [int(t.shape[0]) for t in
+                   strategy.experimental_local_results(next(iter(dist))['one_hot'])]
+    it = iter(dist)
     sums = train_step(it, tf.constant(0, tf.int64))
     after = model.get_weights()
-    out[n] = {'replicas': strategy.num_replicas_in_sync,
+    out[n] = {'replicas': strategy.num_replicas_in_sync, 'per_replica_batch': per_replica,
               'loss': float(sums['loss']) / float(sums['examples']),
               'examples': float(sums['examples']),
               'delta': [float(np.abs(a - b).max()) for a, b in zip(after, before)],
@@ -87,6 +90,7 @@ def test_one_step_on_two_replicas_equals_one_replica(tmp_path):
     out = json.loads(out_path.read_text())
     assert out['1']['replicas'] == 1 and out['2']['replicas'] == 2
     assert out['1']['examples'] == out['2']['examples'] == 8
+    assert out['1']['per_replica_batch'] == [8] and out['2']['per_replica_batch'] == [4, 4]
     np.testing.assert_allclose(out['1']['loss'], out['2']['loss'], rtol=1e-5)
     assert max(out['1']['delta']) > 1e-4  # the step really moved the weights
     for w1, w2 in zip(out['1']['weights'], out['2']['weights']):
