@@ -385,6 +385,8 @@ def read_window(fasta: str, bigwigs: tuple[str | None, str | None], chrom: str, 
 
 def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
                    pos_bigwig: str | None = None, neg_bigwig: str | None = None,
+                   control_pos_bigwig: str | None = None,
+                   control_neg_bigwig: str | None = None,
                    output_png: str, output_tsv: str | None = None) -> dict[str, Any]:
     """Predicts `region`, writes the plot and TSV, and returns a summary dict.
 
@@ -404,9 +406,6 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
     """
     model = _Model(saved_model)
     info, config = model.info, model.config
-    if config.use_control:
-        raise PredictError(f'{saved_model} was trained with control tracks; single-region '
-                           'plots of such models are not supported yet (use evaluate)')
     if config.num_tasks != 1 or config.num_strands != 2:
         raise PredictError(f'{saved_model}: plotting supports one task with two strands, this '
                            f'model has {config.num_tasks} x {config.num_strands}')
@@ -415,6 +414,14 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
     neg_bigwig = neg_bigwig or info.source.get('neg_bigwig')
     if not fasta:
         raise PredictError('--fasta is needed: the model\'s metadata names no FASTA')
+    controls = None
+    if config.use_control:
+        task_files = (info.source.get('tasks') or [{}])[0]
+        controls = (control_pos_bigwig or task_files.get('control_pos_bigwig'),
+                    control_neg_bigwig or task_files.get('control_neg_bigwig'))
+        if not all(controls):
+            raise PredictError(f'{saved_model} was trained with control tracks: give '
+                               '--control_pos_bigwig and --control_neg_bigwig')
     chrom, start, end = parse_region(region)
     length = config.sequence_length
     mode, note = 'window', ''
@@ -432,7 +439,11 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
         logging.info(note)
         print(f'predict: {note}')
     one_hot, observed = read_window(fasta, (pos_bigwig, neg_bigwig), chrom, start, end)
-    out = model(np.stack([one_hot[w - start:w - start + length] for w in starts]))
+    control = None
+    if controls:
+        _, track = read_window(fasta, controls, chrom, start, end)
+        control = np.stack([track[w - start:w - start + length, None, :] for w in starts])
+    out = model(np.stack([one_hot[w - start:w - start + length] for w in starts]), control)
     window_probs, window_counts = out['profile_probs'][:, :, 0], out['counts'][:, 0]
     pred = stitch(window_probs * window_counts[:, None], starts, start, end)
     counts = pred.sum(axis=0)

@@ -41,6 +41,11 @@ _POS_BIGWIG = flags.DEFINE_string('pos_bigwig', None,
                                   'Observed plus-strand bigWig; default: the records\' one.')
 _NEG_BIGWIG = flags.DEFINE_string('neg_bigwig', None,
                                   'Observed minus-strand bigWig; default: the records\' one.')
+_CONTROL_POS_BIGWIG = flags.DEFINE_string(
+    'control_pos_bigwig', None, 'Plus-strand control bigWig, for models trained with control '
+    'tracks; default: the records\' one.')
+_CONTROL_NEG_BIGWIG = flags.DEFINE_string(
+    'control_neg_bigwig', None, 'Minus-strand control bigWig; default: the records\' one.')
 _OUTPUT_PNG = flags.DEFINE_string('output_png', None, 'With --region: where to write the plot.')
 _OUTPUT_TSV = flags.DEFINE_string('output_tsv', None,
                                   'Where to write the numbers; default: the PNG path with .tsv.')
@@ -74,6 +79,8 @@ def main(argv):
             result = inference.predict_region(
                 _SAVED_MODEL.value, _REGION.value, fasta=_FASTA.value,
                 pos_bigwig=_POS_BIGWIG.value, neg_bigwig=_NEG_BIGWIG.value,
+                control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
+                control_neg_bigwig=_CONTROL_NEG_BIGWIG.value,
                 output_png=_OUTPUT_PNG.value, output_tsv=_OUTPUT_TSV.value)
     except (inference.PredictError, schema.SchemaError) as e:
         _fail(str(e))

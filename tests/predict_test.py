@@ -247,3 +247,29 @@ def test_cli_errors_exit_2_without_traceback(tiny_export, genome, tmp_path, case
     assert 'Traceback' not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if 'predict: error:' in line]
     assert len(errors) == 1
+
+
+def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
+    import keras
+
+    from bpnet_tfx import export, model as model_lib, schema
+    fasta, seq, pos, neg = genome
+    keras.utils.set_random_seed(0)
+    config = model_lib.ModelConfig(sequence_length=200, filters=8, num_dilated_layers=2,
+                                   use_control=True)
+    model = model_lib.build_bpnet(config)
+    info = schema.RecordsInfo(sequence_length=200, max_jitter=0, tasks=('t',),
+                              has_control=True, source={'fasta': fasta})
+    path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
+    with pytest.raises(inference.PredictError, match='--control_pos_bigwig'):
+        inference.predict_region(path, 'chrT:400-600', pos_bigwig=pos, neg_bigwig=neg,
+                                 output_png=str(tmp_path / 'a.png'))
+    # The observed tracks double as control here; the prediction must use them.
+    result = inference.predict_region(path, 'chrT:400-600', pos_bigwig=pos, neg_bigwig=neg,
+                                      control_pos_bigwig=pos, control_neg_bigwig=neg,
+                                      output_png=str(tmp_path / 'b.png'))
+    control = np.stack([np.arange(400, 600) % 7, 2 * (np.arange(400, 600) % 7)], -1)
+    out = model({'one_hot': sequence.one_hot(seq[400:600])[None].astype(np.float32),
+                 'control': control[None, :, None, :].astype(np.float32)})
+    np.testing.assert_allclose(result['predicted_counts'],
+                               np.expm1(out['log_counts'].numpy()[0]), rtol=1e-4)
