@@ -1,0 +1,746 @@
+"""Contribution scores of an exported BPNet, as modisco-lite inputs and bigWig tracks.
+
+Every score is computed through the SavedModel's `serving_default` signature (gradients flow
+through a loaded concrete function), so the export alone suffices. Two targets per task, BPNet's:
+the profile target sum over positions l and strands s of stop_gradient(softmax_l(z))[l, s] *
+z[l, s], where z are the profile logits (the softmax runs over positions, per strand), and the
+counts target sum over strands of log_counts (log(1 + counts) per strand).
+
+Integrated gradients (`method='ig'`, DeepSHAP-equivalent): each window x gets K
+dinucleotide-shuffled references r_k (`dinuc_shuffle`, exact Altschul-Erikson); g_k is the
+gradient of the target averaged over S midpoint steps of the straight path from r_k to x
+(alpha = (i + 1/2) / S). The hypothetical contribution of base b at position l is the
+contribution b would have there, the multipliers projected onto e_b as in DeepSHAP:
+
+    hyp[l, b] = mean_k  g_k[l, :] . (e_b - r_k[l, :])  =  mean_k (g_k[l, b] - g_k[l, :] . r_k[l, :])
+
+and the actual (observed-base) contribution is hyp[l, :] . x[l, :] = mean_k g_k[l, :] .
+(x[l, :] - r_k[l, :]), the integrated-gradients attribution of position l averaged over the
+references (zero at N). In-silico mutagenesis (`method='ism'`) scores every single-base
+substitution: delta[l, b] = score(x with b at l) - score(x) (zero at the observed base), and
+hyp[l, b] = delta[l, b] - mean_b' delta[l, b'], so that the observed-base contribution is minus
+the mean effect of changing that base. ISM's profile score uses the reference window's own
+probabilities as fixed weights, sum p_ref[l, s] * z'[l, s] (the target's stop_gradient at x),
+and its counts score is the same sum of log_counts; it needs 3 L + 1 forward passes per window.
+
+Outputs (`compute_contributions`) go to a temporary sibling of the output folder, renamed into
+place once complete: regions.bed (one row per window, in row order), ohe.npz (one-hot, N x 4 x L
+under 'arr_0'), and per target a folder (`profile`, `counts`; `<task>.profile`... with several
+tasks) with shap.npz (hypothetical contributions, N x 4 x L, 'arr_0'; `modisco motifs -s ohe.npz
+-a profile/shap.npz`) and contrib.bw (observed-base contributions; where windows overlap, each
+base gets the mean over the windows covering it), plus summary.json.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import gzip
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from bpnet_tfx import inference, schema, sequence
+
+METHODS = ('ig', 'ism')
+HEADS = ('profile', 'counts')
+REGIONS_FILENAME = 'regions.bed'
+ONE_HOT_FILENAME = 'ohe.npz'
+HYPOTHETICAL_FILENAME = 'shap.npz'
+BIGWIG_FILENAME = 'contrib.bw'
+SUMMARY_FILENAME = 'summary.json'
+
+_NUM_TOKENS = 5  # A, C, G, T and 'other' (N), which keeps its place in dinucleotides
+_TOKEN_ROWS = np.concatenate([np.eye(4), np.zeros((1, 4))])
+
+
+class ContribError(Exception):
+    """Bad input or an incompatible model, reported in one line."""
+
+
+# Dinucleotide shuffle.
+
+def _tokens(one_hot: np.ndarray) -> np.ndarray:
+    """(..., L, 4) one-hot -> (..., L) int64 tokens: 0..3 for ACGT, 4 for an all-zero row."""
+    one_hot = np.asarray(one_hot)
+    return np.where(one_hot.sum(axis=-1) > 0, np.argmax(one_hot, axis=-1), 4).astype(np.int64)
+
+
+def _last_edges(tokens: list[int], out_edges: list[list[int]],
+                rng: np.random.Generator) -> list[int]:
+    """Wilson's algorithm: a random arborescence of last exit edges, toward the final token.
+
+    Edge i leads from tokens[i] to tokens[i + 1]. Each vertex's last exit edge is drawn
+    uniformly among its edge instances along loop-erased random walks, which samples
+    arborescences with probability proportional to the product of edge multiplicities; with
+    the other edges in random order this makes every Eulerian path equally likely (Kandel et
+    al. 1996), hence every sequence with the same dinucleotide counts.
+
+    Returns:
+      Per vertex, the position of its last exit edge, or -1 (the final vertex, or absent).
+    """
+    root = tokens[-1]
+    in_tree = [v == root for v in range(_NUM_TOKENS)]
+    last = [-1] * _NUM_TOKENS
+    for v in range(_NUM_TOKENS):
+        u = v
+        while not in_tree[u] and out_edges[u]:
+            edges = out_edges[u]
+            last[u] = edges[int(rng.random() * len(edges))]
+            u = tokens[last[u] + 1]
+        u = v
+        while not in_tree[u] and out_edges[u]:
+            in_tree[u] = True
+            u = tokens[last[u] + 1]
+    return last
+
+
+def _shuffle_tables(tokens: np.ndarray, num_shuffles: int, rng: np.random.Generator):
+    """Each shuffle's successor table (exits grouped by source token, last exit last)."""
+    n = tokens.size
+    as_list = tokens.tolist()
+    out_edges = [[] for _ in range(_NUM_TOKENS)]
+    for i, t in enumerate(as_list[:-1]):
+        out_edges[t].append(i)
+    keys = rng.random((num_shuffles, n - 1))
+    for k in range(num_shuffles):
+        for position in _last_edges(as_list, out_edges, rng):
+            if position >= 0:
+                keys[k, position] = 2.0  # after every other exit of its vertex
+    order = np.argsort(tokens[:-1] * 4.0 + keys, axis=1, kind='stable')
+    successors = tokens[order + 1]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(tokens[:-1],
+                                                        minlength=_NUM_TOKENS))[:-1]])
+    return successors, np.broadcast_to(starts, (num_shuffles, _NUM_TOKENS))
+
+
+def dinuc_shuffle(one_hot: np.ndarray, num_shuffles: int,
+                  rng: np.random.Generator | Sequence[np.random.Generator]) -> np.ndarray:
+    """Shuffles sequences keeping their dinucleotide counts exactly (Altschul-Erikson).
+
+    Each shuffle is drawn uniformly from the sequences with the same first base and the same
+    count of every dinucleotide (hence of every base, and the same last base), as an Eulerian
+    path through the multigraph of the sequence's dinucleotides: a random arborescence of last
+    exit edges (Wilson's algorithm), the other exits in random order. N and other all-zero
+    rows are a fifth letter: their dinucleotides are kept too. All shuffles are walked in
+    lockstep, so a batch costs L vectorised steps.
+
+    Args:
+      one_hot: (L, 4) or (B, L, 4) one-hot, ACGT.
+      num_shuffles: shuffles per sequence.
+      rng: a generator, or (for a batch) one generator per sequence.
+
+    Returns:
+      (num_shuffles, L, 4), or (B, num_shuffles, L, 4), of `one_hot`'s dtype.
+    """
+    one_hot = np.asarray(one_hot)
+    single = one_hot.ndim == 2
+    batch = one_hot[None] if single else one_hot
+    rngs = [rng] * len(batch) if isinstance(rng, np.random.Generator) else list(rng)
+    if len(rngs) != len(batch):
+        raise ValueError(f'{len(batch)} sequences but {len(rngs)} generators')
+    tokens = _tokens(batch)
+    b, n = tokens.shape
+    out = np.repeat(tokens[:, None], num_shuffles, axis=1).reshape(b * num_shuffles, n)
+    if n > 2 and b and num_shuffles:
+        tables = [_shuffle_tables(t, num_shuffles, r) for t, r in zip(tokens, rngs)]
+        successors = np.concatenate([s for s, _ in tables])
+        pointer = np.concatenate([p for _, p in tables]).copy()
+        rows = np.arange(len(out))
+        current = out[:, 0].copy()
+        for j in range(1, n):
+            step = successors[rows, pointer[rows, current]]
+            pointer[rows, current] += 1
+            out[:, j] = current = step
+    shuffled = _TOKEN_ROWS.astype(one_hot.dtype)[out].reshape(b, num_shuffles, n, 4)
+    return shuffled[0] if single else shuffled
+
+
+# The model and its targets.
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One scalar per window to explain: a head of one task."""
+
+    name: str  # output folder: 'profile', 'counts', or '<task>.profile' with several tasks
+    task: int
+    head: str  # 'profile' or 'counts'
+
+
+def targets_of(info: schema.RecordsInfo) -> list[Target]:
+    """The targets explained for a model trained on `info`'s tasks, in output order."""
+    several = info.num_tasks > 1
+    return [Target(f'{_file_label(task)}.{head}' if several else head, t, head)
+            for t, task in enumerate(info.tasks) for head in HEADS]
+
+
+def _file_label(name: str) -> str:
+    return re.sub(r'[^\w.-]', '_', name)
+
+
+class Scorer:
+    """Contribution scores through an exported SavedModel, on the default device.
+
+    Args:
+      saved_model: folder written by `export.export_saved_model` (`serving_default` is used).
+    """
+
+    def __init__(self, saved_model: str):
+        import tensorflow as tf
+
+        from bpnet_tfx import export
+        self.info, self.config = export.load_export_info(saved_model)
+        # Loaded here rather than with export.load_signature, which drops the loaded object:
+        # a tf.function tracing the signature needs its variables alive.
+        try:
+            self._loaded = tf.saved_model.load(saved_model)
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            raise schema.SchemaError(f'{saved_model}: cannot load the SavedModel: '
+                                     f'{str(e).splitlines()[0] if str(e) else e!r}') from None
+        if export.SIGNATURE not in self._loaded.signatures:
+            raise schema.SchemaError(f'{saved_model}: no {export.SIGNATURE!r} signature')
+        self._serve = self._loaded.signatures[export.SIGNATURE]
+        spec = self._serve.structured_input_signature[1].get(export.ONE_HOT_INPUT)
+        if spec is None or tuple(spec.shape[1:]) != (self.config.sequence_length, 4):
+            raise schema.SchemaError(f'{saved_model}: {export.SIGNATURE} does not take one-hot '
+                                     f'windows of {self.config.sequence_length} bp')
+        self.targets = targets_of(self.info)
+        self.length = self.config.sequence_length
+        self._ig_fn = self._ism_fn = None
+
+    def _outputs(self, one_hot):
+        """(profile logits (N, L, tasks, strands), log_counts (N, tasks, strands))."""
+        import tensorflow as tf
+        out = self._serve(one_hot=one_hot)
+        logits, log_counts = out['profile_logits'], out['log_counts']
+        if self.config.num_tasks == 1:  # model outputs drop the task axis; restore it
+            logits, log_counts = logits[:, :, None], log_counts[:, None]
+        return tf.cast(logits, tf.float32), tf.cast(log_counts, tf.float32)
+
+    def _scores(self, one_hot, profile_weights=None):
+        """Per target, (N,) scores; profile weights default to stop_gradient(softmax(z))."""
+        import tensorflow as tf
+        logits, log_counts = self._outputs(one_hot)
+        if profile_weights is None:
+            profile_weights = tf.stop_gradient(tf.nn.softmax(logits, axis=1))
+        weighted = tf.reduce_sum(profile_weights * logits, axis=(1, 3))  # (N, tasks)
+        summed = tf.reduce_sum(log_counts, axis=2)
+        return tuple((weighted if t.head == 'profile' else summed)[:, t.task]
+                     for t in self.targets)
+
+    def integrated_gradients(self, one_hot: np.ndarray, references: np.ndarray,
+                             steps: int) -> list[np.ndarray]:
+        """Hypothetical contributions by integrated gradients from each reference.
+
+        Args:
+          one_hot: (B, L, 4) windows.
+          references: (B, K, L, 4) references per window (dinucleotide shuffles).
+          steps: midpoint-rule steps S along each path; the device runs B x K inputs a step.
+
+        Returns:
+          Per target, (B, L, 4) float32 hyp (module docstring); one tf.function call.
+        """
+        import tensorflow as tf
+        if self._ig_fn is None:
+            length = self.length
+            spec = tf.TensorSpec
+
+            @tf.function(input_signature=[spec((None, length, 4), tf.float32),
+                                          spec((None, None, length, 4), tf.float32),
+                                          spec((), tf.int32)])
+            def ig(x, refs, num_steps):
+                shape = tf.shape(refs)
+                flat_refs = tf.reshape(refs, (-1, length, 4))
+                diff = tf.reshape(x[:, None] - refs, (-1, length, 4))
+                scale = 1.0 / tf.cast(num_steps, tf.float32)
+                totals = tuple(tf.zeros_like(flat_refs) for _ in self.targets)
+                for i in tf.range(num_steps):
+                    point = flat_refs + (tf.cast(i, tf.float32) + 0.5) * scale * diff
+                    with tf.GradientTape(persistent=True,
+                                         watch_accessed_variables=False) as tape:
+                        tape.watch(point)
+                        scores = self._scores(point)
+                    totals = tuple(total + tape.gradient(score, point)
+                                   for total, score in zip(totals, scores))
+                hyps = []
+                for total in totals:
+                    grad = tf.reshape(total * scale, shape)
+                    hyp = grad - tf.reduce_sum(grad * refs, axis=-1, keepdims=True)
+                    hyps.append(tf.reduce_mean(hyp, axis=1))
+                return tuple(hyps)
+
+            self._ig_fn = ig
+        out = self._ig_fn(tf.constant(one_hot, tf.float32), tf.constant(references, tf.float32),
+                          tf.constant(steps, tf.int32))
+        return [h.numpy() for h in out]
+
+    def mutagenesis(self, one_hot: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        """Hypothetical contributions by in-silico mutagenesis of every base of each window.
+
+        Args:
+          one_hot: (B, L, 4) windows.
+          batch_size: mutated windows per device call.
+
+        Returns:
+          Per target, (B, L, 4) float32 hyp = delta - mean over bases of delta.
+        """
+        import tensorflow as tf
+        length = self.length
+        if self._ism_fn is None:
+            spec = tf.TensorSpec
+
+            @tf.function(input_signature=[spec((length, 4), tf.float32),
+                                          spec((None,), tf.int32), spec((None,), tf.int32),
+                                          spec((length, None, None), tf.float32)])
+            def ism(x, positions, bases, weights):
+                mask = tf.one_hot(positions, length)[:, :, None]
+                mutants = x[None] * (1.0 - mask) + mask * tf.one_hot(bases, 4)[:, None, :]
+                return self._scores(mutants, weights[None])
+
+            self._ism_fn = ism
+        one_hot = np.asarray(one_hot, np.float32)
+        logits, _ = self._outputs(tf.constant(one_hot))
+        weights = tf.nn.softmax(logits, axis=1)
+        reference = [s.numpy() for s in self._scores(tf.constant(one_hot), weights)]
+        out = [np.zeros(one_hot.shape, np.float32) for _ in self.targets]
+        for w, x in enumerate(one_hot):
+            positions, bases = np.nonzero(x == 0)  # every base but the observed one
+            for b in range(0, len(positions), batch_size):
+                p, q = positions[b:b + batch_size], bases[b:b + batch_size]
+                scores = self._ism_fn(tf.constant(x), tf.constant(p, tf.int32),
+                                      tf.constant(q, tf.int32), weights[w])
+                for delta, score, ref in zip(out, scores, reference):
+                    delta[w, p, q] = score.numpy() - ref[w]
+        return [delta - delta.mean(axis=-1, keepdims=True) for delta in out]
+
+
+# Windows: from records or from a BED file and a FASTA.
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """One row of the outputs: a model-length window of the genome."""
+
+    chrom: str
+    start: int
+    end: int
+    name: str
+
+
+def _open_fasta(fasta: str):
+    import pyfaidx
+    if not os.path.isfile(fasta):
+        raise ContribError(f'{fasta}: no such FASTA file')
+    try:
+        return pyfaidx.Fasta(fasta, as_raw=True, sequence_always_upper=True)
+    except (OSError, pyfaidx.FastaIndexingError, ValueError) as e:
+        raise ContribError(f'{fasta}: cannot open FASTA: {e}') from None
+
+
+def _bed_names(path: str) -> dict[int, str]:
+    """Line number -> the BED name column (4th), where present."""
+    opener = gzip.open if path.endswith('.gz') else open
+    names = {}
+    with opener(path, 'rt') as f:
+        for number, line in enumerate(f, 1):
+            cols = line.rstrip('\r\n').split('\t')
+            if len(cols) >= 4 and cols[3].strip():
+                names[number] = cols[3].strip()
+    return names
+
+
+def bed_windows(regions_bed: str, sizes: dict[str, int], length: int, *,
+                fasta: str = 'the FASTA') -> list[Window]:
+    """One window per BED line, in the file's order: the `length`-bp window centred on the
+    interval's midpoint (shorter and longer intervals alike), shifted inside the chromosome
+    where it would run past an end.
+
+    Args:
+      regions_bed: BED file (0-based, half-open; plain or gzipped).
+      sizes: chromosome sizes of the genome, from the FASTA.
+      length: the model's window length.
+      fasta: the FASTA's name, for messages.
+
+    Returns:
+      Windows named by the BED's 4th column, or 'chrom:start-end' of the window.
+
+    Raises:
+      ContribError: a malformed line, a chromosome not in the FASTA, an interval past the
+        chromosome's end or a chromosome shorter than the window ('file:line: ...'), or no
+        regions.
+    """
+    windows = []
+    names: dict[int, str] | None = None
+    try:
+        for number, chrom, start, end in inference.read_bed(regions_bed):
+            where = f'{regions_bed}:{number}: '
+            if chrom not in sizes:
+                shown = ', '.join(list(sizes)[:5]) + (', ...' if len(sizes) > 5 else '')
+                raise ContribError(f'{where}chromosome {chrom!r} not in {fasta} (it has '
+                                   f'{shown})')
+            size = sizes[chrom]
+            if end > size:
+                raise ContribError(f'{where}region {chrom}:{start}-{end} runs past the end of '
+                                   f'{chrom} ({size:,} bp)')
+            if size < length:
+                raise ContribError(f'{where}{chrom} is {size:,} bp, shorter than the model\'s '
+                                   f'{length}-bp window')
+            s, e = inference.centred_window(start, end, length)
+            shift = max(0, -s) - max(0, e - size)
+            s, e = s + shift, e + shift
+            if names is None:
+                names = _bed_names(regions_bed)
+            windows.append(Window(chrom, s, e, names.get(number, f'{chrom}:{s}-{e}')))
+    except inference.PredictError as e:
+        raise ContribError(str(e)) from None
+    if not windows:
+        raise ContribError(f'{regions_bed}: no regions')
+    return windows
+
+
+def _bed_batches(genome, windows: list[Window],
+                 batch: int) -> Iterator[tuple[list[Window], np.ndarray]]:
+    for b in range(0, len(windows), batch):
+        part = windows[b:b + batch]
+        yield part, np.stack([sequence.one_hot(genome[w.chrom][w.start:w.end]) for w in part])
+
+
+def _records_batches(records_dir: str, info: schema.RecordsInfo, split: str, batch: int,
+                     limit: int | None) -> Iterator[tuple[list[Window], np.ndarray]]:
+    import tensorflow as tf
+
+    from bpnet_tfx import data
+    done = 0
+    elements = iter(data.make_eval_dataset(records_dir, info, split, batch_size=batch))
+    while limit is None or done < limit:
+        try:
+            element = next(elements, None)
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise ContribError(f'{records_dir}: reading the {split} records failed (corrupt or '
+                               f'truncated shard?): {e.message.splitlines()[0]}') from None
+        if element is None:
+            return
+        ids = [i.decode() for i in element['region_id'].numpy()]
+        one_hot = element['one_hot'].numpy()
+        if limit is not None:
+            ids, one_hot = ids[:limit - done], one_hot[:limit - done]
+        windows = []
+        for region_id in ids:
+            try:
+                chrom, start, end = inference.parse_region(region_id)
+            except inference.PredictError:
+                raise ContribError(f'{records_dir}: record id {region_id!r} is not '
+                                   "'chrom:start-end'; cannot place it in the genome") from None
+            # Ids name the centred window; one that includes the jitter margin shares its centre.
+            start, end = inference.centred_window(start, end, info.sequence_length)
+            windows.append(Window(chrom, start, end, region_id))
+        done += len(windows)
+        yield windows, one_hot
+
+
+# Tracks.
+
+def average_overlaps(windows: Sequence[Window], values: np.ndarray,
+                     chrom_order: Sequence[str]) -> list[tuple[str, int, np.ndarray]]:
+    """Per-base values over the union of the windows, overlaps averaged.
+
+    Args:
+      windows: N windows, each `values.shape[1]` bp.
+      values: (N, L) per-base values.
+      chrom_order: chromosomes in output order (every window's chromosome must be there).
+
+    Returns:
+      [(chrom, start, values)] of maximal runs of overlapping windows, sorted by chromosome in
+      `chrom_order`, then start; each base appears once, with the mean over the windows
+      covering it.
+    """
+    rank = {c: i for i, c in enumerate(chrom_order)}
+    order = sorted(range(len(windows)), key=lambda i: (rank[windows[i].chrom], windows[i].start))
+    runs: list[list[Any]] = []  # [chrom, start, end, [window indices]]
+    for i in order:
+        w = windows[i]
+        if runs and runs[-1][0] == w.chrom and w.start < runs[-1][2]:
+            runs[-1][2] = max(runs[-1][2], w.end)
+            runs[-1][3].append(i)
+        else:
+            runs.append([w.chrom, w.start, w.end, [i]])
+    out = []
+    for chrom, start, end, members in runs:
+        total = np.zeros(end - start)
+        cover = np.zeros(end - start)
+        for i in members:
+            total[windows[i].start - start:windows[i].end - start] += values[i]
+            cover[windows[i].start - start:windows[i].end - start] += 1
+        out.append((chrom, start, total / cover))
+    return out
+
+
+def write_bigwig(path: str, header: Sequence[tuple[str, int]], windows: Sequence[Window],
+                 values: np.ndarray) -> None:
+    """Writes per-base `values` (N, L) of `windows` as a bigWig, overlaps averaged."""
+    import pyBigWig
+    bw = pyBigWig.open(path, 'w')
+    if bw is None:
+        raise ContribError(f'{path}: cannot write bigWig')
+    try:
+        bw.addHeader(list(header))
+        for chrom, start, run in average_overlaps(windows, values, [c for c, _ in header]):
+            bw.addEntries(chrom, start, values=run.astype(np.float64), span=1, step=1)
+    finally:
+        bw.close()
+
+
+# The whole job.
+
+def _progress(done: int, total: int | None, start: float) -> None:
+    rate = done / max(time.perf_counter() - start, 1e-9)
+    of = f'/{total} ({100 * done / total:.0f}%)' if total else ''
+    print(f'contrib: {done}{of} regions, {rate:.2f} regions/s', file=sys.stderr, flush=True)
+
+
+def _records_header(records_dir: str, info: schema.RecordsInfo, fasta: str | None,
+                    windows: list[Window]) -> tuple[list[tuple[str, int]], str]:
+    """bigWig header: the FASTA's chromosomes (given, or the records' own if readable), else
+    the records' chromosomes in order of appearance, each as long as its last window's end."""
+    candidate = fasta or info.source.get('fasta')
+    if candidate and os.path.isfile(candidate):
+        with _open_fasta(candidate) as genome:
+            sizes = {name: len(genome[name]) for name in genome.keys()}
+        bad = next((w for w in windows if w.chrom not in sizes or w.end > sizes[w.chrom]), None)
+        if bad is None:
+            return list(sizes.items()), candidate
+        if fasta:
+            raise ContribError(f'{records_dir}: window {bad.name} is not within {fasta}')
+    elif fasta:
+        raise ContribError(f'{fasta}: no such FASTA file')
+    sizes: dict[str, int] = {}
+    for w in windows:
+        sizes[w.chrom] = max(sizes.get(w.chrom, 0), w.end)
+    return list(sizes.items()), 'the records'
+
+
+def _with_references(batches, num_shuffles: int, seed: int):
+    """Yields (windows, one_hot, references); the next batch's shuffles are made in a thread
+    while the device works on the current one. Window i's references come from
+    default_rng([seed, i]), whatever the batching."""
+    def prepare(batch_windows, one_hot, first):
+        one_hot = one_hot.astype(np.float32)
+        rngs = [np.random.default_rng([seed, first + i]) for i in range(len(one_hot))]
+        return batch_windows, one_hot, dinuc_shuffle(one_hot, num_shuffles, rngs)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending, first = None, 0
+        for batch_windows, one_hot in batches:
+            ready = pool.submit(prepare, batch_windows, one_hot, first)
+            first += len(batch_windows)
+            if pending is not None:
+                yield pending.result()
+            pending = ready
+        if pending is not None:
+            yield pending.result()
+
+
+def _score_all(scorer: Scorer, batches, total: int | None, method: str, num_shuffles: int,
+               steps: int, batch_size: int, seed: int, progress_seconds: float):
+    """Scores every window of `batches`: (windows, one_hot (N, L, 4), {target: hyp})."""
+    windows: list[Window] = []
+    one_hots: list[np.ndarray] = []
+    hyps: dict[str, list[np.ndarray]] = {t.name: [] for t in scorer.targets}
+    start = last_report = time.perf_counter()
+    if method == 'ig':
+        work = ((w, x, scorer.integrated_gradients(x, refs, steps))
+                for w, x, refs in _with_references(batches, num_shuffles, seed))
+    else:
+        work = ((w, x, scorer.mutagenesis(x, batch_size))
+                for w, x in ((w, x.astype(np.float32)) for w, x in batches))
+    for batch_windows, one_hot, out in work:
+        for t, h in zip(scorer.targets, out):
+            hyps[t.name].append(h)
+        windows.extend(batch_windows)
+        one_hots.append(one_hot)
+        now = time.perf_counter()
+        if now - last_report >= progress_seconds:
+            _progress(len(windows), total, start)
+            last_report = now
+    if windows:
+        _progress(len(windows), total, start)
+    return (windows, np.concatenate(one_hots) if one_hots else None,
+            {k: np.concatenate(v) if v else None for k, v in hyps.items()})
+
+
+def compute_contributions(saved_model: str, output_dir: str, *,
+                          records_dir: str | None = None, split: str = 'valid',
+                          regions_bed: str | None = None, fasta: str | None = None,
+                          method: str = 'ig', num_shuffles: int = 10, steps: int = 20,
+                          batch_size: int = 128, seed: int = 0,
+                          max_regions: int | None = None, overwrite: bool = False,
+                          progress_seconds: float = 30.0) -> dict[str, Any]:
+    """Computes contribution scores of every window and writes the output folder.
+
+    Windows come from `records_dir`'s `split` (the centred windows; region ids give their
+    coordinates) or from `regions_bed` (`bed_windows`, sequence from `fasta`, by default the
+    FASTA the records were made from). Layout and formulas: module docstring. The folder is
+    written beside `output_dir` and renamed into place only when complete.
+
+    Args:
+      saved_model: the export.
+      output_dir: the folder to create.
+      records_dir: records folder (give this or `regions_bed`).
+      split: the records' split.
+      regions_bed: BED of regions.
+      fasta: genome FASTA for `regions_bed` (and the bigWig header with records).
+      method: 'ig' (integrated gradients from dinucleotide shuffles) or 'ism'.
+      num_shuffles: K references per window (ig).
+      steps: S midpoint steps per path (ig).
+      batch_size: model inputs per device call: windows x K path points (ig; at least one
+        window), or mutated windows (ism).
+      seed: window i's references come from numpy.random.default_rng([seed, i]).
+      max_regions: stop after this many windows (None: all).
+      overwrite: replace an existing `output_dir` (only once the new one is complete).
+      progress_seconds: a progress line on stderr at most this often.
+
+    Returns:
+      {'regions', 'seconds', 'output_dir', 'files', 'method', 'num_shuffles', 'steps',
+       'targets', 'header_from'}.
+
+    Raises:
+      ContribError: bad flags or input (one line); schema.SchemaError: unreadable export or
+        records.
+    """
+    start_time = time.perf_counter()
+    if bool(records_dir) == bool(regions_bed):
+        raise ContribError('give exactly one of --records_dir and --regions_bed')
+    if method not in METHODS:
+        raise ContribError(f'--method must be one of {", ".join(METHODS)}, got {method!r}')
+    for name, value in (('num_shuffles', num_shuffles), ('steps', steps),
+                        ('batch_size', batch_size)):
+        if value < 1:
+            raise ContribError(f'--{name} must be >= 1, got {value}')
+    if max_regions is not None and max_regions < 1:
+        raise ContribError(f'--max_regions must be >= 1, got {max_regions}')
+    output_dir = os.path.abspath(output_dir)
+    if os.path.exists(output_dir) and not (overwrite and os.path.isdir(output_dir)):
+        raise ContribError(f'{output_dir} exists; pass --overwrite to replace it')
+    if regions_bed and not os.path.isfile(regions_bed):
+        raise ContribError(f'{regions_bed}: no such BED file')
+    if records_dir:
+        info = schema.RecordsInfo.load(records_dir)  # before TensorFlow: fails fast
+    if fasta and not os.path.isfile(fasta):
+        raise ContribError(f'{fasta}: no such FASTA file')
+
+    from bpnet_tfx import export
+    export_info, config = export.load_export_info(saved_model)
+    length = config.sequence_length
+    # Windows per data batch: ig feeds windows x K inputs per step; ism ~3 L mutants a window.
+    per_call = (max(1, batch_size // num_shuffles) if method == 'ig'
+                else max(1, batch_size // (3 * length)))
+    if records_dir:
+        if (info.sequence_length, info.num_tasks, info.num_strands) != (
+                length, config.num_tasks, config.num_strands):
+            raise ContribError(f'{saved_model} takes {length}-bp windows of {config.num_tasks} '
+                               f'task(s) x {config.num_strands} strand(s); {records_dir} '
+                               f'holds {info.sequence_length}-bp windows of {info.num_tasks} '
+                               f'x {info.num_strands}')
+        total = info.split_counts.get(split)
+        if total is not None and max_regions is not None:
+            total = min(total, max_regions)
+        batches = _records_batches(records_dir, info, split, per_call, max_regions)
+        windows, one_hot, hyps = _score_all(Scorer(saved_model), batches, total, method,
+                                            num_shuffles, steps, batch_size, seed,
+                                            progress_seconds)
+        if not windows:
+            raise ContribError(f'{records_dir}: the {split} split holds no records')
+        header, header_from = _records_header(records_dir, info, fasta, windows)
+    else:
+        fasta = fasta or export_info.source.get('fasta')
+        if not fasta:
+            raise ContribError('--fasta is needed: the model\'s metadata names no FASTA')
+        with _open_fasta(fasta) as genome:
+            sizes = {name: len(genome[name]) for name in genome.keys()}
+            selected = bed_windows(regions_bed, sizes, length, fasta=fasta)[:max_regions]
+            batches = _bed_batches(genome, selected, per_call)
+            windows, one_hot, hyps = _score_all(Scorer(saved_model), batches, len(selected),
+                                                method, num_shuffles, steps, batch_size, seed,
+                                                progress_seconds)
+        header, header_from = list(sizes.items()), fasta
+    targets = targets_of(export_info)
+
+    parent = os.path.dirname(output_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(output_dir)}.tmp-', dir=parent)
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 is for the scratch folder, not the result
+        files = _write_outputs(tmp, windows, one_hot, hyps, header)
+        seconds = time.perf_counter() - start_time
+        summary = {
+            'saved_model': os.path.abspath(saved_model),
+            'input': ({'records_dir': os.path.abspath(records_dir), 'split': split}
+                      if records_dir else {'regions_bed': os.path.abspath(regions_bed),
+                                           'fasta': os.path.abspath(fasta)}),
+            'method': method, 'num_shuffles': num_shuffles if method == 'ig' else None,
+            'steps': steps if method == 'ig' else None, 'seed': seed,
+            'regions': len(windows), 'sequence_length': length,
+            'targets': [dataclasses.asdict(t) for t in targets],
+            'header_from': header_from, 'seconds': round(seconds, 3),
+            'files': files,
+        }
+        with open(os.path.join(tmp, SUMMARY_FILENAME), 'w') as f:
+            json.dump(summary, f, indent=2, sort_keys=True)
+            f.write('\n')
+        if os.path.exists(output_dir):
+            aside = tempfile.mkdtemp(prefix=f'.{os.path.basename(output_dir)}.old-', dir=parent)
+            os.rename(output_dir, os.path.join(aside, 'old'))
+            shutil.rmtree(aside, ignore_errors=True)
+        os.rename(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {'regions': len(windows), 'seconds': time.perf_counter() - start_time,
+            'output_dir': output_dir,
+            'files': {k: os.path.join(output_dir, v) for k, v in files.items()},
+            'method': method, 'num_shuffles': num_shuffles, 'steps': steps,
+            'targets': [t.name for t in targets], 'header_from': header_from}
+
+
+def _write_outputs(folder: str, windows: list[Window], one_hot: np.ndarray,
+                   hyps: dict[str, np.ndarray],
+                   header: list[tuple[str, int]]) -> dict[str, str]:
+    """Writes regions.bed, ohe.npz and per target shap.npz + contrib.bw; returns relative
+    paths by key ('regions', 'ohe', '<target>.shap', '<target>.bigwig')."""
+    files = {'regions': REGIONS_FILENAME, 'ohe': ONE_HOT_FILENAME}
+    with open(os.path.join(folder, REGIONS_FILENAME), 'w') as f:
+        f.writelines(f'{w.chrom}\t{w.start}\t{w.end}\t{w.name}\n' for w in windows)
+    # modisco-lite reads N x 4 x L arrays under 'arr_0'.
+    np.savez_compressed(os.path.join(folder, ONE_HOT_FILENAME),
+                        np.ascontiguousarray(one_hot.transpose(0, 2, 1)))
+    for name, hyp in hyps.items():
+        os.makedirs(os.path.join(folder, name))
+        files[f'{name}.shap'] = os.path.join(name, HYPOTHETICAL_FILENAME)
+        files[f'{name}.bigwig'] = os.path.join(name, BIGWIG_FILENAME)
+        np.savez(os.path.join(folder, files[f'{name}.shap']),
+                 np.ascontiguousarray(hyp.transpose(0, 2, 1)))
+        write_bigwig(os.path.join(folder, files[f'{name}.bigwig']), header, windows,
+                     (hyp * one_hot).sum(axis=-1))
+    return files
+
+
+def load_outputs(output_dir: str) -> dict[str, Any]:
+    """Reads an output folder back: {'windows', 'one_hot' (N, L, 4), 'hyp': {target: (N, L,
+    4)}, 'summary'}; hyp * one_hot summed over the last axis gives observed contributions."""
+    with open(os.path.join(output_dir, SUMMARY_FILENAME)) as f:
+        summary = json.load(f)
+    windows = []
+    with open(os.path.join(output_dir, REGIONS_FILENAME)) as f:
+        for line in f:
+            chrom, start, end, name = line.rstrip('\n').split('\t')
+            windows.append(Window(chrom, int(start), int(end), name))
+    one_hot = np.load(os.path.join(output_dir, ONE_HOT_FILENAME))['arr_0'].transpose(0, 2, 1)
+    hyp = {t['name']: np.load(os.path.join(output_dir, t['name'], HYPOTHETICAL_FILENAME))[
+        'arr_0'].transpose(0, 2, 1) for t in summary['targets']}
+    return {'windows': windows, 'one_hot': one_hot, 'hyp': hyp, 'summary': summary}

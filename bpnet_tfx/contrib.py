@@ -1,0 +1,82 @@
+"""Contribution scores of an exported BPNet for motif discovery (modisco-lite) and browsing.
+
+    python -m bpnet_tfx.contrib --saved_model=DIR --records_dir=DIR [--split=valid] \
+        --output_dir=DIR
+    python -m bpnet_tfx.contrib --saved_model=DIR --regions_bed=FILE [--fasta=FILE] \
+        --output_dir=DIR [--method=ism]
+
+Per window and head (profile, counts), hypothetical contributions by integrated gradients from
+--num_shuffles dinucleotide-shuffled references x --steps path steps (or, with --method=ism,
+by in-silico mutagenesis of every base); formulas in attribution.py. --records_dir takes the
+split's centred windows; --regions_bed one window per BED line, centred on the line's interval
+and resized to the model's length. Writes OUTPUT_DIR/regions.bed (row order), ohe.npz, and per
+head <head>/shap.npz (N x 4 x L under 'arr_0', for `modisco motifs -s ohe.npz -a
+<head>/shap.npz`) and <head>/contrib.bw (observed-base contributions, overlapping windows
+averaged), plus summary.json. The folder appears only once complete. Bad input stops with one
+line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags
+
+from bpnet_tfx import attribution
+
+_SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
+_RECORDS_DIR = flags.DEFINE_string('records_dir', None,
+                                   'Records folder whose --split windows to explain.')
+_SPLIT = flags.DEFINE_string('split', 'valid', 'Split of --records_dir: train, valid or test.')
+_REGIONS_BED = flags.DEFINE_string(
+    'regions_bed', None, 'BED file of regions to explain instead of --records_dir; each line '
+    "becomes the model-length window centred on its interval.")
+_FASTA = flags.DEFINE_string('fasta', None, 'Genome FASTA for --regions_bed; default: the '
+                             "training records' one. With --records_dir: the bigWig header.")
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Folder to create for the outputs.')
+_METHOD = flags.DEFINE_enum('method', 'ig', attribution.METHODS,
+                            'ig: integrated gradients from dinucleotide-shuffled references; '
+                            'ism: in-silico mutagenesis (3 x length forward passes a window).')
+_NUM_SHUFFLES = flags.DEFINE_integer('num_shuffles', 10,
+                                     'Dinucleotide-shuffled references per window (ig).')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Integration steps per reference (ig).')
+_BATCH_SIZE = flags.DEFINE_integer(
+    'batch_size', 128, 'Model inputs per device call: windows x num_shuffles path points (ig), '
+    'or mutated windows (ism). Raise it on a GPU.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the shuffled references.')
+_MAX_REGIONS = flags.DEFINE_integer('max_regions', 0,
+                                    'Explain only the first this many windows; 0: all.')
+_OVERWRITE = flags.DEFINE_boolean('overwrite', False,
+                                  'Replace an existing --output_dir once the new one is done.')
+
+
+def _fail(message: str) -> None:
+    print(f'contrib: error: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    from bpnet_tfx import schema
+    try:
+        result = attribution.compute_contributions(
+            _SAVED_MODEL.value, _OUTPUT_DIR.value, records_dir=_RECORDS_DIR.value,
+            split=_SPLIT.value, regions_bed=_REGIONS_BED.value, fasta=_FASTA.value,
+            method=_METHOD.value, num_shuffles=_NUM_SHUFFLES.value, steps=_STEPS.value,
+            batch_size=_BATCH_SIZE.value, seed=_SEED.value,
+            max_regions=_MAX_REGIONS.value or None, overwrite=_OVERWRITE.value)
+    except (attribution.ContribError, schema.SchemaError) as e:
+        _fail(str(e))
+    how = (f"ig, {result['num_shuffles']} shuffled references x {result['steps']} steps"
+           if result['method'] == 'ig' else 'ism')
+    print(f"contrib: {result['regions']} regions ({how}) in {result['seconds']:.1f} s -> "
+          f"{result['output_dir']}/ ("
+          + ', '.join(os.path.relpath(p, result['output_dir']) for p in result['files'].values())
+          + ')')
+
+
+if __name__ == '__main__':
+    flags.mark_flags_as_required(['saved_model', 'output_dir'])
+    app.run(main)

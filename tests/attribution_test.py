@@ -1,0 +1,310 @@
+"""Tests of contribution scores: the dinucleotide shuffle, IG and ISM against direct
+computations, windows from BED lines, overlap averaging, and the output folder."""
+
+import collections
+import os
+
+import numpy as np
+import pyBigWig
+import pytest
+from scipy import stats
+
+from bpnet_tfx import attribution, sequence
+
+
+def _dinucleotides(one_hot):
+    tokens = attribution._tokens(one_hot).tolist()
+    return collections.Counter(zip(tokens[:-1], tokens[1:]))
+
+
+def test_dinuc_shuffle_keeps_dinucleotide_counts_including_n():
+    rng = np.random.default_rng(0)
+    seqs = [''.join(rng.choice(list('ACGT'), 300)) for _ in range(3)]
+    seqs[1] = seqs[1][:100] + 'N' * 7 + seqs[1][107:250] + 'nNAn' + seqs[1][254:]
+    batch = np.stack([sequence.one_hot(s) for s in seqs])
+    out = attribution.dinuc_shuffle(batch, 6, [np.random.default_rng(i) for i in range(3)])
+    assert out.shape == (3, 6, 300, 4) and out.dtype == np.uint8
+    for x, shuffles in zip(batch, out):
+        for y in shuffles:
+            assert _dinucleotides(y) == _dinucleotides(x)
+            assert attribution._tokens(y)[0] == attribution._tokens(x)[0]
+            assert attribution._tokens(y)[-1] == attribution._tokens(x)[-1]
+            assert set(y.sum(axis=1).tolist()) <= {0, 1}  # still one-hot (or N)
+        assert len({y.tobytes() for y in shuffles}) == 6  # different shuffles
+    # The same generators give the same shuffles; one sequence alone gives (K, L, 4).
+    again = attribution.dinuc_shuffle(batch[1], 6, np.random.default_rng(1))
+    np.testing.assert_array_equal(again, out[1])
+
+
+def _same_dinucleotide_sequences(seq):
+    """Every sequence with `seq`'s first letter and dinucleotide counts (Eulerian trails)."""
+    edges = collections.Counter(zip(seq[:-1], seq[1:]))
+    found = set()
+
+    def walk(path):
+        if len(path) == len(seq):
+            found.add(path)
+            return
+        for (a, b), n in list(edges.items()):
+            if a == path[-1] and n:
+                edges[a, b] -= 1
+                walk(path + b)
+                edges[a, b] += 1
+
+    walk(seq[0])
+    return sorted(found)
+
+
+def test_dinuc_shuffle_is_uniform_over_sequences_with_the_same_dinucleotides():
+    seq = 'ACAGTACGNATTAC'  # N is a fifth letter
+    allowed = _same_dinucleotide_sequences(seq)
+    assert len(allowed) == 96
+    out = attribution.dinuc_shuffle(sequence.one_hot(seq), 4000, np.random.default_rng(0))
+    drawn = collections.Counter(sequence.decode_one_hot(y) for y in out)
+    assert set(drawn) <= set(allowed)
+    counts = np.array([drawn[s] for s in allowed])
+    assert counts.min() > 0
+    # Keeping each letter's original last exit (deeplift's dinuc_shuffle) fails this: p ~ 0.
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def _reference_hyp(model, x, refs, steps, head):
+    """IG hyp of one window straight from the Keras model, one reference at a time."""
+    import tensorflow as tf
+    hyp = np.zeros(x.shape)
+    for ref in refs:
+        alphas = (np.arange(steps) + 0.5) / steps
+        points = tf.constant(ref + alphas[:, None, None] * (x - ref), tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(points)
+            out = model(points, training=False)
+            if head == 'profile':
+                logits = out['profile']
+                target = tf.reduce_sum(tf.stop_gradient(tf.nn.softmax(logits, axis=1)) * logits)
+            else:
+                target = tf.reduce_sum(out['log_counts'])
+        grad = tape.gradient(target, points).numpy().mean(axis=0)
+        hyp += grad - (grad * ref).sum(axis=-1, keepdims=True)
+    return hyp / len(refs)
+
+
+def _windows(n, length, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.eye(4, dtype=np.float32)[rng.integers(0, 4, (n, length))]
+
+
+def test_integrated_gradients_match_a_direct_computation(tiny_export):
+    export_dir, model, _, info = tiny_export
+    scorer = attribution.Scorer(export_dir)
+    assert [t.name for t in scorer.targets] == ['profile', 'counts']
+    x = _windows(3, info.sequence_length)
+    x[1, 50:60] = 0  # an N stretch
+    refs = attribution.dinuc_shuffle(x, 4, [np.random.default_rng(i) for i in range(3)])
+    hyp = scorer.integrated_gradients(x, refs, 5)
+    for t, head in enumerate(('profile', 'counts')):
+        assert hyp[t].shape == x.shape
+        for i in range(3):
+            np.testing.assert_allclose(hyp[t][i], _reference_hyp(model, x[i], refs[i], 5, head),
+                                       rtol=1e-4, atol=1e-6)
+    assert np.all((hyp[0][1] * x[1]).sum(-1)[50:60] == 0)  # N bases contribute nothing
+
+
+def test_every_task_of_a_multi_task_model_gets_its_own_targets(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from bpnet_tfx import export, schema
+    from bpnet_tfx import model as model_lib
+    keras.utils.set_random_seed(1)
+    config = model_lib.ModelConfig(sequence_length=64, num_tasks=2, filters=4,
+                                   num_dilated_layers=1)
+    model = model_lib.build_bpnet(config)
+    info = schema.RecordsInfo(sequence_length=64, max_jitter=0, tasks=('Oct4', 'Sox 2'))
+    path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
+    scorer = attribution.Scorer(path)
+    assert [t.name for t in scorer.targets] == ['Oct4.profile', 'Oct4.counts',
+                                                'Sox_2.profile', 'Sox_2.counts']
+    x = _windows(1, 64)
+    refs = attribution.dinuc_shuffle(x, 2, np.random.default_rng(0))
+    hyp = scorer.integrated_gradients(x, refs, 3)
+    points = tf.constant(refs[0][:, None] + ((np.arange(3) + 0.5) / 3)[:, None, None]
+                         * (x[0] - refs[0][:, None]), tf.float32)  # (K, S, L, 4)
+    with tf.GradientTape() as tape:
+        tape.watch(points)
+        logits = model(tf.reshape(points, (-1, 64, 4)))['profile'][:, :, 1]  # task 'Sox 2'
+        target = tf.reduce_sum(tf.stop_gradient(tf.nn.softmax(logits, axis=1)) * logits)
+    grad = tape.gradient(target, points).numpy().mean(axis=1)
+    want = (grad - (grad * refs[0]).sum(-1, keepdims=True)).mean(axis=0)
+    np.testing.assert_allclose(hyp[2][0], want, rtol=1e-4, atol=1e-6)
+
+
+def test_counts_contributions_add_up_to_the_output_difference(tiny_export):
+    """Completeness: observed-base contributions sum to mean_k f(x) - f(r_k)."""
+    export_dir, model, _, info = tiny_export
+    x = _windows(2, info.sequence_length, seed=1)
+    refs = attribution.dinuc_shuffle(x, 3, [np.random.default_rng(i) for i in range(2)])
+    hyp = attribution.Scorer(export_dir).integrated_gradients(x, refs, 64)[1]
+    total = (hyp * x).sum(axis=(1, 2))
+
+    def f(z):
+        return model(z.reshape(-1, *x.shape[1:]), training=False)['log_counts'].numpy().sum(-1)
+
+    expected = f(x) - f(refs).reshape(2, 3).mean(axis=1)
+    np.testing.assert_allclose(total, expected, rtol=0.02, atol=1e-4)
+
+
+def test_mutagenesis_matches_single_mutants(tiny_export):
+    export_dir, model, _, info = tiny_export
+    x = _windows(2, info.sequence_length, seed=2)
+    x[0, 7] = 0  # N: all four bases are substitutions
+    hyp_profile, hyp_counts = attribution.Scorer(export_dir).mutagenesis(x, batch_size=97)
+    np.testing.assert_allclose(hyp_counts.sum(-1), 0, atol=1e-5)  # centred per position
+
+    def outputs(z):
+        out = model(z[None], training=False)
+        return out['profile'].numpy()[0], out['log_counts'].numpy()[0].sum()
+
+    logits_ref, counts_ref = outputs(x[0])
+    weights = np.exp(logits_ref - logits_ref.max(0))
+    weights /= weights.sum(0)
+    delta_profile, delta_counts = np.zeros((2, 4)), np.zeros((2, 4))
+    for j, position in enumerate((7, 120)):
+        for b in range(4):
+            mutant = x[0].copy()
+            mutant[position] = np.eye(4)[b]
+            logits, counts = outputs(mutant)
+            delta_profile[j, b] = (weights * (logits - logits_ref)).sum()
+            delta_counts[j, b] = counts - counts_ref
+    for got, delta in ((hyp_profile, delta_profile), (hyp_counts, delta_counts)):
+        np.testing.assert_allclose(got[0, [7, 120]], delta - delta.mean(1, keepdims=True),
+                                   rtol=1e-3, atol=1e-5)
+
+
+def test_overlapping_windows_are_averaged_once_per_base():
+    W = attribution.Window
+    windows = [W('b', 10, 14, 'w0'), W('a', 0, 4, 'w1'), W('b', 12, 16, 'w2'),
+               W('b', 16, 20, 'w3')]
+    values = np.array([[1, 1, 1, 1], [5, 5, 5, 5], [3, 3, 3, 3], [7, 7, 7, 7]], float)
+    runs = attribution.average_overlaps(windows, values, ['a', 'b'])
+    assert [(c, s, v.tolist()) for c, s, v in runs] == [
+        ('a', 0, [5, 5, 5, 5]), ('b', 10, [1, 1, 2, 2, 3, 3]), ('b', 16, [7, 7, 7, 7])]
+
+
+SIZES = {'chrA': 1000, 'chrB': 150}
+
+
+@pytest.mark.parametrize('line,expected', [
+    ('chrA\t500\t501', ('chrA', 400, 600)),  # a summit: centred
+    ('chrA\t100\t900\tpeak7', ('chrA', 400, 600)),  # longer: resized around its centre
+    ('chrA\t0\t20', ('chrA', 0, 200)),  # would start before 0: shifted inside
+    ('chrA\t990\t1000', ('chrA', 800, 1000)),  # would run past the end: shifted inside
+])
+def test_bed_lines_become_centred_model_windows(tmp_path, line, expected):
+    bed = tmp_path / 'r.bed'
+    bed.write_text('track name=x\n' + line + '\n')
+    [window] = attribution.bed_windows(str(bed), SIZES, 200)
+    assert (window.chrom, window.start, window.end) == expected
+    assert window.name == ('peak7' if 'peak7' in line else f'{expected[0]}:{expected[1]}-'
+                           f'{expected[2]}')
+
+
+@pytest.mark.parametrize('line,message', [
+    ('chrA\t10', 'r.bed:2: malformed BED line'),
+    ('chrA\tten\t20', 'r.bed:2: malformed BED line'),
+    ('chrZ\t10\t20', "r.bed:2: chromosome 'chrZ' not in"),
+    ('chrA\t900\t1001', 'r.bed:2: region chrA:900-1001 runs past the end of chrA'),
+    ('chrB\t10\t20', 'r.bed:2: chrB is 150 bp, shorter than'),
+])
+def test_bad_bed_lines_name_file_and_line(tmp_path, line, message):
+    bed = tmp_path / 'r.bed'
+    bed.write_text('chrA\t1\t2\n' + line + '\n')
+    with pytest.raises(attribution.ContribError, match=message):
+        attribution.bed_windows(str(bed), SIZES, 200)
+
+
+def test_records_to_modisco_inputs_and_tracks(tiny_export, tmp_path):
+    export_dir, _, records_dir, info = tiny_export
+    out_dir = str(tmp_path / 'contrib')
+    result = attribution.compute_contributions(export_dir, out_dir, records_dir=records_dir,
+                                               num_shuffles=3, steps=4, batch_size=12,
+                                               progress_seconds=0)
+    assert result['regions'] == 16 and result['targets'] == ['profile', 'counts']
+    assert sorted(os.listdir(tmp_path)) == ['contrib', 'export', 'records']  # no temp left
+    out = attribution.load_outputs(out_dir)
+    import tensorflow as tf
+
+    from bpnet_tfx import data
+    batch = next(iter(data.make_eval_dataset(records_dir, info, 'valid', batch_size=16)))
+    np.testing.assert_array_equal(out['one_hot'], batch['one_hot'].numpy())
+    # Ids in the test records span the stored window (200 bp + 2 x 10 margin): centred.
+    ids = [i.decode() for i in batch['region_id'].numpy()]
+    assert [w.name for w in out['windows']] == ids
+    assert (out['windows'][0].start, out['windows'][0].end) == (10, 210)
+    modisco = np.load(os.path.join(out_dir, 'profile', 'shap.npz'))['arr_0']
+    assert modisco.shape == (16, 4, 200) and modisco.dtype == np.float32
+    assert np.load(os.path.join(out_dir, 'ohe.npz'))['arr_0'].shape == (16, 4, 200)
+    # Reference: window i's shuffles come from default_rng([seed, i]) whatever the batching.
+    x = out['one_hot'][:2].astype(np.float32)
+    refs = attribution.dinuc_shuffle(x, 3, [np.random.default_rng([0, i]) for i in range(2)])
+    want = attribution.Scorer(export_dir).integrated_gradients(x, refs, 4)
+    np.testing.assert_allclose(out['hyp']['profile'][:2], want[0], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(out['hyp']['counts'][:2], want[1], rtol=1e-4, atol=1e-7)
+    # Tracks: header from the records' chromosomes; values are the observed contributions.
+    bw = pyBigWig.open(result['files']['counts.bigwig'])
+    assert bw.chroms() == {'chrvalid': 15 * 220 + 210}
+    observed = (out['hyp']['counts'] * out['one_hot']).sum(-1)
+    for i in (0, 5, 15):
+        w = out['windows'][i]
+        np.testing.assert_allclose(bw.values(w.chrom, w.start, w.end), observed[i], rtol=1e-6,
+                                   atol=1e-7)
+    bw.close()
+    del tf
+
+
+def test_existing_output_is_kept_unless_overwrite(tiny_export, tmp_path):
+    export_dir, _, records_dir, _ = tiny_export
+    out_dir = tmp_path / 'contrib'
+    out_dir.mkdir()
+    (out_dir / 'keep').write_text('x')
+    with pytest.raises(attribution.ContribError, match='exists; pass --overwrite'):
+        attribution.compute_contributions(str(export_dir), str(out_dir),
+                                          records_dir=records_dir)
+    result = attribution.compute_contributions(str(export_dir), str(out_dir),
+                                               records_dir=records_dir, method='ism',
+                                               max_regions=2, overwrite=True)
+    assert result['regions'] == 2 and not (out_dir / 'keep').exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['contrib', 'export', 'records']
+
+
+def test_bed_input_fails_before_writing_anything(tiny_export, tmp_path):
+    export_dir = tiny_export[0]
+    fasta = tmp_path / 'g.fa'
+    fasta.write_text('>chrA\n' + 'ACGT' * 100 + '\n')
+    bed = tmp_path / 'r.bed'
+    bed.write_text('chrA\t10\t20\nchrA\t390\t401\n')
+    with pytest.raises(attribution.ContribError, match='r.bed:2: region chrA:390-401 runs '
+                       'past the end'):
+        attribution.compute_contributions(export_dir, str(tmp_path / 'out'),
+                                          regions_bed=str(bed), fasta=str(fasta))
+    assert not (tmp_path / 'out').exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith('.out')]
+    for kwargs, message in (({'regions_bed': str(bed), 'fasta': str(tmp_path / 'no.fa')},
+                             'no.fa: no such FASTA'),
+                            ({'regions_bed': str(tmp_path / 'no.bed')}, 'no.bed: no such BED'),
+                            ({}, 'exactly one of'),
+                            ({'records_dir': str(tmp_path), 'method': 'deeplift'}, 'method')):
+        with pytest.raises(attribution.ContribError, match=message):
+            attribution.compute_contributions(export_dir, str(tmp_path / 'out'), **kwargs)
+
+
+def test_corrupt_records_are_one_line_errors(tiny_export, tmp_path):
+    export_dir, _, records_dir, _ = tiny_export
+    from bpnet_tfx import data
+    shard = data.list_shards(records_dir, 'valid')[0]
+    blob = open(shard, 'rb').read()
+    with open(shard, 'wb') as f:
+        f.write(blob[:len(blob) // 2])
+    with pytest.raises(attribution.ContribError, match='reading the valid records failed'):
+        attribution.compute_contributions(export_dir, str(tmp_path / 'out'),
+                                          records_dir=records_dir, num_shuffles=2, steps=2)
+    assert not (tmp_path / 'out').exists()
