@@ -52,7 +52,7 @@ def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
     result = {}
 
     # 1a. The input pipeline alone (includes augmentation, as in training).
-    cfg = _config(records_dir, tempfile.mkdtemp(), batch_size,
+    cfg = _config(records_dir, tempfile.mkdtemp(), batch_size, precision='float32',
                   input_benchmark_batches=max(steps * 4, 40))
     result['pipeline_examples_per_second'] = trainer.measure_input_pipeline(cfg, info)
 
@@ -60,6 +60,7 @@ def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
     batch = next(iter(data.make_dataset(records_dir, info, 'train', batch_size=batch_size,
                                         training=False)))
     strategy = trainer.make_strategy('auto')
+    keras.mixed_precision.set_global_policy('float32')
     with strategy.scope():
         model = model_lib.build_bpnet(cfg.model)
         optimizer = keras.optimizers.Adam(1e-3)
@@ -77,10 +78,12 @@ def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
     result['step_examples_per_second'] = steps * batch_size / (time.perf_counter() - start)
 
     # 2a. End to end from records with our loop (timed epochs exclude validation).
+    # float32 like the notebook, so the two differ only in how the data arrive (our default
+    # precision on this CPU, mixed_bfloat16, is compared in bench_train.py).
     model_dir = tempfile.mkdtemp()
     summary = trainer.train(_config(records_dir, model_dir, batch_size, epochs=2,
                                     steps_per_epoch=steps, input_benchmark_batches=0,
-                                    shuffle_buffer=2000), info)
+                                    shuffle_buffer=2000, precision='float32'), info)
     result['ours_examples_per_second'] = summary['examples_per_second']
 
     # 2b. The reference notebook's way: every example as float32 arrays in RAM, model.fit.

@@ -96,6 +96,7 @@ def main() -> None:
                                        ('float32_seed1', 'float32', False, 1),
                                        ('mixed_bfloat16', 'mixed_bfloat16', False, 0),
                                        ('float32_xla', 'float32', True, 0),
+                                       ('mixed_bfloat16_xla', 'mixed_bfloat16', True, 0),
                                        ('auto', 'auto', False, 0)):
         runs[name] = run_trainer(records, args.batch_size, args.steps, precision, jit, seed)
         print(f'  {name}: {runs[name]}', flush=True)
