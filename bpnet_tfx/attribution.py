@@ -193,24 +193,13 @@ class Scorer:
     """
 
     def __init__(self, saved_model: str):
-        import tensorflow as tf
-
         from bpnet_tfx import export
         self.info, self.config = export.load_export_info(saved_model)
-        # Loaded here rather than with export.load_signature, which drops the loaded object:
-        # a tf.function tracing the signature needs its variables alive.
-        try:
-            self._loaded = tf.saved_model.load(saved_model)
-        except (OSError, ValueError, tf.errors.OpError) as e:
-            raise schema.SchemaError(f'{saved_model}: cannot load the SavedModel: '
-                                     f'{str(e).splitlines()[0] if str(e) else e!r}') from None
-        if export.SIGNATURE not in self._loaded.signatures:
-            raise schema.SchemaError(f'{saved_model}: no {export.SIGNATURE!r} signature')
-        self._serve = self._loaded.signatures[export.SIGNATURE]
-        spec = self._serve.structured_input_signature[1].get(export.ONE_HOT_INPUT)
-        if spec is None or tuple(spec.shape[1:]) != (self.config.sequence_length, 4):
-            raise schema.SchemaError(f'{saved_model}: {export.SIGNATURE} does not take one-hot '
-                                     f'windows of {self.config.sequence_length} bp')
+        if self.config.use_control:
+            raise ContribError(f'{saved_model} was trained with control tracks; contribution '
+                               'scores for such models are not supported yet')
+        # `_loaded` stays referenced: a tf.function tracing the signature needs its variables.
+        self._loaded, self._serve = export.load_saved_model(saved_model, self.config)
         self.targets = targets_of(self.info)
         self.length = self.config.sequence_length
         self._ig_fn = self._ism_fn = None

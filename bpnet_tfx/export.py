@@ -156,11 +156,13 @@ def load_export_info(path: str) -> tuple[schema.RecordsInfo, model_lib.ModelConf
     return info, config
 
 
-def load_signature(path: str, config: model_lib.ModelConfig, name: str = SIGNATURE):
-    """Loads a signature of the SavedModel at `path` and checks it takes `config`'s windows.
+def load_saved_model(path: str, config: model_lib.ModelConfig, name: str = SIGNATURE):
+    """Loads the SavedModel at `path` and checks its signature `name` takes `config`'s windows.
 
     Returns:
-      The concrete function, called with `one_hot=` (or `sequence=`) keyword arguments.
+      (loaded, fn): the loaded object and its concrete function, called with `one_hot=` (or
+      `sequence=`, and `control=` for models with control tracks) keyword arguments. Keep
+      `loaded` alive as long as `fn` is used: the function refers to its variables.
 
     Raises:
       schema.SchemaError: the SavedModel cannot be read, has no such signature, or its
@@ -182,4 +184,4 @@ def load_signature(path: str, config: model_lib.ModelConfig, name: str = SIGNATU
             f'{path}: export metadata inconsistent: the SavedModel takes one-hot windows of '
             f'shape {tuple(spec.shape[1:])}, {MODEL_CONFIG_FILENAME} says '
             f'({config.sequence_length}, {config.num_channels})')
-    return fn
+    return loaded, fn

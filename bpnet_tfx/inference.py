@@ -75,7 +75,7 @@ class _Model:
     def __init__(self, saved_model: str):
         from bpnet_tfx import export
         self.info, self.config = export.load_export_info(saved_model)
-        self._serve = export.load_signature(saved_model, self.config)
+        self._loaded, self._serve = export.load_saved_model(saved_model, self.config)
 
     def __call__(self, one_hot: np.ndarray,
                  control: np.ndarray | None = None) -> dict[str, np.ndarray]:

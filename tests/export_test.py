@@ -125,7 +125,7 @@ def _rewrite(path, filename, **changes):
 def test_inconsistent_export_metadata_is_refused(tiny_export, tmp_path):
     export_dir = tiny_export[0]
     info, config = export.load_export_info(export_dir)
-    assert export.load_signature(export_dir, config) is not None
+    assert export.load_saved_model(export_dir, config)[1] is not None
     # model_config.json disagreeing with metadata.json.
     broken = str(tmp_path / 'broken')
     shutil.copytree(export_dir, broken)
@@ -136,8 +136,8 @@ def test_inconsistent_export_metadata_is_refused(tiny_export, tmp_path):
     _rewrite(broken, schema.METADATA_FILENAME, sequence_length=100)
     _, config = export.load_export_info(broken)
     with pytest.raises(schema.SchemaError, match=r'takes one-hot windows of shape \(200, 4\)'):
-        export.load_signature(broken, config)
+        export.load_saved_model(broken, config)
     with pytest.raises(schema.SchemaError, match='no .serving_x. signature'):
-        export.load_signature(export_dir, config, 'serving_x')
+        export.load_saved_model(export_dir, config, 'serving_x')
     with pytest.raises(schema.SchemaError, match='no such folder'):
         export.load_export_info(str(tmp_path / 'nowhere'))

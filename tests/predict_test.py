@@ -273,3 +273,7 @@ def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
                  'control': control[None, :, None, :].astype(np.float32)})
     np.testing.assert_allclose(result['predicted_counts'],
                                np.expm1(out['log_counts'].numpy()[0]), rtol=1e-4)
+    # Contribution scores and bigWig tracks do not take controls yet: they say so.
+    from bpnet_tfx import attribution
+    with pytest.raises(attribution.ContribError, match='control tracks'):
+        attribution.Scorer(path)
