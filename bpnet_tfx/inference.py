@@ -103,20 +103,25 @@ class _Model:
                 out[k] = out[k][:, None, :]
         return out
 
-    def predicted_counts(self, one_hot: np.ndarray, *,
+    def predicted_counts(self, one_hot: np.ndarray, control: np.ndarray | None = None, *,
                          reverse_complement: bool = False) -> np.ndarray:
         """Per-base predicted counts (batch, L, tasks, strands): probabilities x total counts.
 
         With `reverse_complement`, the mean of the forward prediction and the prediction on the
-        reverse-complemented one-hot mapped back (positions reversed, strands swapped).
+        reverse-complemented one-hot (and control, whose strands swap) mapped back (positions
+        reversed, strands swapped).
         """
         from bpnet_tfx import sequence
         one_hot = np.asarray(one_hot, np.float32)
         n = len(one_hot)
         if reverse_complement:
-            rc = np.ascontiguousarray(sequence.reverse_complement(one_hot))
-            one_hot = np.concatenate([one_hot, rc])
-        out = self(one_hot)
+            if control is None:
+                rc = sequence.reverse_complement(one_hot)
+            else:
+                rc, rc_control = sequence.reverse_complement(one_hot, control)
+                control = np.concatenate([control, rc_control])
+            one_hot = np.concatenate([one_hot, np.ascontiguousarray(rc)])
+        out = self(one_hot, control)
         pred = out['profile_probs'] * out['counts'][:, None]
         if not reverse_complement:
             return pred
@@ -381,6 +386,48 @@ def read_window(fasta: str, bigwigs: tuple[str | None, str | None], chrom: str, 
     return one_hot, np.stack(tracks, axis=-1).astype(np.float32)
 
 
+def control_bigwigs(info, config, pos: str | None = None,
+                    neg: str | None = None) -> list[tuple[str, str]] | None:
+    """Per task, the (plus, minus) control bigWigs a model with control tracks needs.
+
+    Given paths apply to every task; otherwise each task's files from the records' metadata.
+
+    Raises:
+      PredictError: the model needs controls and they are neither given nor recorded.
+    """
+    if not config.use_control:
+        return None
+    tasks = info.source.get('tasks') or [{}] * config.num_tasks
+    pairs = [(pos or t.get('control_pos_bigwig'), neg or t.get('control_neg_bigwig'))
+             for t in tasks[:config.num_tasks]]
+    if len(pairs) != config.num_tasks or not all(all(p) for p in pairs):
+        raise PredictError('this model was trained with control tracks: give '
+                           '--control_pos_bigwig and --control_neg_bigwig')
+    return pairs
+
+
+def read_tracks(pairs: list[tuple[str, str]], chrom: str, start: int,
+                end: int) -> np.ndarray:
+    """(end - start, len(pairs), 2) float32 counts from (plus, minus) bigWig pairs."""
+    import pyBigWig
+    out = np.zeros((end - start, len(pairs), 2), np.float32)
+    for t, pair in enumerate(pairs):
+        for s, path in enumerate(pair):
+            try:
+                bw = pyBigWig.open(path)
+            except (RuntimeError, OSError):
+                bw = None
+            if bw is None:
+                raise PredictError(f'{path}: cannot open bigWig')
+            try:
+                if chrom not in bw.chroms():
+                    raise PredictError(f'{path}: chromosome {chrom!r} not in the bigWig')
+                out[:, t, s] = np.nan_to_num(bw.values(chrom, start, end, numpy=True))
+            finally:
+                bw.close()
+    return out
+
+
 # One region: plot and TSV.
 
 def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
@@ -414,14 +461,7 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
     neg_bigwig = neg_bigwig or info.source.get('neg_bigwig')
     if not fasta:
         raise PredictError('--fasta is needed: the model\'s metadata names no FASTA')
-    controls = None
-    if config.use_control:
-        task_files = (info.source.get('tasks') or [{}])[0]
-        controls = (control_pos_bigwig or task_files.get('control_pos_bigwig'),
-                    control_neg_bigwig or task_files.get('control_neg_bigwig'))
-        if not all(controls):
-            raise PredictError(f'{saved_model} was trained with control tracks: give '
-                               '--control_pos_bigwig and --control_neg_bigwig')
+    controls = control_bigwigs(info, config, control_pos_bigwig, control_neg_bigwig)
     chrom, start, end = parse_region(region)
     length = config.sequence_length
     mode, note = 'window', ''
@@ -441,8 +481,8 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
     one_hot, observed = read_window(fasta, (pos_bigwig, neg_bigwig), chrom, start, end)
     control = None
     if controls:
-        _, track = read_window(fasta, controls, chrom, start, end)
-        control = np.stack([track[w - start:w - start + length, None, :] for w in starts])
+        track = read_tracks(controls, chrom, start, end)
+        control = np.stack([track[w - start:w - start + length] for w in starts])
     out = model(np.stack([one_hot[w - start:w - start + length] for w in starts]), control)
     window_probs, window_counts = out['profile_probs'][:, :, 0], out['counts'][:, 0]
     pred = stitch(window_probs * window_counts[:, None], starts, start, end)
@@ -547,7 +587,8 @@ def track_paths(output_prefix: str, tasks: tuple[str, ...],
 
 def predict_tracks(saved_model: str, regions_bed: str, *, fasta: str | None = None,
                    output_prefix: str, batch_size: int = 64,
-                   reverse_complement: bool = True) -> dict[str, Any]:
+                   reverse_complement: bool = True, control_pos_bigwig: str | None = None,
+                   control_neg_bigwig: str | None = None) -> dict[str, Any]:
     """Writes bigWig tracks of predicted counts per task and strand over the BED's regions.
 
     Each track holds, at every base of the merged regions (see the module docstring), the
@@ -578,9 +619,7 @@ def predict_tracks(saved_model: str, regions_bed: str, *, fasta: str | None = No
 
     model = _Model(saved_model)
     info, config = model.info, model.config
-    if config.use_control:
-        raise PredictError(f'{saved_model} was trained with control tracks; bigWig tracks of '
-                           'such models are not supported yet')
+    controls = control_bigwigs(info, config, control_pos_bigwig, control_neg_bigwig)
     length = config.sequence_length
     fasta = fasta or info.source.get('fasta')
     if not fasta:
@@ -620,17 +659,23 @@ def predict_tracks(saved_model: str, regions_bed: str, *, fasta: str | None = No
                         chrom, s, e = merged[k]
                         pending[k] = [sequence.one_hot(genome[chrom][s:e]),
                                       np.zeros((e - s, info.num_tasks, info.num_strands)),
-                                      np.zeros(e - s)]
+                                      np.zeros(e - s),
+                                      read_tracks(controls, chrom, s, e) if controls else None]
                 x = np.stack([pending[k][0][w - merged[k][1]:w - merged[k][1] + length]
                               for k, w in batch])
-                pred = model.predicted_counts(x, reverse_complement=reverse_complement)
+                control = None
+                if controls:
+                    control = np.stack([
+                        pending[k][3][w - merged[k][1]:w - merged[k][1] + length]
+                        for k, w in batch])
+                pred = model.predicted_counts(x, control, reverse_complement=reverse_complement)
                 for (k, w), p in zip(batch, pred):
                     offset = w - merged[k][1]
                     pending[k][1][offset:offset + length] += p
                     pending[k][2][offset:offset + length] += 1
                     left[k] -= 1
                 while written < len(merged) and left[written] == 0:
-                    _, sums, cover = pending.pop(written)
+                    _, sums, cover, _ = pending.pop(written)
                     values = sums / cover[:, None, None]
                     chrom, s, _ = merged[written]
                     for t, task in enumerate(info.tasks):

@@ -74,7 +74,9 @@ def main(argv):
         if _REGIONS_BED.value:
             result = inference.predict_tracks(
                 _SAVED_MODEL.value, _REGIONS_BED.value, fasta=_FASTA.value,
-                output_prefix=_OUTPUT_PREFIX.value, batch_size=_BATCH_SIZE.value)
+                output_prefix=_OUTPUT_PREFIX.value, batch_size=_BATCH_SIZE.value,
+                control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
+                control_neg_bigwig=_CONTROL_NEG_BIGWIG.value)
         else:
             result = inference.predict_region(
                 _SAVED_MODEL.value, _REGION.value, fasta=_FASTA.value,

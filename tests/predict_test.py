@@ -273,7 +273,34 @@ def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
                  'control': control[None, :, None, :].astype(np.float32)})
     np.testing.assert_allclose(result['predicted_counts'],
                                np.expm1(out['log_counts'].numpy()[0]), rtol=1e-4)
-    # Contribution scores and bigWig tracks do not take controls yet: they say so.
+    # bigWig tracks read the controls too, reverse-complemented with the sequence.
+    bed = tmp_path / 'r.bed'
+    bed.write_text('chrT\t400\t600\n')
+    with pytest.raises(inference.PredictError, match='--control_pos_bigwig'):
+        inference.predict_tracks(path, str(bed), fasta=fasta, output_prefix=str(tmp_path / 'x'))
+    tracks = inference.predict_tracks(path, str(bed), fasta=fasta,
+                                      output_prefix=str(tmp_path / 'tr'),
+                                      control_pos_bigwig=pos, control_neg_bigwig=neg)
+    x = sequence.one_hot(seq[400:600])[None].astype(np.float32)
+    c = control[None, :, None, :].astype(np.float32)
+    x_rc, c_rc = sequence.reverse_complement(x, c)
+
+    def counts(one_hot, ctrl):
+        o = model({'one_hot': one_hot, 'control': np.ascontiguousarray(ctrl)})
+        logits = o['profile'].numpy()[0]
+        p = np.exp(logits - logits.max(0)) / np.exp(logits - logits.max(0)).sum(0)
+        return p * np.expm1(o['log_counts'].numpy()[0])
+
+    forward = counts(x, c)
+    back = counts(np.ascontiguousarray(x_rc), c_rc)[::-1, ::-1]
+    expected = 0.5 * (forward + back)
+    import pyBigWig
+    for s, key in enumerate(('t +', 't -')):
+        bw = pyBigWig.open(tracks['tracks'][key])
+        np.testing.assert_allclose(bw.values('chrT', 400, 600, numpy=True), expected[:, s],
+                                   rtol=1e-4, atol=1e-6)
+        bw.close()
+    # Contribution scores do not take controls yet: they say so.
     from bpnet_tfx import attribution
     with pytest.raises(attribution.ContribError, match='control tracks'):
         attribution.Scorer(path)
