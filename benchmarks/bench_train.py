@@ -82,12 +82,28 @@ def main() -> None:
     parser.add_argument('--steps', type=int, default=100, help='Training steps of every run.')
     parser.add_argument('--notebook_steps', type=int, default=30,
                         help='Batches held in RAM for the notebook baseline.')
+    parser.add_argument('--precision_seeds', type=int, default=0,
+                        help='Only compare float32 and mixed_bfloat16 validation loss, each '
+                        'averaged over this many seeds (the run-to-run spread is about as large '
+                        'as the difference being measured).')
     args = parser.parse_args()
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     workdir = tempfile.mkdtemp(prefix='bench_train_')
     records = os.path.join(workdir, 'records')
     subprocess.run([sys.executable, '-m', 'beam_jobs.make_records', '--runner=DirectRunner',
                     f'--output_dir={records}'], check=True, cwd=REPO, capture_output=True)
+
+    if args.precision_seeds:
+        losses = {p: [run_trainer(records, args.batch_size, args.steps, p, False, seed)['val_loss']
+                      for seed in range(args.precision_seeds)]
+                  for p in ('float32', 'mixed_bfloat16')}
+        f32, bf16 = (float(sum(v) / len(v)) for v in losses.values())
+        print(f'validation loss after {args.steps} steps over {args.precision_seeds} seeds: '
+              f'float32 {f32:.2f} {losses["float32"]}, mixed_bfloat16 {bf16:.2f} '
+              f'{losses["mixed_bfloat16"]}: {100 * (bf16 / f32 - 1):+.2f}% (target within 1%)')
+        print(json.dumps({'benchmark': 'train_precision', 'steps': args.steps,
+                          'losses': losses, 'relative_difference': bf16 / f32 - 1}))
+        return
 
     from bpnet_tfx import model as model_lib
     runs = {}
