@@ -361,29 +361,13 @@ def _check_interval(genome, fasta: str, chrom: str, start: int, end: int, where:
 def read_window(fasta: str, bigwigs: tuple[str | None, str | None], chrom: str, start: int,
                 end: int) -> tuple[np.ndarray, np.ndarray | None]:
     """One-hot sequence (L, 4) and observed counts (L, 2) or None, with one-line errors."""
-    import pyBigWig
-
     from bpnet_tfx import sequence
     with _open_fasta(fasta) as genome:
         _check_interval(genome, fasta, chrom, start, end, '')
         one_hot = sequence.one_hot(genome[chrom][start:end])
     if not all(bigwigs):
         return one_hot, None
-    tracks = []
-    for path in bigwigs:
-        try:
-            bw = pyBigWig.open(path)
-        except (RuntimeError, OSError):
-            bw = None
-        if bw is None:
-            raise PredictError(f'{path}: cannot open bigWig')
-        try:
-            if chrom not in bw.chroms():
-                raise PredictError(f'{path}: chromosome {chrom!r} not in the bigWig')
-            tracks.append(np.nan_to_num(bw.values(chrom, start, end, numpy=True)))
-        finally:
-            bw.close()
-    return one_hot, np.stack(tracks, axis=-1).astype(np.float32)
+    return one_hot, read_tracks([tuple(bigwigs)], chrom, start, end)[:, 0, :]
 
 
 def control_bigwigs(info, config, pos: str | None = None,
