@@ -3,8 +3,12 @@
 This is the only module that spells a feature key, a dtype or a record shape. A record is one
 `tf.train.Example` for one window: the one-hot sequence as uint8 bytes of shape
 (stored_length, 4) and the stranded counts as float32 bytes of shape
-(stored_length, tasks, strands), where stored_length = sequence_length + 2 * max_jitter. The
-shapes are not in the record; they live in `metadata.json` (`RecordsInfo`) next to the shards.
+(stored_output_length, tasks, strands), where stored_length = sequence_length + 2 * max_jitter
+and stored_output_length = output_length + 2 * max_jitter. The two windows share their centre;
+output_length equals sequence_length unless the model's input is wider than its output (the
+2114 -> 1000 regime). Background records (GC-matched regions away from peaks) carry
+KEY_IS_BACKGROUND = 1. The shapes are not in the record; they live in `metadata.json`
+(`RecordsInfo`) next to the shards.
 TensorFlow is imported inside the functions that need it so that Beam workers import this
 module cheaply.
 """
@@ -28,6 +32,7 @@ KEY_ONE_HOT = 'sequence/one_hot'  # bytes: uint8 (stored_length, 4), ACGT, N = z
 KEY_PROFILE = 'counts/profile'  # bytes: float32 (stored_length, tasks, strands).
 KEY_EXPECTED = 'counts/expected'  # optional bytes: float32, as KEY_PROFILE; noise-free truth.
 KEY_CONTROL = 'counts/control'  # optional bytes: float32, as KEY_PROFILE; control (input) counts.
+KEY_IS_BACKGROUND = 'region/is_background'  # optional int64: 1 for a background region, else 0.
 
 ONE_HOT_DTYPE = np.uint8
 COUNTS_DTYPE = np.float32
@@ -63,8 +68,8 @@ class RecordsInfo:
     """What `metadata.json` says about a records folder.
 
     Attributes:
-      sequence_length: model window length L in bp.
-      max_jitter: margin J stored on each side; stored windows are L + 2J long.
+      sequence_length: the model's input window length L in bp.
+      max_jitter: margin J stored on each side; stored sequence windows are L + 2J long.
       tasks: task names, in the order of the counts' task axis.
       strands: strand names, in the order of the counts' strand axis.
       split_counts: records written per split.
@@ -76,6 +81,12 @@ class RecordsInfo:
         (both strands) in the centred window; used for `counts_loss_weight=auto`.
       source: how the records were made (input files, flags, time, versions, drops).
       schema_version: the version these records follow.
+      output_length: the counts window length O in bp, centred in the input window (stored
+        O + 2J long); 0 means equal to sequence_length.
+      has_background: whether records hold KEY_IS_BACKGROUND (make_records
+        --background_ratio > 0); split_counts then include background records, and
+        background_counts gives how many of them each split holds.
+      background_counts: background records per split.
     """
 
     sequence_length: int
@@ -89,10 +100,20 @@ class RecordsInfo:
     median_total_counts: tuple[float, ...] = ()
     source: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    output_length: int = 0
+    has_background: bool = False
+    background_counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.sequence_length <= 0:
             raise SchemaError(f'sequence_length must be positive, got {self.sequence_length}')
+        if self.output_length == 0:
+            object.__setattr__(self, 'output_length', self.sequence_length)
+        if not 0 < self.output_length <= self.sequence_length or (
+                (self.sequence_length - self.output_length) % 2):
+            raise SchemaError(
+                f'output_length must be in 1..sequence_length ({self.sequence_length}) and '
+                f'differ from it by an even number, got {self.output_length}')
         if self.max_jitter < 0:
             raise SchemaError(f'max_jitter must be >= 0, got {self.max_jitter}')
         if not self.tasks:
@@ -104,6 +125,15 @@ class RecordsInfo:
     @property
     def stored_length(self) -> int:
         return self.sequence_length + 2 * self.max_jitter
+
+    @property
+    def stored_output_length(self) -> int:
+        return self.output_length + 2 * self.max_jitter
+
+    @property
+    def output_offset(self) -> int:
+        """Bases between the input window's start and the output window's start."""
+        return (self.sequence_length - self.output_length) // 2
 
     @property
     def num_tasks(self) -> int:
@@ -119,7 +149,7 @@ class RecordsInfo:
 
     @property
     def profile_shape(self) -> tuple[int, int, int]:
-        return (self.stored_length, self.num_tasks, self.num_strands)
+        return (self.stored_output_length, self.num_tasks, self.num_strands)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -127,9 +157,11 @@ class RecordsInfo:
         d['strands'] = list(self.strands)
         d['median_total_counts'] = list(self.median_total_counts)
         d['split_counts'] = dict(self.split_counts)
+        d['background_counts'] = dict(self.background_counts)
         d['num_shards'] = dict(self.num_shards)
         d['source'] = dict(self.source)
         d['stored_length'] = self.stored_length
+        d['stored_output_length'] = self.stored_output_length
         d['feature_keys'] = {
             'region_id': KEY_REGION_ID,
             'chrom': KEY_CHROM,
@@ -138,8 +170,9 @@ class RecordsInfo:
             'profile': KEY_PROFILE,
             'expected': KEY_EXPECTED,
             'control': KEY_CONTROL,
+            'is_background': KEY_IS_BACKGROUND,
         }
-        d['dtypes'] = {'one_hot': 'uint8', 'profile': 'float32'}
+        d['dtypes'] = {'one_hot': 'uint8', 'profile': 'float32', 'is_background': 'int64'}
         return d
 
     @classmethod
@@ -191,7 +224,8 @@ def _bytes_feature(values: Sequence[bytes]):
 
 def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
                   profile: np.ndarray, expected: np.ndarray | None = None,
-                  control: np.ndarray | None = None) -> bytes:
+                  control: np.ndarray | None = None,
+                  is_background: bool | None = None) -> bytes:
     """Serialises one window as a `tf.train.Example`.
 
     Args:
@@ -199,9 +233,11 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
       chrom: chromosome name.
       start: 0-based start of the stored window (jitter margin included).
       one_hot: (stored_length, 4) array of 0/1, ACGT order, N rows all zero.
-      profile: (stored_length, tasks, strands) counts, plus strand first.
+      profile: (stored_output_length, tasks, strands) counts, plus strand first; centred in
+        the sequence window, so stored_length - stored_output_length is even and >= 0.
       expected: optional array shaped like `profile` with noise-free intensities.
       control: optional array shaped like `profile` with control counts.
+      is_background: when not None, KEY_IS_BACKGROUND is written (1 for background).
 
     Returns:
       The serialised Example.
@@ -214,10 +250,11 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
     profile = np.asarray(profile)
     if one_hot.ndim != 2 or one_hot.shape[1] != len(ALPHABET):
         raise SchemaError(f'{region_id}: one_hot must be (length, 4), got {one_hot.shape}')
-    if profile.ndim != 3 or profile.shape[0] != one_hot.shape[0]:
+    if (profile.ndim != 3 or not 0 < profile.shape[0] <= one_hot.shape[0]
+            or (one_hot.shape[0] - profile.shape[0]) % 2):
         raise SchemaError(
-            f'{region_id}: profile must be (length={one_hot.shape[0]}, tasks, strands), '
-            f'got {profile.shape}')
+            f'{region_id}: profile must be (length <= {one_hot.shape[0]}, centred, tasks, '
+            f'strands), got {profile.shape}')
     feature = {
         KEY_REGION_ID: _bytes_feature([region_id.encode()]),
         KEY_CHROM: _bytes_feature([chrom.encode()]),
@@ -234,6 +271,9 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
             raise SchemaError(f'{region_id}: {name} shape {extra.shape} differs from '
                               f'profile shape {profile.shape}')
         feature[key] = _bytes_feature([extra.astype(COUNTS_DTYPE).tobytes()])
+    if is_background is not None:
+        feature[KEY_IS_BACKGROUND] = tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[int(bool(is_background))]))
     example = tf.train.Example(features=tf.train.Features(feature=feature))
     return example.SerializeToString(deterministic=True)  # Same bytes in every process.
 
@@ -252,6 +292,8 @@ def feature_spec(info: RecordsInfo) -> dict[str, Any]:
         spec[KEY_EXPECTED] = tf.io.FixedLenFeature([], tf.string)
     if info.has_control:
         spec[KEY_CONTROL] = tf.io.FixedLenFeature([], tf.string)
+    if info.has_background:
+        spec[KEY_IS_BACKGROUND] = tf.io.FixedLenFeature([], tf.int64)
     return spec
 
 
@@ -260,7 +302,7 @@ def decode_record(serialized: bytes, info: RecordsInfo) -> dict[str, Any]:
 
     Returns:
       A dict with 'region_id', 'chrom', 'start', 'one_hot' (uint8), 'profile' (float32) and,
-      when present, 'expected' and 'control'.
+      when present, 'expected', 'control' and 'is_background' (bool).
 
     Raises:
       SchemaError: a byte field whose size does not match `info`.
@@ -288,4 +330,6 @@ def decode_record(serialized: bytes, info: RecordsInfo) -> dict[str, Any]:
     for key, name in ((KEY_EXPECTED, 'expected'), (KEY_CONTROL, 'control')):
         if key in f:
             out[name] = _array(key, COUNTS_DTYPE, info.profile_shape)
+    if KEY_IS_BACKGROUND in f:
+        out['is_background'] = bool(f[KEY_IS_BACKGROUND].int64_list.value[0])
     return out

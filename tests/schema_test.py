@@ -34,6 +34,37 @@ def test_encode_rejects_bad_shapes():
         schema.encode_record('r', 'c', 0, np.zeros((10, 5)), np.zeros((10, 1, 2)))
     with pytest.raises(schema.SchemaError, match='profile must be'):
         schema.encode_record('r', 'c', 0, np.zeros((10, 4)), np.zeros((9, 1, 2)))
+    with pytest.raises(schema.SchemaError, match='profile must be'):
+        schema.encode_record('r', 'c', 0, np.zeros((10, 4)), np.zeros((12, 1, 2)))
+
+
+def test_wider_input_than_output_and_background_flag_round_trip():
+    info = _info(sequence_length=8, output_length=4, tasks=('a',), has_background=True,
+                 background_counts={'train': 1})
+    assert info.stored_length == 10 and info.stored_output_length == 6
+    assert info.profile_shape == (6, 1, 2) and info.output_offset == 2
+    one_hot = sequence.one_hot('ACGTNACGTN')
+    profile = np.arange(6 * 2, dtype=np.float32).reshape(6, 1, 2)
+    for flag in (True, False):
+        out = schema.decode_record(schema.encode_record('r', 'c', 0, one_hot, profile,
+                                                        is_background=flag), info)
+        assert out['is_background'] is flag
+        np.testing.assert_array_equal(out['profile'], profile)
+    assert 'is_background' not in schema.decode_record(
+        schema.encode_record('r', 'c', 0, one_hot, profile), info)
+    assert schema.RecordsInfo.from_dict(info.to_dict()) == info
+
+
+@pytest.mark.parametrize('output_length', [9, 7, -2])
+def test_output_length_must_fit_the_input_and_share_its_centre(output_length):
+    with pytest.raises(schema.SchemaError, match='output_length'):
+        _info(output_length=output_length)
+
+
+def test_output_length_defaults_to_sequence_length():
+    info = _info()
+    assert info.output_length == 8 and info.output_offset == 0
+    assert info.profile_shape == (10, 2, 2)
 
 
 def test_decode_detects_shape_mismatch_with_metadata():
