@@ -23,6 +23,13 @@ the mean effect of changing that base. ISM's profile score uses the reference wi
 probabilities as fixed weights, sum p_ref[l, s] * z'[l, s] (the target's stop_gradient at x),
 and its counts score is the same sum of log_counts; it needs 3 L + 1 forward passes per window.
 
+Models trained with control tracks take each window's observed control counts as a second
+input. The control is context, not an input to explain: it is held fixed at the window's
+observed counts for every path point, reference and mutant (never interpolated, shuffled or
+mutated), so contributions explain f(x, c) - mean_k f(r_k, c) for the window's control c.
+Controls come from the records (made with controls) or, for BED regions, from the control
+bigWigs; a control model given neither is refused rather than fed zeros.
+
 Outputs (`compute_contributions`) go to a temporary sibling of the output folder, renamed into
 place once complete: regions.bed (one row per window, in row order), ohe.npz (one-hot, N x 4 x L
 under 'arr_0'), and per target a folder (`profile`, `counts`; `<task>.profile`... with several
@@ -195,28 +202,61 @@ class Scorer:
     def __init__(self, saved_model: str):
         from bpnet_tfx import export
         self.info, self.config = export.load_export_info(saved_model)
-        if self.config.use_control:
-            raise ContribError(f'{saved_model} was trained with control tracks; contribution '
-                               'scores for such models are not supported yet')
+        self.saved_model = saved_model
         # `_loaded` stays referenced: a tf.function tracing the signature needs its variables.
         self._loaded, self._serve = export.load_saved_model(saved_model, self.config)
         self.targets = targets_of(self.info)
         self.length = self.config.sequence_length
+        self.use_control = self.config.use_control
+        self.control_shape = None
+        if self.use_control:
+            spec = self._serve.structured_input_signature[1].get(export.CONTROL_INPUT)
+            if spec is None:
+                raise ContribError(f'{saved_model}: model_config.json says the model takes '
+                                   f'control tracks but its {export.SIGNATURE!r} signature '
+                                   'has no control input')
+            self.control_shape = tuple(int(d) for d in spec.shape[1:])
         self._ig_fn = self._ism_fn = None
 
-    def _outputs(self, one_hot):
-        """(profile logits (N, L, tasks, strands), log_counts (N, tasks, strands))."""
+    def check_control(self, control: np.ndarray | None, batch: int) -> np.ndarray | None:
+        """`control` as float32 (batch, *control_shape), or None for models without controls.
+
+        Raises:
+          ContribError: a model trained with control tracks gets none, or of another shape.
+        """
+        if not self.use_control:
+            return None
+        if control is None:
+            raise ContribError(f'{self.saved_model} was trained with control tracks and needs '
+                               'the observed control counts of every window (records made '
+                               'with controls, or control bigWigs); scoring without them '
+                               'would be silently wrong')
+        control = np.asarray(control, np.float32)
+        if control.shape != (batch, *self.control_shape):
+            raise ContribError(f'{self.saved_model} takes control counts of shape (N, '
+                               f'{", ".join(map(str, self.control_shape))}), got '
+                               f'{control.shape}')
+        return control
+
+    def _outputs(self, one_hot, control=None):
+        """(profile logits (N, L, tasks, strands), log_counts (N, tasks, strands)).
+
+        `control` (N, L, tasks, strands) goes to models trained with control tracks.
+        """
         import tensorflow as tf
-        out = self._serve(one_hot=one_hot)
+        inputs = {'one_hot': one_hot}
+        if self.use_control:
+            inputs['control'] = control
+        out = self._serve(**inputs)
         logits, log_counts = out['profile_logits'], out['log_counts']
         if self.config.num_tasks == 1:  # model outputs drop the task axis; restore it
             logits, log_counts = logits[:, :, None], log_counts[:, None]
         return tf.cast(logits, tf.float32), tf.cast(log_counts, tf.float32)
 
-    def _scores(self, one_hot, profile_weights=None):
+    def _scores(self, one_hot, profile_weights=None, control=None):
         """Per target, (N,) scores; profile weights default to stop_gradient(softmax(z))."""
         import tensorflow as tf
-        logits, log_counts = self._outputs(one_hot)
+        logits, log_counts = self._outputs(one_hot, control)
         if profile_weights is None:
             profile_weights = tf.stop_gradient(tf.nn.softmax(logits, axis=1))
         weighted = tf.reduce_sum(profile_weights * logits, axis=(1, 3))  # (N, tasks)
@@ -224,30 +264,39 @@ class Scorer:
         return tuple((weighted if t.head == 'profile' else summed)[:, t.task]
                      for t in self.targets)
 
+    def _control_spec(self):
+        import tensorflow as tf
+        return tf.TensorSpec((None, *self.control_shape), tf.float32)
+
     def integrated_gradients(self, one_hot: np.ndarray, references: np.ndarray,
-                             steps: int) -> list[np.ndarray]:
+                             steps: int, control: np.ndarray | None = None) -> list[np.ndarray]:
         """Hypothetical contributions by integrated gradients from each reference.
 
         Args:
           one_hot: (B, L, 4) windows.
           references: (B, K, L, 4) references per window (dinucleotide shuffles).
           steps: midpoint-rule steps S along each path; the device runs B x K inputs a step.
+          control: (B, L, tasks, strands) observed control counts, for (and only for) models
+            trained with control tracks; held fixed along every path, not interpolated.
 
         Returns:
           Per target, (B, L, 4) float32 hyp (module docstring); one tf.function call.
+
+        Raises:
+          ContribError: a model with control tracks gets no control (or one of another shape).
         """
         import tensorflow as tf
+        control = self.check_control(control, len(one_hot))
         if self._ig_fn is None:
             length = self.length
             spec = tf.TensorSpec
 
-            @tf.function(input_signature=[spec((None, length, 4), tf.float32),
-                                          spec((None, None, length, 4), tf.float32),
-                                          spec((), tf.int32)])
-            def ig(x, refs, num_steps):
+            def ig(x, refs, num_steps, ctrl):
                 shape = tf.shape(refs)
                 flat_refs = tf.reshape(refs, (-1, length, 4))
                 diff = tf.reshape(x[:, None] - refs, (-1, length, 4))
+                if ctrl is not None:  # window b's control beside each of its K references
+                    ctrl = tf.repeat(ctrl, shape[1], axis=0)
                 scale = 1.0 / tf.cast(num_steps, tf.float32)
                 totals = tuple(tf.zeros_like(flat_refs) for _ in self.targets)
                 for i in tf.range(num_steps):
@@ -255,7 +304,7 @@ class Scorer:
                     with tf.GradientTape(persistent=True,
                                          watch_accessed_variables=False) as tape:
                         tape.watch(point)
-                        scores = self._scores(point)
+                        scores = self._scores(point, control=ctrl)
                     totals = tuple(total + tape.gradient(score, point)
                                    for total, score in zip(totals, scores))
                 hyps = []
@@ -265,46 +314,71 @@ class Scorer:
                     hyps.append(tf.reduce_mean(hyp, axis=1))
                 return tuple(hyps)
 
-            self._ig_fn = ig
-        out = self._ig_fn(tf.constant(one_hot, tf.float32), tf.constant(references, tf.float32),
-                          tf.constant(steps, tf.int32))
-        return [h.numpy() for h in out]
+            signature = [spec((None, length, 4), tf.float32),
+                         spec((None, None, length, 4), tf.float32), spec((), tf.int32)]
+            if self.use_control:
+                self._ig_fn = tf.function(ig, input_signature=signature + [self._control_spec()])
+            else:
+                self._ig_fn = tf.function(lambda x, refs, num_steps: ig(x, refs, num_steps, None),
+                                          input_signature=signature)
+        args = [tf.constant(one_hot, tf.float32), tf.constant(references, tf.float32),
+                tf.constant(steps, tf.int32)]
+        if control is not None:
+            args.append(tf.constant(control))
+        return [h.numpy() for h in self._ig_fn(*args)]
 
-    def mutagenesis(self, one_hot: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    def mutagenesis(self, one_hot: np.ndarray, batch_size: int,
+                    control: np.ndarray | None = None) -> list[np.ndarray]:
         """Hypothetical contributions by in-silico mutagenesis of every base of each window.
 
         Args:
           one_hot: (B, L, 4) windows.
           batch_size: mutated windows per device call.
+          control: (B, L, tasks, strands) observed control counts, for models trained with
+            control tracks; every mutant of a window gets that window's control, unmutated.
 
         Returns:
           Per target, (B, L, 4) float32 hyp = delta - mean over bases of delta.
+
+        Raises:
+          ContribError: a model with control tracks gets no control (or one of another shape).
         """
         import tensorflow as tf
+        control = self.check_control(control, len(one_hot))
         length = self.length
         if self._ism_fn is None:
             spec = tf.TensorSpec
 
-            @tf.function(input_signature=[spec((length, 4), tf.float32),
-                                          spec((None,), tf.int32), spec((None,), tf.int32),
-                                          spec((length, None, None), tf.float32)])
-            def ism(x, positions, bases, weights):
+            def ism(x, positions, bases, weights, ctrl):
                 mask = tf.one_hot(positions, length)[:, :, None]
                 mutants = x[None] * (1.0 - mask) + mask * tf.one_hot(bases, 4)[:, None, :]
-                return self._scores(mutants, weights[None])
+                if ctrl is not None:
+                    ctrl = tf.repeat(ctrl[None], tf.shape(mutants)[0], axis=0)
+                return self._scores(mutants, weights[None], ctrl)
 
-            self._ism_fn = ism
+            signature = [spec((length, 4), tf.float32), spec((None,), tf.int32),
+                         spec((None,), tf.int32), spec((length, None, None), tf.float32)]
+            if self.use_control:
+                self._ism_fn = tf.function(ism, input_signature=signature + [
+                    spec(self.control_shape, tf.float32)])
+            else:
+                self._ism_fn = tf.function(
+                    lambda x, positions, bases, weights: ism(x, positions, bases, weights, None),
+                    input_signature=signature)
         one_hot = np.asarray(one_hot, np.float32)
-        logits, _ = self._outputs(tf.constant(one_hot))
+        logits, _ = self._outputs(tf.constant(one_hot),
+                                  None if control is None else tf.constant(control))
         weights = tf.nn.softmax(logits, axis=1)
-        reference = [s.numpy() for s in self._scores(tf.constant(one_hot), weights)]
+        reference = [s.numpy() for s in self._scores(
+            tf.constant(one_hot), weights, None if control is None else tf.constant(control))]
         out = [np.zeros(one_hot.shape, np.float32) for _ in self.targets]
         for w, x in enumerate(one_hot):
             positions, bases = np.nonzero(x == 0)  # every base but the observed one
+            extra = [] if control is None else [tf.constant(control[w])]
             for b in range(0, len(positions), batch_size):
                 p, q = positions[b:b + batch_size], bases[b:b + batch_size]
                 scores = self._ism_fn(tf.constant(x), tf.constant(p, tf.int32),
-                                      tf.constant(q, tf.int32), weights[w])
+                                      tf.constant(q, tf.int32), weights[w], *extra)
                 for delta, score, ref in zip(out, scores, reference):
                     delta[w, p, q] = score.numpy() - ref[w]
         return [delta - delta.mean(axis=-1, keepdims=True) for delta in out]
@@ -393,15 +467,33 @@ def bed_windows(regions_bed: str, sizes: dict[str, int], length: int, *,
     return windows
 
 
-def _bed_batches(genome, windows: list[Window],
-                 batch: int) -> Iterator[tuple[list[Window], np.ndarray]]:
+def _bed_batches(genome, windows: list[Window], batch: int,
+                 controls: list[tuple[str, str]] | None = None,
+                 control_length: int | None = None
+                 ) -> Iterator[tuple[list[Window], np.ndarray, np.ndarray | None]]:
+    """Yields (windows, one_hot (B, L, 4), control (B, control_length, tasks, 2) or None);
+    control counts come from the (plus, minus) bigWig pair of each task in `controls`, over
+    the `control_length` bp centred in each window."""
     for b in range(0, len(windows), batch):
         part = windows[b:b + batch]
-        yield part, np.stack([sequence.one_hot(genome[w.chrom][w.start:w.end]) for w in part])
+        one_hot = np.stack([sequence.one_hot(genome[w.chrom][w.start:w.end]) for w in part])
+        control = None
+        if controls:
+            trim = (part[0].end - part[0].start - control_length) // 2
+            try:
+                control = np.stack([inference.read_tracks(
+                    controls, w.chrom, w.start + trim, w.start + trim + control_length)
+                    for w in part])
+            except inference.PredictError as e:
+                raise ContribError(f'control tracks: {e}') from None
+        yield part, one_hot, control
 
 
 def _records_batches(records_dir: str, info: schema.RecordsInfo, split: str, batch: int,
-                     limit: int | None) -> Iterator[tuple[list[Window], np.ndarray]]:
+                     limit: int | None
+                     ) -> Iterator[tuple[list[Window], np.ndarray, np.ndarray | None]]:
+    """Yields (windows, one_hot (B, L, 4), control (B, L, tasks, strands) or None) of the
+    split's centred windows; control where the records hold it."""
     import tensorflow as tf
 
     from bpnet_tfx import data
@@ -417,8 +509,10 @@ def _records_batches(records_dir: str, info: schema.RecordsInfo, split: str, bat
             return
         ids = [i.decode() for i in element['region_id'].numpy()]
         one_hot = element['one_hot'].numpy()
+        control = element['control'].numpy() if 'control' in element else None
         if limit is not None:
             ids, one_hot = ids[:limit - done], one_hot[:limit - done]
+            control = None if control is None else control[:limit - done]
         windows = []
         for region_id in ids:
             try:
@@ -430,7 +524,7 @@ def _records_batches(records_dir: str, info: schema.RecordsInfo, split: str, bat
             start, end = inference.centred_window(start, end, info.sequence_length)
             windows.append(Window(chrom, start, end, region_id))
         done += len(windows)
-        yield windows, one_hot
+        yield windows, one_hot, control
 
 
 # Tracks.
@@ -515,18 +609,19 @@ def _records_header(records_dir: str, info: schema.RecordsInfo, fasta: str | Non
 
 
 def _with_references(batches, num_shuffles: int, seed: int):
-    """Yields (windows, one_hot, references); the next batch's shuffles are made in a thread
-    while the device works on the current one. Window i's references come from
-    default_rng([seed, i]), whatever the batching."""
-    def prepare(batch_windows, one_hot, first):
+    """Yields (windows, one_hot, references, control); the next batch's shuffles are made in
+    a thread while the device works on the current one. Window i's references come from
+    default_rng([seed, i]), whatever the batching. Only the sequence is shuffled: the control
+    stays the window's observed one."""
+    def prepare(batch_windows, one_hot, control, first):
         one_hot = one_hot.astype(np.float32)
         rngs = [np.random.default_rng([seed, first + i]) for i in range(len(one_hot))]
-        return batch_windows, one_hot, dinuc_shuffle(one_hot, num_shuffles, rngs)
+        return batch_windows, one_hot, dinuc_shuffle(one_hot, num_shuffles, rngs), control
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending, first = None, 0
-        for batch_windows, one_hot in batches:
-            ready = pool.submit(prepare, batch_windows, one_hot, first)
+        for batch_windows, one_hot, control in batches:
+            ready = pool.submit(prepare, batch_windows, one_hot, control, first)
             first += len(batch_windows)
             if pending is not None:
                 yield pending.result()
@@ -543,11 +638,11 @@ def _score_all(scorer: Scorer, batches, total: int | None, method: str, num_shuf
     hyps: dict[str, list[np.ndarray]] = {t.name: [] for t in scorer.targets}
     start = last_report = time.perf_counter()
     if method == 'ig':
-        work = ((w, x, scorer.integrated_gradients(x, refs, steps))
-                for w, x, refs in _with_references(batches, num_shuffles, seed))
+        work = ((w, x, scorer.integrated_gradients(x, refs, steps, control))
+                for w, x, refs, control in _with_references(batches, num_shuffles, seed))
     else:
-        work = ((w, x, scorer.mutagenesis(x, batch_size))
-                for w, x in ((w, x.astype(np.float32)) for w, x in batches))
+        work = ((w, x, scorer.mutagenesis(x, batch_size, control))
+                for w, x, control in ((w, x.astype(np.float32), c) for w, x, c in batches))
     for batch_windows, one_hot, out in work:
         for t, h in zip(scorer.targets, out):
             hyps[t.name].append(h)
@@ -566,7 +661,8 @@ def _score_all(scorer: Scorer, batches, total: int | None, method: str, num_shuf
 def compute_contributions(saved_model: str, output_dir: str, *,
                           records_dir: str | None = None, split: str = 'valid',
                           regions_bed: str | None = None, fasta: str | None = None,
-                          method: str = 'ig', num_shuffles: int = 10, steps: int = 20,
+                          control_pos_bigwig: str | None = None,
+                          control_neg_bigwig: str | None = None, method: str = 'ig', num_shuffles: int = 10, steps: int = 20,
                           batch_size: int = 128, seed: int = 0,
                           max_regions: int | None = None, overwrite: bool = False,
                           progress_seconds: float = 30.0) -> dict[str, Any]:
@@ -577,6 +673,11 @@ def compute_contributions(saved_model: str, output_dir: str, *,
     FASTA the records were made from). Layout and formulas: module docstring. The folder is
     written beside `output_dir` and renamed into place only when complete.
 
+    A model trained with control tracks gets each window's observed control counts, held
+    fixed (IG interpolates and ISM mutates the sequence only): the records' control feature,
+    or, with `regions_bed`, the control bigWigs (by default each task's files named in the
+    model's metadata, as `predict` reads them).
+
     Args:
       saved_model: the export.
       output_dir: the folder to create.
@@ -584,6 +685,9 @@ def compute_contributions(saved_model: str, output_dir: str, *,
       split: the records' split.
       regions_bed: BED of regions.
       fasta: genome FASTA for `regions_bed` (and the bigWig header with records).
+      control_pos_bigwig, control_neg_bigwig: control bigWigs for `regions_bed` and a model
+        trained with control tracks (given ones apply to every task); default: the
+        metadata's.
       method: 'ig' (integrated gradients from dinucleotide shuffles) or 'ism'.
       num_shuffles: K references per window (ig).
       steps: S midpoint steps per path (ig).
@@ -596,7 +700,7 @@ def compute_contributions(saved_model: str, output_dir: str, *,
 
     Returns:
       {'regions', 'seconds', 'output_dir', 'files', 'method', 'num_shuffles', 'steps',
-       'targets', 'header_from'}.
+       'targets', 'header_from', 'control' (None, 'records', or the bigWig pairs per task)}.
 
     Raises:
       ContribError: bad flags or input (one line); schema.SchemaError: unreadable export or
@@ -622,10 +726,37 @@ def compute_contributions(saved_model: str, output_dir: str, *,
         info = schema.RecordsInfo.load(records_dir)  # before TensorFlow: fails fast
     if fasta and not os.path.isfile(fasta):
         raise ContribError(f'{fasta}: no such FASTA file')
+    if records_dir and (control_pos_bigwig or control_neg_bigwig):
+        raise ContribError('--control_pos_bigwig/--control_neg_bigwig go with --regions_bed; '
+                           'with --records_dir the records\' own control counts are used')
 
     from bpnet_tfx import export
     export_info, config = export.load_export_info(saved_model)
     length = config.sequence_length
+    if (control_pos_bigwig or control_neg_bigwig) and not config.use_control:
+        raise ContribError(f'{saved_model} was trained without control tracks; drop '
+                           '--control_pos_bigwig/--control_neg_bigwig')
+    control_from: Any = None
+    if records_dir and config.use_control:
+        if not info.has_control:
+            raise ContribError(f'{saved_model} was trained with control tracks but '
+                               f'{records_dir} holds none; make the records with the same '
+                               'control bigWigs, or give --regions_bed and the control bigWigs')
+        control_from = 'records'
+    controls = None
+    if regions_bed and config.use_control:
+        try:
+            controls = inference.control_bigwigs(export_info, config, control_pos_bigwig,
+                                                 control_neg_bigwig)
+        except inference.PredictError as e:
+            raise ContribError(str(e)) from None
+        missing = next((p for pair in controls for p in pair if not os.path.isfile(p)), None)
+        if missing:
+            raise ContribError(f'{missing}: no such control bigWig; {saved_model} was trained '
+                               'with control tracks: give --control_pos_bigwig and '
+                               '--control_neg_bigwig')
+        control_from = [[os.path.abspath(p) for p in pair] for pair in controls]
+    scorer = Scorer(saved_model)
     # Windows per data batch: ig feeds windows x K inputs per step; ism ~3 L mutants a window.
     per_call = (max(1, batch_size // num_shuffles) if method == 'ig'
                 else max(1, batch_size // (3 * length)))
@@ -640,9 +771,8 @@ def compute_contributions(saved_model: str, output_dir: str, *,
         if total is not None and max_regions is not None:
             total = min(total, max_regions)
         batches = _records_batches(records_dir, info, split, per_call, max_regions)
-        windows, one_hot, hyps = _score_all(Scorer(saved_model), batches, total, method,
-                                            num_shuffles, steps, batch_size, seed,
-                                            progress_seconds)
+        windows, one_hot, hyps = _score_all(scorer, batches, total, method, num_shuffles,
+                                            steps, batch_size, seed, progress_seconds)
         if not windows:
             raise ContribError(f'{records_dir}: the {split} split holds no records')
         header, header_from = _records_header(records_dir, info, fasta, windows)
@@ -653,8 +783,9 @@ def compute_contributions(saved_model: str, output_dir: str, *,
         with _open_fasta(fasta) as genome:
             sizes = {name: len(genome[name]) for name in genome.keys()}
             selected = bed_windows(regions_bed, sizes, length, fasta=fasta)[:max_regions]
-            batches = _bed_batches(genome, selected, per_call)
-            windows, one_hot, hyps = _score_all(Scorer(saved_model), batches, len(selected),
+            batches = _bed_batches(genome, selected, per_call, controls,
+                                   scorer.control_shape[0] if controls else None)
+            windows, one_hot, hyps = _score_all(scorer, batches, len(selected),
                                                 method, num_shuffles, steps, batch_size, seed,
                                                 progress_seconds)
         header, header_from = list(sizes.items()), fasta
@@ -674,7 +805,7 @@ def compute_contributions(saved_model: str, output_dir: str, *,
                                            'fasta': os.path.abspath(fasta)}),
             'method': method, 'num_shuffles': num_shuffles if method == 'ig' else None,
             'steps': steps if method == 'ig' else None, 'seed': seed,
-            'regions': len(windows), 'sequence_length': length,
+            'regions': len(windows), 'sequence_length': length, 'control': control_from,
             'targets': [dataclasses.asdict(t) for t in targets],
             'header_from': header_from, 'seconds': round(seconds, 3),
             'files': files,
@@ -694,7 +825,8 @@ def compute_contributions(saved_model: str, output_dir: str, *,
             'output_dir': output_dir,
             'files': {k: os.path.join(output_dir, v) for k, v in files.items()},
             'method': method, 'num_shuffles': num_shuffles, 'steps': steps,
-            'targets': [t.name for t in targets], 'header_from': header_from}
+            'targets': [t.name for t in targets], 'header_from': header_from,
+            'control': control_from}
 
 
 def _write_outputs(folder: str, windows: list[Window], one_hot: np.ndarray,

@@ -3,7 +3,7 @@
     python -m bpnet_tfx.contrib --saved_model=DIR --records_dir=DIR [--split=valid] \
         --output_dir=DIR
     python -m bpnet_tfx.contrib --saved_model=DIR --regions_bed=FILE [--fasta=FILE] \
-        --output_dir=DIR [--method=ism]
+        [--control_pos_bigwig=FILE --control_neg_bigwig=FILE] --output_dir=DIR [--method=ism]
 
 Per window and head (profile, counts), hypothetical contributions by integrated gradients from
 --num_shuffles dinucleotide-shuffled references x --steps path steps (or, with --method=ism,
@@ -14,6 +14,11 @@ head <head>/shap.npz (N x 4 x L under 'arr_0', for `modisco motifs -s ohe.npz -a
 <head>/shap.npz`) and <head>/contrib.bw (observed-base contributions, overlapping windows
 averaged), plus summary.json. The folder appears only once complete. Bad input stops with one
 line on stderr and exit status 2.
+
+Models trained with control tracks score each window with its observed control counts held
+fixed (only the sequence is interpolated or mutated): from the records with --records_dir, or
+from control bigWigs with --regions_bed (--control_pos_bigwig/--control_neg_bigwig, by default
+the files the training records were made from). Without them the command stops with an error.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ _REGIONS_BED = flags.DEFINE_string(
     "becomes the model-length window centred on its interval.")
 _FASTA = flags.DEFINE_string('fasta', None, 'Genome FASTA for --regions_bed; default: the '
                              "training records' one. With --records_dir: the bigWig header.")
+_CONTROL_POS_BIGWIG = flags.DEFINE_string(
+    'control_pos_bigwig', None, 'Plus-strand control bigWig for --regions_bed, for models '
+    "trained with control tracks (every task); default: each task's from the records' "
+    'metadata. With --records_dir the records\' control counts are used.')
+_CONTROL_NEG_BIGWIG = flags.DEFINE_string(
+    'control_neg_bigwig', None, 'Minus-strand control bigWig for --regions_bed; default: the '
+    "records' one.")
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Folder to create for the outputs.')
 _METHOD = flags.DEFINE_enum('method', 'ig', attribution.METHODS,
                             'ig: integrated gradients from dinucleotide-shuffled references; '
@@ -64,6 +76,8 @@ def main(argv):
         result = attribution.compute_contributions(
             _SAVED_MODEL.value, _OUTPUT_DIR.value, records_dir=_RECORDS_DIR.value,
             split=_SPLIT.value, regions_bed=_REGIONS_BED.value, fasta=_FASTA.value,
+            control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
+            control_neg_bigwig=_CONTROL_NEG_BIGWIG.value,
             method=_METHOD.value, num_shuffles=_NUM_SHUFFLES.value, steps=_STEPS.value,
             batch_size=_BATCH_SIZE.value, seed=_SEED.value,
             max_regions=_MAX_REGIONS.value or None, overwrite=_OVERWRITE.value)

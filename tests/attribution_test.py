@@ -308,3 +308,265 @@ def test_corrupt_records_are_one_line_errors(tiny_export, tmp_path):
         attribution.compute_contributions(export_dir, str(tmp_path / 'out'),
                                           records_dir=records_dir, num_shuffles=2, steps=2)
     assert not (tmp_path / 'out').exists()
+
+
+# Models trained with control tracks.
+
+CONTROL_STARTS = (100, 400, 700, 1000, 1300, 1600)  # the valid windows (200 bp) on chrA
+
+
+def _write_bigwig(path, chrom, values):
+    bw = pyBigWig.open(str(path), 'w')
+    bw.addHeader([(chrom, len(values))])
+    bw.addEntries(chrom, 0, values=np.asarray(values, np.float64), span=1, step=1)
+    bw.close()
+
+
+@pytest.fixture(scope='module')
+def control_model(tmp_path_factory):
+    """A 2-task BPNet trained briefly with control tracks, and what it was trained on.
+
+    A 2,000-bp genome (chrA), control bigWigs of a smooth varying rate, records (10-bp jitter
+    margin) of the windows in CONTROL_STARTS holding the control counts read from those
+    bigWigs, and an export whose metadata names the FASTA and the control bigWigs.
+
+    Returns a dict: export, records, fasta, seq, control_pos, control_neg, control (2000, 2).
+    """
+    from bpnet_tfx import model as model_lib
+    from bpnet_tfx import schema, trainer
+    import tensorflow as tf
+    root = tmp_path_factory.mktemp('control_model')
+    rng = np.random.default_rng(5)
+    seq = ''.join(rng.choice(list('ACGT'), 2000))
+    fasta = root / 'genome.fa'
+    fasta.write_text('>chrA\n' + '\n'.join(seq[i:i + 60] for i in range(0, 2000, 60)) + '\n')
+    rate = 2 + 1.5 * np.sin(np.arange(2000) / 40.0)
+    control = np.stack([rng.poisson(rate), rng.poisson(rate[::-1])], -1).astype(np.float32)
+    paths = {s: root / f'control_{s}.bw' for s in ('pos', 'neg')}
+    for k, s in enumerate(('pos', 'neg')):
+        _write_bigwig(paths[s], 'chrA', control[:, k])
+    records = root / 'records'
+    records.mkdir()
+    tasks = ('a', 'b')
+    source_tasks = [{'name': t, 'control_pos_bigwig': str(paths['pos']),
+                     'control_neg_bigwig': str(paths['neg'])} for t in tasks]
+    totals = []
+    for split, starts in (('train', CONTROL_STARTS * 2), ('valid', CONTROL_STARTS)):
+        with tf.io.TFRecordWriter(str(records / schema.shard_filename(split, 0, 1)),
+                                  options=schema.COMPRESSION) as writer:
+            for s in starts:
+                lo, hi = s - 10, s + 210
+                ctrl = np.repeat(control[lo:hi, None], 2, axis=1)  # (220, tasks, 2)
+                profile = rng.poisson(1.0 + ctrl).astype(np.float32)
+                totals.append(profile[10:210].sum(axis=(0, 2)))
+                writer.write(schema.encode_record(
+                    f'chrA:{s}-{s + 200}', 'chrA', lo, sequence.one_hot(seq[lo:hi]), profile,
+                    control=ctrl))
+    info = schema.RecordsInfo(
+        sequence_length=200, max_jitter=10, tasks=tasks, has_control=True,
+        split_counts={'train': 12, 'valid': 6}, num_shards={'train': 1, 'valid': 1},
+        median_total_counts=tuple(np.median(totals, axis=0).tolist()),
+        source={'fasta': str(fasta), 'tasks': source_tasks})
+    info.save(str(records))
+    model_dir = root / 'model'
+    summary = trainer.train(trainer.TrainConfig(
+        records_dir=str(records), model_dir=str(model_dir),
+        export_dir=str(model_dir / 'export'),
+        model=model_lib.ModelConfig(sequence_length=200, num_tasks=2, filters=8,
+                                    num_dilated_layers=2, use_control=True),
+        epochs=2, batch_size=4, learning_rate=4e-3, counts_loss_weight=1.0,
+        input_benchmark_batches=0, precision='float32'), info)
+    return {'export': summary['export_dir'], 'records': str(records), 'fasta': str(fasta),
+            'seq': seq, 'control_pos': str(paths['pos']), 'control_neg': str(paths['neg']),
+            'control': control}
+
+
+def _serve(export_dir):
+    """The SavedModel's serving_default, called directly: (one_hot, control) -> outputs."""
+    import tensorflow as tf
+    loaded = tf.saved_model.load(export_dir)
+    fn = loaded.signatures['serving_default']
+
+    def call(one_hot, control):
+        out = fn(one_hot=tf.constant(one_hot, tf.float32),
+                 control=tf.constant(control, tf.float32))
+        return {k: v for k, v in out.items()}
+    call.loaded = loaded  # keeps the variables alive
+    return call
+
+
+def _window_controls(control_model, starts):
+    """(N, 200, 2 tasks, 2) observed control counts of the windows at `starts`."""
+    c = control_model['control']
+    return np.stack([np.repeat(c[s:s + 200, None], 2, axis=1) for s in starts])
+
+
+def test_control_model_scores_hold_the_observed_control_fixed(control_model):
+    import tensorflow as tf
+    scorer = attribution.Scorer(control_model['export'])
+    assert [t.name for t in scorer.targets] == ['a.profile', 'a.counts', 'b.profile',
+                                                'b.counts']
+    x = np.stack([sequence.one_hot(control_model['seq'][s:s + 200])
+                  for s in (100, 1300)]).astype(np.float32)
+    control = _window_controls(control_model, (100, 1300))
+    refs = attribution.dinuc_shuffle(x, 3, [np.random.default_rng(i) for i in range(2)])
+    hyp = scorer.integrated_gradients(x, refs, 4, control)
+    serve = _serve(control_model['export'])
+
+    def direct(i, head, task, ctrl):
+        """IG hyp of window i from the signature, with `ctrl` at every path point."""
+        alphas = (np.arange(4) + 0.5) / 4
+        points = tf.constant(refs[i][:, None] + alphas[:, None, None]
+                             * (x[i] - refs[i][:, None]), tf.float32)  # (K, S, L, 4)
+        with tf.GradientTape() as tape:
+            tape.watch(points)
+            out = serve(tf.reshape(points, (-1, 200, 4)), np.repeat(ctrl[None], 12, axis=0))
+            if head == 'profile':
+                z = out['profile_logits'][:, :, task]
+                target = tf.reduce_sum(tf.stop_gradient(tf.nn.softmax(z, axis=1)) * z)
+            else:
+                target = tf.reduce_sum(out['log_counts'][:, task])
+        grad = tape.gradient(target, points).numpy().mean(axis=1)
+        return (grad - (grad * refs[i]).sum(-1, keepdims=True)).mean(axis=0)
+
+    for t, (task, head) in enumerate([(0, 'profile'), (0, 'counts'), (1, 'profile'),
+                                      (1, 'counts')]):
+        np.testing.assert_allclose(hyp[t][1], direct(1, head, task, control[1]), rtol=1e-4,
+                                   atol=1e-6)
+    # The control matters: the same sequence with the other window's control scores otherwise.
+    moved = scorer.integrated_gradients(x, refs, 4, control[::-1])
+    assert np.abs(moved[0] - hyp[0]).max() > 1e-3 * np.abs(hyp[0]).max()
+    np.testing.assert_allclose(moved[0][0], direct(0, 'profile', 0, control[1]), rtol=1e-4,
+                               atol=1e-6)
+    # Completeness with the control fixed: observed-base counts contributions sum to
+    # f(x, c) - mean_k f(r_k, c).
+    hyp = scorer.integrated_gradients(x, refs, 256, control)
+
+    def f(z, ctrl):
+        return serve(z, ctrl)['log_counts'].numpy().sum(-1)  # (N, tasks)
+
+    expected = f(x, control) - f(refs.reshape(-1, 200, 4), np.repeat(control, 3, axis=0)
+                                 ).reshape(2, 3, 2).mean(axis=1)
+    for task, t in ((0, 1), (1, 3)):
+        np.testing.assert_allclose((hyp[t] * x).sum(axis=(1, 2)), expected[:, task],
+                                   rtol=0.02, atol=1e-4)
+
+
+def test_control_model_mutagenesis_keeps_the_control(control_model):
+    scorer = attribution.Scorer(control_model['export'])
+    x = sequence.one_hot(control_model['seq'][700:900])[None].astype(np.float32)
+    control = _window_controls(control_model, (700,))
+    hyp = scorer.mutagenesis(x, 150, control)
+    serve = _serve(control_model['export'])
+    ref = serve(x, control)
+    logits_ref = ref['profile_logits'].numpy()[0]
+    weights = np.exp(logits_ref - logits_ref.max(0))
+    weights /= weights.sum(0)
+    for position in (3, 111):
+        mutants = np.repeat(x, 4, axis=0)
+        mutants[:, position] = np.eye(4)
+        out = serve(mutants, np.repeat(control, 4, axis=0))
+        profile = (weights[None, :, 1] * (out['profile_logits'].numpy()[:, :, 1]
+                                          - logits_ref[None, :, 1])).sum(axis=(1, 2))
+        counts = (out['log_counts'].numpy()[:, 0] - ref['log_counts'].numpy()[:, 0]).sum(-1)
+        for got, delta in ((hyp[2], profile), (hyp[1], counts)):
+            np.testing.assert_allclose(got[0, position], delta - delta.mean(), rtol=1e-3,
+                                       atol=1e-5)
+
+
+def test_control_model_without_control_is_refused(control_model):
+    scorer = attribution.Scorer(control_model['export'])
+    x = sequence.one_hot(control_model['seq'][100:300])[None].astype(np.float32)
+    refs = attribution.dinuc_shuffle(x, 2, [np.random.default_rng(0)])
+    with pytest.raises(attribution.ContribError, match='trained with control tracks and '
+                       'needs the observed control counts'):
+        scorer.integrated_gradients(x, refs, 2)
+    with pytest.raises(attribution.ContribError, match='trained with control tracks'):
+        scorer.mutagenesis(x, 10)
+    with pytest.raises(attribution.ContribError, match=r'control counts of shape \(N, 200, 2, '
+                       r'2\), got \(1, 200, 1, 2\)'):
+        scorer.integrated_gradients(x, refs, 2, np.zeros((1, 200, 1, 2)))
+
+
+def test_control_model_from_records_and_from_bed_agree(control_model, tmp_path):
+    """The records' control feature and the control bigWigs named in the model's metadata
+    give the same windows the same control, hence the same scores."""
+    export_dir = control_model['export']
+    from_records = attribution.compute_contributions(
+        export_dir, str(tmp_path / 'records_out'), records_dir=control_model['records'],
+        num_shuffles=2, steps=3, batch_size=4, progress_seconds=0)
+    assert from_records['regions'] == 6 and from_records['control'] == 'records'
+    bed = tmp_path / 'windows.bed'
+    bed.write_text(''.join(f'chrA\t{s}\t{s + 200}\tchrA:{s}-{s + 200}\n'
+                           for s in CONTROL_STARTS))
+    from_bed = attribution.compute_contributions(
+        export_dir, str(tmp_path / 'bed_out'), regions_bed=str(bed), num_shuffles=2, steps=3,
+        batch_size=4, progress_seconds=0)
+    assert from_bed['control'] == [[control_model['control_pos'],
+                                    control_model['control_neg']]] * 2
+    a, b = (attribution.load_outputs(str(tmp_path / d)) for d in ('records_out', 'bed_out'))
+    assert [w.name for w in a['windows']] == [w.name for w in b['windows']]
+    assert a['summary']['control'] == 'records'
+    for name in ('a.profile', 'a.counts', 'b.profile', 'b.counts'):
+        np.testing.assert_allclose(a['hyp'][name], b['hyp'][name], rtol=1e-5, atol=1e-7)
+    # Both equal the scorer fed the observed control counts.
+    x = b['one_hot'][:3].astype(np.float32)
+    refs = attribution.dinuc_shuffle(x, 2, [np.random.default_rng([0, i]) for i in range(3)])
+    want = attribution.Scorer(export_dir).integrated_gradients(
+        x, refs, 3, _window_controls(control_model, CONTROL_STARTS[:3]))
+    np.testing.assert_allclose(b['hyp']['b.counts'][:3], want[3], rtol=1e-4, atol=1e-7)
+    # Control bigWigs given on the command line win over the metadata's.
+    swapped = attribution.compute_contributions(
+        export_dir, str(tmp_path / 'swapped'), regions_bed=str(bed), num_shuffles=2, steps=3,
+        control_pos_bigwig=control_model['control_neg'],
+        control_neg_bigwig=control_model['control_pos'], max_regions=1, progress_seconds=0)
+    assert swapped['control'][0] == [control_model['control_neg'], control_model['control_pos']]
+    other = attribution.load_outputs(str(tmp_path / 'swapped'))['hyp']['a.profile'][0]
+    assert np.abs(other - b['hyp']['a.profile'][0]).max() > 1e-6
+
+
+def test_control_model_without_its_control_tracks_is_a_one_line_error(control_model, tmp_path):
+    import json
+    import shutil
+
+    from conftest import write_records
+    export_dir = control_model['export']
+    bed = tmp_path / 'r.bed'
+    bed.write_text('chrA\t100\t300\n')
+    # The metadata's control bigWig is gone.
+    gone = tmp_path / 'moved.bw'
+    shutil.copy(control_model['control_neg'], gone)
+    no_control = str(tmp_path / 'export_without_control')
+    shutil.copytree(export_dir, no_control)
+    meta_path = os.path.join(no_control, 'metadata.json')
+    meta = json.load(open(meta_path))
+    for task in meta['source']['tasks']:
+        task['control_neg_bigwig'] = str(tmp_path / 'deleted.bw')
+    json.dump(meta, open(meta_path, 'w'))
+    cases = [
+        (dict(saved_model=no_control, regions_bed=str(bed)),
+         'deleted.bw: no such control bigWig; .* trained with control tracks'),
+        (dict(saved_model=no_control, regions_bed=str(bed), control_neg_bigwig=str(gone)),
+         None),
+        (dict(saved_model=export_dir, regions_bed=str(bed),
+              control_pos_bigwig=str(tmp_path / 'typo.bw')), 'typo.bw: no such control bigWig'),
+        (dict(saved_model=export_dir, records_dir=control_model['records'],
+              control_pos_bigwig=control_model['control_pos']), 'go with --regions_bed'),
+    ]
+    plain = str(tmp_path / 'plain_records')
+    write_records(plain, split_counts={'valid': 2})
+    cases.append((dict(saved_model=export_dir, records_dir=plain),
+                  'trained with control tracks but .*plain_records holds none'))
+    for kwargs, message in cases:
+        out = str(tmp_path / 'out')
+        saved_model = kwargs.pop('saved_model')
+        if message is None:
+            result = attribution.compute_contributions(saved_model, out, num_shuffles=2,
+                                                       steps=2, **kwargs)
+            assert result['control'] == [[control_model['control_pos'], str(gone)]] * 2
+            shutil.rmtree(out)
+            continue
+        with pytest.raises(attribution.ContribError, match=message) as error:
+            attribution.compute_contributions(saved_model, out, **kwargs)
+        assert '\n' not in str(error.value)
+        assert not os.path.exists(out)
