@@ -143,3 +143,40 @@ def test_profile_contributions_concentrate_on_planted_motifs(tmp_path):
         np.testing.assert_allclose(bw.values(w.chrom, w.start, w.end), observed[i], rtol=1e-5,
                                    atol=1e-6)
     bw.close()
+
+
+def test_control_model_needs_its_control_bigwigs(genome, tmp_path):
+    """A model trained with control tracks: without control bigWigs (none recorded in its
+    metadata, none given) one error line and no output; with them, scores and a summary
+    naming them."""
+    import keras
+
+    from bpnet_tfx import export, schema
+    from bpnet_tfx import model as model_lib
+    keras.utils.set_random_seed(0)
+    config = model_lib.ModelConfig(sequence_length=200, filters=8, num_dilated_layers=2,
+                                   use_control=True)
+    info = schema.RecordsInfo(sequence_length=200, max_jitter=0, tasks=('t',),
+                              has_control=True, source={'fasta': genome})
+    export_dir = export.export_saved_model(model_lib.build_bpnet(config), info, config,
+                                           str(tmp_path / 'export'))
+    control = tmp_path / 'control.bw'
+    bw = pyBigWig.open(str(control), 'w')
+    bw.addHeader([('chrT', 1000), ('chrU', 300)])
+    bw.addEntries('chrT', 0, values=np.arange(1000, dtype=np.float64) % 5, span=1, step=1)
+    bw.close()
+    bed = tmp_path / 'regions.bed'
+    bed.write_text('chrT\t400\t600\n')
+    flags = [f'--saved_model={export_dir}', f'--regions_bed={bed}', '--num_shuffles=2',
+             '--steps=2']
+    proc = _contrib(*flags, f'--output_dir={tmp_path / "o"}')
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('contrib: error:')]
+    assert errors == ['contrib: error: this model was trained with control tracks: give '
+                      '--control_pos_bigwig and --control_neg_bigwig'], proc.stderr[-2000:]
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(('o', '.o'))]
+    proc = _contrib(*flags, f'--control_pos_bigwig={control}',
+                    f'--control_neg_bigwig={control}', f'--output_dir={tmp_path / "o"}')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = attribution.load_outputs(str(tmp_path / 'o'))['summary']
+    assert summary['control'] == [[str(control), str(control)]]

@@ -300,7 +300,6 @@ def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
         np.testing.assert_allclose(bw.values('chrT', 400, 600, numpy=True), expected[:, s],
                                    rtol=1e-4, atol=1e-6)
         bw.close()
-    # Contribution scores do not take controls yet: they say so.
+    # Contribution scores take the control as a second input of the same shape.
     from bpnet_tfx import attribution
-    with pytest.raises(attribution.ContribError, match='control tracks'):
-        attribution.Scorer(path)
+    assert attribution.Scorer(path).control_shape == (200, 1, 2)
