@@ -6,8 +6,9 @@
     python -m beam_jobs.make_records --fasta=g.fa --tasks_spec=tasks.yaml --output_dir=records
 
 The driver reads and checks the peaks of every task (regions.py, tasks.py), sets aside
-duplicates, windows past a chromosome end and blacklisted windows, cuts the rest into chunks of
-nearby regions and deals them out to the shard files (transforms.plan_shards), writes the plans
+duplicates, windows past a chromosome end, blacklisted windows and count outliers
+(--outlier_quantile), adds GC-matched background windows away from peaks when
+--background_ratio > 0 (background.py), cuts the rest into chunks of nearby regions and deals them out to the shard files (transforms.plan_shards), writes the plans
 beside the output, and runs the pipeline (transforms.py) into a temporary sibling folder; then
 it writes metadata.json and rejected.tsv there and moves the folder into place, so a failed run
 leaves no output folder. With no data flags at all it makes (or reuses) the simulated demo data
@@ -35,10 +36,12 @@ import time
 from typing import Any, Mapping, Sequence
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import SetupOptions
 from apache_beam.options.pipeline_options import StandardOptions
 
+from beam_jobs import background as background_lib
 from beam_jobs import files as files_lib
 from beam_jobs import regions
 from beam_jobs import tasks as tasks_lib
@@ -95,7 +98,11 @@ def _parser() -> argparse.ArgumentParser:
                         help='Records folder to create, local or on a file system the workers '
                         f'reach, e.g. gs:// (default for the demo: ./{_DEMO_OUTPUT_DIR}).')
     parser.add_argument('--sequence_length', type=int, default=1000,
-                        help='Model window length in bp, centred on each peak.')
+                        help='Model input window length in bp, centred on each peak.')
+    parser.add_argument('--output_length', type=int, default=None,
+                        help='Counts (model output) window length in bp, centred in the input '
+                        'window: positive, at most --sequence_length and of the same parity '
+                        '(default: equal to --sequence_length; e.g. 2114 -> 1000).')
     parser.add_argument('--max_jitter', type=int, default=0,
                         help='Extra bp stored on each side of the window for random shifts.')
     parser.add_argument('--valid_chroms', default='chr1',
@@ -110,6 +117,16 @@ def _parser() -> argparse.ArgumentParser:
                         'one number for every split with regions, or train=8,valid=1,test=1.')
     parser.add_argument('--max_n_fraction', type=float, default=0.1,
                         help='Reject windows with a larger fraction of N (non-ACGT) bases.')
+    parser.add_argument('--outlier_quantile', type=float, default=0.99,
+                        help='Drop peaks whose total counts (both strands, counts window) '
+                        'exceed 1.2 x this quantile of their task\'s peaks\' totals (bpnet v2); '
+                        '0 turns the rule off (1 drops nothing).')
+    parser.add_argument('--background_ratio', type=float, default=0.0,
+                        help='Add this many GC-matched background windows away from peaks per '
+                        'peak window (0: none); they are marked '
+                        f'{schema.KEY_IS_BACKGROUND}=1.')
+    parser.add_argument('--background_seed', type=int, default=0,
+                        help='Seed of the background sampling (same seed, same regions).')
     parser.add_argument('--overwrite', action='store_true',
                         help='Replace an existing --output_dir (only once the new one is done).')
     parser.add_argument('--demo', default='default', choices=('default', 'multitask'),
@@ -194,6 +211,21 @@ def _check_flags(args: argparse.Namespace) -> None:
             f'--max_n_fraction must be between 0 and 1, got {args.max_n_fraction}')
     if args.task_name is not None and not args.task_name.strip():
         raise RecordsInputError('--task_name must not be empty')
+    if args.output_length is None:
+        args.output_length = args.sequence_length
+    if not 0 < args.output_length <= args.sequence_length or (
+            (args.sequence_length - args.output_length) % 2):
+        raise RecordsInputError(
+            f'--output_length must be positive, at most --sequence_length '
+            f'({args.sequence_length}) and of the same parity, got {args.output_length}')
+    if not 0.0 <= args.outlier_quantile <= 1.0:  # NaN fails too.
+        raise RecordsInputError(
+            f'--outlier_quantile must be between 0 and 1 (0: off), got {args.outlier_quantile}')
+    if not 0.0 <= args.background_ratio < math.inf:
+        raise RecordsInputError(
+            f'--background_ratio must be >= 0 (0: none), got {args.background_ratio}')
+    if args.background_seed < 0:
+        raise RecordsInputError(f'--background_seed must be >= 0, got {args.background_seed}')
 
 
 def _plan_shards(flag: str, counts: Mapping[str, int]) -> dict[str, int]:
@@ -292,12 +324,12 @@ def _localize(paths: Sequence[str], local_dir: str) -> dict[str, str]:
 
 
 def _build_pipeline(p: beam.Pipeline, *, plans_path: str, tmp_dir: str,
-                    spec: transforms.WindowSpec, sequence_length: int) -> None:
+                    spec: transforms.WindowSpec, output_length: int) -> None:
     """Adds the job's steps: shard plans -> shard files, plus the job summary file."""
     out = (p
            | 'ReadShardPlans' >> beam.io.ReadFromText(plans_path)
            | 'ParseShardPlans' >> beam.Map(transforms.ShardPlan.from_json)
-           | 'WriteShards' >> transforms.WriteShards(tmp_dir, spec, sequence_length))
+           | 'WriteShards' >> transforms.WriteShards(tmp_dir, spec, output_length))
     _ = ({'shards': out.shards, 'totals': out[transforms.TOTALS],
           'rejected': out[transforms.REJECTED]}
          | 'WriteJobSummary' >> transforms.WriteJobSummary(
@@ -365,7 +397,10 @@ def _version(package: str) -> str:
 
 
 def _read_regions(args: argparse.Namespace, task_list: Sequence[tasks_lib.Task],
-                  local: Mapping[str, str]) -> list[regions.Region]:
+                  local: Mapping[str, str]
+                  ) -> tuple[list[regions.Region], tuple[regions.ChromSpan, ...],
+                             tuple[regions.ChromSpan, ...]]:
+    """(every peak of every task, valid spans, test spans)."""
     valid = regions.parse_chrom_spans(args.valid_chroms, flag='valid_chroms')
     test = regions.parse_chrom_spans(args.test_chroms, flag='test_chroms')
     regions.check_disjoint(valid, test)
@@ -376,7 +411,61 @@ def _read_regions(args: argparse.Namespace, task_list: Sequence[tasks_lib.Task],
     for flag, spans in (('valid_chroms', valid), ('test_chroms', test)):
         for span in regions.unmatched_spans(all_regions, spans):
             _LOGGER.warning('--%s item %r contains no peak centre', flag, str(span))
-    return all_regions
+    return all_regions, valid, test
+
+
+def _drop_outliers(args: argparse.Namespace, kept: Sequence[regions.Region],
+                   peaks_by_window: Mapping[tuple[str, int, int], Sequence[regions.Region]],
+                   counts_bigwigs: Sequence[str], names: Mapping[str, str]):
+    """(kept, outliers, thresholds (tasks,)): the --outlier_quantile rule on the kept windows.
+
+    The driver computes the totals itself (exact sums of the bigWigs over each counts window,
+    regions.window_totals) rather than the pipeline: the threshold needs every peak's total
+    before any record is written, and the pipeline would have to read every window twice or
+    rewrite its shards; the driver reads only the counts bigWigs, once, over nearby windows
+    together, and no step ever holds records.
+    """
+    num_tasks = len(counts_bigwigs) // 2
+    pairs = [tuple(counts_bigwigs[2 * t:2 * t + 2]) for t in range(num_tasks)]
+    totals = regions.window_totals(kept, pairs, trim=(args.sequence_length -
+                                                      args.output_length) // 2, names=names)
+    has_peak = np.zeros((len(kept), num_tasks), bool)
+    for i, r in enumerate(kept):
+        for peak in peaks_by_window[r.window]:
+            has_peak[i, peak.task] = True
+    kept, outliers, thresholds = regions.drop_outliers(kept, totals, has_peak,
+                                                       args.outlier_quantile)
+    _LOGGER.info('outlier rule (quantile %g x %g): thresholds %s; %d window(s) dropped',
+                 args.outlier_quantile, regions.OUTLIER_FACTOR,
+                 ', '.join(f'{t:.1f}' for t in thresholds), len(outliers))
+    return kept, outliers, thresholds
+
+
+def _sample_background(args: argparse.Namespace, kept: Sequence[regions.Region],
+                       all_regions: Sequence[regions.Region], sizes: Mapping[str, int],
+                       fasta_path: str, fasta_name: str, blacklist, valid, test
+                       ) -> background_lib.BackgroundSample:
+    """GC-matched background windows for the kept peak windows (background.py)."""
+    import pyfaidx
+    try:
+        fasta = pyfaidx.Fasta(fasta_path, as_raw=True)
+    except Exception as e:  # pyfaidx raises several types for bad inputs.
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RecordsInputError(f'{fasta_name}: cannot open FASTA: {message}') from None
+    with fasta:
+        sample = background_lib.sample_background(
+            fasta, kept, all_regions, sizes, ratio=args.background_ratio,
+            seed=args.background_seed, sequence_length=args.sequence_length,
+            max_jitter=args.max_jitter, max_n_fraction=args.max_n_fraction,
+            blacklist=blacklist, valid=valid, test=test)
+    _LOGGER.info('background: %d window(s) of %d asked for, from %d candidates away from '
+                 'peaks; GC KS statistic vs peaks %.4f', len(sample.regions), sample.requested,
+                 sample.candidates, sample.ks)
+    if len(sample.regions) < sample.requested:
+        _LOGGER.warning('background: only %d candidate windows away from peaks, blacklist and '
+                        'N-rich sequence; %d asked for (--background_ratio %g): using all',
+                        sample.candidates, sample.requested, args.background_ratio)
+    return sample
 
 
 def _pairs(task_list: Sequence[tasks_lib.Task], kind: str):
@@ -417,49 +506,64 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
     task_names = [t.name for t in task_list]
 
     local_dir = files_lib.make_local_dir()
+    background = None
     try:
         inputs = [p for t in task_list for p in t.files()]
         inputs += [blacklist_path] if blacklist_path else []
         fasta_sizes = None
-        if files_lib.is_remote(fasta) and files_lib.exists(fasta + '.fai'):
+        if (files_lib.is_remote(fasta) and files_lib.exists(fasta + '.fai')
+                and not args.background_ratio):
             # The index gives the sizes: no need to copy a whole genome to the driver.
             fai = _localize([fasta + '.fai'], local_dir)[fasta + '.fai']
             fasta_sizes = regions.fai_chrom_sizes(fai, name=fasta + '.fai')
         else:
             inputs.insert(0, fasta)
         local = _localize(inputs, local_dir)
-        all_regions = _read_regions(args, task_list, local)
+        all_regions, valid, test = _read_regions(args, task_list, local)
         kept, duplicates, merged = regions.merge_tasks(all_regions)
         bigwigs = [local[p] for t in task_list for p in t.files()[1:]]
+        names = {v: k for k, v in local.items()}
         sizes = regions.check_inputs(
             kept, peaks_path=[t.peaks for t in task_list], fasta_path=local.get(fasta, fasta),
-            bigwig_paths=bigwigs, names={v: k for k, v in local.items()},
-            fasta_sizes=fasta_sizes)
+            bigwig_paths=bigwigs, names=names, fasta_sizes=fasta_sizes)
         kept, out_of_bounds = regions.drop_out_of_bounds(kept, sizes, args.max_jitter)
-        blacklisted = []
+        blacklisted, blacklist = [], None
         if blacklist_path:
             blacklist = regions.read_blacklist(local[blacklist_path], name=blacklist_path)
             kept, blacklisted = regions.drop_blacklisted(kept, blacklist, args.max_jitter)
+        peaks_by_window = collections.defaultdict(list)
+        for r in kept + out_of_bounds + blacklisted + merged:
+            peaks_by_window[r.window].append(r)
+        outliers, thresholds = [], None
+        if 0.0 < args.outlier_quantile < 1.0:
+            kept, outliers, thresholds = _drop_outliers(
+                args, kept, peaks_by_window, [local[p] for t in task_list
+                                              for p in t.pair('counts')], names)
+        if args.background_ratio:
+            background = _sample_background(args, kept, all_regions, sizes, local[fasta], fasta,
+                                            blacklist, valid, test)
     finally:
         shutil.rmtree(local_dir, ignore_errors=True)
-    peaks_by_window = collections.defaultdict(list)
-    for r in kept + out_of_bounds + blacklisted + merged:
-        peaks_by_window[r.window].append(r)
     # A window dropped here drops every task's peak at it.
     dropped = [(r, regions.DUPLICATE) for r in duplicates]
     for reason, lost in ((regions.OUT_OF_BOUNDS, out_of_bounds),
-                         (regions.BLACKLISTED, blacklisted)):
+                         (regions.BLACKLISTED, blacklisted),
+                         (regions.OUTLIER_COUNTS, outliers)):
         dropped += [(peak, reason) for r in lost for peak in peaks_by_window[r.window]]
-    counts = regions.split_counts(kept)
+    background_regions = list(background.regions) if background else []
+    counts = regions.split_counts(kept + background_regions)
     num_shards = _plan_shards(args.num_shards, counts)
-    plans = transforms.plan_shards(kept, num_shards)
-    _LOGGER.info('read %d peaks of %d task(s): %d windows (%s); %d set aside before the '
-                 'pipeline', len(all_regions), len(task_list), len(kept),
-                 ', '.join(f'{s} {n}' for s, n in counts.items()), len(dropped))
+    plans = transforms.plan_shards(kept + background_regions, num_shards)
+    _LOGGER.info('read %d peaks of %d task(s): %d windows and %d background (%s); %d set aside '
+                 'before the pipeline', len(all_regions), len(task_list), len(kept),
+                 len(background_regions), ', '.join(f'{s} {n}' for s, n in counts.items()),
+                 len(dropped))
     spec = transforms.WindowSpec(
         fasta=fasta, counts=_pairs(task_list, 'counts'), control=_pairs(task_list, 'control'),
         expected=_pairs(task_list, 'expected'), max_jitter=args.max_jitter,
-        max_n_fraction=args.max_n_fraction)
+        max_n_fraction=args.max_n_fraction,
+        output_trim=(args.sequence_length - args.output_length) // 2,
+        mark_background=bool(args.background_ratio))
 
     if not files_lib.is_remote(output_dir):
         os.makedirs(os.path.dirname(output_dir), exist_ok=True)
@@ -471,29 +575,56 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
         files_lib.write_text(plans_path, ''.join(plan.to_json() + '\n' for plan in plans))
         del plans, kept  # The driver keeps only what rejected.tsv needs.
         summary = _run_pipeline(pipeline_args, save_main_session, plans_path=plans_path,
-                                tmp_dir=tmp_dir, spec=spec,
-                                sequence_length=args.sequence_length)
-        rejected = _rejected_rows(peaks_by_window, dropped, summary['rejected'], task_names)
+                                tmp_dir=tmp_dir, spec=spec, output_length=args.output_length)
+        background_split = {r.region_id: r.split for r in background_regions}
+        background_counts = regions.split_counts(background_regions)
+        background_lost = collections.Counter()
+        peak_rejected = []
+        for region_id, reason in summary['rejected']:
+            if region_id in background_split:  # Not a peak: counted apart.
+                background_counts[background_split[region_id]] -= 1
+                background_lost[reason] += 1
+            else:
+                peak_rejected.append((region_id, reason))
+        rejected = _rejected_rows(peaks_by_window, dropped, peak_rejected, task_names)
         drops = collections.Counter(reason for _, _, _, reason in rejected)
-        lost_windows = ({r.region_id for r in out_of_bounds + blacklisted}
-                        | {region_id for region_id, _ in summary['rejected']})
+        lost_windows = ({r.region_id for r in out_of_bounds + blacklisted + outliers}
+                        | {region_id for region_id, _ in peak_rejected})
         merged = [r for r in merged if r.region_id not in lost_windows]  # In a record.
         split_counts = {s: summary['split_counts'][s] for s in schema.SPLITS}
         written = sum(split_counts.values())
-        if len(all_regions) != written + len(merged) + len(rejected):
+        background_written = sum(background_counts.values())
+        peaks_written = written - background_written
+        if len(all_regions) != peaks_written + len(merged) + len(rejected):
             raise AssertionError(
-                f'bug: {len(all_regions)} peaks read but {written} written + {len(merged)} '
-                f'merged + {len(rejected)} rejected')
+                f'bug: {len(all_regions)} peaks read but {peaks_written} written + '
+                f'{len(merged)} merged + {len(rejected)} rejected')
         seconds = time.time() - t0
         first = task_list[0]
+        extra_source = {}
+        if thresholds is not None:
+            extra_source['outlier_thresholds'] = dict(zip(task_names, thresholds.tolist()))
+        if background is not None:
+            extra_source['background'] = {
+                'ratio': args.background_ratio, 'seed': args.background_seed,
+                'requested': background.requested, 'candidates': background.candidates,
+                'sampled': len(background_regions), 'written': background_written,
+                'rejected': dict(sorted(background_lost.items())),
+                'gc_ks_statistic': None if math.isnan(background.ks) else round(
+                    background.ks, 4),
+                'gc_bin_width': background_lib.BIN_WIDTH,
+            }
         info = schema.RecordsInfo(
             sequence_length=args.sequence_length,
+            output_length=args.output_length,
             max_jitter=args.max_jitter,
             tasks=tuple(task_names),
             split_counts=split_counts,
             num_shards=num_shards,
             has_expected=spec.expected is not None,
             has_control=spec.control is not None,
+            has_background=bool(args.background_ratio),
+            background_counts=background_counts if args.background_ratio else {},
             median_total_counts=summary['median_total_counts'],
             source={
                 'fasta': fasta,
@@ -516,9 +647,11 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
                              'bpnet_tfx': _version('bpnet-tfx')},
                 'peaks_read': len(all_regions),
                 'records_written': written,
+                'peaks_written': peaks_written,
                 'peaks_merged': len(merged),
                 'peaks_rejected': len(rejected),
                 'dropped': dict(sorted(drops.items())),
+                **extra_source,
                 'compression_level': transforms.COMPRESSION_LEVEL,
                 'seconds': round(seconds, 1),
             })
@@ -534,8 +667,13 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
     _LOGGER.info('wrote %d records in %d shards to %s', written, sum(num_shards.values()),
                  output_dir)
     drop_text = ', '.join(f'{k} {v}' for k, v in sorted(drops.items()))
+    background_text = ''
+    if background is not None:
+        ks = 'n/a' if math.isnan(background.ks) else f'{background.ks:.3f}'
+        background_text = (f'; {background_written} background of {background.requested} '
+                           f'asked for, GC KS {ks}')
     print(f'make_records: {len(all_regions)} peaks read, {written} records written ('
-          + ', '.join(f'{s} {n}' for s, n in split_counts.items())
+          + ', '.join(f'{s} {n}' for s, n in split_counts.items()) + background_text
           + (f'), {len(merged)} merged into another task\'s window' if merged else ')')
           + f', {len(rejected)} rejected' + (f' ({drop_text})' if drop_text else '')
           + f', {seconds:.1f} s -> {output_dir}')

@@ -6,7 +6,8 @@ column 10) or on the interval midpoint, assigned to the valid or test split when
 `--valid_chroms` / `--test_chroms` item (a chromosome, or a chromosome interval such as
 'chrIV:0-100000') contains its centre, and to train otherwise. The regions of several tasks are
 merged into their union; duplicates, windows past a chromosome end and blacklisted windows are
-set aside with a reason. It also checks the inputs against each other (chromosome names and
+set aside with a reason, and so are outliers: windows whose total counts exceed 1.2 times a
+quantile of their task's peaks' totals (`drop_outliers`, the bpnet v2 rule). It also checks the inputs against each other (chromosome names and
 lengths in the FASTA index and the bigWig headers) so that a wrong file fails in seconds with a
 one-line `RecordsInputError` naming the file and line, rather than as a worker traceback. No
 Beam here.
@@ -21,6 +22,8 @@ import os
 import re
 from typing import Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from bpnet_tfx import schema
 
 TRAIN, VALID, TEST = schema.SPLITS
@@ -28,6 +31,8 @@ TRAIN, VALID, TEST = schema.SPLITS
 DUPLICATE = 'duplicate'  # A second peak of the same task giving the same window.
 OUT_OF_BOUNDS = 'out_of_bounds'  # The stored window (jitter margin included) leaves the chromosome.
 BLACKLISTED = 'blacklisted'  # The stored window overlaps a --blacklist interval.
+OUTLIER_COUNTS = 'outlier_counts'  # Total counts above the --outlier_quantile rule.
+OUTLIER_FACTOR = 1.2  # bpnet v2: drop totals above quantile(q) x 1.2 of the task's peaks.
 
 _HEADER_PREFIXES = ('track', 'browser', '#')
 _NARROWPEAK_COLUMNS = 10  # BED6+4; column 10 is the summit offset from the start.
@@ -49,7 +54,9 @@ class Region:
       end: end of the centred window, exclusive.
       split: 'train', 'valid' or 'test'.
       line: 1-based line number in the peaks file, for error messages and rejected.tsv.
-      task: index of the task whose peaks file holds the line.
+      task: index of the task whose peaks file holds the line; -1 for a background region.
+      background: a GC-matched background region (make_records --background_ratio), not a
+        peak; `line` is then its 1-based index among the background regions.
     """
 
     chrom: str
@@ -58,6 +65,7 @@ class Region:
     split: str = TRAIN
     line: int = 0
     task: int = 0
+    background: bool = False
 
     @property
     def window(self) -> tuple[str, int, int]:
@@ -315,6 +323,10 @@ class Blacklist:
     def __len__(self) -> int:
         return sum(len(s) for s in self._starts.values())
 
+    def intervals(self, chrom: str) -> tuple[list[int], list[int]]:
+        """(starts, ends) of the merged, sorted, disjoint intervals on `chrom`."""
+        return list(self._starts.get(chrom, ())), list(self._ends.get(chrom, ()))
+
     def overlaps(self, chrom: str, start: int, end: int) -> bool:
         """Whether [start, end) shares at least one base with an interval."""
         starts = self._starts.get(chrom)
@@ -355,6 +367,114 @@ def drop_blacklisted(regions: Iterable[Region], blacklist: Blacklist, max_jitter
         hit = blacklist.overlaps(r.chrom, r.start - max_jitter, r.end + max_jitter)
         (dropped if hit else kept).append(r)
     return kept, dropped
+
+
+def window_totals(regions: Sequence[Region], bigwig_pairs: Sequence[tuple[str, str]], *,
+                  trim: int = 0, run_gap: int = 20_000, names: Mapping[str, str] | None = None
+                  ) -> np.ndarray:
+    """Total counts of each task (both strands) in each region's counts window.
+
+    The counts window is the region shrunk by `trim` bp on each side (the output window of a
+    model whose input is wider), without the jitter margin. NaN (no data) counts as 0. Nearby
+    windows of one chromosome share one bigWig `values()` call, and sums come from a float64
+    cumulative sum, so the totals are exact for float32 bigWig values.
+
+    Args:
+      regions: the windows, any order.
+      bigwig_pairs: per task, local (plus, minus) counts bigWigs.
+      trim: bases cut from each side of a region for its counts window.
+      run_gap: windows closer than this many bp are read with one call.
+      names: {local path: path to name in messages}.
+
+    Returns:
+      float64 array (len(regions), tasks), in the order of `regions`.
+
+    Raises:
+      RecordsInputError: a bigWig that cannot be read over a window.
+    """
+    import pyBigWig
+    names = names or {}
+    out = np.zeros((len(regions), len(bigwig_pairs)), np.float64)
+    order = sorted(range(len(regions)),
+                   key=lambda i: (regions[i].chrom, regions[i].start, regions[i].end))
+    runs, current, run_end = [], [], 0
+    for i in order:
+        r = regions[i]
+        if current and (r.chrom != regions[current[0]].chrom or r.start - run_end > run_gap):
+            runs.append(current)
+            current = []
+        run_end = r.end if not current else max(run_end, r.end)
+        current.append(i)
+    if current:
+        runs.append(current)
+    for t, pair in enumerate(bigwig_pairs):
+        for path in pair:
+            bw = pyBigWig.open(path)
+            try:
+                for run in runs:
+                    chrom = regions[run[0]].chrom
+                    lo = min(regions[i].start for i in run) + trim
+                    hi = max(regions[i].end for i in run) - trim
+                    try:
+                        values = bw.values(chrom, lo, hi, numpy=True)
+                    except RuntimeError:
+                        raise RecordsInputError(
+                            f'{names.get(path, path)}: cannot read {chrom}:{lo}-{hi}') from None
+                    cumsum = np.concatenate([[0.0], np.cumsum(np.nan_to_num(values),
+                                                              dtype=np.float64)])
+                    idx = np.asarray(run)
+                    starts = np.array([regions[i].start + trim for i in run]) - lo
+                    ends = np.array([regions[i].end - trim for i in run]) - lo
+                    out[idx, t] += cumsum[ends] - cumsum[starts]
+            finally:
+                bw.close()
+    return out
+
+
+def outlier_thresholds(totals: np.ndarray, has_peak: np.ndarray, quantile: float
+                       ) -> np.ndarray:
+    """Per task, quantile(`quantile`) x OUTLIER_FACTOR of the totals at the task's peaks.
+
+    Args:
+      totals: (windows, tasks) total counts.
+      has_peak: (windows, tasks) bool, whether the task has a peak at the window.
+      quantile: in (0, 1]; numpy's default (linear) quantile.
+
+    Returns:
+      float64 (tasks,); inf for a task without peaks.
+    """
+    out = np.full(totals.shape[1], np.inf)
+    for t in range(totals.shape[1]):
+        if has_peak[:, t].any():
+            out[t] = np.quantile(totals[has_peak[:, t], t], quantile) * OUTLIER_FACTOR
+    return out
+
+
+def drop_outliers(regions: Sequence[Region], totals: np.ndarray, has_peak: np.ndarray,
+                  quantile: float) -> tuple[list[Region], list[Region], np.ndarray]:
+    """(kept, dropped, thresholds): the bpnet v2 outlier rule, per task.
+
+    A window is dropped when, for a task with a peak there, its total counts exceed that
+    task's threshold (`outlier_thresholds`): quantile(q) x 1.2 of the task's totals over the
+    windows where it has a peak. Windows are the union of the tasks' peaks, so a window one
+    task finds extreme is dropped for every task (as blacklisted windows are).
+
+    Args:
+      regions: the windows (one per window, as `merge_tasks` keeps them).
+      totals: (len(regions), tasks) total counts over both strands of the counts window.
+      has_peak: (len(regions), tasks) bool.
+      quantile: in (0, 1].
+
+    Returns:
+      Kept and dropped regions, in input order, and the (tasks,) thresholds.
+    """
+    totals = np.asarray(totals, np.float64).reshape(len(regions), -1)
+    has_peak = np.asarray(has_peak, bool).reshape(totals.shape)
+    thresholds = outlier_thresholds(totals, has_peak, quantile)
+    outlier = (has_peak & (totals > thresholds)).any(axis=1)
+    kept = [r for r, o in zip(regions, outlier) if not o]
+    dropped = [r for r, o in zip(regions, outlier) if o]
+    return kept, dropped, thresholds
 
 
 def fasta_chrom_sizes(path: str, name: str | None = None) -> dict[str, int]:

@@ -99,7 +99,9 @@ class ShardPlan:
         return json.dumps({
             'split': self.split, 'shard': self.shard, 'num_shards': self.num_shards,
             'chunks': [{'chrom': c.chrom,
-                        'regions': [[r.start, r.end, r.line, r.task] for r in c.regions]}
+                        'regions': [[r.start, r.end, r.line, r.task] + ([1] if r.background
+                                                                        else [])
+                                    for r in c.regions]}
                        for c in self.chunks]}, separators=(',', ':'))
 
     @classmethod
@@ -107,8 +109,8 @@ class ShardPlan:
         d = json.loads(line)
         chunks = tuple(
             Chunk(d['split'], c['chrom'], tuple(
-                Region(c['chrom'], start, end, d['split'], line_no, task)
-                for start, end, line_no, task in c['regions']))
+                Region(c['chrom'], r[0], r[1], d['split'], r[2], r[3], len(r) > 4 and r[4] == 1)
+                for r in c['regions']))
             for c in d['chunks'])
         return cls(d['split'], d['shard'], d['num_shards'], chunks)
 
@@ -179,6 +181,10 @@ class WindowSpec:
       expected: optional, like `counts`: noise-free tracks, stored as KEY_EXPECTED.
       max_jitter: margin J stored on each side of the window.
       max_n_fraction: largest allowed fraction of non-ACGT bases in the stored window.
+      output_trim: bases cut from each side of the sequence window for the counts window:
+        (sequence_length - output_length) / 2; counts are read only there.
+      mark_background: write KEY_IS_BACKGROUND in every record (make_records
+        --background_ratio > 0); when False the records do not have the feature.
       run_gap: windows closer than this many bp are read with one fetch. One bigWig
         `values()` call costs about as much as reading 20-40 kb more in the same call (block
         decompression dominates), so nearby windows share a call.
@@ -191,6 +197,8 @@ class WindowSpec:
     max_jitter: int = 0
     max_n_fraction: float = 0.1
     run_gap: int = 20_000
+    output_trim: int = 0
+    mark_background: bool = False
 
     def __post_init__(self):
         for name in ('counts', 'control', 'expected'):
@@ -209,19 +217,21 @@ class WindowSpec:
 
 @dataclasses.dataclass
 class Window:
-    """One extracted window; arrays are (stored_length, ...) views into a run's arrays."""
+    """One extracted window: one_hot (stored_length, 4) and counts (stored_output_length,
+    tasks, strands), views into a run's arrays, centred on each other."""
 
     region: Region
-    start: int  # Of the stored window.
+    start: int  # Of the stored sequence window.
     one_hot: np.ndarray
     profile: np.ndarray
     control: np.ndarray | None = None
     expected: np.ndarray | None = None
+    is_background: bool | None = None  # None: the record has no KEY_IS_BACKGROUND.
 
     def encode(self) -> bytes:
         return schema.encode_record(self.region.region_id, self.region.chrom, self.start,
                                     self.one_hot, self.profile, expected=self.expected,
-                                    control=self.control)
+                                    control=self.control, is_background=self.is_background)
 
 
 def _runs(stored: Sequence[tuple[int, int]], gap: int, max_span: int) -> list[tuple[int, int]]:
@@ -291,7 +301,7 @@ class WindowReader:
         """(end - start, tasks, strands) float32 of [start, end); NaN (no data) reads as 0.
 
         Raises:
-          RecordsInputError: a negative value inside one of `windows` (stored windows).
+          RecordsInputError: a negative value inside one of `windows` (stored counts windows).
         """
         out = np.empty((end - start, len(self._tracks[kind]), 2), schema.COUNTS_DTYPE)
         for t, pair in enumerate(self._tracks[kind]):
@@ -310,8 +320,10 @@ class WindowReader:
 
     def read(self, chunk: Chunk) -> Iterator[tuple[Region, Window | str]]:
         """Yields (region, Window) per kept region and (region, reason) per rejected one, in
-        the chunk's order. Reasons: 'out_of_bounds', 'too_many_n'."""
-        j = self.spec.max_jitter
+        the chunk's order. Reasons: 'out_of_bounds', 'too_many_n'. Counts are read over the
+        counts windows only (each stored window less `output_trim` on both sides)."""
+        j, trim = self.spec.max_jitter, self.spec.output_trim
+        mark = self.spec.mark_background
         chrom = chunk.chrom
         size = self._sizes.get(chrom)
         inside = []
@@ -329,19 +341,24 @@ class WindowReader:
             # Overlapping windows: encode the run once and slice; sparse ones: each window.
             run_one_hot = (sequence.one_hot(bases)
                            if run_end - run_start <= sum(e - s for s, e in run_windows) else None)
-            tracks = {kind: self._read_tracks(kind, chrom, run_start, run_end, run_windows)
+            # Index i of a track array is base run_start + trim + i.
+            counts_windows = [(s + trim, e - trim) for s, e in run_windows]
+            tracks = {kind: self._read_tracks(kind, chrom, run_start + trim, run_end - trim,
+                                              counts_windows)
                       for kind in self._tracks}
             for r, (s, e) in zip(inside[first:last], run_windows):
                 a, b = s - run_start, e - run_start
+                c = b - 2 * trim  # Counts window: tracks[a:c].
                 one_hot = (run_one_hot[a:b] if run_one_hot is not None
                            else sequence.one_hot(bases[a:b]))
                 if 1.0 - np.count_nonzero(one_hot) / (b - a) > self.spec.max_n_fraction:
                     yield r, TOO_MANY_N
                     continue
-                yield r, Window(r, s, one_hot, tracks['counts'][a:b],
-                                control=tracks['control'][a:b] if 'control' in tracks else None,
-                                expected=(tracks['expected'][a:b] if 'expected' in tracks
-                                          else None))
+                yield r, Window(r, s, one_hot, tracks['counts'][a:c],
+                                control=tracks['control'][a:c] if 'control' in tracks else None,
+                                expected=(tracks['expected'][a:c] if 'expected' in tracks
+                                          else None),
+                                is_background=r.background if mark else None)
 
 
 # --- Writing shard files ------------------------------------------------------------------------
@@ -353,20 +370,21 @@ class WriteShardFn(beam.DoFn):
     Tagged outputs: 'rejected' gives (region_id, reason) for a stored window past a chromosome
     end ('out_of_bounds') or with more than `max_n_fraction` non-ACGT bases ('too_many_n');
     'totals' gives (split, float64 array (records, tasks): total counts over both strands in
-    the centred window) once per file: 8 bytes per record and task for the exact median.
+    the centred counts window) once per file, for peak records only (background records are
+    left out of the median): 8 bytes per record and task for the exact median.
     Records go straight from the reader into the file, so a worker holds at most one run of
     windows.
     """
 
-    def __init__(self, output_dir: str, spec: WindowSpec, sequence_length: int):
+    def __init__(self, output_dir: str, spec: WindowSpec, output_length: int):
         """Args:
           output_dir: folder of the shard files (local or remote).
           spec: what to read for each window.
-          sequence_length: L, for the centred window of the totals.
+          output_length: O, the counts window length, for the centred window of the totals.
         """
         self._output_dir = output_dir
         self._spec = spec
-        self._sequence_length = sequence_length
+        self._output_length = output_length
         self._reader = None
         self._tmp_dir = None
 
@@ -387,7 +405,7 @@ class WriteShardFn(beam.DoFn):
         path = os.path.join(self._tmp_dir, plan.filename) if self._tmp_dir else dest
         options = tf.io.TFRecordOptions(compression_type=schema.COMPRESSION,
                                         compression_level=COMPRESSION_LEVEL)
-        j, length = self._spec.max_jitter, self._sequence_length
+        j, length = self._spec.max_jitter, self._output_length
         totals, rejected, written = [], [], 0
         with tf.io.TFRecordWriter(path, options=options) as writer:
             for chunk in plan.chunks:
@@ -397,8 +415,9 @@ class WriteShardFn(beam.DoFn):
                         continue
                     writer.write(window.encode())
                     written += 1
-                    centre = window.profile[j:j + length]
-                    totals.append(centre.sum(axis=(0, 2), dtype=np.float64))
+                    if not region.background:
+                        centre = window.profile[j:j + length]
+                        totals.append(centre.sum(axis=(0, 2), dtype=np.float64))
         if self._tmp_dir:
             files_lib.publish_file(path, dest)
         _counter('regions_in').inc(plan.num_regions)
@@ -422,9 +441,9 @@ class WriteShards(beam.PTransform):
     'totals' (split, (records, tasks) array of totals).
     """
 
-    def __init__(self, output_dir: str, spec: WindowSpec, sequence_length: int):
+    def __init__(self, output_dir: str, spec: WindowSpec, output_length: int):
         super().__init__()
-        self._fn = WriteShardFn(output_dir, spec, sequence_length)
+        self._fn = WriteShardFn(output_dir, spec, output_length)
 
     def expand(self, plans):
         return (plans
