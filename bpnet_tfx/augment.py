@@ -1,8 +1,10 @@
 """Batched augmentation as tensor ops: random reverse complement and random jitter.
 
 Each function takes a whole batch: one-hot (batch, stored_length, 4) and counts
-(batch, stored_length, tasks, strands), and draws one random choice per example. The sequence
-and its counts always move together, so a motif's footprint stays aligned with the motif.
+(batch, stored_output_length, tasks, strands), and draws one random choice per example. The
+counts window may be narrower than the sequence window (models whose input is wider than their
+output); both are centred on the same base and stored with the same margin. The sequence and its
+counts always move together, so a motif's footprint stays aligned with the motif.
 Random draws are stateless, from a seed pair: the training step passes (step, replica id) so
 that replicas draw differently and a resumed run repeats the same draws. They run inside the
 distributed training step, on the accelerator when there is one. Evaluation and prediction use
@@ -16,47 +18,54 @@ import tensorflow as tf
 from bpnet_tfx import sequence
 
 
+def _output_length(profile: tf.Tensor, max_jitter: int) -> int:
+    return profile.shape[1] - 2 * max_jitter
+
+
 def center_crop(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: int,
                 max_jitter: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Cuts the centred window of `sequence_length` from windows stored with a margin.
+    """Cuts the centred windows from windows stored with a margin.
 
     Args:
       one_hot: (batch, sequence_length + 2 * max_jitter, 4).
-      profile: (batch, sequence_length + 2 * max_jitter, tasks, strands).
-      sequence_length: model window length.
+      profile: (batch, output_length + 2 * max_jitter, tasks, strands).
+      sequence_length: model input length.
       max_jitter: margin stored on each side.
 
     Returns:
-      (one_hot, profile) of length `sequence_length`.
+      (one_hot of length `sequence_length`, profile of length output_length).
     """
+    output_length = _output_length(profile, max_jitter)
     return (one_hot[:, max_jitter:max_jitter + sequence_length],
-            profile[:, max_jitter:max_jitter + sequence_length])
+            profile[:, max_jitter:max_jitter + output_length])
 
 
 def random_jitter(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: int,
                   max_jitter: int, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Cuts a window of `sequence_length` at a random shift in [-max_jitter, max_jitter].
+    """Cuts windows at a random shift in [-max_jitter, max_jitter].
 
     The shift is drawn per example and applied to the sequence and its counts together.
 
     Args:
       one_hot: (batch, sequence_length + 2 * max_jitter, 4).
-      profile: (batch, sequence_length + 2 * max_jitter, tasks, strands).
-      sequence_length: model window length.
+      profile: (batch, output_length + 2 * max_jitter, tasks, strands).
+      sequence_length: model input length.
       max_jitter: largest shift in bp; 0 gives the centred window.
       seed: int32/int64 tensor of shape [2] for the stateless draw.
 
     Returns:
-      (one_hot, profile) of length `sequence_length`.
+      (one_hot of length `sequence_length`, profile of length output_length).
     """
     if max_jitter == 0:
         return center_crop(one_hot, profile, sequence_length=sequence_length, max_jitter=0)
+    output_length = _output_length(profile, max_jitter)
     batch = tf.shape(one_hot)[0]
     starts = tf.random.stateless_uniform([batch, 1], seed, 0, 2 * max_jitter + 1,
                                          dtype=tf.int32)
     positions = starts + tf.range(sequence_length, dtype=tf.int32)[tf.newaxis, :]
+    out_positions = starts + tf.range(output_length, dtype=tf.int32)[tf.newaxis, :]
     return (tf.gather(one_hot, positions, batch_dims=1),
-            tf.gather(profile, positions, batch_dims=1))
+            tf.gather(profile, out_positions, batch_dims=1))
 
 
 def random_reverse_complement(one_hot: tf.Tensor, profile: tf.Tensor, *, seed: tf.Tensor,
@@ -87,8 +96,8 @@ def augment_batch(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: in
 
     Args:
       one_hot: (batch, sequence_length + 2 * max_jitter, 4).
-      profile: (batch, sequence_length + 2 * max_jitter, tasks, strands).
-      sequence_length: model window length.
+      profile: (batch, output_length + 2 * max_jitter, tasks, strands).
+      sequence_length: model input length.
       max_jitter: margin stored on each side.
       seed: [2] seed tensor; the two draws use seeds derived from it.
       jitter: shift windows randomly within the margin (else take the centre).
@@ -96,7 +105,8 @@ def augment_batch(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: in
       control: optional control counts shaped like `profile`; they move with the profile.
 
     Returns:
-      (one_hot, profile) of length `sequence_length`, plus the control when given.
+      (one_hot of length `sequence_length`, profile of length output_length), plus the
+      control when given.
     """
     tasks = profile.shape[2]
     tracks = profile if control is None else tf.concat([profile, control], axis=2)

@@ -42,8 +42,9 @@ def decode_batch(serialized: tf.Tensor, info: schema.RecordsInfo) -> dict[str, t
 
     Returns:
       {'region_id': (batch,) string, 'one_hot': (batch, stored_length, 4) uint8,
-       'profile': (batch, stored_length, tasks, strands) float32, and 'expected' and
-       'control' like 'profile' when the records hold them}.
+       'profile': (batch, stored_output_length, tasks, strands) float32, 'expected' and
+       'control' like 'profile' when the records hold them, and 'is_background' (batch,)
+       float32 0/1 when the records mark background regions}.
     """
     parsed = tf.io.parse_example(serialized, schema.feature_spec(info))
     out = {
@@ -58,6 +59,22 @@ def decode_batch(serialized: tf.Tensor, info: schema.RecordsInfo) -> dict[str, t
         if present:
             out[name] = tf.reshape(tf.io.decode_raw(parsed[key], tf.float32),
                                    (-1, *info.profile_shape))
+    if info.has_background:
+        out['is_background'] = tf.cast(parsed[schema.KEY_IS_BACKGROUND], tf.float32)
+    return out
+
+
+def crop_centre(batch: dict[str, tf.Tensor], info: schema.RecordsInfo) -> dict[str, tf.Tensor]:
+    """Cuts the stored margin off every track: one-hot to sequence_length, counts tracks
+    ('profile', 'expected', 'control') to output_length; other entries pass through."""
+    margin = info.max_jitter
+    lengths = {'one_hot': info.sequence_length}
+    out = {}
+    for key, value in batch.items():
+        if key in ('one_hot', 'profile', 'expected', 'control'):
+            length = lengths.get(key, info.output_length)
+            value = value[:, margin:margin + length]
+        out[key] = value
     return out
 
 
@@ -124,8 +141,9 @@ def make_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *, batc
 
     Returns:
       A dataset of {'one_hot': uint8 (batch, length, 4),
-                    'profile': float32 (batch, length, tasks, strands)}, plus 'control' like
-      'profile' when the records hold control tracks.
+                    'profile': float32 (batch, output length, tasks, strands)}, plus 'control'
+      like 'profile' when the records hold control tracks and 'is_background' (batch,) 0/1
+      when they mark background regions.
     """
     files = list_shards(records_dir, split)
     ds = _read_records(files, training=training, seed=seed, input_context=input_context,
@@ -135,15 +153,14 @@ def make_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *, batc
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE, deterministic=not training)
-    length, margin = info.sequence_length, info.max_jitter
-
-    keys = ('one_hot', 'profile', 'control') if info.has_control else ('one_hot', 'profile')
+    keys = ['one_hot', 'profile']
+    keys += ['control'] if info.has_control else []
+    keys += ['is_background'] if info.has_background else []
 
     def _prepare(serialized):
         batch = decode_batch(serialized, info)
-        if training:
-            return {k: batch[k] for k in keys}
-        return {k: batch[k][:, margin:margin + length] for k in keys}
+        batch = {k: batch[k] for k in keys}
+        return batch if training else crop_centre(batch, info)
 
     return ds.map(_prepare, num_parallel_calls=AUTOTUNE,
                   deterministic=not training).prefetch(AUTOTUNE)
@@ -173,19 +190,14 @@ def make_eval_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *,
                       batch_size: int) -> tf.data.Dataset:
     """Returns centred, unaugmented batches in a fixed order, with ids and expected tracks.
 
-    Each element is a dict: 'region_id', 'one_hot' (batch, length, 4) uint8, 'profile'
-    (batch, length, tasks, strands), and 'expected' and 'control' when the records hold them.
+    Each element is a dict: 'region_id', 'one_hot' (batch, sequence_length, 4) uint8,
+    'profile' (batch, output_length, tasks, strands), and 'expected', 'control' and
+    'is_background' when the records hold them.
     """
     files = list_shards(records_dir, split)
     ds = _read_records(files, training=False, seed=None, input_context=None).batch(batch_size)
-    length, margin = info.sequence_length, info.max_jitter
 
     def _prepare(serialized):
-        batch = decode_batch(serialized, info)
-        out: dict[str, Any] = {'region_id': batch['region_id']}
-        for key in ('one_hot', 'profile', 'expected', 'control'):
-            if key in batch:
-                out[key] = batch[key][:, margin:margin + length]
-        return out
+        return crop_centre(decode_batch(serialized, info), info)
 
     return ds.map(_prepare, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)

@@ -9,7 +9,16 @@ graph (ACGT in any case; N and any other character give a zero row, as `sequence
 does); a string of another length fails with an InvalidArgumentError naming the length wanted.
 `metadata.json` of the training records and the model config are copied next to it, so the
 export alone says what windows it expects. A model trained with control tracks takes a
-second input in both signatures, `control`: float32 (batch, length, tasks, strands) counts.
+second input in both signatures, `control`: float32 (batch, output_length, tasks, strands)
+counts. Profile outputs are output_length long, centred in the input window.
+
+Outputs are per strand whatever the training loss. For a model trained with
+profile_loss='joint' (one softmax over length x strands, one total count), `profile_probs` is
+still the softmax over positions within each strand (the joint distribution conditioned on the
+strand), `counts` splits the predicted total between the strands in proportion to each
+strand's share of the joint distribution, `log_counts` is log(1 + counts) per strand and
+`log_total_counts` the model's own log(1 + total). So evaluation, prediction and contribution
+scores treat both kinds of model alike.
 """
 
 from __future__ import annotations
@@ -30,7 +39,31 @@ SEQUENCE_SIGNATURE = 'serving_sequence'
 ONE_HOT_INPUT = 'one_hot'
 SEQUENCE_INPUT = 'sequence'
 CONTROL_INPUT = 'control'  # Only for models trained with control tracks.
-OUTPUTS = ('profile_probs', 'counts', 'profile_logits', 'log_counts')
+OUTPUTS = ('profile_probs', 'counts', 'profile_logits', 'log_counts', 'log_total_counts')
+
+
+def per_strand_outputs(logits: tf.Tensor, log_counts: tf.Tensor,
+                       joint: bool) -> dict[str, tf.Tensor]:
+    """The exported outputs from the model's logits (batch, length, [tasks,] strands) and
+    log counts (batch, [tasks,] strands or 1 when `joint`); see the module docstring."""
+    logits = tf.cast(logits, tf.float32)
+    log_counts = tf.cast(log_counts, tf.float32)
+    if joint:
+        log_total = log_counts
+        share = tf.nn.softmax(tf.reduce_logsumexp(logits, axis=1), axis=-1)
+        counts = tf.math.expm1(log_total) * share
+        log_counts = tf.math.log1p(counts)
+    else:
+        log_total = tf.math.log1p(tf.reduce_sum(tf.math.expm1(log_counts), axis=-1,
+                                                keepdims=True))
+        counts = tf.math.expm1(log_counts)
+    return {
+        'profile_probs': tf.nn.softmax(logits, axis=1),
+        'profile_logits': logits,
+        'log_counts': log_counts,
+        'counts': counts,
+        'log_total_counts': log_total,
+    }
 
 
 def _outputs(model: keras.Model, one_hot: tf.Tensor,
@@ -38,14 +71,8 @@ def _outputs(model: keras.Model, one_hot: tf.Tensor,
     inputs = one_hot if control is None else {model_lib.INPUT_NAME: one_hot,
                                               model_lib.CONTROL_INPUT_NAME: control}
     out = model(inputs, training=False)
-    logits = tf.cast(out[model_lib.PROFILE], tf.float32)
-    log_counts = tf.cast(out[model_lib.LOG_COUNTS], tf.float32)
-    return {
-        'profile_probs': tf.nn.softmax(logits, axis=1),
-        'profile_logits': logits,
-        'log_counts': log_counts,
-        'counts': tf.math.expm1(log_counts),
-    }
+    joint = int(out[model_lib.LOG_COUNTS].shape[-1]) != int(out[model_lib.PROFILE].shape[-1])
+    return per_strand_outputs(out[model_lib.PROFILE], out[model_lib.LOG_COUNTS], joint)
 
 
 def encode_sequences(sequences: tf.Tensor, length: int) -> tf.Tensor:
@@ -98,7 +125,8 @@ def export_saved_model(model: keras.Model, info: schema.RecordsInfo,
                                  name=ONE_HOT_INPUT)
     sequence_spec = tf.TensorSpec((None,), tf.string, name=SEQUENCE_INPUT)
     if config.use_control:
-        control_spec = tf.TensorSpec((None, length, config.num_tasks, config.num_strands),
+        control_spec = tf.TensorSpec((None, config.output_length, config.num_tasks,
+                                      config.num_strands),
                                      tf.float32, name=CONTROL_INPUT)
         archive.add_endpoint(
             name=SIGNATURE, fn=lambda one_hot, control: _outputs(model, one_hot, control),
@@ -146,13 +174,15 @@ def load_export_info(path: str) -> tuple[schema.RecordsInfo, model_lib.ModelConf
                                  'export?') from None
     except (OSError, ValueError, TypeError) as e:
         raise schema.SchemaError(f'{config_path}: cannot read the model config: {e}') from None
-    if (info.sequence_length, info.num_tasks, info.num_strands) != (
-            config.sequence_length, config.num_tasks, config.num_strands):
+    if (info.sequence_length, info.output_length, info.num_tasks, info.num_strands) != (
+            config.sequence_length, config.output_length, config.num_tasks,
+            config.num_strands):
         raise schema.SchemaError(
             f'{path}: export metadata inconsistent: {MODEL_CONFIG_FILENAME} says '
-            f'{config.sequence_length} bp, {config.num_tasks} task(s) x {config.num_strands} '
-            f'strand(s), {schema.METADATA_FILENAME} says {info.sequence_length} bp, '
-            f'{info.num_tasks} x {info.num_strands}')
+            f'{config.sequence_length} -> {config.output_length} bp, {config.num_tasks} '
+            f'task(s) x {config.num_strands} strand(s), {schema.METADATA_FILENAME} says '
+            f'{info.sequence_length} -> {info.output_length} bp, {info.num_tasks} x '
+            f'{info.num_strands}')
     return info, config
 
 

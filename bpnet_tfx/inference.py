@@ -99,8 +99,9 @@ class _Model:
         if self.config.num_tasks == 1:  # Model outputs drop the task axis; restore it.
             for k in ('profile_logits', 'profile_probs'):
                 out[k] = out[k][:, :, None, :]
-            for k in ('log_counts', 'counts'):
-                out[k] = out[k][:, None, :]
+            for k in ('log_counts', 'counts', 'log_total_counts'):
+                if k in out:  # log_total_counts: exports made before it was added lack it
+                    out[k] = out[k][:, None, :]
         return out
 
     def predicted_counts(self, one_hot: np.ndarray, control: np.ndarray | None = None, *,
@@ -163,7 +164,9 @@ def evaluate(saved_model: str, records_dir: str, split: str, *, batch_size: int 
     profile_auprc, profile_auprc_shuffled, count_pearson, count_spearman, n_examples. Overall
     NLLs are per window summed over tasks and strands, as the training loss sums them; the
     auPRC pools the labelled positions of every kept window (and, per task and overall, of
-    every strand and task), as BPNet does.
+    every strand and task), as BPNet does. Background records are left out of every metric
+    (`background_skipped` counts them). Profile NLLs are per strand for every model, also one
+    trained with the joint loss, so the two kinds of model compare directly.
 
     Args:
       saved_model: folder written by `export.export_saved_model`.
@@ -184,9 +187,12 @@ def evaluate(saved_model: str, records_dir: str, split: str, *, batch_size: int 
     if config.use_control and not info.has_control:
         raise EvaluateError(f'{saved_model} was trained with control tracks but {records_dir} '
                             'holds none; make the records with the same control bigWigs')
-    if info.sequence_length != config.sequence_length:
-        raise EvaluateError(f'{saved_model} takes {config.sequence_length}-bp windows but '
-                            f'{records_dir} holds {info.sequence_length}-bp windows')
+    if (info.sequence_length, info.output_length) != (config.sequence_length,
+                                                      config.output_length):
+        raise EvaluateError(f'{saved_model} maps {config.sequence_length}-bp windows to '
+                            f'{config.output_length}-bp profiles but {records_dir} holds '
+                            f'{info.sequence_length}-bp windows with {info.output_length}-bp '
+                            'counts')
     if (info.num_tasks, info.num_strands) != (config.num_tasks, config.num_strands):
         raise EvaluateError(f'{saved_model} predicts {config.num_tasks} task(s) x '
                             f'{config.num_strands} strand(s); {records_dir} holds '
@@ -196,20 +202,27 @@ def evaluate(saved_model: str, records_dir: str, split: str, *, batch_size: int 
     # Per (task, strand): labels, predicted and shuffled probabilities of labelled positions.
     auprc = {(t, s): ([], [], []) for t in range(info.num_tasks)
              for s in range(info.num_strands)}
-    uniform_lp = metrics.uniform_log_probs(info.sequence_length)
+    uniform_lp = metrics.uniform_log_probs(info.output_length)
     progress = _Progress('evaluate', 'examples', info.split_counts.get(split),
                          every=max(1, progress_every) * batch_size)
-    done = 0
+    done = background = 0
     for batch in data.make_eval_dataset(records_dir, info, split, batch_size=batch_size):
-        control = batch['control'].numpy() if 'control' in batch else None
-        out = model(batch['one_hot'].numpy(), control)
-        counts = batch['profile'].numpy()
+        if 'is_background' in batch:  # Metrics are over peaks; background is counted apart.
+            peak = batch['is_background'].numpy() == 0
+            background += int((~peak).sum())
+            if not peak.any():
+                continue
+            batch = {k: v.numpy()[peak] for k, v in batch.items()}
+        batch = {k: np.asarray(v) for k, v in batch.items()}
+        control = batch.get('control')
+        out = model(batch['one_hot'], control)
+        counts = batch['profile']
         parts['nll'].append(metrics.multinomial_nll(counts,
                                                     metrics.log_softmax(out['profile_logits'])))
         parts['uniform'].append(metrics.multinomial_nll(counts, uniform_lp[..., None, None]))
         if 'expected' in batch:
             parts['oracle'].append(metrics.multinomial_nll(
-                counts, metrics.expected_log_probs(batch['expected'].numpy())))
+                counts, metrics.expected_log_probs(batch['expected'])))
         probs = out['profile_probs']
         parts['jsd'].append(metrics.jensen_shannon_distance(counts, probs))
         parts['true'].append(np.log1p(counts.sum(axis=1)))
@@ -224,7 +237,8 @@ def evaluate(saved_model: str, records_dir: str, split: str, *, batch_size: int 
         done += len(counts)
         progress.update(done)
     if not parts['nll']:
-        raise EvaluateError(f'{records_dir}: the {split} split holds no records')
+        raise EvaluateError(f'{records_dir}: the {split} split holds no '
+                            + ('peak records' if background else 'records'))
     progress.update(done, final=True)
     arr = {k: np.concatenate(v) if v else None for k, v in parts.items()}
 
@@ -238,6 +252,7 @@ def evaluate(saved_model: str, records_dir: str, split: str, *, batch_size: int 
         'saved_model': os.path.abspath(saved_model),
         'records_dir': os.path.abspath(records_dir),
         'split': split,
+        'background_skipped': background,
         'overall': overall,
         'tasks': {},
     }

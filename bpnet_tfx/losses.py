@@ -2,9 +2,11 @@
 
 Both return one value per example, shape (batch,), and never average over the batch: Keras (or
 `tf.nn.compute_average_loss` in a custom loop) does the reduction, which is what keeps
-gradients right under a distribution strategy. The multinomial runs per strand (and per task):
-each strand's counts over the window are one multinomial draw from softmax(logits) over
+gradients right under a distribution strategy. `multinomial_nll` runs per strand (and per
+task): each strand's counts over the window are one multinomial draw from softmax(logits) over
 positions, as in the BPNet paper; the per-example value sums the strands' (and tasks') NLLs.
+`joint_multinomial_nll` (ChromBPNet, bpnet v2) draws both strands' counts from one softmax
+over length x strands.
 """
 
 from __future__ import annotations
@@ -39,6 +41,28 @@ def multinomial_nll(counts: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
         tf.math.multiply_no_nan(log_probs, counts), axis=1)
     nll = -log_likelihood
     return tf.reduce_sum(tf.reshape(nll, [tf.shape(nll)[0], -1]), axis=1)
+
+
+def joint_multinomial_nll(counts: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Multinomial NLL with one softmax over positions and strands together.
+
+    Args:
+      counts: observed counts, (batch, length, strands), or (batch, length, tasks, strands)
+        with one multinomial per task.
+      logits: unnormalised log-probabilities over (length, strands), same shape as `counts`.
+
+    Returns:
+      (batch,) float32: per example, the NLL of the counts over length x strands (summed over
+      tasks), multinomial coefficient included.
+    """
+    def _joined(x):  # (batch, length, [tasks,] strands) -> (batch, length * strands, [tasks])
+        x = tf.cast(x, tf.float32)
+        if x.shape.rank == 4:
+            x = tf.transpose(x, (0, 2, 1, 3))  # (batch, tasks, length, strands)
+            x = tf.reshape(x, [tf.shape(x)[0], tf.shape(x)[1], -1])
+            return tf.transpose(x, (0, 2, 1))
+        return tf.reshape(x, [tf.shape(x)[0], -1])
+    return multinomial_nll(_joined(counts), _joined(logits))
 
 
 def log_counts_mse(log_counts_true: tf.Tensor, log_counts_pred: tf.Tensor) -> tf.Tensor:

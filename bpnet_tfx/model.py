@@ -7,9 +7,20 @@ dropped: profile logits are (batch, length, strands) and log_counts (batch, stra
 the reference architecture (120,964 parameters for 4 input channels and 2 strands).
 
 With control tracks (`use_control`), the model takes a second input, the control counts
-(batch, length, tasks, strands), as in the BPNet paper: each task's profile logits get a
-learned 1x1 combination of its control profile, raw and smoothed over 50 bp, and its counts
+(batch, output_length, tasks, strands), as in the BPNet paper: each task's profile logits get
+a learned 1x1 combination of its control profile, raw and smoothed over 50 bp, and its counts
 head gets log(1 + control total) per strand as extra features.
+
+Two regimes. The reference (output_length = sequence_length) pads every convolution 'same',
+so outputs are as long as the input. The current one (bpnet v2, ChromBPNet; e.g. 2114 -> 1000)
+uses 'valid' convolutions: the stem, each dilated layer (its residual input cropped to match)
+and the profile head shrink the window, and the profile logits are then centre-cropped to
+output_length; the counts head pools the whole tower output. `crop_arithmetic` gives the
+lengths; an input too short for the requested output is refused.
+
+`profile_loss='joint'` (ChromBPNet's choice) makes the strands share one multinomial over
+length x strands, so the counts head predicts one log(1 + total) over both strands per task
+(last axis of size 1) instead of one per strand.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ LOG_COUNTS = schema.TARGET_LOG_COUNTS
 INPUT_NAME = 'one_hot'
 CONTROL_INPUT_NAME = 'control'
 CONTROL_SMOOTHING = 50  # bp window of the smoothed control profile.
+PROFILE_LOSSES = ('per_strand', 'joint')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +45,7 @@ class ModelConfig:
     """Architecture of a BPNet model. Defaults are the reference experiment's.
 
     Attributes:
-      sequence_length: input and output length in bp ('same' padding throughout).
+      sequence_length: input length in bp.
       num_channels: input channels (4 for ACGT).
       num_tasks: tasks; each gets its own profile and counts outputs.
       num_strands: strands per task (2 for stranded ChIP-nexus, 1 for unstranded data).
@@ -43,6 +55,10 @@ class ModelConfig:
       dilated_kernel_size: kernel of each dilated convolution.
       profile_kernel_size: kernel of the profile head convolution.
       use_control: take control counts as a second input (see module docstring).
+      output_length: profile output length in bp; 0 means sequence_length ('same' padding
+        throughout); shorter means 'valid' convolutions and a centre crop.
+      profile_loss: 'per_strand' (a multinomial per strand, counts per strand) or 'joint'
+        (one multinomial over length x strands, one total count per task).
     """
 
     sequence_length: int = 1000
@@ -55,16 +71,76 @@ class ModelConfig:
     dilated_kernel_size: int = 3
     profile_kernel_size: int = 25
     use_control: bool = False
+    output_length: int = 0
+    profile_loss: str = 'per_strand'
 
     def __post_init__(self):
+        if self.output_length == 0 and isinstance(self.sequence_length, int):
+            object.__setattr__(self, 'output_length', self.sequence_length)
+        if self.profile_loss not in PROFILE_LOSSES:
+            raise ValueError(f'ModelConfig.profile_loss must be one of {PROFILE_LOSSES}, got '
+                             f'{self.profile_loss!r}')
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.type in (str, 'str'):
+                continue
             if field.type in (bool, 'bool'):
                 if not isinstance(value, bool):
                     raise ValueError(f'ModelConfig.{field.name} must be a bool, got {value!r}')
             elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f'ModelConfig.{field.name} must be a positive integer, '
                                  f'got {value!r}')
+        if self.output_length > self.sequence_length:
+            raise ValueError(f'ModelConfig.output_length ({self.output_length}) must not exceed '
+                             f'sequence_length ({self.sequence_length})')
+        if self.valid_padding:
+            lengths = self.crop_arithmetic()
+            if lengths['profile_conv'] < self.output_length:
+                raise ValueError(
+                    f'a {self.sequence_length}-bp input is too short for {self.output_length}-bp '
+                    f'outputs with these layers: valid convolutions leave '
+                    f'{lengths["profile_conv"]} bp; the input must be at least '
+                    f'{self.required_input_length} bp (output + receptive field - 1)')
+            if (lengths['profile_conv'] - self.output_length) % 2:
+                raise ValueError(
+                    f'the profile head leaves {lengths["profile_conv"]} bp, which cannot be '
+                    f'centre-cropped to {self.output_length} bp (odd difference); change '
+                    'sequence_length or output_length by 1')
+
+    @property
+    def valid_padding(self) -> bool:
+        """Whether convolutions are 'valid' (output shorter than input)."""
+        return self.output_length < self.sequence_length
+
+    @property
+    def strands_out(self) -> int:
+        """Units of each task's counts head: one per strand, or one total for 'joint'."""
+        return 1 if self.profile_loss == 'joint' else self.num_strands
+
+    @property
+    def required_input_length(self) -> int:
+        """The shortest input giving output_length bases with valid convolutions."""
+        return self.output_length + self.receptive_field - 1
+
+    def crop_arithmetic(self) -> dict[str, int]:
+        """Window length after each block: stem, each dilated layer, profile head, output.
+
+        With 'same' padding every entry is sequence_length. With 'valid' padding a kernel k
+        with dilation d removes (k - 1) * d bases; the profile logits are then centre-cropped
+        to output_length ('output').
+        """
+        length = self.sequence_length
+        shrink = self.valid_padding
+        out = {'input': length}
+        length -= (self.stem_kernel_size - 1) if shrink else 0
+        out['stem_conv'] = length
+        for i in range(1, self.num_dilated_layers + 1):
+            length -= (self.dilated_kernel_size - 1) * 2**i if shrink else 0
+            out[f'dilated_conv_{i}'] = length
+        length -= (self.profile_kernel_size - 1) if shrink else 0
+        out['profile_conv'] = length
+        out['output'] = self.output_length
+        return out
 
     @property
     def receptive_field(self) -> int:
@@ -86,16 +162,25 @@ class ModelConfig:
         return cls(**d)
 
 
+def _padding(config: ModelConfig) -> str:
+    return 'valid' if config.valid_padding else 'same'
+
+
 def _stem(x, config: ModelConfig):
-    return keras.layers.Conv1D(config.filters, config.stem_kernel_size, padding='same',
-                               activation='relu', name='stem_conv')(x)
+    return keras.layers.Conv1D(config.filters, config.stem_kernel_size,
+                               padding=_padding(config), activation='relu',
+                               name='stem_conv')(x)
 
 
 def _dilated_tower(x, config: ModelConfig):
     for i in range(1, config.num_dilated_layers + 1):
-        conv = keras.layers.Conv1D(config.filters, config.dilated_kernel_size, padding='same',
-                                   activation='relu', dilation_rate=2**i,
-                                   name=f'dilated_conv_{i}')(x)
+        conv = keras.layers.Conv1D(config.filters, config.dilated_kernel_size,
+                                   padding=_padding(config), activation='relu',
+                                   dilation_rate=2**i, name=f'dilated_conv_{i}')(x)
+        if config.valid_padding:  # The residual input loses what the convolution lost.
+            lost = (config.dilated_kernel_size - 1) * 2**i
+            x = keras.layers.Cropping1D((lost // 2, lost - lost // 2),
+                                        name=f'residual_crop_{i}')(x)
         x = keras.layers.Add(name=f'residual_add_{i}')([x, conv])
     return x
 
@@ -141,7 +226,12 @@ def _profile_head(x, config: ModelConfig, control=None):
     for t in range(config.num_tasks):
         suffix = _task_suffix(config, t)
         task_logits = keras.layers.Conv1D(config.num_strands, config.profile_kernel_size,
-                                          padding='same', name=f'profile_conv{suffix}')(x)
+                                          padding=_padding(config),
+                                          name=f'profile_conv{suffix}')(x)
+        extra = config.crop_arithmetic()['profile_conv'] - config.output_length
+        if extra:
+            task_logits = keras.layers.Cropping1D((extra // 2, extra // 2),
+                                                  name=f'profile_crop{suffix}')(task_logits)
         if control is not None:
             raw = TaskSlice(t, name=f'control_profile{suffix}')(control)
             smooth = keras.layers.AveragePooling1D(CONTROL_SMOOTHING, strides=1,
@@ -153,7 +243,7 @@ def _profile_head(x, config: ModelConfig, control=None):
             task_logits = keras.layers.Add(name=f'profile_with_control{suffix}')(
                 [task_logits, bias])
         logits.append(task_logits)
-    stacked = _stack_tasks(logits, (config.sequence_length, config.num_tasks,
+    stacked = _stack_tasks(logits, (config.output_length, config.num_tasks,
                                     config.num_strands), 'profile_tasks')
     # Softmax and losses stay float32 even under a mixed-precision policy.
     return keras.layers.Activation('linear', dtype='float32', name=PROFILE)(stacked)
@@ -170,9 +260,9 @@ def _counts_head(x, config: ModelConfig, control=None):
                 TaskSlice(t, name=f'control_counts{suffix}')(control))
             features = keras.layers.Concatenate(name=f'counts_features{suffix}')(
                 [pooled, total])
-        outputs.append(keras.layers.Dense(config.num_strands,
+        outputs.append(keras.layers.Dense(config.strands_out,
                                           name=f'counts_dense{suffix}')(features))
-    stacked = _stack_tasks(outputs, (config.num_tasks, config.num_strands), 'counts_tasks')
+    stacked = _stack_tasks(outputs, (config.num_tasks, config.strands_out), 'counts_tasks')
     return keras.layers.Activation('linear', dtype='float32', name=LOG_COUNTS)(stacked)
 
 
@@ -183,16 +273,18 @@ def build_bpnet(config: ModelConfig) -> keras.Model:
       config: the architecture.
 
     Returns:
-      A functional `keras.Model` taking a float one-hot batch (batch, length, channels) (and,
-      with `use_control`, a dict {'one_hot': ..., 'control': (batch, length, tasks, strands)})
-      and returning {'profile': logits (batch, length[, tasks], strands),
-                     'log_counts': log(1 + counts) (batch[, tasks], strands)}.
+      A functional `keras.Model` taking a float one-hot batch (batch, sequence_length,
+      channels) (and, with `use_control`, a dict {'one_hot': ...,
+      'control': (batch, output_length, tasks, strands)}) and returning
+      {'profile': logits (batch, output_length[, tasks], strands),
+       'log_counts': log(1 + counts) (batch[, tasks], strands), or (batch[, tasks], 1) of the
+       total over both strands with profile_loss='joint'}.
     """
     one_hot = keras.Input((config.sequence_length, config.num_channels), name=INPUT_NAME)
     control = None
     inputs = one_hot
     if config.use_control:
-        control = keras.Input((config.sequence_length, config.num_tasks, config.num_strands),
+        control = keras.Input((config.output_length, config.num_tasks, config.num_strands),
                              name=CONTROL_INPUT_NAME)
         inputs = {INPUT_NAME: one_hot, CONTROL_INPUT_NAME: control}
     body = _dilated_tower(_stem(one_hot, config), config)

@@ -2,8 +2,10 @@
 
     python -m bpnet_tfx.train --flagfile=configs/demo.flags
 
-Flags become a `trainer.TrainConfig` once; the records' metadata.json fixes the window length,
-tasks and strands. The loop itself is `trainer.train`. Writes to --model_dir:
+Flags become a `trainer.TrainConfig` once; the records' metadata.json fixes the input and
+output lengths (an output shorter than the input means valid convolutions; see model.py),
+tasks and strands; `--dry_run` prints the window length after every layer and the receptive
+field. The loop itself is `trainer.train`. Writes to --model_dir:
 train_config.json, checkpoints/ (resumable state every epoch, best weights), logs/
 (TensorBoard), history.csv, train_summary.json, and the SavedModel (default
 <model_dir>/export). Re-running the same command after an interruption resumes.
@@ -29,15 +31,21 @@ _BATCH_SIZE = flags.DEFINE_integer('batch_size', 512, 'Global batch size, over a
 _LEARNING_RATE = flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
 _COUNTS_LOSS_WEIGHT = flags.DEFINE_string(
     'counts_loss_weight', '10',
-    "Weight of the log-counts MSE against the profile NLL: a number, or 'auto' for the median "
-    'total counts of the training records / 10 (from metadata.json).')
+    "Weight of the log-counts MSE against the profile NLL: a number, or 'auto' for each task's "
+    'median total counts (both strands, output window, peak records only: background is '
+    'left out) of the training records / 10, from metadata.json.')
 _FILTERS = flags.DEFINE_integer('filters', 64, 'Channels of every body convolution.')
 _STEM_KERNEL_SIZE = flags.DEFINE_integer('stem_kernel_size', 25,
                                          'Kernel size (bp) of the first convolution.')
 _NUM_DILATED_LAYERS = flags.DEFINE_integer(
     'num_dilated_layers', 9, 'Dilated residual layers; dilations 2, 4, ..., 2**layers.')
-_PROFILE_KERNEL_SIZE = flags.DEFINE_integer('profile_kernel_size', 25,
-                                            'Kernel size (bp) of the profile head.')
+_PROFILE_KERNEL_SIZE = flags.DEFINE_integer(
+    'profile_kernel_size', 25, 'Kernel size (bp) of the profile head (75 in the 2114 -> 1000 '
+    'regime of bpnet v2 and ChromBPNet).')
+_PROFILE_LOSS = flags.DEFINE_enum(
+    'profile_loss', 'per_strand', ['per_strand', 'joint'],
+    'per_strand: one multinomial per strand and a count per strand (BPNet paper); joint: one '
+    'multinomial over length x strands and one total count per task (ChromBPNet, bpnet v2).')
 _SHUFFLE_BUFFER = flags.DEFINE_integer('shuffle_buffer', 10_000,
                                        'Records in the training shuffle buffer.')
 _REVERSE_COMPLEMENT = flags.DEFINE_bool(
@@ -116,7 +124,8 @@ def config_from_flags(info):
         raise trainer.TrainError(f'--learning_rate must be > 0, got {_LEARNING_RATE.value}')
     try:
         model_config = model_lib.ModelConfig(
-            sequence_length=info.sequence_length, num_channels=4, num_tasks=info.num_tasks,
+            sequence_length=info.sequence_length, output_length=info.output_length,
+            profile_loss=_PROFILE_LOSS.value, num_channels=4, num_tasks=info.num_tasks,
             num_strands=info.num_strands, filters=_FILTERS.value,
             stem_kernel_size=_STEM_KERNEL_SIZE.value,
             num_dilated_layers=_NUM_DILATED_LAYERS.value,

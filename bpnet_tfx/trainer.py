@@ -159,15 +159,27 @@ def _targets(profile: tf.Tensor, num_tasks: int) -> tuple[tf.Tensor, tf.Tensor]:
     return targets[schema.TARGET_PROFILE], targets[schema.TARGET_LOG_COUNTS]
 
 
+def check_model_fits_records(config: model_lib.ModelConfig, info: schema.RecordsInfo) -> None:
+    """Raises TrainError unless the model's input and output lengths are the records'."""
+    if (config.sequence_length, config.output_length) != (info.sequence_length,
+                                                          info.output_length):
+        raise TrainError(f'the model maps {config.sequence_length} -> {config.output_length} '
+                         f'bp but the records hold {info.sequence_length}-bp sequences and '
+                         f'{info.output_length}-bp counts')
+
+
 def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
                         optimizer: keras.optimizers.Optimizer, config: TrainConfig,
                         info: schema.RecordsInfo) -> tuple[Callable, Callable]:
     """Builds the distributed train and eval steps.
 
     Both return per-batch sums over the global batch: {'loss', 'profile_nll' (summed over
-    tasks), 'log_counts_mse' (averaged over tasks), 'examples'} and, with several tasks,
-    'profile_nll/<task>' and 'log_counts_mse/<task>'; dividing by 'examples' gives
-    example-weighted means.
+    tasks), 'log_counts_mse' (averaged over tasks), 'examples', 'peak_examples'} and, with
+    several tasks, 'profile_nll/<task>' and 'log_counts_mse/<task>'; dividing by 'examples'
+    (by 'peak_examples' for the profile NLLs) gives example-weighted means. Background
+    records (`is_background`) add nothing to the profile loss: they train the counts heads
+    only, as in bpnet v2 and ChromBPNet. With profile_loss='joint' the profile NLL is one
+    multinomial over length x strands and the counts target is log(1 + total of both strands).
 
     Returns:
       (train_step(iterator, step), eval_step(batch)), tf.functions to call in cross-replica
@@ -177,9 +189,14 @@ def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
     weights = task_weights(config, num_tasks)
     length, margin = info.sequence_length, info.max_jitter
     use_control = config.model.use_control
+    joint = config.model.profile_loss == 'joint'
+    profile_nll = losses.joint_multinomial_nll if joint else losses.multinomial_nll
 
-    def _losses(one_hot, profile, control, training):
+    def _losses(one_hot, profile, control, is_background, training):
         counts, log_counts = _targets(profile, num_tasks)
+        if joint:  # One total over both strands: (batch[, tasks], 1).
+            log_counts = tf.math.log1p(tf.reduce_sum(tf.math.expm1(log_counts), axis=-1,
+                                                     keepdims=True))
         inputs = tf.cast(one_hot, tf.float32)
         if use_control:
             inputs = {model_lib.INPUT_NAME: inputs, model_lib.CONTROL_INPUT_NAME: control}
@@ -188,18 +205,23 @@ def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
         if num_tasks == 1:  # Give every tensor a task axis: (batch, [length,] tasks, strands).
             counts, logits = counts[:, :, None], logits[:, :, None]
             log_counts, pred_log_counts = log_counts[:, None], pred_log_counts[:, None]
-        nll = tf.stack([losses.multinomial_nll(counts[:, :, t], logits[:, :, t])
+        nll = tf.stack([profile_nll(counts[:, :, t], logits[:, :, t])
                         for t in range(num_tasks)], axis=1)  # (batch, tasks)
+        peak = tf.ones_like(nll[:, 0])
+        if is_background is not None:  # Background trains the counts heads only.
+            peak = 1.0 - tf.cast(is_background, tf.float32)
+            nll = nll * peak[:, None]
         mse = tf.stack([losses.log_counts_mse(log_counts[:, t], pred_log_counts[:, t])
                         for t in range(num_tasks)], axis=1)
         per_example = tf.reduce_sum(nll + tf.constant(weights, tf.float32) * mse, axis=1)
-        return nll, mse, per_example
+        return nll, mse, per_example, peak
 
-    def _sums(nll, mse, per_example):
+    def _sums(nll, mse, per_example, peak):
         out = {'loss': tf.reduce_sum(per_example),
                'profile_nll': tf.reduce_sum(nll),
                'log_counts_mse': tf.reduce_sum(tf.reduce_mean(mse, axis=1)),
-               'examples': tf.cast(tf.shape(nll)[0], tf.float32)}
+               'examples': tf.cast(tf.shape(nll)[0], tf.float32),
+               'peak_examples': tf.reduce_sum(peak)}
         if num_tasks > 1:
             for t, task in enumerate(info.tasks):
                 out[f'profile_nll/{task}'] = tf.reduce_sum(nll[:, t])
@@ -217,17 +239,19 @@ def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
         one_hot, profile = augmented[:2]
         control = augmented[2] if len(augmented) > 2 else None
         with tf.GradientTape() as tape:
-            nll, mse, per_example = _losses(one_hot, profile, control, True)
+            nll, mse, per_example, peak = _losses(one_hot, profile, control,
+                                                  batch.get('is_background'), True)
             loss = tf.nn.compute_average_loss(per_example,
                                               global_batch_size=config.batch_size)
             # float16 needs loss scaling (LossScaleOptimizer unscales); others pass through.
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return _sums(nll, mse, per_example)
+        return _sums(nll, mse, per_example, peak)
 
     def _replica_eval(batch):
-        return _sums(*_losses(batch['one_hot'], batch['profile'], batch.get('control'), False))
+        return _sums(*_losses(batch['one_hot'], batch['profile'], batch.get('control'),
+                              batch.get('is_background'), False))
 
     def _reduce(per_replica):
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
@@ -380,6 +404,7 @@ def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
     if config.batch_size % replicas:
         raise TrainError(f'--batch_size={config.batch_size} is not divisible by the '
                          f'{replicas} replicas')
+    check_model_fits_records(config.model, info)
     n_train = info.split_counts.get('train', 0)
     n_valid = info.split_counts.get('valid', 0)
     if n_train == 0:
@@ -398,11 +423,19 @@ def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
         batch = next(iter(data.make_dataset(config.records_dir, info, 'train',
                                             batch_size=config.batch_size, training=True,
                                             shuffle_buffer=1)))
+        lengths = config.model.crop_arithmetic()
+        print('window lengths (bp): ' + ' -> '.join(f'{k} {v}' for k, v in lengths.items()))
         print(f'parameters: {model.count_params():,}; receptive field: '
-              f'{config.model.receptive_field} bp; records: train {n_train}, valid {n_valid}; '
-              f'first batch one_hot {tuple(batch["one_hot"].shape)}, profile '
+              f'{config.model.receptive_field} bp; input {config.model.sequence_length} bp -> '
+              f'output {config.model.output_length} bp '
+              f'({"valid" if config.model.valid_padding else "same"} padding, profile loss '
+              f'{config.model.profile_loss}); records: train {n_train}, valid {n_valid}'
+              + (f' (background: {dict(info.background_counts)})' if info.has_background
+                 else '')
+              + f'; first batch one_hot {tuple(batch["one_hot"].shape)}, profile '
               f'{tuple(batch["profile"].shape)}; replicas: {replicas}')
-        return {'dry_run': True, 'parameters': model.count_params()}
+        return {'dry_run': True, 'parameters': model.count_params(),
+                'receptive_field': config.model.receptive_field, 'lengths': lengths}
 
     skipped = _check_readable(config, info) if config.skip_corrupt_records else {}
     steps_per_epoch = config.steps_per_epoch or math.ceil(n_train / config.batch_size)
@@ -472,7 +505,7 @@ def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
         train_seconds += seconds
         train_examples += int(sums['examples'])
         timed_total += timed_examples
-        row = {k: v / max(sums['examples'], 1) for k, v in sums.items() if k != 'examples'}
+        row = _means(sums)
         row['examples_per_second'] = timed_examples / max(seconds, 1e-9)
         row['input_examples_per_second'] = input_rate
         if n_valid:
@@ -565,5 +598,16 @@ def _evaluate(strategy, eval_step, config: TrainConfig,
                 sums[k] += float(v)
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
         raise _name_corrupt_shard(config, 'valid', e) from None
-    n = max(sums['examples'], 1)
-    return {f'val_{k}': v / n for k, v in sums.items() if k != 'examples'}
+    return {f'val_{k}': v for k, v in _means(sums).items()}
+
+
+def _means(sums: dict[str, float]) -> dict[str, float]:
+    """Example-weighted means of step sums; profile NLLs are over peak (non-background)
+    examples, everything else over all examples."""
+    out = {}
+    for k, v in sums.items():
+        if k in ('examples', 'peak_examples'):
+            continue
+        n = sums['peak_examples'] if k.startswith('profile_nll') else sums['examples']
+        out[k] = v / max(n, 1)
+    return out

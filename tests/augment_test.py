@@ -94,3 +94,37 @@ def test_draws_differ_by_seed_and_repeat_for_the_same_seed():
     np.testing.assert_array_equal(run([1, 0]), run([1, 0]))
     assert not np.array_equal(run([1, 0]), run([1, 1]))  # e.g. another replica
     assert not np.array_equal(run([1, 0]), run([2, 0]))  # the next step
+
+
+def test_narrower_counts_window_stays_aligned_under_jitter_and_reverse_complement():
+    # Input 40 bp, output 20 bp, margin 5: the stored counts start 10 bp into the stored
+    # sequence. Mark stored sequence position p (an 'A') and stored counts position p - 10
+    # (plus strand); after any shift and flip the two marks must stay 10 bp apart in the
+    # cut windows (reversed: mirrored about the shared centre).
+    n, length, out_len, margin = 64, 40, 20, 5
+    rng = np.random.default_rng(0)
+    one_hot = np.zeros((n, length + 2 * margin, 4), np.float32)
+    profile = np.zeros((n, out_len + 2 * margin, 1, 2), np.float32)
+    marks = rng.integers(16, 34, n)
+    one_hot[np.arange(n), marks, 0] = 1
+    profile[np.arange(n), marks - 10, 0, 0] = 1
+    seq, counts = augment.augment_batch(tf.constant(one_hot), tf.constant(profile),
+                                        sequence_length=length, max_jitter=margin,
+                                        seed=tf.constant([3, 4]))
+    seq, counts = seq.numpy(), counts.numpy()
+    assert seq.shape == (n, length, 4) and counts.shape == (n, out_len, 1, 2)
+    flipped = 0
+    for i in range(n):
+        base_pos = np.flatnonzero(seq[i].sum(-1))
+        count_pos = np.argwhere(counts[i, :, 0] > 0)
+        if len(count_pos) == 0:  # the mark was shifted out of the 20-bp window
+            continue
+        (pos, strand), = count_pos
+        forward = seq[i, base_pos[0], 0] == 1  # still an A: not flipped
+        flipped += not forward
+        assert strand == (0 if forward else 1)
+        assert base_pos[0] - pos == 10
+    assert 10 < flipped < 54
+    centre = augment.center_crop(tf.constant(one_hot), tf.constant(profile),
+                                 sequence_length=length, max_jitter=margin)
+    assert centre[0].shape == (n, length, 4) and centre[1].shape == (n, out_len, 1, 2)

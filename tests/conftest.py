@@ -46,13 +46,22 @@ def synthetic_window(rng: np.random.Generator, stored_length: int, *, reverse: b
 
 def write_records(records_dir: str, *, split_counts: dict[str, int], sequence_length: int = 200,
                   max_jitter: int = 0, num_shards: int = 2, seed: int = 0,
-                  with_expected: bool = False) -> schema.RecordsInfo:
-    """Writes a records folder of synthetic windows, as make_records would lay it out."""
+                  with_expected: bool = False, output_length: int = 0,
+                  background_every: int = 0) -> schema.RecordsInfo:
+    """Writes a records folder of synthetic windows, as make_records would lay it out.
+
+    With `output_length`, the counts are the centred output_length (+ margins) of each window;
+    with `background_every` = k, every k-th record is a background region (random sequence,
+    sparse noise counts) and every record carries the background flag.
+    """
     import tensorflow as tf
     rng = np.random.default_rng(seed)
     os.makedirs(records_dir, exist_ok=True)
     stored = sequence_length + 2 * max_jitter
+    output_length = output_length or sequence_length
+    cut = (sequence_length - output_length) // 2
     totals = []
+    background_counts = {}
     for split, n in split_counts.items():
         writers = [tf.io.TFRecordWriter(
             os.path.join(records_dir, schema.shard_filename(split, i, num_shards)),
@@ -60,18 +69,27 @@ def write_records(records_dir: str, *, split_counts: dict[str, int], sequence_le
         for i in range(n):
             one_hot, profile, _ = synthetic_window(rng, stored, reverse=bool(i % 2),
                                                    total=float(rng.integers(50, 400)))
+            background = bool(background_every) and i % background_every == background_every - 1
+            if background:
+                one_hot = sequence.one_hot(''.join(rng.choice(list('ACGT'), stored)))
+                profile = rng.poisson(0.05, profile.shape).astype(np.float32)
+                background_counts[split] = background_counts.get(split, 0) + 1
+            profile = profile[cut:stored - cut]
             expected = profile + 0.01 if with_expected else None
-            record = schema.encode_record(f'chr{split}:{i * stored}-{(i + 1) * stored}',
-                                          f'chr{split}', i * stored, one_hot, profile, expected)
+            record = schema.encode_record(
+                f'chr{split}:{i * stored}-{(i + 1) * stored}', f'chr{split}', i * stored,
+                one_hot, profile, expected,
+                is_background=background if background_every else None)
             writers[i % num_shards].write(record)
-            if split == 'train':
-                totals.append(float(profile[max_jitter:max_jitter + sequence_length].sum()))
+            if split == 'train' and not background:
+                totals.append(float(profile[max_jitter:max_jitter + output_length].sum()))
         for w in writers:
             w.close()
     info = schema.RecordsInfo(
         sequence_length=sequence_length, max_jitter=max_jitter, tasks=('synthetic',),
         split_counts=dict(split_counts), num_shards={s: num_shards for s in split_counts},
-        has_expected=with_expected,
+        has_expected=with_expected, output_length=output_length,
+        has_background=bool(background_every), background_counts=background_counts,
         median_total_counts=(float(np.median(totals)),) if totals else (),
         source={'made_by': 'tests/conftest.py write_records'})
     info.save(records_dir)

@@ -129,11 +129,11 @@ def test_inconsistent_export_metadata_is_refused(tiny_export, tmp_path):
     # model_config.json disagreeing with metadata.json.
     broken = str(tmp_path / 'broken')
     shutil.copytree(export_dir, broken)
-    _rewrite(broken, export.MODEL_CONFIG_FILENAME, sequence_length=100)
+    _rewrite(broken, export.MODEL_CONFIG_FILENAME, sequence_length=100, output_length=100)
     with pytest.raises(schema.SchemaError, match='export metadata inconsistent.*100 bp'):
         export.load_export_info(broken)
     # Both files agreeing with each other, not with the SavedModel's input.
-    _rewrite(broken, schema.METADATA_FILENAME, sequence_length=100)
+    _rewrite(broken, schema.METADATA_FILENAME, sequence_length=100, output_length=100)
     _, config = export.load_export_info(broken)
     with pytest.raises(schema.SchemaError, match=r'takes one-hot windows of shape \(200, 4\)'):
         export.load_saved_model(broken, config)

@@ -79,3 +79,20 @@ def test_multinomial_nll_gradient_is_probs_times_total_minus_counts():
     grad = tape.gradient(nll, logits).numpy()
     probs = special.softmax(logits.numpy(), axis=1)
     np.testing.assert_allclose(grad, 4.0 * probs - counts.numpy(), rtol=1e-5)
+
+
+def test_joint_multinomial_nll_is_one_multinomial_over_length_and_strands():
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(1.0, (4, 30, 2)).astype(np.float32)
+    logits = rng.normal(size=(4, 30, 2)).astype(np.float32)
+    got = losses.joint_multinomial_nll(counts, logits).numpy()
+    flat_counts, flat_logits = counts.reshape(4, 60), logits.reshape(4, 60)
+    dist = tfp.distributions.Multinomial(total_count=flat_counts.sum(-1), logits=flat_logits)
+    np.testing.assert_allclose(got, -dist.log_prob(flat_counts).numpy(), rtol=1e-5)
+    # It differs from the per-strand loss: the strands' shares are part of the likelihood.
+    assert not np.allclose(got, losses.multinomial_nll(counts, logits).numpy())
+    # With tasks: one joint multinomial per task, summed.
+    counts4 = np.stack([counts, counts[::-1]], axis=2)  # (4, 30, 2 tasks, 2 strands)
+    logits4 = np.stack([logits, logits[::-1]], axis=2)
+    np.testing.assert_allclose(losses.joint_multinomial_nll(counts4, logits4).numpy(),
+                               got + got[::-1], rtol=1e-5)

@@ -85,3 +85,71 @@ def test_control_inputs_add_exactly_the_control_weights():
     assert not np.allclose(out['log_counts'].numpy(), out2['log_counts'].numpy())
     rebuilt = type(model).from_config(model.get_config())
     assert rebuilt.count_params() == model.count_params()
+
+
+@pytest.mark.parametrize('layers,stem,profile', [(8, 21, 75), (6, 21, 75), (4, 11, 25),
+                                                 (2, 5, 3)])
+def test_valid_padding_crop_arithmetic_gives_the_output_length(layers, stem, profile):
+    output_length = 50
+    probe = model_lib.ModelConfig(sequence_length=5000, output_length=50, filters=4,
+                                  stem_kernel_size=stem, num_dilated_layers=layers,
+                                  profile_kernel_size=profile)
+    needed = probe.required_input_length
+    # stem - 1 + 2 * (2 + 4 + ... + 2**layers) + profile - 1 bases are lost.
+    assert needed == output_length + stem - 1 + 2 * (2**(layers + 1) - 2) + profile - 1
+    for extra in (0, 10):  # exactly enough, and 10 bp more (cropped 5 + 5)
+        config = model_lib.ModelConfig(sequence_length=needed + extra, output_length=50,
+                                       filters=4, stem_kernel_size=stem,
+                                       num_dilated_layers=layers, profile_kernel_size=profile)
+        lengths = config.crop_arithmetic()
+        assert lengths['profile_conv'] == output_length + extra and lengths['output'] == 50
+        model = model_lib.build_bpnet(config)
+        out = model(np.zeros((2, needed + extra, 4), np.float32))
+        assert tuple(out['profile'].shape) == (2, 50, 2)
+        assert tuple(out['log_counts'].shape) == (2, 2)
+        # Every layer's output is as long as the arithmetic says.
+        for name, length in lengths.items():
+            if name not in ('input', 'output'):
+                assert model.get_layer(name).output.shape[1] == length, name
+        # Valid padding changes lengths, not parameters.
+        same = model_lib.ModelConfig(sequence_length=needed + extra, filters=4,
+                                     stem_kernel_size=stem, num_dilated_layers=layers,
+                                     profile_kernel_size=profile)
+        assert model.count_params() == model_lib.build_bpnet(same).count_params()
+
+
+def test_valid_padding_output_is_centred_and_translation_equivariant():
+    config = model_lib.ModelConfig(sequence_length=60, output_length=20, filters=4,
+                                   stem_kernel_size=5, num_dilated_layers=2,
+                                   profile_kernel_size=5)
+    model = model_lib.build_bpnet(config)
+    x = np.random.default_rng(1).integers(0, 2, (1, 80, 4)).astype(np.float32)
+    # Output position i of the window starting at s sees the same bases as output
+    # position i - 4 of the window starting at s + 4.
+    a = model(x[:, 0:60])['profile'].numpy()
+    b = model(x[:, 4:64])['profile'].numpy()
+    np.testing.assert_allclose(a[:, 4:], b[:, :-4], rtol=1e-5, atol=1e-5)
+
+
+def test_too_short_input_and_odd_crop_are_refused():
+    with pytest.raises(ValueError, match='at least 3138 bp'):
+        model_lib.ModelConfig(sequence_length=2114, output_length=1000, stem_kernel_size=21,
+                              profile_kernel_size=75)  # 9 dilated layers need 3138 bp
+    with pytest.raises(ValueError, match='odd difference'):
+        model_lib.ModelConfig(sequence_length=2117, output_length=1001, stem_kernel_size=22,
+                              profile_kernel_size=75, num_dilated_layers=8)  # 1002 left
+    with pytest.raises(ValueError, match='must not exceed'):
+        model_lib.ModelConfig(sequence_length=100, output_length=120)
+
+
+def test_chip_nexus_2114_regime_and_joint_counts_head():
+    config = model_lib.ModelConfig(sequence_length=2114, output_length=1000,
+                                   stem_kernel_size=21, profile_kernel_size=75,
+                                   num_dilated_layers=8, profile_loss='joint')
+    assert config.receptive_field == 1115 and config.required_input_length == 2114
+    out = model_lib.build_bpnet(config)(np.zeros((1, 2114, 4), np.float32))
+    assert tuple(out['profile'].shape) == (1, 1000, 2)
+    assert tuple(out['log_counts'].shape) == (1, 1)  # one total over both strands
+    with pytest.raises(ValueError, match='profile_loss'):
+        model_lib.ModelConfig(profile_loss='pooled')
+    assert model_lib.ModelConfig.from_dict(config.to_dict()) == config

@@ -344,3 +344,102 @@ def test_two_workers_on_loopback_train_and_only_the_chief_writes(small_records, 
     assert (model_dir / 'export' / 'saved_model.pb').exists()
     leftovers = [p.name for p in model_dir.iterdir() if p.name.startswith('.worker')]
     assert leftovers == []  # the other worker's scratch checkpoints are gone
+
+
+def _wide_records(tmp_path, background_every=4):
+    from conftest import write_records
+    path = str(tmp_path / 'wide_records')
+    # 96 -> 40 bp with 2 dilated layers, stem 9, profile kernel 25: 8 + 12 + 24 = 44 + 12 spare.
+    info = write_records(path, split_counts={'train': 48, 'valid': 16}, sequence_length=96,
+                         output_length=40, max_jitter=6, with_expected=True,
+                         background_every=background_every)
+    return path, info
+
+
+def _wide_model(info, **kw):
+    return model_lib.ModelConfig(sequence_length=info.sequence_length,
+                                 output_length=info.output_length, filters=8,
+                                 stem_kernel_size=9, num_dilated_layers=2,
+                                 profile_kernel_size=25, **kw)
+
+
+def test_background_examples_add_no_profile_loss(tmp_path):
+    import keras
+    import tensorflow as tf
+    records_dir, info = _wide_records(tmp_path)
+    config = _config(records_dir, str(tmp_path / 'm'), info, model=_wide_model(info),
+                     counts_loss_weight=2.0)
+    strategy = tf.distribute.get_strategy()
+    keras.utils.set_random_seed(0)
+    model = model_lib.build_bpnet(config.model)
+    optimizer = keras.optimizers.Adam()
+    _, eval_step = trainer.make_step_functions(strategy, model, optimizer, config, info)
+    batch = next(iter(trainer.data.make_dataset(records_dir, info, 'train', batch_size=48,
+                                                training=False)))
+    background = batch['is_background'].numpy()
+    assert background.sum() == 12  # every 4th record
+    peaks_only = {k: tf.boolean_mask(v, background == 0) for k, v in batch.items()}
+    bg_only = {k: tf.boolean_mask(v, background == 1) for k, v in batch.items()}
+    mixed, peaks, bg = (eval_step(b) for b in (batch, peaks_only, bg_only))
+    assert float(bg['profile_nll']) == 0.0 and float(bg['peak_examples']) == 0.0
+    # Background loss is the weighted counts MSE alone.
+    np.testing.assert_allclose(float(bg['loss']), 2.0 * float(bg['log_counts_mse']), rtol=1e-5)
+    np.testing.assert_allclose(float(mixed['profile_nll']), float(peaks['profile_nll']),
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(mixed['loss']), float(peaks['loss']) + float(bg['loss']),
+                               rtol=1e-5)
+    assert float(mixed['peak_examples']) == 36 and float(mixed['examples']) == 48
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('profile_loss', ['per_strand', 'joint'])
+def test_wide_input_model_with_background_trains_exports_and_evaluates(tmp_path,
+                                                                       profile_loss):
+    import tensorflow as tf
+
+    from bpnet_tfx import inference
+    records_dir, info = _wide_records(tmp_path)
+    config = _config(records_dir, str(tmp_path / profile_loss), info, epochs=3,
+                     model=_wide_model(info, profile_loss=profile_loss))
+    summary = trainer.train(config, info)
+    rows = list(csv.DictReader(open(os.path.join(config.model_dir, 'history.csv'))))
+    assert float(rows[-1]['val_profile_nll']) < float(rows[0]['val_profile_nll'])  # learns
+    out = tf.saved_model.load(summary['export_dir']).signatures['serving_default'](
+        one_hot=tf.zeros((2, 96, 4)))
+    assert tuple(out['profile_probs'].shape) == (2, 40, 2)
+    np.testing.assert_allclose(out['profile_probs'].numpy().sum(axis=1), 1.0, rtol=1e-4)
+    # Per-strand counts add up to the total, whichever loss trained the model.
+    np.testing.assert_allclose(out['counts'].numpy().sum(-1),
+                               np.expm1(out['log_total_counts'].numpy()[:, 0]), rtol=1e-4)
+    result = inference.evaluate(summary['export_dir'], records_dir, 'valid', batch_size=7)
+    assert result['background_skipped'] == 4 and result['overall']['n_examples'] == 12
+    overall = result['overall']
+    assert overall['profile_nll'] < overall['uniform_profile_nll']
+    # The records fix the lengths: a model of other lengths is refused.
+    other = _config(records_dir, str(tmp_path / 'other'), info,
+                    model=model_lib.ModelConfig(sequence_length=96, filters=8,
+                                                num_dilated_layers=2))
+    with pytest.raises(trainer.TrainError, match='records hold 96-bp sequences and 40-bp'):
+        trainer.train(other, info)
+
+
+def test_cli_dry_run_reports_receptive_field_and_crops(tmp_path):
+    records_dir, _ = _wide_records(tmp_path)
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}',
+         f'--model_dir={tmp_path / "m"}', '--dry_run', '--batch_size=8', '--filters=8',
+         '--stem_kernel_size=9', '--num_dilated_layers=2', '--profile_kernel_size=25',
+         '--profile_loss=joint'], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'receptive field: 45 bp' in proc.stdout  # 9 + 2 * (2 + 4) + 25 - 1
+    assert ('input 96 -> stem_conv 88 -> dilated_conv_1 84 -> dilated_conv_2 76 -> '
+            'profile_conv 52 -> output 40') in proc.stdout
+    assert 'valid padding, profile loss joint' in proc.stdout
+    # Layers that cannot fit the records' lengths: one line, exit 2.
+    proc = subprocess.run(
+        [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}',
+         f'--model_dir={tmp_path / "m"}', '--dry_run', '--num_dilated_layers=5'],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert 'too short' in proc.stderr
