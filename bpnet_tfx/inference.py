@@ -385,6 +385,18 @@ def read_window(fasta: str, bigwigs: tuple[str | None, str | None], chrom: str, 
     return one_hot, read_tracks([tuple(bigwigs)], chrom, start, end)[:, 0, :]
 
 
+def padded_one_hot(genome, chrom: str, start: int, end: int) -> np.ndarray:
+    """One-hot (end - start, 4) of [start, end), with all-zero (N) rows past either end of
+    the chromosome: a model with a wider input than output still predicts bases near ends."""
+    from bpnet_tfx import sequence
+    size = len(genome[chrom])
+    out = np.zeros((end - start, 4), np.float32)
+    lo, hi = max(start, 0), min(end, size)
+    if lo < hi:
+        out[lo - start:hi - start] = sequence.one_hot(genome[chrom][lo:hi])
+    return out
+
+
 def control_bigwigs(info, config, pos: str | None = None,
                     neg: str | None = None) -> list[tuple[str, str]] | None:
     """Per task, the (plus, minus) control bigWigs a model with control tracks needs.
@@ -594,7 +606,9 @@ def predict_tracks(saved_model: str, regions_bed: str, *, fasta: str | None = No
     predicted counts: profile probabilities x predicted total counts, averaged over the forward
     and reverse-complement predictions and over overlapping windows. The header lists every
     FASTA chromosome with its size, in FASTA order; entries are sorted the same way. Also
-    writes '<prefix>.regions.bed', the merged regions predicted.
+    writes '<prefix>.regions.bed', the merged regions predicted. Windows of the model's output
+    length tile the regions; for a model whose input is wider than its output, each window's
+    input extends beyond it on both sides (N past a chromosome end).
 
     Args:
       saved_model: the export.
@@ -614,12 +628,13 @@ def predict_tracks(saved_model: str, regions_bed: str, *, fasta: str | None = No
     """
     import pyBigWig
 
-    from bpnet_tfx import sequence
-
     model = _Model(saved_model)
     info, config = model.info, model.config
     controls = control_bigwigs(info, config, control_pos_bigwig, control_neg_bigwig)
-    length = config.sequence_length
+    # Outputs tile the regions; each window's input reaches `offset` bp further on each side
+    # (N past chromosome ends) when the model's input is wider than its output.
+    length, input_length = config.output_length, config.sequence_length
+    offset = (input_length - length) // 2
     fasta = fasta or info.source.get('fasta')
     if not fasta:
         raise PredictError('--fasta is needed: the model\'s metadata names no FASTA')
@@ -656,11 +671,11 @@ def predict_tracks(saved_model: str, regions_bed: str, *, fasta: str | None = No
                 for k, _ in batch:
                     if k not in pending:
                         chrom, s, e = merged[k]
-                        pending[k] = [sequence.one_hot(genome[chrom][s:e]),
+                        pending[k] = [padded_one_hot(genome, chrom, s - offset, e + offset),
                                       np.zeros((e - s, info.num_tasks, info.num_strands)),
                                       np.zeros(e - s),
                                       read_tracks(controls, chrom, s, e) if controls else None]
-                x = np.stack([pending[k][0][w - merged[k][1]:w - merged[k][1] + length]
+                x = np.stack([pending[k][0][w - merged[k][1]:w - merged[k][1] + input_length]
                               for k, w in batch])
                 control = None
                 if controls:

@@ -303,3 +303,41 @@ def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
     # Contribution scores take the control as a second input of the same shape.
     from bpnet_tfx import attribution
     assert attribution.Scorer(path).control_shape == (200, 1, 2)
+
+
+def test_tracks_of_a_wide_input_model_read_past_the_output_and_pad_chromosome_ends(genome,
+                                                                                    tmp_path):
+    import keras
+    import pyBigWig
+
+    from bpnet_tfx import export, model as model_lib, schema
+    fasta, seq, _, _ = genome
+    keras.utils.set_random_seed(0)
+    # 60-bp input -> 20-bp output: each output window sees 20 bp more on each side.
+    config = model_lib.ModelConfig(sequence_length=60, output_length=20, filters=8,
+                                   stem_kernel_size=5, num_dilated_layers=2,
+                                   profile_kernel_size=5, profile_loss='joint')
+    model = model_lib.build_bpnet(config)
+    info = schema.RecordsInfo(sequence_length=60, output_length=20, max_jitter=0,
+                              tasks=('t',), source={'fasta': fasta})
+    path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
+    bed = tmp_path / 'r.bed'
+    bed.write_text('chrT\t5\t45\n')  # two output windows: 5-25 and 25-45
+    tracks = inference.predict_tracks(path, str(bed), fasta=fasta,
+                                      output_prefix=str(tmp_path / 'tr'),
+                                      reverse_complement=False)
+    assert tracks['windows'] == 2 and tracks['bases'] == 40
+    padded = np.concatenate([np.zeros((15, 4)), sequence.one_hot(seq[:65])])  # bases -15..65
+    expected = []
+    for w in (5, 25):
+        x = padded[w - 20 + 15:w + 40 + 15][None].astype(np.float32)
+        out = model(x)
+        logits = out['profile'].numpy()[0]  # (20, 2), one softmax over 40 values
+        joint = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        expected.append(joint * np.expm1(out['log_counts'].numpy()[0, 0]))
+    expected = np.concatenate(expected)
+    for s, key in enumerate(('t +', 't -')):
+        bw = pyBigWig.open(tracks['tracks'][key])
+        np.testing.assert_allclose(bw.values('chrT', 5, 45, numpy=True), expected[:, s],
+                                   rtol=1e-4, atol=1e-6)
+        bw.close()
