@@ -97,8 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument('--output_dir', default=None,
                         help='Records folder to create, local or on a file system the workers '
                         f'reach, e.g. gs:// (default for the demo: ./{_DEMO_OUTPUT_DIR}).')
-    parser.add_argument('--sequence_length', type=int, default=1000,
-                        help='Model input window length in bp, centred on each peak.')
+    parser.add_argument('--sequence_length', '--input_length', type=int, default=1000,
+                        help='Model input window length in bp, centred on each peak '
+                        '(--input_length is the same flag).')
     parser.add_argument('--output_length', type=int, default=None,
                         help='Counts (model output) window length in bp, centred in the input '
                         'window: positive, at most --sequence_length and of the same parity '
