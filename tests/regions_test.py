@@ -334,3 +334,53 @@ def test_missing_fasta(tmp_path, genome):
     with pytest.raises(RecordsInputError, match=r'gone\.fa: FASTA file not found'):
         regions.check_inputs([], peaks_path='p', fasta_path=str(tmp_path / 'gone.fa'),
                              bigwig_paths=[])
+
+
+# --- Outliers ----------------------------------------------------------------------------------
+
+
+def test_drop_outliers_hand_made_case():
+    # Task 0 has peaks at windows 0-9 with totals 10, 20, ..., 90 and 1000; q = 0.5 gives
+    # median 55 x 1.2 = 66, so 70, 80, 90 and 1000 go. Task 1 has peaks at windows 8-11 only
+    # (totals 5, 5, 5, 100; quantile(0.5) = 5 x 1.2 = 6): window 11 goes for task 1, and
+    # window 0's task-1 total of 500 does not count, task 1 having no peak there.
+    windows = [Region('chr1', 100 * i, 100 * i + 50, line=i + 1) for i in range(12)]
+    totals = np.zeros((12, 2))
+    totals[:10, 0] = [10, 20, 30, 40, 50, 60, 70, 80, 90, 1000]
+    totals[8:12, 1] = [5, 5, 5, 100]
+    totals[0, 1] = 500
+    has_peak = np.zeros((12, 2), bool)
+    has_peak[:10, 0] = True
+    has_peak[8:12, 1] = True
+    kept, dropped, thresholds = regions.drop_outliers(windows, totals, has_peak, 0.5)
+    assert [r.line for r in dropped] == [7, 8, 9, 10, 12]
+    assert [r.line for r in kept] == [1, 2, 3, 4, 5, 6, 11]
+    np.testing.assert_allclose(thresholds, [66.0, 6.0])
+    # quantile(0) = 10, x 1.2 = 12: a total equal to the threshold stays, a greater one goes.
+    for top, lost in ((12.0, []), (12.5, [2])):
+        kept, dropped, _ = regions.drop_outliers(windows[:2], [[10.0], [top]],
+                                                 [[True], [True]], 0.0)
+        assert [r.line for r in dropped] == lost
+    assert regions.drop_outliers(windows[:2], [[10.0], [12.0]], [[True], [True]], 1.0)[1] == []
+
+
+def test_window_totals_sum_both_strands_over_the_trimmed_window(tmp_path):
+    rng = np.random.default_rng(3)
+    values = {name: np.where(rng.random(400) < 0.5, rng.integers(0, 9, 400), np.nan)
+              for name in ('pos', 'neg', 'pos2', 'neg2')}
+    paths = {}
+    for name, v in values.items():
+        bw = pyBigWig.open(str(tmp_path / f'{name}.bw'), 'w')
+        bw.addHeader([('chr1', 400)])
+        starts = np.flatnonzero(~np.isnan(v))
+        bw.addEntries('chr1', starts.astype(np.int64), values=v[starts].astype(np.float64),
+                      span=1)
+        bw.close()
+        paths[name] = str(tmp_path / f'{name}.bw')
+    windows = [Region('chr1', s, s + 40) for s in (300, 10, 25, 200, 360)]
+    pairs = [(paths['pos'], paths['neg']), (paths['pos2'], paths['neg2'])]
+    for trim, run_gap in ((0, 20_000), (7, 0)):
+        got = regions.window_totals(windows, pairs, trim=trim, run_gap=run_gap)
+        expected = [[sum(np.nansum(values[n][r.start + trim:r.end - trim]) for n in pair)
+                     for pair in (('pos', 'neg'), ('pos2', 'neg2'))] for r in windows]
+        np.testing.assert_array_equal(got, expected)

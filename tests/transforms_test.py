@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -473,3 +474,75 @@ def test_write_job_summary(tmp_path):
     with open(path) as f:
         assert json.load(f) == {'split_counts': {'train': 2, 'valid': 1, 'test': 0},
                                 'median_total_counts': [6.0], 'rejected': []}
+
+
+# --- Narrower counts window and background records ---------------------------------------------
+
+
+TRIM = 4  # Counts window: L - 2 * TRIM = 12 bp, stored 12 + 2J.
+
+
+@pytest.mark.parametrize('run_gap', [0, 20_000], ids=['window_by_window', 'one_fetch_per_run'])
+def test_output_trim_reads_the_centred_counts_window(genome, run_gap):
+    spec = dataclasses.replace(_spec(genome, tasks=2, control=True, expected=True,
+                                     run_gap=run_gap), output_trim=TRIM)
+    reader = transforms.WindowReader(spec).open()
+    try:
+        got = [(r, w) for chunk in _chunks(REGIONS) for r, w in reader.read(chunk)]
+    finally:
+        reader.close()
+    assert sorted((r.region_id, w) for r, w in got if isinstance(w, str)) == sorted(REJECTED)
+    windows = [w for _, w in got if not isinstance(w, str)]
+    assert sorted(w.region.line for w in windows) == sorted(r.line for r in KEPT)
+    pairs = [('pos', 'neg'), ('pos2', 'neg2')]
+    for w in windows:
+        one_hot, profile, start = _direct(genome, w.region, pairs)
+        assert w.start == start and w.one_hot.shape == (L + 2 * J, 4)
+        np.testing.assert_array_equal(w.one_hot, one_hot)
+        assert w.profile.shape == (L - 2 * TRIM + 2 * J, 2, 2)
+        np.testing.assert_array_equal(w.profile, profile[TRIM:-TRIM])
+        np.testing.assert_array_equal(
+            w.control, _direct(genome, w.region, [('ctl_pos', 'ctl_neg')] * 2)[1][TRIM:-TRIM])
+        np.testing.assert_allclose(
+            w.expected, _direct(genome, w.region, [('exp_pos', 'exp_neg')] * 2)[1][TRIM:-TRIM],
+            rtol=1e-6)
+        assert w.is_background is None
+
+
+BACKGROUND = Region('chr1', 130, 150, 'train', 1, -1, True)
+
+
+def test_plan_json_keeps_the_background_flag():
+    plans = transforms.plan_shards(KEPT + [BACKGROUND], {'train': 1, 'valid': 1, 'test': 1})
+    assert [transforms.ShardPlan.from_json(p.to_json()) for p in plans] == plans
+    assert sum(r.background for p in plans for c in p.chunks for r in c.regions) == 1
+    # Peaks only: the JSON is as before (no fifth field).
+    assert '[50,70,1,0]' in transforms.plan_shards(KEPT, NUM_SHARDS)[0].to_json()
+
+
+def test_background_records_are_marked_and_left_out_of_the_totals(genome, tmp_path):
+    regions_in = KEPT + [BACKGROUND]
+    num_shards = {'train': 1, 'valid': 1, 'test': 1}
+    plans = transforms.plan_shards(regions_in, num_shards)
+    spec = dataclasses.replace(_spec(genome), output_trim=TRIM, mark_background=True)
+    centre = slice(J, J + L - 2 * TRIM)
+    peak_totals = [(r.split, float(_direct(genome, r, [('pos', 'neg')])[1][TRIM:-TRIM]
+                                   [centre].sum())) for r in KEPT]
+    with _pipeline() as p:
+        out = (p | beam.Create(plans)
+               | transforms.WriteShards(str(tmp_path), spec, L - 2 * TRIM))
+        assert_that(out.shards | beam.CombinePerKey(sum),
+                    equal_to([('train', 4), ('valid', 1), ('test', 1)]), label='Counts')
+        assert_that(out[transforms.TOTALS]
+                    | beam.FlatMap(lambda kv: [(kv[0], float(t[0])) for t in kv[1].tolist()]),
+                    equal_to(peak_totals), label='Totals')
+    info = schema.RecordsInfo(sequence_length=L, output_length=L - 2 * TRIM, max_jitter=J,
+                              tasks=('t0',), has_background=True)
+    records = {rec['region_id']: rec for plan in plans
+               for rec in _read_shard(str(tmp_path / plan.filename), info)}
+    assert set(records) == {r.region_id for r in regions_in}
+    assert {rid for rid, rec in records.items() if rec['is_background']} == {
+        BACKGROUND.region_id}
+    one_hot, profile, _ = _direct(genome, BACKGROUND, [('pos', 'neg')])
+    np.testing.assert_array_equal(records[BACKGROUND.region_id]['one_hot'], one_hot)
+    np.testing.assert_array_equal(records[BACKGROUND.region_id]['profile'], profile[TRIM:-TRIM])
