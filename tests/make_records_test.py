@@ -17,6 +17,7 @@ import numpy as np
 import pyBigWig
 import pyfaidx
 import pytest
+import scipy.stats
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.options.pipeline_options import StandardOptions
@@ -399,9 +400,27 @@ def test_failed_overwrite_keeps_old_output(tmp_path, monkeypatch):
     (_data_flags() + ['--output_dir=o', '--tasks_spec=t.yaml'],
      '--tasks_spec names every file of every task; drop --peaks'),
     ([f'--tasks_spec={DATA / "x.yaml"}', '--output_dir=o'], 'missing: --fasta'),
+    (_data_flags() + ['--output_dir=o', '--output_length=0'], '--output_length must be positive'),
+    (_data_flags() + ['--output_dir=o', '--output_length=1200'],
+     r'--output_length must be .* at most --sequence_length \(1000\)'),
+    (_data_flags() + ['--output_dir=o', '--sequence_length=2114', '--output_length=999'],
+     '--output_length must be .* of the same parity, got 999'),
+    (_data_flags() + ['--output_dir=o', '--outlier_quantile=1.5'],
+     '--outlier_quantile must be between 0 and 1'),
+    (_data_flags() + ['--output_dir=o', '--outlier_quantile=nan'],
+     '--outlier_quantile must be between 0 and 1'),
+    (_data_flags() + ['--output_dir=o', '--background_ratio=-0.5'],
+     r'--background_ratio must be >= 0 \(0: none\), got -0.5'),
+    (_data_flags() + ['--output_dir=o', '--background_ratio=inf'],
+     '--background_ratio must be >= 0'),
+    (_data_flags() + ['--output_dir=o', '--background_ratio=1', '--background_seed=-3'],
+     '--background_seed must be >= 0, got -3'),
 ], ids=['partial_data_flags', 'no_output_dir', 'one_expected', 'one_control', 'bad_length',
         'bad_n_fraction', 'bad_num_shards', 'zero_shards', 'overlapping_splits',
-        'fasta_as_peaks', 'spec_and_peaks', 'spec_without_fasta'])
+        'fasta_as_peaks', 'spec_and_peaks', 'spec_without_fasta', 'output_length_zero',
+        'output_length_too_long', 'output_length_parity', 'outlier_quantile_above_1',
+        'outlier_quantile_nan', 'background_ratio_negative', 'background_ratio_inf',
+        'background_seed_negative'])
 def test_bad_flags_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, flags, message):
     monkeypatch.chdir(tmp_path)
     assert make_records.main(flags + ['--runner=DirectRunner']) == 2
@@ -588,3 +607,189 @@ def test_tasks_spec_resolves_relative_paths_and_checks_pairs(tmp_path):
                     'control_pos_bigwig: c}\n')
     with pytest.raises(RecordsInputError, match="task 'a' gives one of control_pos_bigwig"):
         tasks_lib.read_tasks_spec(str(spec))
+
+
+# --- The 2114 -> 1000 regime: output length, outliers, background ------------------------------
+
+
+def test_output_length_records_match_direct_extraction(tmp_path):
+    out_len = 600
+    trim = (L - out_len) // 2
+    info = _run(tmp_path / 'records', f'--output_length={out_len}', '--outlier_quantile=0')
+    assert (info.sequence_length, info.output_length, info.stored_length,
+            info.stored_output_length) == (L, out_len, L + 2 * J, out_len + 2 * J)
+    assert schema.RecordsInfo.load(str(tmp_path / 'records')) == info
+    fasta = pyfaidx.Fasta(str(DATA / 'chrIV.fa'), as_raw=True)
+    bigwigs = [pyBigWig.open(str(DATA / f'Reb1.{s}.bw')) for s in ('pos', 'neg')]
+    records = _read_records(tmp_path / 'records')
+    assert {r['region_id'] for rs in records.values() for r in rs} == {
+        _window_id(s) for _, s in _summits()}  # Ids name the input window.
+    for rec in (r for rs in records.values() for r in rs):
+        start = int(rec['region_id'].split(':')[1].split('-')[0])
+        assert rec['start'] == start - J and 'is_background' not in rec
+        np.testing.assert_array_equal(
+            rec['one_hot'], sequence.one_hot(fasta['chrIV'][start - J:start + L + J]))
+        lo, hi = start + trim - J, start + L - trim + J
+        direct = np.stack([np.nan_to_num(bw.values('chrIV', lo, hi, numpy=True))
+                           for bw in bigwigs], axis=-1)[:, None, :]
+        np.testing.assert_array_equal(rec['profile'], direct)
+    totals = [r['profile'][J:J + out_len].sum() for r in records['train']]
+    assert info.median_total_counts == pytest.approx((float(np.median(totals)),))
+
+
+def _toy_genome(tmp_path, totals, far=None):
+    """chr1 of 20 kb with peaks (BED, 1-bp summits) every 1500 bp from 1000; peak i has
+    totals[i] counts at its summit (split 1:3 between strands) and `far` = (i, offset,
+    counts) puts extra counts `offset` bp from one summit."""
+    rng = np.random.default_rng(5)
+    (tmp_path / 'g.fa').write_text('>chr1\n' + ''.join(rng.choice(list('ACGT'), 20_000))
+                                   + '\n')
+    summits = [1000 + 1500 * i for i in range(len(totals))]
+    (tmp_path / 'p.bed').write_text(''.join(f'chr1\t{s}\t{s + 1}\n' for s in summits))
+    values = np.zeros((2, 20_000))
+    for s, t in zip(summits, totals):
+        values[0, s], values[1, s + 1] = t / 4, 3 * t / 4
+    if far:
+        values[0, summits[far[0]] + far[1]] += far[2]
+    for strand, name in enumerate(('pos', 'neg')):
+        bw = pyBigWig.open(str(tmp_path / f'{name}.bw'), 'w')
+        bw.addHeader([('chr1', 20_000)])
+        bw.addEntries('chr1', 0, values=values[strand].tolist(), span=1, step=1)
+        bw.close()
+    return [f'--fasta={tmp_path / "g.fa"}', f'--peaks={tmp_path / "p.bed"}',
+            f'--pos_bigwig={tmp_path / "pos.bw"}', f'--neg_bigwig={tmp_path / "neg.bw"}',
+            '--valid_chroms=chrX', '--runner=DirectRunner', '--sequence_length=200',
+            '--max_jitter=10'], summits
+
+
+def test_outliers_are_dropped_counted_and_listed(tmp_path, capsys):
+    # Totals 10, 20, ..., 90, 1000 at the summits: quantile(0.5) = 55, x 1.2 = 66, so lines
+    # 7-10 go. Peak 1 also has 5000 counts 70 bp right of its summit: inside its 200-bp
+    # window, outside its 100-bp output window.
+    flags, summits = _toy_genome(tmp_path, [10, 20, 30, 40, 50, 60, 70, 80, 90, 1000],
+                                 far=(0, 70, 5000))
+    info = make_records.run(flags + [f'--output_dir={tmp_path / "narrow"}',
+                                     '--output_length=100', '--outlier_quantile=0.5'])
+    assert info.source['dropped'] == {'outlier_counts': 4}
+    assert info.source['outlier_thresholds'] == {'task0': pytest.approx(66.0)}
+    assert (info.source['peaks_read'], sum(info.split_counts.values()),
+            info.source['peaks_rejected']) == (10, 6, 4)
+    assert _rows(tmp_path / 'narrow' / 'rejected.tsv')[1:] == [
+        f'chr1:{s - 100}-{s + 100}\ttask0\t{line}\toutlier_counts'
+        for line, s in zip(range(7, 11), summits[6:])]
+    assert info.median_total_counts == (35.0,)  # 10..60.
+    assert '4 rejected (outlier_counts 4)' in capsys.readouterr().out
+    # Counted over the whole 200-bp window, peak 1's 5010 makes it an outlier too (and moves
+    # the quantile to 65 x 1.2 = 78: 80, 90 and 1000 go with it).
+    info = make_records.run(flags + [f'--output_dir={tmp_path / "wide"}',
+                                     '--outlier_quantile=0.5'])
+    assert [r.split('\t')[2] for r in _rows(tmp_path / 'wide' / 'rejected.tsv')[1:]] == [
+        '1', '8', '9', '10']
+    # Off: every peak is written.
+    info = make_records.run(flags + [f'--output_dir={tmp_path / "off"}',
+                                     '--outlier_quantile=0'])
+    assert sum(info.split_counts.values()) == 10 and info.source['dropped'] == {}
+    assert 'outlier_thresholds' not in info.source
+
+
+@pytest.fixture(scope='module')
+def sparse_sim(tmp_path_factory):
+    """Simulated data with room between peaks (150 per Mb) and N stretches on chr2."""
+    from bpnet_tfx import simulate
+    config = simulate.SimulationConfig(
+        seed=2, chrom_sizes=(('chr1', 300_000), ('chr2', 300_000), ('chr3', 300_000),
+                             ('chr4', 300_000)),
+        peaks_per_mb=150, n_stretch_chroms=('chr2',), n_stretches_per_chrom=2,
+        gc_sd=0.08, gc_block=5000)
+    return simulate.simulate(str(tmp_path_factory.mktemp('sparse')), config)
+
+
+def _sim_flags(demo, output_dir, *extra):
+    return [f'--fasta={demo.fasta}', f'--peaks={demo.peaks}', f'--pos_bigwig={demo.pos_bigwig}',
+            f'--neg_bigwig={demo.neg_bigwig}', '--sequence_length=600', '--output_length=300',
+            '--max_jitter=20', '--valid_chroms=chr1', f'--output_dir={output_dir}',
+            '--runner=DirectRunner', *extra]
+
+
+def _gc_fraction(one_hot: np.ndarray) -> float:
+    return float(one_hot[:, 1:3].sum() / max(one_hot.sum(), 1))
+
+
+def test_background_records(sparse_sim, tmp_path, capsys):
+    out = tmp_path / 'records'
+    info = make_records.run(_sim_flags(sparse_sim, out, '--background_ratio=0.5'))
+    background = info.source['background']
+    assert info.has_background and background['ratio'] == 0.5 and background['seed'] == 0
+    records = _read_records(out)
+    n_bg = {s: sum(r['is_background'] for r in recs) for s, recs in records.items()}
+    assert dict(info.background_counts) == n_bg
+    assert {s: len(recs) for s, recs in records.items()} == dict(info.split_counts)
+    peaks_written = sum(info.split_counts.values()) - sum(n_bg.values())
+    assert background['written'] == background['sampled'] == sum(n_bg.values())
+    assert background['requested'] == round(0.5 * len(_kept_peaks(sparse_sim)))
+    assert background['written'] == background['requested'] > 60
+    assert n_bg['train'] > 0 and n_bg['valid'] > 0
+    # Peak accounting is unchanged: background is not a peak read.
+    n_peaks = sum(1 for _ in open(sparse_sim.peaks))
+    assert info.source['peaks_read'] == n_peaks == peaks_written + info.source['peaks_rejected']
+    assert info.source['peaks_written'] == peaks_written
+    assert all(row.split('\t')[1] == 'task0'
+               for row in _rows(out / 'rejected.tsv')[1:])
+    # Background windows: away from every peak's stored window, on the chromosome, in the
+    # split of their chromosome, and extracted like peaks.
+    fasta = pyfaidx.Fasta(sparse_sim.fasta, as_raw=True)
+    bigwigs = [pyBigWig.open(p) for p in (sparse_sim.pos_bigwig, sparse_sim.neg_bigwig)]
+    peaks = _all_peak_windows(sparse_sim)
+    for split, recs in records.items():
+        for rec in (r for r in recs if r['is_background']):
+            chrom, lo = rec['chrom'], rec['start']
+            hi = lo + info.stored_length
+            assert 0 <= lo and hi <= len(fasta[chrom])
+            assert split == ('valid' if chrom == 'chr1' else 'train')
+            assert not any(c == chrom and s - 20 < hi and lo < e + 20 for c, s, e in peaks)
+            np.testing.assert_array_equal(rec['one_hot'], sequence.one_hot(fasta[chrom][lo:hi]))
+            direct = np.stack([np.nan_to_num(bw.values(chrom, lo + 150, hi - 150, numpy=True))
+                               for bw in bigwigs], axis=-1)[:, None, :]
+            np.testing.assert_array_equal(rec['profile'], direct)
+    # The median is over peak records only.
+    totals = [r['profile'][20:320].sum() for r in records['train'] if not r['is_background']]
+    assert info.median_total_counts == pytest.approx((float(np.median(totals)),))
+    # GC over the input window matches the peaks' (and the KS in metadata says so).
+    gc = {flag: [_gc_fraction(r['one_hot'][20:620]) for rs in records.values() for r in rs
+                 if r['is_background'] == flag] for flag in (False, True)}
+    assert background['gc_ks_statistic'] < 0.1
+    assert scipy.stats.ks_2samp(gc[False], gc[True]).statistic < 0.1
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f'; {background["written"]} background of {background["requested"]} asked for, ' \
+           f'GC KS {background["gc_ks_statistic"]:.3f})' in summary
+
+
+def _all_peak_windows(demo, length=600):
+    return [(r.chrom, r.start, r.end) for r in
+            make_records.regions.read_peaks(demo.peaks, sequence_length=length)]
+
+
+def _kept_peaks(demo):
+    sizes = make_records.regions.fasta_chrom_sizes(demo.fasta)
+    kept, _ = make_records.regions.drop_out_of_bounds(
+        make_records.regions.read_peaks(demo.peaks, sequence_length=600), sizes, 20)
+    outliers = make_records.regions.window_totals(
+        kept, [(demo.pos_bigwig, demo.neg_bigwig)], trim=150)[:, 0]
+    return [r for r, t in zip(kept, outliers) if t <= np.quantile(outliers, 0.99) * 1.2]
+
+
+@pytest.mark.slow  # Three jobs.
+def test_background_seed_decides_the_regions(sparse_sim, tmp_path):
+    first = _sim_flags(sparse_sim, tmp_path / 'a', '--background_ratio=0.3')
+    make_records.run(first)
+    make_records.run(_sim_flags(sparse_sim, tmp_path / 'b', '--background_ratio=0.3'))
+    assert _shard_bytes(tmp_path / 'a') == _shard_bytes(tmp_path / 'b')
+    make_records.run(_sim_flags(sparse_sim, tmp_path / 'c', '--background_ratio=0.3',
+                                '--background_seed=1'))
+
+    def background_ids(folder):
+        return {r['region_id'] for rs in _read_records(folder).values() for r in rs
+                if r['is_background']}
+
+    a, c = background_ids(tmp_path / 'a'), background_ids(tmp_path / 'c')
+    assert len(a) == len(c) > 30 and a != c
