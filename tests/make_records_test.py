@@ -615,7 +615,10 @@ def test_tasks_spec_resolves_relative_paths_and_checks_pairs(tmp_path):
 def test_output_length_records_match_direct_extraction(tmp_path):
     out_len = 600
     trim = (L - out_len) // 2
-    info = _run(tmp_path / 'records', f'--output_length={out_len}', '--outlier_quantile=0')
+    info = make_records.run(_data_flags() + [
+        f'--output_dir={tmp_path / "records"}', f'--input_length={L}', f'--max_jitter={J}',
+        f'--valid_chroms=chrIV:0-{VALID_END}', '--runner=DirectRunner',
+        f'--output_length={out_len}', '--outlier_quantile=0'])
     assert (info.sequence_length, info.output_length, info.stored_length,
             info.stored_output_length) == (L, out_len, L + 2 * J, out_len + 2 * J)
     assert schema.RecordsInfo.load(str(tmp_path / 'records')) == info
