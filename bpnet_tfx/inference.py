@@ -441,6 +441,51 @@ def read_tracks(pairs: list[tuple[str, str]], chrom: str, start: int,
 
 # One region: plot and TSV.
 
+def _observed_bigwigs(info, config, pos: str | None,
+                      neg: str | None) -> list[tuple[str, ...] | None]:
+    """Per task, the observed bigWigs to plot: (plus, minus), or (plus[, minus]) to be summed
+    for an unstranded model; None where a task has none (it is plotted without).
+
+    Given paths are comma-separated lists, one file per task; otherwise each task's files from
+    the records' metadata.
+
+    Raises:
+      PredictError: a given list names another number of files than the model has tasks.
+    """
+    n = config.num_tasks
+    given = []
+    for flag, value in (('pos_bigwig', pos), ('neg_bigwig', neg)):
+        paths = value.split(',') if value else [None] * n
+        if len(paths) != n:
+            raise PredictError(f'--{flag} names {len(paths)} files but the model has {n} '
+                               f'tasks ({", ".join(info.tasks)}): give one per task, '
+                               'comma-separated, in that order')
+        given.append(paths)
+    recorded = info.source.get('tasks') or []
+    pairs: list[tuple[str, ...] | None] = []
+    for t in range(n):
+        meta = dict(recorded[t]) if t < len(recorded) else {}
+        if t == 0:  # Single-task metadata names task 0's files at the top level.
+            meta = {k: meta.get(k) or info.source.get(k) for k in ('pos_bigwig', 'neg_bigwig')}
+        pair = (given[0][t] or meta.get('pos_bigwig'), given[1][t] or meta.get('neg_bigwig'))
+        if config.num_strands == 1:
+            pairs.append(tuple(p for p in pair if p) or None)
+        else:
+            pairs.append(pair if all(pair) else None)
+    return pairs
+
+
+def _read_observed(paths: tuple[str, ...], num_strands: int, chrom: str, start: int,
+                   end: int) -> np.ndarray:
+    """(end - start, strands) observed counts; one strand sums the given bigWigs."""
+    track = read_tracks([paths], chrom, start, end)[:, 0, :len(paths)]
+    return track.sum(axis=-1, keepdims=True) if num_strands == 1 else track
+
+
+def _strand_label(name: str, index: int) -> str:
+    return {'+': 'plus', '-': 'minus'}.get(name) or re.sub(r'\W', '', name) or f'strand{index}'
+
+
 def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
                    pos_bigwig: str | None = None, neg_bigwig: str | None = None,
                    control_pos_bigwig: str | None = None,
@@ -448,33 +493,41 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
                    output_png: str, output_tsv: str | None = None) -> dict[str, Any]:
     """Predicts `region`, writes the plot and TSV, and returns a summary dict.
 
-    A region of the model's length is one window. A shorter one is replaced by the model
+    A region of the model's output length O is one window. A shorter one is replaced by the
     window centred on it; a longer one is tiled (`tile_windows`), the per-base predicted counts
-    of overlapping windows averaged. The plotted and tabulated `pred_prob_*` are each strand's
-    predicted counts as a fraction of the plotted span's (the model's softmax for one window),
-    against the observed counts as fractions of the span's observed counts. Predictions are
+    of overlapping windows averaged. A model whose input is wider than its output sees each
+    window's input reaching (L - O) / 2 bp further on each side (N past a chromosome end).
+    The plotted and tabulated `pred_prob_*` are each task's and strand's predicted counts as a
+    fraction of the plotted span's (the model's softmax for one window), against the observed
+    counts as fractions of the span's observed counts. The plot has one row per task, both
+    strands in it (plus up, minus down; an unstranded model's one strand up). Predictions are
     the forward strand's (no reverse-complement averaging).
+
+    Observed tracks: `pos_bigwig`/`neg_bigwig` (comma-separated, one per task), by default
+    each task's files from the records' metadata; a task without both is plotted without
+    them. An unstranded model is compared with the sum of the given strands.
 
     Returns:
       {'region', 'mode' ('window', 'centred' or 'tiled'), 'windows' (their 'chrom:start-end'),
-       'png', 'tsv', 'predicted_counts' and 'observed_counts' (per strand, over the span), 'note'}.
+       'png', 'tsv', 'tasks', 'strands', 'predicted_counts' (per task, per strand, over the
+       span), 'observed_counts' (per task, per strand, or None for a task without observed
+       tracks; None if no task has any), 'note'}. TSV columns: chrom, start and per task and
+       strand pred_prob_<strand>, pred_counts_<strand>, obs_counts_<strand> (strand 'plus',
+       'minus'; with several tasks prefixed '<task>.').
 
     Raises:
       PredictError: bad region, files or model; schema.SchemaError: unreadable export.
     """
     model = _Model(saved_model)
     info, config = model.info, model.config
-    if config.num_tasks != 1 or config.num_strands != 2:
-        raise PredictError(f'{saved_model}: plotting supports one task with two strands, this '
-                           f'model has {config.num_tasks} x {config.num_strands}')
     fasta = fasta or info.source.get('fasta')
-    pos_bigwig = pos_bigwig or info.source.get('pos_bigwig')
-    neg_bigwig = neg_bigwig or info.source.get('neg_bigwig')
     if not fasta:
         raise PredictError('--fasta is needed: the model\'s metadata names no FASTA')
+    observed_paths = _observed_bigwigs(info, config, pos_bigwig, neg_bigwig)
     controls = control_bigwigs(info, config, control_pos_bigwig, control_neg_bigwig)
     chrom, start, end = parse_region(region)
-    length = config.sequence_length
+    length, input_length = config.output_length, config.sequence_length
+    offset = (input_length - length) // 2
     mode, note = 'window', ''
     if end - start < length:
         note = f'region is {end - start} bp, shorter than the model\'s {length} bp: '
@@ -489,14 +542,20 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
     if note:
         logging.info(note)
         print(f'predict: {note}')
-    one_hot, observed = read_window(fasta, (pos_bigwig, neg_bigwig), chrom, start, end)
+    with _open_fasta(fasta) as genome:
+        _check_interval(genome, fasta, chrom, start, end, '')
+        one_hot = padded_one_hot(genome, chrom, start - offset, end + offset)
+    observed = [None if paths is None else
+                _read_observed(paths, config.num_strands, chrom, start, end)
+                for paths in observed_paths]
     control = None
     if controls:
         track = read_tracks(controls, chrom, start, end)
         control = np.stack([track[w - start:w - start + length] for w in starts])
-    out = model(np.stack([one_hot[w - start:w - start + length] for w in starts]), control)
-    window_probs, window_counts = out['profile_probs'][:, :, 0], out['counts'][:, 0]
-    pred = stitch(window_probs * window_counts[:, None], starts, start, end)
+    out = model(np.stack([one_hot[w - start:w - start + input_length] for w in starts]),
+                control)
+    window_probs, window_counts = out['profile_probs'], out['counts']  # (W, O, T, S), (W, T, S)
+    pred = stitch(window_probs * window_counts[:, None], starts, start, end)  # (span, T, S)
     counts = pred.sum(axis=0)
     # Fractions of the span's predicted counts; counts clipped at a tiny positive weight, as an
     # untrained model may predict log_counts < 0. For one window this is the softmax itself.
@@ -504,29 +563,41 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
                       end)
     probs = weighted / weighted.sum(axis=0)
     positions = np.arange(start, end)
+    strands = info.strands
     title = f'{chrom}:{start:,}-{end:,}'
     if mode == 'tiled':
         title += f' ({len(starts)} windows of {length} bp)'
-    title += f'  predicted counts +: {counts[0]:.0f}, -: {counts[1]:.0f}'
-    if observed is not None:
-        title += f'  observed +: {observed[:, 0].sum():.0f}, -: {observed[:, 1].sum():.0f}'
-    plots.plot_profiles(output_png, title, positions, probs, observed,
+    row_titles = []
+    for t, task in enumerate(info.tasks):
+        row = '' if config.num_tasks == 1 else f'{task}:  '
+        row += 'predicted counts ' + ', '.join(f'{s}: {c:.0f}' for s, c in
+                                              zip(strands, counts[t]))
+        if observed[t] is not None:
+            row += '  observed ' + ', '.join(f'{s}: {c:.0f}' for s, c in
+                                             zip(strands, observed[t].sum(axis=0)))
+        row_titles.append(row)
+    plots.plot_profiles(output_png, title, positions, probs, observed, tasks=info.tasks,
+                        strands=strands, row_titles=row_titles,
                         span='region' if mode == 'tiled' else 'window',
                         boundaries=starts[1:] if mode == 'tiled' else ())
     output_tsv = output_tsv or os.path.splitext(output_png)[0] + '.tsv'
-    columns = {'chrom': [chrom] * len(positions), 'start': positions,
-               'pred_prob_plus': probs[:, 0], 'pred_prob_minus': probs[:, 1],
-               'pred_counts_plus': pred[:, 0], 'pred_counts_minus': pred[:, 1]}
-    if observed is not None:
-        columns['obs_counts_plus'] = observed[:, 0]
-        columns['obs_counts_minus'] = observed[:, 1]
+    columns: dict[str, Any] = {'chrom': [chrom] * len(positions), 'start': positions}
+    for t, task in enumerate(info.tasks):
+        prefix = '' if config.num_tasks == 1 else f'{task}.'
+        for kind, values in (('pred_prob', probs[:, t]), ('pred_counts', pred[:, t]),
+                             ('obs_counts', observed[t])):
+            if values is not None:
+                for s, strand in enumerate(strands):
+                    columns[f'{prefix}{kind}_{_strand_label(strand, s)}'] = values[:, s]
     import pandas as pd
     pd.DataFrame(columns).to_csv(output_tsv, sep='\t', index=False, float_format='%.6g')
+    has_observed = any(o is not None for o in observed)
     return {'region': f'{chrom}:{start}-{end}', 'mode': mode,
             'windows': [f'{chrom}:{w}-{w + length}' for w in starts],
-            'png': output_png, 'tsv': output_tsv,
-            'predicted_counts': counts.tolist(), 'note': note,
-            'observed_counts': None if observed is None else observed.sum(0).tolist()}
+            'png': output_png, 'tsv': output_tsv, 'tasks': list(info.tasks),
+            'strands': list(strands), 'predicted_counts': counts.tolist(), 'note': note,
+            'observed_counts': [None if o is None else o.sum(axis=0).tolist()
+                                for o in observed] if has_observed else None}
 
 
 # Many regions: bigWig tracks.

@@ -1,4 +1,4 @@
-"""Figures: predicted against observed stranded profiles."""
+"""Figures: predicted against observed profiles, one row of panels per task."""
 
 from __future__ import annotations
 
@@ -7,18 +7,33 @@ from typing import Sequence
 
 import numpy as np
 
+ROW_HEIGHT_PIXELS = 400
+WIDTH_PIXELS = 1200
+_DPI = 100
+_PREDICTED_COLOURS = ('tab:blue', 'tab:orange')
+_OBSERVED_COLOURS = ('0.6', '0.8')
+
 
 def plot_profiles(path: str, title: str, positions: np.ndarray, probs: np.ndarray,
-                  observed: np.ndarray | None, *, span: str = 'window',
+                  observed: Sequence[np.ndarray | None] | None, *,
+                  tasks: Sequence[str] = ('',), strands: Sequence[str] = ('+', '-'),
+                  row_titles: Sequence[str] | None = None, span: str = 'window',
                   boundaries: Sequence[int] = ()) -> None:
-    """Plus strand up, minus strand down: predicted probabilities vs observed fractions.
+    """One row per task: predicted probabilities against observed fractions.
+
+    With two strands the plus strand points up and the minus strand down; with one
+    (unstranded) the profile points up.
 
     Args:
-      path: the PNG to write (1200 x 400 pixels).
-      title: the figure title.
+      path: the PNG to write (1200 x 400 pixels per task).
+      title: the figure title (with one task, followed by its row title).
       positions: (L,) genome coordinates of the rows.
-      probs: (L, 2) predicted fraction of the span's counts per strand.
-      observed: (L, 2) observed counts, normalised here per strand; or None.
+      probs: (L, tasks, strands) predicted fraction of the span's counts per task and strand.
+      observed: per task, (L, strands) observed counts, normalised here per strand, or None
+        (not plotted); or None for no task.
+      tasks: task names, one per row.
+      strands: strand names (1 or 2), for the legend.
+      row_titles: per task, the title of its row (default: the task name).
       span: what the fractions are of, for the axis label ('window' or 'region').
       boundaries: where tiled windows start, drawn as faint vertical lines.
     """
@@ -26,22 +41,39 @@ def plot_profiles(path: str, title: str, positions: np.ndarray, probs: np.ndarra
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
-    if observed is not None:
-        totals = observed.sum(axis=0)
-        norm = observed / np.where(totals > 0, totals, 1.0)
-        ax.fill_between(positions, norm[:, 0], step='mid', color='0.6', label='observed +')
-        ax.fill_between(positions, -norm[:, 1], step='mid', color='0.8', label='observed -')
-    ax.plot(positions, probs[:, 0], color='tab:blue', lw=1.2, label='predicted +')
-    ax.plot(positions, -probs[:, 1], color='tab:orange', lw=1.2, label='predicted -')
-    for x in boundaries:
-        ax.axvline(x, color='0.5', lw=0.5, ls=':')
-    ax.axhline(0, color='black', lw=0.5)
-    ax.set_xlabel('position (bp)')
-    ax.set_ylabel(f'fraction of {span} counts\n(+ strand up, - strand down)')
-    ax.set_title(title)
-    ax.legend(loc='upper right', fontsize=8, ncol=2)
-    ax.ticklabel_format(axis='x', style='plain', useOffset=False)
+    probs = np.asarray(probs)
+    num_tasks, num_strands = probs.shape[1], probs.shape[2]
+    if num_strands not in (1, 2):
+        raise ValueError(f'plot_profiles draws 1 or 2 strands, got {num_strands}')
+    if observed is None:
+        observed = [None] * num_tasks
+    row_titles = list(row_titles) if row_titles is not None else list(tasks)
+    fig, axes = plt.subplots(num_tasks, 1, squeeze=False, sharex=True,
+                             figsize=(WIDTH_PIXELS / _DPI, num_tasks * ROW_HEIGHT_PIXELS / _DPI),
+                             dpi=_DPI)
+    signs = (1, -1) if num_strands == 2 else (1,)
+    for t, ax in enumerate(axes[:, 0]):
+        if observed[t] is not None:
+            totals = observed[t].sum(axis=0)
+            norm = observed[t] / np.where(totals > 0, totals, 1.0)
+            for s, sign in enumerate(signs):
+                ax.fill_between(positions, sign * norm[:, s], step='mid',
+                                color=_OBSERVED_COLOURS[s], label=f'observed {strands[s]}')
+        for s, sign in enumerate(signs):
+            ax.plot(positions, sign * probs[:, t, s], color=_PREDICTED_COLOURS[s], lw=1.2,
+                    label=f'predicted {strands[s]}')
+        for x in boundaries:
+            ax.axvline(x, color='0.5', lw=0.5, ls=':')
+        ax.axhline(0, color='black', lw=0.5)
+        how = '\n(+ strand up, - strand down)' if num_strands == 2 else ''
+        ax.set_ylabel(f'fraction of {span} counts{how}')
+        ax.set_title(f'{title}  {row_titles[t]}' if num_tasks == 1 else row_titles[t],
+                     fontsize=10 if num_tasks > 1 else None)
+        ax.legend(loc='upper right', fontsize=8, ncol=num_strands)
+        ax.ticklabel_format(axis='x', style='plain', useOffset=False)
+    axes[-1, 0].set_xlabel('position (bp)')
+    if num_tasks > 1:
+        fig.suptitle(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path)

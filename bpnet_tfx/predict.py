@@ -6,12 +6,14 @@
         --output_prefix=PREFIX
 
 --region: the reference experiment's figure, predicted profile probabilities against observed
-counts normalised per strand, plus strand up, minus strand down, titled with the region; the
-same numbers go to a TSV beside the PNG. A region shorter than the model's window is centred
+counts normalised per strand, plus strand up, minus strand down (an unstranded model's one
+strand up), titled with the region; one row of the figure per task; the same numbers go to a
+TSV beside the PNG. A region shorter than the model's window is centred
 (the model sees the window of its own length around the region's midpoint); a longer one is
 tiled with model-length windows whose per-base predicted counts are stitched (overlaps
 averaged); the command says which. --fasta and the bigWigs default to the files the training
-records were made from (metadata.json in the export).
+records were made from (metadata.json in the export), each task's own; for a multi-task
+model, --pos_bigwig/--neg_bigwig take one file per task, comma-separated.
 
 --regions_bed: bigWig tracks PREFIX.<task>.pos.bw / .neg.bw of predicted counts per base
 (profile probabilities x predicted total counts, forward and reverse-complement averaged) over
@@ -37,10 +39,12 @@ _REGIONS_BED = flags.DEFINE_string(
     'regions_bed', None, 'BED file of regions to write predicted bigWig tracks for, instead '
     'of --region.')
 _FASTA = flags.DEFINE_string('fasta', None, 'Genome FASTA; default: the training records\' one.')
-_POS_BIGWIG = flags.DEFINE_string('pos_bigwig', None,
-                                  'Observed plus-strand bigWig; default: the records\' one.')
-_NEG_BIGWIG = flags.DEFINE_string('neg_bigwig', None,
-                                  'Observed minus-strand bigWig; default: the records\' one.')
+_POS_BIGWIG = flags.DEFINE_string(
+    'pos_bigwig', None, 'Observed plus-strand bigWig (several tasks: one per task, '
+    "comma-separated); default: the records' ones.")
+_NEG_BIGWIG = flags.DEFINE_string(
+    'neg_bigwig', None, 'Observed minus-strand bigWig (several tasks: one per task, '
+    "comma-separated); default: the records' ones.")
 _CONTROL_POS_BIGWIG = flags.DEFINE_string(
     'control_pos_bigwig', None, 'Plus-strand control bigWig, for models trained with control '
     'tracks; default: the records\' one.')
@@ -91,11 +95,13 @@ def main(argv):
               f"merged regions, {result['windows']} windows, {result['bases']:,} bases -> "
               + ', '.join(result['tracks'].values()))
         return
-    print(f"predict: {result['region']}: predicted counts "
-          f"{', '.join(f'{c:.1f}' for c in result['predicted_counts'])}"
-          + (f"; observed {', '.join(f'{c:.0f}' for c in result['observed_counts'])}"
-             if result['observed_counts'] else '')
-          + f" -> {result['png']}, {result['tsv']}")
+    several = len(result['tasks']) > 1
+    for t, task in enumerate(result['tasks']):
+        observed = (result['observed_counts'] or [None] * len(result['tasks']))[t]
+        print(f"predict: {result['region']}: {f'{task}: ' if several else ''}predicted counts "
+              f"{', '.join(f'{c:.1f}' for c in result['predicted_counts'][t])}"
+              + (f"; observed {', '.join(f'{c:.0f}' for c in observed)}" if observed else ''))
+    print(f"predict: {result['png']}, {result['tsv']}")
 
 
 if __name__ == '__main__':

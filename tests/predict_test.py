@@ -124,6 +124,118 @@ def test_long_region_is_tiled_and_stitched(tiny_export, genome, tmp_path):
     np.testing.assert_array_equal(table['obs_counts_plus'], np.arange(300, 750) % 7)
 
 
+def _export(tmp_path, name, config, **info_kwargs):
+    """Exports an untrained model of `config`; returns (path, keras model)."""
+    import keras
+
+    from bpnet_tfx import export, model as model_lib
+    keras.utils.set_random_seed(0)
+    model = model_lib.build_bpnet(config)
+    info = schema.RecordsInfo(sequence_length=config.sequence_length,
+                              output_length=config.output_length, max_jitter=0, **info_kwargs)
+    return export.export_saved_model(model, info, config, str(tmp_path / name)), model
+
+
+def _softmax(logits, axis):
+    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def test_multi_task_plot_has_a_row_per_task(genome, tmp_path):
+    import matplotlib.image
+
+    from bpnet_tfx import model as model_lib
+    fasta, seq, pos, neg = genome
+    # Task b's observed strands are swapped; task c has no observed tracks.
+    path, model = _export(
+        tmp_path, 'export', model_lib.ModelConfig(sequence_length=200, num_tasks=3, filters=8,
+                                                  num_dilated_layers=2),
+        tasks=('a', 'b', 'c'), source={'fasta': fasta, 'tasks': [
+            {'name': 'a', 'pos_bigwig': pos, 'neg_bigwig': neg},
+            {'name': 'b', 'pos_bigwig': neg, 'neg_bigwig': pos}, {'name': 'c'}]})
+    png = str(tmp_path / 'three.png')
+    result = inference.predict_region(path, 'chrT:400-600', output_png=png)
+    img = matplotlib.image.imread(png)
+    assert img.shape[:2] == (3 * 400, 1200)  # 400 pixels a task
+    for row in range(3):
+        assert img[row * 400:(row + 1) * 400, :, :3].std() > 0.05  # every row drawn
+    assert result['tasks'] == ['a', 'b', 'c'] and np.shape(result['predicted_counts']) == (3, 2)
+    table = pd.read_csv(result['tsv'], sep='\t')
+    assert 'c.pred_prob_plus' in table and 'c.obs_counts_plus' not in table
+    np.testing.assert_array_equal(table['b.obs_counts_plus'], 2 * (np.arange(400, 600) % 7))
+    np.testing.assert_array_equal(table['a.obs_counts_minus'], 2 * (np.arange(400, 600) % 7))
+    out = model(sequence.one_hot(seq[400:600])[None].astype(np.float32), training=False)
+    probs = _softmax(out['profile'].numpy()[0], 0)  # (200, tasks, strands)
+    for t, task in enumerate('abc'):
+        np.testing.assert_allclose(table[[f'{task}.pred_prob_plus', f'{task}.pred_prob_minus']],
+                                   probs[:, t], rtol=1e-4)
+    np.testing.assert_allclose(result['predicted_counts'],
+                               np.expm1(out['log_counts'].numpy()[0]), rtol=1e-4)
+    assert result['observed_counts'][2] is None
+    # Observed bigWigs given on the command line: one per task.
+    with pytest.raises(inference.PredictError, match='--pos_bigwig names 2 files but the '
+                       'model has 3 tasks'):
+        inference.predict_region(path, 'chrT:400-600', pos_bigwig=f'{pos},{neg}',
+                                 output_png=png)
+    result = inference.predict_region(path, 'chrT:400-600', pos_bigwig=f'{pos},{pos},{pos}',
+                                      neg_bigwig=f'{neg},{neg},{neg}', output_png=png)
+    table = pd.read_csv(result['tsv'], sep='\t')
+    np.testing.assert_array_equal(table['c.obs_counts_plus'], np.arange(400, 600) % 7)
+
+
+def test_unstranded_plot_compares_one_strand_with_the_summed_tracks(genome, tmp_path):
+    import matplotlib.image
+
+    from bpnet_tfx import model as model_lib
+    fasta, seq, pos, neg = genome
+    path, model = _export(
+        tmp_path, 'export', model_lib.ModelConfig(sequence_length=200, num_strands=1, filters=8,
+                                                  num_dilated_layers=2),
+        tasks=('t',), strands=('total',), source={'fasta': fasta})
+    png = str(tmp_path / 'unstranded.png')
+    result = inference.predict_region(path, 'chrT:300-750', pos_bigwig=pos, neg_bigwig=neg,
+                                      output_png=png)
+    img = matplotlib.image.imread(png)
+    assert img.shape[:2] == (400, 1200) and img[..., :3].std() > 0.05
+    table = pd.read_csv(result['tsv'], sep='\t')
+    assert list(table.columns) == ['chrom', 'start', 'pred_prob_total', 'pred_counts_total',
+                                   'obs_counts_total']
+    np.testing.assert_array_equal(table['obs_counts_total'], 3 * (np.arange(300, 750) % 7))
+    windows = np.stack([sequence.one_hot(seq[s:s + 200]) for s in (300, 500, 550)])
+    out = model(windows.astype(np.float32), training=False)
+    counts = _softmax(out['profile'].numpy(), 1) * np.expm1(out['log_counts'].numpy())[:, None]
+    want = np.concatenate([counts[0], counts[1][:50], (counts[1][50:] + counts[2][:150]) / 2,
+                           counts[2][150:]])[:, 0]
+    np.testing.assert_allclose(table['pred_counts_total'], want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(table['pred_prob_total'].sum(), 1.0, rtol=1e-4)
+
+
+def test_plot_of_a_wide_input_joint_model(genome, tmp_path):
+    """60-bp inputs -> 20-bp outputs, one softmax over length x strands, two tasks: a 40-bp
+    region is two output windows, each predicted from the 60 bp around it (N before 0)."""
+    from bpnet_tfx import model as model_lib
+    fasta, seq, pos, neg = genome
+    path, model = _export(
+        tmp_path, 'export', model_lib.ModelConfig(
+            sequence_length=60, output_length=20, num_tasks=2, filters=8, stem_kernel_size=5,
+            num_dilated_layers=2, profile_kernel_size=5, profile_loss='joint'),
+        tasks=('a', 'b'), source={'fasta': fasta})
+    result = inference.predict_region(path, 'chrT:5-45', output_png=str(tmp_path / 'w.png'))
+    assert result['windows'] == ['chrT:5-25', 'chrT:25-45']
+    padded = np.concatenate([np.zeros((15, 4)), sequence.one_hot(seq[:65])])  # bases -15..65
+    x = np.stack([padded[w - 20 + 15:w + 40 + 15] for w in (5, 25)]).astype(np.float32)
+    out = model(x, training=False)
+    logits = out['profile'].numpy()  # (2 windows, 20, tasks, strands)
+    joint = _softmax(logits.transpose(0, 2, 1, 3).reshape(2, 2, 40), -1).reshape(
+        2, 2, 20, 2).transpose(0, 2, 1, 3)
+    want = np.concatenate(joint * np.expm1(out['log_counts'].numpy())[:, None])  # (40, 2, 2)
+    table = pd.read_csv(result['tsv'], sep='\t')
+    for t, task in enumerate('ab'):
+        np.testing.assert_allclose(table[[f'{task}.pred_counts_plus',
+                                          f'{task}.pred_counts_minus']], want[:, t],
+                                   rtol=1e-4, atol=1e-6)
+
+
 @pytest.fixture
 def two_chromosomes(tmp_path):
     """A FASTA with chrT (1000 bp) before chrA (700 bp): FASTA order is not name order."""
@@ -213,7 +325,7 @@ def _export_of_another_length(export_dir, tmp_path) -> str:
     for name in ('model_config.json', 'metadata.json'):
         path = os.path.join(broken, name)
         d = json.load(open(path))
-        d['sequence_length'] = 100
+        d['sequence_length'] = d['output_length'] = 100
         json.dump(d, open(path, 'w'))
     return broken
 
@@ -271,7 +383,7 @@ def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
     control = np.stack([np.arange(400, 600) % 7, 2 * (np.arange(400, 600) % 7)], -1)
     out = model({'one_hot': sequence.one_hot(seq[400:600])[None].astype(np.float32),
                  'control': control[None, :, None, :].astype(np.float32)})
-    np.testing.assert_allclose(result['predicted_counts'],
+    np.testing.assert_allclose(result['predicted_counts'][0],
                                np.expm1(out['log_counts'].numpy()[0]), rtol=1e-4)
     # bigWig tracks read the controls too, reverse-complemented with the sequence.
     bed = tmp_path / 'r.bed'
