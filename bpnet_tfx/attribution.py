@@ -4,7 +4,11 @@ Every score is computed through the SavedModel's `serving_default` signature (gr
 through a loaded concrete function), so the export alone suffices. Two targets per task, BPNet's:
 the profile target sum over positions l and strands s of stop_gradient(softmax_l(z))[l, s] *
 z[l, s], where z are the profile logits (the softmax runs over positions, per strand), and the
-counts target sum over strands of log_counts (log(1 + counts) per strand).
+counts target sum over strands of log_counts (log(1 + counts) per strand). For a model trained
+with the joint profile loss (one multinomial over length x strands) the softmax runs over
+positions and strands together and the counts target is the model's own log(1 + total)
+(`log_total_counts`), as ChromBPNet explains its heads. The logits span the model's output
+window (output_length bp, centred in the input); contributions cover the whole input window.
 
 Integrated gradients (`method='ig'`, DeepSHAP-equivalent): each window x gets K
 dinucleotide-shuffled references r_k (`dinuc_shuffle`, exact Altschul-Erikson); g_k is the
@@ -208,6 +212,7 @@ class Scorer:
         self.targets = targets_of(self.info)
         self.length = self.config.sequence_length
         self.use_control = self.config.use_control
+        self.joint = self.config.profile_loss == 'joint'
         self.control_shape = None
         if self.use_control:
             spec = self._serve.structured_input_signature[1].get(export.CONTROL_INPUT)
@@ -239,26 +244,37 @@ class Scorer:
         return control
 
     def _outputs(self, one_hot, control=None):
-        """(profile logits (N, L, tasks, strands), log_counts (N, tasks, strands)).
+        """(profile logits (N, O, tasks, strands), counts head (N, tasks, strands or 1)).
 
-        `control` (N, L, tasks, strands) goes to models trained with control tracks.
+        The counts head is log_counts per strand, or for a model trained with the joint
+        profile loss its own log(1 + total) (`log_total_counts`, last axis 1). `control`
+        (N, O, tasks, strands) goes to models trained with control tracks.
         """
         import tensorflow as tf
         inputs = {'one_hot': one_hot}
         if self.use_control:
             inputs['control'] = control
         out = self._serve(**inputs)
-        logits, log_counts = out['profile_logits'], out['log_counts']
+        logits = out['profile_logits']
+        log_counts = out['log_total_counts' if self.joint else 'log_counts']
         if self.config.num_tasks == 1:  # model outputs drop the task axis; restore it
             logits, log_counts = logits[:, :, None], log_counts[:, None]
         return tf.cast(logits, tf.float32), tf.cast(log_counts, tf.float32)
 
+    def _profile_weights(self, logits):
+        """softmax of logits (N, O, tasks, strands) over positions, per strand; for a joint
+        model over positions and strands together (the model's own distribution)."""
+        import tensorflow as tf
+        axes = (1, 3) if self.joint else 1
+        return tf.exp(logits - tf.reduce_logsumexp(logits, axis=axes, keepdims=True))
+
     def _scores(self, one_hot, profile_weights=None, control=None):
-        """Per target, (N,) scores; profile weights default to stop_gradient(softmax(z))."""
+        """Per target, (N,) scores; profile weights default to
+        stop_gradient(`_profile_weights`(z))."""
         import tensorflow as tf
         logits, log_counts = self._outputs(one_hot, control)
         if profile_weights is None:
-            profile_weights = tf.stop_gradient(tf.nn.softmax(logits, axis=1))
+            profile_weights = tf.stop_gradient(self._profile_weights(logits))
         weighted = tf.reduce_sum(profile_weights * logits, axis=(1, 3))  # (N, tasks)
         summed = tf.reduce_sum(log_counts, axis=2)
         return tuple((weighted if t.head == 'profile' else summed)[:, t.task]
@@ -357,7 +373,7 @@ class Scorer:
                 return self._scores(mutants, weights[None], ctrl)
 
             signature = [spec((length, 4), tf.float32), spec((None,), tf.int32),
-                         spec((None,), tf.int32), spec((length, None, None), tf.float32)]
+                         spec((None,), tf.int32), spec((None, None, None), tf.float32)]
             if self.use_control:
                 self._ism_fn = tf.function(ism, input_signature=signature + [
                     spec(self.control_shape, tf.float32)])
@@ -368,7 +384,7 @@ class Scorer:
         one_hot = np.asarray(one_hot, np.float32)
         logits, _ = self._outputs(tf.constant(one_hot),
                                   None if control is None else tf.constant(control))
-        weights = tf.nn.softmax(logits, axis=1)
+        weights = self._profile_weights(logits)
         reference = [s.numpy() for s in self._scores(
             tf.constant(one_hot), weights, None if control is None else tf.constant(control))]
         out = [np.zeros(one_hot.shape, np.float32) for _ in self.targets]
@@ -742,6 +758,9 @@ def compute_contributions(saved_model: str, output_dir: str, *,
             raise ContribError(f'{saved_model} was trained with control tracks but '
                                f'{records_dir} holds none; make the records with the same '
                                'control bigWigs, or give --regions_bed and the control bigWigs')
+        if info.output_length != config.output_length:
+            raise ContribError(f'{saved_model} takes control counts over {config.output_length} '
+                               f'bp but {records_dir} holds {info.output_length}-bp counts')
         control_from = 'records'
     controls = None
     if regions_bed and config.use_control:

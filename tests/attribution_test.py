@@ -570,3 +570,77 @@ def test_control_model_without_its_control_tracks_is_a_one_line_error(control_mo
             attribution.compute_contributions(saved_model, out, **kwargs)
         assert '\n' not in str(error.value)
         assert not os.path.exists(out)
+
+
+def test_wide_input_joint_loss_control_model(tmp_path):
+    """60-bp inputs -> 20-bp outputs, one softmax over length x strands and one total count
+    per task, with control tracks: IG explains the joint distribution's target and the model's
+    log(1 + total); from a BED, the control is read over the 20 bp centred in each window."""
+    import keras
+    import tensorflow as tf
+
+    from bpnet_tfx import export, schema
+    from bpnet_tfx import model as model_lib
+    keras.utils.set_random_seed(3)
+    config = model_lib.ModelConfig(sequence_length=60, output_length=20, num_tasks=2,
+                                   filters=8, stem_kernel_size=5, num_dilated_layers=2,
+                                   profile_kernel_size=5, profile_loss='joint',
+                                   use_control=True)
+    model = model_lib.build_bpnet(config)
+    rng = np.random.default_rng(0)
+    seq = ''.join(rng.choice(list('ACGT'), 300))
+    fasta = tmp_path / 'g.fa'
+    fasta.write_text('>chrA\n' + seq + '\n')
+    control = rng.poisson(3, 300).astype(np.float32)
+    _write_bigwig(tmp_path / 'c.bw', 'chrA', control)
+    info = schema.RecordsInfo(sequence_length=60, output_length=20, max_jitter=0,
+                              tasks=('a', 'b'), has_control=True,
+                              source={'fasta': str(fasta), 'tasks': [
+                                  {'control_pos_bigwig': str(tmp_path / 'c.bw'),
+                                   'control_neg_bigwig': str(tmp_path / 'c.bw')}] * 2})
+    path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
+    scorer = attribution.Scorer(path)
+    assert scorer.control_shape == (20, 2, 2)
+    x = sequence.one_hot(seq[100:160])[None].astype(np.float32)
+    ctrl = np.broadcast_to(control[120:140, None, None], (1, 20, 2, 2)).astype(np.float32)
+    refs = attribution.dinuc_shuffle(x, 3, [np.random.default_rng(1)])
+    hyp = scorer.integrated_gradients(x, refs, 5, ctrl)
+    points = tf.constant((refs[0][:, None] + ((np.arange(5) + 0.5) / 5)[:, None, None]
+                          * (x[0] - refs[0][:, None])).reshape(-1, 60, 4), tf.float32)
+    for t, (task, head) in enumerate([(0, 'profile'), (0, 'counts'), (1, 'profile'),
+                                      (1, 'counts')]):
+        with tf.GradientTape() as tape:
+            tape.watch(points)
+            out = model({'one_hot': points,
+                         'control': tf.constant(np.repeat(ctrl, 15, axis=0))})
+            if head == 'profile':
+                z = out['profile'][:, :, task]  # (15, 20, 2): one softmax over 40 values
+                w = tf.reshape(tf.nn.softmax(tf.reshape(z, (15, 40))), (15, 20, 2))
+                target = tf.reduce_sum(tf.stop_gradient(w) * z)
+            else:
+                target = tf.reduce_sum(out['log_counts'][:, task])  # (15, 1): log(1 + total)
+        grad = tape.gradient(target, points).numpy().reshape(3, 5, 60, 4).mean(axis=1)
+        want = (grad - (grad * refs[0]).sum(-1, keepdims=True)).mean(axis=0)
+        np.testing.assert_allclose(hyp[t][0], want, rtol=1e-4, atol=1e-6)
+    # ISM's reference weights are the joint distribution too: centred deltas, one mutant.
+    ism = scorer.mutagenesis(x, 64, ctrl)
+    mutant = x.copy()
+    mutant[0, 30] = np.roll(x[0, 30], 1)
+    z0, z1 = (model({'one_hot': m, 'control': ctrl})['profile'].numpy()[0, :, 1]
+              for m in (x, mutant))
+    w0 = np.exp(z0 - z0.max()) / np.exp(z0 - z0.max()).sum()
+    delta = (w0 * (z1 - z0)).sum()
+    base = int(np.argmax(mutant[0, 30]))
+    observed = int(np.argmax(x[0, 30]))
+    np.testing.assert_allclose(ism[2][0, 30, base] - ism[2][0, 30, observed], delta,
+                               rtol=1e-3, atol=1e-5)
+    # From a BED line: the window 100-160, its control the 20 bp centred in it (120-140).
+    bed = tmp_path / 'r.bed'
+    bed.write_text('chrA\t125\t135\n')
+    out = attribution.compute_contributions(path, str(tmp_path / 'out'), regions_bed=str(bed),
+                                            num_shuffles=3, steps=5, progress_seconds=0)
+    result = attribution.load_outputs(out['output_dir'])
+    assert (result['windows'][0].start, result['windows'][0].end) == (100, 160)
+    want = scorer.integrated_gradients(
+        x, attribution.dinuc_shuffle(x, 3, [np.random.default_rng([0, 0])]), 5, ctrl)
+    np.testing.assert_allclose(result['hyp']['b.counts'], want[3], rtol=1e-4, atol=1e-7)
