@@ -29,11 +29,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
-def _windows(records_dir: str, count: int) -> np.ndarray:
+def _windows(records_dir: str, count: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """One-hot (count, L, 4) of the first validation windows, and their control counts (or
+    None: records without controls)."""
     from bpnet_tfx import data, schema
     info = schema.RecordsInfo.load(records_dir)
     batch = next(iter(data.make_eval_dataset(records_dir, info, 'valid', batch_size=count)))
-    return batch['one_hot'].numpy().astype(np.float32)
+    control = batch['control'].numpy() if 'control' in batch else None
+    return batch['one_hot'].numpy().astype(np.float32), control
 
 
 def _timed(fn, repeats: int = 1) -> float:
@@ -65,7 +68,12 @@ def main() -> None:
     from bpnet_tfx import attribution
     scorer = attribution.Scorer(args.saved_model)
     k, s = args.num_shuffles, args.steps
-    x = _windows(args.records_dir, max(args.windows, args.ism_windows + 1))
+    x, control = _windows(args.records_dir, max(args.windows, args.ism_windows + 1))
+    if not scorer.use_control:
+        control = None
+
+    def ctrl(lo, hi):  # a control model scores with the windows' observed control counts
+        return None if control is None else control[lo:hi]
     per_call = max(1, args.batch_size // k)
     rows = []
 
@@ -83,13 +91,15 @@ def main() -> None:
 
     # 2. Integrated gradients, shuffles included; warm-up call first (tracing).
     first = x[:1]  # the function takes any batch and step count: one step traces it
-    scorer.integrated_gradients(first, attribution.dinuc_shuffle(first, k, rngs(1)), 1)
+    scorer.integrated_gradients(first, attribution.dinuc_shuffle(first, k, rngs(1)), 1,
+                                ctrl(0, 1))
 
     def ig_all():
         for b in range(0, args.windows, per_call):
             part = x[b:min(b + per_call, args.windows)]
             scorer.integrated_gradients(part, attribution.dinuc_shuffle(part, k,
-                                                                        rngs(len(part), b)), s)
+                                                                        rngs(len(part), b)), s,
+                                        ctrl(b, b + len(part)))
     seconds = _timed(ig_all)
     rows.append({'measurement': f'integrated gradients ({k} refs x {s} steps, 2 heads)',
                  'windows_per_second': args.windows / seconds,
@@ -97,7 +107,7 @@ def main() -> None:
 
     # 3. In-silico mutagenesis of every base, a window at a time (as the command runs it);
     # the first window, which traces the function, is not timed.
-    times = [_timed(lambda: scorer.mutagenesis(x[i:i + 1], args.batch_size))
+    times = [_timed(lambda: scorer.mutagenesis(x[i:i + 1], args.batch_size, ctrl(i, i + 1)))
              for i in range(args.ism_windows + 1)]
     seconds = sum(times[1:])
     mutants = int(np.sum(x[1:args.ism_windows + 1] == 0))
@@ -115,7 +125,8 @@ def main() -> None:
               f"{'-' if inputs is None else f'{inputs:.0f}':>10s}")
     print(json.dumps({'benchmark': 'bench_contrib', 'device': device,
                       'machine': platform.machine(), 'saved_model': args.saved_model,
-                      'sequence_length': scorer.length, 'num_shuffles': k, 'steps': s,
+                      'sequence_length': scorer.length, 'use_control': scorer.use_control,
+                      'num_shuffles': k, 'steps': s,
                       'batch_size': args.batch_size, 'windows': args.windows,
                       'ism_windows': args.ism_windows,
                       'results': [{k2: (round(v, 3) if isinstance(v, float) else v)
