@@ -373,18 +373,6 @@ def _check_interval(genome, fasta: str, chrom: str, start: int, end: int, where:
                            f'({size:,} bp)')
 
 
-def read_window(fasta: str, bigwigs: tuple[str | None, str | None], chrom: str, start: int,
-                end: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """One-hot sequence (L, 4) and observed counts (L, 2) or None, with one-line errors."""
-    from bpnet_tfx import sequence
-    with _open_fasta(fasta) as genome:
-        _check_interval(genome, fasta, chrom, start, end, '')
-        one_hot = sequence.one_hot(genome[chrom][start:end])
-    if not all(bigwigs):
-        return one_hot, None
-    return one_hot, read_tracks([tuple(bigwigs)], chrom, start, end)[:, 0, :]
-
-
 def padded_one_hot(genome, chrom: str, start: int, end: int) -> np.ndarray:
     """One-hot (end - start, 4) of [start, end), with all-zero (N) rows past either end of
     the chromosome: a model with a wider input than output still predicts bases near ends."""
