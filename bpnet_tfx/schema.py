@@ -9,8 +9,9 @@ output_length equals sequence_length unless the model's input is wider than its 
 2114 -> 1000 regime). Background records (GC-matched regions away from peaks) carry
 KEY_IS_BACKGROUND = 1. The shapes are not in the record; they live in `metadata.json`
 (`RecordsInfo`) next to the shards.
-TensorFlow is imported inside the functions that need it so that Beam workers import this
-module cheaply.
+`encode_record` writes the Example's protobuf bytes without TensorFlow; TensorFlow is imported
+inside the functions that need it (decoding, parse specs) so that Beam workers import this
+module cheaply and never load TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -217,16 +218,45 @@ class RecordsInfo:
         return cls.from_dict(d, where=path)
 
 
-def _bytes_feature(values: Sequence[bytes]):
-    import tensorflow as tf  # Local: keeps Beam workers' imports light.
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+# --- Example wire format -------------------------------------------------------------------------
+# encode_record writes the protobuf bytes of a tf.train.Example itself, so that Beam workers never
+# import TensorFlow (3+ s per process). The messages and their field numbers
+# (tensorflow/core/example/{example,feature}.proto), every one a length-delimited field (wire
+# type 2): Example{features = 1}; Features{map<string, Feature> feature = 1}, each map entry a
+# message {key = 1, value = 2}; Feature{bytes_list = 1, int64_list = 3}; BytesList{repeated
+# bytes value = 1}; Int64List{repeated int64 value = 1, packed}. Entries go in key order, as
+# `SerializeToString(deterministic=True)` writes them, so the bytes equal TensorFlow's.
+
+
+def _varint(n: int) -> bytes:
+    """Base-128 varint of a uint64; a negative int64 as its two's complement (10 bytes)."""
+    n &= 0xFFFF_FFFF_FFFF_FFFF
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited field (number < 16, so a one-byte tag)."""
+    return b''.join((bytes(((number << 3) | 2,)), _varint(len(payload)), payload))
+
+
+def _bytes_feature(value: bytes) -> bytes:
+    return _field(1, _field(1, value))  # Feature.bytes_list{value: [value]}.
+
+
+def _int64_feature(value: int) -> bytes:
+    return _field(3, _field(1, _varint(value)))  # Feature.int64_list{value: [value]}, packed.
 
 
 def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
                   profile: np.ndarray, expected: np.ndarray | None = None,
                   control: np.ndarray | None = None,
                   is_background: bool | None = None) -> bytes:
-    """Serialises one window as a `tf.train.Example`.
+    """Serialises one window as a `tf.train.Example` (without importing TensorFlow).
 
     Args:
       region_id: 'chrom:start-end' of the centred window.
@@ -240,12 +270,12 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
       is_background: when not None, KEY_IS_BACKGROUND is written (1 for background).
 
     Returns:
-      The serialised Example.
+      The serialised Example: the bytes of
+      `tf.train.Example(...).SerializeToString(deterministic=True)`, the same in every process.
 
     Raises:
       SchemaError: arrays of the wrong rank, length or alphabet size.
     """
-    import tensorflow as tf
     one_hot = np.asarray(one_hot)
     profile = np.asarray(profile)
     if one_hot.ndim != 2 or one_hot.shape[1] != len(ALPHABET):
@@ -256,11 +286,11 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
             f'{region_id}: profile must be (length <= {one_hot.shape[0]}, centred, tasks, '
             f'strands), got {profile.shape}')
     feature = {
-        KEY_REGION_ID: _bytes_feature([region_id.encode()]),
-        KEY_CHROM: _bytes_feature([chrom.encode()]),
-        KEY_START: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(start)])),
-        KEY_ONE_HOT: _bytes_feature([one_hot.astype(ONE_HOT_DTYPE).tobytes()]),
-        KEY_PROFILE: _bytes_feature([profile.astype(COUNTS_DTYPE).tobytes()]),
+        KEY_REGION_ID: _bytes_feature(region_id.encode()),
+        KEY_CHROM: _bytes_feature(chrom.encode()),
+        KEY_START: _int64_feature(int(start)),
+        KEY_ONE_HOT: _bytes_feature(one_hot.astype(ONE_HOT_DTYPE, copy=False).tobytes()),
+        KEY_PROFILE: _bytes_feature(profile.astype(COUNTS_DTYPE, copy=False).tobytes()),
     }
     for key, name, extra in ((KEY_EXPECTED, 'expected', expected),
                              (KEY_CONTROL, 'control', control)):
@@ -270,12 +300,12 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
         if extra.shape != profile.shape:
             raise SchemaError(f'{region_id}: {name} shape {extra.shape} differs from '
                               f'profile shape {profile.shape}')
-        feature[key] = _bytes_feature([extra.astype(COUNTS_DTYPE).tobytes()])
+        feature[key] = _bytes_feature(extra.astype(COUNTS_DTYPE, copy=False).tobytes())
     if is_background is not None:
-        feature[KEY_IS_BACKGROUND] = tf.train.Feature(
-            int64_list=tf.train.Int64List(value=[int(bool(is_background))]))
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString(deterministic=True)  # Same bytes in every process.
+        feature[KEY_IS_BACKGROUND] = _int64_feature(int(bool(is_background)))
+    entries = b''.join(_field(1, _field(1, key.encode()) + _field(2, value))
+                       for key, value in sorted(feature.items(), key=lambda kv: kv[0].encode()))
+    return _field(1, entries)  # Example.features{feature: entries}.
 
 
 def feature_spec(info: RecordsInfo) -> dict[str, Any]:
