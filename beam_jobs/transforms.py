@@ -28,6 +28,7 @@ import numpy as np
 
 from beam_jobs import files as files_lib
 from beam_jobs import regions as regions_lib
+from beam_jobs import tfrecord_writer
 from beam_jobs.regions import Region
 from bpnet_tfx import schema
 from bpnet_tfx import sequence
@@ -42,8 +43,9 @@ PLANS_FILENAME = '_shard_plans.jsonl'  # Written by the driver, read by the pipe
 
 CHUNK_SIZE = 256  # Regions per chunk: the unit of work and of records held in memory.
 MAX_CHUNK_SPAN = 1_000_000  # bp from a chunk's first window start to its last window end.
-# GZIP level of the shard files: 1 writes about twice as fast as the default 6 and the files
-# are about 10% larger (benchmarks/bench_make_records.py); the reader does not care.
+# ISA-L deflate level of the GZIP shard files (0-3; tfrecord_writer.py). On 1000-bp windows
+# level 1 compresses about 8x (zlib's level 1: about 7.9x) at about 400 MB/s (zlib's level 1:
+# 80-250 MB/s, which took longer than the rest of the job); see benchmarks/bench_make_records.py.
 COMPRESSION_LEVEL = 1
 
 
@@ -400,14 +402,11 @@ class WriteShardFn(beam.DoFn):
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
 
     def process(self, plan: ShardPlan) -> Iterable[Any]:
-        import tensorflow as tf  # Local: only the writing workers pay for it.
         dest = files_lib.join(self._output_dir, plan.filename)
         path = os.path.join(self._tmp_dir, plan.filename) if self._tmp_dir else dest
-        options = tf.io.TFRecordOptions(compression_type=schema.COMPRESSION,
-                                        compression_level=COMPRESSION_LEVEL)
         j, length = self._spec.max_jitter, self._output_length
         totals, rejected, written = [], [], 0
-        with tf.io.TFRecordWriter(path, options=options) as writer:
+        with tfrecord_writer.GzipTFRecordWriter(path, COMPRESSION_LEVEL) as writer:
             for chunk in plan.chunks:
                 for region, window in self._reader.read(chunk):
                     if isinstance(window, str):
