@@ -14,7 +14,9 @@ took longer than all the rest of the job; benchmarks/bench_make_records.py). Its
 
 from __future__ import annotations
 
+import queue
 import struct
+import threading
 from typing import BinaryIO
 
 import google_crc32c
@@ -22,6 +24,7 @@ from isal import isal_zlib
 
 _MASK_DELTA = 0xA282EAD8
 _BUFFER_BYTES = 1 << 20  # Framed bytes gathered before each compress call.
+_QUEUED = 4  # Buffers waiting for the compressing thread at most.
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -40,8 +43,11 @@ def frame(record: bytes) -> tuple[bytes, bytes, bytes, bytes]:
 class GzipTFRecordWriter:
     """Writes records to a GZIP-compressed TFRecord file; a context manager.
 
-    Framed records are gathered into about 1 MiB before each compress call, so deflate runs on
-    large buffers (and releases the GIL for them). The file is complete only after `close()`.
+    Framed records are gathered into about 1 MiB buffers, which a background thread compresses
+    and writes in order (ISA-L releases the GIL), so compression runs on the second core while
+    the caller reads and encodes the next records. At most `_QUEUED` buffers wait, so memory
+    stays a few MiB. The file is complete only after `close()`, which re-raises any error of
+    the thread.
     """
 
     def __init__(self, path: str, compression_level: int):
@@ -54,6 +60,19 @@ class GzipTFRecordWriter:
                                                  16 + isal_zlib.MAX_WBITS)
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._compress_and_write, daemon=True,
+                                        name='GzipTFRecordWriter')
+        self._thread.start()
+
+    def _compress_and_write(self) -> None:
+        while (buffer := self._queue.get()) is not None:
+            if self._error is None:  # After an error, only drain so that put() never blocks.
+                try:
+                    self._file.write(self._compressor.compress(buffer))
+                except BaseException as e:  # Re-raised by the caller's next write or close.
+                    self._error = e
 
     def write(self, record: bytes) -> None:
         self._pending += frame(record)
@@ -62,17 +81,28 @@ class GzipTFRecordWriter:
             self._flush_pending()
 
     def _flush_pending(self) -> None:
+        if self._error is not None:
+            raise self._error
         if self._pending:
-            self._file.write(self._compressor.compress(b''.join(self._pending)))
+            self._queue.put(b''.join(self._pending))
             self._pending, self._pending_bytes = [], 0
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
     def close(self) -> None:
         if self._file.closed:
             return
         try:
             self._flush_pending()
+            self._stop()
+            if self._error is not None:
+                raise self._error
             self._file.write(self._compressor.flush())
         finally:
+            self._stop()
             self._file.close()
 
     def __enter__(self) -> 'GzipTFRecordWriter':
@@ -81,5 +111,6 @@ class GzipTFRecordWriter:
     def __exit__(self, *exc_info) -> None:
         if exc_info[0] is None:
             self.close()
-        else:  # Failing: close the handle; the caller's temporary folder goes away.
+        else:  # Failing: stop the thread, close the handle; the caller's temporary folder goes.
+            self._stop()
             self._file.close()

@@ -85,3 +85,16 @@ def test_masked_crc32c_known_value():
     crc = 0xE3069283
     assert tfrecord_writer.masked_crc32c(b'123456789') == (
         (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def test_error_of_the_compressing_thread_is_raised_by_the_writer(tmp_path):
+    class FailingCompressor:
+        def compress(self, data):
+            raise OSError('disk full')
+
+    writer = tfrecord_writer.GzipTFRecordWriter(str(tmp_path / 'x.tfrecord.gz'), 1)
+    writer._compressor = FailingCompressor()
+    writer.write(bytes(2 << 20))  # More than one buffer: goes to the thread.
+    with pytest.raises(OSError, match='disk full'):
+        writer.close()
+    assert writer._file.closed and not writer._thread.is_alive()
