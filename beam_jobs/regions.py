@@ -20,6 +20,7 @@ import dataclasses
 import gzip
 import os
 import re
+import sys
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -43,7 +44,7 @@ class RecordsInputError(ValueError):
     """Input files or flags the records job cannot use; the message is one line."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # Slots: the driver holds one per peak.
 class Region:
     """One window to extract: [start, end) on `chrom`, 0-based, half-open, `sequence_length` long.
 
@@ -252,6 +253,7 @@ def read_peaks(path: str, *, sequence_length: int, valid: Sequence[ChromSpan] = 
     regions = []
     for line_no, columns in _data_lines(path, name):
         chrom, centre = peak_centre(name, line_no, columns)
+        chrom = sys.intern(chrom)  # One string per chromosome, not per peak.
         start = centre - sequence_length // 2
         regions.append(Region(chrom, start, start + sequence_length,
                               assign_split(chrom, centre, valid, test), line_no, task))
