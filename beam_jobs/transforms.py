@@ -445,8 +445,12 @@ class WriteShards(beam.PTransform):
         self._fn = WriteShardFn(output_dir, spec, output_length)
 
     def expand(self, plans):
+        # Plans cross the shuffle as JSON (about 25 bytes per region, not a pickled Region),
+        # since a local runner holds everything shuffled at once.
         return (plans
+                | 'PlansToJson' >> beam.Map(ShardPlan.to_json)
                 | 'SpreadPlans' >> beam.Reshuffle()  # Else one worker gets every file.
+                | 'PlansFromJson' >> beam.Map(ShardPlan.from_json)
                 | 'WriteShardFiles' >> beam.ParDo(self._fn).with_outputs(
                     REJECTED, TOTALS, main='shards'))
 
