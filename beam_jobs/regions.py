@@ -20,6 +20,7 @@ import dataclasses
 import gzip
 import os
 import re
+import sys
 from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -43,7 +44,7 @@ class RecordsInputError(ValueError):
     """Input files or flags the records job cannot use; the message is one line."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # Slots: the driver holds one per peak.
 class Region:
     """One window to extract: [start, end) on `chrom`, 0-based, half-open, `sequence_length` long.
 
@@ -252,6 +253,7 @@ def read_peaks(path: str, *, sequence_length: int, valid: Sequence[ChromSpan] = 
     regions = []
     for line_no, columns in _data_lines(path, name):
         chrom, centre = peak_centre(name, line_no, columns)
+        chrom = sys.intern(chrom)  # One string per chromosome, not per peak.
         start = centre - sequence_length // 2
         regions.append(Region(chrom, start, start + sequence_length,
                               assign_split(chrom, centre, valid, test), line_no, task))
@@ -370,14 +372,16 @@ def drop_blacklisted(regions: Iterable[Region], blacklist: Blacklist, max_jitter
 
 
 def window_totals(regions: Sequence[Region], bigwig_pairs: Sequence[tuple[str, str]], *,
-                  trim: int = 0, run_gap: int = 20_000, names: Mapping[str, str] | None = None
-                  ) -> np.ndarray:
+                  trim: int = 0, run_gap: int = 20_000, max_span: int = 1_000_000,
+                  names: Mapping[str, str] | None = None) -> np.ndarray:
     """Total counts of each task (both strands) in each region's counts window.
 
     The counts window is the region shrunk by `trim` bp on each side (the output window of a
     model whose input is wider), without the jitter margin. NaN (no data) counts as 0. Nearby
-    windows of one chromosome share one bigWig `values()` call, and sums come from a float64
-    cumulative sum, so the totals are exact for float32 bigWig values.
+    windows of one chromosome share one bigWig `values()` call (runs of at most `max_span` bp,
+    so memory does not grow with the chromosome), and each window is summed in float64
+    (`_window_sums`: work in proportion to the windows, not to the run's span), so the totals
+    are exact for integer counts.
 
     Args:
       regions: the windows, any order.
@@ -397,37 +401,52 @@ def window_totals(regions: Sequence[Region], bigwig_pairs: Sequence[tuple[str, s
     out = np.zeros((len(regions), len(bigwig_pairs)), np.float64)
     order = sorted(range(len(regions)),
                    key=lambda i: (regions[i].chrom, regions[i].start, regions[i].end))
-    runs, current, run_end = [], [], 0
-    for i in order:
+    starts = np.array([regions[i].start + trim for i in order], np.int64).reshape(-1)
+    ends = np.array([regions[i].end - trim for i in order], np.int64).reshape(-1)
+    runs, first, run_end = [], 0, 0  # runs: [first, last) of `order`.
+    for k, i in enumerate(order):
         r = regions[i]
-        if current and (r.chrom != regions[current[0]].chrom or r.start - run_end > run_gap):
-            runs.append(current)
-            current = []
-        run_end = r.end if not current else max(run_end, r.end)
-        current.append(i)
-    if current:
-        runs.append(current)
+        if k > first and (r.chrom != regions[order[first]].chrom or r.start - run_end > run_gap
+                          or r.end - regions[order[first]].start > max_span):
+            runs.append((first, k))
+            first = k
+        run_end = r.end if k == first else max(run_end, r.end)
+    if order:
+        runs.append((first, len(order)))
     for t, pair in enumerate(bigwig_pairs):
         for path in pair:
             bw = pyBigWig.open(path)
             try:
-                for run in runs:
-                    chrom = regions[run[0]].chrom
-                    lo = min(regions[i].start for i in run) + trim
-                    hi = max(regions[i].end for i in run) - trim
+                for first, last in runs:
+                    chrom = regions[order[first]].chrom
+                    lo, hi = int(starts[first]), int(ends[first:last].max())
                     try:
                         values = bw.values(chrom, lo, hi, numpy=True)
                     except RuntimeError:
                         raise RecordsInputError(
                             f'{names.get(path, path)}: cannot read {chrom}:{lo}-{hi}') from None
-                    cumsum = np.concatenate([[0.0], np.cumsum(np.nan_to_num(values),
-                                                              dtype=np.float64)])
-                    idx = np.asarray(run)
-                    starts = np.array([regions[i].start + trim for i in run]) - lo
-                    ends = np.array([regions[i].end - trim for i in run]) - lo
-                    out[idx, t] += cumsum[ends] - cumsum[starts]
+                    out[order[first:last], t] += _window_sums(
+                        values, starts[first:last] - lo, ends[first:last] - lo)
             finally:
                 bw.close()
+    return out
+
+
+def _window_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """float64 sums of values[starts[k]:ends[k]] (NaN as 0), shape (windows,).
+
+    Gathers only the windows' bases (not the whole run between them) and sums each in
+    float64 with one `np.add.reduceat`.
+    """
+    lengths = ends - starts
+    out = np.zeros(len(starts), np.float64)
+    nonempty = lengths > 0
+    s, n = starts[nonempty], lengths[nonempty]
+    if len(s):
+        offsets = np.cumsum(n) - n  # Of each window in the gathered bases.
+        bases = values[np.arange(n.sum()) + np.repeat(s - offsets, n)]
+        np.copyto(bases, 0, where=np.isnan(bases))
+        out[nonempty] = np.add.reduceat(bases, offsets, dtype=np.float64)
     return out
 
 

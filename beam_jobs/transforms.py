@@ -28,6 +28,7 @@ import numpy as np
 
 from beam_jobs import files as files_lib
 from beam_jobs import regions as regions_lib
+from beam_jobs import tfrecord_writer
 from beam_jobs.regions import Region
 from bpnet_tfx import schema
 from bpnet_tfx import sequence
@@ -42,8 +43,9 @@ PLANS_FILENAME = '_shard_plans.jsonl'  # Written by the driver, read by the pipe
 
 CHUNK_SIZE = 256  # Regions per chunk: the unit of work and of records held in memory.
 MAX_CHUNK_SPAN = 1_000_000  # bp from a chunk's first window start to its last window end.
-# GZIP level of the shard files: 1 writes about twice as fast as the default 6 and the files
-# are about 10% larger (benchmarks/bench_make_records.py); the reader does not care.
+# ISA-L deflate level of the GZIP shard files (0-3; tfrecord_writer.py). On 1000-bp windows
+# level 1 compresses about 8x (zlib's level 1: about 7.9x) at about 400 MB/s (zlib's level 1:
+# 80-250 MB/s, which took longer than the rest of the job); see benchmarks/bench_make_records.py.
 COMPRESSION_LEVEL = 1
 
 
@@ -400,14 +402,11 @@ class WriteShardFn(beam.DoFn):
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
 
     def process(self, plan: ShardPlan) -> Iterable[Any]:
-        import tensorflow as tf  # Local: only the writing workers pay for it.
         dest = files_lib.join(self._output_dir, plan.filename)
         path = os.path.join(self._tmp_dir, plan.filename) if self._tmp_dir else dest
-        options = tf.io.TFRecordOptions(compression_type=schema.COMPRESSION,
-                                        compression_level=COMPRESSION_LEVEL)
         j, length = self._spec.max_jitter, self._output_length
         totals, rejected, written = [], [], 0
-        with tf.io.TFRecordWriter(path, options=options) as writer:
+        with tfrecord_writer.GzipTFRecordWriter(path, COMPRESSION_LEVEL) as writer:
             for chunk in plan.chunks:
                 for region, window in self._reader.read(chunk):
                     if isinstance(window, str):
@@ -446,8 +445,12 @@ class WriteShards(beam.PTransform):
         self._fn = WriteShardFn(output_dir, spec, output_length)
 
     def expand(self, plans):
+        # Plans cross the shuffle as JSON (about 25 bytes per region, not a pickled Region),
+        # since a local runner holds everything shuffled at once.
         return (plans
+                | 'PlansToJson' >> beam.Map(ShardPlan.to_json)
                 | 'SpreadPlans' >> beam.Reshuffle()  # Else one worker gets every file.
+                | 'PlansFromJson' >> beam.Map(ShardPlan.from_json)
                 | 'WriteShardFiles' >> beam.ParDo(self._fn).with_outputs(
                     REJECTED, TOTALS, main='shards'))
 
@@ -475,8 +478,16 @@ def summarise(shards: Sequence[tuple[str, int]],
     }
 
 
-def _write_summary(path: str, shards, totals, rejected) -> str:
-    summary = summarise(shards, totals, rejected)
+_SUMMARY_PARTS = ('shards', 'totals', 'rejected')
+
+
+def _write_summary(path: str, parts: Iterable[tuple[str, Any]]) -> str:
+    """Writes the summary of (part name, element) pairs; the 'path' part is only an anchor."""
+    by_name = {name: [] for name in _SUMMARY_PARTS}
+    for name, item in parts:
+        if name in by_name:
+            by_name[name].append(item)
+    summary = summarise(by_name['shards'], by_name['totals'], by_name['rejected'])
     files_lib.write_text(path, json.dumps(summary, indent=1, sort_keys=True))
     return path
 
@@ -487,7 +498,9 @@ class WriteJobSummary(beam.PTransform):
     Input: a dict with 'shards' ((split, records written) per file), 'totals'
     ((split, (records, tasks) array of totals) per file) and 'rejected' ((region_id, reason))
     PCollections. The median is exact: the training totals are gathered on one worker, a few
-    floats per record (not the records).
+    floats per record (not the records). One GroupByKey gathers all three (an anchor element
+    makes the group exist when they are empty): three `ToList`s and side inputs cost about a
+    second of pipeline construction and start-up on the local runner.
     """
 
     def __init__(self, path: str):
@@ -495,10 +508,13 @@ class WriteJobSummary(beam.PTransform):
         self._path = path
 
     def expand(self, pcolls):
-        lists = {name: pcolls[name] | f'Collect{name.capitalize()}' >> beam.combiners.ToList()
-                 for name in ('shards', 'totals', 'rejected')}
-        return (pcolls['shards'].pipeline
-                | 'SummaryPath' >> beam.Create([self._path])
-                | 'WriteSummaryFile' >> beam.Map(
-                    _write_summary,
-                    **{name: beam.pvalue.AsSingleton(pc) for name, pc in lists.items()}))
+        tagged = [pcolls[name] | f'Tag{name.capitalize()}' >> beam.Map(
+                      lambda item, name=name: (None, (name, item)))
+                  for name in _SUMMARY_PARTS]
+        anchor = (pcolls['shards'].pipeline
+                  | 'SummaryPath' >> beam.Create([(None, ('path', self._path))]))
+        return ((anchor, *tagged)
+                | 'FlattenSummaryParts' >> beam.Flatten()
+                | 'GatherSummaryParts' >> beam.GroupByKey()
+                | 'WriteSummaryFile' >> beam.MapTuple(
+                    lambda _, parts, path=self._path: _write_summary(path, parts)))

@@ -8,15 +8,17 @@ runs, each in a fresh subprocess so that peak RSS is that run's own:
   with pyfaidx and pyBigWig, one-hot encoding with a dict lookup per base, and keeping
   everything in RAM as numpy arrays (the time includes building the arrays; the notebook's
   later writing is not counted, which favours it);
-- `make_records`: `beam_jobs.make_records.run([...])` on the DirectRunner (FnApiRunner), as
-  a user runs it, with `--direct_num_workers=2 --direct_running_mode=multi_threading`;
+- `make_records`: `beam_jobs.make_records.run([...])` with `--runner=DirectRunner` and every
+  other flag at its default, as a user runs it (FnApiRunner, one in-process worker; the
+  --outlier_quantile pass included, which the notebook does not do);
+- `make_records_mt` (when --mode is given, by default multi_threading): the same with
+  `--direct_num_workers=N --direct_running_mode=MODE`;
 - `read_by_window` / `read_by_run` (smallest size only): `transforms.WindowReader` reading
   every window without encoding, with one FASTA fetch and one bigWig `values()` call per
   window, or per run of nearby windows (the job's way).
 
 Time is wall-clock around the work in the subprocess (imports of numpy/pyfaidx/pyBigWig for the
-notebook, and of beam_jobs for make_records, excluded; TensorFlow's import happens inside
-make_records and is counted). Peak RSS is the largest resident set of the subprocess or any
+notebook, and of beam_jobs for make_records, excluded; make_records never imports TensorFlow). Peak RSS is the largest resident set of the subprocess or any
 process it started (`getrusage(RUSAGE_CHILDREN).ru_maxrss` read by a fresh parent). Prints one
 table row per measurement and one JSON line at the end:
 
@@ -108,14 +110,13 @@ print(json.dumps({'seconds': time.perf_counter() - t0, 'n': len(X)}))
 _MAKE_RECORDS = r'''
 import json, sys, time
 files = json.loads(sys.argv[1]); length = int(sys.argv[2]); out = sys.argv[3]
-workers = int(sys.argv[4]); mode = sys.argv[5]
+runner_flags = sys.argv[4:]
 from beam_jobs import make_records
 t0 = time.perf_counter()
 info = make_records.run([
     f'--fasta={files["fasta"]}', f'--peaks={files["peaks"]}', f'--pos_bigwig={files["pos"]}',
     f'--neg_bigwig={files["neg"]}', f'--output_dir={out}', f'--sequence_length={length}',
-    '--valid_chroms=chr1', '--runner=DirectRunner', f'--direct_num_workers={workers}',
-    f'--direct_running_mode={mode}'])
+    '--valid_chroms=chr1', '--runner=DirectRunner', *runner_flags])
 print(json.dumps({'seconds': time.perf_counter() - t0, 'n': sum(info.split_counts.values())}))
 '''
 
@@ -157,12 +158,11 @@ def main(argv=None) -> None:
     parser.add_argument('--spacing', type=int, default=4000,
                         help='Mean bp between summits; the genome grows with the peak count.')
     parser.add_argument('--workers', type=int, default=2,
-                        help='--direct_num_workers of make_records.')
+                        help='--direct_num_workers of the make_records_mt run.')
     parser.add_argument('--mode', default='multi_threading',
-                        choices=('in_memory', 'multi_threading', 'multi_processing'),
-                        help='--direct_running_mode of make_records. Threads win on 2 cores: '
-                        'zlib and bigWig reads release the GIL, and worker processes would '
-                        'each import TensorFlow again.')
+                        choices=('', 'in_memory', 'multi_threading', 'multi_processing'),
+                        help='--direct_running_mode of the make_records_mt run; empty: no such '
+                        'run (make_records with the shipped defaults always runs).')
     parser.add_argument('--data_dir', default=os.path.join(tempfile.gettempdir(),
                                                            'bench_make_records'),
                         help='Where simulated inputs are cached between runs.')
@@ -178,16 +178,28 @@ def main(argv=None) -> None:
             runs = {
                 'notebook': _measure(_NOTEBOOK, json.dumps(files), str(_LENGTH)),
                 'make_records': _measure(_MAKE_RECORDS, json.dumps(files), str(_LENGTH),
-                                         os.path.join(tmp, 'records'), str(args.workers),
-                                         args.mode),
+                                         os.path.join(tmp, 'records')),
             }
+            if args.mode:
+                runs['make_records_mt'] = _measure(
+                    _MAKE_RECORDS, json.dumps(files), str(_LENGTH),
+                    os.path.join(tmp, 'records_mt'), f'--direct_num_workers={args.workers}',
+                    f'--direct_running_mode={args.mode}')
+            records_dir = os.path.join(tmp, 'records')
+            shards_mb = sum(os.path.getsize(os.path.join(records_dir, f))
+                            for f in os.listdir(records_dir) if f.endswith('.tfrecord.gz')) / 1e6
         for name, r in runs.items():
             r.update(peaks=n, approach=name, peaks_per_s=n / r['seconds'])
             results.append(r)
             print(f'{n:>8} {name:<14} {r["seconds"]:>8.1f} {r["peaks_per_s"]:>9.0f} '
                   f'{r["rss_mb"]:>12.0f}', flush=True)
-        ratio = runs['notebook']['seconds'] / runs['make_records']['seconds']
-        print(f'{n:>8} {"speed-up":<14} {ratio:>8.1f}x')
+        for name in runs:
+            if name != 'notebook':
+                ratio = runs['notebook']['seconds'] / runs[name]['seconds']
+                runs[name]['speedup'] = ratio
+                print(f'{n:>8} {"speed-up":<14} {ratio:>8.1f}x  ({name})')
+        runs['make_records']['shards_mb'] = shards_mb
+        print(f'{n:>8} {"shard files":<14} {shards_mb:>8.1f} MB')
         if n == min(sizes):
             # Reading alone (no encoding, one process): one FASTA fetch and one values() call
             # per run of nearby windows, against one per window.

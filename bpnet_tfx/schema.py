@@ -9,16 +9,18 @@ output_length equals sequence_length unless the model's input is wider than its 
 2114 -> 1000 regime). Background records (GC-matched regions away from peaks) carry
 KEY_IS_BACKGROUND = 1. The shapes are not in the record; they live in `metadata.json`
 (`RecordsInfo`) next to the shards.
-TensorFlow is imported inside the functions that need it so that Beam workers import this
-module cheaply.
+`encode_record` writes the Example's protobuf bytes without TensorFlow; TensorFlow is imported
+inside the functions that need it (decoding, parse specs) so that Beam workers import this
+module cheaply and never load TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -217,16 +219,74 @@ class RecordsInfo:
         return cls.from_dict(d, where=path)
 
 
-def _bytes_feature(values: Sequence[bytes]):
-    import tensorflow as tf  # Local: keeps Beam workers' imports light.
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+# --- Example wire format -------------------------------------------------------------------------
+# encode_record writes the protobuf bytes of a tf.train.Example itself, so that Beam workers never
+# import TensorFlow (3+ s per process). The messages and their field numbers
+# (tensorflow/core/example/{example,feature}.proto), every one a length-delimited field (wire
+# type 2): Example{features = 1}; Features{map<string, Feature> feature = 1}, each map entry a
+# message {key = 1, value = 2}; Feature{bytes_list = 1, int64_list = 3}; BytesList{repeated
+# bytes value = 1}; Int64List{repeated int64 value = 1, packed}. Entries go in key order, as
+# `SerializeToString(deterministic=True)` writes them, so the bytes equal TensorFlow's. Each
+# message is written as its small header pieces plus the payload, joined once at the end.
+
+
+_ONE_BYTE = tuple(bytes((i,)) for i in range(0x80))
+
+
+def _varint(n: int) -> bytes:
+    """Base-128 varint of a uint64; a negative int64 as its two's complement (10 bytes)."""
+    if 0 <= n < 0x80:
+        return _ONE_BYTE[n]
+    n &= 0xFFFF_FFFF_FFFF_FFFF
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _tag(number: int) -> bytes:
+    """The key of length-delimited field `number` (< 16, so one byte)."""
+    return _ONE_BYTE[(number << 3) | 2]
+
+
+@functools.lru_cache(maxsize=1024)
+def _entry_header(key: str, list_number: int, list_length: int) -> bytes:
+    """What precedes a List message's own bytes in one Features.feature map entry:
+    entry{key = 1: `key`, value = 2: Feature{`list_number`: List (`list_length` bytes)}}.
+    Cached: within a job, the keys and most lengths repeat."""
+    encoded = key.encode()
+    feature = _tag(list_number) + _varint(list_length)
+    feature_length = len(feature) + list_length
+    entry = _tag(1) + _varint(len(encoded)) + encoded + _tag(2) + _varint(feature_length)
+    return _tag(1) + _varint(len(entry) + feature_length) + entry + feature
+
+
+def _bytes_entry(key: str, value) -> tuple[bytes, ...]:
+    """The pieces of entry `key` -> Feature{bytes_list: BytesList{value: [value]}}."""
+    size = len(value)
+    value_header = _tag(1) + _varint(size)
+    return (_entry_header(key, 1, len(value_header) + size), value_header, value)
+
+
+def _int64_entry(key: str, value: int) -> tuple[bytes, ...]:
+    """The pieces of entry `key` -> Feature{int64_list: Int64List{value: [value]}} (packed)."""
+    packed = _varint(value)
+    values = _tag(1) + _varint(len(packed)) + packed
+    return (_entry_header(key, 3, len(values)), values)
+
+
+def _array_bytes(array: np.ndarray, dtype) -> bytes:
+    """The C-order bytes of `array` as `dtype`."""
+    return np.asarray(array).astype(dtype, copy=False).tobytes()
 
 
 def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
                   profile: np.ndarray, expected: np.ndarray | None = None,
                   control: np.ndarray | None = None,
                   is_background: bool | None = None) -> bytes:
-    """Serialises one window as a `tf.train.Example`.
+    """Serialises one window as a `tf.train.Example` (without importing TensorFlow).
 
     Args:
       region_id: 'chrom:start-end' of the centred window.
@@ -240,12 +300,12 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
       is_background: when not None, KEY_IS_BACKGROUND is written (1 for background).
 
     Returns:
-      The serialised Example.
+      The serialised Example: the bytes of
+      `tf.train.Example(...).SerializeToString(deterministic=True)`, the same in every process.
 
     Raises:
       SchemaError: arrays of the wrong rank, length or alphabet size.
     """
-    import tensorflow as tf
     one_hot = np.asarray(one_hot)
     profile = np.asarray(profile)
     if one_hot.ndim != 2 or one_hot.shape[1] != len(ALPHABET):
@@ -256,11 +316,11 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
             f'{region_id}: profile must be (length <= {one_hot.shape[0]}, centred, tasks, '
             f'strands), got {profile.shape}')
     feature = {
-        KEY_REGION_ID: _bytes_feature([region_id.encode()]),
-        KEY_CHROM: _bytes_feature([chrom.encode()]),
-        KEY_START: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(start)])),
-        KEY_ONE_HOT: _bytes_feature([one_hot.astype(ONE_HOT_DTYPE).tobytes()]),
-        KEY_PROFILE: _bytes_feature([profile.astype(COUNTS_DTYPE).tobytes()]),
+        KEY_REGION_ID: _bytes_entry(KEY_REGION_ID, region_id.encode()),
+        KEY_CHROM: _bytes_entry(KEY_CHROM, chrom.encode()),
+        KEY_START: _int64_entry(KEY_START, int(start)),
+        KEY_ONE_HOT: _bytes_entry(KEY_ONE_HOT, _array_bytes(one_hot, ONE_HOT_DTYPE)),
+        KEY_PROFILE: _bytes_entry(KEY_PROFILE, _array_bytes(profile, COUNTS_DTYPE)),
     }
     for key, name, extra in ((KEY_EXPECTED, 'expected', expected),
                              (KEY_CONTROL, 'control', control)):
@@ -270,12 +330,12 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
         if extra.shape != profile.shape:
             raise SchemaError(f'{region_id}: {name} shape {extra.shape} differs from '
                               f'profile shape {profile.shape}')
-        feature[key] = _bytes_feature([extra.astype(COUNTS_DTYPE).tobytes()])
+        feature[key] = _bytes_entry(key, _array_bytes(extra, COUNTS_DTYPE))
     if is_background is not None:
-        feature[KEY_IS_BACKGROUND] = tf.train.Feature(
-            int64_list=tf.train.Int64List(value=[int(bool(is_background))]))
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString(deterministic=True)  # Same bytes in every process.
+        feature[KEY_IS_BACKGROUND] = _int64_entry(KEY_IS_BACKGROUND, int(bool(is_background)))
+    pieces = [piece for key in sorted(feature, key=str.encode) for piece in feature[key]]
+    size = sum(len(piece) for piece in pieces)
+    return b''.join([_tag(1), _varint(size)] + pieces)  # Example{features: Features{...}}.
 
 
 def feature_spec(info: RecordsInfo) -> dict[str, Any]:

@@ -384,3 +384,26 @@ def test_window_totals_sum_both_strands_over_the_trimmed_window(tmp_path):
         expected = [[sum(np.nansum(values[n][r.start + trim:r.end - trim]) for n in pair)
                      for pair in (('pos', 'neg'), ('pos2', 'neg2'))] for r in windows]
         np.testing.assert_array_equal(got, expected)
+
+
+def test_window_totals_runs_capped_by_span_give_the_same_sums(tmp_path):
+    # Overlapping, adjacent and far windows; runs cut by max_span must not change any sum.
+    rng = np.random.default_rng(5)
+    values = {n: np.where(rng.random(3000) < 0.3, rng.integers(0, 50, 3000), np.nan)
+              for n in ('pos', 'neg')}
+    for name, v in values.items():
+        bw = pyBigWig.open(str(tmp_path / f'{name}.bw'), 'w')
+        bw.addHeader([('chr1', 3000), ('chr2', 3000)])
+        for chrom in ('chr1', 'chr2'):
+            starts = np.flatnonzero(~np.isnan(v))
+            bw.addEntries(chrom, starts.astype(np.int64), values=v[starts].astype(np.float64),
+                          span=1)
+        bw.close()
+    pair = (str(tmp_path / 'pos.bw'), str(tmp_path / 'neg.bw'))
+    windows = [Region(c, s, s + 100) for c, s in (('chr2', 0), ('chr1', 2900), ('chr1', 50),
+                                                   ('chr1', 100), ('chr1', 120), ('chr1', 1500))]
+    expected = [[sum(np.nansum(values[n][r.start:r.end]) for n in ('pos', 'neg'))]
+                for r in windows]
+    for max_span in (1_000_000, 150, 1):
+        got = regions.window_totals(windows, [pair], max_span=max_span)
+        np.testing.assert_array_equal(got, expected)

@@ -100,3 +100,76 @@ def test_records_info_missing_file_is_one_line_error(tmp_path):
 
 def test_shard_names():
     assert schema.shard_filename('train', 3, 16) == 'train-00003-of-00016.tfrecord.gz'
+
+
+def _tf_example(region_id, chrom, start, one_hot, profile, **extras):
+    """The record built with TensorFlow's own protos: what encode_record must equal."""
+    import tensorflow as tf
+
+    def _bytes(value):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    def _int64(value):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    feature = {schema.KEY_REGION_ID: _bytes(region_id.encode()),
+               schema.KEY_CHROM: _bytes(chrom.encode()), schema.KEY_START: _int64(start),
+               schema.KEY_ONE_HOT: _bytes(one_hot.astype(np.uint8).tobytes()),
+               schema.KEY_PROFILE: _bytes(profile.astype(np.float32).tobytes())}
+    for key, name in ((schema.KEY_EXPECTED, 'expected'), (schema.KEY_CONTROL, 'control')):
+        if name in extras:
+            feature[key] = _bytes(extras[name].astype(np.float32).tobytes())
+    if 'is_background' in extras:
+        feature[schema.KEY_IS_BACKGROUND] = _int64(int(extras['is_background']))
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+@pytest.mark.parametrize('length,start', [(1, 0), (10, 127), (16, 128), (2114, 2 ** 40),
+                                          (40_000, -3)])
+@pytest.mark.parametrize('extras', ['none', 'expected', 'control+background', 'foreground'])
+def test_encode_record_writes_tensorflows_deterministic_bytes(length, start, extras):
+    # The hand-written wire format against TensorFlow's: lengths of 1, 2 and 3 varint bytes,
+    # starts of 1, 2, 6 and 10 (negative) varint bytes, every optional feature.
+    rng = np.random.default_rng(length)
+    one_hot = sequence.one_hot(''.join(rng.choice(list('ACGTN'), length)))
+    profile = rng.random((length, 2, 2)).astype(np.float32)
+    kw = {'none': {}, 'expected': {'expected': profile * 2},
+          'control+background': {'control': profile + 1, 'is_background': True},
+          'foreground': {'is_background': False}}[extras]
+    ours = schema.encode_record('chr2L:5-15', 'chr2L', start, one_hot, profile, **kw)
+    reference = _tf_example('chr2L:5-15', 'chr2L', start, one_hot, profile, **kw)
+    assert ours == reference.SerializeToString(deterministic=True)
+    assert type(reference).FromString(ours) == reference
+
+
+def test_encoded_records_parse_with_parse_example():
+    import tensorflow as tf
+    info = _info(sequence_length=8, max_jitter=1, tasks=('a',), has_control=True,
+                 has_background=True)
+    one_hot = sequence.one_hot('ACGTNACGTA')
+    profile = np.arange(10 * 2, dtype=np.float32).reshape(10, 1, 2)
+    records = [schema.encode_record(f'c:{i}-{i + 8}', 'c', i, one_hot, profile + i,
+                                    control=profile * i, is_background=bool(i % 2))
+               for i in range(3)]
+    parsed = tf.io.parse_example(tf.constant(records), schema.feature_spec(info))
+    assert parsed[schema.KEY_START].numpy().tolist() == [0, 1, 2]
+    assert parsed[schema.KEY_IS_BACKGROUND].numpy().tolist() == [0, 1, 0]
+    assert parsed[schema.KEY_REGION_ID].numpy().tolist() == [b'c:0-8', b'c:1-9', b'c:2-10']
+    for i in range(3):
+        np.testing.assert_array_equal(np.frombuffer(
+            parsed[schema.KEY_PROFILE].numpy()[i], np.float32).reshape(10, 1, 2), profile + i)
+        np.testing.assert_array_equal(np.frombuffer(
+            parsed[schema.KEY_CONTROL].numpy()[i], np.float32).reshape(10, 1, 2), profile * i)
+        np.testing.assert_array_equal(np.frombuffer(
+            parsed[schema.KEY_ONE_HOT].numpy()[i], np.uint8).reshape(10, 4), one_hot)
+
+
+def test_encode_record_does_not_import_tensorflow():
+    import subprocess
+    import sys
+    code = ('import sys, numpy as np; from bpnet_tfx import schema; '
+            'schema.encode_record("r", "c", 0, np.zeros((4, 4)), np.zeros((4, 1, 2)), '
+            'is_background=True); print("tensorflow" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == 'False'

@@ -546,3 +546,13 @@ def test_background_records_are_marked_and_left_out_of_the_totals(genome, tmp_pa
     one_hot, profile, _ = _direct(genome, BACKGROUND, [('pos', 'neg')])
     np.testing.assert_array_equal(records[BACKGROUND.region_id]['one_hot'], one_hot)
     np.testing.assert_array_equal(records[BACKGROUND.region_id]['profile'], profile[TRIM:-TRIM])
+
+
+def test_write_job_summary_of_empty_inputs(tmp_path):
+    path = str(tmp_path / transforms.SUMMARY_FILENAME)
+    with _pipeline() as p:
+        pcolls = {name: p | name >> beam.Create([]) for name in ('shards', 'totals', 'rejected')}
+        assert_that(pcolls | transforms.WriteJobSummary(path), equal_to([path]))
+    with open(path) as f:
+        assert json.load(f) == {'split_counts': {'train': 0, 'valid': 0, 'test': 0},
+                                'median_total_counts': [], 'rejected': []}
