@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument('output_dir', nargs='?', default='/tmp/bench_regimes')
     parser.add_argument('--epochs', type=int, default=8)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--train_flag', action='append', default=[],
+                        help='Extra flag for both training runs, e.g. '
+                        '--train_flag=--counts_loss_weight=10 (repeatable).')
     args = parser.parse_args()
     py = sys.executable
     results = {}
@@ -55,7 +58,7 @@ def main() -> None:
         seconds['train'] = _run([py, '-m', 'bpnet_tfx.train', f'--flagfile={regime["flagfile"]}',
                                  f'--records_dir={records}', f'--model_dir={model}',
                                  f'--epochs={args.epochs}', f'--seed={args.seed}',
-                                 '--overwrite'])
+                                 '--overwrite', *args.train_flag])
         metrics_path = os.path.join(args.output_dir, f'evaluation_{tag}.json')
         seconds['evaluate'] = _run([py, '-m', 'bpnet_tfx.evaluate',
                                     f'--saved_model={model}/export', f'--records_dir={records}',
@@ -78,7 +81,7 @@ def main() -> None:
     print(f'\n2114->1000 validation profile NLL minus 1000->1000: {b - a:+.2f} '
           f'({100 * (b - a) / a:+.2f}%); no worse: {b <= a}')
     print(json.dumps({'benchmark': 'regimes', 'epochs': args.epochs, 'seed': args.seed,
-                      'results': results}, sort_keys=True))
+                      'train_flags': args.train_flag, 'results': results}, sort_keys=True))
 
 
 if __name__ == '__main__':
