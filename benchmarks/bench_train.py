@@ -8,9 +8,13 @@ Measured in one run on the demo data's records (made here with make_records):
      steps (target: within 1% of float32).
   2. The run at the default precision (what --precision=auto picks) against the reference
      notebook's in-memory Keras `model.fit` (float32 numpy arrays), same model and batch.
-     Target: >= 1.5x.
+     Target: >= 1.5x. With --repeats=N, float32, mixed_bfloat16 and the notebook run N times
+     in turn (the machine may be shared), and the ratio is given per repeat.
   3. The model's training FLOPs per example (3x the forward convolutions' 2*MACs), the
-     machine's measured float32 matmul peak, and the fraction of it training reaches.
+     machine's measured float32 (and bfloat16) matmul peak, and the fraction of the float32
+     peak that training reaches.
+With --precision_seeds=N, only the validation loss of float32 and mixed_bfloat16 after
+--steps steps, for seeds 0..N-1 (same seed: same initial weights and data order), paired.
 Prints a readable row per measurement and one JSON line at the end.
 """
 
@@ -41,11 +45,11 @@ def training_flops_per_example(config) -> float:
     return 3 * 2 * macs
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """Measured float32 matmul throughput of this machine through TensorFlow."""
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype: str = 'float32') -> float:
+    """Measured matmul throughput of this machine through TensorFlow, in `dtype`."""
     import tensorflow as tf
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
 
     @tf.function
     def mm(a, b):
@@ -83,9 +87,11 @@ def main() -> None:
     parser.add_argument('--notebook_steps', type=int, default=30,
                         help='Batches held in RAM for the notebook baseline.')
     parser.add_argument('--precision_seeds', type=int, default=0,
-                        help='Only compare float32 and mixed_bfloat16 validation loss, each '
-                        'averaged over this many seeds (the run-to-run spread is about as large '
-                        'as the difference being measured).')
+                        help='Only compare float32 and mixed_bfloat16 validation loss after '
+                        '--steps steps, paired by seed over this many seeds (the run-to-run '
+                        'spread is about as large as the difference being measured).')
+    parser.add_argument('--repeats', type=int, default=1,
+                        help='Times to run float32, mixed_bfloat16 and the notebook in turn.')
     args = parser.parse_args()
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     workdir = tempfile.mkdtemp(prefix='bench_train_')
@@ -94,54 +100,84 @@ def main() -> None:
                     f'--output_dir={records}'], check=True, cwd=REPO, capture_output=True)
 
     if args.precision_seeds:
-        losses = {p: [run_trainer(records, args.batch_size, args.steps, p, False, seed)['val_loss']
-                      for seed in range(args.precision_seeds)]
-                  for p in ('float32', 'mixed_bfloat16')}
-        f32, bf16 = (float(sum(v) / len(v)) for v in losses.values())
-        print(f'validation loss after {args.steps} steps over {args.precision_seeds} seeds: '
-              f'float32 {f32:.2f} {losses["float32"]}, mixed_bfloat16 {bf16:.2f} '
-              f'{losses["mixed_bfloat16"]}: {100 * (bf16 / f32 - 1):+.2f}% (target within 1%)')
-        print(json.dumps({'benchmark': 'train_precision', 'steps': args.steps,
-                          'losses': losses, 'relative_difference': bf16 / f32 - 1}))
+        compare_losses(records, args.batch_size, args.steps, args.precision_seeds)
         return
 
     from bpnet_tfx import model as model_lib
     from bpnet_tfx import trainer
     default = trainer.resolve_precision('auto')  # the runs below include it, no XLA, seed 0
-    runs = {}
+    runs, repeats, notebook_rates = {}, [], []
+    for r in range(args.repeats):
+        row = {p: run_trainer(records, args.batch_size, args.steps, p, False, 0)
+               for p in ('float32', 'mixed_bfloat16')}
+        notebook_rates.append(common.notebook_fit_rate(records, args.batch_size,
+                                                       args.notebook_steps))
+        for p, v in row.items():
+            runs.setdefault(p, v)  # the table shows the first repeat
+        repeats.append({**{p: v['examples_per_second'] for p, v in row.items()},
+                        'notebook': notebook_rates[-1]})
+        print(f'  repeat {r + 1}: {repeats[-1]}', flush=True)
     # float32 twice (seeds 0 and 1) shows how much the loss moves from run to run alone.
-    for name, precision, jit, seed in (('float32', 'float32', False, 0),
-                                       ('float32_seed1', 'float32', False, 1),
-                                       ('mixed_bfloat16', 'mixed_bfloat16', False, 0),
+    for name, precision, jit, seed in (('float32_seed1', 'float32', False, 1),
                                        ('float32_xla', 'float32', True, 0),
                                        ('mixed_bfloat16_xla', 'mixed_bfloat16', True, 0)):
         runs[name] = run_trainer(records, args.batch_size, args.steps, precision, jit, seed)
         print(f'  {name}: {runs[name]}', flush=True)
-    notebook = common.notebook_fit_rate(records, args.batch_size, args.notebook_steps)
+    notebook = notebook_rates[0]
     peak = matmul_peak_gflops()
+    peak_bf16 = matmul_peak_gflops(dtype='bfloat16')
     flops = training_flops_per_example(model_lib.ModelConfig())
     base = runs['float32']
     machine = f'{platform.machine()}, {os.cpu_count()} cores'
     print(f'machine: {machine}; batch {args.batch_size}; {args.steps} steps per run; '
           f'default (--precision=auto) = {default}')
-    print(f'{"run":28s} {"examples/s":>11s} {"vs float32":>11s} {"val loss":>10s} '
+    print(f'{"run (first repeat)":28s} {"examples/s":>11s} {"vs float32":>11s} {"val loss":>10s} '
           f'{"loss vs f32":>12s}')
     for name, r in runs.items():
         print(f'{name:28s} {r["examples_per_second"]:11.1f} '
               f'{r["examples_per_second"] / base["examples_per_second"]:10.2f}x '
               f'{r["val_loss"]:10.2f} {100 * (r["val_loss"] / base["val_loss"] - 1):+11.2f}%')
     print(f'{"notebook model.fit (float32)":28s} {notebook:11.1f}')
-    ratio = runs[default]['examples_per_second'] / notebook
-    print(f'ours ({default}, the default) / notebook: {ratio:.2f}x (target >= 1.5)')
-    achieved = runs['float32']['examples_per_second'] * flops / 1e9
-    print(f'training FLOPs/example {flops / 1e9:.3f} GFLOP; float32 matmul peak '
-          f'{peak:.0f} GFLOP/s; float32 training reaches {achieved:.1f} GFLOP/s = '
-          f'{100 * achieved / peak:.0f}% of peak')
+    ratios = [r[default] / r['notebook'] for r in repeats]
+    f32_ratios = [r['float32'] / r['notebook'] for r in repeats]
+    print(f'ours ({default}, the default) / notebook, per repeat: '
+          f'{", ".join(f"{x:.2f}x" for x in ratios)} (target >= 1.5); float32 / notebook: '
+          f'{", ".join(f"{x:.2f}x" for x in f32_ratios)}')
+    fractions = {}
+    for p in ('float32', 'mixed_bfloat16'):
+        achieved = runs[p]['examples_per_second'] * flops / 1e9
+        fractions[p] = achieved / peak
+        print(f'{p} training: {flops / 1e9:.3f} GFLOP/example x '
+              f'{runs[p]["examples_per_second"]:.0f} examples/s = {achieved:.1f} GFLOP/s = '
+              f'{100 * achieved / peak:.0f}% of the float32 matmul peak {peak:.0f} GFLOP/s '
+              f'(bfloat16 matmul peak {peak_bf16:.0f})')
     print(json.dumps({'benchmark': 'train', 'machine': machine, 'batch_size': args.batch_size,
-                      'steps': args.steps, 'runs': runs, 'notebook_examples_per_second': notebook,
-                      'ours_over_notebook': ratio, 'training_gflop_per_example': flops / 1e9,
-                      'matmul_peak_gflops': peak,
-                      'float32_fraction_of_peak': achieved / peak}, sort_keys=True))
+                      'steps': args.steps, 'default': default, 'runs': runs,
+                      'repeats': repeats, 'notebook_examples_per_second': notebook,
+                      'ours_over_notebook': ratios, 'float32_over_notebook': f32_ratios,
+                      'training_gflop_per_example': flops / 1e9,
+                      'matmul_peak_gflops': peak, 'bfloat16_matmul_peak_gflops': peak_bf16,
+                      'fraction_of_float32_peak': fractions}, sort_keys=True))
+
+
+def compare_losses(records: str, batch_size: int, steps: int, seeds: int) -> None:
+    """float32 vs mixed_bfloat16 validation loss after `steps` steps, paired by seed."""
+    losses = {'float32': [], 'mixed_bfloat16': []}
+    for seed in range(seeds):
+        for p in losses:
+            losses[p].append(run_trainer(records, batch_size, steps, p, False, seed)['val_loss'])
+        print(f'  seed {seed}: float32 {losses["float32"][-1]:.2f}, mixed_bfloat16 '
+              f'{losses["mixed_bfloat16"][-1]:.2f}', flush=True)
+    f32, bf16 = (sum(v) / len(v) for v in losses.values())
+    paired = [b / f - 1 for f, b in zip(losses['float32'], losses['mixed_bfloat16'])]
+    spread = max(losses['float32']) / min(losses['float32']) - 1
+    print(f'validation loss after {steps} steps over {seeds} seeds: float32 mean {f32:.2f}, '
+          f'mixed_bfloat16 mean {bf16:.2f}: {100 * (bf16 / f32 - 1):+.2f}% (target within 1%); '
+          f'paired {", ".join(f"{100 * d:+.2f}%" for d in paired)}; float32 spread between '
+          f'seeds {100 * spread:.1f}%')
+    print(json.dumps({'benchmark': 'train_precision', 'steps': steps, 'losses': losses,
+                      'relative_difference': bf16 / f32 - 1, 'paired': paired,
+                      'float32_seed_spread': spread}))
 
 
 if __name__ == '__main__':

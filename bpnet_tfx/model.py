@@ -38,6 +38,9 @@ INPUT_NAME = 'one_hot'
 CONTROL_INPUT_NAME = 'control'
 CONTROL_SMOOTHING = 50  # bp window of the smoothed control profile.
 PROFILE_LOSSES = ('per_strand', 'joint')
+# The heads compute in float32 under every dtype policy (the body may run in bfloat16 or
+# float16): they are a small share of the FLOPs, and their outputs feed the softmax and losses.
+HEAD_DTYPE = 'float32'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,8 +215,8 @@ def _stack_tasks(per_task: list, shape: tuple[int, ...], name: str):
     """One task: its tensor; several: stacked on a task axis before the strand axis."""
     if len(per_task) == 1:
         return per_task[0]
-    joined = keras.layers.Concatenate(name=f'{name}_concat')(per_task)
-    return keras.layers.Reshape(shape, name=name)(joined)
+    joined = keras.layers.Concatenate(dtype=HEAD_DTYPE, name=f'{name}_concat')(per_task)
+    return keras.layers.Reshape(shape, dtype=HEAD_DTYPE, name=name)(joined)
 
 
 def _task_suffix(config: ModelConfig, task: int) -> str:
@@ -226,21 +229,23 @@ def _profile_head(x, config: ModelConfig, control=None):
     for t in range(config.num_tasks):
         suffix = _task_suffix(config, t)
         task_logits = keras.layers.Conv1D(config.num_strands, config.profile_kernel_size,
-                                          padding=_padding(config),
+                                          padding=_padding(config), dtype=HEAD_DTYPE,
                                           name=f'profile_conv{suffix}')(x)
         extra = config.crop_arithmetic()['profile_conv'] - config.output_length
         if extra:
-            task_logits = keras.layers.Cropping1D((extra // 2, extra // 2),
+            task_logits = keras.layers.Cropping1D((extra // 2, extra // 2), dtype=HEAD_DTYPE,
                                                   name=f'profile_crop{suffix}')(task_logits)
         if control is not None:
-            raw = TaskSlice(t, name=f'control_profile{suffix}')(control)
+            raw = TaskSlice(t, dtype=HEAD_DTYPE, name=f'control_profile{suffix}')(control)
             smooth = keras.layers.AveragePooling1D(CONTROL_SMOOTHING, strides=1,
-                                                   padding='same',
+                                                   padding='same', dtype=HEAD_DTYPE,
                                                    name=f'control_smooth{suffix}')(raw)
-            both = keras.layers.Concatenate(name=f'control_features{suffix}')([raw, smooth])
-            bias = keras.layers.Conv1D(config.num_strands, 1,
+            both = keras.layers.Concatenate(dtype=HEAD_DTYPE,
+                                            name=f'control_features{suffix}')([raw, smooth])
+            bias = keras.layers.Conv1D(config.num_strands, 1, dtype=HEAD_DTYPE,
                                        name=f'control_profile_weights{suffix}')(both)
-            task_logits = keras.layers.Add(name=f'profile_with_control{suffix}')(
+            task_logits = keras.layers.Add(dtype=HEAD_DTYPE,
+                                           name=f'profile_with_control{suffix}')(
                 [task_logits, bias])
         logits.append(task_logits)
     stacked = _stack_tasks(logits, (config.output_length, config.num_tasks,
@@ -250,17 +255,17 @@ def _profile_head(x, config: ModelConfig, control=None):
 
 
 def _counts_head(x, config: ModelConfig, control=None):
-    pooled = keras.layers.GlobalAveragePooling1D(name='counts_pool')(x)
+    pooled = keras.layers.GlobalAveragePooling1D(dtype=HEAD_DTYPE, name='counts_pool')(x)
     outputs = []
     for t in range(config.num_tasks):
         suffix = _task_suffix(config, t)
         features = pooled
         if control is not None:
-            total = LogTotal(name=f'control_log_total{suffix}')(
-                TaskSlice(t, name=f'control_counts{suffix}')(control))
-            features = keras.layers.Concatenate(name=f'counts_features{suffix}')(
-                [pooled, total])
-        outputs.append(keras.layers.Dense(config.strands_out,
+            total = LogTotal(dtype=HEAD_DTYPE, name=f'control_log_total{suffix}')(
+                TaskSlice(t, dtype=HEAD_DTYPE, name=f'control_counts{suffix}')(control))
+            features = keras.layers.Concatenate(dtype=HEAD_DTYPE,
+                                                name=f'counts_features{suffix}')([pooled, total])
+        outputs.append(keras.layers.Dense(config.strands_out, dtype=HEAD_DTYPE,
                                           name=f'counts_dense{suffix}')(features))
     stacked = _stack_tasks(outputs, (config.num_tasks, config.strands_out), 'counts_tasks')
     return keras.layers.Activation('linear', dtype='float32', name=LOG_COUNTS)(stacked)

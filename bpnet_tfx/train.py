@@ -74,8 +74,8 @@ _STRATEGY = flags.DEFINE_enum(
 _PRECISION = flags.DEFINE_enum(
     'precision', 'auto', ['auto', 'float32', 'mixed_float16', 'mixed_bfloat16'],
     'Keras dtype policy; softmax, losses and outputs stay float32, the export is float32. '
-    'auto = float32 (mixed_bfloat16 measured 1.3-1.5x faster on CPU but 1% worse after 100 '
-    'steps; see benchmarks/bench_train.py). Use mixed_bfloat16 on GPUs for speed.')
+    'auto = float32 (mixed_bfloat16 measured up to 1.8x faster on CPU but 1.02% worse after '
+    '200 steps; see benchmarks/bench_train.py). Use mixed_bfloat16 on GPUs for speed.')
 _JIT_COMPILE = flags.DEFINE_bool(
     'jit_compile', False, 'Compile the per-replica step with XLA (slower on the 2-core CPU we '
     'measured; try it on GPUs).')

@@ -115,9 +115,12 @@ def resolve_precision(name: str) -> str:
 
     The rule: a faster policy becomes the default only while its validation loss after a
     fixed number of steps stays within 1% of float32's. On the 2-core AVX-512 BF16 CPU,
-    bench_train.py measured mixed_bfloat16 1.3-1.5x faster but +1.02% after 100 steps
-    (mean of 3 seeds), and XLA no faster; so auto is float32 on every device. bf16 numerics
-    are the same on GPUs, where it is much faster: ask for it with --precision.
+    bench_train.py measured mixed_bfloat16 1.05-2x faster (depending on the machine's load)
+    but, even with the heads in float32, its loss after 200 steps was +1.02% above float32's
+    (mean of 4 seeds, paired by seed; every pair worse: +0.52, +2.16, +0.78, +0.64%; float32
+    alone spans 3.9% between seeds), and XLA was slower; so auto is float32 on every device.
+    bf16 numerics are the same on GPUs (not measured here), where it is much faster: ask for
+    it with --precision.
     """
     if name not in PRECISIONS:
         raise TrainError(f'--precision must be one of {", ".join(PRECISIONS)}, got {name!r}')

@@ -153,3 +153,43 @@ def test_chip_nexus_2114_regime_and_joint_counts_head():
     with pytest.raises(ValueError, match='profile_loss'):
         model_lib.ModelConfig(profile_loss='pooled')
     assert model_lib.ModelConfig.from_dict(config.to_dict()) == config
+
+@pytest.mark.parametrize('num_tasks,use_control', [(1, False), (2, True)])
+def test_mixed_precision_body_bfloat16_heads_float32(num_tasks, use_control):
+    import keras
+    import tensorflow as tf
+    config = model_lib.ModelConfig(sequence_length=64, num_tasks=num_tasks, filters=8,
+                                   num_dilated_layers=2, use_control=use_control)
+    float32_params = model_lib.build_bpnet(config).count_params()
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy('mixed_bfloat16')
+    try:
+        model = model_lib.build_bpnet(config)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert model.count_params() == float32_params
+    computes = {layer.name: layer.compute_dtype for layer in model.layers}
+    assert computes['stem_conv'] == computes['dilated_conv_2'] == 'bfloat16'
+    heads = [n for n in computes if n.startswith(('profile', 'counts', 'control_', 'log_'))]
+    assert len(heads) >= 4 and {computes[n] for n in heads} == {'float32'}
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, (2, 64, 4)).astype(np.float32)
+    inputs = x
+    if use_control:
+        inputs = {model_lib.INPUT_NAME: x, model_lib.CONTROL_INPUT_NAME: rng.poisson(
+            1.0, (2, 64, num_tasks, 2)).astype(np.float32)}
+    out = model(inputs)
+    assert out['profile'].dtype == out['log_counts'].dtype == tf.float32
+    # The profile conv runs in float32 on the bfloat16 body: its logits are not rounded to
+    # bfloat16, and match a float32 conv of the body's features.
+    body = type(model)(model.inputs, [model.get_layer('residual_add_2').output])(inputs)
+    assert body.dtype == tf.bfloat16
+    conv = model.get_layer('profile_conv' + ('_0' if num_tasks > 1 else ''))
+    expected = tf.nn.convolution(tf.cast(body, tf.float32), conv.kernel, padding='SAME') + \
+        conv.bias
+    logits = out['profile'].numpy()
+    logits = logits[:, :, 0] if num_tasks > 1 else logits
+    if not use_control:
+        np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-5)
+        rounded = tf.cast(tf.cast(expected, tf.bfloat16), tf.float32).numpy()
+        assert not np.allclose(logits, rounded, rtol=1e-5, atol=1e-5)
