@@ -19,15 +19,18 @@ echo "== 3/4 evaluation on the validation chromosome (chr1)"
 $PY -m bpnet_tfx.evaluate --saved_model=$OUT/model/export --records_dir=$OUT/records \
   --split=valid --output_json=$OUT/evaluation_valid.json
 
-echo "== 4/4 prediction plot for the strongest chr1 peak"
+echo "== 4/4 prediction plot for the strongest chr1 peak kept in the records"
 REGION=$($PY - "$OUT/records" <<'PYEOF'
-import json, sys
+import csv, json, sys
 source = json.load(open(f'{sys.argv[1]}/metadata.json'))['source']
+with open(f'{sys.argv[1]}/rejected.tsv') as f:  # e.g. outlier peaks: not in the records
+    rejected = {int(row['line']) for row in csv.DictReader(f, delimiter='\t')}
 best = None
 with open(source['peaks']) as f:
-    for line in f:
+    for number, line in enumerate(f, 1):
         cols = line.split('\t')
-        if cols[0] == 'chr1' and (best is None or float(cols[4]) > best[1]):
+        if (cols[0] == 'chr1' and number not in rejected
+                and (best is None or float(cols[4]) > best[1])):
             best = (int(cols[1]), float(cols[4]))
 print(f'chr1:{best[0] - 500}-{best[0] + 500}')
 PYEOF
