@@ -130,9 +130,11 @@ def _parser() -> argparse.ArgumentParser:
                         help='Seed of the background sampling (same seed, same regions).')
     parser.add_argument('--overwrite', action='store_true',
                         help='Replace an existing --output_dir (only once the new one is done).')
-    parser.add_argument('--demo', default='default', choices=('default', 'multitask'),
+    parser.add_argument('--demo', default='default', choices=('default', 'multitask', 'sparse'),
                         help='Which simulated data set to use when no data flags are given: '
-                        "'default' (one task) or 'multitask' (two tasks and a control track).")
+                        "'default' (one task), 'multitask' (two tasks and a control track) or "
+                        "'sparse' (the default's peaks over a 6.5x larger genome: room for "
+                        'background regions).')
     return parser
 
 

@@ -710,6 +710,12 @@ DEMO_CONFIGS = {
     'default': SimulationConfig(),
     # Two tasks with different motifs and footprints, sharing some peaks, plus a control.
     'multitask': SimulationConfig(tasks=_multitask_tasks(), control_rate=0.05),
+    # The default's 2,900 peaks spread over a 6.5x larger genome (a peak every ~6.5 kb instead
+    # of ~1 kb), so that GC-matched background windows away from peaks (make_records
+    # --background_ratio) have room, also at 2114 bp.
+    'sparse': SimulationConfig(
+        chrom_sizes=tuple((c, 6.5 * s) for c, s in SimulationConfig().chrom_sizes),
+        peaks_per_mb=1000.0 / 6.5),
 }
 
 
