@@ -198,7 +198,7 @@ def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
     def _losses(one_hot, profile, control, is_background, training):
         counts, log_counts = _targets(profile, num_tasks)
         if joint:  # One total over both strands: (batch[, tasks], 1).
-            log_counts = tf.math.log1p(tf.reduce_sum(tf.math.expm1(log_counts), axis=-1,
+            log_counts = tf.math.log1p(tf.reduce_sum(tf.reduce_sum(counts, axis=1), axis=-1,
                                                      keepdims=True))
         inputs = tf.cast(one_hot, tf.float32)
         if use_control:
