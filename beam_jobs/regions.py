@@ -192,16 +192,12 @@ def _int_column(path: str, line_no: int, name: str, value: str) -> int:
     return number
 
 
-def peak_centre(path: str, line_no: int, columns: Sequence[str]) -> tuple[str, int]:
-    """Returns (chrom, centre) of one peaks line.
-
-    The centre is start + summit offset (column 10) for narrowPeak lines (exactly 10 columns)
-    whose offset is not -1, and the midpoint (start + end) // 2 otherwise, so 1-bp summit
-    intervals centre on themselves.
+def bed_interval(path: str, line_no: int, columns: Sequence[str]) -> tuple[str, int, int]:
+    """Returns (chrom, start, end) of one BED line.
 
     Raises:
-      RecordsInputError: fewer than 3 columns, non-integer or negative coordinates,
-        start > end, or a summit offset outside the peak.
+      RecordsInputError: fewer than 3 columns, an empty chromosome name, non-integer or
+        negative coordinates, or start > end.
     """
     if len(columns) < 3:
         raise RecordsInputError(
@@ -216,6 +212,21 @@ def peak_centre(path: str, line_no: int, columns: Sequence[str]) -> tuple[str, i
         raise RecordsInputError(f'{path}:{line_no}: negative coordinate ({start}, {end})')
     if start > end:
         raise RecordsInputError(f'{path}:{line_no}: start {start} > end {end}')
+    return chrom, start, end
+
+
+def peak_centre(path: str, line_no: int, columns: Sequence[str]) -> tuple[str, int]:
+    """Returns (chrom, centre) of one peaks line.
+
+    The centre is start + summit offset (column 10) for narrowPeak lines (exactly 10 columns)
+    whose offset is not -1, and the midpoint (start + end) // 2 otherwise, so 1-bp summit
+    intervals centre on themselves.
+
+    Raises:
+      RecordsInputError: fewer than 3 columns, non-integer or negative coordinates,
+        start > end, or a summit offset outside the peak.
+    """
+    chrom, start, end = bed_interval(path, line_no, columns)
     if len(columns) == _NARROWPEAK_COLUMNS:
         summit = _int_column(path, line_no, 'summit offset (column 10)', columns[9])
         if summit != -1:
@@ -345,20 +356,8 @@ def read_blacklist(path: str, name: str | None = None) -> Blacklist:
       RecordsInputError: an unreadable file or a malformed line, naming the file and line.
     """
     name = name or path
-    intervals = []
-    for line_no, columns in _data_lines(path, name, kind='blacklist'):
-        if len(columns) < 3:
-            raise RecordsInputError(
-                f'{name}:{line_no}: malformed line: {len(columns)} column(s), need at least 3 '
-                '(chrom, start, end)')
-        start = _int_column(name, line_no, 'start', columns[1])
-        end = _int_column(name, line_no, 'end', columns[2])
-        if start < 0 or end < 0:
-            raise RecordsInputError(f'{name}:{line_no}: negative coordinate ({start}, {end})')
-        if start > end:
-            raise RecordsInputError(f'{name}:{line_no}: start {start} > end {end}')
-        intervals.append((columns[0].strip(), start, end))
-    return Blacklist(intervals)
+    return Blacklist([bed_interval(name, line_no, columns)
+                      for line_no, columns in _data_lines(path, name, kind='blacklist')])
 
 
 def drop_blacklisted(regions: Iterable[Region], blacklist: Blacklist, max_jitter: int

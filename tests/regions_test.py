@@ -126,7 +126,9 @@ def test_read_blacklist(tmp_path):
     ('chr1\t10\n', r'bl\.bed:1: malformed line'),
     ('chr1\tx\t20\n', r"bl\.bed:1: start 'x' is not an integer"),
     ('chr1\t30\t20\n', r'bl\.bed:1: start 30 > end 20'),
-], ids=['columns', 'integer', 'order'])
+    ('chr1\t-5\t20\n', r'bl\.bed:1: negative coordinate'),
+    (' \t10\t20\n', r'bl\.bed:1: malformed line: empty chromosome name'),
+], ids=['columns', 'integer', 'order', 'negative', 'empty_chrom'])
 def test_bad_blacklist_line(tmp_path, text, message):
     with pytest.raises(RecordsInputError, match=message):
         regions.read_blacklist(_write(tmp_path / 'bl.bed', text))
