@@ -265,14 +265,24 @@ def test_early_stopping_and_learning_rate_reduction(small_records, tmp_path):
 def test_learning_rate_halves_on_plateau(small_records, tmp_path):
     records_dir, info = small_records
     # Too high a rate for this model: validation loss stops improving, the rate is halved.
-    summary = trainer.train(_config(records_dir, str(tmp_path / 'm'), info, epochs=6,
+    # Training is not bit-reproducible, so the epochs of the plateau vary between runs: 10
+    # epochs make one all but certain (6 once passed without one), and the rates are checked
+    # against the rule replayed on this run's own validation losses.
+    summary = trainer.train(_config(records_dir, str(tmp_path / 'm'), info, epochs=10,
                                     learning_rate=0.5, reduce_lr_patience=1,
                                     input_benchmark_batches=0), info)
     rows = list(csv.DictReader(open(tmp_path / 'm' / 'history.csv')))
     rates = [float(r['learning_rate']) for r in rows]
-    assert rates[0] == 0.5 and rates[-1] < 0.5
-    assert all(b in (a, a / 2) for a, b in zip(rates, rates[1:]))
-    assert summary['epochs'] == 6
+    expected, rate, best, best_epoch = [], 0.5, float('inf'), 0
+    for epoch, row in enumerate(rows, 1):
+        if float(row['val_loss']) < best:
+            best, best_epoch = float(row['val_loss']), epoch
+        elif epoch - best_epoch >= 1:  # patience 1: halve after each epoch without a new best
+            rate /= 2
+        expected.append(rate)
+    np.testing.assert_allclose(rates, expected)
+    assert rates[-1] < 0.5
+    assert summary['epochs'] == 10
 
 
 @pytest.mark.slow
