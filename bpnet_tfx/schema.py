@@ -333,9 +333,15 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
         feature[key] = _bytes_entry(key, _array_bytes(extra, COUNTS_DTYPE))
     if is_background is not None:
         feature[KEY_IS_BACKGROUND] = _int64_entry(KEY_IS_BACKGROUND, int(bool(is_background)))
-    pieces = [piece for key in sorted(feature, key=str.encode) for piece in feature[key]]
-    size = sum(len(piece) for piece in pieces)
+    pieces = [piece for key in _key_order(tuple(feature)) for piece in feature[key]]
+    size = sum(map(len, pieces))
     return b''.join([_tag(1), _varint(size)] + pieces)  # Example{features: Features{...}}.
+
+
+@functools.lru_cache(maxsize=64)
+def _key_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """`keys` in the order of their UTF-8 bytes, as protobuf's deterministic map order."""
+    return tuple(sorted(keys, key=str.encode))
 
 
 def feature_spec(info: RecordsInfo) -> dict[str, Any]:
