@@ -434,18 +434,21 @@ def window_totals(regions: Sequence[Region], bigwig_pairs: Sequence[tuple[str, s
 def _window_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """float64 sums of values[starts[k]:ends[k]] (NaN as 0), shape (windows,).
 
-    Gathers only the windows' bases (not the whole run between them) and sums each in
-    float64 with one `np.add.reduceat`.
+    The windows' starts and ends cut `values` into elementary segments; one `np.add.reduceat`
+    sums every segment in float64, and each window is a difference of the segments' running
+    sum. One pass over the values whether or not windows overlap, and exact for integer
+    counts (every partial sum is an integer below 2**53). `values` is overwritten (NaN -> 0)
+    to save a copy of the run.
     """
-    lengths = ends - starts
     out = np.zeros(len(starts), np.float64)
-    nonempty = lengths > 0
-    s, n = starts[nonempty], lengths[nonempty]
-    if len(s):
-        offsets = np.cumsum(n) - n  # Of each window in the gathered bases.
-        bases = values[np.arange(n.sum()) + np.repeat(s - offsets, n)]
-        np.copyto(bases, 0, where=np.isnan(bases))
-        out[nonempty] = np.add.reduceat(bases, offsets, dtype=np.float64)
+    cuts = np.unique(np.concatenate([starts, ends]))
+    if len(cuts) < 2:
+        return out  # No window holds a base.
+    clean = values[:cuts[-1]]
+    np.fmax(clean, 0.0, out=clean)  # NaN (no data) -> 0, in place; negatives fail in the job.
+    running = np.zeros(len(cuts), np.float64)
+    np.cumsum(np.add.reduceat(clean, cuts[:-1], dtype=np.float64), out=running[1:])
+    out[:] = running[np.searchsorted(cuts, ends)] - running[np.searchsorted(cuts, starts)]
     return out
 
 
