@@ -327,12 +327,12 @@ def _localize(paths: Sequence[str], local_dir: str) -> dict[str, str]:
 
 
 def _build_pipeline(p: beam.Pipeline, *, plans_path: str, tmp_dir: str,
-                    spec: transforms.WindowSpec, output_length: int) -> None:
-    """Adds the job's steps: shard plans -> shard files, plus the job summary file."""
+                    spec: transforms.WindowSpec, output_length: int, totals: bool) -> None:
+    """Adds the job's steps: shard plans -> shard files, plus the job summary file.
+    `totals`: whether the workers gather each record's totals for the median."""
     out = (p
-           | 'ReadShardPlans' >> beam.io.ReadFromText(plans_path)
-           | 'ParseShardPlans' >> beam.Map(transforms.ShardPlan.from_json)
-           | 'WriteShards' >> transforms.WriteShards(tmp_dir, spec, output_length))
+           | 'ReadShardPlans' >> beam.io.ReadFromText(plans_path)  # ShardPlan JSON lines.
+           | 'WriteShards' >> transforms.WriteShards(tmp_dir, spec, output_length, totals))
     _ = ({'shards': out.shards, 'totals': out[transforms.TOTALS],
           'rejected': out[transforms.REJECTED]}
          | 'WriteJobSummary' >> transforms.WriteJobSummary(
@@ -370,18 +370,34 @@ def _delete(path: str) -> None:
         os.remove(path)
 
 
-def _rejected_rows(peaks_by_window: Mapping[tuple[str, int, int], Sequence[regions.Region]],
-                   dropped: Sequence[tuple[regions.Region, str]],
+class _PeaksAt:
+    """The peaks that gave each window: the window's kept region (the first peak there) plus
+    the other tasks' peaks merged into it. Only the merged ones are stored, so the driver
+    holds nothing per window beyond the regions themselves."""
+
+    def __init__(self, merged: Sequence[regions.Region]):
+        self._merged = collections.defaultdict(list)
+        for r in merged:
+            self._merged[r.window].append(r)
+
+    def __call__(self, first: regions.Region) -> list[regions.Region]:
+        return [first, *self._merged.get(first.window, ())]
+
+
+def _rejected_rows(peaks_at: _PeaksAt, dropped: Sequence[tuple[regions.Region, str]],
                    pipeline_rejected: Sequence[Sequence[str]],
+                   windows: Sequence[regions.Region],
                    task_names: Sequence[str]) -> list[tuple[str, str, int, str]]:
     """(region_id, task, peaks file line, reason) of every dropped peak, in task, line order.
 
-    A dropped window drops every peak that gave it (one per task at most).
+    A dropped window drops every peak that gave it (one per task at most). `windows`: the
+    regions the pipeline was given, where its rejected region ids are looked up.
     """
-    by_id = {regions.Region(*w).region_id: peaks for w, peaks in peaks_by_window.items()}
+    ids = {region_id for region_id, _ in pipeline_rejected}
+    by_id = {r.region_id: r for r in windows if ids and r.region_id in ids}
     rows = [(r.region_id, r.task, r.line, reason) for r, reason in dropped]
     for region_id, reason in pipeline_rejected:
-        rows += [(region_id, r.task, r.line, reason) for r in by_id[region_id]]
+        rows += [(region_id, r.task, r.line, reason) for r in peaks_at(by_id[region_id])]
     rows.sort(key=lambda row: (row[1], row[2]))
     return [(region_id, task_names[task], line, reason) for region_id, task, line, reason in rows]
 
@@ -418,9 +434,9 @@ def _read_regions(args: argparse.Namespace, task_list: Sequence[tasks_lib.Task],
 
 
 def _drop_outliers(args: argparse.Namespace, kept: Sequence[regions.Region],
-                   peaks_by_window: Mapping[tuple[str, int, int], Sequence[regions.Region]],
-                   counts_bigwigs: Sequence[str], names: Mapping[str, str]):
-    """(kept, outliers, thresholds (tasks,)): the --outlier_quantile rule on the kept windows.
+                   peaks_at: _PeaksAt, counts_bigwigs: Sequence[str], names: Mapping[str, str]):
+    """(kept, outliers, thresholds (tasks,), totals of kept (len(kept), tasks)): the
+    --outlier_quantile rule on the kept windows.
 
     The driver computes the totals itself (exact sums of the bigWigs over each counts window,
     regions.window_totals) rather than the pipeline: the threshold needs every peak's total
@@ -434,14 +450,26 @@ def _drop_outliers(args: argparse.Namespace, kept: Sequence[regions.Region],
                                                       args.output_length) // 2, names=names)
     has_peak = np.zeros((len(kept), num_tasks), bool)
     for i, r in enumerate(kept):
-        for peak in peaks_by_window[r.window]:
+        for peak in peaks_at(r):
             has_peak[i, peak.task] = True
-    kept, outliers, thresholds = regions.drop_outliers(kept, totals, has_peak,
+    candidates = kept
+    kept, outliers, thresholds = regions.drop_outliers(candidates, totals, has_peak,
                                                        args.outlier_quantile)
+    dropped = {id(r) for r in outliers}
+    totals = totals[[i for i, r in enumerate(candidates) if id(r) not in dropped]]
     _LOGGER.info('outlier rule (quantile %g x %g): thresholds %s; %d window(s) dropped',
                  args.outlier_quantile, regions.OUTLIER_FACTOR,
                  ', '.join(f'{t:.1f}' for t in thresholds), len(outliers))
-    return kept, outliers, thresholds
+    return kept, outliers, thresholds, totals.reshape(len(kept), num_tasks)
+
+
+def _median_totals(regions_list: Sequence[regions.Region], totals: np.ndarray,
+                   rejected_ids: set[str]) -> list[float]:
+    """Per-task median of the totals of the training peak windows the pipeline wrote: what
+    the workers' totals would give, from the driver's own exact totals (`window_totals`)."""
+    rows = [i for i, r in enumerate(regions_list)
+            if r.split == schema.SPLITS[0] and r.region_id not in rejected_ids]
+    return np.median(totals[rows], axis=0).tolist() if rows else []
 
 
 def _sample_background(args: argparse.Namespace, kept: Sequence[regions.Region],
@@ -534,13 +562,11 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
         if blacklist_path:
             blacklist = regions.read_blacklist(local[blacklist_path], name=blacklist_path)
             kept, blacklisted = regions.drop_blacklisted(kept, blacklist, args.max_jitter)
-        peaks_by_window = collections.defaultdict(list)
-        for r in kept + out_of_bounds + blacklisted + merged:
-            peaks_by_window[r.window].append(r)
-        outliers, thresholds = [], None
+        peaks_at = _PeaksAt(merged)
+        outliers, thresholds, totals = [], None, None
         if 0.0 < args.outlier_quantile < 1.0:
-            kept, outliers, thresholds = _drop_outliers(
-                args, kept, peaks_by_window, [local[p] for t in task_list
+            kept, outliers, thresholds, totals = _drop_outliers(
+                args, kept, peaks_at, [local[p] for t in task_list
                                               for p in t.pair('counts')], names)
         if args.background_ratio:
             background = _sample_background(args, kept, all_regions, sizes, local[fasta], fasta,
@@ -552,7 +578,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
     for reason, lost in ((regions.OUT_OF_BOUNDS, out_of_bounds),
                          (regions.BLACKLISTED, blacklisted),
                          (regions.OUTLIER_COUNTS, outliers)):
-        dropped += [(peak, reason) for r in lost for peak in peaks_by_window[r.window]]
+        dropped += [(peak, reason) for r in lost for peak in peaks_at(r)]
     background_regions = list(background.regions) if background else []
     counts = regions.split_counts(kept + background_regions)
     num_shards = _plan_shards(args.num_shards, counts)
@@ -576,9 +602,14 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
     try:
         plans_path = files_lib.join(tmp_dir, transforms.PLANS_FILENAME)
         files_lib.write_text(plans_path, ''.join(plan.to_json() + '\n' for plan in plans))
-        del plans, kept  # The driver keeps only what rejected.tsv needs.
+        del plans  # The driver keeps only what rejected.tsv and the median need.
+        # With the outlier rule the driver has every window's totals: workers need not sum.
         summary = _run_pipeline(pipeline_args, save_main_session, plans_path=plans_path,
-                                tmp_dir=tmp_dir, spec=spec, output_length=args.output_length)
+                                tmp_dir=tmp_dir, spec=spec, output_length=args.output_length,
+                                totals=totals is None)
+        if totals is not None:
+            summary['median_total_counts'] = _median_totals(
+                kept, totals, {region_id for region_id, _ in summary['rejected']})
         background_split = {r.region_id: r.split for r in background_regions}
         background_counts = regions.split_counts(background_regions)
         background_lost = collections.Counter()
@@ -589,7 +620,8 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
                 background_lost[reason] += 1
             else:
                 peak_rejected.append((region_id, reason))
-        rejected = _rejected_rows(peaks_by_window, dropped, peak_rejected, task_names)
+        rejected = _rejected_rows(peaks_at, dropped, peak_rejected, kept, task_names)
+        del kept, totals
         drops = collections.Counter(reason for _, _, _, reason in rejected)
         lost_windows = ({r.region_id for r in out_of_bounds + blacklisted + outliers}
                         | {region_id for region_id, _ in peak_rejected})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -299,26 +300,42 @@ class WindowReader:
             self._local_dir = None
 
     def _read_tracks(self, kind: str, chrom: str, start: int, end: int,
-                     windows: Sequence[tuple[int, int]]) -> np.ndarray:
-        """(end - start, tasks, strands) float32 of [start, end); NaN (no data) reads as 0.
+                     windows: Sequence[tuple[int, int]]) -> tuple[np.ndarray, list[int]]:
+        """(array (n, tasks, strands) float32, offsets): window k = (s, e) of `windows` (the
+        counts windows, inside [start, end)) reads as array[offsets[k]:offsets[k] + e - s].
+        NaN (no data) reads as 0. The array is the whole run when windows cover it, else the
+        windows packed end to end: only their bases are copied.
 
         Raises:
-          RecordsInputError: a negative value inside one of `windows` (stored counts windows).
+          RecordsInputError: a negative value inside one of `windows`.
         """
-        out = np.empty((end - start, len(self._tracks[kind]), 2), schema.COUNTS_DTYPE)
+        lengths = [e - s for s, e in windows]
+        packed = sum(lengths) < end - start
+        if packed:
+            offsets = list(itertools.accumulate(lengths, initial=0))[:-1]
+        else:
+            offsets = [s - start for s, _ in windows]
+        out = np.empty((sum(lengths) if packed else end - start, len(self._tracks[kind]), 2),
+                       schema.COUNTS_DTYPE)
         for t, pair in enumerate(self._tracks[kind]):
             for strand, (path, bw) in enumerate(pair):
                 values = bw.values(chrom, start, end, numpy=True)
-                values[np.isnan(values)] = 0.0
-                if values.min() < 0:
+                if np.fmin.reduce(values) < 0:  # fmin skips NaN: one pass, no mask.
                     for s, e in windows:
-                        low = values[s - start:e - start]
-                        if low.size and low.min() < 0:
+                        low = np.fmin.reduce(values[s - start:e - start], initial=np.inf)
+                        if low < 0:
                             raise regions_lib.RecordsInputError(
-                                f'{path}: negative counts (min {low.min():g}) in '
+                                f'{path}: negative counts (min {low:g}) in '
                                 f'{chrom}:{s}-{e}; counts must be >= 0')
-                out[:, t, strand] = values
-        return out
+                # fmax(NaN, 0) = 0: NaN becomes a zero count in the same pass as the copy
+                # (values are >= 0 inside every window, checked above).
+                column = out[:, t, strand]
+                if not packed:
+                    np.fmax(values, 0.0, out=column)
+                    continue
+                for (s, e), o in zip(windows, offsets):
+                    np.fmax(values[s - start:e - start], 0.0, out=column[o:o + e - s])
+        return out, offsets
 
     def read(self, chunk: Chunk) -> Iterator[tuple[Region, Window | str]]:
         """Yields (region, Window) per kept region and (region, reason) per rejected one, in
@@ -348,18 +365,18 @@ class WindowReader:
             tracks = {kind: self._read_tracks(kind, chrom, run_start + trim, run_end - trim,
                                               counts_windows)
                       for kind in self._tracks}
-            for r, (s, e) in zip(inside[first:last], run_windows):
+            for k, (r, (s, e)) in enumerate(zip(inside[first:last], run_windows)):
                 a, b = s - run_start, e - run_start
-                c = b - 2 * trim  # Counts window: tracks[a:c].
+                n = b - a - 2 * trim  # Counts window length.
                 one_hot = (run_one_hot[a:b] if run_one_hot is not None
                            else sequence.one_hot(bases[a:b]))
                 if 1.0 - np.count_nonzero(one_hot) / (b - a) > self.spec.max_n_fraction:
                     yield r, TOO_MANY_N
                     continue
-                yield r, Window(r, s, one_hot, tracks['counts'][a:c],
-                                control=tracks['control'][a:c] if 'control' in tracks else None,
-                                expected=(tracks['expected'][a:c] if 'expected' in tracks
-                                          else None),
+                counts = {kind: array[offsets[k]:offsets[k] + n]
+                          for kind, (array, offsets) in tracks.items()}
+                yield r, Window(r, s, one_hot, counts['counts'], control=counts.get('control'),
+                                expected=counts.get('expected'),
                                 is_background=r.background if mark else None)
 
 
@@ -367,7 +384,9 @@ class WindowReader:
 
 
 class WriteShardFn(beam.DoFn):
-    """ShardPlan -> (split, records written), after writing the plan's GZIP TFRecord file.
+    """ShardPlan JSON line -> (split, records written), after writing the plan's GZIP
+    TFRecord file. Plans stay JSON text until here: parsing them earlier costs the local
+    runner a pickle of every Region at each step boundary.
 
     Tagged outputs: 'rejected' gives (region_id, reason) for a stored window past a chromosome
     end ('out_of_bounds') or with more than `max_n_fraction` non-ACGT bases ('too_many_n');
@@ -378,15 +397,18 @@ class WriteShardFn(beam.DoFn):
     windows.
     """
 
-    def __init__(self, output_dir: str, spec: WindowSpec, output_length: int):
+    def __init__(self, output_dir: str, spec: WindowSpec, output_length: int,
+                 totals: bool = True):
         """Args:
           output_dir: folder of the shard files (local or remote).
           spec: what to read for each window.
           output_length: O, the counts window length, for the centred window of the totals.
+          totals: emit the 'totals' output; off when the caller has the totals already.
         """
         self._output_dir = output_dir
         self._spec = spec
         self._output_length = output_length
+        self._totals = totals
         self._reader = None
         self._tmp_dir = None
 
@@ -401,7 +423,8 @@ class WriteShardFn(beam.DoFn):
         if self._tmp_dir:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
 
-    def process(self, plan: ShardPlan) -> Iterable[Any]:
+    def process(self, plan_json: str) -> Iterable[Any]:
+        plan = ShardPlan.from_json(plan_json)
         dest = files_lib.join(self._output_dir, plan.filename)
         path = os.path.join(self._tmp_dir, plan.filename) if self._tmp_dir else dest
         j, length = self._spec.max_jitter, self._output_length
@@ -414,7 +437,7 @@ class WriteShardFn(beam.DoFn):
                         continue
                     writer.write(window.encode())
                     written += 1
-                    if not region.background:
+                    if self._totals and not region.background:
                         centre = window.profile[j:j + length]
                         totals.append(centre.sum(axis=(0, 2), dtype=np.float64))
         if self._tmp_dir:
@@ -432,25 +455,29 @@ class WriteShardFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(TOTALS, (plan.split, np.stack(totals)))
 
 
+def _plan_json(plan: ShardPlan | str) -> str:
+    return plan if isinstance(plan, str) else plan.to_json()
+
+
 class WriteShards(beam.PTransform):
     """Writes one `{split}-SSSSS-of-NNNNN.tfrecord.gz` file per ShardPlan.
 
-    Input: ShardPlan, one per planned file (empty plans give empty files). Output: a tuple of
+    Input: ShardPlan or its JSON line, one per planned file (empty plans give empty files). Output: a tuple of
     PCollections: main (split, records written) per file, 'rejected' (region_id, reason),
     'totals' (split, (records, tasks) array of totals).
     """
 
-    def __init__(self, output_dir: str, spec: WindowSpec, output_length: int):
+    def __init__(self, output_dir: str, spec: WindowSpec, output_length: int,
+                 totals: bool = True):
         super().__init__()
-        self._fn = WriteShardFn(output_dir, spec, output_length)
+        self._fn = WriteShardFn(output_dir, spec, output_length, totals)
 
     def expand(self, plans):
         # Plans cross the shuffle as JSON (about 25 bytes per region, not a pickled Region),
         # since a local runner holds everything shuffled at once.
         return (plans
-                | 'PlansToJson' >> beam.Map(ShardPlan.to_json)
+                | 'PlansToJson' >> beam.Map(_plan_json)
                 | 'SpreadPlans' >> beam.Reshuffle()  # Else one worker gets every file.
-                | 'PlansFromJson' >> beam.Map(ShardPlan.from_json)
                 | 'WriteShardFiles' >> beam.ParDo(self._fn).with_outputs(
                     REJECTED, TOTALS, main='shards'))
 

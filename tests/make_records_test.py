@@ -695,6 +695,19 @@ def test_outliers_are_dropped_counted_and_listed(tmp_path, capsys):
     assert 'outlier_thresholds' not in info.source
 
 
+@pytest.mark.parametrize('quantile', ['0.99', '0'])
+def test_median_leaves_out_windows_the_pipeline_rejects(tmp_path, quantile):
+    # With the outlier rule on, the driver's totals give the median; off, the workers' do.
+    # Either way peak 1 (total 10), all N, is rejected in the pipeline and not in the median.
+    flags, _ = _toy_genome(tmp_path, [10, 20, 30, 40, 50, 60])
+    seq = (tmp_path / 'g.fa').read_text().split('\n')[1]
+    (tmp_path / 'g.fa').write_text('>chr1\n' + seq[:880] + 'N' * 240 + seq[1120:] + '\n')
+    info = make_records.run(flags + [f'--output_dir={tmp_path / "out"}',
+                                     f'--outlier_quantile={quantile}'])
+    assert info.source['dropped'] == {'too_many_n': 1}
+    assert info.median_total_counts == (40.0,)  # 20..60.
+
+
 @pytest.fixture(scope='module')
 def sparse_sim(tmp_path_factory):
     """Simulated data with room between peaks (150 per Mb) and N stretches on chr2."""
