@@ -519,9 +519,9 @@ def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
             if is_chief:
                 model.save_weights(best_weights)
         stale = epoch + 1 - best['epoch']  # epochs since the last improvement
-        if config.reduce_lr_patience and stale and stale % config.reduce_lr_patience == 0:
-            old_lr = float(optimizer.learning_rate.numpy())
-            lr = max(old_lr * 0.5, min(old_lr, 1e-6))  # halve, down to 1e-6; never raise
+        old_lr = float(optimizer.learning_rate.numpy())
+        lr = plateau_learning_rate(old_lr, stale, config.reduce_lr_patience)
+        if lr != old_lr:
             optimizer.learning_rate.assign(lr)
             say(f'train: no improvement for {stale} epochs: learning rate -> {lr:g}')
         row['learning_rate'] = float(optimizer.learning_rate.numpy())
@@ -588,6 +588,14 @@ def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
         json.dump(summary, f, indent=2, sort_keys=True)
         f.write('\n')
     return summary
+
+
+def plateau_learning_rate(lr: float, stale: int, patience: int) -> float:
+    """The learning rate after an epoch `stale` epochs past the best one: halved after every
+    `patience` epochs without improvement (0: never), down to 1e-6; never raised."""
+    if patience and stale and stale % patience == 0:
+        return max(lr * 0.5, min(lr, 1e-6))
+    return lr
 
 
 def _evaluate(strategy, eval_step, config: TrainConfig,
