@@ -695,6 +695,35 @@ def test_outliers_are_dropped_counted_and_listed(tmp_path, capsys):
     assert 'outlier_thresholds' not in info.source
 
 
+def test_outlier_of_a_merged_task_drops_the_window_for_both_tasks(tmp_path):
+    # Task b's peaks all fall on task a's windows (merged, not kept). Task a's totals are
+    # flat; task b's are 10..60 and 1000 at peak 7: only task b's rule can drop it, which
+    # needs b's merged peaks to count as b's.
+    flags, summits = _toy_genome(tmp_path, [10, 10, 10, 10, 10, 10, 10])
+    b_dir = tmp_path / 'b'
+    b_dir.mkdir()
+    b_flags, _ = _toy_genome(b_dir, [10, 20, 30, 40, 50, 60, 1000])
+    value = {f.split('=')[0]: f.split('=', 1)[1] for f in flags + b_flags if '=' in f}
+    spec = _write_spec(tmp_path / 'tasks.json', [
+        {'name': 'a', 'peaks': str(tmp_path / 'p.bed'), 'pos_bigwig': str(tmp_path / 'pos.bw'),
+         'neg_bigwig': str(tmp_path / 'neg.bw')},
+        {'name': 'b', 'peaks': str(b_dir / 'p.bed'), 'pos_bigwig': str(b_dir / 'pos.bw'),
+         'neg_bigwig': str(b_dir / 'neg.bw')}])
+    info = make_records.run([
+        f'--fasta={value["--fasta"]}', f'--tasks_spec={spec}',
+        f'--output_dir={tmp_path / "out"}', '--valid_chroms=chrX', '--runner=DirectRunner',
+        '--sequence_length=200', '--max_jitter=10', '--outlier_quantile=0.8'])
+    assert info.source['peaks_merged'] == 6  # Task b's peaks at the 6 kept windows.
+    assert info.source['dropped'] == {'outlier_counts': 2}  # Both tasks' peak 7.
+    # quantile(0.8) x 1.2: a 10 x 1.2; b (50 + 0.8 x 10) x 1.2.
+    assert info.source['outlier_thresholds'] == {'a': pytest.approx(12.0),
+                                                 'b': pytest.approx(69.6)}
+    window = f'chr1:{summits[6] - 100}-{summits[6] + 100}'
+    assert _rows(tmp_path / 'out' / 'rejected.tsv')[1:] == [
+        f'{window}\ta\t7\toutlier_counts', f'{window}\tb\t7\toutlier_counts']
+    assert info.median_total_counts == pytest.approx((10.0, 35.0))  # b: 10..60.
+
+
 @pytest.mark.parametrize('quantile', ['0.99', '0'])
 def test_median_leaves_out_windows_the_pipeline_rejects(tmp_path, quantile):
     # With the outlier rule on, the driver's totals give the median; off, the workers' do.
