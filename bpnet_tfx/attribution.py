@@ -254,12 +254,9 @@ class Scorer:
         inputs = {'one_hot': one_hot}
         if self.use_control:
             inputs['control'] = control
-        out = self._serve(**inputs)
-        logits = out['profile_logits']
+        out = inference.with_task_axis(self._serve(**inputs), self.config.num_tasks)
         log_counts = out['log_total_counts' if self.joint else 'log_counts']
-        if self.config.num_tasks == 1:  # model outputs drop the task axis; restore it
-            logits, log_counts = logits[:, :, None], log_counts[:, None]
-        return tf.cast(logits, tf.float32), tf.cast(log_counts, tf.float32)
+        return tf.cast(out['profile_logits'], tf.float32), tf.cast(log_counts, tf.float32)
 
     def _profile_weights(self, logits):
         """softmax of logits (N, O, tasks, strands) over positions, per strand; for a joint

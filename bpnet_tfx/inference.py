@@ -69,6 +69,22 @@ class _Progress:
               file=sys.stderr, flush=True)
 
 
+def with_task_axis(outputs: dict[str, Any], num_tasks: int) -> dict[str, Any]:
+    """A SavedModel's outputs (numpy arrays or tensors) with the task axis: single-task models
+    drop it, so (batch, L, strands) profiles become (batch, L, 1, strands) and (batch, strands)
+    counts (batch, 1, strands). Keys an export lacks (log_total_counts, in exports made
+    before it was added) are left out."""
+    out = dict(outputs)
+    if num_tasks == 1:
+        for k in ('profile_logits', 'profile_probs'):
+            if k in out:
+                out[k] = out[k][:, :, None]
+        for k in ('log_counts', 'counts', 'log_total_counts'):
+            if k in out:
+                out[k] = out[k][:, None]
+    return out
+
+
 class _Model:
     """An exported SavedModel with its metadata; outputs as numpy with a task axis."""
 
@@ -96,13 +112,7 @@ class _Model:
                     'them would be silently wrong')
             inputs['control'] = tf.constant(control, tf.float32)
         out = {k: v.numpy() for k, v in self._serve(**inputs).items()}
-        if self.config.num_tasks == 1:  # Model outputs drop the task axis; restore it.
-            for k in ('profile_logits', 'profile_probs'):
-                out[k] = out[k][:, :, None, :]
-            for k in ('log_counts', 'counts', 'log_total_counts'):
-                if k in out:  # log_total_counts: exports made before it was added lack it
-                    out[k] = out[k][:, None, :]
-        return out
+        return with_task_axis(out, self.config.num_tasks)
 
     def predicted_counts(self, one_hot: np.ndarray, control: np.ndarray | None = None, *,
                          reverse_complement: bool = False) -> np.ndarray:

@@ -453,3 +453,16 @@ def test_tracks_of_a_wide_input_model_read_past_the_output_and_pad_chromosome_en
         np.testing.assert_allclose(bw.values('chrT', 5, 45, numpy=True), expected[:, s],
                                    rtol=1e-4, atol=1e-6)
         bw.close()
+
+
+def test_with_task_axis_restores_the_axis_single_task_exports_drop():
+    one = {'profile_logits': np.zeros((2, 5, 2)), 'profile_probs': np.zeros((2, 5, 2)),
+           'log_counts': np.zeros((2, 2)), 'counts': np.zeros((2, 2))}
+    out = inference.with_task_axis(one, 1)
+    assert {k: v.shape for k, v in out.items()} == {
+        'profile_logits': (2, 5, 1, 2), 'profile_probs': (2, 5, 1, 2),
+        'log_counts': (2, 1, 2), 'counts': (2, 1, 2)}  # No log_total_counts: not invented.
+    assert one['log_counts'].shape == (2, 2)  # The input is left alone.
+    three = {'profile_logits': np.zeros((2, 5, 3, 2)), 'log_counts': np.zeros((2, 3, 2))}
+    assert {k: v.shape for k, v in inference.with_task_axis(three, 3).items()} == {
+        'profile_logits': (2, 5, 3, 2), 'log_counts': (2, 3, 2)}
