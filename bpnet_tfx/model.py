@@ -169,17 +169,72 @@ def _padding(config: ModelConfig) -> str:
     return 'valid' if config.valid_padding else 'same'
 
 
-def _stem(x, config: ModelConfig):
-    return keras.layers.Conv1D(config.filters, config.stem_kernel_size,
-                               padding=_padding(config), activation='relu',
-                               name='stem_conv')(x)
+@keras.saving.register_keras_serializable(package='bpnet_tfx')
+class Conv1D(keras.layers.Layer):
+    """`keras.layers.Conv1D`'s math and weights (kernel (kernel_size, in, filters), bias;
+    'same' or 'valid'; dilation; optional relu) as tf.nn.conv1d + bias_add + relu.
+
+    The stock layer goes through tf.nn.convolution and a broadcast add; this form passes the
+    dilation straight to the convolution op and lets TensorFlow's graph optimiser fuse the
+    bias and relu into it. A training step of the reference model is about 1.3x faster on a
+    CPU (benchmarks/bench_train.py); outputs equal the stock layer's for the same weights
+    (model_test). `build_bpnet(config, stock_layers=True)` builds the stock version.
+    """
+
+    def __init__(self, filters: int, kernel_size: int, *, padding: str = 'same',
+                 dilation_rate: int = 1, activation: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if padding not in ('same', 'valid') or activation not in (None, 'relu'):
+            raise ValueError(f'unsupported padding {padding!r} or activation {activation!r}')
+        self.filters, self.kernel_size = filters, kernel_size
+        self.padding, self.dilation_rate, self.activation = padding, dilation_rate, activation
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name='kernel', initializer='glorot_uniform',
+                                      shape=(self.kernel_size, input_shape[-1], self.filters))
+        self.bias = self.add_weight(name='bias', shape=(self.filters,), initializer='zeros')
+
+    def call(self, x):
+        import tensorflow as tf
+        padding = self.padding.upper()
+        if x.dtype == tf.float16 and self.dilation_rate > 1:
+            # TensorFlow's CPU kernel for float16 has no dilation: tf.nn.convolution (what
+            # the stock layer calls) emulates it.
+            y = tf.nn.convolution(x, self.kernel, padding=padding,
+                                  dilations=self.dilation_rate)
+        else:
+            y = tf.nn.conv1d(x, self.kernel, stride=1, padding=padding,
+                             dilations=self.dilation_rate)
+        y = tf.nn.bias_add(y, self.bias)
+        return tf.nn.relu(y) if self.activation == 'relu' else y
+
+    def compute_output_shape(self, input_shape):
+        length = input_shape[1]
+        if self.padding == 'valid' and length is not None:
+            length -= (self.kernel_size - 1) * self.dilation_rate
+        return (input_shape[0], length, self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), 'filters': self.filters,
+                'kernel_size': self.kernel_size, 'padding': self.padding,
+                'dilation_rate': self.dilation_rate, 'activation': self.activation}
 
 
-def _dilated_tower(x, config: ModelConfig):
+def _conv(stock: bool, filters: int, kernel_size: int, **kwargs):
+    """A Conv1D layer: ours, or with `stock` keras.layers.Conv1D (the same math)."""
+    return (keras.layers.Conv1D if stock else Conv1D)(filters, kernel_size, **kwargs)
+
+
+def _stem(x, config: ModelConfig, stock: bool = False):
+    return _conv(stock, config.filters, config.stem_kernel_size, padding=_padding(config),
+                 activation='relu', name='stem_conv')(x)
+
+
+def _dilated_tower(x, config: ModelConfig, stock: bool = False):
     for i in range(1, config.num_dilated_layers + 1):
-        conv = keras.layers.Conv1D(config.filters, config.dilated_kernel_size,
-                                   padding=_padding(config), activation='relu',
-                                   dilation_rate=2**i, name=f'dilated_conv_{i}')(x)
+        conv = _conv(stock, config.filters, config.dilated_kernel_size,
+                     padding=_padding(config), activation='relu', dilation_rate=2**i,
+                     name=f'dilated_conv_{i}')(x)
         if config.valid_padding:  # The residual input loses what the convolution lost.
             lost = (config.dilated_kernel_size - 1) * 2**i
             x = keras.layers.Cropping1D((lost // 2, lost - lost // 2),
@@ -224,13 +279,13 @@ def _task_suffix(config: ModelConfig, task: int) -> str:
     return '' if config.num_tasks == 1 else f'_{task}'
 
 
-def _profile_head(x, config: ModelConfig, control=None):
+def _profile_head(x, config: ModelConfig, control=None, stock: bool = False):
     logits = []
     for t in range(config.num_tasks):
         suffix = _task_suffix(config, t)
-        task_logits = keras.layers.Conv1D(config.num_strands, config.profile_kernel_size,
-                                          padding=_padding(config), dtype=HEAD_DTYPE,
-                                          name=f'profile_conv{suffix}')(x)
+        task_logits = _conv(stock, config.num_strands, config.profile_kernel_size,
+                            padding=_padding(config), dtype=HEAD_DTYPE,
+                            name=f'profile_conv{suffix}')(x)
         extra = config.crop_arithmetic()['profile_conv'] - config.output_length
         if extra:
             task_logits = keras.layers.Cropping1D((extra // 2, extra // 2), dtype=HEAD_DTYPE,
@@ -242,8 +297,8 @@ def _profile_head(x, config: ModelConfig, control=None):
                                                    name=f'control_smooth{suffix}')(raw)
             both = keras.layers.Concatenate(dtype=HEAD_DTYPE,
                                             name=f'control_features{suffix}')([raw, smooth])
-            bias = keras.layers.Conv1D(config.num_strands, 1, dtype=HEAD_DTYPE,
-                                       name=f'control_profile_weights{suffix}')(both)
+            bias = _conv(stock, config.num_strands, 1, dtype=HEAD_DTYPE,
+                         name=f'control_profile_weights{suffix}')(both)
             task_logits = keras.layers.Add(dtype=HEAD_DTYPE,
                                            name=f'profile_with_control{suffix}')(
                 [task_logits, bias])
@@ -271,11 +326,13 @@ def _counts_head(x, config: ModelConfig, control=None):
     return keras.layers.Activation('linear', dtype='float32', name=LOG_COUNTS)(stacked)
 
 
-def build_bpnet(config: ModelConfig) -> keras.Model:
+def build_bpnet(config: ModelConfig, stock_layers: bool = False) -> keras.Model:
     """Builds BPNet.
 
     Args:
       config: the architecture.
+      stock_layers: build the convolutions from keras.layers.Conv1D, as the reference
+        notebook does, instead of this module's faster `Conv1D` (same weights, same outputs).
 
     Returns:
       A functional `keras.Model` taking a float one-hot batch (batch, sequence_length,
@@ -292,7 +349,7 @@ def build_bpnet(config: ModelConfig) -> keras.Model:
         control = keras.Input((config.output_length, config.num_tasks, config.num_strands),
                              name=CONTROL_INPUT_NAME)
         inputs = {INPUT_NAME: one_hot, CONTROL_INPUT_NAME: control}
-    body = _dilated_tower(_stem(one_hot, config), config)
-    outputs = {PROFILE: _profile_head(body, config, control),
+    body = _dilated_tower(_stem(one_hot, config, stock_layers), config, stock_layers)
+    outputs = {PROFILE: _profile_head(body, config, control, stock_layers),
                LOG_COUNTS: _counts_head(body, config, control)}
     return keras.Model(inputs, outputs, name='bpnet')

@@ -40,6 +40,34 @@ def test_every_layer_named_and_config_round_trip():
     assert rebuilt.count_params() == model.count_params()
 
 
+@pytest.mark.parametrize('config', [
+    model_lib.ModelConfig(sequence_length=200, filters=16),
+    model_lib.ModelConfig(sequence_length=500, output_length=100, stem_kernel_size=21,
+                          profile_kernel_size=75, num_dilated_layers=6, filters=16),
+    model_lib.ModelConfig(sequence_length=200, num_tasks=2, use_control=True, filters=16)],
+    ids=['reference', 'valid_padding', 'two_tasks_control'])
+def test_our_conv_layer_equals_stock_keras_conv1d(config):
+    # build_bpnet's Conv1D (tf.nn.conv1d + bias_add + relu) is keras.layers.Conv1D's math:
+    # the same weights in the same order, the same outputs.
+    ours = model_lib.build_bpnet(config)
+    stock = model_lib.build_bpnet(config, stock_layers=True)
+    assert {type(layer).__name__ for layer in stock.layers} & {'Conv1D'}
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in stock.get_weights()]
+    stock.set_weights(ours.get_weights())
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 2, (3, config.sequence_length, 4)).astype(np.float32)
+    inputs = x if not config.use_control else {
+        model_lib.INPUT_NAME: x, model_lib.CONTROL_INPUT_NAME: rng.poisson(
+            2.0, (3, config.output_length, 2, 2)).astype(np.float32)}
+    got, want = ours(inputs), stock(inputs)
+    for key in want:
+        np.testing.assert_allclose(np.asarray(got[key]), np.asarray(want[key]), rtol=1e-4,
+                                   atol=1e-4)
+    assert isinstance(ours.get_layer('dilated_conv_2'), model_lib.Conv1D)
+    layer = ours.get_layer('dilated_conv_2')
+    assert model_lib.Conv1D.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
 def test_receptive_field():
     # 25 + 2 * (2 + 4 + ... + 512) + 24 = 25 + 2044 + 24.
     assert model_lib.ModelConfig().receptive_field == 2093
