@@ -426,22 +426,32 @@ class WriteShardFn(beam.DoFn):
     def process(self, plan_json: str) -> Iterable[Any]:
         plan = ShardPlan.from_json(plan_json)
         dest = files_lib.join(self._output_dir, plan.filename)
-        path = os.path.join(self._tmp_dir, plan.filename) if self._tmp_dir else dest
+        # A local file is written under a name of its own and renamed into place, so two
+        # attempts at one plan (a retried or speculative bundle) never interleave their bytes.
+        path = (os.path.join(self._tmp_dir, plan.filename) if self._tmp_dir
+                else f'{dest}.partial-{os.getpid()}-{id(self):x}')
         j, length = self._spec.max_jitter, self._output_length
         totals, rejected, written = [], [], 0
-        with tfrecord_writer.GzipTFRecordWriter(path, COMPRESSION_LEVEL) as writer:
-            for chunk in plan.chunks:
-                for region, window in self._reader.read(chunk):
-                    if isinstance(window, str):
-                        rejected.append((region.region_id, window))
-                        continue
-                    writer.write(window.encode())
-                    written += 1
-                    if self._totals and not region.background:
-                        centre = window.profile[j:j + length]
-                        totals.append(centre.sum(axis=(0, 2), dtype=np.float64))
+        try:
+            with tfrecord_writer.GzipTFRecordWriter(path, COMPRESSION_LEVEL) as writer:
+                for chunk in plan.chunks:
+                    for region, window in self._reader.read(chunk):
+                        if isinstance(window, str):
+                            rejected.append((region.region_id, window))
+                            continue
+                        writer.write(window.encode())
+                        written += 1
+                        if self._totals and not region.background:
+                            centre = window.profile[j:j + length]
+                            totals.append(centre.sum(axis=(0, 2), dtype=np.float64))
+        except BaseException:
+            if not self._tmp_dir and os.path.exists(path):
+                os.remove(path)  # A retried bundle must not leave a partial file behind.
+            raise
         if self._tmp_dir:
             files_lib.publish_file(path, dest)
+        else:
+            os.replace(path, dest)
         _counter('regions_in').inc(plan.num_regions)
         _counter('records_out').inc(written)
         _counter(f'records_{plan.split}').inc(written)

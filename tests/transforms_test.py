@@ -556,3 +556,29 @@ def test_write_job_summary_of_empty_inputs(tmp_path):
     with open(path) as f:
         assert json.load(f) == {'split_counts': {'train': 0, 'valid': 0, 'test': 0},
                                 'median_total_counts': [], 'rejected': []}
+
+
+def test_shard_file_appears_whole_or_not_at_all(genome, tmp_path, monkeypatch):
+    # The DoFn writes a local shard under a name of its own and renames it into place: a
+    # failed attempt leaves nothing, a good one only the shard.
+    plan = transforms.plan_shards(KEPT, NUM_SHARDS)[0]
+    fn = transforms.WriteShardFn(str(tmp_path), _spec(genome), L)
+    fn.setup()
+    try:
+        real = transforms.WindowReader.read
+
+        def _fail_after_one(self, chunk):
+            for item in real(self, chunk):
+                yield item
+                raise OSError('disk gone')
+
+        monkeypatch.setattr(transforms.WindowReader, 'read', _fail_after_one)
+        with pytest.raises(OSError, match='disk gone'):
+            list(fn.process(plan.to_json()))
+        assert os.listdir(tmp_path) == []
+        monkeypatch.setattr(transforms.WindowReader, 'read', real)
+        (split, written), *_ = fn.process(plan.to_json())
+        assert os.listdir(tmp_path) == [plan.filename]
+        assert written == plan.num_regions > 0
+    finally:
+        fn.teardown()
