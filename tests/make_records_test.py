@@ -29,7 +29,6 @@ from beam_jobs.regions import RecordsInputError
 from bpnet_tfx import schema
 from bpnet_tfx import sequence
 from conftest import shared_data_dir
-from transforms_test import fake_remote  # noqa: F401 (a fixture)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA = shared_data_dir()
