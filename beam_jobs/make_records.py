@@ -467,8 +467,8 @@ def _median_totals(regions_list: Sequence[regions.Region], totals: np.ndarray,
                    rejected_ids: set[str]) -> list[float]:
     """Per-task median of the totals of the training peak windows the pipeline wrote: what
     the workers' totals would give, from the driver's own exact totals (`window_totals`)."""
-    rows = [i for i, r in enumerate(regions_list)
-            if r.split == schema.SPLITS[0] and r.region_id not in rejected_ids]
+    rows = [i for i, r in enumerate(regions_list) if r.split == schema.SPLITS[0]
+            and not (rejected_ids and r.region_id in rejected_ids)]
     return np.median(totals[rows], axis=0).tolist() if rows else []
 
 
