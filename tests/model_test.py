@@ -68,6 +68,34 @@ def test_our_conv_layer_equals_stock_keras_conv1d(config):
     assert model_lib.Conv1D.from_config(layer.get_config()).get_config() == layer.get_config()
 
 
+@pytest.mark.parametrize('padding', ['same', 'valid'])
+@pytest.mark.parametrize('taps,dilation,filters', [(25, 1, 2), (4, 1, 1), (3, 4, 2), (6, 3, 8)])
+def test_few_filter_conv_equals_conv1d_with_gradients(padding, taps, dilation, filters):
+    # The profile head's matmul-and-shifted-sum form: outputs, input and kernel gradients as
+    # tf.nn.conv1d's, for odd and even kernels, with dilation, at the largest filter count.
+    import tensorflow as tf
+    assert filters <= model_lib.Conv1D.SHIFTED_MATMUL_MAX_FILTERS
+    rng = np.random.default_rng(taps * dilation + filters)
+    x = tf.constant(rng.normal(size=(3, 41, 5)).astype(np.float32))
+    kernel = tf.Variable(rng.normal(size=(taps, 5, filters)).astype(np.float32))
+    layer = model_lib.Conv1D(filters, taps, padding=padding, dilation_rate=dilation)
+    layer.build(x.shape)
+    layer.kernel.assign(kernel)
+    weights = tf.constant(rng.normal(size=(3, 41 - (0 if padding == 'same' else
+                                                     (taps - 1) * dilation), filters)),
+                          tf.float32)
+    results = []
+    for conv in (lambda v: layer(v),
+                 lambda v: tf.nn.conv1d(v, layer.kernel, 1, padding.upper(), dilations=dilation)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = conv(x)
+            loss = tf.reduce_sum(y * weights)
+        results.append([y, *tape.gradient(loss, [x, layer.kernel])])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_receptive_field():
     # 25 + 2 * (2 + 4 + ... + 512) + 24 = 25 + 2044 + 24.
     assert model_lib.ModelConfig().receptive_field == 2093
