@@ -96,6 +96,33 @@ def test_few_filter_conv_equals_conv1d_with_gradients(padding, taps, dilation, f
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('padding', ['same', 'valid'])
+@pytest.mark.parametrize('taps,dilation', [(3, 32), (4, 64), (3, 48)])
+def test_dilated_conv_gradients_equal_conv1d(padding, taps, dilation):
+    # Dilations above 16 take the kernel gradient over interleaved sub-sequences: outputs,
+    # input and kernel gradients as tf.nn.conv1d's, for a length that is not a multiple of
+    # the split, odd and even kernels, and a dilation that is a multiple of 16 but not a power
+    # of two.
+    import tensorflow as tf
+    assert dilation > model_lib.Conv1D.KERNEL_GRADIENT_DILATION
+    rng = np.random.default_rng(taps + dilation)
+    x = tf.constant(rng.normal(size=(3, 301, 5)).astype(np.float32))
+    layer = model_lib.Conv1D(16, taps, padding=padding, dilation_rate=dilation)
+    layer.build(x.shape)
+    out_length = 301 - (0 if padding == 'same' else (taps - 1) * dilation)
+    weights = tf.constant(rng.normal(size=(3, out_length, 16)), tf.float32)
+    results = []
+    for conv in (lambda v: layer(v),
+                 lambda v: tf.nn.bias_add(tf.nn.conv1d(v, layer.kernel, 1, padding.upper(),
+                                                       dilations=dilation), layer.bias)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(conv(x) * weights)
+        results.append(tape.gradient(loss, [x, layer.kernel, layer.bias]))
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-3)
+
+
 def test_receptive_field():
     # 25 + 2 * (2 + 4 + ... + 512) + 24 = 25 + 2044 + 24.
     assert model_lib.ModelConfig().receptive_field == 2093
