@@ -119,8 +119,9 @@ def resolve_precision(name: str) -> str:
     but, even with the heads in float32, its loss after 200 steps was +1.02% above float32's
     (mean of 4 seeds, paired by seed; every pair worse: +0.52, +2.16, +0.78, +0.64%; float32
     alone spans 3.9% between seeds), and XLA was slower; so auto is float32 on every device.
-    bf16 numerics are the same on GPUs (not measured here), where it is much faster: ask for
-    it with --precision.
+    On a 2-core CPU without BF16 instructions (2026-12-01) mixed_bfloat16 ran at 0.28x
+    float32's speed and XLA at 0.79-0.97x. bf16 numerics are the same on GPUs (not measured
+    here), where it is much faster: ask for it with --precision.
     """
     if name not in PRECISIONS:
         raise TrainError(f'--precision must be one of {", ".join(PRECISIONS)}, got {name!r}')
