@@ -213,7 +213,7 @@ class Conv1D(keras.layers.Layer):
         # stock ops (cuDNN's kernels) run.
         cpu = not tf.config.list_logical_devices('GPU')
         if cpu and 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS:
-            y = _shifted_matmul_conv(x, self.kernel, self.padding, self.dilation_rate)
+            y = _shifted_matmul_conv(x, self.kernel, padding, self.dilation_rate)
         elif (cpu and x.dtype != tf.float16
               and self.dilation_rate > self.KERNEL_GRADIENT_DILATION
               and self.dilation_rate % self.KERNEL_GRADIENT_DILATION == 0):
@@ -297,8 +297,8 @@ def _shifted_matmul_conv(x, kernel, padding: str, dilation: int):
     import tensorflow as tf
     taps, channels, filters = kernel.shape
     span = (taps - 1) * dilation
-    left = span // 2 if padding == 'same' else 0
-    right = span - left if padding == 'same' else 0
+    left = span // 2 if padding == 'SAME' else 0
+    right = span - left if padding == 'SAME' else 0
     batch, length = tf.shape(x)[0], tf.shape(x)[1]
     padded = length + left + right
     out_length = padded - span
