@@ -444,8 +444,9 @@ def _observed_bigwigs(info, config, pos: str | None,
     """Per task, the observed bigWigs to plot: (plus, minus), or (plus[, minus]) to be summed
     for an unstranded model; None where a task has none (it is plotted without).
 
-    Given paths are comma-separated lists, one file per task; otherwise each task's files from
-    the records' metadata.
+    Given paths are comma-separated lists, one file per task (for a single-task model, the
+    whole value is the one path, commas included); otherwise each task's files from the
+    records' metadata.
 
     Raises:
       PredictError: a given list names another number of files than the model has tasks.
@@ -453,7 +454,7 @@ def _observed_bigwigs(info, config, pos: str | None,
     n = config.num_tasks
     given = []
     for flag, value in (('pos_bigwig', pos), ('neg_bigwig', neg)):
-        paths = value.split(',') if value else [None] * n
+        paths = ([value] if n == 1 else value.split(',')) if value else [None] * n
         if len(paths) != n:
             raise PredictError(f'--{flag} names {len(paths)} files but the model has {n} '
                                f'tasks ({", ".join(info.tasks)}): give one per task, '

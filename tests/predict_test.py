@@ -55,6 +55,19 @@ def test_predict_region_plot_and_numbers(tiny_export, genome, tmp_path):
     np.testing.assert_array_equal(table['obs_counts_minus'], 2 * (np.arange(400, 600) % 7))
 
 
+def test_single_task_bigwig_path_may_contain_a_comma(tiny_export, genome, tmp_path):
+    # Only several tasks make --pos_bigwig a comma-separated list; one task's is one path.
+    import shutil
+    export_dir = tiny_export[0]
+    fasta, _, pos, neg = genome
+    odd = str(tmp_path / 'plus,strand.bw')
+    shutil.copy(neg, odd)  # the minus track's values, to tell the files apart
+    result = inference.predict_region(export_dir, 'chrT:400-600', fasta=fasta, pos_bigwig=odd,
+                                      neg_bigwig=neg, output_png=str(tmp_path / 'p.png'))
+    table = pd.read_csv(result['tsv'], sep='\t')
+    np.testing.assert_array_equal(table['obs_counts_plus'], 2 * (np.arange(400, 600) % 7))
+
+
 def test_other_lengths_are_centred(tiny_export, genome, tmp_path):
     export_dir = tiny_export[0]
     fasta, _, pos, neg = genome
