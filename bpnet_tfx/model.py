@@ -251,8 +251,9 @@ def _dilated_conv(x, kernel, padding: str, dilation: int, kernel_dilation: int):
     turns the dilated convolution into one of dilation `kernel_dilation` on m times as many
     sequences, with the same zero padding when the length is first padded to a multiple of m
     (and `kernel_dilation` is even, so 'SAME' splits its padding alike). TensorFlow's CPU
-    kernel gradient is about 2x slower at dilations 32-512 than at 16 (benchmarks/
-    bench_train.py); the forward pass and the input gradient stay the stock ops.
+    kernel gradient is about 2x slower at dilations 32-512 than at 16 (20-22 vs 11 ms at batch
+    64; per-op timings in README's benchmark notes); the forward pass and the input gradient
+    stay the stock ops.
     """
     import tensorflow as tf
     m = dilation // kernel_dilation
