@@ -59,6 +59,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from bpnet_tfx import inference, schema, sequence
+from bpnet_tfx.errors import BpnetError
 
 METHODS = ('ig', 'ism')
 HEADS = ('profile', 'counts')
@@ -72,7 +73,7 @@ _NUM_TOKENS = 5  # A, C, G, T and 'other' (N), which keeps its place in dinucleo
 _TOKEN_ROWS = np.concatenate([np.eye(4), np.zeros((1, 4))])
 
 
-class ContribError(Exception):
+class ContribError(BpnetError):
     """Bad input or an incompatible model, reported in one line."""
 
 

@@ -31,15 +31,16 @@ import numpy as np
 from absl import logging
 
 from bpnet_tfx import metrics, plots
+from bpnet_tfx.errors import BpnetError
 
 AUPRC_SHUFFLE_SEED = 20210101  # fixed: the shuffled-prediction auPRC baseline is reproducible
 
 
-class EvaluateError(Exception):
+class EvaluateError(BpnetError):
     """Incompatible model and records, reported in one line."""
 
 
-class PredictError(Exception):
+class PredictError(BpnetError):
     """Bad region, BED line or inputs, reported in one line."""
 
 

@@ -24,6 +24,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from bpnet_tfx.errors import BpnetError
+
 SCHEMA_VERSION = 1
 
 # Feature keys.
@@ -51,7 +53,7 @@ SHARD_SUFFIX = '.tfrecord.gz'
 COMPRESSION = 'GZIP'
 
 
-class SchemaError(ValueError):
+class SchemaError(BpnetError):
     """Records or metadata that do not follow this schema."""
 
 

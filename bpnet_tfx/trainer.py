@@ -28,12 +28,13 @@ from absl import logging
 
 from bpnet_tfx import augment, data, export, losses, schema
 from bpnet_tfx import model as model_lib
+from bpnet_tfx.errors import BpnetError
 
 STRATEGIES = ('auto', 'mirrored', 'multi_worker', 'one_device')
 PRECISIONS = ('auto', 'float32', 'mixed_float16', 'mixed_bfloat16')
 
 
-class TrainError(Exception):
+class TrainError(BpnetError):
     """A problem with the flags, the records or the model folder, reported in one line."""
 
 
