@@ -46,10 +46,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import gzip
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -58,7 +56,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from bpnet_tfx import inference, schema, sequence
+from bpnet_tfx import genome_io, schema, sequence
 from bpnet_tfx.errors import BpnetError
 
 METHODS = ('ig', 'ism')
@@ -189,12 +187,8 @@ class Target:
 def targets_of(info: schema.RecordsInfo) -> list[Target]:
     """The targets explained for a model trained on `info`'s tasks, in output order."""
     several = info.num_tasks > 1
-    return [Target(f'{_file_label(task)}.{head}' if several else head, t, head)
+    return [Target(f'{genome_io.file_label(task)}.{head}' if several else head, t, head)
             for t, task in enumerate(info.tasks) for head in HEADS]
-
-
-def _file_label(name: str) -> str:
-    return re.sub(r'[^\w.-]', '_', name)
 
 
 class Scorer:
@@ -255,7 +249,8 @@ class Scorer:
         inputs = {'one_hot': one_hot}
         if self.use_control:
             inputs['control'] = control
-        out = inference.with_task_axis(self._serve(**inputs), self.config.num_tasks)
+        from bpnet_tfx import export
+        out = export.with_task_axis(self._serve(**inputs), self.config.num_tasks)
         log_counts = out['log_total_counts' if self.joint else 'log_counts']
         return tf.cast(out['profile_logits'], tf.float32), tf.cast(log_counts, tf.float32)
 
@@ -410,75 +405,20 @@ class Window:
     name: str
 
 
-def _open_fasta(fasta: str):
-    import pyfaidx
-    if not os.path.isfile(fasta):
-        raise ContribError(f'{fasta}: no such FASTA file')
-    try:
-        return pyfaidx.Fasta(fasta, as_raw=True, sequence_always_upper=True)
-    except (OSError, pyfaidx.FastaIndexingError, ValueError) as e:
-        raise ContribError(f'{fasta}: cannot open FASTA: {e}') from None
-
-
-def _bed_names(path: str) -> dict[int, str]:
-    """Line number -> the BED name column (4th), where present."""
-    opener = gzip.open if path.endswith('.gz') else open
-    names = {}
-    with opener(path, 'rt') as f:
-        for number, line in enumerate(f, 1):
-            cols = line.rstrip('\r\n').split('\t')
-            if len(cols) >= 4 and cols[3].strip():
-                names[number] = cols[3].strip()
-    return names
-
-
 def bed_windows(regions_bed: str, sizes: dict[str, int], length: int, *,
                 fasta: str = 'the FASTA') -> list[Window]:
     """One window per BED line, in the file's order: the `length`-bp window centred on the
     interval's midpoint (shorter and longer intervals alike), shifted inside the chromosome
-    where it would run past an end.
-
-    Args:
-      regions_bed: BED file (0-based, half-open; plain or gzipped).
-      sizes: chromosome sizes of the genome, from the FASTA.
-      length: the model's window length.
-      fasta: the FASTA's name, for messages.
-
-    Returns:
-      Windows named by the BED's 4th column, or 'chrom:start-end' of the window.
+    where it would run past an end (`genome_io.bed_windows`); named by the BED's 4th column,
+    or 'chrom:start-end' of the window.
 
     Raises:
-      ContribError: a malformed line, a chromosome not in the FASTA, an interval past the
-        chromosome's end or a chromosome shorter than the window ('file:line: ...'), or no
-        regions.
+      genome_io.GenomeError: a malformed line, a chromosome not in the FASTA, an interval
+        past the chromosome's end or a chromosome shorter than the window ('file:line: ...'),
+        or no regions.
     """
-    windows = []
-    names: dict[int, str] | None = None
-    try:
-        for number, chrom, start, end in inference.read_bed(regions_bed):
-            where = f'{regions_bed}:{number}: '
-            if chrom not in sizes:
-                shown = ', '.join(list(sizes)[:5]) + (', ...' if len(sizes) > 5 else '')
-                raise ContribError(f'{where}chromosome {chrom!r} not in {fasta} (it has '
-                                   f'{shown})')
-            size = sizes[chrom]
-            if end > size:
-                raise ContribError(f'{where}region {chrom}:{start}-{end} runs past the end of '
-                                   f'{chrom} ({size:,} bp)')
-            if size < length:
-                raise ContribError(f'{where}{chrom} is {size:,} bp, shorter than the model\'s '
-                                   f'{length}-bp window')
-            s, e = inference.centred_window(start, end, length)
-            shift = max(0, -s) - max(0, e - size)
-            s, e = s + shift, e + shift
-            if names is None:
-                names = _bed_names(regions_bed)
-            windows.append(Window(chrom, s, e, names.get(number, f'{chrom}:{s}-{e}')))
-    except inference.PredictError as e:
-        raise ContribError(str(e)) from None
-    if not windows:
-        raise ContribError(f'{regions_bed}: no regions')
-    return windows
+    return [Window(w.chrom, w.start, w.end, w.name or f'{w.chrom}:{w.start}-{w.end}')
+            for w in genome_io.bed_windows(regions_bed, sizes, length, fasta=fasta)]
 
 
 def _bed_batches(genome, windows: list[Window], batch: int,
@@ -495,10 +435,10 @@ def _bed_batches(genome, windows: list[Window], batch: int,
         if controls:
             trim = (part[0].end - part[0].start - control_length) // 2
             try:
-                control = np.stack([inference.read_tracks(
+                control = np.stack([genome_io.read_tracks(
                     controls, w.chrom, w.start + trim, w.start + trim + control_length)
                     for w in part])
-            except inference.PredictError as e:
+            except genome_io.GenomeError as e:
                 raise ContribError(f'control tracks: {e}') from None
         yield part, one_hot, control
 
@@ -530,12 +470,12 @@ def _records_batches(records_dir: str, info: schema.RecordsInfo, split: str, bat
         windows = []
         for region_id in ids:
             try:
-                chrom, start, end = inference.parse_region(region_id)
-            except inference.PredictError:
+                chrom, start, end = genome_io.parse_region(region_id)
+            except genome_io.GenomeError:
                 raise ContribError(f'{records_dir}: record id {region_id!r} is not '
                                    "'chrom:start-end'; cannot place it in the genome") from None
             # Ids name the centred window; one that includes the jitter margin shares its centre.
-            start, end = inference.centred_window(start, end, info.sequence_length)
+            start, end = genome_io.centred_window(start, end, info.sequence_length)
             windows.append(Window(chrom, start, end, region_id))
         done += len(windows)
         yield windows, one_hot, control
@@ -607,7 +547,7 @@ def _records_header(records_dir: str, info: schema.RecordsInfo, fasta: str | Non
     the records' chromosomes in order of appearance, each as long as its last window's end."""
     candidate = fasta or info.source.get('fasta')
     if candidate and os.path.isfile(candidate):
-        with _open_fasta(candidate) as genome:
+        with genome_io.open_fasta(candidate) as genome:
             sizes = {name: len(genome[name]) for name in genome.keys()}
         bad = next((w for w in windows if w.chrom not in sizes or w.end > sizes[w.chrom]), None)
         if bad is None:
@@ -763,9 +703,9 @@ def compute_contributions(saved_model: str, output_dir: str, *,
     controls = None
     if regions_bed and config.use_control:
         try:
-            controls = inference.control_bigwigs(export_info, config, control_pos_bigwig,
-                                                 control_neg_bigwig)
-        except inference.PredictError as e:
+            controls = export.control_bigwigs(export_info, config, control_pos_bigwig,
+                                              control_neg_bigwig)
+        except export.ExportError as e:
             raise ContribError(str(e)) from None
         missing = next((p for pair in controls for p in pair if not os.path.isfile(p)), None)
         if missing:
@@ -797,7 +737,7 @@ def compute_contributions(saved_model: str, output_dir: str, *,
         fasta = fasta or export_info.source.get('fasta')
         if not fasta:
             raise ContribError('--fasta is needed: the model\'s metadata names no FASTA')
-        with _open_fasta(fasta) as genome:
+        with genome_io.open_fasta(fasta) as genome:
             sizes = {name: len(genome[name]) for name in genome.keys()}
             selected = bed_windows(regions_bed, sizes, length, fasta=fasta)[:max_regions]
             batches = _bed_batches(genome, selected, per_call, controls,

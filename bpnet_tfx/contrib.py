@@ -24,11 +24,10 @@ the files the training records were made from). Without them the command stops w
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import app, flags
 
-from bpnet_tfx import attribution
+from bpnet_tfx import attribution, cli
 
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
 _RECORDS_DIR = flags.DEFINE_string('records_dir', None,
@@ -63,17 +62,9 @@ _OVERWRITE = flags.DEFINE_boolean('overwrite', False,
                                   'Replace an existing --output_dir once the new one is done.')
 
 
-def _fail(message: str) -> None:
-    print(f'contrib: error: {message}', file=sys.stderr)
-    sys.exit(2)
-
-
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-    from bpnet_tfx import schema
-    try:
-        result = attribution.compute_contributions(
+    del argv  # cli.run refuses extra arguments.
+    result = attribution.compute_contributions(
             _SAVED_MODEL.value, _OUTPUT_DIR.value, records_dir=_RECORDS_DIR.value,
             split=_SPLIT.value, regions_bed=_REGIONS_BED.value, fasta=_FASTA.value,
             control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
@@ -81,8 +72,6 @@ def main(argv):
             method=_METHOD.value, num_shuffles=_NUM_SHUFFLES.value, steps=_STEPS.value,
             batch_size=_BATCH_SIZE.value, seed=_SEED.value,
             max_regions=_MAX_REGIONS.value or None, overwrite=_OVERWRITE.value)
-    except (attribution.ContribError, schema.SchemaError) as e:
-        _fail(str(e))
     how = (f"ig, {result['num_shuffles']} shuffled references x {result['steps']} steps"
            if result['method'] == 'ig' else 'ism')
     print(f"contrib: {result['regions']} regions ({how}) in {result['seconds']:.1f} s -> "
@@ -93,4 +82,4 @@ def main(argv):
 
 if __name__ == '__main__':
     flags.mark_flags_as_required(['saved_model', 'output_dir'])
-    app.run(main)
+    app.run(cli.run('contrib', main))

@@ -27,9 +27,14 @@ def list_shards(records_dir: str, split: str) -> list[str]:
     """
     files = sorted(tf.io.gfile.glob(schema.shard_pattern(records_dir, split)))
     if not files:
+        held = [s for s in schema.SPLITS
+                if tf.io.gfile.glob(schema.shard_pattern(records_dir, s))]
+        if not held:
+            raise schema.SchemaError(f'{records_dir}: no record shards; run '
+                                     'beam_jobs.make_records first')
         raise schema.SchemaError(
-            f'{records_dir}: no {split} shards ({schema.shard_filename(split, 0, 1)} ...); '
-            'run beam_jobs.make_records first or choose another split')
+            f'{records_dir}: no {split!r} split ({schema.shard_filename(split, 0, 1)} ...); '
+            f'the records hold: {", ".join(held)}')
     return files
 
 

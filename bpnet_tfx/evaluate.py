@@ -11,23 +11,26 @@ negative, windows with < 2.5 / 0.015 counts skipped) with profile_auprc_shuffled
 predictions permuted along positions, fixed seed), count_pearson and count_spearman on
 log(1 + total counts), and n_examples. 'Overall' profile NLLs are per example summed over tasks
 and strands, exactly as the training loss sums them. A progress line goes to stderr every
---progress_every batches.
+--progress_every batches. Records whose task names differ from the model's are refused
+unless --allow_task_mismatch. Default runs print progress and the table only; -v 0 shows logs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from bpnet_tfx import inference
+from bpnet_tfx import cli
 
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
 _RECORDS_DIR = flags.DEFINE_string('records_dir', None, 'Records folder to evaluate on.')
 _SPLIT = flags.DEFINE_string('split', 'valid', 'Split to evaluate: train, valid or test.')
+_ALLOW_TASK_MISMATCH = flags.DEFINE_bool(
+    'allow_task_mismatch', False, "Evaluate records whose task names differ from the model's, "
+    'matching tasks by position.')
 _OUTPUT_JSON = flags.DEFINE_string('output_json', None,
                                    'Where to write the metrics; default: print only.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Examples per prediction batch.')
@@ -36,28 +39,19 @@ _PROGRESS_EVERY = flags.DEFINE_integer('progress_every', 50,
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-    from bpnet_tfx import schema
+    del argv  # cli.run refuses extra arguments.
+    from bpnet_tfx import evaluation
     start = time.perf_counter()
-    try:
-        result = inference.evaluate(_SAVED_MODEL.value, _RECORDS_DIR.value, _SPLIT.value,
-                                    batch_size=_BATCH_SIZE.value,
-                                    progress_every=_PROGRESS_EVERY.value)
-    except (inference.EvaluateError, schema.SchemaError) as e:
-        print(f'evaluate: error: {e}', file=sys.stderr)
-        sys.exit(2)
-    except OSError as e:
-        print(f'evaluate: error: cannot load {_SAVED_MODEL.value}: {e}', file=sys.stderr)
-        sys.exit(2)
-    print(inference.format_table(result))
+    result = evaluation.evaluate(_SAVED_MODEL.value, _RECORDS_DIR.value, _SPLIT.value,
+                                 batch_size=_BATCH_SIZE.value,
+                                 progress_every=_PROGRESS_EVERY.value,
+                                 allow_task_mismatch=_ALLOW_TASK_MISMATCH.value)
+    print(evaluation.format_table(result))
     if _OUTPUT_JSON.value:
         os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT_JSON.value)), exist_ok=True)
         with open(_OUTPUT_JSON.value, 'w') as f:
             json.dump(result, f, indent=2, sort_keys=True)
             f.write('\n')
-    logging.info('evaluated %d examples in %.1f s', result['overall']['n_examples'],
-                 time.perf_counter() - start)
     print(f"evaluate: {result['overall']['n_examples']} {result['split']} examples, "
           f"{time.perf_counter() - start:.1f} s"
           + (f' -> {_OUTPUT_JSON.value}' if _OUTPUT_JSON.value else ''))
@@ -65,4 +59,4 @@ def main(argv):
 
 if __name__ == '__main__':
     flags.mark_flags_as_required(['saved_model', 'records_dir'])
-    app.run(main)
+    app.run(cli.run('evaluate', main))

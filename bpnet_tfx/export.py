@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import keras
 import numpy as np
@@ -32,6 +33,7 @@ import tensorflow as tf
 
 from bpnet_tfx import model as model_lib
 from bpnet_tfx import schema, sequence
+from bpnet_tfx.errors import BpnetError
 
 MODEL_CONFIG_FILENAME = 'model_config.json'
 SIGNATURE = 'serving_default'
@@ -151,27 +153,34 @@ def export_saved_model(model: keras.Model, info: schema.RecordsInfo,
     return path
 
 
+def _not_an_export(path: str, problem: str) -> schema.SchemaError:
+    """The error for a folder that is not an export; a model folder's export is suggested."""
+    inner = os.path.join(path, 'export')
+    if os.path.exists(os.path.join(inner, MODEL_CONFIG_FILENAME)):
+        return schema.SchemaError(f'{path}: {problem}; it is a model folder: did you mean '
+                                  f'--saved_model={inner}?')
+    return schema.SchemaError(f'{path}: {problem}; is it a bpnet_tfx export?')
+
+
 def load_export_info(path: str) -> tuple[schema.RecordsInfo, model_lib.ModelConfig]:
     """Reads the metadata and model config stored beside a SavedModel.
 
     Raises:
-      schema.SchemaError: a file is missing or unreadable, or the two disagree on the window
-        length, tasks or strands.
+      schema.SchemaError: a file is missing or unreadable (a model folder given for its
+        export is named as such), or the two disagree on the window length, tasks or strands.
     """
     if not os.path.isdir(path):
         raise schema.SchemaError(f'{path}: no such folder; expected a SavedModel written by '
                                  'bpnet_tfx.train')
     if not os.path.exists(os.path.join(path, schema.METADATA_FILENAME)):
-        raise schema.SchemaError(f'{path}: no {schema.METADATA_FILENAME}; is it a bpnet_tfx '
-                                 'export?')
+        raise _not_an_export(path, f'no {schema.METADATA_FILENAME}')
     info = schema.RecordsInfo.load(path)
     config_path = os.path.join(path, MODEL_CONFIG_FILENAME)
     try:
         with open(config_path) as f:
             config = model_lib.ModelConfig.from_dict(json.load(f))
     except FileNotFoundError:
-        raise schema.SchemaError(f'{config_path}: not found; is {path} a bpnet_tfx '
-                                 'export?') from None
+        raise _not_an_export(path, f'no {MODEL_CONFIG_FILENAME}') from None
     except (OSError, ValueError, TypeError) as e:
         raise schema.SchemaError(f'{config_path}: cannot read the model config: {e}') from None
     if (info.sequence_length, info.output_length, info.num_tasks, info.num_strands) != (
@@ -215,3 +224,143 @@ def load_saved_model(path: str, config: model_lib.ModelConfig, name: str = SIGNA
             f'shape {tuple(spec.shape[1:])}, {MODEL_CONFIG_FILENAME} says '
             f'({config.sequence_length}, {config.num_channels})')
     return loaded, fn
+
+
+class ExportError(BpnetError):
+    """Inputs that do not fit an exported model (missing or misshapen control tracks)."""
+
+
+def with_task_axis(outputs: dict[str, Any], num_tasks: int) -> dict[str, Any]:
+    """A SavedModel's outputs (numpy arrays or tensors) with the task axis: single-task models
+    drop it, so (batch, L, strands) profiles become (batch, L, 1, strands) and (batch, strands)
+    counts (batch, 1, strands). Keys an export lacks are left out."""
+    out = dict(outputs)
+    if num_tasks == 1:
+        for k in ('profile_logits', 'profile_probs'):
+            if k in out:
+                out[k] = out[k][:, :, None]
+        for k in ('log_counts', 'counts', 'log_total_counts'):
+            if k in out:
+                out[k] = out[k][:, None]
+    return out
+
+
+class ExportedModel:
+    """An export loaded once: its metadata, model config and `serving_default` signature.
+
+    Every inference path (evaluation, prediction, contribution scores) calls the model
+    through this wrapper, so control tracks are checked and the task axis restored alike.
+
+    Args:
+      path: folder written by `export_saved_model`.
+
+    Raises:
+      schema.SchemaError: not an export, or its files disagree.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.info, self.config = load_export_info(path)
+        # `_loaded` stays referenced: the signature needs its variables.
+        self._loaded, self.signature = load_saved_model(path, self.config)
+        self.control_shape = None
+        if self.config.use_control:
+            spec = self.signature.structured_input_signature[1].get(CONTROL_INPUT)
+            if spec is None:
+                raise schema.SchemaError(
+                    f'{path}: {MODEL_CONFIG_FILENAME} says the model takes control tracks but '
+                    f'its {SIGNATURE!r} signature has no control input')
+            self.control_shape = tuple(int(d) for d in spec.shape[1:])
+
+    def check_control(self, control: np.ndarray | None, batch: int) -> np.ndarray | None:
+        """`control` as float32 (batch, *control_shape), or None for models without controls.
+
+        Raises:
+          ExportError: a model trained with control tracks gets none, or of another shape.
+        """
+        if not self.config.use_control:
+            return None
+        if control is None:
+            raise ExportError(f'{self.path} was trained with control tracks and needs the '
+                              'observed control counts of every window (records made with '
+                              'controls, or control bigWigs); predicting without them would '
+                              'be silently wrong')
+        control = np.asarray(control, np.float32)
+        if control.shape != (batch, *self.control_shape):
+            raise ExportError(f'{self.path} takes control counts of shape (N, '
+                              f'{", ".join(map(str, self.control_shape))}), got '
+                              f'{control.shape}')
+        return control
+
+    def outputs(self, one_hot, control=None) -> dict[str, tf.Tensor]:
+        """The signature's outputs as tensors with the task axis (traceable in a
+        tf.function); `control` must already be checked."""
+        inputs = {ONE_HOT_INPUT: one_hot}
+        if self.config.use_control:
+            inputs[CONTROL_INPUT] = control
+        return with_task_axis(self.signature(**inputs), self.config.num_tasks)
+
+    def __call__(self, one_hot: np.ndarray,
+                 control: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """(batch, L, 4) one-hot [and (batch, O, tasks, strands) control counts] -> numpy
+        profile_logits/profile_probs (batch, O, tasks, strands), log_counts/counts (batch,
+        tasks, strands), log_total_counts (batch, tasks, 1).
+
+        Raises:
+          ExportError: control tracks missing or misshapen.
+        """
+        control = self.check_control(control, len(one_hot))
+        out = self.outputs(tf.constant(one_hot, tf.float32),
+                           None if control is None else tf.constant(control))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def predicted_counts(self, one_hot: np.ndarray, control: np.ndarray | None = None, *,
+                         reverse_complement: bool = False) -> np.ndarray:
+        """Per-base predicted counts (batch, O, tasks, strands): probabilities x total counts.
+
+        With `reverse_complement`, the mean of the forward prediction and the prediction on the
+        reverse-complemented one-hot (and control, whose strands swap) mapped back (positions
+        reversed, strands swapped).
+        """
+        one_hot = np.asarray(one_hot, np.float32)
+        n = len(one_hot)
+        if reverse_complement:
+            if control is None:
+                rc = sequence.reverse_complement(one_hot)
+            else:
+                rc, rc_control = sequence.reverse_complement(one_hot, control)
+                control = np.concatenate([control, rc_control])
+            one_hot = np.concatenate([one_hot, np.ascontiguousarray(rc)])
+        out = self(one_hot, control)
+        pred = out['profile_probs'] * out['counts'][:, None]
+        if not reverse_complement:
+            return pred
+        _, back = sequence.reverse_complement(one_hot[n:], pred[n:])
+        return 0.5 * (pred[:n] + back)
+
+    def control_bigwigs(self, pos: str | None = None,
+                        neg: str | None = None) -> list[tuple[str, str]] | None:
+        """`control_bigwigs` of this export."""
+        return control_bigwigs(self.info, self.config, pos, neg)
+
+
+def control_bigwigs(info: schema.RecordsInfo, config: model_lib.ModelConfig,
+                    pos: str | None = None, neg: str | None = None
+                    ) -> list[tuple[str, str]] | None:
+    """Per task, the (plus, minus) control bigWigs a model with control tracks needs: the
+    given paths for every task, otherwise each task's files from the records' metadata; None
+    for a model without controls.
+
+    Raises:
+      ExportError: the model needs controls and they are neither given nor recorded.
+    """
+    if not config.use_control:
+        return None
+    n = config.num_tasks
+    tasks = info.source.get('tasks') or [{}] * n
+    pairs = [(pos or t.get('control_pos_bigwig'), neg or t.get('control_neg_bigwig'))
+             for t in tasks[:n]]
+    if len(pairs) != n or not all(all(p) for p in pairs):
+        raise ExportError('this model was trained with control tracks: give '
+                          '--control_pos_bigwig and --control_neg_bigwig')
+    return pairs

@@ -19,16 +19,15 @@ model, --pos_bigwig/--neg_bigwig take one file per task, comma-separated.
 (profile probabilities x predicted total counts, forward and reverse-complement averaged) over
 the BED's regions, each widened to the model window around its centre, overlapping regions
 merged so every base gets one value; plus PREFIX.regions.bed, the merged regions.
-Bad input stops with one line on stderr and exit status 2.
+Bad input stops with one line on stderr and exit status 2. Default runs print progress
+lines and a summary only; -v 0 shows the logs.
 """
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags
 
-from bpnet_tfx import inference
+from bpnet_tfx import cli
 
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
 _REGION = flags.DEFINE_string(
@@ -50,6 +49,9 @@ _CONTROL_POS_BIGWIG = flags.DEFINE_string(
     'tracks; default: the records\' one.')
 _CONTROL_NEG_BIGWIG = flags.DEFINE_string(
     'control_neg_bigwig', None, 'Minus-strand control bigWig; default: the records\' one.')
+_OBSERVED = flags.DEFINE_bool(
+    'observed', True, 'With --region: plot the observed bigWigs beside the prediction; '
+    '--noobserved plots predictions only (e.g. on a genome the records were not made from).')
 _OUTPUT_PNG = flags.DEFINE_string('output_png', None, 'With --region: where to write the plot.')
 _OUTPUT_TSV = flags.DEFINE_string('output_tsv', None,
                                   'Where to write the numbers; default: the PNG path with .tsv.')
@@ -59,42 +61,31 @@ _BATCH_SIZE = flags.DEFINE_integer('batch_size', 64,
                                    'Windows per prediction batch with --regions_bed.')
 
 
-def _fail(message: str) -> None:
-    print(f'predict: error: {message}', file=sys.stderr)
-    sys.exit(2)
-
-
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-    from bpnet_tfx import schema
+    del argv  # cli.run refuses extra arguments.
+    from bpnet_tfx import prediction
     if bool(_REGION.value) == bool(_REGIONS_BED.value):
-        _fail('give exactly one of --region and --regions_bed')
+        cli.fail('predict', 'give exactly one of --region and --regions_bed')
     if _REGION.value and not _OUTPUT_PNG.value:
-        _fail('--region needs --output_png')
+        cli.fail('predict', '--region needs --output_png')
     if _REGIONS_BED.value and not _OUTPUT_PREFIX.value:
-        _fail('--regions_bed needs --output_prefix')
-    try:
-        if _REGIONS_BED.value:
-            result = inference.predict_tracks(
-                _SAVED_MODEL.value, _REGIONS_BED.value, fasta=_FASTA.value,
-                output_prefix=_OUTPUT_PREFIX.value, batch_size=_BATCH_SIZE.value,
-                control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
-                control_neg_bigwig=_CONTROL_NEG_BIGWIG.value)
-        else:
-            result = inference.predict_region(
-                _SAVED_MODEL.value, _REGION.value, fasta=_FASTA.value,
-                pos_bigwig=_POS_BIGWIG.value, neg_bigwig=_NEG_BIGWIG.value,
-                control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
-                control_neg_bigwig=_CONTROL_NEG_BIGWIG.value,
-                output_png=_OUTPUT_PNG.value, output_tsv=_OUTPUT_TSV.value)
-    except (inference.PredictError, schema.SchemaError) as e:
-        _fail(str(e))
+        cli.fail('predict', '--regions_bed needs --output_prefix')
     if _REGIONS_BED.value:
+        result = prediction.predict_tracks(
+            _SAVED_MODEL.value, _REGIONS_BED.value, fasta=_FASTA.value,
+            output_prefix=_OUTPUT_PREFIX.value, batch_size=_BATCH_SIZE.value,
+            control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
+            control_neg_bigwig=_CONTROL_NEG_BIGWIG.value)
         print(f"predict: {result['bed_regions']} BED regions -> {result['merged_regions']} "
               f"merged regions, {result['windows']} windows, {result['bases']:,} bases -> "
               + ', '.join(result['tracks'].values()))
         return
+    result = prediction.predict_region(
+        _SAVED_MODEL.value, _REGION.value, fasta=_FASTA.value, pos_bigwig=_POS_BIGWIG.value,
+        neg_bigwig=_NEG_BIGWIG.value, observed=_OBSERVED.value,
+        control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
+        control_neg_bigwig=_CONTROL_NEG_BIGWIG.value,
+        output_png=_OUTPUT_PNG.value, output_tsv=_OUTPUT_TSV.value)
     several = len(result['tasks']) > 1
     for t, task in enumerate(result['tasks']):
         observed = (result['observed_counts'] or [None] * len(result['tasks']))[t]
@@ -106,4 +97,4 @@ def main(argv):
 
 if __name__ == '__main__':
     flags.mark_flags_as_required(['saved_model'])
-    app.run(main)
+    app.run(cli.run('predict', main))

@@ -9,7 +9,7 @@ import pyBigWig
 import pytest
 from scipy import stats
 
-from bpnet_tfx import attribution, sequence
+from bpnet_tfx import attribution, errors, sequence
 
 
 def _dinucleotides(one_hot):
@@ -218,7 +218,7 @@ def test_bed_lines_become_centred_model_windows(tmp_path, line, expected):
 def test_bad_bed_lines_name_file_and_line(tmp_path, line, message):
     bed = tmp_path / 'r.bed'
     bed.write_text('chrA\t1\t2\n' + line + '\n')
-    with pytest.raises(attribution.ContribError, match=message):
+    with pytest.raises(errors.BpnetError, match=message):
         attribution.bed_windows(str(bed), SIZES, 200)
 
 
@@ -266,7 +266,7 @@ def test_existing_output_is_kept_unless_overwrite(tiny_export, tmp_path):
     out_dir = tmp_path / 'contrib'
     out_dir.mkdir()
     (out_dir / 'keep').write_text('x')
-    with pytest.raises(attribution.ContribError, match='exists; pass --overwrite'):
+    with pytest.raises(errors.BpnetError, match='exists; pass --overwrite'):
         attribution.compute_contributions(str(export_dir), str(out_dir),
                                           records_dir=records_dir)
     result = attribution.compute_contributions(str(export_dir), str(out_dir),
@@ -282,7 +282,7 @@ def test_bed_input_fails_before_writing_anything(tiny_export, tmp_path):
     fasta.write_text('>chrA\n' + 'ACGT' * 100 + '\n')
     bed = tmp_path / 'r.bed'
     bed.write_text('chrA\t10\t20\nchrA\t390\t401\n')
-    with pytest.raises(attribution.ContribError, match='r.bed:2: region chrA:390-401 runs '
+    with pytest.raises(errors.BpnetError, match='r.bed:2: region chrA:390-401 runs '
                        'past the end'):
         attribution.compute_contributions(export_dir, str(tmp_path / 'out'),
                                           regions_bed=str(bed), fasta=str(fasta))
@@ -293,7 +293,7 @@ def test_bed_input_fails_before_writing_anything(tiny_export, tmp_path):
                             ({'regions_bed': str(tmp_path / 'no.bed')}, 'no.bed: no such BED'),
                             ({}, 'exactly one of'),
                             ({'records_dir': str(tmp_path), 'method': 'deeplift'}, 'method')):
-        with pytest.raises(attribution.ContribError, match=message):
+        with pytest.raises(errors.BpnetError, match=message):
             attribution.compute_contributions(export_dir, str(tmp_path / 'out'), **kwargs)
 
 
@@ -304,7 +304,7 @@ def test_corrupt_records_are_one_line_errors(tiny_export, tmp_path):
     blob = open(shard, 'rb').read()
     with open(shard, 'wb') as f:
         f.write(blob[:len(blob) // 2])
-    with pytest.raises(attribution.ContribError, match='reading the valid records failed'):
+    with pytest.raises(errors.BpnetError, match='reading the valid records failed'):
         attribution.compute_contributions(export_dir, str(tmp_path / 'out'),
                                           records_dir=records_dir, num_shuffles=2, steps=2)
     assert not (tmp_path / 'out').exists()
@@ -478,12 +478,12 @@ def test_control_model_without_control_is_refused(control_model):
     scorer = attribution.Scorer(control_model['export'])
     x = sequence.one_hot(control_model['seq'][100:300])[None].astype(np.float32)
     refs = attribution.dinuc_shuffle(x, 2, [np.random.default_rng(0)])
-    with pytest.raises(attribution.ContribError, match='trained with control tracks and '
+    with pytest.raises(errors.BpnetError, match='trained with control tracks and '
                        'needs the observed control counts'):
         scorer.integrated_gradients(x, refs, 2)
-    with pytest.raises(attribution.ContribError, match='trained with control tracks'):
+    with pytest.raises(errors.BpnetError, match='trained with control tracks'):
         scorer.mutagenesis(x, 10)
-    with pytest.raises(attribution.ContribError, match=r'control counts of shape \(N, 200, 2, '
+    with pytest.raises(errors.BpnetError, match=r'control counts of shape \(N, 200, 2, '
                        r'2\), got \(1, 200, 1, 2\)'):
         scorer.integrated_gradients(x, refs, 2, np.zeros((1, 200, 1, 2)))
 
@@ -566,7 +566,7 @@ def test_control_model_without_its_control_tracks_is_a_one_line_error(control_mo
             assert result['control'] == [[control_model['control_pos'], str(gone)]] * 2
             shutil.rmtree(out)
             continue
-        with pytest.raises(attribution.ContribError, match=message) as error:
+        with pytest.raises(errors.BpnetError, match=message) as error:
             attribution.compute_contributions(saved_model, out, **kwargs)
         assert '\n' not in str(error.value)
         assert not os.path.exists(out)

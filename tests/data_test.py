@@ -81,5 +81,5 @@ def test_input_context_gives_per_replica_batches_and_disjoint_files(small_record
 
 def test_missing_split_is_a_clear_error(small_records):
     path, info = small_records
-    with pytest.raises(schema.SchemaError, match='no test shards'):
+    with pytest.raises(schema.SchemaError, match="no 'test' split"):
         data.make_dataset(path, info, 'test', batch_size=4, training=False)

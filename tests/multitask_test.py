@@ -6,7 +6,7 @@ import os
 import pytest
 
 from beam_jobs import make_records
-from bpnet_tfx import inference, schema, simulate, trainer
+from bpnet_tfx import evaluation, export, schema, simulate, trainer
 from bpnet_tfx import model as model_lib
 
 
@@ -51,7 +51,7 @@ def test_each_task_learns_its_own_footprints(multitask_run):
     assert info.tasks == ('oct4', 'klf4') and info.has_control
     assert {'profile_nll/oct4', 'profile_nll/klf4', 'val_log_counts_mse/klf4'} <= set(
         summary['final'])
-    result = inference.evaluate(summary['export_dir'], records, 'valid')
+    result = evaluation.evaluate(summary['export_dir'], records, 'valid')
     for task in info.tasks:
         m = result['tasks'][task]
         gap_to_oracle = m['profile_nll'] - m['oracle_profile_nll']
@@ -65,9 +65,9 @@ def test_a_model_trained_with_controls_refuses_records_without_them(multitask_ru
     from conftest import write_records
     plain = str(tmp_path / 'plain')
     write_records(plain, split_counts={'valid': 4}, sequence_length=400)
-    with pytest.raises(inference.EvaluateError, match='trained with control tracks'):
-        inference.evaluate(summary['export_dir'], plain, 'valid')
-    model = inference._Model(summary['export_dir'])
+    with pytest.raises(evaluation.EvaluateError, match='trained with control tracks'):
+        evaluation.evaluate(summary['export_dir'], plain, 'valid')
+    model = export.ExportedModel(summary['export_dir'])
     import numpy as np
-    with pytest.raises(inference.PredictError, match='needs them as input'):
+    with pytest.raises(export.ExportError, match='needs the observed control counts'):
         model(np.zeros((1, 400, 4), np.float32))

@@ -420,7 +420,7 @@ def test_wide_input_model_with_background_trains_exports_and_evaluates(tmp_path,
                                                                        profile_loss):
     import tensorflow as tf
 
-    from bpnet_tfx import inference
+    from bpnet_tfx import evaluation
     records_dir, info = _wide_records(tmp_path)
     config = _config(records_dir, str(tmp_path / profile_loss), info, epochs=3,
                      model=_wide_model(info, profile_loss=profile_loss))
@@ -434,7 +434,7 @@ def test_wide_input_model_with_background_trains_exports_and_evaluates(tmp_path,
     # Per-strand counts add up to the total, whichever loss trained the model.
     np.testing.assert_allclose(out['counts'].numpy().sum(-1),
                                np.expm1(out['log_total_counts'].numpy()[:, 0]), rtol=1e-4)
-    result = inference.evaluate(summary['export_dir'], records_dir, 'valid', batch_size=7)
+    result = evaluation.evaluate(summary['export_dir'], records_dir, 'valid', batch_size=7)
     assert result['background_skipped'] == 4 and result['overall']['n_examples'] == 12
     overall = result['overall']
     assert overall['profile_nll'] < overall['uniform_profile_nll']

@@ -8,14 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from bpnet_tfx import data, inference, losses, metrics, schema, sequence
+from bpnet_tfx import data, evaluation, losses, metrics, schema, sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_evaluate_matches_direct_computation(tiny_export):
     export_dir, model, records_dir, info = tiny_export
-    result = inference.evaluate(export_dir, records_dir, 'valid', batch_size=5)
+    result = evaluation.evaluate(export_dir, records_dir, 'valid', batch_size=5)
     nll, uniform, oracle, true_lc, pred_lc = [], [], [], [], []
     for batch in data.make_eval_dataset(records_dir, info, 'valid', batch_size=16):
         out = model(batch['one_hot'].numpy().astype(np.float32), training=False)
@@ -41,7 +41,7 @@ def test_evaluate_matches_direct_computation(tiny_export):
                                overall['profile_nll'], rtol=1e-6)
     # The synthetic 'expected' track is the observed counts + 0.01: far better than uniform.
     assert overall['oracle_profile_nll'] < 0.5 * overall['uniform_profile_nll']
-    table = inference.format_table(result)
+    table = evaluation.format_table(result)
     assert 'oracle_profile_nll' in table and 'synthetic +' in table
 
 
@@ -50,10 +50,10 @@ def test_evaluate_refuses_records_of_another_length(tiny_export, tmp_path):
     export_dir, _, _, _ = tiny_export
     other = str(tmp_path / 'other')
     write_records(other, split_counts={'valid': 4}, sequence_length=100)
-    with pytest.raises(inference.EvaluateError, match='100-bp'):
-        inference.evaluate(export_dir, other, 'valid')
-    with pytest.raises(schema.SchemaError, match='no test shards'):
-        inference.evaluate(export_dir, tiny_export[2], 'test')
+    with pytest.raises(evaluation.EvaluateError, match='100-bp'):
+        evaluation.evaluate(export_dir, other, 'valid')
+    with pytest.raises(schema.SchemaError, match="no 'test' split .*the records hold: train, valid"):
+        evaluation.evaluate(export_dir, tiny_export[2], 'test')
 
 
 # A hand-checked set: two 8-bp windows and a model whose outputs are written down.
@@ -159,7 +159,7 @@ def _check(got: dict, want: dict) -> None:
 
 def test_evaluate_hand_checked_set(hand_export):
     export_dir, records_dir = hand_export
-    result = inference.evaluate(export_dir, records_dir, 'valid', batch_size=1)
+    result = evaluation.evaluate(export_dir, records_dir, 'valid', batch_size=1)
     want = _hand_expected()
     _check(result['overall'], want['overall'])
     task = result['tasks']['hand']
@@ -169,14 +169,14 @@ def test_evaluate_hand_checked_set(hand_export):
     # The shuffled baseline: window 0's predictions permuted with the fixed seed.
     probs = np.exp(HAND_LOGITS) / np.exp(HAND_LOGITS).sum(0)
     shuffled = metrics.shuffle_positions(np.stack([probs, probs]),
-                                         seed=inference.AUPRC_SHUFFLE_SEED)[0]
+                                         seed=evaluation.AUPRC_SHUFFLE_SEED)[0]
     labels = metrics.auprc_labels(HAND_COUNTS)[0]
     keep = labels >= 0
     assert result['overall']['profile_auprc_shuffled'] == pytest.approx(
         metrics.average_precision(labels[keep], shuffled[keep]), rel=1e-6)
     assert task['strands']['+']['profile_auprc_shuffled'] == pytest.approx(
         metrics.average_precision(labels[:, 0][keep[:, 0]], shuffled[:, 0][keep[:, 0]]))
-    assert 'profile_auprc' in inference.format_table(result)
+    assert 'profile_auprc' in evaluation.format_table(result)
 
 
 def test_evaluate_cli_json_and_progress(hand_export, tmp_path):

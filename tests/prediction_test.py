@@ -9,7 +9,7 @@ import pandas as pd
 import pyBigWig
 import pytest
 
-from bpnet_tfx import inference, schema, sequence
+from bpnet_tfx import errors, export, prediction, schema, sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,7 +36,7 @@ def test_predict_region_plot_and_numbers(tiny_export, genome, tmp_path):
     export_dir, model, _, _ = tiny_export
     fasta, seq, pos, neg = genome
     png = str(tmp_path / 'out' / 'plot.png')
-    result = inference.predict_region(export_dir, 'chrT:400-600', fasta=fasta, pos_bigwig=pos,
+    result = prediction.predict_region(export_dir, 'chrT:400-600', fasta=fasta, pos_bigwig=pos,
                                     neg_bigwig=neg, output_png=png)
     assert result['note'] == ''
     import matplotlib.image
@@ -62,7 +62,7 @@ def test_single_task_bigwig_path_may_contain_a_comma(tiny_export, genome, tmp_pa
     fasta, _, pos, neg = genome
     odd = str(tmp_path / 'plus,strand.bw')
     shutil.copy(neg, odd)  # the minus track's values, to tell the files apart
-    result = inference.predict_region(export_dir, 'chrT:400-600', fasta=fasta, pos_bigwig=odd,
+    result = prediction.predict_region(export_dir, 'chrT:400-600', fasta=fasta, pos_bigwig=odd,
                                       neg_bigwig=neg, output_png=str(tmp_path / 'p.png'))
     table = pd.read_csv(result['tsv'], sep='\t')
     np.testing.assert_array_equal(table['obs_counts_plus'], 2 * (np.arange(400, 600) % 7))
@@ -71,7 +71,7 @@ def test_single_task_bigwig_path_may_contain_a_comma(tiny_export, genome, tmp_pa
 def test_other_lengths_are_centred(tiny_export, genome, tmp_path):
     export_dir = tiny_export[0]
     fasta, _, pos, neg = genome
-    result = inference.predict_region(export_dir, 'chrT:450-551', fasta=fasta, pos_bigwig=pos,
+    result = prediction.predict_region(export_dir, 'chrT:450-551', fasta=fasta, pos_bigwig=pos,
                                     neg_bigwig=neg, output_png=str(tmp_path / 'p.png'))
     assert result['region'] == 'chrT:400-600'
     assert 'centred window chrT:400-600' in result['note']
@@ -85,8 +85,8 @@ def test_other_lengths_are_centred(tiny_export, genome, tmp_path):
 ])
 def test_bad_regions_are_one_line_errors(tiny_export, genome, tmp_path, region, message):
     fasta, _, pos, neg = genome
-    with pytest.raises(inference.PredictError, match=message):
-        inference.predict_region(tiny_export[0], region, fasta=fasta, pos_bigwig=pos,
+    with pytest.raises(errors.BpnetError, match=message):
+        prediction.predict_region(tiny_export[0], region, fasta=fasta, pos_bigwig=pos,
                                neg_bigwig=neg, output_png=str(tmp_path / 'p.png'))
 
 
@@ -115,7 +115,7 @@ def test_long_region_is_tiled_and_stitched(tiny_export, genome, tmp_path):
     export_dir, model, _, _ = tiny_export
     fasta, seq, pos, neg = genome
     png = str(tmp_path / 'tiled.png')
-    result = inference.predict_region(export_dir, 'chrT:300-750', fasta=fasta, pos_bigwig=pos,
+    result = prediction.predict_region(export_dir, 'chrT:300-750', fasta=fasta, pos_bigwig=pos,
                                       neg_bigwig=neg, output_png=png)
     # 450 bp with 200-bp windows: 300-500, 500-700 and the last flush with the end, 550-750.
     assert result['mode'] == 'tiled' and result['region'] == 'chrT:300-750'
@@ -167,7 +167,7 @@ def test_multi_task_plot_has_a_row_per_task(genome, tmp_path):
             {'name': 'a', 'pos_bigwig': pos, 'neg_bigwig': neg},
             {'name': 'b', 'pos_bigwig': neg, 'neg_bigwig': pos}, {'name': 'c'}]})
     png = str(tmp_path / 'three.png')
-    result = inference.predict_region(path, 'chrT:400-600', output_png=png)
+    result = prediction.predict_region(path, 'chrT:400-600', output_png=png)
     img = matplotlib.image.imread(png)
     assert img.shape[:2] == (3 * 400, 1200)  # 400 pixels a task
     for row in range(3):
@@ -186,11 +186,11 @@ def test_multi_task_plot_has_a_row_per_task(genome, tmp_path):
                                np.expm1(out['log_counts'].numpy()[0]), rtol=1e-4)
     assert result['observed_counts'][2] is None
     # Observed bigWigs given on the command line: one per task.
-    with pytest.raises(inference.PredictError, match='--pos_bigwig names 2 files but the '
+    with pytest.raises(errors.BpnetError, match='--pos_bigwig names 2 files but the '
                        'model has 3 tasks'):
-        inference.predict_region(path, 'chrT:400-600', pos_bigwig=f'{pos},{neg}',
+        prediction.predict_region(path, 'chrT:400-600', pos_bigwig=f'{pos},{neg}',
                                  output_png=png)
-    result = inference.predict_region(path, 'chrT:400-600', pos_bigwig=f'{pos},{pos},{pos}',
+    result = prediction.predict_region(path, 'chrT:400-600', pos_bigwig=f'{pos},{pos},{pos}',
                                       neg_bigwig=f'{neg},{neg},{neg}', output_png=png)
     table = pd.read_csv(result['tsv'], sep='\t')
     np.testing.assert_array_equal(table['c.obs_counts_plus'], np.arange(400, 600) % 7)
@@ -206,7 +206,7 @@ def test_unstranded_plot_compares_one_strand_with_the_summed_tracks(genome, tmp_
                                                   num_dilated_layers=2),
         tasks=('t',), strands=('total',), source={'fasta': fasta})
     png = str(tmp_path / 'unstranded.png')
-    result = inference.predict_region(path, 'chrT:300-750', pos_bigwig=pos, neg_bigwig=neg,
+    result = prediction.predict_region(path, 'chrT:300-750', pos_bigwig=pos, neg_bigwig=neg,
                                       output_png=png)
     img = matplotlib.image.imread(png)
     assert img.shape[:2] == (400, 1200) and img[..., :3].std() > 0.05
@@ -233,7 +233,7 @@ def test_plot_of_a_wide_input_joint_model(genome, tmp_path):
             sequence_length=60, output_length=20, num_tasks=2, filters=8, stem_kernel_size=5,
             num_dilated_layers=2, profile_kernel_size=5, profile_loss='joint'),
         tasks=('a', 'b'), source={'fasta': fasta})
-    result = inference.predict_region(path, 'chrT:5-45', output_png=str(tmp_path / 'w.png'))
+    result = prediction.predict_region(path, 'chrT:5-45', output_png=str(tmp_path / 'w.png'))
     assert result['windows'] == ['chrT:5-25', 'chrT:25-45']
     padded = np.concatenate([np.zeros((15, 4)), sequence.one_hot(seq[:65])])  # bases -15..65
     x = np.stack([padded[w - 20 + 15:w + 40 + 15] for w in (5, 25)]).astype(np.float32)
@@ -272,7 +272,7 @@ def test_bigwig_tracks_round_trip(tiny_export, two_chromosomes, tmp_path, capsys
                    'chrT\t600\t900\n'            # longer than the window: kept, tiled
                    'chrA\t10\t20\n')             # centred -85-115, shifted inside: 0-200
     prefix = str(tmp_path / 'tracks' / 'pred')
-    result = inference.predict_tracks(export_dir, str(bed), fasta=fasta, output_prefix=prefix,
+    result = prediction.predict_tracks(export_dir, str(bed), fasta=fasta, output_prefix=prefix,
                                       batch_size=3)
     assert result['bed_regions'] == 6 and result['merged_regions'] == 4
     assert 'predict: 6/6 windows (100%)' in capsys.readouterr().err  # the progress line
@@ -324,8 +324,8 @@ def test_bad_bed_lines_name_file_and_line(tiny_export, two_chromosomes, tmp_path
     fasta, _ = two_chromosomes
     bed = tmp_path / 'bad.bed'
     bed.write_text(f'# regions\nchrT\t100\t200\n{line}\n')
-    with pytest.raises(inference.PredictError, match=message):
-        inference.predict_tracks(tiny_export[0], str(bed), fasta=fasta,
+    with pytest.raises(errors.BpnetError, match=message):
+        prediction.predict_tracks(tiny_export[0], str(bed), fasta=fasta,
                                  output_prefix=str(tmp_path / 'p'))
 
 
@@ -347,7 +347,7 @@ def test_savedmodel_of_another_length_is_refused(tiny_export, genome, tmp_path):
     fasta, _, pos, neg = genome
     broken = _export_of_another_length(tiny_export[0], tmp_path)
     with pytest.raises(schema.SchemaError, match='export metadata inconsistent'):
-        inference.predict_region(broken, 'chrT:400-500', fasta=fasta, pos_bigwig=pos,
+        prediction.predict_region(broken, 'chrT:400-500', fasta=fasta, pos_bigwig=pos,
                                  neg_bigwig=neg, output_png=str(tmp_path / 'p.png'))
 
 
@@ -386,11 +386,11 @@ def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
     info = schema.RecordsInfo(sequence_length=200, max_jitter=0, tasks=('t',),
                               has_control=True, source={'fasta': fasta})
     path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
-    with pytest.raises(inference.PredictError, match='--control_pos_bigwig'):
-        inference.predict_region(path, 'chrT:400-600', pos_bigwig=pos, neg_bigwig=neg,
+    with pytest.raises(errors.BpnetError, match='--control_pos_bigwig'):
+        prediction.predict_region(path, 'chrT:400-600', pos_bigwig=pos, neg_bigwig=neg,
                                  output_png=str(tmp_path / 'a.png'))
     # The observed tracks double as control here; the prediction must use them.
-    result = inference.predict_region(path, 'chrT:400-600', pos_bigwig=pos, neg_bigwig=neg,
+    result = prediction.predict_region(path, 'chrT:400-600', pos_bigwig=pos, neg_bigwig=neg,
                                       control_pos_bigwig=pos, control_neg_bigwig=neg,
                                       output_png=str(tmp_path / 'b.png'))
     control = np.stack([np.arange(400, 600) % 7, 2 * (np.arange(400, 600) % 7)], -1)
@@ -401,9 +401,9 @@ def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
     # bigWig tracks read the controls too, reverse-complemented with the sequence.
     bed = tmp_path / 'r.bed'
     bed.write_text('chrT\t400\t600\n')
-    with pytest.raises(inference.PredictError, match='--control_pos_bigwig'):
-        inference.predict_tracks(path, str(bed), fasta=fasta, output_prefix=str(tmp_path / 'x'))
-    tracks = inference.predict_tracks(path, str(bed), fasta=fasta,
+    with pytest.raises(errors.BpnetError, match='--control_pos_bigwig'):
+        prediction.predict_tracks(path, str(bed), fasta=fasta, output_prefix=str(tmp_path / 'x'))
+    tracks = prediction.predict_tracks(path, str(bed), fasta=fasta,
                                       output_prefix=str(tmp_path / 'tr'),
                                       control_pos_bigwig=pos, control_neg_bigwig=neg)
     x = sequence.one_hot(seq[400:600])[None].astype(np.float32)
@@ -448,7 +448,7 @@ def test_tracks_of_a_wide_input_model_read_past_the_output_and_pad_chromosome_en
     path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
     bed = tmp_path / 'r.bed'
     bed.write_text('chrT\t5\t45\n')  # two output windows: 5-25 and 25-45
-    tracks = inference.predict_tracks(path, str(bed), fasta=fasta,
+    tracks = prediction.predict_tracks(path, str(bed), fasta=fasta,
                                       output_prefix=str(tmp_path / 'tr'),
                                       reverse_complement=False)
     assert tracks['windows'] == 2 and tracks['bases'] == 40
@@ -471,11 +471,125 @@ def test_tracks_of_a_wide_input_model_read_past_the_output_and_pad_chromosome_en
 def test_with_task_axis_restores_the_axis_single_task_exports_drop():
     one = {'profile_logits': np.zeros((2, 5, 2)), 'profile_probs': np.zeros((2, 5, 2)),
            'log_counts': np.zeros((2, 2)), 'counts': np.zeros((2, 2))}
-    out = inference.with_task_axis(one, 1)
+    out = export.with_task_axis(one, 1)
     assert {k: v.shape for k, v in out.items()} == {
         'profile_logits': (2, 5, 1, 2), 'profile_probs': (2, 5, 1, 2),
         'log_counts': (2, 1, 2), 'counts': (2, 1, 2)}  # No log_total_counts: not invented.
     assert one['log_counts'].shape == (2, 2)  # The input is left alone.
     three = {'profile_logits': np.zeros((2, 5, 3, 2)), 'log_counts': np.zeros((2, 3, 2))}
-    assert {k: v.shape for k, v in inference.with_task_axis(three, 3).items()} == {
+    assert {k: v.shape for k, v in export.with_task_axis(three, 3).items()} == {
         'profile_logits': (2, 5, 3, 2), 'log_counts': (2, 3, 2)}
+
+
+# Tracks: independent of batch size and BED order, equal to direct SavedModel calls.
+
+CHROM_SIZES = {'chrA': 3000, 'chrB': 900}
+
+
+@pytest.fixture(scope='module')
+def long_genome(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    folder = tmp_path_factory.mktemp('genome')
+    seqs = {c: ''.join(np.array(list('ACGT'))[rng.integers(0, 4, n)])
+            for c, n in CHROM_SIZES.items()}
+    fasta = folder / 'genome.fa'
+    fasta.write_text(''.join(f'>{c}\n{s}\n' for c, s in seqs.items()))
+    return str(fasta), seqs
+
+
+def _untrained_export(folder, sequence_length, output_length):
+    import keras
+
+    from bpnet_tfx import export, model as model_lib
+    keras.utils.set_random_seed(1)
+    config = model_lib.ModelConfig(sequence_length=sequence_length, output_length=output_length,
+                                   filters=8, stem_kernel_size=5, num_dilated_layers=2,
+                                   profile_kernel_size=5)
+    model = model_lib.build_bpnet(config)
+    info = schema.RecordsInfo(sequence_length=sequence_length, output_length=output_length,
+                              max_jitter=0, tasks=('t',))
+    return export.export_saved_model(model, info, config, str(folder / 'export'))
+
+
+@pytest.fixture(scope='module', params=[(200, 200), (260, 200)], ids=['200to200', '260to200'])
+def export_dir(request, tmp_path_factory):
+    return _untrained_export(tmp_path_factory.mktemp('model'), *request.param)
+
+
+# Regions of one tile and of several tiles; peaks closer than one window merge into one region.
+BED_LINES = ['chrA\t100\t150', 'chrA\t180\t260', 'chrA\t900\t1650', 'chrA\t2400\t2990',
+             'chrB\t10\t20', 'chrB\t400\t880', 'chrA\t1700\t1710']
+
+
+def _tracks(export_dir, fasta, folder, lines, batch_size):
+    bed = folder / f'regions_{batch_size}.bed'
+    bed.write_text(''.join(line + '\n' for line in lines))
+    prefix = str(folder / f'b{batch_size}' / 'pred')
+    result = prediction.predict_tracks(export_dir, str(bed), fasta=fasta, output_prefix=prefix,
+                                      batch_size=batch_size)
+    values = {}
+    merged = [line.split('\t') for line in open(result['regions_bed']).read().splitlines()]
+    for key, path in sorted(result['tracks'].items()):
+        bw = pyBigWig.open(path)
+        values[key] = {(c, int(s), int(e)): bw.values(c, int(s), int(e), numpy=True)
+                       for c, s, e in merged}
+        bw.close()
+    return result, values
+
+
+def _direct(export_dir, seqs, chrom, start, length, input_length):
+    """A window's per-base predicted counts by calling the SavedModel: forward and reverse
+    complement averaged, input padded with N past chromosome ends."""
+    import tensorflow as tf
+    loaded = tf.saved_model.load(export_dir)
+    serve = loaded.signatures['serving_default']
+    margin = (input_length - length) // 2
+    seq = seqs[chrom]
+    padded = 'N' * margin + seq + 'N' * margin
+    x = sequence.one_hot(padded[start:start + input_length])[None].astype(np.float32)
+    out = serve(one_hot=tf.constant(x))
+    forward = (out['profile_probs'] * out['counts'][:, None]).numpy()[0]
+    rc_out = serve(one_hot=tf.constant(np.ascontiguousarray(x[:, ::-1, ::-1])))
+    rc = (rc_out['profile_probs'] * rc_out['counts'][:, None]).numpy()[0][::-1, ::-1]
+    return (forward + rc) / 2
+
+
+def test_tracks_do_not_depend_on_batch_size_and_equal_direct_calls(export_dir, long_genome,
+                                                                    tmp_path):
+    fasta, seqs = long_genome
+    _, config = export.load_export_info(export_dir)
+    length, input_length = config.output_length, config.sequence_length
+    runs = {b: _tracks(export_dir, fasta, tmp_path, BED_LINES, b) for b in (1, 3, 64)}
+    result, one = runs[1]
+    assert result['windows'] > result['merged_regions'] > 1  # several tiles per region
+    for b in (3, 64):
+        for key in one:
+            for region, values in one[key].items():
+                np.testing.assert_allclose(runs[b][1][key][region], values, rtol=1e-5,
+                                           atol=1e-6, err_msg=f'batch {b} {key} {region}')
+    # Every written window equals a direct SavedModel call on that window.
+    for (chrom, start, end), plus in one['t +'].items():
+        minus = one['t -'][chrom, start, end]
+        starts = prediction.tile_windows(start, end, length)
+        total = np.zeros((end - start, 2))
+        cover = np.zeros(end - start)
+        for w in starts:
+            total[w - start:w - start + length] += _direct(export_dir, seqs, chrom, w, length,
+                                                           input_length)
+            cover[w - start:w - start + length] += 1
+        want = total / cover[:, None]
+        np.testing.assert_allclose(plus, want[:, 0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(minus, want[:, 1], rtol=1e-4, atol=1e-6)
+
+
+def test_tracks_do_not_depend_on_bed_order(export_dir, long_genome, tmp_path):
+    fasta, _ = long_genome
+    _, forward = _tracks(export_dir, fasta, tmp_path, BED_LINES, 3)
+    shuffled = [BED_LINES[i] for i in np.random.default_rng(0).permutation(len(BED_LINES))]
+    (tmp_path / 'shuffled').mkdir()
+    _, backward = _tracks(export_dir, fasta, tmp_path / 'shuffled', shuffled, 3)
+    assert forward.keys() == backward.keys()
+    for key in forward:
+        assert forward[key].keys() == backward[key].keys()
+        for region in forward[key]:
+            np.testing.assert_array_equal(forward[key][region], backward[key][region])
