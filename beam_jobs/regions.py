@@ -4,7 +4,7 @@ The records job's driver reads the peaks files here, before any pipeline runs: e
 gives one `Region`, a window of `sequence_length` bp centred on the peak summit (narrowPeak
 column 10) or on the interval midpoint, assigned to the valid or test split when a
 `--valid_chroms` / `--test_chroms` item (a chromosome, or a chromosome interval such as
-'chrIV:0-100000') contains its centre, and to train otherwise. The regions of several tasks are
+'chrIV:0-100,000') contains its centre, and to train otherwise. The regions of several tasks are
 merged into their union; duplicates, windows past a chromosome end and blacklisted windows are
 set aside with a reason, and so are outliers: windows whose total counts exceed 1.2 times a
 quantile of their task's peaks' totals (`drop_outliers`, the bpnet v2 rule). It also checks the inputs against each other (chromosome names and
@@ -37,7 +37,10 @@ OUTLIER_FACTOR = 1.2  # bpnet v2: drop totals above quantile(q) x 1.2 of the tas
 
 _HEADER_PREFIXES = ('track', 'browser', '#')
 _NARROWPEAK_COLUMNS = 10  # BED6+4; column 10 is the summit offset from the start.
-_SPAN_RE = re.compile(r'^(?P<chrom>.+):(?P<start>\d+)-(?P<end>\d+)$')
+_SPAN_RE = re.compile(r'^(?P<chrom>.+):(?P<start>\d[\d,]*)-(?P<end>\d[\d,]*)$')
+_GROUPED_RE = re.compile(r'^\d{1,3}(,\d{3})+$')  # 300,000
+_IN_NUMBER_RE = re.compile(r':[\d,]*\d$|:[\d,]+-[\d,]*\d$')  # Ends inside an interval.
+_GROUP_RE = re.compile(r'^(\d{3}(-|$)|\d+-[\d,]*$)')  # What follows a comma in a number.
 
 
 class RecordsInputError(ValueError):
@@ -104,34 +107,74 @@ class ChromSpan:
         return self.chrom if self.end is None else f'{self.chrom}:{self.start}-{self.end}'
 
 
+def _split_items(text: str) -> list[str]:
+    """Splits a comma list, keeping thousands separators inside an interval's numbers.
+
+    A comma belongs to a number when the text before it ends in the digits of an interval
+    ('chrIV:0-300' or 'chrIV:100') and the text after it is three digits followed by the end,
+    '-' or another comma, or digits then '-' (the rest of a start; its grouping is checked
+    later): 'chrIV:0-300,000,chrV' is 'chrIV:0-300,000' and 'chrV'. So '1:0-100,2' is chromosome
+    1's interval and chromosome 2, but 'X:0-100,200' is X:0-100200.
+    """
+    items: list[str] = []
+    for piece in text.split(','):
+        if items and _IN_NUMBER_RE.search(items[-1]) and _GROUP_RE.match(piece):
+            items[-1] += ',' + piece
+        else:
+            items.append(piece)
+    return items
+
+
+def _parse_span(item: str, flag: str) -> ChromSpan:
+    """One item: a chromosome name, or 'chrom:start-end' with optional thousands commas.
+
+    Raises:
+      RecordsInputError: an empty interval, badly grouped digits, an interval-like item that
+        is not one ('chrIV:0-1e5', 'chrIV:0-300.000'), or whitespace inside a name.
+    """
+    m = _SPAN_RE.match(item)
+    if m is not None:
+        start, end = (_coordinate(m.group(g), item, flag) for g in ('start', 'end'))
+        if start >= end:
+            raise RecordsInputError(f'--{flag}: interval {item!r} is empty (start >= end)')
+        return ChromSpan(m.group('chrom'), start, end)
+    # A plain name; names may contain ':' (e.g. HLA contigs), so only a last part with a '-'
+    # and digits reads as a failed interval.
+    tail = item.rsplit(':', 1)[1] if ':' in item else ''
+    if (any(c.isspace() for c in item) or not any(c.isalnum() for c in item)
+            or ('-' in tail and any(c.isdigit() for c in tail))):
+        raise RecordsInputError(
+            f'--{flag}: item {item!r} is neither a chromosome name nor an interval '
+            "chrom:start-end (0-based, half-open; digits, commas allowed: 'chrIV:0-100,000')")
+    return ChromSpan(item)
+
+
+def _coordinate(text: str, item: str, flag: str) -> int:
+    if ',' in text and not _GROUPED_RE.match(text):
+        raise RecordsInputError(
+            f'--{flag}: interval {item!r}: {text!r} is not a number (commas must separate '
+            'groups of three digits)')
+    return int(text.replace(',', ''))
+
+
 def parse_chrom_spans(items: str | Sequence[str], *, flag: str) -> tuple[ChromSpan, ...]:
     """Parses a `--valid_chroms`-style list: chromosome names or 'chrom:start-end' intervals.
 
     Args:
       items: a comma-separated string or a sequence of items; empty items are ignored.
+        Numbers may hold thousands separators ('chrIV:0-300,000'; see `_split_items`).
       flag: the flag's name, for error messages.
 
     Returns:
       The spans, in the order given.
 
     Raises:
-      RecordsInputError: an interval with start >= end.
+      RecordsInputError: an item that is neither a chromosome name nor an interval, or an
+        interval with start >= end.
     """
     if isinstance(items, str):
-        items = items.split(',')
-    spans = []
-    for item in (i.strip() for i in items):
-        if not item:
-            continue
-        m = _SPAN_RE.match(item)
-        if m is None:  # A plain name; names may contain ':' (e.g. HLA contigs).
-            spans.append(ChromSpan(item))
-            continue
-        start, end = int(m.group('start')), int(m.group('end'))
-        if start >= end:
-            raise RecordsInputError(f'--{flag}: interval {item!r} is empty (start >= end)')
-        spans.append(ChromSpan(m.group('chrom'), start, end))
-    return tuple(spans)
+        items = _split_items(items)
+    return tuple(_parse_span(item, flag) for item in (i.strip() for i in items) if item)
 
 
 def check_disjoint(valid: Sequence[ChromSpan], test: Sequence[ChromSpan]) -> None:

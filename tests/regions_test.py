@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import numpy as np
 import pyBigWig
@@ -167,6 +168,25 @@ def test_parse_chrom_spans():
     # A name with ':' but no interval stays a name.
     assert regions.parse_chrom_spans(['HLA-A*01:01'], flag='f') == (
         regions.ChromSpan('HLA-A*01:01'),)
+
+
+def test_thousands_separators_inside_intervals():
+    assert regions.parse_chrom_spans('chrIV:0-300,000', flag='f') == (
+        regions.ChromSpan('chrIV', 0, 300_000),)
+    assert regions.parse_chrom_spans('chrIV:100,000-1,200,000,chrV,chr1:5-10', flag='f') == (
+        regions.ChromSpan('chrIV', 100_000, 1_200_000), regions.ChromSpan('chrV'),
+        regions.ChromSpan('chr1', 5, 10))
+    # Numeric names stay names: Ensembl calls chromosomes 1, 2, ...
+    assert regions.parse_chrom_spans('1,2,X:1,000-2,000', flag='f') == (
+        regions.ChromSpan('1'), regions.ChromSpan('2'), regions.ChromSpan('X', 1000, 2000))
+
+
+@pytest.mark.parametrize('item', ['chrIV:0-300.000', 'chrIV:0-1e5', 'chrIV:10-', 'chr IV',
+                                  '-', 'chrIV:1,00-2000'])
+def test_an_item_that_is_neither_a_name_nor_an_interval_is_an_error(item):
+    with pytest.raises(RecordsInputError, match=r'^--valid_chroms: (item|interval) '
+                       + re.escape(repr(item))):
+        regions.parse_chrom_spans(f'chr1,{item}', flag='valid_chroms')
 
 
 def test_empty_interval_is_an_error():
