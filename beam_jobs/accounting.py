@@ -4,19 +4,22 @@ The pipeline reports what it wrote and rejected (`summarise`, the job summary fi
 adds what it set aside before the pipeline (planning.py) and checks that the books balance:
 peaks read = peak records written + peaks merged into another task's window + peaks rejected
 (`tally`). Rejected peaks are listed in rejected.tsv (`rejected_text`); the job ends with one
-summary line (`summary_line`). No Beam here.
+summary line (`summary_line`). A split the user asked for that ends without records is a
+problem line (`empty_splits`): the job stops on it unless --allow_empty_splits
+(`stop_or_warn`). No Beam here.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from beam_jobs.regions import Region
+from beam_jobs.regions import ChromSpan, RecordsInputError, Region
 from bpnet_tfx import schema
 
 if TYPE_CHECKING:  # planning imports this module.
@@ -24,6 +27,8 @@ if TYPE_CHECKING:  # planning imports this module.
     from beam_jobs.planning import WindowPlan
 
 REJECTED_FILENAME = 'rejected.tsv'
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class PeaksAt:
@@ -76,6 +81,7 @@ class Tally:
         line order.
       merged: peaks merged into another task's written window.
       median_total_counts: per task, the median total counts of the training peak records.
+      rejected_by_split: {split: {reason: peaks}} of the rejected peaks.
     """
 
     peaks_read: int
@@ -85,6 +91,7 @@ class Tally:
     rejected: list[tuple[str, str, int, str]]
     merged: int
     median_total_counts: list[float]
+    rejected_by_split: dict[str, dict[str, int]]
 
     @property
     def written(self) -> int:
@@ -122,7 +129,7 @@ def tally(plan: 'WindowPlan', summary: Mapping[str, Any], task_names: Sequence[s
             background_lost[reason] += 1
         else:
             peak_rejected.append((region_id, reason))
-    rows = _rejected_rows(plan, peak_rejected, task_names)
+    rows, by_split = _rejected_rows(plan, peak_rejected, task_names)
     lost = plan.lost_windows | {region_id for region_id, _ in peak_rejected}
     merged = sum(1 for r in plan.merged if r.region_id not in lost)  # In a record.
     median = summary['median_total_counts']
@@ -130,7 +137,7 @@ def tally(plan: 'WindowPlan', summary: Mapping[str, Any], task_names: Sequence[s
         median = median_totals(plan.windows, plan.totals, {i for i, _ in peak_rejected})
     books = Tally(len(plan.peaks), {s: summary['split_counts'][s] for s in schema.SPLITS},
                   background_counts, dict(sorted(background_lost.items())), rows, merged,
-                  median)
+                  median, by_split)
     if books.peaks_read != books.peaks_written + books.merged + len(books.rejected):
         raise AssertionError(
             f'bug: {books.peaks_read} peaks read but {books.peaks_written} written + '
@@ -148,17 +155,60 @@ def median_totals(windows: Sequence[Region], totals: np.ndarray,
 
 
 def _rejected_rows(plan: 'WindowPlan', pipeline_rejected: Sequence[tuple[str, str]],
-                   task_names: Sequence[str]) -> list[tuple[str, str, int, str]]:
-    """(region_id, task, line, reason) of every rejected peak, in task, line order. A rejected
-    window rejects every peak that gave it (one per task at most)."""
+                   task_names: Sequence[str]
+                   ) -> tuple[list[tuple[str, str, int, str]], dict[str, dict[str, int]]]:
+    """((region_id, task, line, reason) rows in task, line order; {split: {reason: peaks}})
+    of every rejected peak. A rejected window rejects every peak that gave it (one per task
+    at most)."""
     ids = {region_id for region_id, _ in pipeline_rejected}
     by_id = {r.region_id: r for r in plan.windows if ids and r.region_id in ids}
     peaks = list(plan.dropped)
     for region_id, reason in pipeline_rejected:
         peaks += [(r, reason) for r in plan.peaks_at(by_id[region_id])]
+    by_split = reasons_by_split(peaks)
     peaks.sort(key=lambda item: (item[0].task, item[0].line))
     rows = [(r.region_id, task_names[r.task], r.line, reason) for r, reason in peaks]
-    return rows
+    return rows, by_split
+
+
+def reasons_by_split(rejected: Iterable[tuple[Region, str]]) -> dict[str, dict[str, int]]:
+    """{split: {reason: peaks}} of (peak, reason) pairs, sorted."""
+    counts = collections.defaultdict(collections.Counter)
+    for r, reason in rejected:
+        counts[r.split][reason] += 1
+    return {s: dict(sorted(c.items())) for s, c in sorted(counts.items())}
+
+
+def empty_splits(spans: Mapping[str, Sequence[ChromSpan]], records: Mapping[str, int],
+                 peaks: Sequence[Region], reasons: Mapping[str, Mapping[str, int]]
+                 ) -> list[str]:
+    """One line per split the user asked for (items given) that has peaks but no records.
+
+    Args:
+      spans: {split: its --valid_chroms / --test_chroms items}.
+      records: {split: records (or windows still to write)}.
+      peaks: every peak read.
+      reasons: {split: {reason: peaks rejected}} (`reasons_by_split`).
+    """
+    in_split = collections.Counter(r.split for r in peaks)
+    problems = []
+    for split, items in spans.items():
+        if items and not records.get(split) and in_split[split]:
+            why = ', '.join(f'{k} {v}' for k, v in sorted(reasons.get(split, {}).items()))
+            problems.append(
+                f'the {split} split has no records: the {in_split[split]} peak(s) with their '
+                f'centre in --{split}_chroms={",".join(map(str, items))} were all rejected'
+                + (f' ({why})' if why else '') + f'; pass other --{split}_chroms, or '
+                '--allow_empty_splits')
+    return problems
+
+
+def stop_or_warn(problems: Sequence[str], allow: bool) -> None:
+    """Raises RecordsInputError with the first problem, or logs each as a warning if `allow`."""
+    if problems and not allow:
+        raise RecordsInputError(problems[0])
+    for problem in problems:  # Less the advice ('; pass ...'), followed already.
+        _LOGGER.warning('%s (--allow_empty_splits: going on)', problem.split('; pass ')[0])
 
 
 def rejected_text(rows: Sequence[tuple[str, str, int, str]]) -> str:

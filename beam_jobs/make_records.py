@@ -10,11 +10,12 @@ duplicates, windows past a chromosome end, blacklisted windows and count outlier
 GC-matched background windows added), deals them out to the shard files (shards.py), writes
 the plans beside the output and runs the pipeline (transforms.py) into a temporary sibling
 folder; then it balances the books (accounting.py), writes metadata.json and rejected.tsv there
-and moves the folder into place, so a failed run leaves no output folder. With no data flags at
-all it makes (or reuses) the simulated demo data set. Inputs and the output folder may be
-remote (gs://...): see files.py. `--runner=DirectRunner` (the default) runs on Beam's
-FnApiRunner directly, skipping Beam's attempt to download the Prism runner; other runners are
-used as given.
+and moves the folder into place, so a failed run leaves no output folder. A split the user
+asked for (--valid_chroms, by default chr1; --test_chroms) that can give no record stops the
+job unless --allow_empty_splits. With no data flags at all it makes (or reuses) the simulated
+demo data set. Inputs and the output folder may be remote (gs://...): see files.py.
+`--runner=DirectRunner` (the default) runs on Beam's FnApiRunner directly, skipping Beam's
+attempt to download the Prism runner; other runners are used as given.
 """
 
 from __future__ import annotations
@@ -143,9 +144,15 @@ def _add_split_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--valid_chroms', default=_DEFAULT_VALID_CHROMS,
                         help="Comma list of chromosomes or intervals ('chrIV:0-100,000', "
                         '0-based, half-open; commas inside numbers allowed) whose peak centres '
-                        f'go to the valid split (default: {_DEFAULT_VALID_CHROMS}).')
+                        f'go to the valid split (default: {_DEFAULT_VALID_CHROMS}). An item '
+                        'naming no chromosome of the FASTA or holding no peak centre, or a '
+                        'valid split left with no records, stops the job.')
     parser.add_argument('--test_chroms', default='',
                         help='Like --valid_chroms, for the test split (default: none).')
+    parser.add_argument('--allow_empty_splits', action='store_true',
+                        help='Only warn, and go on, when a --valid_chroms or --test_chroms item '
+                        'names no chromosome or holds no peak centre, or when its split ends '
+                        'with no records.')
 
 
 def _tasks_from_flags(args: argparse.Namespace) -> list[tasks_lib.Task] | None:
@@ -246,7 +253,8 @@ def _plan_config(args: argparse.Namespace) -> planning.PlanConfig:
         sequence_length=args.sequence_length, output_length=args.output_length,
         max_jitter=args.max_jitter, max_n_fraction=args.max_n_fraction, valid=valid, test=test,
         outlier_quantile=args.outlier_quantile, background_ratio=args.background_ratio,
-        background_seed=args.background_seed)
+        background_seed=args.background_seed, allow_empty_splits=args.allow_empty_splits,
+        default_flags=('valid_chroms',) if args.valid_chroms == _DEFAULT_VALID_CHROMS else ())
 
 
 def _make_pipeline(options: PipelineOptions) -> beam.Pipeline:
@@ -396,7 +404,8 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
 
     Raises:
       RecordsInputError: bad flags or input files, an existing output folder without
-        --overwrite, or bad values met while reading the windows.
+        --overwrite, a split asked for that can give no record, or bad values met while
+        reading the windows.
     """
     t0 = time.time()
     args, pipeline_args = _parser().parse_known_args(argv)
@@ -430,6 +439,9 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
                                 tmp_dir=tmp_dir, spec=spec, output_length=args.output_length,
                                 totals=plan.totals is None)
         books = accounting.tally(plan, summary, [t.name for t in task_list])
+        accounting.stop_or_warn(accounting.empty_splits(
+            plan.spans, books.split_counts, plan.peaks, books.rejected_by_split),
+            args.allow_empty_splits)
         info = _records_info(args, pipeline_args, fasta=fasta, task_list=task_list, demo=demo,
                              blacklist=blacklist, plan=plan, books=books,
                              num_shards=num_shards, spec=spec, seconds=time.time() - t0)

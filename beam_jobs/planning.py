@@ -6,8 +6,9 @@ bigWigs, then sets windows aside with a reason: a second peak of one task at the
 chromosome end (`drop_out_of_bounds`), windows overlapping the --blacklist
 (`drop_blacklisted`) and count outliers (`drop_outliers`, the bpnet v2 rule: total counts above
 1.2 x a quantile of the task's peaks' totals, from the driver's exact `window_totals`). It adds
-GC-matched background windows away from peaks (background.py). A window dropped here drops
-every task's peak at it. No Beam here.
+GC-matched background windows away from peaks (background.py) and stops, with one line, when a
+split the user asked for can give no record (`--allow_empty_splits`: a warning instead). A
+window dropped here drops every task's peak at it. No Beam here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import bisect
 import dataclasses
 import logging
 import shutil
-from typing import Iterable, Mapping, Sequence
+from typing import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -46,6 +47,8 @@ class PlanConfig:
       outlier_quantile: the outlier rule's quantile; 0 or 1: off.
       background_ratio: background windows per peak window (0: none).
       background_seed: seed of the background sampling.
+      allow_empty_splits: warn, not stop, when an asked-for split can give no record.
+      default_flags: the split flags left at their default value, named in messages.
     """
 
     sequence_length: int
@@ -57,6 +60,8 @@ class PlanConfig:
     outlier_quantile: float = 0.0
     background_ratio: float = 0.0
     background_seed: int = 0
+    allow_empty_splits: bool = False
+    default_flags: Collection[str] = ()
 
     @property
     def trim(self) -> int:
@@ -115,7 +120,8 @@ def plan_windows(config: PlanConfig, task_list: Sequence[tasks_lib.Task], fasta:
       blacklist: optional BED of regions to leave out.
 
     Raises:
-      RecordsInputError: bad input files.
+      RecordsInputError: bad input files, a split item that can give no record, or an
+        asked-for split left with no window (unless config.allow_empty_splits).
     """
     local_dir = files_lib.make_local_dir()
     try:
@@ -135,9 +141,9 @@ def plan_windows(config: PlanConfig, task_list: Sequence[tasks_lib.Task], fasta:
             fasta_sizes=fasta_sizes)
         blacklist_intervals = (read_blacklist(local[blacklist], name=blacklist) if blacklist
                                else None)
-        for split, items in spans.items():
-            for span in regions_lib.unmatched_spans(peaks, items):
-                _LOGGER.warning('--%s_chroms item %r contains no peak centre', split, str(span))
+        accounting.stop_or_warn(regions_lib.split_problems(
+            {f'{s}_chroms': v for s, v in spans.items()}, peaks, sizes, fasta,
+            defaults=config.default_flags), config.allow_empty_splits)
         peaks_at = accounting.PeaksAt(merged)
         counts = [tuple(local[p] for p in t.pair('counts')) for t in task_list]
         windows, lost, thresholds, totals = _drop_windows(
@@ -150,8 +156,13 @@ def plan_windows(config: PlanConfig, task_list: Sequence[tasks_lib.Task], fasta:
         shutil.rmtree(local_dir, ignore_errors=True)
     dropped = [(r, DUPLICATE) for r in duplicates]
     dropped += [(peak, reason) for window, reason in lost for peak in peaks_at(window)]
-    return WindowPlan(peaks, windows, background, dropped, {w.region_id for w, _ in lost},
+    plan = WindowPlan(peaks, windows, background, dropped, {w.region_id for w, _ in lost},
                       merged, peaks_at, spans, thresholds, totals)
+    accounting.stop_or_warn(accounting.empty_splits(
+        spans, regions_lib.split_counts(plan.regions), peaks,
+        accounting.reasons_by_split((p, r) for p, r in dropped if r != DUPLICATE)),
+        config.allow_empty_splits)
+    return plan
 
 
 def _local_inputs(task_list: Sequence[tasks_lib.Task], fasta: str, blacklist: str | None,

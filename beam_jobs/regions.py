@@ -4,7 +4,8 @@ The records job's driver reads the peaks files here, before any pipeline runs: e
 gives one `Region`, a window of `sequence_length` bp centred on the peak summit (narrowPeak
 column 10) or on the interval midpoint, assigned to the valid or test split when a
 `--valid_chroms` / `--test_chroms` item (a chromosome, or a chromosome interval such as
-'chrIV:0-100,000') contains its centre, and to train otherwise. It also checks the inputs against each other (chromosome names and
+'chrIV:0-100,000') contains its centre, and to train otherwise; an item that can give no region
+is a `split_problems` line. It also checks the inputs against each other (chromosome names and
 lengths in the FASTA index and the bigWig headers) so that a wrong file fails in seconds with a
 one-line `RecordsInputError` naming the file and line, rather than as a worker traceback.
 Choosing which windows to keep is planning.py's; `group_runs` groups nearby windows for
@@ -18,7 +19,7 @@ import gzip
 import os
 import re
 import sys
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Collection, Iterable, Iterator, Mapping, Sequence
 
 from bpnet_tfx import schema
 
@@ -450,6 +451,42 @@ def unmatched_spans(regions: Sequence[Region], spans: Sequence[ChromSpan]) -> li
     """Returns the spans that contain no region's centre (likely a typo in a split flag)."""
     return [s for s in spans if not any(s.contains(r.chrom, r.centre) for r in regions)]
 
+
+
+def split_problems(spans: Mapping[str, Sequence[ChromSpan]], regions: Sequence[Region],
+                   sizes: Mapping[str, int], fasta_name: str,
+                   defaults: Collection[str] = ()) -> list[str]:
+    """One line per split item that can give no region: it names no chromosome of the FASTA,
+    or it contains no peak centre (a typo in --valid_chroms or --test_chroms, or the default
+    --valid_chroms=chr1 on a genome without chr1).
+
+    Args:
+      spans: {flag name: its items}, e.g. {'valid_chroms': ..., 'test_chroms': ...}.
+      regions: every peak read.
+      sizes: {chromosome: length} of the FASTA, in FASTA order.
+      fasta_name: the FASTA, for messages.
+      defaults: the flags left at their default value (their items say so).
+    """
+    names = list(sizes)
+    shown = ', '.join(names[:5]) + (f', ... ({len(names)} in all)' if len(names) > 5 else '')
+    example = f'{names[0]}:0-{sizes[names[0]] // 3:,}' if names else 'chr1:0-1,000,000'
+    problems = []
+    for flag, items in spans.items():
+        unmatched = set(unmatched_spans(regions, items))
+        for span in items:
+            what = f'--{flag} item {str(span)!r}'
+            if flag in defaults:
+                what += ' (the default)'
+            if span.chrom not in sizes:
+                problems.append(
+                    f'{what} names no chromosome of {fasta_name}, which has {shown}; pass '
+                    f'--{flag} with one of its chromosomes or an interval of one (e.g. '
+                    f'{example}), or --allow_empty_splits')
+            elif span in unmatched:
+                problems.append(
+                    f'{what} holds no peak centre (of {len(regions)} peaks read); pass '
+                    f'--{flag} with items that hold peaks, or --allow_empty_splits')
+    return problems
 
 
 def group_runs(windows: Sequence[tuple[int, int]], *, gap: int, max_span: int,

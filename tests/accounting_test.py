@@ -6,7 +6,7 @@ import pytest
 
 from beam_jobs import accounting
 from beam_jobs import planning
-from beam_jobs.regions import ChromSpan, Region
+from beam_jobs.regions import ChromSpan, RecordsInputError, Region
 
 
 def test_summarise_median_over_training_records_only():
@@ -48,6 +48,8 @@ def test_tally_balances_the_books_and_lists_rejected_peaks_in_task_line_order():
                               ('chr1:0-10', 'b', 1, 'too_many_n'),
                               ('chr1:95-105', 'b', 2, 'out_of_bounds')]
     assert books.drops == {'duplicate': 1, 'out_of_bounds': 1, 'too_many_n': 2}
+    assert books.rejected_by_split == {'train': {'duplicate': 1, 'out_of_bounds': 1,
+                                                 'too_many_n': 2}}
     assert accounting.rejected_text(books.rejected).splitlines()[:2] == [
         'region_id\ttask\tline\treason', 'chr1:0-10\ta\t1\ttoo_many_n']
     assert accounting.summary_line(books, background=None, seconds=1.26, output_dir='o') == (
@@ -60,3 +62,25 @@ def test_tally_balances_the_books_and_lists_rejected_peaks_in_task_line_order():
     with pytest.raises(AssertionError, match='bug: 5 peaks read but 3 written'):
         accounting.tally(_plan(), {**summary, 'split_counts': {'train': 2, 'valid': 1,
                                                                'test': 0}}, ['a', 'b'])
+
+
+def test_empty_splits_name_the_split_its_items_and_the_reasons():
+    plan = _plan()
+    assert accounting.empty_splits(plan.spans, {'train': 1, 'valid': 1}, plan.peaks, {}) == []
+    (problem,) = accounting.empty_splits(plan.spans, {'train': 1, 'valid': 0}, plan.peaks,
+                                         {'valid': {'too_many_n': 1}})
+    assert problem == ('the valid split has no records: the 1 peak(s) with their centre in '
+                       '--valid_chroms=chr1:50-60 were all rejected (too_many_n 1); pass other '
+                       '--valid_chroms, or --allow_empty_splits')
+    # No items, or no peaks there (regions.split_problems says so): not this problem.
+    assert accounting.empty_splits({'valid': ()}, {}, plan.peaks, {}) == []
+    assert accounting.empty_splits({'test': (ChromSpan('chr2'),)}, {}, plan.peaks, {}) == []
+
+
+def test_stop_or_warn(caplog):
+    accounting.stop_or_warn([], allow=False)
+    with pytest.raises(RecordsInputError, match='^first; pass x$'):
+        accounting.stop_or_warn(['first; pass x', 'second'], allow=False)
+    accounting.stop_or_warn(['first; pass x', 'second'], allow=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        'first (--allow_empty_splits: going on)', 'second (--allow_empty_splits: going on)']

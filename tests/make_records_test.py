@@ -425,6 +425,15 @@ def test_failed_overwrite_keeps_old_output(tmp_path, monkeypatch):
      '--background_ratio must be >= 0'),
     (_data_flags() + ['--output_dir=o', '--background_ratio=1', '--background_seed=-3'],
      '--background_seed must be >= 0, got -3'),
+    # Yeast has no chr1: the default --valid_chroms names no chromosome of the FASTA.
+    (_data_flags() + ['--output_dir=o'],
+     r"--valid_chroms item 'chr1' \(the default\) names no chromosome of .*chrIV\.fa, which "
+     r'has chrIV; pass --valid_chroms with one of its chromosomes or an interval of one '
+     r'\(e\.g\. chrIV:0-100,000\), or --allow_empty_splits$'),
+    (_data_flags() + ['--output_dir=o', '--valid_chroms=chrIV:0-1,000', '--test_chroms=chrV'],
+     r"--valid_chroms item 'chrIV:0-1000' holds no peak centre \(of 29 peaks read\)"),
+    (_data_flags() + ['--output_dir=o', '--valid_chroms=chrIV:0-100000', '--test_chroms=chrV'],
+     r"--test_chroms item 'chrV' names no chromosome"),
     (_data_flags() + ['--output_dir=o', '--valid_chroms=chrIV:0-300.000'],
      r"--valid_chroms: item 'chrIV:0-300\.000' is neither a chromosome name nor an interval"),
     (_data_flags() + ['--output_dir=o', '--valid_chroms=chrIV:1,00-2,000'],
@@ -434,7 +443,8 @@ def test_failed_overwrite_keeps_old_output(tmp_path, monkeypatch):
         'fasta_as_peaks', 'spec_and_peaks', 'spec_without_fasta', 'output_length_zero',
         'output_length_too_long', 'output_length_parity', 'outlier_quantile_above_1',
         'outlier_quantile_nan', 'background_ratio_negative', 'background_ratio_inf',
-        'background_seed_negative', 'interval_with_dots', 'badly_grouped_digits'])
+        'background_seed_negative', 'default_valid_chroms_on_yeast', 'valid_without_peaks',
+        'test_without_chromosome', 'interval_with_dots', 'badly_grouped_digits'])
 def test_bad_flags_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, flags, message):
     monkeypatch.chdir(tmp_path)
     assert make_records.main(flags + ['--runner=DirectRunner']) == 2
@@ -442,6 +452,36 @@ def test_bad_flags_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, flags,
     assert err.startswith('make_records: error: ') and '\n' not in err, err
     assert re.search(message, err), err
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow  # The whole job.
+def test_allow_empty_splits_keeps_the_old_behaviour(tmp_path, caplog):
+    info = make_records.run(_data_flags() + [
+        f'--output_dir={tmp_path / "records"}', '--runner=DirectRunner', '--allow_empty_splits'])
+    assert dict(info.split_counts) == {'train': 29, 'valid': 0, 'test': 0}
+    assert info.source['flags']['allow_empty_splits']
+    assert any("--valid_chroms item 'chr1' (the default) names no chromosome" in r.getMessage()
+               for r in caplog.records if r.levelname == 'WARNING')
+
+
+@pytest.mark.slow  # The whole job.
+def test_a_valid_split_the_pipeline_empties_stops_the_job(tmp_path, capsys):
+    # The one valid peak (line 1, chr1:900-1100) is all N: the pipeline rejects it.
+    flags, _ = _toy_genome(tmp_path, [10, 20, 30, 40, 50, 60])
+    seq = (tmp_path / 'g.fa').read_text().split('\n')[1]
+    (tmp_path / 'g.fa').write_text('>chr1\n' + seq[:880] + 'N' * 240 + seq[1120:] + '\n')
+    flags = [f for f in flags if f not in ('--valid_chroms=chrX', '--allow_empty_splits')]
+    out = tmp_path / 'out'
+    assert make_records.main(flags + [f'--output_dir={out}', '--valid_chroms=chr1:0-2,000',
+                                      '--outlier_quantile=0']) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ('make_records: error: the valid split has no records: the 1 peak(s) with '
+                   'their centre in --valid_chroms=chr1:0-2000 were all rejected (too_many_n '
+                   '1); pass other --valid_chroms, or --allow_empty_splits')
+    assert not out.exists() and _no_leftovers(tmp_path)
+    info = make_records.run(flags + [f'--output_dir={out}', '--valid_chroms=chr1:0-2,000',
+                                     '--outlier_quantile=0', '--allow_empty_splits'])
+    assert dict(info.split_counts) == {'train': 5, 'valid': 0, 'test': 0}
 
 
 def _bigwig(path, chroms, value=1.0) -> str:
@@ -668,7 +708,8 @@ def _toy_genome(tmp_path, totals, far=None):
         bw.close()
     return [f'--fasta={tmp_path / "g.fa"}', f'--peaks={tmp_path / "p.bed"}',
             f'--pos_bigwig={tmp_path / "pos.bw"}', f'--neg_bigwig={tmp_path / "neg.bw"}',
-            '--valid_chroms=chrX', '--runner=DirectRunner', '--sequence_length=200',
+            '--valid_chroms=chrX', '--allow_empty_splits', '--runner=DirectRunner',
+            '--sequence_length=200',
             '--max_jitter=10'], summits
 
 
@@ -720,7 +761,8 @@ def test_outlier_of_a_merged_task_drops_the_window_for_both_tasks(tmp_path):
          'neg_bigwig': str(b_dir / 'neg.bw')}])
     info = make_records.run([
         f'--fasta={value["--fasta"]}', f'--tasks_spec={spec}',
-        f'--output_dir={tmp_path / "out"}', '--valid_chroms=chrX', '--runner=DirectRunner',
+        f'--output_dir={tmp_path / "out"}', '--valid_chroms=chrX', '--allow_empty_splits',
+        '--runner=DirectRunner',
         '--sequence_length=200', '--max_jitter=10', '--outlier_quantile=0.8'])
     assert info.source['peaks_merged'] == 6  # Task b's peaks at the 6 kept windows.
     assert info.source['dropped'] == {'outlier_counts': 2}  # Both tasks' peak 7.

@@ -191,3 +191,25 @@ def test_plan_windows_sets_aside_duplicates_and_windows_past_the_end(toy, tmp_pa
         (2, 'duplicate'), (3, 'blacklisted'), (4, 'out_of_bounds')]
     assert plan.lost_windows == {'chrA:1400-1600', 'chrA:2850-3050'}
     assert plan.background is None and plan.thresholds is None and plan.totals is None
+
+
+@pytest.mark.parametrize('valid, test, message', [
+    ('chr1', '', r"^--valid_chroms item 'chr1' names no chromosome of .*g\.fa, which has "
+                 r'chrA, chrB; pass --valid_chroms with one of its chromosomes or an interval '
+                 r'of one \(e\.g\. chrA:0-1,000\), or --allow_empty_splits$'),
+    ('chrB', 'chrA:0-100', r"^--test_chroms item 'chrA:0-100' holds no peak centre \(of 5 "
+                           r'peaks read\)'),
+    ('chrA:2900-3000', '', r'^the valid split has no records: the 1 peak\(s\) with their '
+                           r'centre in --valid_chroms=chrA:2900-3000 were all rejected '
+                           r'\(out_of_bounds 1\); pass other --valid_chroms, or '
+                           r'--allow_empty_splits$'),
+], ids=['no_such_chromosome', 'no_peak_centre', 'all_rejected'])
+def test_a_split_asked_for_that_can_give_no_record_stops(toy, caplog, valid, test, message):
+    fasta, task_list = toy
+    with pytest.raises(RecordsInputError, match=message):
+        planning.plan_windows(_config(valid, test), task_list, fasta)
+    plan = planning.plan_windows(_config(valid, test, allow_empty_splits=True), task_list, fasta)
+    assert len(plan.peaks) == 5  # Warned, went on.
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+    assert len(warnings) == 1 and warnings[0].endswith('(--allow_empty_splits: going on)')
+    assert 'pass --' not in warnings[0]

@@ -132,6 +132,22 @@ def test_an_item_that_is_neither_a_name_nor_an_interval_is_an_error(item):
         regions.parse_chrom_spans(f'chr1,{item}', flag='valid_chroms')
 
 
+def test_split_problems_name_the_item_and_the_fasta_chromosomes():
+    peaks = [Region('chrIV', 0, 10), Region('chrIV', 500, 510)]
+    sizes = {'chrIV': 300_000, 'chrV': 500, 'chrVI': 1, 'chrVII': 1, 'chrVIII': 1, 'chrIX': 1}
+    spans = {'valid_chroms': regions.parse_chrom_spans('chr1,chrIV:0-100', flag='f'),
+             'test_chroms': regions.parse_chrom_spans('chrV,chrIV:400-600', flag='f')}
+    problems = regions.split_problems(spans, peaks, sizes, 'g.fa', defaults=['valid_chroms'])
+    assert problems == [
+        "--valid_chroms item 'chr1' (the default) names no chromosome of g.fa, which has chrIV, "
+        'chrV, chrVI, chrVII, chrVIII, ... (6 in all); pass --valid_chroms with one of its '
+        'chromosomes or an interval of one (e.g. chrIV:0-100,000), or --allow_empty_splits',
+        "--test_chroms item 'chrV' holds no peak centre (of 2 peaks read); pass --test_chroms "
+        'with items that hold peaks, or --allow_empty_splits']
+    assert regions.split_problems({'valid_chroms': spans['valid_chroms'][1:]}, peaks, sizes,
+                                  'g.fa') == []
+
+
 def test_group_runs_of_nearby_windows():
     stored = [(0, 30), (10, 40), (100, 130), (1000, 1030), (1040, 1070)]
     assert regions.group_runs(stored, gap=50, max_span=10**6) == [(0, 2), (2, 3), (3, 5)]
