@@ -15,10 +15,18 @@ asked for (--valid_chroms, by default chr1; --test_chroms) that can give no reco
 job unless --allow_empty_splits. With no data flags at all it makes (or reuses) the simulated
 demo data set. Inputs and the output folder may be remote (gs://...): see files.py.
 `--runner=DirectRunner` (the default) runs on Beam's FnApiRunner directly, skipping Beam's
-attempt to download the Prism runner; other runners are used as given.
+attempt to download the Prism runner; other runners are used as given. The command line prints
+progress and the summary only; -v brings back INFO logs and Beam's warnings (logs.py).
 """
 
 from __future__ import annotations
+
+import sys
+
+from beam_jobs import logs  # No Beam import: it must come first on the command line.
+
+if __name__ == '__main__':  # Before Beam's import logs its 'apitools not found' warning.
+    logs.configure(logs.verbose_requested(sys.argv[1:]))
 
 import argparse
 import datetime
@@ -29,7 +37,6 @@ import math
 import os
 import re
 import secrets
-import sys
 import time
 from typing import Any, Sequence
 
@@ -91,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
                         "'default' (one task), 'multitask' (two tasks and a control track) or "
                         "'sparse' (the default's peaks over a 6.5x larger genome: room for "
                         'background regions).')
+    parser.add_argument(*logs.VERBOSE_FLAGS, dest='verbose', action='store_true',
+                        help="Log the job's INFO lines and Beam's warnings to stderr (default: "
+                        'progress and the summary only). Command line only: run() leaves '
+                        "the caller's logging as it is.")
     return parser
 
 
@@ -473,8 +484,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    # force: importing Beam already logged a warning, which set up the root logger.
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s: %(message)s',
-                        force=True)
-    logging.getLogger('apache_beam').setLevel(logging.WARNING)  # Beam's INFO is per bundle.
     sys.exit(main())

@@ -484,6 +484,25 @@ def test_a_valid_split_the_pipeline_empties_stops_the_job(tmp_path, capsys):
     assert dict(info.split_counts) == {'train': 5, 'valid': 0, 'test': 0}
 
 
+@pytest.mark.slow  # Two jobs, each in a fresh Python.
+def test_command_line_prints_progress_and_summary_only_unless_verbose(tmp_path):
+    flags, _ = _toy_genome(tmp_path, [10, 20, 30, 40])
+    flags = [f for f in flags if f != '--valid_chroms=chrX'] + ['--valid_chroms=chr1:0-2,000']
+    procs = {}
+    for verbose in (False, True):
+        procs[verbose] = subprocess.run(
+            [sys.executable, '-m', 'beam_jobs.make_records', *flags,
+             f'--output_dir={tmp_path / f"records{int(verbose)}"}'] + (['-v'] if verbose else []),
+            cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert procs[verbose].returncode == 0, procs[verbose].stderr
+        assert procs[verbose].stdout.startswith('make_records: 4 peaks read, 4 records written')
+    quiet, verbose = procs[False].stderr, procs[True].stderr
+    assert 'apitools' not in quiet and 'INFO' not in quiet and 'Traceback' not in quiet, quiet
+    assert quiet == ''
+    assert 'beam_jobs.make_records: INFO: read 4 peaks of 1 task(s)' in verbose, verbose
+    assert 'beam_jobs.make_records: INFO: wrote 4 records in 2 shards' in verbose, verbose
+
+
 def _bigwig(path, chroms, value=1.0) -> str:
     bw = pyBigWig.open(str(path), 'w')
     bw.addHeader(list(chroms))
