@@ -38,7 +38,7 @@ import os
 import re
 import secrets
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -69,6 +69,7 @@ _LOCAL_RUNNERS = ('DirectRunner', 'SwitchingDirectRunner')
 _WORKER_ERROR_RE = re.compile(r'RecordsInputError: (.+)')  # In a remote worker's traceback.
 _STEP_SUFFIX_RE = re.compile(r" \[while running '[^']*'\]")  # Added by Beam to the message.
 
+_T = TypeVar('_T')
 _LOGGER = logging.getLogger('beam_jobs.make_records')  # Not __main__ under python -m.
 
 
@@ -394,6 +395,54 @@ def _records_info(args: argparse.Namespace, pipeline_args: Sequence[str], *, fas
         })
 
 
+def _into_place(output_dir: str, write: Callable[[str], _T]) -> _T:
+    """Runs `write(tmp_dir)` into a fresh temporary sibling of `output_dir`, then moves the
+    folder into place (metadata.json last); on any failure neither is left."""
+    if not files_lib.is_remote(output_dir):
+        os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    token = secrets.token_hex(4)
+    tmp_dir = f'{output_dir.rstrip("/")}.tmp-{token}'
+    files_lib.make_dir(tmp_dir)
+    try:
+        result = write(tmp_dir)
+        files_lib.replace_dir(tmp_dir, output_dir, last=schema.METADATA_FILENAME, token=token)
+    except BaseException:
+        files_lib.remove_dir(tmp_dir)
+        raise
+    return result
+
+
+def _write_records(tmp_dir: str, *, args: argparse.Namespace, pipeline_args: Sequence[str],
+                   save_main_session: bool, plan: planning.WindowPlan,
+                   num_shards: dict[str, int], spec: windows.WindowSpec,
+                   task_names: Sequence[str],
+                   metadata: Callable[[accounting.Tally], schema.RecordsInfo]
+                   ) -> tuple[accounting.Tally, schema.RecordsInfo]:
+    """Shard plans -> pipeline -> books -> rejected.tsv and metadata.json, all in `tmp_dir`.
+
+    Raises:
+      RecordsInputError: a worker's input error, or an asked-for split the pipeline emptied
+        (unless --allow_empty_splits).
+    """
+    plans_path = files_lib.join(tmp_dir, shards.PLANS_FILENAME)
+    files_lib.write_text(plans_path, ''.join(
+        p.to_json() + '\n' for p in shards.plan_shards(plan.regions, num_shards)))
+    # With the outlier rule the driver has every window's totals: workers need not sum.
+    summary = _run_pipeline(pipeline_args, save_main_session, plans_path=plans_path,
+                            tmp_dir=tmp_dir, spec=spec, output_length=args.output_length,
+                            totals=plan.totals is None)
+    books = accounting.tally(plan, summary, task_names)
+    accounting.stop_or_warn(accounting.empty_splits(
+        plan.spans, books.split_counts, plan.peaks, books.rejected_by_split),
+        args.allow_empty_splits)
+    info = metadata(books)
+    files_lib.write_text(files_lib.join(tmp_dir, accounting.REJECTED_FILENAME),
+                         accounting.rejected_text(books.rejected))
+    files_lib.write_text(files_lib.join(tmp_dir, schema.METADATA_FILENAME),
+                         json.dumps(info.to_dict(), indent=2, sort_keys=True) + '\n')
+    return books, info
+
+
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -436,34 +485,16 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
                  len(plan.background_regions), ', '.join(f'{s} {n}' for s, n in counts.items()),
                  len(plan.dropped))
     spec = _window_spec(args, fasta, task_list)
-    if not files_lib.is_remote(output_dir):
-        os.makedirs(os.path.dirname(output_dir), exist_ok=True)
-    token = secrets.token_hex(4)
-    tmp_dir = f'{output_dir.rstrip("/")}.tmp-{token}'
-    files_lib.make_dir(tmp_dir)
-    try:
-        plans_path = files_lib.join(tmp_dir, shards.PLANS_FILENAME)
-        files_lib.write_text(plans_path, ''.join(
-            p.to_json() + '\n' for p in shards.plan_shards(plan.regions, num_shards)))
-        # With the outlier rule the driver has every window's totals: workers need not sum.
-        summary = _run_pipeline(pipeline_args, save_main_session, plans_path=plans_path,
-                                tmp_dir=tmp_dir, spec=spec, output_length=args.output_length,
-                                totals=plan.totals is None)
-        books = accounting.tally(plan, summary, [t.name for t in task_list])
-        accounting.stop_or_warn(accounting.empty_splits(
-            plan.spans, books.split_counts, plan.peaks, books.rejected_by_split),
-            args.allow_empty_splits)
-        info = _records_info(args, pipeline_args, fasta=fasta, task_list=task_list, demo=demo,
+
+    def metadata(books: accounting.Tally) -> schema.RecordsInfo:
+        return _records_info(args, pipeline_args, fasta=fasta, task_list=task_list, demo=demo,
                              blacklist=blacklist, plan=plan, books=books,
                              num_shards=num_shards, spec=spec, seconds=time.time() - t0)
-        files_lib.write_text(files_lib.join(tmp_dir, accounting.REJECTED_FILENAME),
-                             accounting.rejected_text(books.rejected))
-        files_lib.write_text(files_lib.join(tmp_dir, schema.METADATA_FILENAME),
-                             json.dumps(info.to_dict(), indent=2, sort_keys=True) + '\n')
-        files_lib.replace_dir(tmp_dir, output_dir, last=schema.METADATA_FILENAME, token=token)
-    except BaseException:
-        files_lib.remove_dir(tmp_dir)
-        raise
+
+    books, info = _into_place(output_dir, lambda tmp_dir: _write_records(
+        tmp_dir, args=args, pipeline_args=pipeline_args, save_main_session=save_main_session,
+        plan=plan, num_shards=num_shards, spec=spec, task_names=[t.name for t in task_list],
+        metadata=metadata))
     if not info.median_total_counts:
         _LOGGER.warning('no training records: median_total_counts is empty')
     _LOGGER.info('wrote %d records in %d shards to %s', books.written, sum(num_shards.values()),
