@@ -261,7 +261,7 @@ def sample_background(fasta, peaks: Sequence[Region], all_peaks: Sequence[Region
       sequence_length: input window length L.
       max_jitter: margin J.
       max_n_fraction: the extraction step's N rule, applied to candidates.
-      blacklist: optional `regions.Blacklist`.
+      blacklist: optional `planning.Blacklist`.
       valid, test: split spans; a background window goes to the split containing its centre.
       chunk_bp: FASTA bases read at once.
 

@@ -17,6 +17,8 @@ from typing import Iterable, Sequence
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from beam_jobs.regions import RecordsInputError
+
 _COPY_BUFFER = 16 << 20
 
 
@@ -71,6 +73,56 @@ def localize(paths: Iterable[str], local_dir: str, *, companions: Sequence[str] 
             if FileSystems.exists(path + suffix):
                 copy_to_local(path + suffix, folder)
     return out
+
+
+def localize_inputs(paths: Sequence[str], local_dir: str) -> dict[str, str]:
+    """{path: local path} for the driver's checks; remote inputs are copied to `local_dir`
+    (each with its .fai when there is one).
+
+    Raises:
+      RecordsInputError: a remote input that cannot be read.
+    """
+    out = {}
+    for path in paths:
+        try:
+            out.update(localize([path], tempfile.mkdtemp(dir=local_dir), companions=('.fai',)))
+        except OSError as e:
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise RecordsInputError(f'{path}: cannot read input file: {message}') from None
+    return out
+
+
+def check_output_dir(output_dir: str, overwrite: bool, *, marker: str) -> None:
+    """Refuses an existing output folder, unless `overwrite` and it holds `marker` (a records
+    folder's metadata.json) or nothing.
+
+    Raises:
+      RecordsInputError: the folder exists without `overwrite`, or is not a records folder.
+    """
+    metadata = join(output_dir, marker)
+    if is_remote(output_dir):
+        present = exists(metadata) or bool(list_files(output_dir))
+        if present and not overwrite:
+            raise RecordsInputError(f'{output_dir} exists; pass --overwrite to replace it')
+        if present and not exists(metadata):
+            raise RecordsInputError(f'{output_dir} exists and is not a records folder (no '
+                                    f'{marker}); not replacing it')
+        return
+    if not os.path.lexists(output_dir):
+        return
+    if not overwrite:
+        raise RecordsInputError(f'{output_dir} exists; pass --overwrite to replace it')
+    if not os.path.isdir(output_dir) or (os.listdir(output_dir) and not os.path.exists(metadata)):
+        raise RecordsInputError(f'{output_dir} exists and is not a records folder (no '
+                                f'{marker}); not replacing it')
+
+
+def delete(path: str) -> None:
+    """Deletes one file on any file system."""
+    if is_remote(path):
+        FileSystems.delete([path])
+    else:
+        os.remove(path)
 
 
 def make_local_dir() -> str:

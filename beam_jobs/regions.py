@@ -4,40 +4,39 @@ The records job's driver reads the peaks files here, before any pipeline runs: e
 gives one `Region`, a window of `sequence_length` bp centred on the peak summit (narrowPeak
 column 10) or on the interval midpoint, assigned to the valid or test split when a
 `--valid_chroms` / `--test_chroms` item (a chromosome, or a chromosome interval such as
-'chrIV:0-100000') contains its centre, and to train otherwise. The regions of several tasks are
-merged into their union; duplicates, windows past a chromosome end and blacklisted windows are
-set aside with a reason, and so are outliers: windows whose total counts exceed 1.2 times a
-quantile of their task's peaks' totals (`drop_outliers`, the bpnet v2 rule). It also checks the inputs against each other (chromosome names and
+'chrIV:0-100,000') contains its centre, and to train otherwise; an item that can give no region
+is a `split_problems` line. It also checks the inputs against each other (chromosome names and
 lengths in the FASTA index and the bigWig headers) so that a wrong file fails in seconds with a
-one-line `RecordsInputError` naming the file and line, rather than as a worker traceback. No
-Beam here.
+one-line `RecordsInputError` naming the file and line, rather than as a worker traceback.
+Choosing which windows to keep is planning.py's; `group_runs` groups nearby windows for
+reading (both the driver's totals and the workers' reads). No Beam here.
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import gzip
 import os
 import re
 import sys
-from typing import Iterable, Iterator, Mapping, Sequence
-
-import numpy as np
+from typing import Collection, Iterable, Iterator, Mapping, Sequence
 
 from bpnet_tfx import schema
 
 TRAIN, VALID, TEST = schema.SPLITS
-# Drop reasons decided here (the extraction step adds 'too_many_n').
+# Why a peak leaves: decided by the driver (planning.py) or the extraction step (windows.py).
 DUPLICATE = 'duplicate'  # A second peak of the same task giving the same window.
 OUT_OF_BOUNDS = 'out_of_bounds'  # The stored window (jitter margin included) leaves the chromosome.
 BLACKLISTED = 'blacklisted'  # The stored window overlaps a --blacklist interval.
 OUTLIER_COUNTS = 'outlier_counts'  # Total counts above the --outlier_quantile rule.
-OUTLIER_FACTOR = 1.2  # bpnet v2: drop totals above quantile(q) x 1.2 of the task's peaks.
+TOO_MANY_N = 'too_many_n'  # More than --max_n_fraction non-ACGT bases (the extraction step).
 
 _HEADER_PREFIXES = ('track', 'browser', '#')
 _NARROWPEAK_COLUMNS = 10  # BED6+4; column 10 is the summit offset from the start.
-_SPAN_RE = re.compile(r'^(?P<chrom>.+):(?P<start>\d+)-(?P<end>\d+)$')
+_SPAN_RE = re.compile(r'^(?P<chrom>.+):(?P<start>\d[\d,]*)-(?P<end>\d[\d,]*)$')
+_GROUPED_RE = re.compile(r'^\d{1,3}(,\d{3})+$')  # 300,000
+_IN_NUMBER_RE = re.compile(r':[\d,]*\d$|:[\d,]+-[\d,]*\d$')  # Ends inside an interval.
+_GROUP_RE = re.compile(r'^(\d{3}(-|$)|\d+-[\d,]*$)')  # What follows a comma in a number.
 
 
 class RecordsInputError(ValueError):
@@ -104,34 +103,74 @@ class ChromSpan:
         return self.chrom if self.end is None else f'{self.chrom}:{self.start}-{self.end}'
 
 
+def _split_items(text: str) -> list[str]:
+    """Splits a comma list, keeping thousands separators inside an interval's numbers.
+
+    A comma belongs to a number when the text before it ends in the digits of an interval
+    ('chrIV:0-300' or 'chrIV:100') and the text after it is three digits followed by the end,
+    '-' or another comma, or digits then '-' (the rest of a start; its grouping is checked
+    later): 'chrIV:0-300,000,chrV' is 'chrIV:0-300,000' and 'chrV'. So '1:0-100,2' is chromosome
+    1's interval and chromosome 2, but 'X:0-100,200' is X:0-100200.
+    """
+    items: list[str] = []
+    for piece in text.split(','):
+        if items and _IN_NUMBER_RE.search(items[-1]) and _GROUP_RE.match(piece):
+            items[-1] += ',' + piece
+        else:
+            items.append(piece)
+    return items
+
+
+def _parse_span(item: str, flag: str) -> ChromSpan:
+    """One item: a chromosome name, or 'chrom:start-end' with optional thousands commas.
+
+    Raises:
+      RecordsInputError: an empty interval, badly grouped digits, an interval-like item that
+        is not one ('chrIV:0-1e5', 'chrIV:0-300.000'), or whitespace inside a name.
+    """
+    m = _SPAN_RE.match(item)
+    if m is not None:
+        start, end = (_coordinate(m.group(g), item, flag) for g in ('start', 'end'))
+        if start >= end:
+            raise RecordsInputError(f'--{flag}: interval {item!r} is empty (start >= end)')
+        return ChromSpan(m.group('chrom'), start, end)
+    # A plain name; names may contain ':' (e.g. HLA contigs), so only a last part with a '-'
+    # and digits reads as a failed interval.
+    tail = item.rsplit(':', 1)[1] if ':' in item else ''
+    if (any(c.isspace() for c in item) or not any(c.isalnum() for c in item)
+            or ('-' in tail and any(c.isdigit() for c in tail))):
+        raise RecordsInputError(
+            f'--{flag}: item {item!r} is neither a chromosome name nor an interval '
+            "chrom:start-end (0-based, half-open; digits, commas allowed: 'chrIV:0-100,000')")
+    return ChromSpan(item)
+
+
+def _coordinate(text: str, item: str, flag: str) -> int:
+    if ',' in text and not _GROUPED_RE.match(text):
+        raise RecordsInputError(
+            f'--{flag}: interval {item!r}: {text!r} is not a number (commas must separate '
+            'groups of three digits)')
+    return int(text.replace(',', ''))
+
+
 def parse_chrom_spans(items: str | Sequence[str], *, flag: str) -> tuple[ChromSpan, ...]:
     """Parses a `--valid_chroms`-style list: chromosome names or 'chrom:start-end' intervals.
 
     Args:
       items: a comma-separated string or a sequence of items; empty items are ignored.
+        Numbers may hold thousands separators ('chrIV:0-300,000'; see `_split_items`).
       flag: the flag's name, for error messages.
 
     Returns:
       The spans, in the order given.
 
     Raises:
-      RecordsInputError: an interval with start >= end.
+      RecordsInputError: an item that is neither a chromosome name nor an interval, or an
+        interval with start >= end.
     """
     if isinstance(items, str):
-        items = items.split(',')
-    spans = []
-    for item in (i.strip() for i in items):
-        if not item:
-            continue
-        m = _SPAN_RE.match(item)
-        if m is None:  # A plain name; names may contain ':' (e.g. HLA contigs).
-            spans.append(ChromSpan(item))
-            continue
-        start, end = int(m.group('start')), int(m.group('end'))
-        if start >= end:
-            raise RecordsInputError(f'--{flag}: interval {item!r} is empty (start >= end)')
-        spans.append(ChromSpan(m.group('chrom'), start, end))
-    return tuple(spans)
+        items = _split_items(items)
+    return tuple(_parse_span(item, flag) for item in (i.strip() for i in items) if item)
 
 
 def check_disjoint(valid: Sequence[ChromSpan], test: Sequence[ChromSpan]) -> None:
@@ -162,7 +201,7 @@ def _open_text(path: str):
     return open(path, 'rt')
 
 
-def _data_lines(path: str, name: str | None = None, kind: str = 'peaks'
+def data_lines(path: str, name: str | None = None, kind: str = 'peaks'
                 ) -> Iterator[tuple[int, list[str]]]:
     """Yields (line number, columns) for each data line; header and blank lines skipped.
 
@@ -262,7 +301,7 @@ def read_peaks(path: str, *, sequence_length: int, valid: Sequence[ChromSpan] = 
         raise RecordsInputError(f'sequence_length must be positive, got {sequence_length}')
     name = name or path
     regions = []
-    for line_no, columns in _data_lines(path, name):
+    for line_no, columns in data_lines(path, name):
         chrom, centre = peak_centre(name, line_no, columns)
         chrom = sys.intern(chrom)  # One string per chromosome, not per peak.
         start = centre - sequence_length // 2
@@ -271,231 +310,6 @@ def read_peaks(path: str, *, sequence_length: int, valid: Sequence[ChromSpan] = 
     if not regions:
         raise RecordsInputError(f'{name}: empty peaks file (no data lines)')
     return regions
-
-
-def drop_duplicates(regions: Iterable[Region]) -> tuple[list[Region], list[Region]]:
-    """Splits regions into (kept, duplicates): a later region with an earlier one's window is
-    a duplicate; the first one is kept."""
-    kept, duplicates, merged = merge_tasks(regions)
-    return kept + merged, duplicates
-
-
-def merge_tasks(regions: Iterable[Region]) -> tuple[list[Region], list[Region], list[Region]]:
-    """The union of several tasks' regions: (kept, duplicates, merged).
-
-    Every window is kept once, as the first region that gives it. A later region with the same
-    window is a duplicate when an earlier region of its own task gave the window (a drop), and
-    merged otherwise: another task's peak at the same place, whose counts the kept record holds
-    anyway (not a drop).
-    """
-    first = {}
-    tasks_seen = set()
-    kept, duplicates, merged = [], [], []
-    for r in regions:
-        key = r.window
-        if (key, r.task) in tasks_seen:
-            duplicates.append(r)
-        elif key in first:
-            merged.append(r)
-        else:
-            first[key] = r
-            kept.append(r)
-        tasks_seen.add((key, r.task))
-    return kept, duplicates, merged
-
-
-def drop_out_of_bounds(regions: Iterable[Region], sizes: Mapping[str, int], max_jitter: int
-                       ) -> tuple[list[Region], list[Region]]:
-    """(kept, dropped): dropped stored windows (region +- max_jitter) leave their chromosome."""
-    kept, dropped = [], []
-    for r in regions:
-        size = sizes.get(r.chrom)
-        inside = size is not None and r.start - max_jitter >= 0 and r.end + max_jitter <= size
-        (kept if inside else dropped).append(r)
-    return kept, dropped
-
-
-class Blacklist:
-    """Merged, sorted intervals per chromosome with a fast overlap test."""
-
-    def __init__(self, intervals: Iterable[tuple[str, int, int]]):
-        by_chrom: dict[str, list[tuple[int, int]]] = {}
-        for chrom, start, end in intervals:
-            by_chrom.setdefault(chrom, []).append((start, end))
-        self._starts, self._ends = {}, {}
-        for chrom, spans in by_chrom.items():
-            merged: list[list[int]] = []
-            for start, end in sorted(spans):
-                if merged and start <= merged[-1][1]:
-                    merged[-1][1] = max(merged[-1][1], end)
-                else:
-                    merged.append([start, end])
-            self._starts[chrom] = [s for s, _ in merged]
-            self._ends[chrom] = [e for _, e in merged]
-
-    def __len__(self) -> int:
-        return sum(len(s) for s in self._starts.values())
-
-    def intervals(self, chrom: str) -> tuple[list[int], list[int]]:
-        """(starts, ends) of the merged, sorted, disjoint intervals on `chrom`."""
-        return list(self._starts.get(chrom, ())), list(self._ends.get(chrom, ()))
-
-    def overlaps(self, chrom: str, start: int, end: int) -> bool:
-        """Whether [start, end) shares at least one base with an interval."""
-        starts = self._starts.get(chrom)
-        if not starts:
-            return False
-        i = bisect.bisect_left(starts, end) - 1  # Last interval starting before `end`.
-        return i >= 0 and self._ends[chrom][i] > start
-
-
-def read_blacklist(path: str, name: str | None = None) -> Blacklist:
-    """Reads a BED file (3 or more columns; plain or gzip) of regions to leave out.
-
-    Raises:
-      RecordsInputError: an unreadable file or a malformed line, naming the file and line.
-    """
-    name = name or path
-    return Blacklist([bed_interval(name, line_no, columns)
-                      for line_no, columns in _data_lines(path, name, kind='blacklist')])
-
-
-def drop_blacklisted(regions: Iterable[Region], blacklist: Blacklist, max_jitter: int
-                     ) -> tuple[list[Region], list[Region]]:
-    """(kept, dropped): dropped stored windows (region +- max_jitter) overlap the blacklist."""
-    kept, dropped = [], []
-    for r in regions:
-        hit = blacklist.overlaps(r.chrom, r.start - max_jitter, r.end + max_jitter)
-        (dropped if hit else kept).append(r)
-    return kept, dropped
-
-
-def window_totals(regions: Sequence[Region], bigwig_pairs: Sequence[tuple[str, str]], *,
-                  trim: int = 0, run_gap: int = 20_000, max_span: int = 1_000_000,
-                  names: Mapping[str, str] | None = None) -> np.ndarray:
-    """Total counts of each task (both strands) in each region's counts window.
-
-    The counts window is the region shrunk by `trim` bp on each side (the output window of a
-    model whose input is wider), without the jitter margin. NaN (no data) counts as 0. Nearby
-    windows of one chromosome share one bigWig `values()` call (runs of at most `max_span` bp,
-    so memory does not grow with the chromosome), and each window is summed in float64
-    (`_window_sums`: work in proportion to the windows, not to the run's span), so the totals
-    are exact for integer counts.
-
-    Args:
-      regions: the windows, any order.
-      bigwig_pairs: per task, local (plus, minus) counts bigWigs.
-      trim: bases cut from each side of a region for its counts window.
-      run_gap: windows closer than this many bp are read with one call.
-      names: {local path: path to name in messages}.
-
-    Returns:
-      float64 array (len(regions), tasks), in the order of `regions`.
-
-    Raises:
-      RecordsInputError: a bigWig that cannot be read over a window.
-    """
-    import pyBigWig
-    names = names or {}
-    out = np.zeros((len(regions), len(bigwig_pairs)), np.float64)
-    order = sorted(range(len(regions)),
-                   key=lambda i: (regions[i].chrom, regions[i].start, regions[i].end))
-    starts = np.array([regions[i].start + trim for i in order], np.int64).reshape(-1)
-    ends = np.array([regions[i].end - trim for i in order], np.int64).reshape(-1)
-    runs, first, run_end = [], 0, 0  # runs: [first, last) of `order`.
-    for k, i in enumerate(order):
-        r = regions[i]
-        if k > first and (r.chrom != regions[order[first]].chrom or r.start - run_end > run_gap
-                          or r.end - regions[order[first]].start > max_span):
-            runs.append((first, k))
-            first = k
-        run_end = r.end if k == first else max(run_end, r.end)
-    if order:
-        runs.append((first, len(order)))
-    for t, pair in enumerate(bigwig_pairs):
-        for path in pair:
-            bw = pyBigWig.open(path)
-            try:
-                for first, last in runs:
-                    chrom = regions[order[first]].chrom
-                    lo, hi = int(starts[first]), int(ends[first:last].max())
-                    try:
-                        values = bw.values(chrom, lo, hi, numpy=True)
-                    except RuntimeError:
-                        raise RecordsInputError(
-                            f'{names.get(path, path)}: cannot read {chrom}:{lo}-{hi}') from None
-                    out[order[first:last], t] += _window_sums(
-                        values, starts[first:last] - lo, ends[first:last] - lo)
-            finally:
-                bw.close()
-    return out
-
-
-def _window_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """float64 sums of values[starts[k]:ends[k]] (NaN as 0), shape (windows,).
-
-    The windows' starts and ends cut `values` into elementary segments; one `np.add.reduceat`
-    sums every segment in float64, and each window is a difference of the segments' running
-    sum. One pass over the values whether or not windows overlap, and exact for integer
-    counts (every partial sum is an integer below 2**53). `values` is overwritten (NaN -> 0)
-    to save a copy of the run.
-    """
-    out = np.zeros(len(starts), np.float64)
-    cuts = np.unique(np.concatenate([starts, ends]))
-    if len(cuts) < 2:
-        return out  # No window holds a base.
-    clean = values[:cuts[-1]]
-    np.fmax(clean, 0.0, out=clean)  # NaN (no data) -> 0, in place; negatives fail in the job.
-    running = np.zeros(len(cuts), np.float64)
-    np.cumsum(np.add.reduceat(clean, cuts[:-1], dtype=np.float64), out=running[1:])
-    out[:] = running[np.searchsorted(cuts, ends)] - running[np.searchsorted(cuts, starts)]
-    return out
-
-
-def outlier_thresholds(totals: np.ndarray, has_peak: np.ndarray, quantile: float
-                       ) -> np.ndarray:
-    """Per task, quantile(`quantile`) x OUTLIER_FACTOR of the totals at the task's peaks.
-
-    Args:
-      totals: (windows, tasks) total counts.
-      has_peak: (windows, tasks) bool, whether the task has a peak at the window.
-      quantile: in (0, 1]; numpy's default (linear) quantile.
-
-    Returns:
-      float64 (tasks,); inf for a task without peaks.
-    """
-    out = np.full(totals.shape[1], np.inf)
-    for t in range(totals.shape[1]):
-        if has_peak[:, t].any():
-            out[t] = np.quantile(totals[has_peak[:, t], t], quantile) * OUTLIER_FACTOR
-    return out
-
-
-def drop_outliers(regions: Sequence[Region], totals: np.ndarray, has_peak: np.ndarray,
-                  quantile: float) -> tuple[list[Region], list[Region], np.ndarray]:
-    """(kept, dropped, thresholds): the bpnet v2 outlier rule, per task.
-
-    A window is dropped when, for a task with a peak there, its total counts exceed that
-    task's threshold (`outlier_thresholds`): quantile(q) x 1.2 of the task's totals over the
-    windows where it has a peak. Windows are the union of the tasks' peaks, so a window one
-    task finds extreme is dropped for every task (as blacklisted windows are).
-
-    Args:
-      regions: the windows (one per window, as `merge_tasks` keeps them).
-      totals: (len(regions), tasks) total counts over both strands of the counts window.
-      has_peak: (len(regions), tasks) bool.
-      quantile: in (0, 1].
-
-    Returns:
-      Kept and dropped regions, in input order, and the (tasks,) thresholds.
-    """
-    totals = np.asarray(totals, np.float64).reshape(len(regions), -1)
-    has_peak = np.asarray(has_peak, bool).reshape(totals.shape)
-    thresholds = outlier_thresholds(totals, has_peak, quantile)
-    outlier = (has_peak & (totals > thresholds)).any(axis=1)
-    kept = [r for r, o in zip(regions, outlier) if not o]
-    dropped = [r for r, o in zip(regions, outlier) if o]
-    return kept, dropped, thresholds
 
 
 def fasta_chrom_sizes(path: str, name: str | None = None) -> dict[str, int]:
@@ -637,3 +451,67 @@ def unmatched_spans(regions: Sequence[Region], spans: Sequence[ChromSpan]) -> li
     """Returns the spans that contain no region's centre (likely a typo in a split flag)."""
     return [s for s in spans if not any(s.contains(r.chrom, r.centre) for r in regions)]
 
+
+
+def split_problems(spans: Mapping[str, Sequence[ChromSpan]], regions: Sequence[Region],
+                   sizes: Mapping[str, int], fasta_name: str,
+                   defaults: Collection[str] = ()) -> list[str]:
+    """One line per split item that can give no region: it names no chromosome of the FASTA,
+    or it contains no peak centre (a typo in --valid_chroms or --test_chroms, or the default
+    --valid_chroms=chr1 on a genome without chr1).
+
+    Args:
+      spans: {flag name: its items}, e.g. {'valid_chroms': ..., 'test_chroms': ...}.
+      regions: every peak read.
+      sizes: {chromosome: length} of the FASTA, in FASTA order.
+      fasta_name: the FASTA, for messages.
+      defaults: the flags left at their default value (their items say so).
+    """
+    names = list(sizes)
+    shown = ', '.join(names[:5]) + (f', ... ({len(names)} in all)' if len(names) > 5 else '')
+    example = f'{names[0]}:0-{sizes[names[0]] // 3:,}' if names else 'chr1:0-1,000,000'
+    problems = []
+    for flag, items in spans.items():
+        unmatched = set(unmatched_spans(regions, items))
+        for span in items:
+            what = f'--{flag} item {str(span)!r}'
+            if flag in defaults:
+                what += ' (the default)'
+            if span.chrom not in sizes:
+                problems.append(
+                    f'{what} names no chromosome of {fasta_name}, which has {shown}; pass '
+                    f'--{flag} with one of its chromosomes or an interval of one (e.g. '
+                    f'{example}), or --allow_empty_splits')
+            elif span in unmatched:
+                problems.append(
+                    f'{what} holds no peak centre (of {len(regions)} peaks read); pass '
+                    f'--{flag} with items that hold peaks, or --allow_empty_splits')
+    return problems
+
+
+def group_runs(windows: Sequence[tuple[int, int]], *, gap: int, max_span: int,
+               chroms: Sequence[str] | None = None) -> list[tuple[int, int]]:
+    """Groups windows sorted by start into runs read with one call: [(first, last + 1)].
+
+    A window starts a new run when it starts more than `gap` bp after the furthest end of the
+    run so far, when the run would span more than `max_span` bp from its first start to this
+    window's end (so memory does not grow with the chromosome), or, given `chroms` (one per
+    window), when it is on another chromosome.
+
+    Args:
+      windows: (start, end) pairs, sorted by start (within each chromosome).
+      gap: the largest gap in bp inside a run.
+      max_span: the largest span in bp of a run of more than one window.
+      chroms: optional chromosome of each window; windows sorted by (chrom, start).
+    """
+    runs = []
+    first, end = 0, None
+    for i, (s, e) in enumerate(windows):
+        if end is not None and (s - end > gap or e - windows[first][0] > max_span
+                                or (chroms is not None and chroms[i] != chroms[first])):
+            runs.append((first, i))
+            first, end = i, None
+        end = e if end is None else max(end, e)
+    if windows:
+        runs.append((first, len(windows)))
+    return runs

@@ -70,6 +70,26 @@ def _load(path: str, text: str) -> Any:
         raise RecordsInputError(f'{path}{where}: not valid YAML: {problem}') from None
 
 
+def demo_tasks(name: str = 'default') -> tuple[str, list[Task]]:
+    """Makes (or reuses) a simulated demo data set (bpnet_tfx.simulate); returns its FASTA and
+    its tasks, as absolute paths."""
+    from bpnet_tfx import simulate  # Local: only the demo needs the simulator.
+    demo = simulate.ensure_demo_data(config=simulate.DEMO_CONFIGS[name])
+    control = {}
+    if demo.control_pos_bigwig:
+        control = {'control_pos_bigwig': os.path.abspath(demo.control_pos_bigwig),
+                   'control_neg_bigwig': os.path.abspath(demo.control_neg_bigwig)}
+    tasks = []
+    for task in demo.tasks:
+        bw = demo.task_bigwigs[task]
+        tasks.append(Task(
+            name=task, peaks=os.path.abspath(demo.peaks),
+            pos_bigwig=os.path.abspath(bw[0]), neg_bigwig=os.path.abspath(bw[1]),
+            expected_pos_bigwig=os.path.abspath(bw[2]),
+            expected_neg_bigwig=os.path.abspath(bw[3]), **control))
+    return os.path.abspath(demo.fasta), tasks
+
+
 def check_all_or_none(tasks: Sequence[Task], where: str) -> None:
     """Raises RecordsInputError unless each optional pair is given for all tasks or none."""
     for kind, keys in _PAIRS.items():

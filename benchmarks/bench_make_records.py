@@ -13,7 +13,7 @@ runs, each in a fresh subprocess so that peak RSS is that run's own:
   --outlier_quantile pass included, which the notebook does not do);
 - `make_records_mt` (when --mode is given, by default multi_threading): the same with
   `--direct_num_workers=N --direct_running_mode=MODE`;
-- `read_by_window` / `read_by_run` (smallest size only): `transforms.WindowReader` reading
+- `read_by_window` / `read_by_run` (smallest size only): `windows.WindowReader` reading
   every window without encoding, with one FASTA fetch and one bigWig `values()` call per
   window, or per run of nearby windows (the job's way).
 
@@ -124,12 +124,12 @@ print(json.dumps({'seconds': time.perf_counter() - t0, 'n': sum(info.split_count
 _READER = r'''
 import json, sys, time
 files = json.loads(sys.argv[1]); length = int(sys.argv[2]); run_gap = int(sys.argv[3])
-from beam_jobs import regions, transforms
+from beam_jobs import regions, shards, windows
 peaks = regions.read_peaks(files['peaks'], sequence_length=length)
-spec = transforms.WindowSpec(files['fasta'], [(files['pos'], files['neg'])], run_gap=run_gap)
+spec = windows.WindowSpec(files['fasta'], [(files['pos'], files['neg'])], run_gap=run_gap)
 t0 = time.perf_counter()
-reader = transforms.WindowReader(spec).open()
-n = sum(1 for chunk in transforms.make_chunks(peaks) for _ in reader.read(chunk))
+reader = windows.WindowReader(spec).open()
+n = sum(1 for chunk in shards.make_chunks(peaks) for _ in reader.read(chunk))
 print(json.dumps({'seconds': time.perf_counter() - t0, 'n': n}))
 '''
 

@@ -8,6 +8,7 @@ import pytest
 import scipy.stats
 
 from beam_jobs import background
+from beam_jobs import planning
 from beam_jobs import regions
 from beam_jobs.regions import Region
 
@@ -120,7 +121,7 @@ def _sample(demo, *, peaks=None, ratio=1.0, seed=0, length=1000, jitter=0, black
     fasta = pyfaidx.Fasta(demo.fasta, as_raw=True)
     sizes = {c: len(r) for c, r in fasta.records.items()}
     all_peaks = regions.read_peaks(demo.peaks, sequence_length=length, valid=valid)
-    kept, _ = regions.drop_out_of_bounds(all_peaks, sizes, jitter)
+    kept, _ = planning.drop_out_of_bounds(all_peaks, sizes, jitter)
     peaks = kept if peaks is None else peaks(kept, fasta)
     return fasta, peaks, all_peaks, background.sample_background(
         fasta, peaks, all_peaks, sizes, ratio=ratio, seed=seed, sequence_length=length,
@@ -150,7 +151,7 @@ def test_background_gc_matches_a_gc_biased_peak_set(sparse):
 def test_background_stays_away_from_peaks_blacklist_n_and_ends(sparse):
     fasta = pyfaidx.Fasta(sparse.fasta, as_raw=True)
     # Blacklist the first 100 kb of chr3 and a chunk of chr4.
-    blacklist = regions.Blacklist([('chr3', 0, 100_000), ('chr4', 50_000, 60_000)])
+    blacklist = planning.Blacklist([('chr3', 0, 100_000), ('chr4', 50_000, 60_000)])
     valid = regions.parse_chrom_spans('chr1', flag='valid_chroms')
     _, _, all_peaks, got = _sample(sparse, ratio=2.0, jitter=100, length=500,
                                    blacklist=blacklist, valid=valid)

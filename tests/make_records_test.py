@@ -24,7 +24,9 @@ from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from beam_jobs import make_records
-from beam_jobs import transforms
+from beam_jobs import planning
+from beam_jobs import regions
+from beam_jobs import windows
 from beam_jobs.regions import RecordsInputError
 from bpnet_tfx import schema
 from bpnet_tfx import sequence
@@ -81,10 +83,11 @@ def _no_leftovers(parent) -> bool:
 @pytest.fixture(scope='module')
 def reb1(tmp_path_factory):
     out = tmp_path_factory.mktemp('reb1') / 'records'
-    info = _run(out)
+    info = _run(out, f'--valid_chroms=chrIV:0-{VALID_END:,}')  # As chrIV:0-100000.
     return out, info
 
 
+@pytest.mark.slow  # The whole job.
 def test_records_match_direct_extraction(reb1):
     out, _ = reb1
     records = _read_records(out)
@@ -116,6 +119,7 @@ def test_records_match_direct_extraction(reb1):
         assert keys == sorted(keys)
 
 
+@pytest.mark.slow  # The whole job.
 def test_metadata(reb1):
     out, info = reb1
     loaded = schema.RecordsInfo.load(str(out))
@@ -138,7 +142,7 @@ def test_metadata(reb1):
     assert source['tasks'] == [{'name': 'task0', 'peaks': str(DATA / 'peaks.narrowPeak'),
                                 'pos_bigwig': str(DATA / 'Reb1.pos.bw'),
                                 'neg_bigwig': str(DATA / 'Reb1.neg.bw')}]
-    assert source['flags']['valid_chroms'] == f'chrIV:0-{VALID_END}'
+    assert source['flags']['valid_chroms'] == 'chrIV:0-100,000'
     assert source['versions']['apache_beam'] == beam.__version__
     assert {'created', 'seconds', 'pipeline_args'} <= set(source)
     assert sorted(os.listdir(out)) == ['metadata.json', 'rejected.tsv',
@@ -152,6 +156,7 @@ def _rows(path) -> list[str]:
     return pathlib.Path(path).read_text().splitlines()
 
 
+@pytest.mark.slow  # The whole job.
 def test_rejections_are_counted_and_listed(tmp_path, capsys):
     peaks = tmp_path / 'peaks.narrowPeak'
     lines = (DATA / 'peaks.narrowPeak').read_text().splitlines()
@@ -172,6 +177,7 @@ def test_rejections_are_counted_and_listed(tmp_path, capsys):
     assert '2 rejected (duplicate 1, out_of_bounds 1)' in summary
 
 
+@pytest.mark.slow  # The whole job.
 def test_blacklist_drops_overlapping_windows(tmp_path):
     (s1, s2), s3 = sorted(s for _, s in _summits())[:2], sorted(s for _, s in _summits())[5]
     blacklist = tmp_path / 'blacklist.bed.gz'
@@ -224,6 +230,7 @@ def _run_spec(spec, output_dir, *extra) -> schema.RecordsInfo:
         '--runner=DirectRunner', *extra])
 
 
+@pytest.mark.slow  # The whole job.
 def test_multi_task_union_and_controls(tmp_path):
     spec = _write_spec(tmp_path / 'tasks.yaml', _two_tasks(tmp_path))
     info = _run_spec(spec, tmp_path / 'records')
@@ -262,6 +269,7 @@ def _window_id(summit: int) -> str:
     return f'chrIV:{summit - L // 2}-{summit + L // 2}'
 
 
+@pytest.mark.slow  # The whole job.
 def test_records_from_simulated_demo_data(tmp_path):
     from bpnet_tfx import simulate
     config = simulate.SimulationConfig(seed=3, chrom_sizes=(('chr1', 40_000), ('chr2', 60_000)),
@@ -289,6 +297,7 @@ def test_records_from_simulated_demo_data(tmp_path):
                                        rtol=1e-6)
 
 
+@pytest.mark.slow  # The whole job.
 def test_remote_inputs_and_output(fake_remote, reb1, tmp_path):
     root, prefix = fake_remote
     (root / 'in').mkdir()
@@ -354,17 +363,19 @@ def test_overwrite_never_replaces_a_folder_that_is_not_records(tmp_path):
     assert os.listdir(out) == ['notes.txt']
 
 
+@pytest.mark.slow  # The whole job.
 def test_failure_in_pipeline_leaves_no_output(tmp_path, monkeypatch):
     def _fail(self, chunk):
         raise RecordsInputError(f'bad window {chunk.regions[0].region_id}')
         yield  # pragma: no cover
 
-    monkeypatch.setattr(transforms.WindowReader, 'read', _fail)
+    monkeypatch.setattr(windows.WindowReader, 'read', _fail)
     with pytest.raises(RecordsInputError, match=r'^bad window chrIV:\d+-\d+$'):
         _run(tmp_path / 'records')
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow  # The whole job.
 def test_failed_overwrite_keeps_old_output(tmp_path, monkeypatch):
     out = tmp_path / 'records'
     _run(out)
@@ -374,7 +385,7 @@ def test_failed_overwrite_keeps_old_output(tmp_path, monkeypatch):
         raise RuntimeError('worker crashed')
         yield  # pragma: no cover
 
-    monkeypatch.setattr(transforms.WindowReader, 'read', _fail)
+    monkeypatch.setattr(windows.WindowReader, 'read', _fail)
     with pytest.raises(Exception, match='worker crashed'):
         _run(out, '--overwrite')
     assert _shard_bytes(out) == before
@@ -414,12 +425,26 @@ def test_failed_overwrite_keeps_old_output(tmp_path, monkeypatch):
      '--background_ratio must be >= 0'),
     (_data_flags() + ['--output_dir=o', '--background_ratio=1', '--background_seed=-3'],
      '--background_seed must be >= 0, got -3'),
+    # Yeast has no chr1: the default --valid_chroms names no chromosome of the FASTA.
+    (_data_flags() + ['--output_dir=o'],
+     r"--valid_chroms item 'chr1' \(the default\) names no chromosome of .*chrIV\.fa, which "
+     r'has chrIV; pass --valid_chroms with one of its chromosomes or an interval of one '
+     r'\(e\.g\. chrIV:0-100,000\), or --allow_empty_splits$'),
+    (_data_flags() + ['--output_dir=o', '--valid_chroms=chrIV:0-1,000', '--test_chroms=chrV'],
+     r"--valid_chroms item 'chrIV:0-1000' holds no peak centre \(of 29 peaks read\)"),
+    (_data_flags() + ['--output_dir=o', '--valid_chroms=chrIV:0-100000', '--test_chroms=chrV'],
+     r"--test_chroms item 'chrV' names no chromosome"),
+    (_data_flags() + ['--output_dir=o', '--valid_chroms=chrIV:0-300.000'],
+     r"--valid_chroms: item 'chrIV:0-300\.000' is neither a chromosome name nor an interval"),
+    (_data_flags() + ['--output_dir=o', '--valid_chroms=chrIV:1,00-2,000'],
+     r"--valid_chroms: interval 'chrIV:1,00-2,000': '1,00' is not a number"),
 ], ids=['partial_data_flags', 'no_output_dir', 'one_expected', 'one_control', 'bad_length',
         'bad_n_fraction', 'bad_num_shards', 'zero_shards', 'overlapping_splits',
         'fasta_as_peaks', 'spec_and_peaks', 'spec_without_fasta', 'output_length_zero',
         'output_length_too_long', 'output_length_parity', 'outlier_quantile_above_1',
         'outlier_quantile_nan', 'background_ratio_negative', 'background_ratio_inf',
-        'background_seed_negative'])
+        'background_seed_negative', 'default_valid_chroms_on_yeast', 'valid_without_peaks',
+        'test_without_chromosome', 'interval_with_dots', 'badly_grouped_digits'])
 def test_bad_flags_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, flags, message):
     monkeypatch.chdir(tmp_path)
     assert make_records.main(flags + ['--runner=DirectRunner']) == 2
@@ -427,6 +452,55 @@ def test_bad_flags_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, flags,
     assert err.startswith('make_records: error: ') and '\n' not in err, err
     assert re.search(message, err), err
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow  # The whole job.
+def test_allow_empty_splits_keeps_the_old_behaviour(tmp_path, caplog):
+    info = make_records.run(_data_flags() + [
+        f'--output_dir={tmp_path / "records"}', '--runner=DirectRunner', '--allow_empty_splits'])
+    assert dict(info.split_counts) == {'train': 29, 'valid': 0, 'test': 0}
+    assert info.source['flags']['allow_empty_splits']
+    assert any("--valid_chroms item 'chr1' (the default) names no chromosome" in r.getMessage()
+               for r in caplog.records if r.levelname == 'WARNING')
+
+
+@pytest.mark.slow  # The whole job.
+def test_a_valid_split_the_pipeline_empties_stops_the_job(tmp_path, capsys):
+    # The one valid peak (line 1, chr1:900-1100) is all N: the pipeline rejects it.
+    flags, _ = _toy_genome(tmp_path, [10, 20, 30, 40, 50, 60])
+    seq = (tmp_path / 'g.fa').read_text().split('\n')[1]
+    (tmp_path / 'g.fa').write_text('>chr1\n' + seq[:880] + 'N' * 240 + seq[1120:] + '\n')
+    flags = [f for f in flags if f not in ('--valid_chroms=chrX', '--allow_empty_splits')]
+    out = tmp_path / 'out'
+    assert make_records.main(flags + [f'--output_dir={out}', '--valid_chroms=chr1:0-2,000',
+                                      '--outlier_quantile=0']) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ('make_records: error: the valid split has no records: the 1 peak(s) with '
+                   'their centre in --valid_chroms=chr1:0-2000 were all rejected (too_many_n '
+                   '1); pass other --valid_chroms, or --allow_empty_splits')
+    assert not out.exists() and _no_leftovers(tmp_path)
+    info = make_records.run(flags + [f'--output_dir={out}', '--valid_chroms=chr1:0-2,000',
+                                     '--outlier_quantile=0', '--allow_empty_splits'])
+    assert dict(info.split_counts) == {'train': 5, 'valid': 0, 'test': 0}
+
+
+@pytest.mark.slow  # Two jobs, each in a fresh Python.
+def test_command_line_prints_progress_and_summary_only_unless_verbose(tmp_path):
+    flags, _ = _toy_genome(tmp_path, [10, 20, 30, 40])
+    flags = [f for f in flags if f != '--valid_chroms=chrX'] + ['--valid_chroms=chr1:0-2,000']
+    procs = {}
+    for verbose in (False, True):
+        procs[verbose] = subprocess.run(
+            [sys.executable, '-m', 'beam_jobs.make_records', *flags,
+             f'--output_dir={tmp_path / f"records{int(verbose)}"}'] + (['-v'] if verbose else []),
+            cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert procs[verbose].returncode == 0, procs[verbose].stderr
+        assert procs[verbose].stdout.startswith('make_records: 4 peaks read, 4 records written')
+    quiet, verbose = procs[False].stderr, procs[True].stderr
+    assert 'apitools' not in quiet and 'INFO' not in quiet and 'Traceback' not in quiet, quiet
+    assert quiet == ''
+    assert 'beam_jobs.make_records: INFO: read 4 peaks of 1 task(s)' in verbose, verbose
+    assert 'beam_jobs.make_records: INFO: wrote 4 records in 2 shards' in verbose, verbose
 
 
 def _bigwig(path, chroms, value=1.0) -> str:
@@ -516,7 +590,7 @@ def test_bad_input_is_one_line_naming_the_file_and_exit_2(tmp_path, capsys, case
     if 'tasks_spec' in values:
         values = {k: values[k] for k in ('fasta', 'tasks_spec')}
     out = tmp_path / 'out'
-    flags = [f'--{k}={v}' for k, v in values.items()]
+    flags = [f'--{k}={v}' for k, v in values.items()] + ['--valid_chroms=chrIV']
     assert make_records.main(flags + [f'--output_dir={out}', '--runner=DirectRunner']) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith('make_records: error: ') and '\n' not in err, err
@@ -538,14 +612,6 @@ def test_wrong_chromosome_names_from_the_command_line(tmp_path):
                       f"{DATA / 'chrIV.fa'} (it has 'chrIV': the files name chromosomes "
                       "differently, '1' vs 'chr1'; rename one side)"]
     assert not (tmp_path / 'records').exists()
-
-
-def test_plan_shards():
-    counts = {'train': 4001, 'valid': 1, 'test': 0}
-    assert make_records._plan_shards('auto', counts) == {'train': 3, 'valid': 1, 'test': 0}
-    assert make_records._plan_shards('4', counts) == {'train': 4, 'valid': 4, 'test': 0}
-    assert make_records._plan_shards('train=2,valid=1,test=2', counts) == {
-        'train': 2, 'valid': 1, 'test': 2}
 
 
 @pytest.mark.parametrize('runner, local', [
@@ -611,6 +677,7 @@ def test_tasks_spec_resolves_relative_paths_and_checks_pairs(tmp_path):
 # --- The 2114 -> 1000 regime: output length, outliers, background ------------------------------
 
 
+@pytest.mark.slow  # The whole job.
 def test_output_length_records_match_direct_extraction(tmp_path):
     out_len = 600
     trim = (L - out_len) // 2
@@ -660,10 +727,12 @@ def _toy_genome(tmp_path, totals, far=None):
         bw.close()
     return [f'--fasta={tmp_path / "g.fa"}', f'--peaks={tmp_path / "p.bed"}',
             f'--pos_bigwig={tmp_path / "pos.bw"}', f'--neg_bigwig={tmp_path / "neg.bw"}',
-            '--valid_chroms=chrX', '--runner=DirectRunner', '--sequence_length=200',
+            '--valid_chroms=chrX', '--allow_empty_splits', '--runner=DirectRunner',
+            '--sequence_length=200',
             '--max_jitter=10'], summits
 
 
+@pytest.mark.slow  # The whole job.
 def test_outliers_are_dropped_counted_and_listed(tmp_path, capsys):
     # Totals 10, 20, ..., 90, 1000 at the summits: quantile(0.5) = 55, x 1.2 = 66, so lines
     # 7-10 go. Peak 1 also has 5000 counts 70 bp right of its summit: inside its 200-bp
@@ -694,6 +763,7 @@ def test_outliers_are_dropped_counted_and_listed(tmp_path, capsys):
     assert 'outlier_thresholds' not in info.source
 
 
+@pytest.mark.slow  # The whole job.
 def test_outlier_of_a_merged_task_drops_the_window_for_both_tasks(tmp_path):
     # Task b's peaks all fall on task a's windows (merged, not kept). Task a's totals are
     # flat; task b's are 10..60 and 1000 at peak 7: only task b's rule can drop it, which
@@ -710,7 +780,8 @@ def test_outlier_of_a_merged_task_drops_the_window_for_both_tasks(tmp_path):
          'neg_bigwig': str(b_dir / 'neg.bw')}])
     info = make_records.run([
         f'--fasta={value["--fasta"]}', f'--tasks_spec={spec}',
-        f'--output_dir={tmp_path / "out"}', '--valid_chroms=chrX', '--runner=DirectRunner',
+        f'--output_dir={tmp_path / "out"}', '--valid_chroms=chrX', '--allow_empty_splits',
+        '--runner=DirectRunner',
         '--sequence_length=200', '--max_jitter=10', '--outlier_quantile=0.8'])
     assert info.source['peaks_merged'] == 6  # Task b's peaks at the 6 kept windows.
     assert info.source['dropped'] == {'outlier_counts': 2}  # Both tasks' peak 7.
@@ -724,6 +795,7 @@ def test_outlier_of_a_merged_task_drops_the_window_for_both_tasks(tmp_path):
 
 
 @pytest.mark.parametrize('quantile', ['0.99', '0'])
+@pytest.mark.slow  # The whole job.
 def test_median_leaves_out_windows_the_pipeline_rejects(tmp_path, quantile):
     # With the outlier rule on, the driver's totals give the median; off, the workers' do.
     # Either way peak 1 (total 10), all N, is rejected in the pipeline and not in the median.
@@ -759,6 +831,7 @@ def _gc_fraction(one_hot: np.ndarray) -> float:
     return float(one_hot[:, 1:3].sum() / max(one_hot.sum(), 1))
 
 
+@pytest.mark.slow  # The whole job.
 def test_background_records(sparse_sim, tmp_path, capsys):
     out = tmp_path / 'records'
     info = make_records.run(_sim_flags(sparse_sim, out, '--background_ratio=0.5'))
@@ -810,14 +883,14 @@ def test_background_records(sparse_sim, tmp_path, capsys):
 
 def _all_peak_windows(demo, length=600):
     return [(r.chrom, r.start, r.end) for r in
-            make_records.regions.read_peaks(demo.peaks, sequence_length=length)]
+            regions.read_peaks(demo.peaks, sequence_length=length)]
 
 
 def _kept_peaks(demo):
-    sizes = make_records.regions.fasta_chrom_sizes(demo.fasta)
-    kept, _ = make_records.regions.drop_out_of_bounds(
-        make_records.regions.read_peaks(demo.peaks, sequence_length=600), sizes, 20)
-    outliers = make_records.regions.window_totals(
+    sizes = regions.fasta_chrom_sizes(demo.fasta)
+    kept, _ = planning.drop_out_of_bounds(
+        regions.read_peaks(demo.peaks, sequence_length=600), sizes, 20)
+    outliers = planning.window_totals(
         kept, [(demo.pos_bigwig, demo.neg_bigwig)], trim=150)[:, 0]
     return [r for r, t in zip(kept, outliers) if t <= np.quantile(outliers, 0.99) * 1.2]
 

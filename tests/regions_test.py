@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import numpy as np
 import pyBigWig
@@ -77,63 +78,6 @@ def test_gzip_peaks(tmp_path):
     assert (r.centre, r.line) == (150, 2)
 
 
-def test_drop_duplicates_keeps_first():
-    a, b, c = Region('chr1', 0, 10, line=1), Region('chr1', 0, 10, line=2), Region(
-        'chr1', 1, 11, line=3)
-    kept, duplicates = regions.drop_duplicates([a, b, c])
-    assert kept == [a, c] and duplicates == [b]
-
-
-def test_merge_tasks_union_duplicates_and_merged():
-    a1, a2 = Region('chr1', 0, 10, line=1, task=0), Region('chr1', 5, 15, line=2, task=0)
-    b1 = Region('chr1', 0, 10, line=1, task=1)  # Task 0's window: merged, not dropped.
-    b2 = Region('chr1', 0, 10, line=2, task=1)  # Again in task 1: a duplicate.
-    b3 = Region('chr1', 6, 16, line=3, task=1)  # Overlaps a2 but differs: its own region.
-    a3 = Region('chr1', 0, 10, line=3, task=0)  # Again in task 0: a duplicate.
-    kept, duplicates, merged = regions.merge_tasks([a1, a2, a3, b1, b2, b3])
-    assert (kept, duplicates, merged) == ([a1, a2, b3], [a3, b2], [b1])
-
-
-def test_drop_out_of_bounds_counts_the_jitter_margin():
-    inside, low, high = (Region('chr1', 5, 15, line=1), Region('chr1', 4, 14, line=2),
-                         Region('chr1', 86, 96, line=3))
-    kept, dropped = regions.drop_out_of_bounds(
-        [inside, low, high, Region('chrX', 50, 60, line=4)], {'chr1': 100}, max_jitter=5)
-    assert kept == [inside] and [r.line for r in dropped] == [2, 3, 4]
-
-
-def test_blacklist_overlap_is_half_open():
-    blacklist = regions.Blacklist([('chr1', 100, 200), ('chr1', 150, 300), ('chr2', 0, 1)])
-    assert len(blacklist) == 2  # Overlapping intervals merged.
-    assert blacklist.overlaps('chr1', 299, 400) and blacklist.overlaps('chr1', 0, 101)
-    assert not blacklist.overlaps('chr1', 300, 400) and not blacklist.overlaps('chr1', 0, 100)
-    assert not blacklist.overlaps('chr3', 0, 10**9)
-    kept, dropped = regions.drop_blacklisted(
-        [Region('chr1', 304, 314, line=1), Region('chr1', 305, 315, line=2)], blacklist,
-        max_jitter=5)
-    assert [r.line for r in kept] == [2] and [r.line for r in dropped] == [1]
-
-
-def test_read_blacklist(tmp_path):
-    path = tmp_path / 'bl.bed.gz'
-    with gzip.open(path, 'wt') as f:
-        f.write('track name=bl\n# c\nchr1\t10\t20\tname\t0\t+\nchr1 30 40\n')
-    blacklist = regions.read_blacklist(str(path))
-    assert blacklist.overlaps('chr1', 35, 36) and not blacklist.overlaps('chr1', 20, 30)
-
-
-@pytest.mark.parametrize('text, message', [
-    ('chr1\t10\n', r'bl\.bed:1: malformed line'),
-    ('chr1\tx\t20\n', r"bl\.bed:1: start 'x' is not an integer"),
-    ('chr1\t30\t20\n', r'bl\.bed:1: start 30 > end 20'),
-    ('chr1\t-5\t20\n', r'bl\.bed:1: negative coordinate'),
-    (' \t10\t20\n', r'bl\.bed:1: malformed line: empty chromosome name'),
-], ids=['columns', 'integer', 'order', 'negative', 'empty_chrom'])
-def test_bad_blacklist_line(tmp_path, text, message):
-    with pytest.raises(RecordsInputError, match=message):
-        regions.read_blacklist(_write(tmp_path / 'bl.bed', text))
-
-
 def test_messages_name_the_original_of_a_local_copy(tmp_path):
     path = _write(tmp_path / 'p.bed', 'chr1\tx\t20\n')
     with pytest.raises(RecordsInputError, match=r"^gs://b/p\.bed:1: start 'x'"):
@@ -167,6 +111,51 @@ def test_parse_chrom_spans():
     # A name with ':' but no interval stays a name.
     assert regions.parse_chrom_spans(['HLA-A*01:01'], flag='f') == (
         regions.ChromSpan('HLA-A*01:01'),)
+
+
+def test_thousands_separators_inside_intervals():
+    assert regions.parse_chrom_spans('chrIV:0-300,000', flag='f') == (
+        regions.ChromSpan('chrIV', 0, 300_000),)
+    assert regions.parse_chrom_spans('chrIV:100,000-1,200,000,chrV,chr1:5-10', flag='f') == (
+        regions.ChromSpan('chrIV', 100_000, 1_200_000), regions.ChromSpan('chrV'),
+        regions.ChromSpan('chr1', 5, 10))
+    # Numeric names stay names: Ensembl calls chromosomes 1, 2, ...
+    assert regions.parse_chrom_spans('1,2,X:1,000-2,000', flag='f') == (
+        regions.ChromSpan('1'), regions.ChromSpan('2'), regions.ChromSpan('X', 1000, 2000))
+
+
+@pytest.mark.parametrize('item', ['chrIV:0-300.000', 'chrIV:0-1e5', 'chrIV:10-', 'chr IV',
+                                  '-', 'chrIV:1,00-2000'])
+def test_an_item_that_is_neither_a_name_nor_an_interval_is_an_error(item):
+    with pytest.raises(RecordsInputError, match=r'^--valid_chroms: (item|interval) '
+                       + re.escape(repr(item))):
+        regions.parse_chrom_spans(f'chr1,{item}', flag='valid_chroms')
+
+
+def test_split_problems_name_the_item_and_the_fasta_chromosomes():
+    peaks = [Region('chrIV', 0, 10), Region('chrIV', 500, 510)]
+    sizes = {'chrIV': 300_000, 'chrV': 500, 'chrVI': 1, 'chrVII': 1, 'chrVIII': 1, 'chrIX': 1}
+    spans = {'valid_chroms': regions.parse_chrom_spans('chr1,chrIV:0-100', flag='f'),
+             'test_chroms': regions.parse_chrom_spans('chrV,chrIV:400-600', flag='f')}
+    problems = regions.split_problems(spans, peaks, sizes, 'g.fa', defaults=['valid_chroms'])
+    assert problems == [
+        "--valid_chroms item 'chr1' (the default) names no chromosome of g.fa, which has chrIV, "
+        'chrV, chrVI, chrVII, chrVIII, ... (6 in all); pass --valid_chroms with one of its '
+        'chromosomes or an interval of one (e.g. chrIV:0-100,000), or --allow_empty_splits',
+        "--test_chroms item 'chrV' holds no peak centre (of 2 peaks read); pass --test_chroms "
+        'with items that hold peaks, or --allow_empty_splits']
+    assert regions.split_problems({'valid_chroms': spans['valid_chroms'][1:]}, peaks, sizes,
+                                  'g.fa') == []
+
+
+def test_group_runs_of_nearby_windows():
+    stored = [(0, 30), (10, 40), (100, 130), (1000, 1030), (1040, 1070)]
+    assert regions.group_runs(stored, gap=50, max_span=10**6) == [(0, 2), (2, 3), (3, 5)]
+    assert regions.group_runs(stored, gap=10**6, max_span=10**6) == [(0, 5)]
+    assert regions.group_runs(stored, gap=10**6, max_span=500) == [(0, 3), (3, 5)]
+    assert regions.group_runs(stored, gap=10**6, max_span=10**6,
+                              chroms=['a', 'a', 'b', 'b', 'b']) == [(0, 2), (2, 5)]
+    assert regions.group_runs([], gap=1, max_span=1) == []
 
 
 def test_empty_interval_is_an_error():
@@ -336,76 +325,3 @@ def test_missing_fasta(tmp_path, genome):
     with pytest.raises(RecordsInputError, match=r'gone\.fa: FASTA file not found'):
         regions.check_inputs([], peaks_path='p', fasta_path=str(tmp_path / 'gone.fa'),
                              bigwig_paths=[])
-
-
-# --- Outliers ----------------------------------------------------------------------------------
-
-
-def test_drop_outliers_hand_made_case():
-    # Task 0 has peaks at windows 0-9 with totals 10, 20, ..., 90 and 1000; q = 0.5 gives
-    # median 55 x 1.2 = 66, so 70, 80, 90 and 1000 go. Task 1 has peaks at windows 8-11 only
-    # (totals 5, 5, 5, 100; quantile(0.5) = 5 x 1.2 = 6): window 11 goes for task 1, and
-    # window 0's task-1 total of 500 does not count, task 1 having no peak there.
-    windows = [Region('chr1', 100 * i, 100 * i + 50, line=i + 1) for i in range(12)]
-    totals = np.zeros((12, 2))
-    totals[:10, 0] = [10, 20, 30, 40, 50, 60, 70, 80, 90, 1000]
-    totals[8:12, 1] = [5, 5, 5, 100]
-    totals[0, 1] = 500
-    has_peak = np.zeros((12, 2), bool)
-    has_peak[:10, 0] = True
-    has_peak[8:12, 1] = True
-    kept, dropped, thresholds = regions.drop_outliers(windows, totals, has_peak, 0.5)
-    assert [r.line for r in dropped] == [7, 8, 9, 10, 12]
-    assert [r.line for r in kept] == [1, 2, 3, 4, 5, 6, 11]
-    np.testing.assert_allclose(thresholds, [66.0, 6.0])
-    # quantile(0) = 10, x 1.2 = 12: a total equal to the threshold stays, a greater one goes.
-    for top, lost in ((12.0, []), (12.5, [2])):
-        kept, dropped, _ = regions.drop_outliers(windows[:2], [[10.0], [top]],
-                                                 [[True], [True]], 0.0)
-        assert [r.line for r in dropped] == lost
-    assert regions.drop_outliers(windows[:2], [[10.0], [12.0]], [[True], [True]], 1.0)[1] == []
-
-
-def test_window_totals_sum_both_strands_over_the_trimmed_window(tmp_path):
-    rng = np.random.default_rng(3)
-    values = {name: np.where(rng.random(400) < 0.5, rng.integers(0, 9, 400), np.nan)
-              for name in ('pos', 'neg', 'pos2', 'neg2')}
-    paths = {}
-    for name, v in values.items():
-        bw = pyBigWig.open(str(tmp_path / f'{name}.bw'), 'w')
-        bw.addHeader([('chr1', 400)])
-        starts = np.flatnonzero(~np.isnan(v))
-        bw.addEntries('chr1', starts.astype(np.int64), values=v[starts].astype(np.float64),
-                      span=1)
-        bw.close()
-        paths[name] = str(tmp_path / f'{name}.bw')
-    windows = [Region('chr1', s, s + 40) for s in (300, 10, 25, 200, 360)]
-    pairs = [(paths['pos'], paths['neg']), (paths['pos2'], paths['neg2'])]
-    for trim, run_gap in ((0, 20_000), (7, 0)):
-        got = regions.window_totals(windows, pairs, trim=trim, run_gap=run_gap)
-        expected = [[sum(np.nansum(values[n][r.start + trim:r.end - trim]) for n in pair)
-                     for pair in (('pos', 'neg'), ('pos2', 'neg2'))] for r in windows]
-        np.testing.assert_array_equal(got, expected)
-
-
-def test_window_totals_runs_capped_by_span_give_the_same_sums(tmp_path):
-    # Overlapping, adjacent and far windows; runs cut by max_span must not change any sum.
-    rng = np.random.default_rng(5)
-    values = {n: np.where(rng.random(3000) < 0.3, rng.integers(0, 50, 3000), np.nan)
-              for n in ('pos', 'neg')}
-    for name, v in values.items():
-        bw = pyBigWig.open(str(tmp_path / f'{name}.bw'), 'w')
-        bw.addHeader([('chr1', 3000), ('chr2', 3000)])
-        for chrom in ('chr1', 'chr2'):
-            starts = np.flatnonzero(~np.isnan(v))
-            bw.addEntries(chrom, starts.astype(np.int64), values=v[starts].astype(np.float64),
-                          span=1)
-        bw.close()
-    pair = (str(tmp_path / 'pos.bw'), str(tmp_path / 'neg.bw'))
-    windows = [Region(c, s, s + 100) for c, s in (('chr2', 0), ('chr1', 2900), ('chr1', 50),
-                                                   ('chr1', 100), ('chr1', 120), ('chr1', 1500))]
-    expected = [[sum(np.nansum(values[n][r.start:r.end]) for n in ('pos', 'neg'))]
-                for r in windows]
-    for max_span in (1_000_000, 150, 1):
-        got = regions.window_totals(windows, [pair], max_span=max_span)
-        np.testing.assert_array_equal(got, expected)

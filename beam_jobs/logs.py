@@ -1,0 +1,42 @@
+"""Log output of the records job's command line: progress and summary only, unless -v.
+
+Importing Apache Beam logs a warning through the root logger ('apitools not found, ...', from
+its BigQuery client) and Beam logs INFO per bundle; neither helps a user. So `python -m
+beam_jobs.make_records` calls `configure` before Beam is imported: by default only the job's
+own warnings and errors reach stderr (and Python warnings are hidden); with -v/--verbose the
+job's INFO lines and Beam's warnings come back. A library caller of `make_records.run()` keeps
+its own logging: nothing here runs on import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import warnings
+from typing import Sequence
+
+VERBOSE_FLAGS = ('-v', '--verbose')
+
+
+def verbose_requested(argv: Sequence[str]) -> bool:
+    """Whether argv asks for -v/--verbose (read before the job's own parser runs)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument(*VERBOSE_FLAGS, action='store_true')
+    return parser.parse_known_args(list(argv))[0].verbose
+
+
+def configure(verbose: bool) -> None:
+    """Sets up the root logger for the command line; call before apache_beam is imported."""
+    if verbose:
+        logging.basicConfig(level=logging.WARNING, force=True,
+                            format='%(asctime)s %(name)s: %(levelname)s: %(message)s')
+        logging.getLogger('beam_jobs').setLevel(logging.INFO)
+        logging.getLogger('apache_beam').setLevel(logging.WARNING)  # Its INFO is per bundle.
+        return
+    # Root at ERROR drops what libraries log through it (Beam's import-time warning);
+    # the job's own loggers still pass warnings to the root's handler.
+    logging.basicConfig(level=logging.ERROR, force=True,
+                        format='make_records: %(levelname)s: %(message)s')
+    logging.getLogger('beam_jobs').setLevel(logging.WARNING)
+    logging.getLogger('apache_beam').setLevel(logging.ERROR)
+    warnings.filterwarnings('ignore')
