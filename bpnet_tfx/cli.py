@@ -37,6 +37,28 @@ def quiet_logs() -> None:
     for name in ('tensorflow', 'absl', 'apache_beam', 'keras', 'h5py', 'matplotlib'):
         std_logging.getLogger(name).setLevel(std_logging.ERROR)
     warnings.filterwarnings('ignore')
+    _import_tensorflow_silently()
+
+
+def _import_tensorflow_silently() -> None:
+    """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
+
+    Loading its shared libraries logs lines ('Could not find cuda drivers ...') through C++
+    logging before TF_CPP_MIN_LOG_LEVEL is read, so only the descriptor can hide them. A
+    failing import is re-raised once stderr is back, so its error still shows.
+    """
+    if 'tensorflow' in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def fail(name: str, message: str) -> NoReturn:

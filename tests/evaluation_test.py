@@ -195,3 +195,63 @@ def test_evaluate_cli_json_and_progress(hand_export, tmp_path):
     _check(result['overall'], _hand_expected()['overall'])
     assert set(result['tasks']['hand']['strands']) == {'+', '-'}
     assert 'profile_auprc_shuffled' in proc.stdout
+
+
+def _flat(result, prefix=''):
+    """{'overall.profile_nll': value, ...} of every number in an evaluation result."""
+    out = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f'{prefix}{key}.'))
+        elif isinstance(value, (int, float)):
+            out[f'{prefix}{key}'] = value
+    return out
+
+
+def test_metrics_do_not_depend_on_batch_size(tmp_path):
+    """Every number, including the shuffled-auPRC baseline and background counts, is the
+    same for batch sizes 1, 7 and 256 (batches that split, straddle and hold the split)."""
+    import keras
+
+    from conftest import write_records
+
+    from bpnet_tfx import export, model as model_lib
+    records = str(tmp_path / 'records')
+    info = write_records(records, split_counts={'train': 4, 'valid': 30}, sequence_length=200,
+                         with_expected=True, background_every=4)
+    keras.utils.set_random_seed(0)
+    config = model_lib.ModelConfig(sequence_length=200, filters=8, num_dilated_layers=2)
+    path = export.export_saved_model(model_lib.build_bpnet(config), info, config,
+                                     str(tmp_path / 'export'))
+    runs = {b: _flat(evaluation.evaluate(path, records, 'valid', batch_size=b))
+            for b in (1, 7, 256)}
+    assert runs[1]['background_skipped'] == 7 and runs[1]['overall.n_examples'] == 23
+    for b in (7, 256):
+        assert runs[b].keys() == runs[1].keys()
+        for key, value in runs[1].items():
+            np.testing.assert_allclose(runs[b][key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_records_of_other_task_names_are_refused_unless_allowed(tiny_export, tmp_path):
+    from conftest import write_records
+    export_dir = tiny_export[0]
+    other = str(tmp_path / 'other')
+    write_records(other, split_counts={'valid': 4}, sequence_length=200)
+    meta = json.load(open(os.path.join(other, 'metadata.json')))
+    meta['tasks'] = ['oct4']
+    json.dump(meta, open(os.path.join(other, 'metadata.json'), 'w'))
+    with pytest.raises(evaluation.EvaluateError,
+                       match='trained on tasks synthetic but .* holds oct4; pass '
+                             '--allow_task_mismatch'):
+        evaluation.evaluate(export_dir, other, 'valid')
+    result = evaluation.evaluate(export_dir, other, 'valid', allow_task_mismatch=True)
+    assert result['overall']['n_examples'] == 4
+
+
+def test_a_model_folder_given_for_its_export_is_named(tiny_export, tmp_path):
+    import shutil
+    model_dir = tmp_path / 'model'
+    shutil.copytree(tiny_export[0], model_dir / 'export')
+    with pytest.raises(schema.SchemaError,
+                       match=f'did you mean --saved_model={model_dir}/export'):
+        evaluation.evaluate(str(model_dir), tiny_export[2], 'valid')

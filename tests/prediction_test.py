@@ -593,3 +593,41 @@ def test_tracks_do_not_depend_on_bed_order(export_dir, long_genome, tmp_path):
         assert forward[key].keys() == backward[key].keys()
         for region in forward[key]:
             np.testing.assert_array_equal(forward[key][region], backward[key][region])
+
+
+def test_default_observed_tracks_of_another_genome_name_their_origin(genome, tmp_path):
+    """A FASTA whose chromosome the records' bigWigs lack: the error says the bigWigs are the
+    metadata's defaults and how to turn them off; --noobserved then plots predictions only."""
+    from bpnet_tfx import model as model_lib
+    _, seq, pos, neg = genome
+    other = tmp_path / 'other.fa'
+    other.write_text('>chrZ\n' + seq + '\n')
+    path, _ = _export(tmp_path, 'export', model_lib.ModelConfig(
+        sequence_length=200, filters=8, num_dilated_layers=2), tasks=('t',),
+        source={'fasta': str(other), 'pos_bigwig': pos, 'neg_bigwig': neg})
+    with pytest.raises(errors.BpnetError,
+                       match=r"chromosome 'chrZ' not in the bigWig \(the default from the "
+                             r"records' metadata in .*metadata.json; give --pos_bigwig/"
+                             r'--neg_bigwig for this genome, or --noobserved'):
+        prediction.predict_region(path, 'chrZ:400-600', output_png=str(tmp_path / 'a.png'))
+    result = prediction.predict_region(path, 'chrZ:400-600', observed=False,
+                                       output_png=str(tmp_path / 'b.png'))
+    assert result['observed_counts'] is None
+    assert 'obs_counts_plus' not in pd.read_csv(result['tsv'], sep='\t')
+
+
+def test_failed_tracks_leave_no_bigwig(tiny_export, genome, tmp_path):
+    """A model with controls whose control bigWig lacks the chromosome fails mid-run: no
+    track, finished or half-written, is left under the prefix."""
+    fasta, _, _, _ = genome
+    bed = tmp_path / 'r.bed'
+    bed.write_text('chrT\t100\t300\n')
+    prefix = tmp_path / 'out' / 'pred'
+    (tmp_path / 'out').mkdir()
+    import unittest.mock
+    with unittest.mock.patch.object(prediction, '_open_region',
+                                    side_effect=errors.BpnetError('boom')):
+        with pytest.raises(errors.BpnetError, match='boom'):
+            prediction.predict_tracks(tiny_export[0], str(bed), fasta=fasta,
+                                      output_prefix=str(prefix))
+    assert os.listdir(tmp_path / 'out') == []
