@@ -67,8 +67,8 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype: str = 'float3
 
 def run_trainer(records_dir: str, batch_size: int, steps: int, precision: str,
                 jit: bool, seed: int = 0) -> dict:
+    from bpnet_tfx import devices, schema, trainer
     from bpnet_tfx import model as model_lib
-    from bpnet_tfx import schema, trainer
     info = schema.RecordsInfo.load(records_dir)
     model_dir = tempfile.mkdtemp(prefix=f'bench_train_{precision}_')
     config = trainer.TrainConfig(
@@ -77,7 +77,8 @@ def run_trainer(records_dir: str, batch_size: int, steps: int, precision: str,
         model=model_lib.ModelConfig(sequence_length=info.sequence_length),
         batch_size=batch_size, epochs=1, steps_per_epoch=steps, precision=precision,
         jit_compile=jit, input_benchmark_batches=0, seed=seed)
-    summary = trainer.train(config, info)
+    with devices.dtype_policy(precision):
+        summary = trainer.train(config, info, strategy=devices.make_strategy('auto'))
     return {'examples_per_second': summary['examples_per_second'],
             'val_loss': summary['final']['val_loss'], 'precision': summary['precision']}
 
@@ -105,9 +106,9 @@ def main() -> None:
         compare_losses(records, args.batch_size, args.steps, args.precision_seeds)
         return
 
+    from bpnet_tfx import devices
     from bpnet_tfx import model as model_lib
-    from bpnet_tfx import trainer
-    default = trainer.resolve_precision('auto')  # the runs below include it, no XLA, seed 0
+    default = devices.resolve_precision('auto')  # the runs below include it, no XLA, seed 0
     runs, repeats, notebook_rates = {}, [], []
     for r in range(args.repeats):
         row = {p: run_trainer(records, args.batch_size, args.steps, p, False, 0)

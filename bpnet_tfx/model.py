@@ -18,6 +18,9 @@ and the profile head shrink the window, and the profile logits are then centre-c
 output_length; the counts head pools the whole tower output. `crop_arithmetic` gives the
 lengths; an input too short for the requested output is refused.
 
+The convolutions are `layers.Conv1D` (keras.layers.Conv1D's weights and math, with CPU
+rewrites); `build_bpnet(config, stock_layers=True)` builds keras.layers.Conv1D instead.
+
 `profile_loss='joint'` (ChromBPNet's choice) makes the strands share one multinomial over
 length x strands, so the counts head predicts one log(1 + total) over both strands per task
 (last axis of size 1) instead of one per strand.
@@ -31,6 +34,7 @@ from typing import Any
 import keras
 
 from bpnet_tfx import schema
+from bpnet_tfx.layers import Conv1D  # model.Conv1D stays importable (README names it)
 
 PROFILE = schema.TARGET_PROFILE
 LOG_COUNTS = schema.TARGET_LOG_COUNTS
@@ -169,151 +173,6 @@ def _padding(config: ModelConfig) -> str:
     return 'valid' if config.valid_padding else 'same'
 
 
-@keras.saving.register_keras_serializable(package='bpnet_tfx')
-class Conv1D(keras.layers.Layer):
-    """`keras.layers.Conv1D`'s math and weights (kernel (kernel_size, in, filters), bias;
-    'same' or 'valid'; dilation; optional relu) as tf.nn.conv1d + bias_add + relu.
-
-    The stock layer goes through tf.nn.convolution and a broadcast add; this form passes the
-    dilation straight to the convolution op and lets TensorFlow's graph optimiser fuse the
-    bias and relu into it. A layer with few filters (the profile head: 2 strands from 64
-    channels) is computed as one matmul and a shifted sum (`_shifted_matmul_conv`), because
-    convolution kernels are slow at so narrow an output: on a CPU its training step is about
-    3x faster. Dilations above 16 take their kernel gradient over interleaved sub-sequences
-    (`_dilated_conv`), about 2x faster on a CPU. These two apply when no GPU is visible (not
-    measured on GPUs). Training the reference model is about 1.6x faster on a CPU than with
-    the stock layers (benchmarks/bench_train.py); outputs and gradients equal the stock
-    layer's for the same weights (model_test). `build_bpnet(config, stock_layers=True)`
-    builds the stock version.
-    """
-
-    # At most this many filters, a kernel wider than 1 is computed by _shifted_matmul_conv.
-    SHIFTED_MATMUL_MAX_FILTERS = 8
-    # Dilations above this (and multiples of it) take the kernel gradient at this dilation
-    # over interleaved sub-sequences (_dilated_conv).
-    KERNEL_GRADIENT_DILATION = 16
-
-    def __init__(self, filters: int, kernel_size: int, *, padding: str = 'same',
-                 dilation_rate: int = 1, activation: str | None = None, **kwargs):
-        super().__init__(**kwargs)
-        if padding not in ('same', 'valid') or activation not in (None, 'relu'):
-            raise ValueError(f'unsupported padding {padding!r} or activation {activation!r}')
-        self.filters, self.kernel_size = filters, kernel_size
-        self.padding, self.dilation_rate, self.activation = padding, dilation_rate, activation
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(name='kernel', initializer='glorot_uniform',
-                                      shape=(self.kernel_size, input_shape[-1], self.filters))
-        self.bias = self.add_weight(name='bias', shape=(self.filters,), initializer='zeros')
-
-    def call(self, x):
-        import tensorflow as tf
-        padding = self.padding.upper()
-        # The two rewrites below were measured faster on CPUs only; with GPUs visible, the
-        # stock ops (cuDNN's kernels) run.
-        cpu = not tf.config.list_logical_devices('GPU')
-        if cpu and 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS:
-            y = _shifted_matmul_conv(x, self.kernel, padding, self.dilation_rate)
-        elif (cpu and x.dtype != tf.float16
-              and self.dilation_rate > self.KERNEL_GRADIENT_DILATION
-              and self.dilation_rate % self.KERNEL_GRADIENT_DILATION == 0):
-            y = _dilated_conv(x, self.kernel, padding, self.dilation_rate,
-                              self.KERNEL_GRADIENT_DILATION)
-        elif x.dtype == tf.float16 and self.dilation_rate > 1:
-            # TensorFlow's CPU kernel for float16 has no dilation: tf.nn.convolution (what
-            # the stock layer calls) emulates it.
-            y = tf.nn.convolution(x, self.kernel, padding=padding,
-                                  dilations=self.dilation_rate)
-        else:
-            y = tf.nn.conv1d(x, self.kernel, stride=1, padding=padding,
-                             dilations=self.dilation_rate)
-        y = tf.nn.bias_add(y, self.bias)
-        return tf.nn.relu(y) if self.activation == 'relu' else y
-
-    def compute_output_shape(self, input_shape):
-        length = input_shape[1]
-        if self.padding == 'valid' and length is not None:
-            length -= (self.kernel_size - 1) * self.dilation_rate
-        return (input_shape[0], length, self.filters)
-
-    def get_config(self):
-        return {**super().get_config(), 'filters': self.filters,
-                'kernel_size': self.kernel_size, 'padding': self.padding,
-                'dilation_rate': self.dilation_rate, 'activation': self.activation}
-
-
-def _dilated_conv(x, kernel, padding: str, dilation: int, kernel_dilation: int):
-    """tf.nn.conv1d(x, kernel, padding, dilations=dilation) whose kernel gradient is taken
-    at dilation `kernel_dilation` over x split into m = dilation / kernel_dilation
-    interleaved sub-sequences (positions r, r + m, r + 2m, ... for each r < m).
-
-    A tap d positions away in x is d / m positions away in its sub-sequence, so the split
-    turns the dilated convolution into one of dilation `kernel_dilation` on m times as many
-    sequences, with the same zero padding when the length is first padded to a multiple of m
-    (and `kernel_dilation` is even, so 'SAME' splits its padding alike). TensorFlow's CPU
-    kernel gradient is about 2x slower at dilations 32-512 than at 16 (20-22 vs 11 ms at batch
-    64; per-op timings in README's benchmark notes); the forward pass and the input gradient
-    stay the stock ops.
-    """
-    import tensorflow as tf
-    m = dilation // kernel_dilation
-    channels, filters = kernel.shape[1], kernel.shape[2]
-
-    def split(t):  # (batch, length, c) -> (batch * m, 1, ceil(length / m), c)
-        batch, length = tf.shape(t)[0], tf.shape(t)[1]
-        padded = (length + m - 1) // m * m
-        t = tf.pad(t, [[0, 0], [0, padded - length], [0, 0]])
-        t = tf.transpose(tf.reshape(t, (batch, padded // m, m, tf.shape(t)[2])), (0, 2, 1, 3))
-        return tf.reshape(t, (batch * m, 1, padded // m, tf.shape(t)[3]))
-
-    @tf.custom_gradient
-    def conv(x, kernel):
-        y = tf.nn.conv1d(x, kernel, stride=1, padding=padding, dilations=dilation)
-
-        def grad(dy):
-            dx = tf.nn.conv1d_transpose(dy, kernel, tf.shape(x), strides=1, padding=padding,
-                                        dilations=dilation)
-            # Padding x to a multiple of m pads dy alike ('VALID' drops a multiple of m).
-            dk = tf.raw_ops.Conv2DBackpropFilter(
-                input=split(x), filter_sizes=[1, kernel.shape[0], channels, filters],
-                out_backprop=split(dy), strides=[1, 1, 1, 1], padding=padding,
-                dilations=[1, 1, kernel_dilation, 1])
-            return dx, dk[0]
-
-        return y, grad
-
-    # A tensor, not the variable: custom_gradient then differentiates through the read.
-    return conv(x, tf.convert_to_tensor(kernel))
-
-
-def _shifted_matmul_conv(x, kernel, padding: str, dilation: int):
-    """tf.nn.conv1d(x, kernel, padding, dilations) as one matmul and a shifted sum.
-
-    With z[b, f, k, t] = sum_c x[b, t, c] kernel[k, c, f] (one matmul over every tap k) and
-    x padded to length Lp, the convolution is y[b, t, f] = sum_k z[b, f, k, t + k * d]. Laid
-    out flat over (k, t), that element sits at k * (Lp + d) + t: padding the flat axis by
-    K * d and viewing it as (K, Lp + d) lines every tap up under its output position, so the
-    sum over k is one reduce_sum, and every op has a cheap gradient (reshape, pad, slice).
-    """
-    import tensorflow as tf
-    taps, channels, filters = kernel.shape
-    span = (taps - 1) * dilation
-    left = span // 2 if padding == 'SAME' else 0
-    right = span - left if padding == 'SAME' else 0
-    batch, length = tf.shape(x)[0], tf.shape(x)[1]
-    padded = length + left + right
-    out_length = padded - span
-    z = tf.matmul(tf.reshape(x, (-1, channels)),
-                  tf.reshape(tf.transpose(kernel, (1, 2, 0)), (channels, filters * taps)))
-    z = tf.transpose(tf.reshape(z, (batch, length, filters * taps)), (0, 2, 1))
-    z = tf.pad(tf.reshape(z, (batch, filters, taps, length)),
-               [[0, 0], [0, 0], [0, 0], [left, right]])
-    flat = tf.pad(tf.reshape(z, (batch, filters, taps * padded)),
-                  [[0, 0], [0, 0], [0, taps * dilation]])
-    aligned = tf.reshape(flat, (batch, filters, taps, padded + dilation))[..., :out_length]
-    return tf.transpose(tf.reduce_sum(aligned, axis=2), (0, 2, 1))
-
-
 def _conv(stock: bool, filters: int, kernel_size: int, **kwargs):
     """A Conv1D layer: ours, or with `stock` keras.layers.Conv1D (the same math)."""
     return (keras.layers.Conv1D if stock else Conv1D)(filters, kernel_size, **kwargs)
@@ -426,7 +285,7 @@ def build_bpnet(config: ModelConfig, stock_layers: bool = False) -> keras.Model:
     Args:
       config: the architecture.
       stock_layers: build the convolutions from keras.layers.Conv1D, as the reference
-        notebook does, instead of this module's faster `Conv1D` (same weights, same outputs).
+        notebook does, instead of `layers.Conv1D` (same weights, same outputs).
 
     Returns:
       A functional `keras.Model` taking a float one-hot batch (batch, sequence_length,

@@ -5,7 +5,10 @@
 Flags become a `trainer.TrainConfig` once; the records' metadata.json fixes the input and
 output lengths (an output shorter than the input means valid convolutions; see model.py),
 tasks and strands; `--dry_run` prints the window length after every layer and the receptive
-field. The loop itself is `trainer.train`. Writes to --model_dir:
+field. The main decides where and how to compute (`devices`: logical CPU replicas, the
+tf.distribute strategy, the Keras dtype policy), hands the strategy to `trainer.train` and
+prints its progress lines and a summary; absl and TensorFlow logs show only with -v 0
+(`cli.run`). Writes to --model_dir:
 train_config.json, checkpoints/ (resumable state every epoch, best weights), logs/
 (TensorBoard), history.csv, train_summary.json, and the SavedModel (default
 <model_dir>/export). Re-running the same command after an interruption resumes.
@@ -13,12 +16,19 @@ train_config.json, checkpoints/ (resumable state every epoch, best weights), log
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import shutil
 import sys
+import tempfile
+from typing import Iterator
 
 from absl import app, flags, logging
+
+from bpnet_tfx import cli
+from bpnet_tfx.errors import BpnetError
 
 _RECORDS_DIR = flags.DEFINE_string(
     'records_dir', None, 'Folder written by beam_jobs.make_records (holds metadata.json).')
@@ -74,17 +84,23 @@ _STRATEGY = flags.DEFINE_enum(
 _PRECISION = flags.DEFINE_enum(
     'precision', 'auto', ['auto', 'float32', 'mixed_float16', 'mixed_bfloat16'],
     'Keras dtype policy; softmax, losses and outputs stay float32, the export is float32. '
-    'auto = float32 (mixed_bfloat16 measured up to 1.8x faster on CPU but 1.02% worse after '
-    '200 steps; see benchmarks/bench_train.py). Use mixed_bfloat16 on GPUs for speed.')
+    'auto = float32 on every device, because mixed_bfloat16 has not kept the validation loss '
+    "within 1% of float32's; ask for mixed_bfloat16 for speed on GPUs. Speed and loss of "
+    'each policy, by machine: docs/benchmarks.md.')
 _JIT_COMPILE = flags.DEFINE_bool(
-    'jit_compile', False, 'Compile the per-replica step with XLA (slower on the 2-core CPU we '
-    'measured; try it on GPUs).')
+    'jit_compile', False, 'Compile the per-replica step with XLA. Whether that is faster depends '
+    'on the device: docs/benchmarks.md.')
 _PATIENCE = flags.DEFINE_integer(
     'patience', 0, 'Stop after this many epochs without a better validation loss (0: never); '
-    'the export always holds the best epoch.')
+    'the export always holds the best epoch. Needs --validation=records.')
 _REDUCE_LR_PATIENCE = flags.DEFINE_integer(
     'reduce_lr_patience', 0, 'Halve the learning rate after this many epochs without a better '
-    'validation loss (0: never).')
+    'validation loss (0: never). Needs --validation=records.')
+_VALIDATION = flags.DEFINE_enum(
+    'validation', 'records', ['records', 'none'],
+    "records: after every epoch, compute the loss on the records' valid split and export the "
+    "epoch with the lowest; none: no validation (for records without a valid split), the "
+    "export holds the last epoch's weights.")
 _CPU_REPLICAS = flags.DEFINE_integer(
     'cpu_replicas', 1, 'With no GPU: split the CPU into this many logical devices and run one '
     'replica on each (for testing data parallelism without GPUs).')
@@ -145,47 +161,152 @@ def config_from_flags(info):
         input_benchmark_batches=_INPUT_BENCHMARK_BATCHES.value, strategy=_STRATEGY.value,
         precision=_PRECISION.value, jit_compile=_JIT_COMPILE.value, patience=_PATIENCE.value,
         reduce_lr_patience=_REDUCE_LR_PATIENCE.value, cpu_replicas=_CPU_REPLICAS.value,
-        seed=_SEED.value)
+        seed=_SEED.value, validation=_VALIDATION.value)
+
+
+def _dry_run(config, info, strategy) -> None:
+    """Prints the model summary, the window length after every block and the first batch."""
+    from bpnet_tfx import data
+    from bpnet_tfx import model as model_lib
+    with strategy.scope():
+        model = model_lib.build_bpnet(config.model)
+    model.summary(print_fn=lambda line, **_: print(line))
+    batch = next(iter(data.make_dataset(config.records_dir, info, 'train',
+                                        batch_size=config.batch_size, training=True,
+                                        shuffle_buffer=1)))
+    lengths = config.model.crop_arithmetic()
+    print('window lengths (bp): ' + ' -> '.join(f'{k} {v}' for k, v in lengths.items()))
+    counts = info.split_counts
+    print(f'parameters: {model.count_params():,}; receptive field: '
+          f'{config.model.receptive_field} bp; input {config.model.sequence_length} bp -> '
+          f'output {config.model.output_length} bp '
+          f'({"valid" if config.model.valid_padding else "same"} padding, profile loss '
+          f'{config.model.profile_loss}); records: train {counts.get("train", 0)}, valid '
+          f'{counts.get("valid", 0)}'
+          + (f' (background: {dict(info.background_counts)})' if info.has_background else '')
+          + f'; first batch one_hot {tuple(batch["one_hot"].shape)}, profile '
+          f'{tuple(batch["profile"].shape)}; replicas: {strategy.num_replicas_in_sync}')
+
+
+def _epoch_line(epoch, epochs, row, seconds) -> str:
+    line = (f'epoch {epoch}/{epochs}: loss {row["loss"]:.2f} (profile '
+            f'{row["profile_nll"]:.2f}, counts {row["log_counts_mse"]:.3f})')
+    if 'val_loss' in row:
+        line += (f' | val loss {row["val_loss"]:.2f} (profile {row["val_profile_nll"]:.2f}, '
+                 f'counts {row["val_log_counts_mse"]:.3f})')
+    return line + f' | {row["examples_per_second"]:.0f} ex/s, {seconds:.0f} s'
+
+
+def _start_line(records, valid_records, steps_per_epoch, batch_size, replicas,
+                input_examples_per_second) -> str:
+    line = (f'train: {records} training records, {steps_per_epoch} steps/epoch of '
+            f'{batch_size} over {replicas} replica(s); ')
+    line += (f'validating on {valid_records}' if valid_records is not None
+             else 'no validation')
+    if math.isfinite(input_examples_per_second):
+        line += f'; input pipeline alone: {input_examples_per_second:.0f} examples/s'
+    return line
+
+
+_PROGRESS = {
+    'skipped_shard': lambda path, records, message:
+        f'train: skipping the rest of {path} after {records} records: {message}',
+    'resume': lambda checkpoint, epoch, step:
+        f'train: resuming from {checkpoint} (epoch {epoch}, step {step})',
+    'start': _start_line,
+    'learning_rate': lambda stale, learning_rate:
+        f'train: no improvement for {stale} epochs: learning rate -> {learning_rate:g}',
+    'epoch': _epoch_line,
+    'early_stop': lambda epoch, monitor, stale, best_epoch:
+        f'train: early stop after epoch {epoch}: no improvement of {monitor} for {stale} '
+        f'epochs (best: epoch {best_epoch})',
+}
+
+
+def _print_progress(event: str, **values) -> None:
+    """The trainer's progress callback: one line per event on stdout."""
+    print(_PROGRESS[event](**values), flush=True)
+
+
+def _summary_line(summary) -> str:
+    if summary['validation'] == 'none':
+        final = summary['final'] or {}
+        result = (f"{summary['note']} (loss {final.get('loss', float('nan')):.2f}; profile "
+                  f"NLL {final.get('profile_nll', float('nan')):.2f})")
+    else:
+        best = summary['best'] or {}
+        result = (f"best epoch {summary['best_epoch']} (val_loss "
+                  f"{best.get('val_loss', float('nan')):.2f}; profile NLL "
+                  f"{best.get('val_profile_nll', float('nan')):.2f})")
+    return (f"train: {summary['epochs']} epochs, {result}, "
+            f"{summary['examples_per_second']:.0f} examples/s training, "
+            f"{summary['input_examples_per_second']:.0f} examples/s input pipeline alone, on "
+            f"{summary['replicas']} replica(s), {summary['wall_seconds']:.0f} s -> "
+            f"{summary['export_dir']}")
+
+
+@contextlib.contextmanager
+def _native_stderr_hidden() -> Iterator[None]:
+    """Hides what TensorFlow's C++ code writes to stderr while it loads, unless -v was given.
+
+    Lines logged before absl::InitializeLog (the CUDA probe's 'I0000 ... cudart_stub.cc')
+    ignore TF_CPP_MIN_LOG_LEVEL, so `cli.quiet_logs` cannot hide them. They are shown after
+    all if loading fails with anything but a user error.
+    """
+    if cli.verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        replay = False
+        try:
+            yield
+        except BpnetError:
+            raise
+        except BaseException:
+            replay = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if replay:
+                capture.seek(0)
+                sys.stderr.write(capture.read().decode(errors='replace'))
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    del argv  # cli.run refuses extra arguments.
     # TensorFlow is imported here, after flag parsing, so that --helpfull is quick; the logical
-    # CPU devices must be configured before TensorFlow initialises its devices.
-    from bpnet_tfx import schema, trainer
-    try:
-        trainer.configure_cpu_replicas(_CPU_REPLICAS.value)
+    # CPU devices must be configured before TensorFlow initialises its devices, and a
+    # multi-worker strategy must exist before any TensorFlow op runs.
+    with _native_stderr_hidden():
+        from bpnet_tfx import devices, schema, trainer
+        devices.configure_cpu_replicas(_CPU_REPLICAS.value)
         info = schema.RecordsInfo.load(_RECORDS_DIR.value)
         config = config_from_flags(info)
-        if not _DRY_RUN.value:
-            _check_model_dir(config, _OVERWRITE.value)
-            os.makedirs(config.model_dir, exist_ok=True)
-            with open(os.path.join(config.model_dir, 'train_config.json'), 'w') as f:
-                json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-                f.write('\n')
-        logging.info('train config: %s', json.dumps(config.to_dict(), sort_keys=True))
-        summary = trainer.train(config, info, dry_run=_DRY_RUN.value)
-    except (trainer.TrainError, schema.SchemaError) as e:
-        print(f'train: error: {e}', file=sys.stderr)
-        sys.exit(2)
-    if summary.get('dry_run'):
-        return
+        strategy = devices.make_strategy(config.strategy)
+    trainer.check_run(config, info, strategy.num_replicas_in_sync)
+    logging.info('train config: %s', json.dumps(config.to_dict(), sort_keys=True))
+    with devices.dtype_policy(config.precision):
+        if _DRY_RUN.value:
+            _dry_run(config, info, strategy)
+            return
+        _check_model_dir(config, _OVERWRITE.value)
+        os.makedirs(config.model_dir, exist_ok=True)
+        with open(os.path.join(config.model_dir, 'train_config.json'), 'w') as f:
+            json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+            f.write('\n')
+        summary = trainer.train(config, info, strategy=strategy, progress=_print_progress)
     if not summary.get('chief', True):
         print(f"train: worker done after {summary['epochs']} epochs (the chief writes the "
               'model folder)')
         return
-    best = summary['best'] or {}
-    monitor = summary['monitor']
-    print(f"train: {summary['epochs']} epochs, best epoch {summary['best_epoch']} "
-          f"({monitor} {best.get(monitor, float('nan')):.2f}; profile NLL "
-          f"{best.get('val_profile_nll', best.get('profile_nll', float('nan'))):.2f}), "
-          f"{summary['examples_per_second']:.0f} examples/s training, "
-          f"{summary['input_examples_per_second']:.0f} examples/s input pipeline alone, on "
-          f"{summary['replicas']} replica(s), {summary['wall_seconds']:.0f} s -> "
-          f"{summary['export_dir']}")
+    print(_summary_line(summary))
 
 
 if __name__ == '__main__':
     flags.mark_flags_as_required(['records_dir', 'model_dir'])
-    app.run(main)
+    app.run(cli.run('train', main))

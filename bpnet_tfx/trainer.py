@@ -8,17 +8,20 @@ reverse-complements its batch with stateless draws seeded by (step, replica), co
 per-example losses and scales them with `tf.nn.compute_average_loss` over the global batch; the
 optimizer sums gradients over replicas. Checkpoints (weights, optimizer, epoch, step) are
 written every epoch and every N steps, and a restarted run resumes from the last one.
+
+The caller creates the strategy and sets the dtype policy (`devices`); `train` builds the
+model, optimizer and `checkpointing.Checkpointer` in its scope, runs `epochs.train_epochs`
+(the plateau rule is `plateau`, the per-epoch record `history`) and exports the best epoch.
+Progress goes to a callback (`Progress`), never to stdout.
 """
 
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 from typing import Any, Callable
 
@@ -26,12 +29,14 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from bpnet_tfx import augment, data, export, losses, schema
+from bpnet_tfx import augment, checkpointing, data, devices, epochs, export, history
+from bpnet_tfx import losses, schema
 from bpnet_tfx import model as model_lib
 from bpnet_tfx.errors import BpnetError
 
-STRATEGIES = ('auto', 'mirrored', 'multi_worker', 'one_device')
-PRECISIONS = ('auto', 'float32', 'mixed_float16', 'mixed_bfloat16')
+VALIDATIONS = ('records', 'none')
+# Kept here for benchmarks/bench_input_pipeline.py; mains create strategies with devices.
+make_strategy = devices.make_strategy
 
 
 class TrainError(BpnetError):
@@ -65,68 +70,12 @@ class TrainConfig:
     reduce_lr_patience: int = 0
     cpu_replicas: int = 1
     seed: int = 0
+    validation: str = 'records'  # 'none': no validation pass; the export is the last epoch
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d['model'] = self.model.to_dict()
         return d
-
-
-def configure_cpu_replicas(n: int) -> None:
-    """Splits the first CPU into `n` logical devices; must run before TensorFlow starts."""
-    if n < 1:
-        raise TrainError(f'--cpu_replicas must be >= 1, got {n}')
-    if n == 1 or tf.config.list_physical_devices('GPU'):
-        return
-    cpu = tf.config.list_physical_devices('CPU')[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
-
-
-def make_strategy(name: str = 'auto') -> tf.distribute.Strategy:
-    """Returns the strategy.
-
-    'auto'/'mirrored' mirror over the visible GPUs (or the logical CPUs); 'multi_worker' is
-    MultiWorkerMirroredStrategy configured from the TF_CONFIG environment variable (one
-    process per host, each mirroring over its own GPUs); 'one_device' uses one device.
-    """
-    if name not in STRATEGIES:
-        raise TrainError(f'--strategy must be one of {", ".join(STRATEGIES)}, got {name!r}')
-    if name == 'multi_worker':
-        if not os.environ.get('TF_CONFIG'):
-            raise TrainError('--strategy=multi_worker needs the TF_CONFIG environment '
-                             'variable (cluster and this task); see README')
-        try:
-            json.loads(os.environ['TF_CONFIG'])
-        except json.JSONDecodeError as e:
-            raise TrainError(f'TF_CONFIG is not valid JSON: {e}') from None
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices('GPU')
-    if name == 'one_device':
-        return tf.distribute.OneDeviceStrategy((gpus or tf.config.list_logical_devices('CPU'))[0].name)
-    if gpus:
-        return tf.distribute.MirroredStrategy([d.name for d in gpus])
-    cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
-    return tf.distribute.MirroredStrategy(
-        devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
-
-
-def resolve_precision(name: str) -> str:
-    """Maps --precision=auto to the dtype policy that passed our accuracy rule.
-
-    The rule: a faster policy becomes the default only while its validation loss after a
-    fixed number of steps stays within 1% of float32's. On the 2-core AVX-512 BF16 CPU,
-    bench_train.py measured mixed_bfloat16 1.05-2x faster (depending on the machine's load)
-    but, even with the heads in float32, its loss after 200 steps was +1.02% above float32's
-    (mean of 4 seeds, paired by seed; every pair worse: +0.52, +2.16, +0.78, +0.64%; float32
-    alone spans 3.9% between seeds), and XLA was slower; so auto is float32 on every device.
-    On a 2-core CPU without BF16 instructions (2026-12-01) mixed_bfloat16 ran at 0.28x
-    float32's speed and XLA at 0.79-0.97x. bf16 numerics are the same on GPUs (not measured
-    here), where it is much faster: ask for it with --precision.
-    """
-    if name not in PRECISIONS:
-        raise TrainError(f'--precision must be one of {", ".join(PRECISIONS)}, got {name!r}')
-    return 'float32' if name == 'auto' else name
 
 
 def resolve_counts_loss_weight(value: str, info: schema.RecordsInfo) -> tuple[float, ...]:
@@ -173,26 +122,14 @@ def check_model_fits_records(config: model_lib.ModelConfig, info: schema.Records
                          f'{info.output_length}-bp counts')
 
 
-def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
-                        optimizer: keras.optimizers.Optimizer, config: TrainConfig,
-                        info: schema.RecordsInfo) -> tuple[Callable, Callable]:
-    """Builds the distributed train and eval steps.
+def _loss_function(model: keras.Model, config: TrainConfig, info: schema.RecordsInfo):
+    """(one_hot, profile, control, is_background, training) -> (nll, mse, per_example, peak).
 
-    Both return per-batch sums over the global batch: {'loss', 'profile_nll' (summed over
-    tasks), 'log_counts_mse' (averaged over tasks), 'examples', 'peak_examples'} and, with
-    several tasks, 'profile_nll/<task>' and 'log_counts_mse/<task>'; dividing by 'examples'
-    (by 'peak_examples' for the profile NLLs) gives example-weighted means. Background
-    records (`is_background`) add nothing to the profile loss: they train the counts heads
-    only, as in bpnet v2 and ChromBPNet. With profile_loss='joint' the profile NLL is one
-    multinomial over length x strands and the counts target is log(1 + total of both strands).
-
-    Returns:
-      (train_step(iterator, step), eval_step(batch)), tf.functions to call in cross-replica
-      context.
+    nll and mse are (batch, tasks), per_example (batch,) the weighted total, peak (batch,) 1
+    for peak records and 0 for background (whose profile NLL is zeroed).
     """
     num_tasks = info.num_tasks
     weights = task_weights(config, num_tasks)
-    length, margin = info.sequence_length, info.max_jitter
     use_control = config.model.use_control
     joint = config.model.profile_loss == 'joint'
     profile_nll = losses.joint_multinomial_nll if joint else losses.multinomial_nll
@@ -221,17 +158,42 @@ def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
         per_example = tf.reduce_sum(nll + tf.constant(weights, tf.float32) * mse, axis=1)
         return nll, mse, per_example, peak
 
-    def _sums(nll, mse, per_example, peak):
-        out = {'loss': tf.reduce_sum(per_example),
-               'profile_nll': tf.reduce_sum(nll),
-               'log_counts_mse': tf.reduce_sum(tf.reduce_mean(mse, axis=1)),
-               'examples': tf.cast(tf.shape(nll)[0], tf.float32),
-               'peak_examples': tf.reduce_sum(peak)}
-        if num_tasks > 1:
-            for t, task in enumerate(info.tasks):
-                out[f'profile_nll/{task}'] = tf.reduce_sum(nll[:, t])
-                out[f'log_counts_mse/{task}'] = tf.reduce_sum(mse[:, t])
-        return out
+    return _losses
+
+
+def _step_sums(nll, mse, per_example, peak, tasks: tuple[str, ...]) -> dict[str, tf.Tensor]:
+    """A step's sums over its batch (see make_step_functions)."""
+    out = {'loss': tf.reduce_sum(per_example),
+           'profile_nll': tf.reduce_sum(nll),
+           'log_counts_mse': tf.reduce_sum(tf.reduce_mean(mse, axis=1)),
+           'examples': tf.cast(tf.shape(nll)[0], tf.float32),
+           'peak_examples': tf.reduce_sum(peak)}
+    if len(tasks) > 1:
+        for t, task in enumerate(tasks):
+            out[f'profile_nll/{task}'] = tf.reduce_sum(nll[:, t])
+            out[f'log_counts_mse/{task}'] = tf.reduce_sum(mse[:, t])
+    return out
+
+
+def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
+                        optimizer: keras.optimizers.Optimizer, config: TrainConfig,
+                        info: schema.RecordsInfo) -> tuple[Callable, Callable]:
+    """Builds the distributed train and eval steps.
+
+    Both return per-batch sums over the global batch: {'loss', 'profile_nll' (summed over
+    tasks), 'log_counts_mse' (averaged over tasks), 'examples', 'peak_examples'} and, with
+    several tasks, 'profile_nll/<task>' and 'log_counts_mse/<task>'; dividing by 'examples'
+    (by 'peak_examples' for the profile NLLs) gives example-weighted means. Background
+    records (`is_background`) add nothing to the profile loss: they train the counts heads
+    only, as in bpnet v2 and ChromBPNet. With profile_loss='joint' the profile NLL is one
+    multinomial over length x strands and the counts target is log(1 + total of both strands).
+
+    Returns:
+      (train_step(iterator, step), eval_step(batch)), tf.functions to call in cross-replica
+      context.
+    """
+    length, margin = info.sequence_length, info.max_jitter
+    _losses = _loss_function(model, config, info)
 
     def _replica_train(batch, step):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
@@ -252,11 +214,11 @@ def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return _sums(nll, mse, per_example, peak)
+        return _step_sums(nll, mse, per_example, peak, info.tasks)
 
     def _replica_eval(batch):
-        return _sums(*_losses(batch['one_hot'], batch['profile'], batch.get('control'),
-                              batch.get('is_background'), False))
+        return _step_sums(*_losses(batch['one_hot'], batch['profile'], batch.get('control'),
+                                   batch.get('is_background'), False), info.tasks)
 
     def _reduce(per_replica):
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
@@ -327,277 +289,200 @@ def _name_corrupt_shard(config: TrainConfig, split: str, error: Exception) -> Tr
                       f'{str(error).splitlines()[0]}')
 
 
-def _check_readable(config: TrainConfig, info: schema.RecordsInfo) -> dict[str, int]:
+Progress = Callable[..., None]
+"""progress(event, **values): how the trainer reports to its caller (train.main prints it).
+
+Events (only the chief reports): 'skipped_shard' (path, records, message), 'resume'
+(checkpoint, epoch, step), 'start' (records, valid_records: None without validation,
+steps_per_epoch, batch_size, replicas, input_examples_per_second), 'learning_rate' (stale,
+learning_rate), 'epoch' (epoch, epochs, row, seconds), 'early_stop' (epoch, monitor, stale,
+best_epoch)."""
+
+
+def _ignore(event: str, **values: Any) -> None:
+    del event, values
+
+
+def _check_readable(config: TrainConfig, info: schema.RecordsInfo, splits: tuple[str, ...],
+                    report: Progress) -> dict[str, int]:
     """With --skip_corrupt_records: counts unreadable records up front, per split."""
     skipped = {}
-    for split in ('train', 'valid'):
+    for split in splits:
         expected = info.split_counts.get(split, 0)
         if not expected:
             continue
         scan = data.scan_shards(data.list_shards(config.records_dir, split))
         skipped[split] = max(expected - scan['records'], 0)
         for path, n, message in scan['corrupt']:
-            logging.warning('skipping the rest of %s after %d records: %s', path, n, message)
+            report('skipped_shard', path=path, records=n, message=message)
     return skipped
 
 
-class _Writer:
-    """history.csv and TensorBoard scalars, one row per epoch."""
-
-    def __init__(self, model_dir: str):
-        self._csv_path = os.path.join(model_dir, 'history.csv')
-        self._tb = tf.summary.create_file_writer(os.path.join(model_dir, 'logs'))
-
-    def truncate(self, last_epoch: int) -> None:
-        """Drops rows after `last_epoch`: a run killed after logging but before its
-        checkpoint logs that epoch again when it resumes."""
-        if not os.path.exists(self._csv_path):
-            return
-        with open(self._csv_path, newline='') as f:
-            rows = list(csv.DictReader(f))
-        keep = [r for r in rows if int(r['epoch']) <= last_epoch]
-        if len(keep) == len(rows):
-            return
-        with open(self._csv_path, 'w', newline='') as f:
-            if keep:
-                w = csv.DictWriter(f, fieldnames=list(keep[0]))
-                w.writeheader()
-                w.writerows(keep)
-
-    def write(self, epoch: int, row: dict[str, float]) -> None:
-        new = not os.path.exists(self._csv_path)
-        with open(self._csv_path, 'a', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=['epoch', *sorted(row)])
-            if new:
-                w.writeheader()
-            w.writerow({'epoch': epoch, **row})
-        with self._tb.as_default():
-            for k, v in row.items():
-                tf.summary.scalar(k, v, step=epoch)
-        self._tb.flush()
-
-
-def train(config: TrainConfig, info: schema.RecordsInfo, *,
-          dry_run: bool = False) -> dict[str, Any]:
-    """Trains (resuming from the model folder's last checkpoint), exports the best epoch.
-
-    The Keras dtype policy of `config.precision` holds for the run and is restored after it;
-    softmax, losses and the model's outputs stay float32 under every policy.
+def check_run(config: TrainConfig, info: schema.RecordsInfo, replicas: int) -> bool:
+    """Raises TrainError unless `config` can train on these records over `replicas`.
 
     Returns:
-      The run summary also written to <model_dir>/train_summary.json.
+      Whether the run validates (on the records' valid split) after every epoch.
     """
-    precision = resolve_precision(config.precision)
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        return _train(config, info, dry_run=dry_run, precision=precision)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def _train(config: TrainConfig, info: schema.RecordsInfo, *, dry_run: bool,
-           precision: str) -> dict[str, Any]:
-    strategy = make_strategy(config.strategy)  # First: multi-worker must precede any op.
-    keras.utils.set_random_seed(config.seed)
-    # Under multi-worker training every worker runs this function; only the chief writes
-    # the model folder (logs, best weights, export, summary). Checkpoints may involve
-    # collective ops, so every worker saves, the others into a scratch folder.
-    is_chief = bool(getattr(strategy.extended, 'should_checkpoint', True))
-    say = print if is_chief else (lambda *a, **k: None)
-    replicas = strategy.num_replicas_in_sync
+    if config.validation not in VALIDATIONS:
+        raise TrainError(f'--validation must be one of {", ".join(VALIDATIONS)}, got '
+                         f'{config.validation!r}')
     if config.batch_size % replicas:
         raise TrainError(f'--batch_size={config.batch_size} is not divisible by the '
                          f'{replicas} replicas')
     check_model_fits_records(config.model, info)
-    n_train = info.split_counts.get('train', 0)
-    n_valid = info.split_counts.get('valid', 0)
-    if n_train == 0:
+    if info.split_counts.get('train', 0) == 0:
         raise TrainError(f'{config.records_dir}: no training records (split_counts '
                          f'{dict(info.split_counts)})')
-    with strategy.scope():
-        model = model_lib.build_bpnet(config.model)
-        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
-        if precision == 'mixed_float16':
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name='epoch')
-        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-    if dry_run:
-        model.summary(print_fn=lambda line, **_: print(line))
-        batch = next(iter(data.make_dataset(config.records_dir, info, 'train',
-                                            batch_size=config.batch_size, training=True,
-                                            shuffle_buffer=1)))
-        lengths = config.model.crop_arithmetic()
-        print('window lengths (bp): ' + ' -> '.join(f'{k} {v}' for k, v in lengths.items()))
-        print(f'parameters: {model.count_params():,}; receptive field: '
-              f'{config.model.receptive_field} bp; input {config.model.sequence_length} bp -> '
-              f'output {config.model.output_length} bp '
-              f'({"valid" if config.model.valid_padding else "same"} padding, profile loss '
-              f'{config.model.profile_loss}); records: train {n_train}, valid {n_valid}'
-              + (f' (background: {dict(info.background_counts)})' if info.has_background
-                 else '')
-              + f'; first batch one_hot {tuple(batch["one_hot"].shape)}, profile '
-              f'{tuple(batch["profile"].shape)}; replicas: {replicas}')
-        return {'dry_run': True, 'parameters': model.count_params(),
-                'receptive_field': config.model.receptive_field, 'lengths': lengths}
+    if config.validation == 'none':
+        for name in ('patience', 'reduce_lr_patience'):
+            if getattr(config, name):
+                raise TrainError(f'--{name} needs a validation loss; it cannot be used with '
+                                 '--validation=none')
+        return False
+    if info.split_counts.get('valid', 0) == 0:
+        raise TrainError(f'{config.records_dir}: no validation records (split_counts '
+                         f'{dict(info.split_counts)}); remake the records with a validation '
+                         'split (make_records --valid_chroms) or pass --validation=none to '
+                         "export the last epoch's weights")
+    return True
 
-    skipped = _check_readable(config, info) if config.skip_corrupt_records else {}
-    steps_per_epoch = config.steps_per_epoch or math.ceil(n_train / config.batch_size)
-    ckpt_dir = os.path.join(config.model_dir, 'checkpoints')
-    os.makedirs(ckpt_dir, exist_ok=True)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
-                                     step=step_var)
-    scratch = None
-    save_dir = ckpt_dir
-    if not is_chief:
-        scratch = os.path.join(config.model_dir,
-                               f'.worker-{strategy.cluster_resolver.task_id}-scratch')
-        save_dir = os.path.join(scratch, 'checkpoints')
-    manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=2)
-    state_path = os.path.join(ckpt_dir, 'best.json')
-    best = {'val_loss': math.inf, 'epoch': 0}
-    latest = tf.train.latest_checkpoint(ckpt_dir)  # Every worker resumes from the chief's.
+
+def _policy(config: TrainConfig) -> str:
+    """The Keras dtype policy the run is under; it must be the one config.precision names."""
+    policy = keras.mixed_precision.global_policy().name
+    wanted = devices.resolve_precision(config.precision)
+    if policy != wanted:
+        raise TrainError(f'config.precision is {config.precision!r} but the Keras dtype policy '
+                         f'is {policy!r}: train under devices.dtype_policy({wanted!r})')
+    return policy
+
+
+def train(config: TrainConfig, info: schema.RecordsInfo, *,
+          strategy: tf.distribute.Strategy | None = None,
+          progress: Progress | None = None) -> dict[str, Any]:
+    """Trains (resuming from the model folder's last checkpoint) and exports the model.
+
+    The export holds the best epoch's weights (lowest validation loss), or with
+    validation='none' the last epoch's. The run computes under the Keras dtype policy that
+    is set (the caller sets it, see `devices.dtype_policy`; it must be config.precision's);
+    softmax, losses and the model's outputs stay float32 under every policy, and the export
+    is float32.
+
+    Args:
+      config: the run.
+      info: the records' metadata.
+      strategy: where to compute; default the current one (`tf.distribute.get_strategy()`).
+      progress: called with what a user wants to see as the run goes (see `Progress`).
+
+    Returns:
+      The run summary also written to <model_dir>/train_summary.json.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    precision = _policy(config)
+    validate = check_run(config, info, strategy.num_replicas_in_sync)
+    keras.utils.set_random_seed(config.seed)
+    # Under multi-worker training every worker runs this function; only the chief writes
+    # the model folder (logs, best weights, export, summary) and reports progress.
+    is_chief = bool(getattr(strategy.extended, 'should_checkpoint', True))
+    report = (progress or _ignore) if is_chief else _ignore
+    model, optimizer, ckpt = _build(config, strategy, precision, is_chief)
+    splits = ('train', 'valid') if validate else ('train',)
+    skipped = (_check_readable(config, info, splits, report) if config.skip_corrupt_records
+               else {})
+    latest = ckpt.restore()
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        if os.path.exists(state_path):
-            with open(state_path) as f:
-                best = json.load(f)
-        logging.info('resuming from %s: epoch %d, step %d', latest,
-                     int(epoch_var.numpy()), int(step_var.numpy()))
-        say(f'train: resuming from {latest} (epoch {int(epoch_var.numpy())}, step '
-            f'{int(step_var.numpy())})')
-
+        report('resume', checkpoint=latest, epoch=ckpt.epochs_done, step=ckpt.steps_done)
+    steps_per_epoch = config.steps_per_epoch or math.ceil(
+        info.split_counts['train'] / config.batch_size)
     input_rate = measure_input_pipeline(config, info)
     train_step, eval_step = make_step_functions(strategy, model, optimizer, config, info)
-    writer = _Writer(config.model_dir) if is_chief else None
-    if writer:
-        writer.truncate(int(epoch_var.numpy()))
-    best_weights = os.path.join(ckpt_dir, 'best.weights.h5')
-    logging.info('training on %d records (%d steps/epoch of %d over %d replicas), '
-                 'validating on %d; input pipeline alone: %.0f examples/s', n_train,
-                 steps_per_epoch, config.batch_size, replicas, n_valid, input_rate)
-    train_seconds, train_examples, timed_total, rows = 0.0, 0, 0.0, []
     # One iterator for the whole run: the shuffle buffer fills once, and the training set
     # repeats with a new order each pass. Its seed includes the epoch the run starts at, so
     # a resumed run does not replay the first epoch's order.
-    first_epoch = int(epoch_var.numpy())
     iterator = iter(strategy.distribute_datasets_from_function(
-        _dataset_fn(config, info, 'train', True, config.seed + first_epoch)))
-    compiled = False
+        _dataset_fn(config, info, 'train', True, config.seed + ckpt.epochs_done)))
+    runner = epochs.EpochRunner(
+        train_step, iterator, ckpt, steps_per_epoch=steps_per_epoch,
+        checkpoint_every_steps=config.checkpoint_every_steps, input_rate=input_rate,
+        evaluate=(lambda: _evaluate(strategy, eval_step, config, info)) if validate else None,
+        data_error=lambda e: _name_corrupt_shard(config, 'train', e))
+    logging.info('strategy %s over %s, dtype policy %s', type(strategy).__name__,
+                 devices.strategy_devices(strategy), precision)
+    report('start', records=info.split_counts['train'],
+           valid_records=info.split_counts['valid'] if validate else None,
+           steps_per_epoch=steps_per_epoch, batch_size=config.batch_size,
+           replicas=strategy.num_replicas_in_sync, input_examples_per_second=input_rate)
     start = time.perf_counter()
-    while int(epoch_var.numpy()) < config.epochs and not best.get('stopped_early'):
-        epoch = int(epoch_var.numpy())
-        done_in_epoch = int(step_var.numpy()) - epoch * steps_per_epoch
-        sums = collections.defaultdict(float)
-        timed_examples, t0 = 0.0, time.perf_counter()
-        try:
-            for _ in range(max(done_in_epoch, 0), steps_per_epoch):
-                out = train_step(iterator, step_var.value())
-                step_var.assign_add(1)
-                for k, v in out.items():
-                    sums[k] += float(v)
-                if not compiled:  # Throughput leaves out the first step: tracing, warm-up.
-                    compiled, t0 = True, time.perf_counter()
-                else:
-                    timed_examples += float(out['examples'])
-                if (config.checkpoint_every_steps
-                        and int(step_var.numpy()) % config.checkpoint_every_steps == 0):
-                    manager.save(checkpoint_number=int(step_var.numpy()))
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            raise _name_corrupt_shard(config, 'train', e) from None
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        train_examples += int(sums['examples'])
-        timed_total += timed_examples
-        row = _means(sums)
-        row['examples_per_second'] = timed_examples / max(seconds, 1e-9)
-        row['input_examples_per_second'] = input_rate
-        if n_valid:
-            row.update(_evaluate(strategy, eval_step, config, info))
-        monitor = row.get('val_loss', row['loss'])
-        if monitor < best['val_loss']:
-            best = {'val_loss': monitor, 'epoch': epoch + 1, 'row': row}
-            if is_chief:
-                model.save_weights(best_weights)
-        stale = epoch + 1 - best['epoch']  # epochs since the last improvement
-        old_lr = float(optimizer.learning_rate.numpy())
-        lr = plateau_learning_rate(old_lr, stale, config.reduce_lr_patience)
-        if lr != old_lr:
-            optimizer.learning_rate.assign(lr)
-            say(f'train: no improvement for {stale} epochs: learning rate -> {lr:g}')
-        row['learning_rate'] = float(optimizer.learning_rate.numpy())
-        epoch_var.assign(epoch + 1)
-        if writer:
-            writer.write(epoch + 1, row)
-        rows.append(row)
-        manager.save(checkpoint_number=int(step_var.numpy()))
-        if is_chief:
-            with open(state_path, 'w') as f:
-                json.dump(best, f)
-        say(f'epoch {epoch + 1}/{config.epochs}: loss {row["loss"]:.2f} (profile '
-              f'{row["profile_nll"]:.2f}, counts {row["log_counts_mse"]:.3f})'
-              + (f' | val loss {row["val_loss"]:.2f} (profile {row["val_profile_nll"]:.2f}, '
-                 f'counts {row["val_log_counts_mse"]:.3f})' if n_valid else '')
-              + f' | {row["examples_per_second"]:.0f} ex/s, {seconds:.0f} s', flush=True)
-        if config.patience and stale >= config.patience:
-            say(f'train: early stop after epoch {epoch + 1}: no improvement of '
-                f'{"val_loss" if n_valid else "loss"} for {stale} epochs (best: epoch '
-                f'{best["epoch"]})')
-            best['stopped_early'] = True
-            if is_chief:
-                with open(state_path, 'w') as f:
-                    json.dump(best, f)
-            break
-
+    rows = epochs.train_epochs(
+        runner, ckpt, optimizer, epochs=config.epochs, patience=config.patience,
+        reduce_lr_patience=config.reduce_lr_patience, report=report,
+        writer=history.History(config.model_dir) if is_chief else None)
     if not is_chief:
-        shutil.rmtree(scratch, ignore_errors=True)
-        return {'chief': False, 'epochs': int(epoch_var.numpy()), 'final': rows[-1] if rows
-                else None, 'replicas': replicas}
-    if os.path.exists(best_weights):
-        model.load_weights(best_weights)
-    # Serve in float32 whatever the training precision: same weights, full-precision math.
-    keras.mixed_precision.set_global_policy('float32')
-    serving_model = model_lib.build_bpnet(config.model)
-    serving_model.set_weights(model.get_weights())
-    export_path = export.export_saved_model(serving_model, info, config.model,
-                                            config.export_dir)
-    summary = {
-        'chief': True,
-        'epochs': int(epoch_var.numpy()),
-        'epochs_this_run': len(rows),
-        'best_epoch': best['epoch'],
-        'monitor': 'val_loss' if n_valid else 'loss',
-        'final': rows[-1] if rows else None,
-        'best': best.get('row'),
-        'examples_seen': train_examples,
-        'examples_per_second': timed_total / max(train_seconds, 1e-9),
-        'input_examples_per_second': input_rate,
-        'skipped_corrupt_records': skipped,
-        'wall_seconds': time.perf_counter() - start,
-        'replicas': replicas,
-        'devices': list(strategy.extended.worker_devices),
-        'strategy': type(strategy).__name__,
-        'precision': precision,
-        'stopped_early': bool(best.get('stopped_early')),
-        'tensorflow': tf.__version__,
-        'keras': keras.__version__,
-        'parameters': model.count_params(),
-        'export_dir': export_path,
-        'config': config.to_dict(),
-    }
+        ckpt.close()
+        return {'chief': False, 'epochs': ckpt.epochs_done, 'final': rows[-1] if rows
+                else None, 'replicas': strategy.num_replicas_in_sync}
+    export_path = _export(model, ckpt if validate else None, config, info)
+    summary = {**_summary(runner, ckpt, rows, validate), 'chief': True,
+               'skipped_corrupt_records': skipped, 'wall_seconds': time.perf_counter() - start,
+               'replicas': strategy.num_replicas_in_sync,
+               'devices': devices.strategy_devices(strategy),
+               'strategy': type(strategy).__name__, 'precision': precision,
+               'parameters': model.count_params(), 'export_dir': export_path,
+               'config': config.to_dict()}
     with open(os.path.join(config.model_dir, 'train_summary.json'), 'w') as f:
         json.dump(summary, f, indent=2, sort_keys=True)
         f.write('\n')
     return summary
 
 
-def plateau_learning_rate(lr: float, stale: int, patience: int) -> float:
-    """The learning rate after an epoch `stale` epochs past the best one: halved after every
-    `patience` epochs without improvement (0: never), down to 1e-6; never raised."""
-    if patience and stale and stale % patience == 0:
-        return max(lr * 0.5, min(lr, 1e-6))
-    return lr
+def _build(config: TrainConfig, strategy: tf.distribute.Strategy, precision: str,
+           is_chief: bool) -> tuple[keras.Model, keras.optimizers.Optimizer,
+                                    checkpointing.Checkpointer]:
+    """The model, its optimizer and their checkpointer, in the strategy's scope."""
+    with strategy.scope():
+        model = model_lib.build_bpnet(config.model)
+        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        if precision == 'mixed_float16':
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+        ckpt = checkpointing.Checkpointer(
+            config.model_dir, model, optimizer, chief=is_chief,
+            task_id=0 if is_chief else strategy.cluster_resolver.task_id)
+    return model, optimizer, ckpt
+
+
+def _export(model: keras.Model, best: checkpointing.Checkpointer | None, config: TrainConfig,
+            info: schema.RecordsInfo) -> str:
+    """Exports the best epoch's weights (`best`), or the model's as they are (None).
+
+    Serves in float32 whatever the training precision: same weights, full-precision math.
+    """
+    if best is not None:
+        best.load_best_weights()
+    with devices.dtype_policy('float32'):
+        serving_model = model_lib.build_bpnet(config.model)
+    serving_model.set_weights(model.get_weights())
+    return export.export_saved_model(serving_model, info, config.model, config.export_dir)
+
+
+def _summary(runner: epochs.EpochRunner, ckpt: checkpointing.Checkpointer,
+             rows: list[dict[str, float]], validate: bool) -> dict[str, Any]:
+    """The summary's training part: epochs, which weights were exported, throughput."""
+    if validate:
+        exported = {'monitor': 'val_loss', 'best_epoch': ckpt.best['epoch'],
+                    'best': ckpt.best.get('row'), 'exported': 'best_epoch'}
+    else:
+        exported = {'monitor': None, 'best_epoch': None, 'best': None,
+                    'exported': 'last_epoch',
+                    'note': "no validation: exported the last epoch's weights"}
+    return {**exported, 'validation': 'records' if validate else 'none',
+            'epochs': ckpt.epochs_done, 'epochs_this_run': len(rows),
+            'final': rows[-1] if rows else None, 'examples_seen': runner.train_examples,
+            'examples_per_second': runner.timed_examples / max(runner.train_seconds, 1e-9),
+            'input_examples_per_second': runner.input_rate,
+            'stopped_early': ckpt.stopped_early, 'tensorflow': tf.__version__,
+            'keras': keras.__version__}
 
 
 def _evaluate(strategy, eval_step, config: TrainConfig,
@@ -611,16 +496,4 @@ def _evaluate(strategy, eval_step, config: TrainConfig,
                 sums[k] += float(v)
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
         raise _name_corrupt_shard(config, 'valid', e) from None
-    return {f'val_{k}': v for k, v in _means(sums).items()}
-
-
-def _means(sums: dict[str, float]) -> dict[str, float]:
-    """Example-weighted means of step sums; profile NLLs are over peak (non-background)
-    examples, everything else over all examples."""
-    out = {}
-    for k, v in sums.items():
-        if k in ('examples', 'peak_examples'):
-            continue
-        n = sums['peak_examples'] if k.startswith('profile_nll') else sums['examples']
-        out[k] = v / max(n, 1)
-    return out
+    return {f'val_{k}': v for k, v in epochs.means(sums).items()}

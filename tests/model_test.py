@@ -40,89 +40,6 @@ def test_every_layer_named_and_config_round_trip():
     assert rebuilt.count_params() == model.count_params()
 
 
-@pytest.mark.parametrize('config', [
-    model_lib.ModelConfig(sequence_length=200, filters=16),
-    model_lib.ModelConfig(sequence_length=500, output_length=100, stem_kernel_size=21,
-                          profile_kernel_size=75, num_dilated_layers=6, filters=16),
-    model_lib.ModelConfig(sequence_length=200, num_tasks=2, use_control=True, filters=16)],
-    ids=['reference', 'valid_padding', 'two_tasks_control'])
-def test_our_conv_layer_equals_stock_keras_conv1d(config):
-    # build_bpnet's Conv1D (tf.nn.conv1d + bias_add + relu) is keras.layers.Conv1D's math:
-    # the same weights in the same order, the same outputs.
-    ours = model_lib.build_bpnet(config)
-    stock = model_lib.build_bpnet(config, stock_layers=True)
-    assert {type(layer).__name__ for layer in stock.layers} & {'Conv1D'}
-    assert [w.shape for w in ours.get_weights()] == [w.shape for w in stock.get_weights()]
-    stock.set_weights(ours.get_weights())
-    rng = np.random.default_rng(1)
-    x = rng.integers(0, 2, (3, config.sequence_length, 4)).astype(np.float32)
-    inputs = x if not config.use_control else {
-        model_lib.INPUT_NAME: x, model_lib.CONTROL_INPUT_NAME: rng.poisson(
-            2.0, (3, config.output_length, 2, 2)).astype(np.float32)}
-    got, want = ours(inputs), stock(inputs)
-    for key in want:
-        np.testing.assert_allclose(np.asarray(got[key]), np.asarray(want[key]), rtol=1e-4,
-                                   atol=1e-4)
-    assert isinstance(ours.get_layer('dilated_conv_2'), model_lib.Conv1D)
-    layer = ours.get_layer('dilated_conv_2')
-    assert model_lib.Conv1D.from_config(layer.get_config()).get_config() == layer.get_config()
-
-
-@pytest.mark.parametrize('padding', ['same', 'valid'])
-@pytest.mark.parametrize('taps,dilation,filters', [(25, 1, 2), (4, 1, 1), (3, 4, 2), (6, 3, 8)])
-def test_few_filter_conv_equals_conv1d_with_gradients(padding, taps, dilation, filters):
-    # The profile head's matmul-and-shifted-sum form: outputs, input and kernel gradients as
-    # tf.nn.conv1d's, for odd and even kernels, with dilation, at the largest filter count.
-    import tensorflow as tf
-    assert filters <= model_lib.Conv1D.SHIFTED_MATMUL_MAX_FILTERS
-    rng = np.random.default_rng(taps * dilation + filters)
-    x = tf.constant(rng.normal(size=(3, 41, 5)).astype(np.float32))
-    kernel = tf.Variable(rng.normal(size=(taps, 5, filters)).astype(np.float32))
-    layer = model_lib.Conv1D(filters, taps, padding=padding, dilation_rate=dilation)
-    layer.build(x.shape)
-    layer.kernel.assign(kernel)
-    weights = tf.constant(rng.normal(size=(3, 41 - (0 if padding == 'same' else
-                                                     (taps - 1) * dilation), filters)),
-                          tf.float32)
-    results = []
-    for conv in (lambda v: layer(v),
-                 lambda v: tf.nn.conv1d(v, layer.kernel, 1, padding.upper(), dilations=dilation)):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = conv(x)
-            loss = tf.reduce_sum(y * weights)
-        results.append([y, *tape.gradient(loss, [x, layer.kernel])])
-    for got, want in zip(*results):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize('padding', ['same', 'valid'])
-@pytest.mark.parametrize('taps,dilation', [(3, 32), (4, 64), (3, 48)])
-def test_dilated_conv_gradients_equal_conv1d(padding, taps, dilation):
-    # Dilations above 16 take the kernel gradient over interleaved sub-sequences: outputs,
-    # input and kernel gradients as tf.nn.conv1d's, for a length that is not a multiple of
-    # the split, odd and even kernels, and a dilation that is a multiple of 16 but not a power
-    # of two.
-    import tensorflow as tf
-    assert dilation > model_lib.Conv1D.KERNEL_GRADIENT_DILATION
-    rng = np.random.default_rng(taps + dilation)
-    x = tf.constant(rng.normal(size=(3, 301, 5)).astype(np.float32))
-    layer = model_lib.Conv1D(16, taps, padding=padding, dilation_rate=dilation)
-    layer.build(x.shape)
-    out_length = 301 - (0 if padding == 'same' else (taps - 1) * dilation)
-    weights = tf.constant(rng.normal(size=(3, out_length, 16)), tf.float32)
-    results = []
-    for conv in (lambda v: layer(v),
-                 lambda v: tf.nn.bias_add(tf.nn.conv1d(v, layer.kernel, 1, padding.upper(),
-                                                       dilations=dilation), layer.bias)):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(conv(x) * weights)
-        results.append(tape.gradient(loss, [x, layer.kernel, layer.bias]))
-    for got, want in zip(*results):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-3)
-
-
 def test_receptive_field():
     # 25 + 2 * (2 + 4 + ... + 512) + 24 = 25 + 2044 + 24.
     assert model_lib.ModelConfig().receptive_field == 2093
@@ -236,6 +153,7 @@ def test_chip_nexus_2114_regime_and_joint_counts_head():
     with pytest.raises(ValueError, match='profile_loss'):
         model_lib.ModelConfig(profile_loss='pooled')
     assert model_lib.ModelConfig.from_dict(config.to_dict()) == config
+
 
 @pytest.mark.parametrize('num_tasks,use_control', [(1, False), (2, True)])
 def test_mixed_precision_body_bfloat16_heads_float32(num_tasks, use_control):
