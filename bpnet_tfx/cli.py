@@ -9,11 +9,13 @@ CUDA probe's `failed call to cuInit` on machines without a GPU) and Python warni
 
 from __future__ import annotations
 
+import contextlib
 import logging as std_logging
 import os
 import sys
+import tempfile
 import warnings
-from typing import Callable, NoReturn
+from typing import Callable, Iterator, NoReturn
 
 from bpnet_tfx.errors import BpnetError
 
@@ -41,24 +43,43 @@ def quiet_logs() -> None:
 
 
 def _import_tensorflow_silently() -> None:
-    """Imports TensorFlow with file descriptor 2 pointed at /dev/null.
+    """Imports TensorFlow with its native stderr hidden (`native_stderr_hidden`)."""
+    if 'tensorflow' not in sys.modules:
+        with native_stderr_hidden():
+            import tensorflow  # noqa: F401
 
-    Loading its shared libraries logs lines ('Could not find cuda drivers ...') through C++
-    logging before TF_CPP_MIN_LOG_LEVEL is read, so only the descriptor can hide them. A
-    failing import is re-raised once stderr is back, so its error still shows.
+
+@contextlib.contextmanager
+def native_stderr_hidden() -> Iterator[None]:
+    """Hides what native code writes to file descriptor 2 inside the block, unless -v was given.
+
+    TensorFlow's libraries log lines while they load (the CUDA probe's 'I0000 ...
+    cudart_stub.cc') before absl::InitializeLog, ignoring TF_CPP_MIN_LOG_LEVEL, so only the
+    descriptor can hide them. They are shown after all if the block fails with anything but
+    a user error.
     """
-    if 'tensorflow' in sys.modules:
+    if verbose():
+        yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        replay = False
+        try:
+            yield
+        except BpnetError:
+            raise
+        except BaseException:
+            replay = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if replay:
+                capture.seek(0)
+                sys.stderr.write(capture.read().decode(errors='replace'))
 
 
 def fail(name: str, message: str) -> NoReturn:

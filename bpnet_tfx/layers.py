@@ -1,8 +1,8 @@
 """Conv1D, the convolution layer BPNet is built from, and its CPU rewrites.
 
 `Conv1D` has `keras.layers.Conv1D`'s weights and math; on a machine without a GPU it computes
-a few-filter convolution as a matmul and a shifted sum, and a widely dilated one with a custom
-kernel gradient over interleaved sub-sequences. Both rewrites are exact (same outputs and
+a few-filter convolution as a matmul and a shifted sum, and a dilated one with a custom
+gradient that every CPU kernel can take. Both rewrites are exact (same outputs and
 gradients as tf.nn.conv1d, up to float rounding); TensorFlow is imported inside the functions,
 so importing this module costs only Keras.
 """
@@ -21,8 +21,9 @@ class Conv1D(keras.layers.Layer):
     dilation straight to the convolution op and lets TensorFlow's graph optimiser fuse the
     bias and relu into it. When no GPU is visible, two rewrites replace the convolution op:
     a layer with few filters (the profile head: 2 strands from 64 channels) is one matmul and
-    a shifted sum (`_shifted_matmul_conv`), and a dilation above 16 takes its kernel gradient
-    over interleaved sub-sequences (`_dilated_conv`). With a GPU the stock ops (cuDNN's
+    a shifted sum (`_shifted_matmul_conv`), and a dilated one takes its gradients without
+    dilated backward kernels, which TensorFlow's CPU kernels lack without oneDNN
+    (`_dilated_conv`). With a GPU the stock ops (cuDNN's
     kernels) run. Outputs and gradients equal the stock layer's for the same weights
     (layers_test); how much faster each form trains, and on which machine, is in
     docs/benchmarks.md. `model.build_bpnet(config, stock_layers=True)` builds the stock
@@ -34,9 +35,6 @@ class Conv1D(keras.layers.Layer):
 
     # At most this many filters, a kernel wider than 1 is computed by _shifted_matmul_conv.
     SHIFTED_MATMUL_MAX_FILTERS = 8
-    # Dilations above this (and multiples of it) take the kernel gradient at this dilation
-    # over interleaved sub-sequences (_dilated_conv).
-    KERNEL_GRADIENT_DILATION = 16
 
     def __init__(self, filters: int, kernel_size: int, *, padding: str = 'same',
                  dilation_rate: int = 1, activation: str | None = None, **kwargs):
@@ -59,11 +57,8 @@ class Conv1D(keras.layers.Layer):
         cpu = not tf.config.list_logical_devices('GPU')
         if cpu and 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS:
             y = _shifted_matmul_conv(x, self.kernel, padding, self.dilation_rate)
-        elif (cpu and x.dtype != tf.float16
-              and self.dilation_rate > self.KERNEL_GRADIENT_DILATION
-              and self.dilation_rate % self.KERNEL_GRADIENT_DILATION == 0):
-            y = _dilated_conv(x, self.kernel, padding, self.dilation_rate,
-                              self.KERNEL_GRADIENT_DILATION)
+        elif cpu and x.dtype != tf.float16 and self.dilation_rate > 1:
+            y = _dilated_conv(x, self.kernel, padding, self.dilation_rate)
         elif x.dtype == tf.float16 and self.dilation_rate > 1:
             # TensorFlow's CPU kernel for float16 has no dilation: tf.nn.convolution (what
             # the stock layer calls) emulates it.
@@ -87,41 +82,53 @@ class Conv1D(keras.layers.Layer):
                 'dilation_rate': self.dilation_rate, 'activation': self.activation}
 
 
-def _dilated_conv(x, kernel, padding: str, dilation: int, kernel_dilation: int):
-    """tf.nn.conv1d(x, kernel, padding, dilations=dilation) whose kernel gradient is taken
-    at dilation `kernel_dilation` over x split into m = dilation / kernel_dilation
-    interleaved sub-sequences (positions r, r + m, r + 2m, ... for each r < m).
+def _interleaved(t, m: int):
+    """(batch, length, c) with length a multiple of m -> (batch * m, 1, length / m, c): the m
+    interleaved sub-sequences (positions r, r + m, r + 2m, ... for each r < m)."""
+    import tensorflow as tf
+    batch, length, channels = tf.shape(t)[0], tf.shape(t)[1], tf.shape(t)[2]
+    t = tf.transpose(tf.reshape(t, (batch, length // m, m, channels)), (0, 2, 1, 3))
+    return tf.reshape(t, (batch * m, 1, length // m, channels))
 
-    A tap d positions away in x is d / m positions away in its sub-sequence, so the split
-    turns the dilated convolution into one of dilation `kernel_dilation` on m times as many
-    sequences, with the same zero padding when the length is first padded to a multiple of m
-    (and `kernel_dilation` is even, so 'SAME' splits its padding alike). TensorFlow's CPU
-    kernel gradient is slower at large dilations than at 16 (docs/benchmarks.md has the
-    per-op timings); the forward pass and the input gradient stay the stock ops.
+
+def _dilated_conv(x, kernel, padding: str, dilation: int):
+    """tf.nn.conv1d(x, kernel, padding, dilations=dilation) with a gradient that needs no
+    dilated backward kernel.
+
+    TensorFlow's CPU kernels without oneDNN (the default on AMD processors, for one) cannot
+    take input or kernel gradients of a dilated convolution ('Current CPU implementations do
+    not yet support dilation rates larger than 1'), though they run it forward. So:
+    - the input gradient is the forward dilated convolution of dy, padded by the span less
+      the forward padding on each side, with the kernel reversed along its taps and its
+      channel axes swapped;
+    - the kernel gradient is a dilation-1 kernel gradient over the `dilation` interleaved
+      sub-sequences of the padded input: a tap k * dilation away in x is k away in its
+      sub-sequence. x padded ('SAME' as TensorFlow pads: the extra base at the end) and
+      filled to a multiple of `dilation` makes every convolution 'VALID'; dy is filled with
+      zeros to the matching length.
     """
     import tensorflow as tf
-    m = dilation // kernel_dilation
-    channels, filters = kernel.shape[1], kernel.shape[2]
-
-    def split(t):  # (batch, length, c) -> (batch * m, 1, ceil(length / m), c)
-        batch, length = tf.shape(t)[0], tf.shape(t)[1]
-        padded = (length + m - 1) // m * m
-        t = tf.pad(t, [[0, 0], [0, padded - length], [0, 0]])
-        t = tf.transpose(tf.reshape(t, (batch, padded // m, m, tf.shape(t)[2])), (0, 2, 1, 3))
-        return tf.reshape(t, (batch * m, 1, padded // m, tf.shape(t)[3]))
+    taps, channels, filters = kernel.shape
+    span = (taps - 1) * dilation
+    left = span // 2 if padding == 'SAME' else 0
+    right = span - left if padding == 'SAME' else 0
 
     @tf.custom_gradient
     def conv(x, kernel):
         y = tf.nn.conv1d(x, kernel, stride=1, padding=padding, dilations=dilation)
 
         def grad(dy):
-            dx = tf.nn.conv1d_transpose(dy, kernel, tf.shape(x), strides=1, padding=padding,
-                                        dilations=dilation)
-            # Padding x to a multiple of m pads dy alike ('VALID' drops a multiple of m).
+            flipped = tf.transpose(tf.reverse(kernel, [0]), (0, 2, 1))
+            dx = tf.nn.conv1d(tf.pad(dy, [[0, 0], [span - left, span - right], [0, 0]]),
+                              flipped, stride=1, padding='VALID', dilations=dilation)
+            padded = tf.shape(x)[1] + left + right
+            total = (padded + dilation - 1) // dilation * dilation
+            xp = tf.pad(x, [[0, 0], [left, right + total - padded], [0, 0]])
+            dyp = tf.pad(dy, [[0, 0], [0, total - span - tf.shape(dy)[1]], [0, 0]])
             dk = tf.raw_ops.Conv2DBackpropFilter(
-                input=split(x), filter_sizes=[1, kernel.shape[0], channels, filters],
-                out_backprop=split(dy), strides=[1, 1, 1, 1], padding=padding,
-                dilations=[1, 1, kernel_dilation, 1])
+                input=_interleaved(xp, dilation), filter_sizes=[1, taps, channels, filters],
+                out_backprop=_interleaved(dyp, dilation), strides=[1, 1, 1, 1],
+                padding='VALID')
             return dx, dk[0]
 
         return y, grad

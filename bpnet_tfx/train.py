@@ -16,19 +16,14 @@ train_config.json, checkpoints/ (resumable state every epoch, best weights), log
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import shutil
-import sys
-import tempfile
-from typing import Iterator
 
 from absl import app, flags, logging
 
 from bpnet_tfx import cli
-from bpnet_tfx.errors import BpnetError
 
 _RECORDS_DIR = flags.DEFINE_string(
     'records_dir', None, 'Folder written by beam_jobs.make_records (holds metadata.json).')
@@ -245,44 +240,12 @@ def _summary_line(summary) -> str:
             f"{summary['export_dir']}")
 
 
-@contextlib.contextmanager
-def _native_stderr_hidden() -> Iterator[None]:
-    """Hides what TensorFlow's C++ code writes to stderr while it loads, unless -v was given.
-
-    Lines logged before absl::InitializeLog (the CUDA probe's 'I0000 ... cudart_stub.cc')
-    ignore TF_CPP_MIN_LOG_LEVEL, so `cli.quiet_logs` cannot hide them. They are shown after
-    all if loading fails with anything but a user error.
-    """
-    if cli.verbose():
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        replay = False
-        try:
-            yield
-        except BpnetError:
-            raise
-        except BaseException:
-            replay = True
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            if replay:
-                capture.seek(0)
-                sys.stderr.write(capture.read().decode(errors='replace'))
-
-
 def main(argv):
     del argv  # cli.run refuses extra arguments.
     # TensorFlow is imported here, after flag parsing, so that --helpfull is quick; the logical
     # CPU devices must be configured before TensorFlow initialises its devices, and a
     # multi-worker strategy must exist before any TensorFlow op runs.
-    with _native_stderr_hidden():
+    with cli.native_stderr_hidden():
         from bpnet_tfx import devices, schema, trainer
         devices.configure_cpu_replicas(_CPU_REPLICAS.value)
         info = schema.RecordsInfo.load(_RECORDS_DIR.value)
