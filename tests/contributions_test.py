@@ -256,3 +256,105 @@ def test_wide_input_joint_loss_control_model_from_a_bed(tmp_path):
     want = scorer.integrated_gradients(
         x, shuffle.dinuc_shuffle(x, 3, [shuffle.keyed_rng(0, 'chrA:100-160')]), 5, ctrl)
     np.testing.assert_allclose(result['hyp']['b.counts'], want[3], rtol=1e-4, atol=1e-7)
+
+
+# Invariance: a window's scores depend only on the window (and the seed).
+
+# Overlapping and touching windows on two chromosomes, one shifted inside each end, one
+# window named twice.
+BED_LINES = [('chrT', 380, 420, 'a'), ('chrU', 140, 160, 'b'), ('chrT', 450, 470, None),
+             ('chrT', 100, 101, None), ('chrT', 0, 1000, 'whole'), ('chrU', 0, 10, None),
+             ('chrT', 990, 1000, None), ('chrT', 455, 465, 'again'), ('chrT', 200, 201, None)]
+
+
+@pytest.fixture
+def small_genome(tmp_path):
+    """A FASTA of chrT (1,000 bp) and chrU (300 bp), random bases."""
+    rng = np.random.default_rng(7)
+    path = tmp_path / 'small.fa'
+    path.write_text(''.join(f'>{name}\n' + ''.join(rng.choice(list('ACGT'), size)) + '\n'
+                            for name, size in (('chrT', 1000), ('chrU', 300))))
+    return str(path)
+
+
+def _bed(path, lines):
+    path.write_text(''.join('\t'.join(str(c) for c in line if c is not None) + '\n'
+                            for line in lines))
+    return str(path)
+
+
+def _scored(export_dir, out, **kwargs):
+    contributions.compute_contributions(export_dir, str(out), num_shuffles=3, steps=3,
+                                        **kwargs)
+    return contributions.load_outputs(str(out))
+
+
+def _inputs(source, tiny_export, small_genome, tmp_path):
+    if source == 'bed':
+        return {'regions_bed': _bed(tmp_path / 'r.bed', BED_LINES), 'fasta': small_genome}
+    return {'records_dir': tiny_export[2]}
+
+
+@pytest.mark.slow  # several whole runs
+@pytest.mark.parametrize('source', ['bed', 'records'])
+@pytest.mark.parametrize('method', ['ig', 'ism'])
+def test_scores_do_not_depend_on_the_batch_size(tiny_export, small_genome, tmp_path, method,
+                                                source):
+    inputs = _inputs(source, tiny_export, small_genome, tmp_path)
+    # ISM: 3 windows (600 mutants each); 2,000 also groups several windows in a call.
+    sizes, limit = ((1, 7, 128), None) if method == 'ig' else ((1, 7, 128, 2000), 3)
+    runs = [_scored(tiny_export[0], tmp_path / f'batch{b}', method=method, batch_size=b,
+                    max_regions=limit, **inputs) for b in sizes]
+    for run in runs[1:]:
+        assert run['windows'] == runs[0]['windows']
+        for name, hyp in runs[0]['hyp'].items():
+            np.testing.assert_allclose(run['hyp'][name], hyp, rtol=1e-5, atol=1e-5)
+
+
+def _track(path):
+    """{chrom: per-base values} of a bigWig, over every chromosome of its header, in order."""
+    bw = pyBigWig.open(str(path))
+    try:
+        return {c: bw.values(c, 0, n, numpy=True) for c, n in bw.chroms().items()}
+    finally:
+        bw.close()
+
+
+@pytest.mark.slow  # several whole runs
+def test_a_shuffled_bed_gives_each_window_the_same_scores_and_the_same_tracks(
+        tiny_export, small_genome, tmp_path):
+    order = np.random.default_rng(1).permutation(len(BED_LINES))
+    runs = [_scored(tiny_export[0], tmp_path / name, batch_size=7, fasta=small_genome,
+                    regions_bed=_bed(tmp_path / f'{name}.bed', lines))
+            for name, lines in (('original', BED_LINES),
+                                ('shuffled', [BED_LINES[i] for i in order]))]
+    original, shuffled = runs
+    # Rows in the shuffled BED's order; each window's scores as in the original order (to
+    # float32 rounding: windows share device calls with other neighbours).
+    assert shuffled['windows'] == [original['windows'][i] for i in order]
+    np.testing.assert_array_equal(shuffled['one_hot'], original['one_hot'][order])
+    for name, hyp in original['hyp'].items():
+        np.testing.assert_allclose(shuffled['hyp'][name], hyp[order], rtol=1e-5, atol=1e-6)
+        tracks = [_track(tmp_path / run / name / 'contrib.bw') for run in ('original', 'shuffled')]
+        assert list(tracks[1]) == list(tracks[0]) == ['chrT', 'chrU']
+        for chrom, values in tracks[0].items():
+            np.testing.assert_allclose(tracks[1][chrom], values, rtol=1e-5, atol=1e-6)
+    # A window named twice (lines 'chrT 450 470' and 'again') is scored alike both times.
+    names = [w.name for w in original['windows']]
+    twice = [names.index('chrT:360-560'), names.index('again')]
+    np.testing.assert_array_equal(original['hyp']['profile'][twice[0]],
+                                  original['hyp']['profile'][twice[1]])
+
+
+@pytest.mark.slow  # several whole runs
+@pytest.mark.parametrize('source', ['bed', 'records'])
+def test_max_regions_keeps_the_first_windows_in_input_order(tiny_export, small_genome,
+                                                             tmp_path, source):
+    inputs = _inputs(source, tiny_export, small_genome, tmp_path)
+    full = _scored(tiny_export[0], tmp_path / 'all', batch_size=7, **inputs)
+    first = _scored(tiny_export[0], tmp_path / 'first', batch_size=7, max_regions=4, **inputs)
+    assert first['windows'] == full['windows'][:4]
+    if source == 'bed':
+        assert [w.name for w in first['windows']] == ['a', 'b', 'chrT:360-560', 'chrT:0-200']
+    for name, hyp in full['hyp'].items():
+        np.testing.assert_allclose(first['hyp'][name], hyp[:4], rtol=1e-5, atol=1e-6)
