@@ -65,7 +65,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from bpnet_tfx import attribution
+    from bpnet_tfx import attribution, shuffle
     scorer = attribution.Scorer(args.saved_model)
     k, s = args.num_shuffles, args.steps
     x, control = _windows(args.records_dir, max(args.windows, args.ism_windows + 1))
@@ -83,22 +83,22 @@ def main() -> None:
     # 1. The shuffle alone, in the batches the command uses.
     def shuffle_all():
         for b in range(0, args.windows, per_call):
-            attribution.dinuc_shuffle(x[b:min(b + per_call, args.windows)], k,
-                                      rngs(min(per_call, args.windows - b), b))
+            shuffle.dinuc_shuffle(x[b:min(b + per_call, args.windows)], k,
+                                  rngs(min(per_call, args.windows - b), b))
     seconds = _timed(shuffle_all, 3)
     rows.append({'measurement': f'dinucleotide shuffle ({k} refs)',
                  'windows_per_second': args.windows / seconds})
 
     # 2. Integrated gradients, shuffles included; warm-up call first (tracing).
     first = x[:1]  # the function takes any batch and step count: one step traces it
-    scorer.integrated_gradients(first, attribution.dinuc_shuffle(first, k, rngs(1)), 1,
+    scorer.integrated_gradients(first, shuffle.dinuc_shuffle(first, k, rngs(1)), 1,
                                 ctrl(0, 1))
 
     def ig_all():
         for b in range(0, args.windows, per_call):
             part = x[b:min(b + per_call, args.windows)]
-            scorer.integrated_gradients(part, attribution.dinuc_shuffle(part, k,
-                                                                        rngs(len(part), b)), s,
+            scorer.integrated_gradients(part, shuffle.dinuc_shuffle(part, k,
+                                                                    rngs(len(part), b)), s,
                                         ctrl(b, b + len(part)))
     seconds = _timed(ig_all)
     rows.append({'measurement': f'integrated gradients ({k} refs x {s} steps, 2 heads)',

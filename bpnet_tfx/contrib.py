@@ -7,13 +7,15 @@
 
 Per window and head (profile, counts), hypothetical contributions by integrated gradients from
 --num_shuffles dinucleotide-shuffled references x --steps path steps (or, with --method=ism,
-by in-silico mutagenesis of every base); formulas in attribution.py. --records_dir takes the
-split's centred windows; --regions_bed one window per BED line, centred on the line's interval
-and resized to the model's length. Writes OUTPUT_DIR/regions.bed (row order), ohe.npz, and per
-head <head>/shap.npz (N x 4 x L under 'arr_0', for `modisco motifs -s ohe.npz -a
-<head>/shap.npz`) and <head>/contrib.bw (observed-base contributions, overlapping windows
-averaged), plus summary.json. The folder appears only once complete. Bad input stops with one
-line on stderr and exit status 2.
+by in-silico mutagenesis of every base); formulas in attribution.py, the job in
+contributions.py. --records_dir takes the split's centred windows; --regions_bed one window per
+BED line, centred on the line's interval and resized to the model's length. Writes
+OUTPUT_DIR/regions.bed (input order), ohe.npz, and per head <head>/shap.npz (N x 4 x L under
+'arr_0', for `modisco motifs -s ohe.npz -a <head>/shap.npz`) and <head>/contrib.bw
+(observed-base contributions, overlapping windows averaged), plus summary.json. A window's
+scores depend only on the window and --seed: not on --batch_size, nor on its place in the
+input. The folder appears only once complete. Bad input stops with one line on stderr and exit
+status 2.
 
 Models trained with control tracks score each window with its observed control counts held
 fixed (only the sequence is interpolated or mutated): from the records with --records_dir, or
@@ -27,7 +29,7 @@ import os
 
 from absl import app, flags
 
-from bpnet_tfx import attribution, cli
+from bpnet_tfx import attribution, cli, contributions
 
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
 _RECORDS_DIR = flags.DEFINE_string('records_dir', None,
@@ -55,7 +57,8 @@ _STEPS = flags.DEFINE_integer('steps', 20, 'Integration steps per reference (ig)
 _BATCH_SIZE = flags.DEFINE_integer(
     'batch_size', 128, 'Model inputs per device call: windows x num_shuffles path points (ig), '
     'or mutated windows (ism). Raise it on a GPU.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the shuffled references.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the shuffled references; with a window\'s '
+                             'chrom:start-end it fixes that window\'s references.')
 _MAX_REGIONS = flags.DEFINE_integer('max_regions', 0,
                                     'Explain only the first this many windows; 0: all.')
 _OVERWRITE = flags.DEFINE_boolean('overwrite', False,
@@ -64,7 +67,7 @@ _OVERWRITE = flags.DEFINE_boolean('overwrite', False,
 
 def main(argv):
     del argv  # cli.run refuses extra arguments.
-    result = attribution.compute_contributions(
+    result = contributions.compute_contributions(
             _SAVED_MODEL.value, _OUTPUT_DIR.value, records_dir=_RECORDS_DIR.value,
             split=_SPLIT.value, regions_bed=_REGIONS_BED.value, fasta=_FASTA.value,
             control_pos_bigwig=_CONTROL_POS_BIGWIG.value,

@@ -1,71 +1,12 @@
-"""Tests of contribution scores: the dinucleotide shuffle, IG and ISM against direct
-computations, windows from BED lines, overlap averaging, and the output folder."""
-
-import collections
-import os
+"""Tests of the scorers: integrated gradients and in-silico mutagenesis against direct
+computations through the Keras model or the SavedModel, per task and head, with control tracks
+held fixed, and for a wide-input joint-loss model."""
 
 import numpy as np
 import pyBigWig
 import pytest
-from scipy import stats
 
-from bpnet_tfx import attribution, errors, sequence
-
-
-def _dinucleotides(one_hot):
-    tokens = attribution._tokens(one_hot).tolist()
-    return collections.Counter(zip(tokens[:-1], tokens[1:]))
-
-
-def test_dinuc_shuffle_keeps_dinucleotide_counts_including_n():
-    rng = np.random.default_rng(0)
-    seqs = [''.join(rng.choice(list('ACGT'), 300)) for _ in range(3)]
-    seqs[1] = seqs[1][:100] + 'N' * 7 + seqs[1][107:250] + 'nNAn' + seqs[1][254:]
-    batch = np.stack([sequence.one_hot(s) for s in seqs])
-    out = attribution.dinuc_shuffle(batch, 6, [np.random.default_rng(i) for i in range(3)])
-    assert out.shape == (3, 6, 300, 4) and out.dtype == np.uint8
-    for x, shuffles in zip(batch, out):
-        for y in shuffles:
-            assert _dinucleotides(y) == _dinucleotides(x)
-            assert attribution._tokens(y)[0] == attribution._tokens(x)[0]
-            assert attribution._tokens(y)[-1] == attribution._tokens(x)[-1]
-            assert set(y.sum(axis=1).tolist()) <= {0, 1}  # still one-hot (or N)
-        assert len({y.tobytes() for y in shuffles}) == 6  # different shuffles
-    # The same generators give the same shuffles; one sequence alone gives (K, L, 4).
-    again = attribution.dinuc_shuffle(batch[1], 6, np.random.default_rng(1))
-    np.testing.assert_array_equal(again, out[1])
-
-
-def _same_dinucleotide_sequences(seq):
-    """Every sequence with `seq`'s first letter and dinucleotide counts (Eulerian trails)."""
-    edges = collections.Counter(zip(seq[:-1], seq[1:]))
-    found = set()
-
-    def walk(path):
-        if len(path) == len(seq):
-            found.add(path)
-            return
-        for (a, b), n in list(edges.items()):
-            if a == path[-1] and n:
-                edges[a, b] -= 1
-                walk(path + b)
-                edges[a, b] += 1
-
-    walk(seq[0])
-    return sorted(found)
-
-
-def test_dinuc_shuffle_is_uniform_over_sequences_with_the_same_dinucleotides():
-    seq = 'ACAGTACGNATTAC'  # N is a fifth letter
-    allowed = _same_dinucleotide_sequences(seq)
-    assert len(allowed) == 96
-    out = attribution.dinuc_shuffle(sequence.one_hot(seq), 4000, np.random.default_rng(0))
-    drawn = collections.Counter(sequence.decode_one_hot(y) for y in out)
-    assert set(drawn) <= set(allowed)
-    counts = np.array([drawn[s] for s in allowed])
-    assert counts.min() > 0
-    # Keeping each letter's original last exit (deeplift's dinuc_shuffle) fails this: p ~ 0.
-    assert stats.chisquare(counts).pvalue > 1e-3
+from bpnet_tfx import attribution, errors, sequence, shuffle
 
 
 def _reference_hyp(model, x, refs, steps, head):
@@ -99,7 +40,7 @@ def test_integrated_gradients_match_a_direct_computation(tiny_export):
     assert [t.name for t in scorer.targets] == ['profile', 'counts']
     x = _windows(3, info.sequence_length)
     x[1, 50:60] = 0  # an N stretch
-    refs = attribution.dinuc_shuffle(x, 4, [np.random.default_rng(i) for i in range(3)])
+    refs = shuffle.dinuc_shuffle(x, 4, [np.random.default_rng(i) for i in range(3)])
     hyp = scorer.integrated_gradients(x, refs, 5)
     for t, head in enumerate(('profile', 'counts')):
         assert hyp[t].shape == x.shape
@@ -125,7 +66,7 @@ def test_every_task_of_a_multi_task_model_gets_its_own_targets(tmp_path):
     assert [t.name for t in scorer.targets] == ['Oct4.profile', 'Oct4.counts',
                                                 'Sox_2.profile', 'Sox_2.counts']
     x = _windows(1, 64)
-    refs = attribution.dinuc_shuffle(x, 2, np.random.default_rng(0))
+    refs = shuffle.dinuc_shuffle(x, 2, np.random.default_rng(0))
     hyp = scorer.integrated_gradients(x, refs, 3)
     points = tf.constant(refs[0][:, None] + ((np.arange(3) + 0.5) / 3)[:, None, None]
                          * (x[0] - refs[0][:, None]), tf.float32)  # (K, S, L, 4)
@@ -142,7 +83,7 @@ def test_counts_contributions_add_up_to_the_output_difference(tiny_export):
     """Completeness: observed-base contributions sum to mean_k f(x) - f(r_k)."""
     export_dir, model, _, info = tiny_export
     x = _windows(2, info.sequence_length, seed=1)
-    refs = attribution.dinuc_shuffle(x, 3, [np.random.default_rng(i) for i in range(2)])
+    refs = shuffle.dinuc_shuffle(x, 3, [np.random.default_rng(i) for i in range(2)])
     hyp = attribution.Scorer(export_dir).integrated_gradients(x, refs, 64)[1]
     total = (hyp * x).sum(axis=(1, 2))
 
@@ -178,136 +119,6 @@ def test_mutagenesis_matches_single_mutants(tiny_export):
     for got, delta in ((hyp_profile, delta_profile), (hyp_counts, delta_counts)):
         np.testing.assert_allclose(got[0, [7, 120]], delta - delta.mean(1, keepdims=True),
                                    rtol=1e-3, atol=1e-5)
-
-
-def test_overlapping_windows_are_averaged_once_per_base():
-    W = attribution.Window
-    windows = [W('b', 10, 14, 'w0'), W('a', 0, 4, 'w1'), W('b', 12, 16, 'w2'),
-               W('b', 16, 20, 'w3')]
-    values = np.array([[1, 1, 1, 1], [5, 5, 5, 5], [3, 3, 3, 3], [7, 7, 7, 7]], float)
-    runs = attribution.average_overlaps(windows, values, ['a', 'b'])
-    assert [(c, s, v.tolist()) for c, s, v in runs] == [
-        ('a', 0, [5, 5, 5, 5]), ('b', 10, [1, 1, 2, 2, 3, 3]), ('b', 16, [7, 7, 7, 7])]
-
-
-SIZES = {'chrA': 1000, 'chrB': 150}
-
-
-@pytest.mark.parametrize('line,expected', [
-    ('chrA\t500\t501', ('chrA', 400, 600)),  # a summit: centred
-    ('chrA\t100\t900\tpeak7', ('chrA', 400, 600)),  # longer: resized around its centre
-    ('chrA\t0\t20', ('chrA', 0, 200)),  # would start before 0: shifted inside
-    ('chrA\t990\t1000', ('chrA', 800, 1000)),  # would run past the end: shifted inside
-])
-def test_bed_lines_become_centred_model_windows(tmp_path, line, expected):
-    bed = tmp_path / 'r.bed'
-    bed.write_text('track name=x\n' + line + '\n')
-    [window] = attribution.bed_windows(str(bed), SIZES, 200)
-    assert (window.chrom, window.start, window.end) == expected
-    assert window.name == ('peak7' if 'peak7' in line else f'{expected[0]}:{expected[1]}-'
-                           f'{expected[2]}')
-
-
-@pytest.mark.parametrize('line,message', [
-    ('chrA\t10', 'r.bed:2: malformed BED line'),
-    ('chrA\tten\t20', 'r.bed:2: malformed BED line'),
-    ('chrZ\t10\t20', "r.bed:2: chromosome 'chrZ' not in"),
-    ('chrA\t900\t1001', 'r.bed:2: region chrA:900-1001 runs past the end of chrA'),
-    ('chrB\t10\t20', 'r.bed:2: chrB is 150 bp, shorter than'),
-])
-def test_bad_bed_lines_name_file_and_line(tmp_path, line, message):
-    bed = tmp_path / 'r.bed'
-    bed.write_text('chrA\t1\t2\n' + line + '\n')
-    with pytest.raises(errors.BpnetError, match=message):
-        attribution.bed_windows(str(bed), SIZES, 200)
-
-
-def test_records_to_modisco_inputs_and_tracks(tiny_export, tmp_path):
-    export_dir, _, records_dir, info = tiny_export
-    out_dir = str(tmp_path / 'contrib')
-    result = attribution.compute_contributions(export_dir, out_dir, records_dir=records_dir,
-                                               num_shuffles=3, steps=4, batch_size=12,
-                                               progress_seconds=0)
-    assert result['regions'] == 16 and result['targets'] == ['profile', 'counts']
-    assert sorted(os.listdir(tmp_path)) == ['contrib', 'export', 'records']  # no temp left
-    out = attribution.load_outputs(out_dir)
-    import tensorflow as tf
-
-    from bpnet_tfx import data
-    batch = next(iter(data.make_eval_dataset(records_dir, info, 'valid', batch_size=16)))
-    np.testing.assert_array_equal(out['one_hot'], batch['one_hot'].numpy())
-    # Ids in the test records span the stored window (200 bp + 2 x 10 margin): centred.
-    ids = [i.decode() for i in batch['region_id'].numpy()]
-    assert [w.name for w in out['windows']] == ids
-    assert (out['windows'][0].start, out['windows'][0].end) == (10, 210)
-    modisco = np.load(os.path.join(out_dir, 'profile', 'shap.npz'))['arr_0']
-    assert modisco.shape == (16, 4, 200) and modisco.dtype == np.float32
-    assert np.load(os.path.join(out_dir, 'ohe.npz'))['arr_0'].shape == (16, 4, 200)
-    # Reference: window i's shuffles come from default_rng([seed, i]) whatever the batching.
-    x = out['one_hot'][:2].astype(np.float32)
-    refs = attribution.dinuc_shuffle(x, 3, [np.random.default_rng([0, i]) for i in range(2)])
-    want = attribution.Scorer(export_dir).integrated_gradients(x, refs, 4)
-    np.testing.assert_allclose(out['hyp']['profile'][:2], want[0], rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(out['hyp']['counts'][:2], want[1], rtol=1e-4, atol=1e-7)
-    # Tracks: header from the records' chromosomes; values are the observed contributions.
-    bw = pyBigWig.open(result['files']['counts.bigwig'])
-    assert bw.chroms() == {'chrvalid': 15 * 220 + 210}
-    observed = (out['hyp']['counts'] * out['one_hot']).sum(-1)
-    for i in (0, 5, 15):
-        w = out['windows'][i]
-        np.testing.assert_allclose(bw.values(w.chrom, w.start, w.end), observed[i], rtol=1e-6,
-                                   atol=1e-7)
-    bw.close()
-    del tf
-
-
-def test_existing_output_is_kept_unless_overwrite(tiny_export, tmp_path):
-    export_dir, _, records_dir, _ = tiny_export
-    out_dir = tmp_path / 'contrib'
-    out_dir.mkdir()
-    (out_dir / 'keep').write_text('x')
-    with pytest.raises(errors.BpnetError, match='exists; pass --overwrite'):
-        attribution.compute_contributions(str(export_dir), str(out_dir),
-                                          records_dir=records_dir)
-    result = attribution.compute_contributions(str(export_dir), str(out_dir),
-                                               records_dir=records_dir, method='ism',
-                                               max_regions=2, overwrite=True)
-    assert result['regions'] == 2 and not (out_dir / 'keep').exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['contrib', 'export', 'records']
-
-
-def test_bed_input_fails_before_writing_anything(tiny_export, tmp_path):
-    export_dir = tiny_export[0]
-    fasta = tmp_path / 'g.fa'
-    fasta.write_text('>chrA\n' + 'ACGT' * 100 + '\n')
-    bed = tmp_path / 'r.bed'
-    bed.write_text('chrA\t10\t20\nchrA\t390\t401\n')
-    with pytest.raises(errors.BpnetError, match='r.bed:2: region chrA:390-401 runs '
-                       'past the end'):
-        attribution.compute_contributions(export_dir, str(tmp_path / 'out'),
-                                          regions_bed=str(bed), fasta=str(fasta))
-    assert not (tmp_path / 'out').exists()
-    assert not [p for p in os.listdir(tmp_path) if p.startswith('.out')]
-    for kwargs, message in (({'regions_bed': str(bed), 'fasta': str(tmp_path / 'no.fa')},
-                             'no.fa: no such FASTA'),
-                            ({'regions_bed': str(tmp_path / 'no.bed')}, 'no.bed: no such BED'),
-                            ({}, 'exactly one of'),
-                            ({'records_dir': str(tmp_path), 'method': 'deeplift'}, 'method')):
-        with pytest.raises(errors.BpnetError, match=message):
-            attribution.compute_contributions(export_dir, str(tmp_path / 'out'), **kwargs)
-
-
-def test_corrupt_records_are_one_line_errors(tiny_export, tmp_path):
-    export_dir, _, records_dir, _ = tiny_export
-    from bpnet_tfx import data
-    shard = data.list_shards(records_dir, 'valid')[0]
-    blob = open(shard, 'rb').read()
-    with open(shard, 'wb') as f:
-        f.write(blob[:len(blob) // 2])
-    with pytest.raises(errors.BpnetError, match='reading the valid records failed'):
-        attribution.compute_contributions(export_dir, str(tmp_path / 'out'),
-                                          records_dir=records_dir, num_shuffles=2, steps=2)
-    assert not (tmp_path / 'out').exists()
 
 
 # Models trained with control tracks.
@@ -395,12 +206,13 @@ def _serve(export_dir):
     return call
 
 
-def _window_controls(control_model, starts):
+def window_controls(control_model, starts):
     """(N, 200, 2 tasks, 2) observed control counts of the windows at `starts`."""
     c = control_model['control']
     return np.stack([np.repeat(c[s:s + 200, None], 2, axis=1) for s in starts])
 
 
+@pytest.mark.slow  # control_model trains
 def test_control_model_scores_hold_the_observed_control_fixed(control_model):
     import tensorflow as tf
     scorer = attribution.Scorer(control_model['export'])
@@ -408,8 +220,8 @@ def test_control_model_scores_hold_the_observed_control_fixed(control_model):
                                                 'b.counts']
     x = np.stack([sequence.one_hot(control_model['seq'][s:s + 200])
                   for s in (100, 1300)]).astype(np.float32)
-    control = _window_controls(control_model, (100, 1300))
-    refs = attribution.dinuc_shuffle(x, 3, [np.random.default_rng(i) for i in range(2)])
+    control = window_controls(control_model, (100, 1300))
+    refs = shuffle.dinuc_shuffle(x, 3, [np.random.default_rng(i) for i in range(2)])
     hyp = scorer.integrated_gradients(x, refs, 4, control)
     serve = _serve(control_model['export'])
 
@@ -452,10 +264,11 @@ def test_control_model_scores_hold_the_observed_control_fixed(control_model):
                                    rtol=0.02, atol=1e-4)
 
 
+@pytest.mark.slow  # control_model trains
 def test_control_model_mutagenesis_keeps_the_control(control_model):
     scorer = attribution.Scorer(control_model['export'])
     x = sequence.one_hot(control_model['seq'][700:900])[None].astype(np.float32)
-    control = _window_controls(control_model, (700,))
+    control = window_controls(control_model, (700,))
     hyp = scorer.mutagenesis(x, 150, control)
     serve = _serve(control_model['export'])
     ref = serve(x, control)
@@ -474,10 +287,11 @@ def test_control_model_mutagenesis_keeps_the_control(control_model):
                                        atol=1e-5)
 
 
+@pytest.mark.slow  # control_model trains
 def test_control_model_without_control_is_refused(control_model):
     scorer = attribution.Scorer(control_model['export'])
     x = sequence.one_hot(control_model['seq'][100:300])[None].astype(np.float32)
-    refs = attribution.dinuc_shuffle(x, 2, [np.random.default_rng(0)])
+    refs = shuffle.dinuc_shuffle(x, 2, [np.random.default_rng(0)])
     with pytest.raises(errors.BpnetError, match='trained with control tracks and '
                        'needs the observed control counts'):
         scorer.integrated_gradients(x, refs, 2)
@@ -488,96 +302,15 @@ def test_control_model_without_control_is_refused(control_model):
         scorer.integrated_gradients(x, refs, 2, np.zeros((1, 200, 1, 2)))
 
 
-def test_control_model_from_records_and_from_bed_agree(control_model, tmp_path):
-    """The records' control feature and the control bigWigs named in the model's metadata
-    give the same windows the same control, hence the same scores."""
-    export_dir = control_model['export']
-    from_records = attribution.compute_contributions(
-        export_dir, str(tmp_path / 'records_out'), records_dir=control_model['records'],
-        num_shuffles=2, steps=3, batch_size=4, progress_seconds=0)
-    assert from_records['regions'] == 6 and from_records['control'] == 'records'
-    bed = tmp_path / 'windows.bed'
-    bed.write_text(''.join(f'chrA\t{s}\t{s + 200}\tchrA:{s}-{s + 200}\n'
-                           for s in CONTROL_STARTS))
-    from_bed = attribution.compute_contributions(
-        export_dir, str(tmp_path / 'bed_out'), regions_bed=str(bed), num_shuffles=2, steps=3,
-        batch_size=4, progress_seconds=0)
-    assert from_bed['control'] == [[control_model['control_pos'],
-                                    control_model['control_neg']]] * 2
-    a, b = (attribution.load_outputs(str(tmp_path / d)) for d in ('records_out', 'bed_out'))
-    assert [w.name for w in a['windows']] == [w.name for w in b['windows']]
-    assert a['summary']['control'] == 'records'
-    for name in ('a.profile', 'a.counts', 'b.profile', 'b.counts'):
-        np.testing.assert_allclose(a['hyp'][name], b['hyp'][name], rtol=1e-5, atol=1e-7)
-    # Both equal the scorer fed the observed control counts.
-    x = b['one_hot'][:3].astype(np.float32)
-    refs = attribution.dinuc_shuffle(x, 2, [np.random.default_rng([0, i]) for i in range(3)])
-    want = attribution.Scorer(export_dir).integrated_gradients(
-        x, refs, 3, _window_controls(control_model, CONTROL_STARTS[:3]))
-    np.testing.assert_allclose(b['hyp']['b.counts'][:3], want[3], rtol=1e-4, atol=1e-7)
-    # Control bigWigs given on the command line win over the metadata's.
-    swapped = attribution.compute_contributions(
-        export_dir, str(tmp_path / 'swapped'), regions_bed=str(bed), num_shuffles=2, steps=3,
-        control_pos_bigwig=control_model['control_neg'],
-        control_neg_bigwig=control_model['control_pos'], max_regions=1, progress_seconds=0)
-    assert swapped['control'][0] == [control_model['control_neg'], control_model['control_pos']]
-    other = attribution.load_outputs(str(tmp_path / 'swapped'))['hyp']['a.profile'][0]
-    assert np.abs(other - b['hyp']['a.profile'][0]).max() > 1e-6
+def wide_joint_control_model(tmp_path):
+    """An untrained 2-task model with 60-bp inputs -> 20-bp outputs, the joint profile loss
+    and control tracks, exported with metadata naming its FASTA (chrA, 300 bp) and control
+    bigWig (both strands of both tasks).
 
-
-def test_control_model_without_its_control_tracks_is_a_one_line_error(control_model, tmp_path):
-    import json
-    import shutil
-
-    from conftest import write_records
-    export_dir = control_model['export']
-    bed = tmp_path / 'r.bed'
-    bed.write_text('chrA\t100\t300\n')
-    # The metadata's control bigWig is gone.
-    gone = tmp_path / 'moved.bw'
-    shutil.copy(control_model['control_neg'], gone)
-    no_control = str(tmp_path / 'export_without_control')
-    shutil.copytree(export_dir, no_control)
-    meta_path = os.path.join(no_control, 'metadata.json')
-    meta = json.load(open(meta_path))
-    for task in meta['source']['tasks']:
-        task['control_neg_bigwig'] = str(tmp_path / 'deleted.bw')
-    json.dump(meta, open(meta_path, 'w'))
-    cases = [
-        (dict(saved_model=no_control, regions_bed=str(bed)),
-         'deleted.bw: no such control bigWig; .* trained with control tracks'),
-        (dict(saved_model=no_control, regions_bed=str(bed), control_neg_bigwig=str(gone)),
-         None),
-        (dict(saved_model=export_dir, regions_bed=str(bed),
-              control_pos_bigwig=str(tmp_path / 'typo.bw')), 'typo.bw: no such control bigWig'),
-        (dict(saved_model=export_dir, records_dir=control_model['records'],
-              control_pos_bigwig=control_model['control_pos']), 'go with --regions_bed'),
-    ]
-    plain = str(tmp_path / 'plain_records')
-    write_records(plain, split_counts={'valid': 2})
-    cases.append((dict(saved_model=export_dir, records_dir=plain),
-                  'trained with control tracks but .*plain_records holds none'))
-    for kwargs, message in cases:
-        out = str(tmp_path / 'out')
-        saved_model = kwargs.pop('saved_model')
-        if message is None:
-            result = attribution.compute_contributions(saved_model, out, num_shuffles=2,
-                                                       steps=2, **kwargs)
-            assert result['control'] == [[control_model['control_pos'], str(gone)]] * 2
-            shutil.rmtree(out)
-            continue
-        with pytest.raises(errors.BpnetError, match=message) as error:
-            attribution.compute_contributions(saved_model, out, **kwargs)
-        assert '\n' not in str(error.value)
-        assert not os.path.exists(out)
-
-
-def test_wide_input_joint_loss_control_model(tmp_path):
-    """60-bp inputs -> 20-bp outputs, one softmax over length x strands and one total count
-    per task, with control tracks: IG explains the joint distribution's target and the model's
-    log(1 + total); from a BED, the control is read over the 20 bp centred in each window."""
+    Returns a dict: export, model, seq, control (300,), x (window 100-160, (1, 60, 4)), ctrl
+    (its control, the 20 bp centred in it, (1, 20, 2, 2)).
+    """
     import keras
-    import tensorflow as tf
 
     from bpnet_tfx import export, schema
     from bpnet_tfx import model as model_lib
@@ -599,11 +332,22 @@ def test_wide_input_joint_loss_control_model(tmp_path):
                                   {'control_pos_bigwig': str(tmp_path / 'c.bw'),
                                    'control_neg_bigwig': str(tmp_path / 'c.bw')}] * 2})
     path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
-    scorer = attribution.Scorer(path)
-    assert scorer.control_shape == (20, 2, 2)
     x = sequence.one_hot(seq[100:160])[None].astype(np.float32)
     ctrl = np.broadcast_to(control[120:140, None, None], (1, 20, 2, 2)).astype(np.float32)
-    refs = attribution.dinuc_shuffle(x, 3, [np.random.default_rng(1)])
+    return {'export': path, 'model': model, 'seq': seq, 'control': control, 'x': x,
+            'ctrl': ctrl}
+
+
+def test_wide_input_joint_loss_control_model(tmp_path):
+    """60-bp inputs -> 20-bp outputs, one softmax over length x strands and one total count
+    per task, with control tracks: IG explains the joint distribution's target and the model's
+    log(1 + total); ISM's weights are the joint distribution too."""
+    import tensorflow as tf
+    wide = wide_joint_control_model(tmp_path)
+    model, x, ctrl = wide['model'], wide['x'], wide['ctrl']
+    scorer = attribution.Scorer(wide['export'])
+    assert scorer.control_shape == (20, 2, 2)
+    refs = shuffle.dinuc_shuffle(x, 3, [np.random.default_rng(1)])
     hyp = scorer.integrated_gradients(x, refs, 5, ctrl)
     points = tf.constant((refs[0][:, None] + ((np.arange(5) + 0.5) / 5)[:, None, None]
                           * (x[0] - refs[0][:, None])).reshape(-1, 60, 4), tf.float32)
@@ -634,13 +378,3 @@ def test_wide_input_joint_loss_control_model(tmp_path):
     observed = int(np.argmax(x[0, 30]))
     np.testing.assert_allclose(ism[2][0, 30, base] - ism[2][0, 30, observed], delta,
                                rtol=1e-3, atol=1e-5)
-    # From a BED line: the window 100-160, its control the 20 bp centred in it (120-140).
-    bed = tmp_path / 'r.bed'
-    bed.write_text('chrA\t125\t135\n')
-    out = attribution.compute_contributions(path, str(tmp_path / 'out'), regions_bed=str(bed),
-                                            num_shuffles=3, steps=5, progress_seconds=0)
-    result = attribution.load_outputs(out['output_dir'])
-    assert (result['windows'][0].start, result['windows'][0].end) == (100, 160)
-    want = scorer.integrated_gradients(
-        x, attribution.dinuc_shuffle(x, 3, [np.random.default_rng([0, 0])]), 5, ctrl)
-    np.testing.assert_allclose(result['hyp']['b.counts'], want[3], rtol=1e-4, atol=1e-7)

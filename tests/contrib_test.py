@@ -1,5 +1,6 @@
-"""Tests of the contrib command: BED input end to end, one-line errors, and (slow) contribution
-mass on planted motifs of simulated data, from records through training to scores."""
+"""Tests of the contrib command (each a subprocess, so all slow): BED input end to end, one-line
+errors, and contribution mass on planted motifs of simulated data, from records through
+training to scores."""
 
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pyBigWig
 import pytest
 from scipy import stats
 
-from bpnet_tfx import attribution
+from bpnet_tfx import contributions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,6 +34,7 @@ def genome(tmp_path):
     return str(fasta)
 
 
+@pytest.mark.slow  # a subprocess
 def test_bed_regions_by_mutagenesis(tiny_export, genome, tmp_path):
     export_dir = tiny_export[0]
     bed = tmp_path / 'regions.bed'
@@ -43,7 +45,7 @@ def test_bed_regions_by_mutagenesis(tiny_export, genome, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith('contrib: 2 regions (ism) in ')
     assert 'profile/shap.npz' in proc.stdout and 'counts/contrib.bw' in proc.stdout
-    result = attribution.load_outputs(str(out))
+    result = contributions.load_outputs(str(out))
     # Rows in the BED's order, each the model's 200-bp window around its interval's centre.
     assert [(w.chrom, w.start, w.end, w.name) for w in result['windows']] == [
         ('chrU', 50, 250, 'second_in_fasta'), ('chrT', 400, 600, 'chrT:400-600')]
@@ -56,6 +58,7 @@ def test_bed_regions_by_mutagenesis(tiny_export, genome, tmp_path):
     bw.close()
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize('case', ['malformed_line', 'no_model', 'no_fasta'])
 def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_path, case):
     export_dir = tiny_export[0]
@@ -117,7 +120,7 @@ def test_profile_contributions_concentrate_on_planted_motifs(tmp_path):
                     f'--output_dir={out}', '--num_shuffles=5', '--steps=10')
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'contrib: 150 regions (ig, 5 shuffled references x 10 steps)' in proc.stdout
-    result = attribution.load_outputs(str(out))
+    result = contributions.load_outputs(str(out))
     sites = pd.read_csv(files.motif_sites, sep='\t')
     labels = np.zeros((150, 400), bool)
     for i, w in enumerate(result['windows']):
@@ -145,6 +148,7 @@ def test_profile_contributions_concentrate_on_planted_motifs(tmp_path):
     bw.close()
 
 
+@pytest.mark.slow  # subprocesses
 def test_control_model_needs_its_control_bigwigs(genome, tmp_path):
     """A model trained with control tracks: without control bigWigs (none recorded in its
     metadata, none given) one error line and no output; with them, scores and a summary
@@ -178,5 +182,5 @@ def test_control_model_needs_its_control_bigwigs(genome, tmp_path):
     proc = _contrib(*flags, f'--control_pos_bigwig={control}',
                     f'--control_neg_bigwig={control}', f'--output_dir={tmp_path / "o"}')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = attribution.load_outputs(str(tmp_path / 'o'))['summary']
+    summary = contributions.load_outputs(str(tmp_path / 'o'))['summary']
     assert summary['control'] == [[str(control), str(control)]]
