@@ -283,7 +283,7 @@ class ExportedModel:
         if control is None:
             raise ExportError(f'{self.path} was trained with control tracks and needs the '
                               'observed control counts of every window (records made with '
-                              'controls, or control bigWigs); predicting without them would '
+                              'controls, or control bigWigs); outputs without them would '
                               'be silently wrong')
         control = np.asarray(control, np.float32)
         if control.shape != (batch, *self.control_shape):

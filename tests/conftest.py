@@ -10,7 +10,8 @@ import pytest
 
 from bpnet_tfx import schema, sequence
 
-pytest_plugins = ['fake_remote']  # The fake_remote fixture (tests/fake_remote.py).
+# Fixtures of tests/fake_remote.py and tests/control_models.py (control_model: trained once).
+pytest_plugins = ['fake_remote', 'control_models']
 
 MOTIF = 'GATTACAGG'
 PLUS_OFFSET, MINUS_OFFSET = 6, 9  # Footprint peaks: c - 6 on plus, c + 9 on minus.

@@ -8,9 +8,8 @@ import numpy as np
 import pyBigWig
 import pytest
 
-from attribution_test import (CONTROL_STARTS, control_model,  # noqa: F401 (a fixture)
-                              wide_joint_control_model, window_controls)
 from bpnet_tfx import attribution, contributions, errors, shuffle
+from control_models import CONTROL_STARTS, wide_joint_control_model, window_controls
 
 
 def _window_rngs(windows, seed=0):
