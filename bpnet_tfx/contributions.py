@@ -21,14 +21,13 @@ import concurrent.futures
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 import time
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from bpnet_tfx import attribution, genome_io, prediction, progress, schema, sequence, shuffle
+from bpnet_tfx import (attribution, folders, genome_io, prediction, progress, schema,
+                       sequence, shuffle)
 from bpnet_tfx.errors import BpnetError
 
 REGIONS_FILENAME = 'regions.bed'
@@ -415,26 +414,16 @@ def _write_folder(output_dir: str, scored: _Scored, start_time: float,
     """Writes the outputs and summary.json ('seconds' since `start_time`, 'files' added) to a
     temporary sibling of `output_dir` and renames it into place (replacing an old one only
     then); returns the files' paths relative to the folder."""
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(output_dir)}.tmp-', dir=parent)
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 is for the scratch folder, not the result
+    def write(tmp: str) -> dict[str, str]:
         files = _write_outputs(tmp, scored)
-        summary = {**summary, 'files': files,
-                   'seconds': round(time.perf_counter() - start_time, 3)}
+        full = {**summary, 'files': files,
+                'seconds': round(time.perf_counter() - start_time, 3)}
         with open(os.path.join(tmp, SUMMARY_FILENAME), 'w') as f:
-            json.dump(summary, f, indent=2, sort_keys=True)
+            json.dump(full, f, indent=2, sort_keys=True)
             f.write('\n')
-        if os.path.exists(output_dir):
-            aside = tempfile.mkdtemp(prefix=f'.{os.path.basename(output_dir)}.old-', dir=parent)
-            os.rename(output_dir, os.path.join(aside, 'old'))
-            shutil.rmtree(aside, ignore_errors=True)
-        os.rename(tmp, output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return files
+        return files
+
+    return folders.write_atomically(output_dir, write)
 
 
 def _write_outputs(folder: str, scored: _Scored) -> dict[str, str]:

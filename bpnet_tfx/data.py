@@ -70,16 +70,19 @@ def decode_batch(serialized: tf.Tensor, info: schema.RecordsInfo) -> dict[str, t
 
 
 def crop_centre(batch: dict[str, tf.Tensor], info: schema.RecordsInfo) -> dict[str, tf.Tensor]:
-    """Cuts the stored margin off every track: one-hot to sequence_length, counts tracks
-    ('profile', 'expected', 'control') to output_length; other entries pass through."""
-    margin = info.max_jitter
-    lengths = {'one_hot': info.sequence_length}
-    out = {}
-    for key, value in batch.items():
-        if key in ('one_hot', 'profile', 'expected', 'control'):
-            length = lengths.get(key, info.output_length)
-            value = value[:, margin:margin + length]
-        out[key] = value
+    """Cuts the stored margin off every track (`augment.center_crop`): one-hot to
+    sequence_length, counts tracks ('profile', 'expected', 'control') to output_length; other
+    entries pass through."""
+    from bpnet_tfx import augment
+    out = dict(batch)
+    for key in ('profile', 'expected', 'control'):
+        if key in batch:
+            out['one_hot'], out[key] = augment.center_crop(
+                batch['one_hot'], batch[key], sequence_length=info.sequence_length,
+                max_jitter=info.max_jitter)
+    if 'one_hot' in batch and 'profile' not in batch:
+        out['one_hot'] = batch['one_hot'][:, info.max_jitter:
+                                          info.max_jitter + info.sequence_length]
     return out
 
 

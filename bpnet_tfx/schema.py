@@ -25,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from bpnet_tfx.errors import BpnetError
+from bpnet_tfx.sequence import ALPHABET
 
 SCHEMA_VERSION = 1
 
@@ -40,7 +41,6 @@ KEY_IS_BACKGROUND = 'region/is_background'  # optional int64: 1 for a background
 
 ONE_HOT_DTYPE = np.uint8
 COUNTS_DTYPE = np.float32
-ALPHABET = 'ACGT'
 STRANDS = ('+', '-')  # plus then minus; reverse complement swaps them.
 
 # Model targets and outputs: the names data.py gives targets and model.py gives outputs.

@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import errno
 import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 import pyBigWig
+
+from bpnet_tfx import folders
 
 # Part of the fingerprint: bump it whenever the same config would give different files.
 _FORMAT_VERSION = 1
@@ -637,41 +636,6 @@ def _is_complete(files: DemoFiles, config: SimulationConfig) -> bool:
             and all(os.path.isfile(p) for p in _all_paths(files)))
 
 
-def _move_aside(path: str) -> None:
-    """Renames `path` out of the way and deletes it; quiet if another process already did."""
-    aside = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.old-',
-                             dir=os.path.dirname(path))
-    try:
-        os.rename(path, os.path.join(aside, 'old'))
-    except FileNotFoundError:
-        pass
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-def _publish(tmp: str, out_dir: str) -> bool:
-    """Renames `tmp` to `out_dir` atomically; False if a non-empty `out_dir` is in the way."""
-    try:
-        os.rename(tmp, out_dir)
-        return True
-    except OSError as e:
-        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
-            return False
-        raise
-
-
-def _simulate_beside(out_dir: str, config: SimulationConfig) -> str:
-    """Simulates into a new temporary sibling of `out_dir` and returns its path."""
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(out_dir)}.tmp-', dir=parent)
-    try:
-        _write_all(tmp, config)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return tmp
-
-
 def simulate(out_dir: str, config: SimulationConfig = SimulationConfig()) -> DemoFiles:
     """Simulates a demo data set and writes it to `out_dir`.
 
@@ -693,9 +657,7 @@ def simulate(out_dir: str, config: SimulationConfig = SimulationConfig()) -> Dem
     if (os.path.exists(out_dir) and os.listdir(out_dir)
             and not os.path.exists(os.path.join(out_dir, _MANIFEST))):
         raise FileExistsError(f'{out_dir} exists and holds no simulation; not replacing it.')
-    tmp = _simulate_beside(out_dir, config)
-    while not _publish(tmp, out_dir):
-        _move_aside(out_dir)
+    folders.write_atomically(out_dir, lambda tmp: _write_all(tmp, config))
     return _demo_files(out_dir, config)
 
 
@@ -744,10 +706,8 @@ def ensure_demo_data(cache_dir: str | None = None,
     files = _demo_files(os.path.join(cache_dir, f'demo-{config.fingerprint()}'), config)
     if _is_complete(files, config):
         return files
-    tmp = _simulate_beside(files.root, config)
-    while not _publish(tmp, files.root):
-        if _is_complete(files, config):
-            shutil.rmtree(tmp, ignore_errors=True)
-            return files
-        _move_aside(files.root)  # Damaged or stale: not a finished copy of this config.
+    with folders.temporary_sibling(files.root) as tmp:
+        _write_all(tmp, config)
+        # Another process's finished copy wins; a damaged or stale one is replaced.
+        folders.publish(tmp, files.root, keep_existing=lambda: _is_complete(files, config))
     return files
