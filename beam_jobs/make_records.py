@@ -15,7 +15,11 @@ asked for (--valid_chroms, by default chr1; --test_chroms) that can give no reco
 job unless --allow_empty_splits. With no data flags at all it makes (or reuses) the simulated
 demo data set. Inputs and the output folder may be remote (gs://...): see files.py.
 `--runner=DirectRunner` (the default) runs on Beam's FnApiRunner directly, skipping Beam's
-attempt to download the Prism runner; other runners are used as given. The command line prints
+attempt to download the Prism runner; other runners are used as given (`--runner=DaskRunner`
+is mapped to the Dask runner's class path: runners.py), with the same graph and the same shard
+bytes (docs/runners.md). A run whose workers never start is cancelled after
+--worker_start_timeout; a killed run's temporary folder is removed by the next run into the
+same output; a failed run is one line. The command line prints
 progress and the summary only; -v brings back INFO logs and Beam's warnings (logs.py).
 """
 
