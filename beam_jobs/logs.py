@@ -4,8 +4,8 @@ Importing Apache Beam logs a warning through the root logger ('apitools not foun
 its BigQuery client) and Beam logs INFO per bundle; neither helps a user. So `python -m
 beam_jobs.make_records` calls `configure` before Beam is imported: by default only the job's
 own warnings and errors reach stderr (and Python warnings are hidden); with -v/--verbose the
-job's INFO lines and Beam's warnings and errors come back. A library caller of `make_records.run()` keeps
-its own logging: nothing here runs on import.
+job's INFO lines and Beam's warnings and errors come back. A library caller of
+`make_records.run()` keeps its own logging: nothing here runs on import.
 """
 
 from __future__ import annotations

@@ -1,19 +1,20 @@
 """DoFns and composite PTransforms of the records job: shard plans to shard files.
 
-The driver deals the windows out to shard files (shards.py) and writes the plans, one JSON
-line each, to a file; `ReadShardPlans` reads each line from its byte range of that file (the
-graph holds one small (path, offset, size) tuple per shard file, not the plans), and
-`WriteShards` turns each `ShardPlan` into its file: `WriteShardFn` opens a `windows.WindowReader` once per worker
-(`setup`), reads each chunk of the plan, encodes the windows (`bpnet_tfx.schema.encode_record`)
-and streams them into the file in (chrom, start) order. Records never travel between steps, so
-no step holds more than one chunk of records, and the files are the same bytes on every run
-and runner. `WriteJobSummary` writes what the driver needs back (records per split, rejections,
-training totals for the median: `accounting.summarise`) as one JSON file. They live here, not
-in the job module, so that remote workers can import them.
+The driver deals the windows out to shard files (shards.py) and writes the plans, one JSON line
+each, to a file; `ReadShardPlans` reads each line from its byte range of that file (the graph
+holds one small (path, offset, size) tuple per shard file, not the plans), and `WriteShards`
+turns each `ShardPlan` into its file: `WriteShardFn` opens a `windows.WindowReader` once per
+worker (`setup`), reads each chunk of the plan, encodes the windows
+(`bpnet_tfx.schema.encode_record`) and streams them into the file in (chrom, start) order.
+Records never travel between steps, so no step holds more than one chunk of records, and the
+files are the same bytes on every run and runner. `WriteJobSummary` writes what the driver
+needs back (records per split, rejections, training totals for the median:
+`accounting.summarise`) as one JSON file. They live here, not in the job module, so that remote
+workers can import them.
 
 Only Create, ParDo, Flatten, GroupByKey and Reshuffle are used, and no ParDo has tagged
 outputs: Beam's Dask runner translates nothing else (a `Read` becomes a missing input, and the
-outputs of a multi-output ParDo reach every consumer mixed). Each step's outputs are therefore
+outputs of a multi-output ParDo reach every consumer mixed). So WriteShardFn has one output of
 (part, item) pairs, split into PCollections by plain ParDos (docs/runners.md).
 """
 
@@ -30,8 +31,8 @@ import numpy as np
 
 from beam_jobs import accounting
 from beam_jobs import files as files_lib
-from beam_jobs.runners import SHARD_NOTE
 from beam_jobs import tfrecord_writer
+from beam_jobs.runners import SHARD_NOTE
 from beam_jobs.shards import ShardPlan
 from beam_jobs.windows import WindowReader, WindowSpec
 

@@ -206,3 +206,19 @@ def test_shard_file_appears_whole_or_not_at_all(genome, tmp_path, monkeypatch):
         assert written == plan.num_regions > 0
     finally:
         fn.teardown()
+
+
+# --- Reading the plans -------------------------------------------------------------------------
+
+
+def test_read_shard_plans_reads_each_line_and_marks_the_start(tmp_path):
+    lines = ['{"a":1}\n', '\n', '{"b":"\\u00e9"}\n', '{"c":3}\n']  # An empty plan line too.
+    path = tmp_path / shards.PLANS_FILENAME
+    path.write_text(''.join(lines))
+    started = tmp_path / transforms.STARTED_FILENAME
+    with _pipeline() as p:
+        out = p | transforms.ReadShardPlans(str(path), [len(x) for x in lines], str(started))
+        assert_that(out, equal_to(lines))
+    assert started.read_text().strip().isdigit()  # The worker's pid.
+    with _pipeline() as p:
+        assert_that(p | transforms.ReadShardPlans(str(path), []), equal_to([]))
