@@ -337,7 +337,8 @@ def _run_pipeline(pipeline_args: Sequence[str], save_main_session: bool, *,
     p = _make_pipeline(options)
     runner_name = runners.runner_name(options)
     tmp_dir = graph_args['tmp_dir']
-    _LOGGER.info('running pipeline on %s into %s', runner_name, tmp_dir)
+    _LOGGER.info('running pipeline on %s (%s) into %s', runner_name,
+                 options.view_as(StandardOptions).runner or 'DirectRunner', tmp_dir)
     started_path = files_lib.join(tmp_dir, transforms.STARTED_FILENAME)
     try:
         _build_pipeline(p, **graph_args)
@@ -507,6 +508,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
     t0 = time.time()
     args, pipeline_args = _parser().parse_known_args(argv)
     _check_flags(args)
+    runners.resolve_args(pipeline_args, num_plans=0)  # A runner Beam lacks stops us here.
     config = _plan_config(args)
     num_shards_flag = shards.parse_num_shards(args.num_shards)
     fasta, task_list, demo = _inputs(args)

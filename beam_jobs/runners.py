@@ -97,9 +97,7 @@ def resolve_args(args: list[str], *, num_plans: int) -> list[str]:
         return args
     i, runner = found
     full = _ALIASES.get(runner.lower())
-    if full:
-        _LOGGER.info('--runner=%s: using %s (Beam knows the Dask runner only by its path)',
-                     runner, full)
+    if full:  # Beam knows the Dask runner only by its path.
         if args[i] == '--runner':
             args[i + 1] = full
         else:

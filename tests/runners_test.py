@@ -133,7 +133,7 @@ def test_runner_alias_and_dask_partitions(args, expected):
     assert runners.resolve_args(args, num_plans=5) == expected
 
 
-def test_dask_runner_without_dask_is_one_line(monkeypatch):
+def test_dask_runner_without_dask_is_one_line(monkeypatch, tmp_path, capsys):
     real = runners.importlib.util.find_spec
     monkeypatch.setattr(runners.importlib.util, 'find_spec',
                         lambda name, *a: None if name == 'distributed' else real(name, *a))
@@ -141,6 +141,12 @@ def test_dask_runner_without_dask_is_one_line(monkeypatch):
                        match=r'^--runner=DaskRunner needs dask and distributed: pip install '
                              r'"\.\[dask\]"$'):
         runners.resolve_args(['--runner=DaskRunner'], num_plans=1)
+    # The job says so before it reads any input.
+    monkeypatch.setattr(make_records.planning, 'plan_windows', None)
+    assert make_records.main(_flags(tmp_path / 'out', '--runner=DaskRunner')) == 2
+    assert capsys.readouterr().err == ('make_records: error: --runner=DaskRunner needs dask and '
+                                       'distributed: pip install ".[dask]"\n')
+    assert os.listdir(tmp_path) == []
 
 
 class _FakeResult:
