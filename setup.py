@@ -33,5 +33,9 @@ setuptools.setup(
                                                'beam_jobs.*']),
     python_requires='>=3.11,<3.12',
     install_requires=INSTALL_REQUIRES,
-    extras_require={'test': ['pytest>=9.2,<10']},
+    extras_require={
+        'test': ['pytest>=9.2,<10'],
+        # The records job on Beam's Dask runner (docs/runners.md); never needed otherwise.
+        'dask': ['dask>=2026.8,<2026.9', 'distributed>=2026.8,<2026.9'],
+    },
 )

@@ -10,6 +10,7 @@ and moves a remote output folder into place file by file. Local paths are used a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from typing import Iterable, Sequence
@@ -146,6 +147,17 @@ def read_text(path: str) -> str:
         return f.read().decode()
 
 
+def read_range(path: str, offset: int, size: int) -> bytes:
+    """`size` bytes of a local or remote file from byte `offset` on."""
+    if not is_remote(path):
+        with open(path, 'rb') as f:
+            f.seek(offset)
+            return f.read(size)
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.seek(offset)
+        return f.read(size)
+
+
 def write_text(path: str, text: str) -> None:
     if not is_remote(path):
         with open(path, 'w') as f:
@@ -211,6 +223,23 @@ def remove_dir(folder: str) -> None:
                 FileSystems.delete([folder])
     except Exception:  # Cleaning up after a failure must not hide the failure.
         pass
+
+
+def remove_stale_dirs(prefix: str) -> list[str]:
+    """Removes the folders named `prefix` + 8 hex digits (the temporary folders of runs that
+    were killed before they could remove their own); returns their paths, sorted."""
+    name = re.compile(re.escape(prefix.rstrip('/').rsplit('/', 1)[-1]) + r'[0-9a-f]{8}$')
+    if not is_remote(prefix):
+        parent = os.path.dirname(prefix) or '.'
+        found = sorted(os.path.join(parent, n) for n in os.listdir(parent)
+                       if name.match(n) and os.path.isdir(os.path.join(parent, n)))
+    else:  # Object stores have no folders: the files under prefix*/.
+        matches = FileSystems.match([prefix + '*/*'])[0].metadata_list
+        found = sorted({m.path[:len(prefix) + 8] for m in matches
+                        if name.match(m.path[:len(prefix) + 8].rsplit('/', 1)[-1])})
+    for folder in found:
+        remove_dir(folder)
+    return found
 
 
 def make_dir(folder: str) -> None:

@@ -4,8 +4,8 @@ Importing Apache Beam logs a warning through the root logger ('apitools not foun
 its BigQuery client) and Beam logs INFO per bundle; neither helps a user. So `python -m
 beam_jobs.make_records` calls `configure` before Beam is imported: by default only the job's
 own warnings and errors reach stderr (and Python warnings are hidden); with -v/--verbose the
-job's INFO lines and Beam's warnings come back. A library caller of `make_records.run()` keeps
-its own logging: nothing here runs on import.
+job's INFO lines and Beam's warnings and errors come back. A library caller of
+`make_records.run()` keeps its own logging: nothing here runs on import.
 """
 
 from __future__ import annotations
@@ -33,10 +33,13 @@ def configure(verbose: bool) -> None:
         logging.getLogger('beam_jobs').setLevel(logging.INFO)
         logging.getLogger('apache_beam').setLevel(logging.WARNING)  # Its INFO is per bundle.
         return
-    # Root at ERROR drops what libraries log through it (Beam's import-time warning);
-    # the job's own loggers still pass warnings to the root's handler.
-    logging.basicConfig(level=logging.ERROR, force=True,
+    # Root at CRITICAL drops what libraries log through it (Beam's import-time warning, a
+    # portable job's error messages); the job's own loggers still pass warnings to the root's
+    # handler.
+    logging.basicConfig(level=logging.CRITICAL, force=True,
                         format='make_records: %(levelname)s: %(message)s')
     logging.getLogger('beam_jobs').setLevel(logging.WARNING)
-    logging.getLogger('apache_beam').setLevel(logging.ERROR)
+    # A failed run logs its worker's traceback several times over (the SDK harness, the job
+    # server, the runner); make_records.main() says what failed in one line instead.
+    logging.getLogger('apache_beam').setLevel(logging.CRITICAL)
     warnings.filterwarnings('ignore')

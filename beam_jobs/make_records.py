@@ -15,7 +15,11 @@ asked for (--valid_chroms, by default chr1; --test_chroms) that can give no reco
 job unless --allow_empty_splits. With no data flags at all it makes (or reuses) the simulated
 demo data set. Inputs and the output folder may be remote (gs://...): see files.py.
 `--runner=DirectRunner` (the default) runs on Beam's FnApiRunner directly, skipping Beam's
-attempt to download the Prism runner; other runners are used as given. The command line prints
+attempt to download the Prism runner; other runners are used as given (`--runner=DaskRunner`
+is mapped to the Dask runner's class path: runners.py), with the same graph and the same shard
+bytes (docs/runners.md). A run whose workers never start is cancelled after
+--worker_start_timeout; a killed run's temporary folder is removed by the next run into the
+same output; a failed run is one line. The command line prints
 progress and the summary only; -v brings back INFO logs and Beam's warnings (logs.py).
 """
 
@@ -38,6 +42,7 @@ import os
 import re
 import secrets
 import time
+import traceback
 from typing import Any, Callable, Sequence, TypeVar
 
 import apache_beam as beam
@@ -50,6 +55,7 @@ from beam_jobs import background as background_lib
 from beam_jobs import files as files_lib
 from beam_jobs import planning
 from beam_jobs import regions
+from beam_jobs import runners
 from beam_jobs import shards
 from beam_jobs import tasks as tasks_lib
 from beam_jobs import transforms
@@ -99,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
                         "'default' (one task), 'multitask' (two tasks and a control track) or "
                         "'sparse' (the default's peaks over a 6.5x larger genome: room for "
                         'background regions).')
+    parser.add_argument('--worker_start_timeout', type=float, default=600.0,
+                        help="Seconds to wait for the runner's first worker to run a step "
+                        'before the job is cancelled and stops with an error (0: wait as '
+                        'long as it takes). Raise it where workers install packages first '
+                        '(Dataflow with --setup_file: 1800).')
     parser.add_argument(*logs.VERBOSE_FLAGS, dest='verbose', action='store_true',
                         help="Log the job's INFO lines and Beam's warnings to stderr (default: "
                         'progress and the summary only). Command line only: run() leaves '
@@ -250,6 +261,9 @@ def _check_flags(args: argparse.Namespace) -> None:
             f'--background_ratio must be >= 0 (0: none), got {args.background_ratio}')
     if args.background_seed < 0:
         raise RecordsInputError(f'--background_seed must be >= 0, got {args.background_seed}')
+    if not 0.0 <= args.worker_start_timeout < math.inf:
+        raise RecordsInputError(f'--worker_start_timeout must be >= 0 s (0: no limit), got '
+                                f'{args.worker_start_timeout}')
 
 
 def _plan_config(args: argparse.Namespace) -> planning.PlanConfig:
@@ -295,38 +309,56 @@ def _worker_error(error: Exception) -> RecordsInputError | None:
     return RecordsInputError(_STEP_SUFFIX_RE.sub('', text).strip())
 
 
-def _build_pipeline(p: beam.Pipeline, *, plans_path: str, tmp_dir: str,
-                    spec: windows.WindowSpec, output_length: int, totals: bool) -> None:
+def _build_pipeline(p: beam.Pipeline, *, plans_path: str, plan_sizes: Sequence[int],
+                    tmp_dir: str, spec: windows.WindowSpec, output_length: int,
+                    totals: bool) -> None:
     """Adds the job's steps: shard plans -> shard files, plus the job summary file.
     `totals`: whether the workers gather each record's totals for the median."""
     out = (p
-           | 'ReadShardPlans' >> beam.io.ReadFromText(plans_path)  # ShardPlan JSON lines.
+           | 'ReadShardPlans' >> transforms.ReadShardPlans(
+               plans_path, plan_sizes, files_lib.join(tmp_dir, transforms.STARTED_FILENAME))
            | 'WriteShards' >> transforms.WriteShards(tmp_dir, spec, output_length, totals))
-    _ = ({'shards': out.shards, 'totals': out[transforms.TOTALS],
-          'rejected': out[transforms.REJECTED]}
-         | 'WriteJobSummary' >> transforms.WriteJobSummary(
-             files_lib.join(tmp_dir, transforms.SUMMARY_FILENAME)))
+    _ = out | 'WriteJobSummary' >> transforms.WriteJobSummary(
+        files_lib.join(tmp_dir, transforms.SUMMARY_FILENAME))
 
 
-def _run_pipeline(pipeline_args: Sequence[str], save_main_session: bool,
-                  **graph_args) -> dict[str, Any]:
-    """Builds and runs the pipeline; returns the job summary it wrote (and removes the file)."""
-    options = PipelineOptions(pipeline_args)
+def _run_pipeline(pipeline_args: Sequence[str], save_main_session: bool, *,
+                  worker_start_timeout: float, **graph_args) -> dict[str, Any]:
+    """Builds and runs the pipeline; returns the job summary it wrote (and removes the file).
+
+    Raises:
+      RecordsInputError: a worker's input error, a runner whose workers did not start within
+        `worker_start_timeout` s, or an unknown runner alias.
+      PipelineRunError: any other failure of the run, as one line.
+    """
+    options = PipelineOptions(runners.resolve_args(
+        list(pipeline_args), num_plans=len(graph_args['plan_sizes'])))
     options.view_as(SetupOptions).save_main_session = save_main_session
     p = _make_pipeline(options)
-    _LOGGER.info('running pipeline on %s into %s', type(p.runner).__name__,
-                 graph_args['tmp_dir'])
+    runner_name = runners.runner_name(options)
+    tmp_dir = graph_args['tmp_dir']
+    _LOGGER.info('running pipeline on %s (%s) into %s', runner_name,
+                 options.view_as(StandardOptions).runner or 'DirectRunner', tmp_dir)
+    started_path = files_lib.join(tmp_dir, transforms.STARTED_FILENAME)
     try:
-        with p:
-            _build_pipeline(p, **graph_args)
+        _build_pipeline(p, **graph_args)
+        # p.run() and a wait of our own, not `with p:`, so that a run whose workers never
+        # start can be told apart from a long one, and cancelled.
+        runners.wait_for(p.run(), runner_name=runner_name,
+                         started=lambda: files_lib.exists(started_path),
+                         timeout=worker_start_timeout)
+    except runners.WorkersDidNotStartError as e:
+        raise RecordsInputError(str(e)) from None
     except Exception as e:
         worker_error = _worker_error(e)
-        if worker_error is None:
-            raise
-        raise worker_error from None
-    summary_path = files_lib.join(graph_args['tmp_dir'], transforms.SUMMARY_FILENAME)
+        if worker_error is not None:
+            raise worker_error from None
+        raise runners.PipelineRunError.from_exception(runner_name, e) from e
+    summary_path = files_lib.join(tmp_dir, transforms.SUMMARY_FILENAME)
     summary = json.loads(files_lib.read_text(summary_path))
     files_lib.delete(summary_path)
+    if files_lib.exists(started_path):
+        files_lib.delete(started_path)
     files_lib.delete(graph_args['plans_path'])
     return summary
 
@@ -400,6 +432,10 @@ def _into_place(output_dir: str, write: Callable[[str], _T]) -> _T:
     folder into place (metadata.json last); on any failure neither is left."""
     if not files_lib.is_remote(output_dir):
         os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    for stale in files_lib.remove_stale_dirs(output_dir.rstrip('/') + '.tmp-'):
+        # A killed run (SIGKILL, a lost driver) could not remove its own.
+        _LOGGER.warning('removed %s, left by an earlier run into %s that did not finish',
+                        stale, output_dir)
     token = secrets.token_hex(4)
     tmp_dir = f'{output_dir.rstrip("/")}.tmp-{token}'
     files_lib.make_dir(tmp_dir)
@@ -425,10 +461,12 @@ def _write_records(tmp_dir: str, *, args: argparse.Namespace, pipeline_args: Seq
         (unless --allow_empty_splits).
     """
     plans_path = files_lib.join(tmp_dir, shards.PLANS_FILENAME)
-    files_lib.write_text(plans_path, ''.join(
-        p.to_json() + '\n' for p in shards.plan_shards(plan.regions, num_shards)))
+    lines = [p.to_json() + '\n' for p in shards.plan_shards(plan.regions, num_shards)]
+    files_lib.write_text(plans_path, ''.join(lines))  # ASCII: json.dumps escapes the rest.
     # With the outlier rule the driver has every window's totals: workers need not sum.
-    summary = _run_pipeline(pipeline_args, save_main_session, plans_path=plans_path,
+    summary = _run_pipeline(pipeline_args, save_main_session,
+                            worker_start_timeout=args.worker_start_timeout,
+                            plans_path=plans_path, plan_sizes=[len(x) for x in lines],
                             tmp_dir=tmp_dir, spec=spec, output_length=args.output_length,
                             totals=plan.totals is None)
     books = accounting.tally(plan, summary, task_names)
@@ -470,6 +508,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
     t0 = time.time()
     args, pipeline_args = _parser().parse_known_args(argv)
     _check_flags(args)
+    runners.resolve_args(pipeline_args, num_plans=0)  # A runner Beam lacks stops us here.
     config = _plan_config(args)
     num_shards_flag = shards.parse_num_shards(args.num_shards)
     fasta, task_list, demo = _inputs(args)
@@ -505,14 +544,32 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the job; input errors become one line on stderr and exit status 2."""
+    """Runs the job; input errors become one line on stderr and exit status 2, a failed run
+    one line and exit status 1 (with -v, after the runner's full error)."""
     try:
         run(argv)
     except RecordsInputError as e:
         print(f'make_records: error: {e}', file=sys.stderr)
         return 2
+    except runners.PipelineRunError as e:
+        if logs.verbose_requested(sys.argv[1:] if argv is None else argv):
+            traceback.print_exception(e.__cause__ or e, file=sys.stderr)
+        print(f'make_records: error: {e}', file=sys.stderr)
+        return 1
     return 0
 
 
+def _exit(code: int) -> None:
+    """Exits; after a failed run whose runner left threads waiting (a job server still
+    waiting for workers that never start), without waiting for them."""
+    import threading
+    if code and any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                    if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    _exit(main())

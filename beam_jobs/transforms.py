@@ -1,13 +1,21 @@
 """DoFns and composite PTransforms of the records job: shard plans to shard files.
 
-The driver deals the windows out to shard files (shards.py); `WriteShards` turns each
-`ShardPlan` into its file: `WriteShardFn` opens a `windows.WindowReader` once per worker
-(`setup`), reads each chunk of the plan, encodes the windows (`bpnet_tfx.schema.encode_record`)
-and streams them into the file in (chrom, start) order. Records never travel between steps, so
-no step holds more than one chunk of records, and the files are the same bytes on every run
-and runner. `WriteJobSummary` writes what the driver needs back (records per split, rejections,
-training totals for the median: `accounting.summarise`) as one JSON file. They live here, not
-in the job module, so that remote workers can import them.
+The driver deals the windows out to shard files (shards.py) and writes the plans, one JSON line
+each, to a file; `ReadShardPlans` reads each line from its byte range of that file (the graph
+holds one small (path, offset, size) tuple per shard file, not the plans), and `WriteShards`
+turns each `ShardPlan` into its file: `WriteShardFn` opens a `windows.WindowReader` once per
+worker (`setup`), reads each chunk of the plan, encodes the windows
+(`bpnet_tfx.schema.encode_record`) and streams them into the file in (chrom, start) order.
+Records never travel between steps, so no step holds more than one chunk of records, and the
+files are the same bytes on every run and runner. `WriteJobSummary` writes what the driver
+needs back (records per split, rejections, training totals for the median:
+`accounting.summarise`) as one JSON file. They live here, not in the job module, so that remote
+workers can import them.
+
+Only Create, ParDo, Flatten, GroupByKey and Reshuffle are used, and no ParDo has tagged
+outputs: Beam's Dask runner translates nothing else (a `Read` becomes a missing input, and the
+outputs of a multi-output ParDo reach every consumer mixed). So WriteShardFn has one output of
+(part, item) pairs, split into PCollections by plain ParDos (docs/runners.md).
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -24,13 +32,17 @@ import numpy as np
 from beam_jobs import accounting
 from beam_jobs import files as files_lib
 from beam_jobs import tfrecord_writer
+from beam_jobs.runners import SHARD_NOTE
 from beam_jobs.shards import ShardPlan
 from beam_jobs.windows import WindowReader, WindowSpec
 
 NAMESPACE = 'make_records'  # Metrics namespace of every counter of the job.
 REJECTED = 'rejected'  # Tag of (region_id, reason) outputs.
 TOTALS = 'totals'  # Tag of (split, float64 array (records, tasks) of total counts) outputs.
+SHARDS = 'shards'  # Part name of (split, records written) outputs, one per file.
 SUMMARY_FILENAME = '_job_summary.json'  # Read and removed by the driver.
+STARTED_FILENAME = '_workers_started'  # Written by the first worker to run; the driver waits
+# for it (--worker_start_timeout) and removes it.
 # ISA-L deflate level of the GZIP shard files (0-3; tfrecord_writer.py). On 1000-bp windows
 # level 1 compresses about 8x (zlib's level 1: about 7.9x) at about 400 MB/s (zlib's level 1:
 # 80-250 MB/s, which took longer than the rest of the job); see benchmarks/bench_make_records.py.
@@ -46,7 +58,8 @@ class WriteShardFn(beam.DoFn):
     TFRecord file. Plans stay JSON text until here: parsing them earlier costs the local
     runner a pickle of every Region at each step boundary.
 
-    Tagged outputs: 'rejected' gives (region_id, reason) for a stored window past a chromosome
+    Outputs are (part, item) pairs: 'shards' gives (split, records written) per file;
+    'rejected' gives (region_id, reason) for a stored window past a chromosome
     end ('out_of_bounds') or with more than `max_n_fraction` non-ACGT bases ('too_many_n');
     'totals' gives (split, float64 array (records, tasks): total counts over both strands in
     the centred counts window) once per file, for peak records only (background records are
@@ -102,9 +115,10 @@ class WriteShardFn(beam.DoFn):
                         if self._totals and not region.background:
                             centre = window.profile[j:j + length]
                             totals.append(centre.sum(axis=(0, 2), dtype=np.float64))
-        except BaseException:
+        except BaseException as e:
             if not self._tmp_dir and os.path.exists(path):
                 os.remove(path)  # A retried bundle must not leave a partial file behind.
+            e.add_note(SHARD_NOTE + plan.filename)  # Names the element in the one-line error.
             raise
         if self._tmp_dir:
             files_lib.publish_file(path, dest)
@@ -116,23 +130,71 @@ class WriteShardFn(beam.DoFn):
         for reason in sorted({reason for _, reason in rejected}):
             _counter(f'rejected_{reason}').inc(sum(1 for _, x in rejected if x == reason))
         _counter('shards_written').inc()
-        yield plan.split, written
+        yield SHARDS, (plan.split, written)
         for item in rejected:
-            yield beam.pvalue.TaggedOutput(REJECTED, item)
+            yield REJECTED, item
         if totals:
-            yield beam.pvalue.TaggedOutput(TOTALS, (plan.split, np.stack(totals)))
+            yield TOTALS, (plan.split, np.stack(totals))
 
 
 def _plan_json(plan: ShardPlan | str) -> str:
     return plan if isinstance(plan, str) else plan.to_json()
 
 
+class ReadShardPlanFn(beam.DoFn):
+    """(plans file, byte offset, size) -> the ShardPlan JSON line stored there.
+
+    Its `setup` also writes `started_path` (once per worker), which tells the driver that the
+    runner's workers run at all.
+    """
+
+    def __init__(self, started_path: str | None = None):
+        self._started_path = started_path
+
+    def setup(self):
+        if self._started_path:
+            files_lib.write_text(self._started_path, f'{os.getpid()}\n')
+
+    def process(self, place: tuple[str, int, int]) -> Iterable[str]:
+        path, offset, size = place
+        yield files_lib.read_range(path, offset, size).decode()
+
+
+class ReadShardPlans(beam.PTransform):
+    """Begins the pipeline: one ShardPlan JSON line per shard file, read by the workers.
+
+    Input: the pipeline. Output: str, one JSON line per plan. The lines stay in `path` (about
+    25 bytes per region); the graph holds only where each one is.
+    """
+
+    def __init__(self, path: str, sizes: Sequence[int], started_path: str | None = None):
+        """Args:
+          path: the plans file (local or remote), the lines back to back.
+          sizes: the byte size of each line, newline included, in file order.
+          started_path: a file for the first worker to write (see ReadShardPlanFn).
+        """
+        super().__init__()
+        offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)[:-1]]) if sizes else []
+        self._places = [(path, int(o), int(n)) for o, n in zip(offsets, sizes)]
+        self._started_path = started_path
+
+    def expand(self, pbegin):
+        return (pbegin
+                | 'PlanPlaces' >> beam.Create(self._places)
+                | 'ReadPlanLines' >> beam.ParDo(ReadShardPlanFn(self._started_path)))
+
+
+def _select(pair: tuple[str, Any], part: str) -> Iterable[Any]:
+    if pair[0] == part:
+        yield pair[1]
+
+
 class WriteShards(beam.PTransform):
     """Writes one `{split}-SSSSS-of-NNNNN.tfrecord.gz` file per ShardPlan.
 
-    Input: ShardPlan or its JSON line, one per planned file (empty plans give empty files). Output: a tuple of
-    PCollections: main (split, records written) per file, 'rejected' (region_id, reason),
-    'totals' (split, (records, tasks) array of totals).
+    Input: ShardPlan or its JSON line, one per planned file (empty plans give empty files).
+    Output: a dict of PCollections: 'shards' (split, records written) per file, 'rejected'
+    (region_id, reason), 'totals' (split, (records, tasks) array of totals).
     """
 
     def __init__(self, output_dir: str, spec: WindowSpec, output_length: int,
@@ -143,14 +205,16 @@ class WriteShards(beam.PTransform):
     def expand(self, plans):
         # Plans cross the shuffle as JSON (about 25 bytes per region, not a pickled Region),
         # since a local runner holds everything shuffled at once.
-        return (plans
-                | 'PlansToJson' >> beam.Map(_plan_json)
-                | 'SpreadPlans' >> beam.Reshuffle()  # Else one worker gets every file.
-                | 'WriteShardFiles' >> beam.ParDo(self._fn).with_outputs(
-                    REJECTED, TOTALS, main='shards'))
+        parts = (plans
+                 | 'PlansToJson' >> beam.Map(_plan_json)
+                 | 'SpreadPlans' >> beam.Reshuffle()  # Else one worker gets every file.
+                 | 'WriteShardFiles' >> beam.ParDo(self._fn))
+        # Plain ParDos, not with_outputs(): the Dask runner mixes up a ParDo's tagged outputs.
+        return {part: parts | f'Select{part.capitalize()}' >> beam.FlatMap(_select, part)
+                for part in (SHARDS, REJECTED, TOTALS)}
 
 
-_SUMMARY_PARTS = ('shards', 'totals', 'rejected')
+_SUMMARY_PARTS = (SHARDS, TOTALS, REJECTED)
 
 
 def _write_summary(path: str, parts: Iterable[tuple[str, Any]]) -> str:

@@ -87,7 +87,7 @@ def test_write_shards(genome, tmp_path, tasks, control):
                | transforms.WriteShards(str(tmp_path), _spec(genome, tasks=tasks,
                                                              control=control), L))
         written = {s: sum(1 for r in KEPT if r.split == s) for s in ('train', 'valid', 'test')}
-        assert_that(out.shards | beam.CombinePerKey(sum),
+        assert_that(out['shards'] | beam.CombinePerKey(sum),
                     equal_to(list(written.items())), label='Counts')
         assert_that(out[transforms.REJECTED], equal_to(REJECTED), label='Rejected')
         assert_that(out[transforms.TOTALS]
@@ -115,7 +115,7 @@ def test_empty_plan_writes_an_empty_file(genome, tmp_path):
     with _pipeline() as p:
         out = (p | beam.Create([shards.ShardPlan('test', 0, 1)])
                | transforms.WriteShards(str(tmp_path), _spec(genome), L))
-        assert_that(out.shards, equal_to([('test', 0)]))
+        assert_that(out['shards'], equal_to([('test', 0)]))
     assert _read_shard(str(tmp_path / 'test-00000-of-00001.tfrecord.gz'), _info()) == []
 
 
@@ -155,7 +155,7 @@ def test_background_records_are_marked_and_left_out_of_the_totals(genome, tmp_pa
     with _pipeline() as p:
         out = (p | beam.Create(plans)
                | transforms.WriteShards(str(tmp_path), spec, L - 2 * TRIM))
-        assert_that(out.shards | beam.CombinePerKey(sum),
+        assert_that(out['shards'] | beam.CombinePerKey(sum),
                     equal_to([('train', 4), ('valid', 1), ('test', 1)]), label='Counts')
         assert_that(out[transforms.TOTALS]
                     | beam.FlatMap(lambda kv: [(kv[0], float(t[0])) for t in kv[1].tolist()]),
@@ -201,8 +201,24 @@ def test_shard_file_appears_whole_or_not_at_all(genome, tmp_path, monkeypatch):
             list(fn.process(plan.to_json()))
         assert os.listdir(tmp_path) == []
         monkeypatch.setattr(windows.WindowReader, 'read', real)
-        (split, written), *_ = fn.process(plan.to_json())
+        (_, (split, written)), *_ = fn.process(plan.to_json())
         assert os.listdir(tmp_path) == [plan.filename]
         assert written == plan.num_regions > 0
     finally:
         fn.teardown()
+
+
+# --- Reading the plans -------------------------------------------------------------------------
+
+
+def test_read_shard_plans_reads_each_line_and_marks_the_start(tmp_path):
+    lines = ['{"a":1}\n', '\n', '{"b":"\\u00e9"}\n', '{"c":3}\n']  # An empty plan line too.
+    path = tmp_path / shards.PLANS_FILENAME
+    path.write_text(''.join(lines))
+    started = tmp_path / transforms.STARTED_FILENAME
+    with _pipeline() as p:
+        out = p | transforms.ReadShardPlans(str(path), [len(x) for x in lines], str(started))
+        assert_that(out, equal_to(lines))
+    assert started.read_text().strip().isdigit()  # The worker's pid.
+    with _pipeline() as p:
+        assert_that(p | transforms.ReadShardPlans(str(path), []), equal_to([]))
