@@ -19,6 +19,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.regions import RecordsInputError
+from bpnet_tfx import folders
 
 _COPY_BUFFER = 16 << 20
 
@@ -175,10 +176,10 @@ def list_files(folder: str) -> list[str]:
     return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
-def replace_dir(tmp_dir: str, output_dir: str, *, last: str, token: str) -> None:
+def replace_dir(tmp_dir: str, output_dir: str, *, last: str) -> None:
     """Moves the finished `tmp_dir` to `output_dir`, replacing an old one only at the end.
 
-    Local folders: two `os.rename`s, so readers see the old folder or the new one. Remote
+    Local folders: `folders.publish` (renames), so readers see the old folder or the new one. Remote
     (object stores have no folder rename): the old folder's files are deleted, then each new
     file is renamed (copy + delete) with `last` (metadata.json) moved last, so a folder that
     holds `last` is complete.
@@ -187,16 +188,9 @@ def replace_dir(tmp_dir: str, output_dir: str, *, last: str, token: str) -> None
       tmp_dir: the finished folder.
       output_dir: where it goes.
       last: base name of the file to move last.
-      token: a random suffix for the local folder moved aside.
     """
     if not is_remote(output_dir):
-        old = None
-        if os.path.exists(output_dir):
-            old = f'{output_dir}.old-{token}'
-            os.rename(output_dir, old)
-        os.rename(tmp_dir, output_dir)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        folders.publish(tmp_dir, output_dir)
         return
     if FileSystems.exists(output_dir) or FileSystems.exists(join(output_dir, last)):
         old_files = list_files(output_dir)

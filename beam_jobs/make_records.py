@@ -441,7 +441,7 @@ def _into_place(output_dir: str, write: Callable[[str], _T]) -> _T:
     files_lib.make_dir(tmp_dir)
     try:
         result = write(tmp_dir)
-        files_lib.replace_dir(tmp_dir, output_dir, last=schema.METADATA_FILENAME, token=token)
+        files_lib.replace_dir(tmp_dir, output_dir, last=schema.METADATA_FILENAME)
     except BaseException:
         files_lib.remove_dir(tmp_dir)
         raise

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Sets up .venv and runs the whole test suite (pytest's "no tests" exit code 5 fails too).
+# Sets up .venv, lints (ruff, pinned), and runs the whole test suite (pytest's "no tests" exit
+# code 5 fails too). Extra arguments go to pytest, e.g. -m 'not slow'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
+if ! .venv/bin/ruff check --quiet . || ! .venv/bin/ruff format --check --quiet .; then
+  echo "test: error: ruff found lint or formatting problems (fix: .venv/bin/ruff check --fix ." \
+       "&& .venv/bin/ruff format .)" >&2
+  exit 1
+fi
 export TF_CPP_MIN_LOG_LEVEL=2
 exec .venv/bin/python -m pytest -q "$@"
