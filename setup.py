@@ -10,7 +10,8 @@ import setuptools
 INSTALL_REQUIRES = [
     'tensorflow>=2.21,<2.22',
     'keras>=3.15,<3.16',
-    'tensorboard>=2.21,<2.22',  # tensorflow 2.21 no longer installs it; Keras' TensorBoard callback needs it.
+    # tensorflow 2.21 no longer installs it; Keras' TensorBoard callback needs it.
+    'tensorboard>=2.21,<2.22',
     'tensorflow-probability[tf]>=0.25,<0.26',  # [tf] brings tf-keras, needed under Keras 3.
     'tf-keras>=2.21,<2.22',
     'apache-beam>=2.77,<2.78',
@@ -29,8 +30,9 @@ setuptools.setup(
     name='bpnet-tfx',
     version='0.1.0',
     description='BPNet on Apache Beam, tf.data and tf.distribute.',
-    packages=setuptools.find_packages(include=['bpnet_tfx', 'bpnet_tfx.*', 'beam_jobs',
-                                               'beam_jobs.*']),
+    packages=setuptools.find_packages(
+        include=['bpnet_tfx', 'bpnet_tfx.*', 'beam_jobs', 'beam_jobs.*']
+    ),
     python_requires='>=3.11,<3.12',
     install_requires=INSTALL_REQUIRES,
     extras_require={

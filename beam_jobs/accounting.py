@@ -45,9 +45,11 @@ class PeaksAt:
         return [first, *self._merged.get(first.window, ())]
 
 
-def summarise(shards: Sequence[tuple[str, int]],
-              totals: Sequence[tuple[str, np.ndarray | Sequence[Sequence[float]]]],
-              rejected: Sequence[tuple[str, str]]) -> dict[str, Any]:
+def summarise(
+    shards: Sequence[tuple[str, int]],
+    totals: Sequence[tuple[str, np.ndarray | Sequence[Sequence[float]]]],
+    rejected: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
     """The job summary from the pipeline's collected outputs (transforms.WriteJobSummary).
 
     Returns:
@@ -58,8 +60,9 @@ def summarise(shards: Sequence[tuple[str, int]],
     split_counts = dict.fromkeys(schema.SPLITS, 0)
     for split, n in shards:
         split_counts[split] += n
-    train = [np.asarray(t, np.float64) for split, t in totals
-             if split == schema.SPLITS[0] and len(t)]
+    train = [
+        np.asarray(t, np.float64) for split, t in totals if split == schema.SPLITS[0] and len(t)
+    ]
     median = np.median(np.concatenate(train), axis=0).tolist() if train else []
     return {
         'split_counts': split_counts,
@@ -135,28 +138,40 @@ def tally(plan: 'WindowPlan', summary: Mapping[str, Any], task_names: Sequence[s
     median = summary['median_total_counts']
     if plan.totals is not None:  # The driver's exact totals, less the pipeline's rejections.
         median = median_totals(plan.windows, plan.totals, {i for i, _ in peak_rejected})
-    books = Tally(len(plan.peaks), {s: summary['split_counts'][s] for s in schema.SPLITS},
-                  background_counts, dict(sorted(background_lost.items())), rows, merged,
-                  median, by_split)
+    books = Tally(
+        len(plan.peaks),
+        {s: summary['split_counts'][s] for s in schema.SPLITS},
+        background_counts,
+        dict(sorted(background_lost.items())),
+        rows,
+        merged,
+        median,
+        by_split,
+    )
     if books.peaks_read != books.peaks_written + books.merged + len(books.rejected):
         raise AssertionError(
             f'bug: {books.peaks_read} peaks read but {books.peaks_written} written + '
-            f'{books.merged} merged + {len(books.rejected)} rejected')
+            f'{books.merged} merged + {len(books.rejected)} rejected'
+        )
     return books
 
 
-def median_totals(windows: Sequence[Region], totals: np.ndarray,
-                  rejected_ids: set[str]) -> list[float]:
+def median_totals(
+    windows: Sequence[Region], totals: np.ndarray, rejected_ids: set[str]
+) -> list[float]:
     """Per-task median of the totals of the training peak windows the pipeline wrote: what
     the workers' totals would give, from the driver's own exact totals (`window_totals`)."""
-    rows = [i for i, r in enumerate(windows) if r.split == schema.SPLITS[0]
-            and not (rejected_ids and r.region_id in rejected_ids)]
+    rows = [
+        i
+        for i, r in enumerate(windows)
+        if r.split == schema.SPLITS[0] and not (rejected_ids and r.region_id in rejected_ids)
+    ]
     return np.median(totals[rows], axis=0).tolist() if rows else []
 
 
-def _rejected_rows(plan: 'WindowPlan', pipeline_rejected: Sequence[tuple[str, str]],
-                   task_names: Sequence[str]
-                   ) -> tuple[list[tuple[str, str, int, str]], dict[str, dict[str, int]]]:
+def _rejected_rows(
+    plan: 'WindowPlan', pipeline_rejected: Sequence[tuple[str, str]], task_names: Sequence[str]
+) -> tuple[list[tuple[str, str, int, str]], dict[str, dict[str, int]]]:
     """((region_id, task, line, reason) rows in task, line order; {split: {reason: peaks}})
     of every rejected peak. A rejected window rejects every peak that gave it (one per task
     at most)."""
@@ -179,9 +194,12 @@ def reasons_by_split(rejected: Iterable[tuple[Region, str]]) -> dict[str, dict[s
     return {s: dict(sorted(c.items())) for s, c in sorted(counts.items())}
 
 
-def empty_splits(spans: Mapping[str, Sequence[ChromSpan]], records: Mapping[str, int],
-                 peaks: Sequence[Region], reasons: Mapping[str, Mapping[str, int]]
-                 ) -> list[str]:
+def empty_splits(
+    spans: Mapping[str, Sequence[ChromSpan]],
+    records: Mapping[str, int],
+    peaks: Sequence[Region],
+    reasons: Mapping[str, Mapping[str, int]],
+) -> list[str]:
     """One line per split the user asked for (items given) that has peaks but no records.
 
     Args:
@@ -198,8 +216,10 @@ def empty_splits(spans: Mapping[str, Sequence[ChromSpan]], records: Mapping[str,
             problems.append(
                 f'the {split} split has no records: the {in_split[split]} peak(s) with their '
                 f'centre in --{split}_chroms={",".join(map(str, items))} were all rejected'
-                + (f' ({why})' if why else '') + f'; pass other --{split}_chroms, or '
-                '--allow_empty_splits')
+                + (f' ({why})' if why else '')
+                + f'; pass other --{split}_chroms, or '
+                '--allow_empty_splits'
+            )
     return problems
 
 
@@ -218,17 +238,24 @@ def rejected_text(rows: Sequence[tuple[str, str, int, str]]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def summary_line(books: Tally, *, background: 'BackgroundSample | None', seconds: float,
-                 output_dir: str) -> str:
+def summary_line(
+    books: Tally, *, background: 'BackgroundSample | None', seconds: float, output_dir: str
+) -> str:
     """The job's last line: peaks read, records per split, merged, rejected by reason."""
     drop_text = ', '.join(f'{k} {v}' for k, v in books.drops.items())
     background_text = ''
     if background is not None:
         ks = 'n/a' if math.isnan(background.ks) else f'{background.ks:.3f}'
-        background_text = (f'; {books.background_written} background of '
-                           f'{background.requested} asked for, GC KS {ks}')
-    return (f'make_records: {books.peaks_read} peaks read, {books.written} records written ('
-            + ', '.join(f'{s} {n}' for s, n in books.split_counts.items()) + background_text
-            + (f'), {books.merged} merged into another task\'s window' if books.merged else ')')
-            + f', {len(books.rejected)} rejected' + (f' ({drop_text})' if drop_text else '')
-            + f', {seconds:.1f} s -> {output_dir}')
+        background_text = (
+            f'; {books.background_written} background of '
+            f'{background.requested} asked for, GC KS {ks}'
+        )
+    return (
+        f'make_records: {books.peaks_read} peaks read, {books.written} records written ('
+        + ', '.join(f'{s} {n}' for s, n in books.split_counts.items())
+        + background_text
+        + (f'), {books.merged} merged into another task\'s window' if books.merged else ')')
+        + f', {len(books.rejected)} rejected'
+        + (f' ({drop_text})' if drop_text else '')
+        + f', {seconds:.1f} s -> {output_dir}'
+    )

@@ -61,8 +61,9 @@ class Candidates:
     gc: np.ndarray
 
 
-def _counts(fasta, chrom: str, starts: np.ndarray, ends: np.ndarray, chunk_bp: int
-            ) -> tuple[np.ndarray, np.ndarray]:
+def _counts(
+    fasta, chrom: str, starts: np.ndarray, ends: np.ndarray, chunk_bp: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(ACGT bases, GC bases) in each window [starts, ends) of `chrom`; int64 (n,) each.
 
     Windows must be sorted by start. Reads one FASTA slice per group of windows starting in
@@ -85,8 +86,9 @@ def _counts(fasta, chrom: str, starts: np.ndarray, ends: np.ndarray, chunk_bp: i
     return acgt, gc
 
 
-def window_gc(fasta, chrom: str, starts: Sequence[int], ends: Sequence[int], *,
-              chunk_bp: int = CHUNK_BP) -> np.ndarray:
+def window_gc(
+    fasta, chrom: str, starts: Sequence[int], ends: Sequence[int], *, chunk_bp: int = CHUNK_BP
+) -> np.ndarray:
     """GC fraction (G + C over ACGT bases; 0 where there is none) of windows on `chrom`.
 
     Args:
@@ -127,9 +129,16 @@ def _free_tiles(size: int, excluded: Sequence[tuple[int, int]], tile: int) -> np
     return first + index * tile
 
 
-def candidate_windows(fasta, sizes: Mapping[str, int], excluded: Mapping[str, Sequence[
-        tuple[int, int]]], *, sequence_length: int, max_jitter: int, max_n_fraction: float,
-        chunk_bp: int = CHUNK_BP) -> list[Candidates]:
+def candidate_windows(
+    fasta,
+    sizes: Mapping[str, int],
+    excluded: Mapping[str, Sequence[tuple[int, int]]],
+    *,
+    sequence_length: int,
+    max_jitter: int,
+    max_n_fraction: float,
+    chunk_bp: int = CHUNK_BP,
+) -> list[Candidates]:
     """Candidate background windows, with their GC fractions (see the module docstring).
 
     Args:
@@ -149,8 +158,9 @@ def candidate_windows(fasta, sizes: Mapping[str, int], excluded: Mapping[str, Se
     for chrom, size in sizes.items():
         tiles = _free_tiles(size, excluded.get(chrom, ()), stored)
         acgt_stored, _ = _counts(fasta, chrom, tiles, tiles + stored, chunk_bp)
-        acgt, gc = _counts(fasta, chrom, tiles + max_jitter, tiles + max_jitter +
-                           sequence_length, chunk_bp)
+        acgt, gc = _counts(
+            fasta, chrom, tiles + max_jitter, tiles + max_jitter + sequence_length, chunk_bp
+        )
         ok = (1.0 - acgt_stored / stored <= max_n_fraction) & (acgt > 0)
         out.append(Candidates(chrom, tiles[ok] + max_jitter, gc[ok] / acgt[ok]))
     return out
@@ -168,12 +178,18 @@ def _allocate(weights: np.ndarray, n: int) -> np.ndarray:
     out = np.floor(exact).astype(np.int64)
     remainders = exact - out
     order = np.lexsort((np.arange(len(weights)), -remainders))
-    out[order[:n - out.sum()]] += 1
+    out[order[: n - out.sum()]] += 1
     return out
 
 
-def sample_matched(peak_gc: np.ndarray, candidate_gc: np.ndarray, n: int, *, seed: int,
-                   bin_width: float = BIN_WIDTH) -> np.ndarray:
+def sample_matched(
+    peak_gc: np.ndarray,
+    candidate_gc: np.ndarray,
+    n: int,
+    *,
+    seed: int,
+    bin_width: float = BIN_WIDTH,
+) -> np.ndarray:
     """Indices into `candidate_gc` of n candidates whose GC follows the peaks' (see module).
 
     Args:
@@ -242,12 +258,22 @@ class BackgroundSample:
     background_gc: np.ndarray
 
 
-def sample_background(fasta, peaks: Sequence[Region], all_peaks: Sequence[Region],
-                      sizes: Mapping[str, int], *, ratio: float, seed: int,
-                      sequence_length: int, max_jitter: int, max_n_fraction: float,
-                      blacklist=None, valid: Sequence[ChromSpan] = (),
-                      test: Sequence[ChromSpan] = (), chunk_bp: int = CHUNK_BP
-                      ) -> BackgroundSample:
+def sample_background(
+    fasta,
+    peaks: Sequence[Region],
+    all_peaks: Sequence[Region],
+    sizes: Mapping[str, int],
+    *,
+    ratio: float,
+    seed: int,
+    sequence_length: int,
+    max_jitter: int,
+    max_n_fraction: float,
+    blacklist=None,
+    valid: Sequence[ChromSpan] = (),
+    test: Sequence[ChromSpan] = (),
+    chunk_bp: int = CHUNK_BP,
+) -> BackgroundSample:
     """Samples round(ratio x len(peaks)) GC-matched background windows away from peaks.
 
     Args:
@@ -279,14 +305,25 @@ def sample_background(fasta, peaks: Sequence[Region], all_peaks: Sequence[Region
     by_chrom: dict[str, list[Region]] = {}
     for r in peaks:
         by_chrom.setdefault(r.chrom, []).append(r)
-    peak_gc = np.concatenate([np.zeros(0)] + [
-        window_gc(fasta, chrom, [r.start for r in rs], [r.end for r in rs], chunk_bp=chunk_bp)
-        for chrom, rs in sorted(by_chrom.items())])
-    candidates = candidate_windows(fasta, chroms, excluded, sequence_length=sequence_length,
-                                   max_jitter=max_jitter, max_n_fraction=max_n_fraction,
-                                   chunk_bp=chunk_bp)
-    names = np.concatenate([np.zeros(0, np.int64)] + [np.full(len(c.starts), i) for i, c in
-                                                      enumerate(candidates)]).astype(np.int64)
+    peak_gc = np.concatenate(
+        [np.zeros(0)]
+        + [
+            window_gc(fasta, chrom, [r.start for r in rs], [r.end for r in rs], chunk_bp=chunk_bp)
+            for chrom, rs in sorted(by_chrom.items())
+        ]
+    )
+    candidates = candidate_windows(
+        fasta,
+        chroms,
+        excluded,
+        sequence_length=sequence_length,
+        max_jitter=max_jitter,
+        max_n_fraction=max_n_fraction,
+        chunk_bp=chunk_bp,
+    )
+    names = np.concatenate(
+        [np.zeros(0, np.int64)] + [np.full(len(c.starts), i) for i, c in enumerate(candidates)]
+    ).astype(np.int64)
     starts = np.concatenate([np.zeros(0, np.int64)] + [c.starts for c in candidates])
     gc = np.concatenate([np.zeros(0)] + [c.gc for c in candidates])
     chosen = sample_matched(peak_gc, gc, requested, seed=seed)
@@ -294,8 +331,22 @@ def sample_background(fasta, peaks: Sequence[Region], all_peaks: Sequence[Region
     for k, i in enumerate(chosen, start=1):
         chrom, start = candidates[names[i]].chrom, int(starts[i])
         centre = start + sequence_length // 2
-        regions.append(Region(chrom, start, start + sequence_length,
-                              assign_split(chrom, centre, valid, test), k, -1, True))
-    return BackgroundSample(tuple(regions), requested, len(gc),
-                            ks_statistic(peak_gc, gc[chosen]) if len(chosen) else float('nan'),
-                            peak_gc, gc[chosen])
+        regions.append(
+            Region(
+                chrom,
+                start,
+                start + sequence_length,
+                assign_split(chrom, centre, valid, test),
+                k,
+                -1,
+                True,
+            )
+        )
+    return BackgroundSample(
+        tuple(regions),
+        requested,
+        len(gc),
+        ks_statistic(peak_gc, gc[chosen]) if len(chosen) else float('nan'),
+        peak_gc,
+        gc[chosen],
+    )

@@ -47,14 +47,17 @@ def copy_to_local(path: str, local_dir: str) -> str:
       OSError: the file cannot be read (a `BeamIOError` is an IOError).
     """
     local = os.path.join(local_dir, path.rstrip('/').rsplit('/', 1)[-1])
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as src, \
-            open(local, 'wb') as dst:
+    with (
+        FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as src,
+        open(local, 'wb') as dst,
+    ):
         shutil.copyfileobj(src, dst, _COPY_BUFFER)
     return local
 
 
-def localize(paths: Iterable[str], local_dir: str, *, companions: Sequence[str] = ()
-             ) -> dict[str, str]:
+def localize(
+    paths: Iterable[str], local_dir: str, *, companions: Sequence[str] = ()
+) -> dict[str, str]:
     """Returns {path: local path}, copying the remote ones into `local_dir`.
 
     Args:
@@ -107,16 +110,18 @@ def check_output_dir(output_dir: str, overwrite: bool, *, marker: str) -> None:
         if present and not overwrite:
             raise RecordsInputError(f'{output_dir} exists; pass --overwrite to replace it')
         if present and not exists(metadata):
-            raise RecordsInputError(f'{output_dir} exists and is not a records folder (no '
-                                    f'{marker}); not replacing it')
+            raise RecordsInputError(
+                f'{output_dir} exists and is not a records folder (no {marker}); not replacing it'
+            )
         return
     if not os.path.lexists(output_dir):
         return
     if not overwrite:
         raise RecordsInputError(f'{output_dir} exists; pass --overwrite to replace it')
     if not os.path.isdir(output_dir) or (os.listdir(output_dir) and not os.path.exists(metadata)):
-        raise RecordsInputError(f'{output_dir} exists and is not a records folder (no '
-                                f'{marker}); not replacing it')
+        raise RecordsInputError(
+            f'{output_dir} exists and is not a records folder (no {marker}); not replacing it'
+        )
 
 
 def delete(path: str) -> None:
@@ -137,8 +142,10 @@ def publish_file(local_path: str, dest: str) -> None:
     if not is_remote(dest):
         shutil.move(local_path, dest)
         return
-    with open(local_path, 'rb') as src, FileSystems.create(
-            dest, compression_type=CompressionTypes.UNCOMPRESSED) as dst:
+    with (
+        open(local_path, 'rb') as src,
+        FileSystems.create(dest, compression_type=CompressionTypes.UNCOMPRESSED) as dst,
+    ):
         shutil.copyfileobj(src, dst, _COPY_BUFFER)
     os.remove(local_path)
 
@@ -225,12 +232,20 @@ def remove_stale_dirs(prefix: str) -> list[str]:
     name = re.compile(re.escape(prefix.rstrip('/').rsplit('/', 1)[-1]) + r'[0-9a-f]{8}$')
     if not is_remote(prefix):
         parent = os.path.dirname(prefix) or '.'
-        found = sorted(os.path.join(parent, n) for n in os.listdir(parent)
-                       if name.match(n) and os.path.isdir(os.path.join(parent, n)))
+        found = sorted(
+            os.path.join(parent, n)
+            for n in os.listdir(parent)
+            if name.match(n) and os.path.isdir(os.path.join(parent, n))
+        )
     else:  # Object stores have no folders: the files under prefix*/.
         matches = FileSystems.match([prefix + '*/*'])[0].metadata_list
-        found = sorted({m.path[:len(prefix) + 8] for m in matches
-                        if name.match(m.path[:len(prefix) + 8].rsplit('/', 1)[-1])})
+        found = sorted(
+            {
+                m.path[: len(prefix) + 8]
+                for m in matches
+                if name.match(m.path[: len(prefix) + 8].rsplit('/', 1)[-1])
+            }
+        )
     for folder in found:
         remove_dir(folder)
     return found

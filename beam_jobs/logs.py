@@ -28,16 +28,20 @@ def verbose_requested(argv: Sequence[str]) -> bool:
 def configure(verbose: bool) -> None:
     """Sets up the root logger for the command line; call before apache_beam is imported."""
     if verbose:
-        logging.basicConfig(level=logging.WARNING, force=True,
-                            format='%(asctime)s %(name)s: %(levelname)s: %(message)s')
+        logging.basicConfig(
+            level=logging.WARNING,
+            force=True,
+            format='%(asctime)s %(name)s: %(levelname)s: %(message)s',
+        )
         logging.getLogger('beam_jobs').setLevel(logging.INFO)
         logging.getLogger('apache_beam').setLevel(logging.WARNING)  # Its INFO is per bundle.
         return
     # Root at CRITICAL drops what libraries log through it (Beam's import-time warning, a
     # portable job's error messages); the job's own loggers still pass warnings to the root's
     # handler.
-    logging.basicConfig(level=logging.CRITICAL, force=True,
-                        format='make_records: %(levelname)s: %(message)s')
+    logging.basicConfig(
+        level=logging.CRITICAL, force=True, format='make_records: %(levelname)s: %(message)s'
+    )
     logging.getLogger('beam_jobs').setLevel(logging.WARNING)
     # A failed run logs its worker's traceback several times over (the SDK harness, the job
     # server, the runner); make_records.main() says what failed in one line instead.

@@ -26,8 +26,14 @@ from beam_jobs import background as background_lib
 from beam_jobs import files as files_lib
 from beam_jobs import regions as regions_lib
 from beam_jobs import tasks as tasks_lib
-from beam_jobs.regions import (BLACKLISTED, DUPLICATE, OUT_OF_BOUNDS, OUTLIER_COUNTS,
-                               RecordsInputError, Region)
+from beam_jobs.regions import (
+    BLACKLISTED,
+    DUPLICATE,
+    OUT_OF_BOUNDS,
+    OUTLIER_COUNTS,
+    RecordsInputError,
+    Region,
+)
 
 OUTLIER_FACTOR = 1.2  # bpnet v2: drop totals above quantile(q) x 1.2 of the task's peaks.
 
@@ -107,8 +113,12 @@ class WindowPlan:
         return self.windows + self.background_regions
 
 
-def plan_windows(config: PlanConfig, task_list: Sequence[tasks_lib.Task], fasta: str,
-                 blacklist: str | None = None) -> WindowPlan:
+def plan_windows(
+    config: PlanConfig,
+    task_list: Sequence[tasks_lib.Task],
+    fasta: str,
+    blacklist: str | None = None,
+) -> WindowPlan:
     """Reads and checks the inputs and chooses the windows (see the module docstring).
 
     Args:
@@ -125,62 +135,110 @@ def plan_windows(config: PlanConfig, task_list: Sequence[tasks_lib.Task], fasta:
     """
     local_dir = files_lib.make_local_dir()
     try:
-        local, fasta_sizes = _local_inputs(task_list, fasta, blacklist, local_dir,
-                                           need_sequence=bool(config.background_ratio))
+        local, fasta_sizes = _local_inputs(
+            task_list, fasta, blacklist, local_dir, need_sequence=bool(config.background_ratio)
+        )
         names = {v: k for k, v in local.items()}
         spans = {'valid': config.valid, 'test': config.test}
         peaks = []
         for i, task in enumerate(task_list):
             peaks += regions_lib.read_peaks(
-                local[task.peaks], sequence_length=config.sequence_length,
-                valid=spans['valid'], test=spans['test'], task=i, name=task.peaks)
+                local[task.peaks],
+                sequence_length=config.sequence_length,
+                valid=spans['valid'],
+                test=spans['test'],
+                task=i,
+                name=task.peaks,
+            )
         windows, duplicates, merged = merge_tasks(peaks)
         sizes = regions_lib.check_inputs(
-            windows, peaks_path=[t.peaks for t in task_list], fasta_path=local.get(fasta, fasta),
-            bigwig_paths=[local[p] for t in task_list for p in t.files()[1:]], names=names,
-            fasta_sizes=fasta_sizes)
-        blacklist_intervals = (read_blacklist(local[blacklist], name=blacklist) if blacklist
-                               else None)
-        accounting.stop_or_warn(regions_lib.split_problems(
-            {f'{s}_chroms': v for s, v in spans.items()}, peaks, sizes, fasta,
-            defaults=config.default_flags), config.allow_empty_splits)
+            windows,
+            peaks_path=[t.peaks for t in task_list],
+            fasta_path=local.get(fasta, fasta),
+            bigwig_paths=[local[p] for t in task_list for p in t.files()[1:]],
+            names=names,
+            fasta_sizes=fasta_sizes,
+        )
+        blacklist_intervals = (
+            read_blacklist(local[blacklist], name=blacklist) if blacklist else None
+        )
+        accounting.stop_or_warn(
+            regions_lib.split_problems(
+                {f'{s}_chroms': v for s, v in spans.items()},
+                peaks,
+                sizes,
+                fasta,
+                defaults=config.default_flags,
+            ),
+            config.allow_empty_splits,
+        )
         peaks_at = accounting.PeaksAt(merged)
         counts = [tuple(local[p] for p in t.pair('counts')) for t in task_list]
         windows, lost, thresholds, totals = _drop_windows(
-            config, windows, sizes, blacklist_intervals, peaks_at, counts, names)
+            config, windows, sizes, blacklist_intervals, peaks_at, counts, names
+        )
         background = None
         if config.background_ratio:
-            background = _sample_background(config, windows, peaks, sizes, local[fasta], fasta,
-                                            blacklist_intervals, spans)
+            background = _sample_background(
+                config, windows, peaks, sizes, local[fasta], fasta, blacklist_intervals, spans
+            )
     finally:
         shutil.rmtree(local_dir, ignore_errors=True)
     dropped = [(r, DUPLICATE) for r in duplicates]
     dropped += [(peak, reason) for window, reason in lost for peak in peaks_at(window)]
-    plan = WindowPlan(peaks, windows, background, dropped, {w.region_id for w, _ in lost},
-                      merged, peaks_at, spans, thresholds, totals)
-    accounting.stop_or_warn(accounting.empty_splits(
-        spans, regions_lib.split_counts(plan.regions), peaks,
-        accounting.reasons_by_split((p, r) for p, r in dropped if r != DUPLICATE)),
-        config.allow_empty_splits)
+    plan = WindowPlan(
+        peaks,
+        windows,
+        background,
+        dropped,
+        {w.region_id for w, _ in lost},
+        merged,
+        peaks_at,
+        spans,
+        thresholds,
+        totals,
+    )
+    accounting.stop_or_warn(
+        accounting.empty_splits(
+            spans,
+            regions_lib.split_counts(plan.regions),
+            peaks,
+            accounting.reasons_by_split((p, r) for p, r in dropped if r != DUPLICATE),
+        ),
+        config.allow_empty_splits,
+    )
     return plan
 
 
-def _local_inputs(task_list: Sequence[tasks_lib.Task], fasta: str, blacklist: str | None,
-                  local_dir: str, *, need_sequence: bool
-                  ) -> tuple[dict[str, str], dict[str, int] | None]:
+def _local_inputs(
+    task_list: Sequence[tasks_lib.Task],
+    fasta: str,
+    blacklist: str | None,
+    local_dir: str,
+    *,
+    need_sequence: bool,
+) -> tuple[dict[str, str], dict[str, int] | None]:
     """({input: local path}, FASTA sizes from a remote .fai or None): what the driver reads."""
     inputs = [p for t in task_list for p in t.files()] + ([blacklist] if blacklist else [])
     if files_lib.is_remote(fasta) and files_lib.exists(fasta + '.fai') and not need_sequence:
         # The index gives the sizes: no need to copy a whole genome to the driver.
         fai = files_lib.localize_inputs([fasta + '.fai'], local_dir)[fasta + '.fai']
-        return (files_lib.localize_inputs(inputs, local_dir),
-                regions_lib.fai_chrom_sizes(fai, name=fasta + '.fai'))
+        return (
+            files_lib.localize_inputs(inputs, local_dir),
+            regions_lib.fai_chrom_sizes(fai, name=fasta + '.fai'),
+        )
     return files_lib.localize_inputs([fasta] + inputs, local_dir), None
 
 
-def _drop_windows(config: PlanConfig, windows: list[Region], sizes: Mapping[str, int],
-                  blacklist: 'Blacklist | None', peaks_at: accounting.PeaksAt,
-                  counts: Sequence[tuple[str, str]], names: Mapping[str, str]):
+def _drop_windows(
+    config: PlanConfig,
+    windows: list[Region],
+    sizes: Mapping[str, int],
+    blacklist: 'Blacklist | None',
+    peaks_at: accounting.PeaksAt,
+    counts: Sequence[tuple[str, str]],
+    names: Mapping[str, str],
+):
     """(kept, [(window, reason)], thresholds, totals of kept): the window rules in turn."""
     windows, out_of_bounds = drop_out_of_bounds(windows, sizes, config.max_jitter)
     lost = [(w, OUT_OF_BOUNDS) for w in out_of_bounds]
@@ -189,14 +247,20 @@ def _drop_windows(config: PlanConfig, windows: list[Region], sizes: Mapping[str,
         lost += [(w, BLACKLISTED) for w in blacklisted]
     thresholds, totals = None, None
     if 0.0 < config.outlier_quantile < 1.0:
-        windows, outliers, thresholds, totals = _drop_outliers(config, windows, peaks_at,
-                                                               counts, names)
+        windows, outliers, thresholds, totals = _drop_outliers(
+            config, windows, peaks_at, counts, names
+        )
         lost += [(w, OUTLIER_COUNTS) for w in outliers]
     return windows, lost, thresholds, totals
 
 
-def _drop_outliers(config: PlanConfig, windows: Sequence[Region], peaks_at: accounting.PeaksAt,
-                   counts: Sequence[tuple[str, str]], names: Mapping[str, str]):
+def _drop_outliers(
+    config: PlanConfig,
+    windows: Sequence[Region],
+    peaks_at: accounting.PeaksAt,
+    counts: Sequence[tuple[str, str]],
+    names: Mapping[str, str],
+):
     """(kept, outliers, thresholds (tasks,), totals of kept (len(kept), tasks)): the
     --outlier_quantile rule on the windows.
 
@@ -211,22 +275,32 @@ def _drop_outliers(config: PlanConfig, windows: Sequence[Region], peaks_at: acco
     for i, r in enumerate(windows):
         for peak in peaks_at(r):
             has_peak[i, peak.task] = True
-    kept, outliers, thresholds = drop_outliers(windows, totals, has_peak,
-                                               config.outlier_quantile)
+    kept, outliers, thresholds = drop_outliers(windows, totals, has_peak, config.outlier_quantile)
     dropped = {id(r) for r in outliers}
     totals = totals[[i for i, r in enumerate(windows) if id(r) not in dropped]]
-    _LOGGER.info('outlier rule (quantile %g x %g): thresholds %s; %d window(s) dropped',
-                 config.outlier_quantile, OUTLIER_FACTOR,
-                 ', '.join(f'{t:.1f}' for t in thresholds), len(outliers))
+    _LOGGER.info(
+        'outlier rule (quantile %g x %g): thresholds %s; %d window(s) dropped',
+        config.outlier_quantile,
+        OUTLIER_FACTOR,
+        ', '.join(f'{t:.1f}' for t in thresholds),
+        len(outliers),
+    )
     return kept, outliers, thresholds, totals.reshape(len(kept), len(counts))
 
 
-def _sample_background(config: PlanConfig, windows: Sequence[Region], peaks: Sequence[Region],
-                       sizes: Mapping[str, int], fasta_path: str, fasta_name: str, blacklist,
-                       spans: Mapping[str, Sequence[regions_lib.ChromSpan]]
-                       ) -> background_lib.BackgroundSample:
+def _sample_background(
+    config: PlanConfig,
+    windows: Sequence[Region],
+    peaks: Sequence[Region],
+    sizes: Mapping[str, int],
+    fasta_path: str,
+    fasta_name: str,
+    blacklist,
+    spans: Mapping[str, Sequence[regions_lib.ChromSpan]],
+) -> background_lib.BackgroundSample:
     """GC-matched background windows for the kept peak windows (background.py)."""
     import pyfaidx
+
     try:
         fasta = pyfaidx.Fasta(fasta_path, as_raw=True)
     except Exception as e:  # pyfaidx raises several types for bad inputs.
@@ -234,17 +308,35 @@ def _sample_background(config: PlanConfig, windows: Sequence[Region], peaks: Seq
         raise RecordsInputError(f'{fasta_name}: cannot open FASTA: {message}') from None
     with fasta:
         sample = background_lib.sample_background(
-            fasta, windows, peaks, sizes, ratio=config.background_ratio,
-            seed=config.background_seed, sequence_length=config.sequence_length,
-            max_jitter=config.max_jitter, max_n_fraction=config.max_n_fraction,
-            blacklist=blacklist, valid=spans['valid'], test=spans['test'])
-    _LOGGER.info('background: %d window(s) of %d asked for, from %d candidates away from '
-                 'peaks; GC KS statistic vs peaks %.4f', len(sample.regions), sample.requested,
-                 sample.candidates, sample.ks)
+            fasta,
+            windows,
+            peaks,
+            sizes,
+            ratio=config.background_ratio,
+            seed=config.background_seed,
+            sequence_length=config.sequence_length,
+            max_jitter=config.max_jitter,
+            max_n_fraction=config.max_n_fraction,
+            blacklist=blacklist,
+            valid=spans['valid'],
+            test=spans['test'],
+        )
+    _LOGGER.info(
+        'background: %d window(s) of %d asked for, from %d candidates away from '
+        'peaks; GC KS statistic vs peaks %.4f',
+        len(sample.regions),
+        sample.requested,
+        sample.candidates,
+        sample.ks,
+    )
     if len(sample.regions) < sample.requested:
-        _LOGGER.warning('background: only %d candidate windows away from peaks, blacklist and '
-                        'N-rich sequence; %d asked for (--background_ratio %g): using all',
-                        sample.candidates, sample.requested, config.background_ratio)
+        _LOGGER.warning(
+            'background: only %d candidate windows away from peaks, blacklist and '
+            'N-rich sequence; %d asked for (--background_ratio %g): using all',
+            sample.candidates,
+            sample.requested,
+            config.background_ratio,
+        )
     return sample
 
 
@@ -282,8 +374,9 @@ def merge_tasks(regions: Iterable[Region]) -> tuple[list[Region], list[Region], 
     return kept, duplicates, merged
 
 
-def drop_out_of_bounds(regions: Iterable[Region], sizes: Mapping[str, int], max_jitter: int
-                       ) -> tuple[list[Region], list[Region]]:
+def drop_out_of_bounds(
+    regions: Iterable[Region], sizes: Mapping[str, int], max_jitter: int
+) -> tuple[list[Region], list[Region]]:
     """(kept, dropped): dropped stored windows (region +- max_jitter) leave their chromosome."""
     kept, dropped = [], []
     for r in regions:
@@ -335,12 +428,14 @@ def read_blacklist(path: str, name: str | None = None) -> Blacklist:
     """
     name = name or path
     lines = regions_lib.data_lines(path, name, kind='blacklist')
-    return Blacklist([regions_lib.bed_interval(name, line_no, columns)
-                      for line_no, columns in lines])
+    return Blacklist(
+        [regions_lib.bed_interval(name, line_no, columns) for line_no, columns in lines]
+    )
 
 
-def drop_blacklisted(regions: Iterable[Region], blacklist: Blacklist, max_jitter: int
-                     ) -> tuple[list[Region], list[Region]]:
+def drop_blacklisted(
+    regions: Iterable[Region], blacklist: Blacklist, max_jitter: int
+) -> tuple[list[Region], list[Region]]:
     """(kept, dropped): dropped stored windows (region +- max_jitter) overlap the blacklist."""
     kept, dropped = [], []
     for r in regions:
@@ -349,9 +444,15 @@ def drop_blacklisted(regions: Iterable[Region], blacklist: Blacklist, max_jitter
     return kept, dropped
 
 
-def window_totals(regions: Sequence[Region], bigwig_pairs: Sequence[tuple[str, str]], *,
-                  trim: int = 0, run_gap: int = 20_000, max_span: int = 1_000_000,
-                  names: Mapping[str, str] | None = None) -> np.ndarray:
+def window_totals(
+    regions: Sequence[Region],
+    bigwig_pairs: Sequence[tuple[str, str]],
+    *,
+    trim: int = 0,
+    run_gap: int = 20_000,
+    max_span: int = 1_000_000,
+    names: Mapping[str, str] | None = None,
+) -> np.ndarray:
     """Total counts of each task (both strands) in each region's counts window.
 
     The counts window is the region shrunk by `trim` bp on each side (the output window of a
@@ -375,15 +476,20 @@ def window_totals(regions: Sequence[Region], bigwig_pairs: Sequence[tuple[str, s
       RecordsInputError: a bigWig that cannot be read over a window.
     """
     import pyBigWig
+
     names = names or {}
     out = np.zeros((len(regions), len(bigwig_pairs)), np.float64)
-    order = sorted(range(len(regions)),
-                   key=lambda i: (regions[i].chrom, regions[i].start, regions[i].end))
+    order = sorted(
+        range(len(regions)), key=lambda i: (regions[i].chrom, regions[i].start, regions[i].end)
+    )
     starts = np.array([regions[i].start + trim for i in order], np.int64).reshape(-1)
     ends = np.array([regions[i].end - trim for i in order], np.int64).reshape(-1)
-    runs = regions_lib.group_runs([(regions[i].start, regions[i].end) for i in order],
-                                  gap=run_gap, max_span=max_span,
-                                  chroms=[regions[i].chrom for i in order])
+    runs = regions_lib.group_runs(
+        [(regions[i].start, regions[i].end) for i in order],
+        gap=run_gap,
+        max_span=max_span,
+        chroms=[regions[i].chrom for i in order],
+    )
     for t, pair in enumerate(bigwig_pairs):
         for path in pair:
             bw = pyBigWig.open(path)
@@ -395,9 +501,11 @@ def window_totals(regions: Sequence[Region], bigwig_pairs: Sequence[tuple[str, s
                         values = bw.values(chrom, lo, hi, numpy=True)
                     except RuntimeError:
                         raise RecordsInputError(
-                            f'{names.get(path, path)}: cannot read {chrom}:{lo}-{hi}') from None
+                            f'{names.get(path, path)}: cannot read {chrom}:{lo}-{hi}'
+                        ) from None
                     out[order[first:last], t] += _window_sums(
-                        values, starts[first:last] - lo, ends[first:last] - lo)
+                        values, starts[first:last] - lo, ends[first:last] - lo
+                    )
             finally:
                 bw.close()
     return out
@@ -416,7 +524,7 @@ def _window_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np
     cuts = np.unique(np.concatenate([starts, ends]))
     if len(cuts) < 2:
         return out  # No window holds a base.
-    clean = values[:cuts[-1]]
+    clean = values[: cuts[-1]]
     np.fmax(clean, 0.0, out=clean)  # NaN (no data) -> 0, in place; negatives fail in the job.
     running = np.zeros(len(cuts), np.float64)
     np.cumsum(np.add.reduceat(clean, cuts[:-1], dtype=np.float64), out=running[1:])
@@ -424,8 +532,7 @@ def _window_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np
     return out
 
 
-def outlier_thresholds(totals: np.ndarray, has_peak: np.ndarray, quantile: float
-                       ) -> np.ndarray:
+def outlier_thresholds(totals: np.ndarray, has_peak: np.ndarray, quantile: float) -> np.ndarray:
     """Per task, quantile(`quantile`) x OUTLIER_FACTOR of the totals at the task's peaks.
 
     Args:
@@ -443,8 +550,9 @@ def outlier_thresholds(totals: np.ndarray, has_peak: np.ndarray, quantile: float
     return out
 
 
-def drop_outliers(regions: Sequence[Region], totals: np.ndarray, has_peak: np.ndarray,
-                  quantile: float) -> tuple[list[Region], list[Region], np.ndarray]:
+def drop_outliers(
+    regions: Sequence[Region], totals: np.ndarray, has_peak: np.ndarray, quantile: float
+) -> tuple[list[Region], list[Region], np.ndarray]:
     """(kept, dropped, thresholds): the bpnet v2 outlier rule, per task.
 
     A window is dropped when, for a task with a peak there, its total counts exceed that

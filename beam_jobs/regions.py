@@ -89,15 +89,19 @@ class ChromSpan:
     end: int | None = None
 
     def contains(self, chrom: str, position: int) -> bool:
-        return (chrom == self.chrom and position >= self.start
-                and (self.end is None or position < self.end))
+        return (
+            chrom == self.chrom
+            and position >= self.start
+            and (self.end is None or position < self.end)
+        )
 
     def overlaps(self, other: 'ChromSpan') -> bool:
         if self.chrom != other.chrom:
             return False
         inf = float('inf')
-        return (max(self.start, other.start) <
-                min(inf if self.end is None else self.end, inf if other.end is None else other.end))
+        return max(self.start, other.start) < min(
+            inf if self.end is None else self.end, inf if other.end is None else other.end
+        )
 
     def __str__(self) -> str:
         return self.chrom if self.end is None else f'{self.chrom}:{self.start}-{self.end}'
@@ -137,11 +141,15 @@ def _parse_span(item: str, flag: str) -> ChromSpan:
     # A plain name; names may contain ':' (e.g. HLA contigs), so only a last part with a '-'
     # and digits reads as a failed interval.
     tail = item.rsplit(':', 1)[1] if ':' in item else ''
-    if (any(c.isspace() for c in item) or not any(c.isalnum() for c in item)
-            or ('-' in tail and any(c.isdigit() for c in tail))):
+    if (
+        any(c.isspace() for c in item)
+        or not any(c.isalnum() for c in item)
+        or ('-' in tail and any(c.isdigit() for c in tail))
+    ):
         raise RecordsInputError(
             f'--{flag}: item {item!r} is neither a chromosome name nor an interval '
-            "chrom:start-end (0-based, half-open; digits, commas allowed: 'chrIV:0-100,000')")
+            "chrom:start-end (0-based, half-open; digits, commas allowed: 'chrIV:0-100,000')"
+        )
     return ChromSpan(item)
 
 
@@ -149,7 +157,8 @@ def _coordinate(text: str, item: str, flag: str) -> int:
     if ',' in text and not _GROUPED_RE.match(text):
         raise RecordsInputError(
             f'--{flag}: interval {item!r}: {text!r} is not a number (commas must separate '
-            'groups of three digits)')
+            'groups of three digits)'
+        )
     return int(text.replace(',', ''))
 
 
@@ -180,11 +189,13 @@ def check_disjoint(valid: Sequence[ChromSpan], test: Sequence[ChromSpan]) -> Non
             if v.overlaps(t):
                 raise RecordsInputError(
                     f'--valid_chroms item {str(v)!r} overlaps --test_chroms item {str(t)!r}; '
-                    'a region can only be in one split')
+                    'a region can only be in one split'
+                )
 
 
-def assign_split(chrom: str, position: int, valid: Sequence[ChromSpan],
-                 test: Sequence[ChromSpan]) -> str:
+def assign_split(
+    chrom: str, position: int, valid: Sequence[ChromSpan], test: Sequence[ChromSpan]
+) -> str:
     """Returns the split whose spans contain `position` on `chrom`; 'train' when none does."""
     if any(s.contains(chrom, position) for s in valid):
         return VALID
@@ -201,8 +212,9 @@ def _open_text(path: str):
     return open(path, 'rt')
 
 
-def data_lines(path: str, name: str | None = None, kind: str = 'peaks'
-                ) -> Iterator[tuple[int, list[str]]]:
+def data_lines(
+    path: str, name: str | None = None, kind: str = 'peaks'
+) -> Iterator[tuple[int, list[str]]]:
     """Yields (line number, columns) for each data line; header and blank lines skipped.
 
     `name` is the path to name in messages (the original of a local copy).
@@ -226,8 +238,7 @@ def _int_column(path: str, line_no: int, name: str, value: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise RecordsInputError(
-            f'{path}:{line_no}: {name} {value!r} is not an integer') from None
+        raise RecordsInputError(f'{path}:{line_no}: {name} {value!r} is not an integer') from None
     return number
 
 
@@ -241,7 +252,8 @@ def bed_interval(path: str, line_no: int, columns: Sequence[str]) -> tuple[str, 
     if len(columns) < 3:
         raise RecordsInputError(
             f'{path}:{line_no}: malformed line: {len(columns)} column(s), need at least 3 '
-            '(chrom, start, end)')
+            '(chrom, start, end)'
+        )
     chrom = columns[0].strip()
     if not chrom:
         raise RecordsInputError(f'{path}:{line_no}: malformed line: empty chromosome name')
@@ -272,14 +284,21 @@ def peak_centre(path: str, line_no: int, columns: Sequence[str]) -> tuple[str, i
             if summit < 0 or summit > end - start:
                 raise RecordsInputError(
                     f'{path}:{line_no}: summit offset {summit} is outside the peak '
-                    f'(length {end - start})')
+                    f'(length {end - start})'
+                )
             return chrom, start + summit
     return chrom, (start + end) // 2
 
 
-def read_peaks(path: str, *, sequence_length: int, valid: Sequence[ChromSpan] = (),
-               test: Sequence[ChromSpan] = (), task: int = 0, name: str | None = None
-               ) -> list[Region]:
+def read_peaks(
+    path: str,
+    *,
+    sequence_length: int,
+    valid: Sequence[ChromSpan] = (),
+    test: Sequence[ChromSpan] = (),
+    task: int = 0,
+    name: str | None = None,
+) -> list[Region]:
     """Reads a peaks file into one centred window per data line, duplicates included.
 
     Args:
@@ -305,8 +324,16 @@ def read_peaks(path: str, *, sequence_length: int, valid: Sequence[ChromSpan] = 
         chrom, centre = peak_centre(name, line_no, columns)
         chrom = sys.intern(chrom)  # One string per chromosome, not per peak.
         start = centre - sequence_length // 2
-        regions.append(Region(chrom, start, start + sequence_length,
-                              assign_split(chrom, centre, valid, test), line_no, task))
+        regions.append(
+            Region(
+                chrom,
+                start,
+                start + sequence_length,
+                assign_split(chrom, centre, valid, test),
+                line_no,
+                task,
+            )
+        )
     if not regions:
         raise RecordsInputError(f'{name}: empty peaks file (no data lines)')
     return regions
@@ -323,6 +350,7 @@ def fasta_chrom_sizes(path: str, name: str | None = None) -> dict[str, int]:
       RecordsInputError: the FASTA is missing or cannot be indexed.
     """
     import pyfaidx  # Local: only the driver and the extraction step need it.
+
     name = name or path
     if not os.path.isfile(path):
         raise RecordsInputError(f'{name}: FASTA file not found')
@@ -341,6 +369,7 @@ def bigwig_header(path: str, name: str | None = None) -> tuple[dict[str, int], f
       RecordsInputError: the file is missing or not a bigWig.
     """
     import pyBigWig
+
     name = name or path
     if not os.path.isfile(path):
         raise RecordsInputError(f'{name}: bigWig file not found')
@@ -360,8 +389,10 @@ def _prefix_hint(chrom: str, names: Iterable[str]) -> str:
     names = set(names)
     other = chrom[3:] if chrom.startswith('chr') else 'chr' + chrom
     if other in names:
-        return (f" (it has {other!r}: the files name chromosomes differently, '1' vs 'chr1'; "
-                'rename one side)')
+        return (
+            f" (it has {other!r}: the files name chromosomes differently, '1' vs 'chr1'; "
+            'rename one side)'
+        )
     return ''
 
 
@@ -381,10 +412,15 @@ def fai_chrom_sizes(path: str, name: str | None = None) -> dict[str, int]:
     return sizes
 
 
-def check_inputs(regions: Sequence[Region], *, peaks_path: str | Sequence[str],
-                 fasta_path: str, bigwig_paths: Sequence[str],
-                 names: Mapping[str, str] | None = None,
-                 fasta_sizes: Mapping[str, int] | None = None) -> dict[str, int]:
+def check_inputs(
+    regions: Sequence[Region],
+    *,
+    peaks_path: str | Sequence[str],
+    fasta_path: str,
+    bigwig_paths: Sequence[str],
+    names: Mapping[str, str] | None = None,
+    fasta_sizes: Mapping[str, int] | None = None,
+) -> dict[str, int]:
     """Checks peaks, FASTA and bigWigs against each other before any window is read.
 
     Args:
@@ -406,20 +442,23 @@ def check_inputs(regions: Sequence[Region], *, peaks_path: str | Sequence[str],
     names = names or {}
     peaks_paths = [peaks_path] if isinstance(peaks_path, str) else list(peaks_path)
     fasta_name = names.get(fasta_path, fasta_path)
-    sizes = (dict(fasta_sizes) if fasta_sizes is not None
-             else fasta_chrom_sizes(fasta_path, fasta_name))
+    sizes = (
+        dict(fasta_sizes) if fasta_sizes is not None else fasta_chrom_sizes(fasta_path, fasta_name)
+    )
     headers = {}
     for path in dict.fromkeys(bigwig_paths):
         name = names.get(path, path)
         chroms, min_value = bigwig_header(path, name)
         if min_value < 0:
             raise RecordsInputError(
-                f'{name}: holds negative values (min {min_value:g}); counts must be >= 0')
+                f'{name}: holds negative values (min {min_value:g}); counts must be >= 0'
+            )
         for chrom, length in chroms.items():
             if chrom in sizes and sizes[chrom] != length:
                 raise RecordsInputError(
                     f'{name}: {chrom} is {length} bp but {sizes[chrom]} bp in {fasta_name}; '
-                    'are they from the same assembly?')
+                    'are they from the same assembly?'
+                )
         headers[name] = chroms
     checked = set()
     for r in regions:
@@ -429,12 +468,14 @@ def check_inputs(regions: Sequence[Region], *, peaks_path: str | Sequence[str],
         if r.chrom not in sizes:
             raise RecordsInputError(
                 f'{where}: chromosome {r.chrom!r} is not in {fasta_name}'
-                + _prefix_hint(r.chrom, sizes))
+                + _prefix_hint(r.chrom, sizes)
+            )
         for name, chroms in headers.items():
             if r.chrom not in chroms:
                 raise RecordsInputError(
                     f'{where}: chromosome {r.chrom!r} is not in {name}'
-                    + _prefix_hint(r.chrom, chroms))
+                    + _prefix_hint(r.chrom, chroms)
+                )
         checked.add(r.chrom)
     return sizes
 
@@ -452,10 +493,13 @@ def unmatched_spans(regions: Sequence[Region], spans: Sequence[ChromSpan]) -> li
     return [s for s in spans if not any(s.contains(r.chrom, r.centre) for r in regions)]
 
 
-
-def split_problems(spans: Mapping[str, Sequence[ChromSpan]], regions: Sequence[Region],
-                   sizes: Mapping[str, int], fasta_name: str,
-                   defaults: Collection[str] = ()) -> list[str]:
+def split_problems(
+    spans: Mapping[str, Sequence[ChromSpan]],
+    regions: Sequence[Region],
+    sizes: Mapping[str, int],
+    fasta_name: str,
+    defaults: Collection[str] = (),
+) -> list[str]:
     """One line per split item that can give no region: it names no chromosome of the FASTA,
     or it contains no peak centre (a typo in --valid_chroms or --test_chroms, or the default
     --valid_chroms=chr1 on a genome without chr1).
@@ -481,16 +525,23 @@ def split_problems(spans: Mapping[str, Sequence[ChromSpan]], regions: Sequence[R
                 problems.append(
                     f'{what} names no chromosome of {fasta_name}, which has {shown}; pass '
                     f'--{flag} with one of its chromosomes or an interval of one (e.g. '
-                    f'{example}), or --allow_empty_splits')
+                    f'{example}), or --allow_empty_splits'
+                )
             elif span in unmatched:
                 problems.append(
                     f'{what} holds no peak centre (of {len(regions)} peaks read); pass '
-                    f'--{flag} with items that hold peaks, or --allow_empty_splits')
+                    f'--{flag} with items that hold peaks, or --allow_empty_splits'
+                )
     return problems
 
 
-def group_runs(windows: Sequence[tuple[int, int]], *, gap: int, max_span: int,
-               chroms: Sequence[str] | None = None) -> list[tuple[int, int]]:
+def group_runs(
+    windows: Sequence[tuple[int, int]],
+    *,
+    gap: int,
+    max_span: int,
+    chroms: Sequence[str] | None = None,
+) -> list[tuple[int, int]]:
     """Groups windows sorted by start into runs read with one call: [(first, last + 1)].
 
     A window starts a new run when it starts more than `gap` bp after the furthest end of the
@@ -507,8 +558,11 @@ def group_runs(windows: Sequence[tuple[int, int]], *, gap: int, max_span: int,
     runs = []
     first, end = 0, None
     for i, (s, e) in enumerate(windows):
-        if end is not None and (s - end > gap or e - windows[first][0] > max_span
-                                or (chroms is not None and chroms[i] != chroms[first])):
+        if end is not None and (
+            s - end > gap
+            or e - windows[first][0] > max_span
+            or (chroms is not None and chroms[i] != chroms[first])
+        ):
             runs.append((first, i))
             first, end = i, None
         end = e if end is None else max(end, e)

@@ -19,8 +19,7 @@ import time
 import traceback
 from typing import Any, Callable, Sequence
 
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.options.pipeline_options import StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_jobs.regions import RecordsInputError
 
@@ -28,10 +27,16 @@ DASK_RUNNER = 'apache_beam.runners.dask.dask_runner.DaskRunner'
 _ALIASES = {'daskrunner': DASK_RUNNER, 'dask': DASK_RUNNER}
 _DASK_PARTITION_FLAGS = ('--dask_npartitions', '--dask_partition_size')
 SHARD_NOTE = 'make_records: while writing shard file '  # Added to a WriteShardFn error.
-_STEP_RE = re.compile(r"^(?P<error>[A-Za-z_][\w.]*): (?P<message>.*?)"
-                      r"(?: \[while running '(?P<step>[^']+)'\])+\s*$", re.M)
-_ERROR_LINE_RE = re.compile(r'^(?P<error>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): '
-                            r'(?P<message>.+)$', re.M)
+_STEP_RE = re.compile(
+    r"^(?P<error>[A-Za-z_][\w.]*): (?P<message>.*?)"
+    r"(?: \[while running '(?P<step>[^']+)'\])+\s*$",
+    re.M,
+)
+_ERROR_LINE_RE = re.compile(
+    r'^(?P<error>[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): '
+    r'(?P<message>.+)$',
+    re.M,
+)
 _SHARD_RE = re.compile(re.escape(SHARD_NOTE) + r'(\S+)')
 _POLL_S = 1.0
 _LOGGER = logging.getLogger(__name__)
@@ -65,8 +70,10 @@ class PipelineRunError(RuntimeError):
             name, message = type(error).__name__, (str(error).strip().splitlines() or [''])[0]
         message = re.sub(r"(?: \[while running '[^']+'\])+", '', message).strip()
         element = f' (shard file {shard[-1]})' if shard else ''
-        return cls(f'{runner} run failed{where}: {name}: {message}{element}; -v shows the '
-                   "runner's full error")
+        return cls(
+            f'{runner} run failed{where}: {name}: {message}{element}; -v shows the '
+            "runner's full error"
+        )
 
 
 def _flag_value(args: Sequence[str], flag: str) -> tuple[int, str] | None:
@@ -105,9 +112,11 @@ def resolve_args(args: list[str], *, num_plans: int) -> list[str]:
         runner = full
     if runner == DASK_RUNNER:
         if importlib.util.find_spec('dask') is None or (
-                importlib.util.find_spec('distributed') is None):
+            importlib.util.find_spec('distributed') is None
+        ):
             raise RecordsInputError(
-                f'--runner={found[1]} needs dask and distributed: pip install ".[dask]"')
+                f'--runner={found[1]} needs dask and distributed: pip install ".[dask]"'
+            )
         if not any(a.split('=', 1)[0] in _DASK_PARTITION_FLAGS for a in args):
             args.append(f'--dask_npartitions={max(num_plans, 1)}')
     return args
@@ -119,8 +128,7 @@ def runner_name(options: PipelineOptions) -> str:
     return (runner or 'DirectRunner').rsplit('.', 1)[-1]
 
 
-def wait_for(result: Any, *, runner_name: str, started: Callable[[], bool],
-             timeout: float) -> None:
+def wait_for(result: Any, *, runner_name: str, started: Callable[[], bool], timeout: float) -> None:
     """Waits until the run `result` finishes; cancels it if `started()` stays False.
 
     Args:
@@ -144,16 +152,21 @@ def wait_for(result: Any, *, runner_name: str, started: Callable[[], bool],
     waiter = threading.Thread(target=wait, name='make_records-wait', daemon=True)
     waiter.start()
     try:
-        _wait_for_thread(waiter, result, runner_name=runner_name, started=started,
-                         timeout=timeout)
+        _wait_for_thread(waiter, result, runner_name=runner_name, started=started, timeout=timeout)
     finally:
         _close_dask_client(result)
     if 'error' in outcome:
         raise outcome['error']
 
 
-def _wait_for_thread(waiter: threading.Thread, result: Any, *, runner_name: str,
-                     started: Callable[[], bool], timeout: float) -> None:
+def _wait_for_thread(
+    waiter: threading.Thread,
+    result: Any,
+    *,
+    runner_name: str,
+    started: Callable[[], bool],
+    timeout: float,
+) -> None:
     """Joins `waiter`; cancels `result` and raises if `started()` stays False too long."""
     deadline = time.monotonic() + timeout
     seen = not timeout
@@ -171,7 +184,8 @@ def _wait_for_thread(waiter: threading.Thread, result: Any, *, runner_name: str,
                 f'no {runner_name} worker ran a step within {timeout:g} s '
                 '(--worker_start_timeout); the run was cancelled. Check that the workers '
                 'start: their environment (--environment_type/--environment_config, a worker '
-                'pool whose python has apache_beam and this package) and their logs (-v)')
+                'pool whose python has apache_beam and this package) and their logs (-v)'
+            )
 
 
 def _close_dask_client(result: Any) -> None:

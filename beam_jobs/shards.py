@@ -67,34 +67,56 @@ class ShardPlan:
         return sum(len(c.regions) for c in self.chunks)
 
     def to_json(self) -> str:
-        return json.dumps({
-            'split': self.split, 'shard': self.shard, 'num_shards': self.num_shards,
-            'chunks': [{'chrom': c.chrom,
-                        'regions': [[r.start, r.end, r.line, r.task] + ([1] if r.background
-                                                                        else [])
-                                    for r in c.regions]}
-                       for c in self.chunks]}, separators=(',', ':'))
+        return json.dumps(
+            {
+                'split': self.split,
+                'shard': self.shard,
+                'num_shards': self.num_shards,
+                'chunks': [
+                    {
+                        'chrom': c.chrom,
+                        'regions': [
+                            [r.start, r.end, r.line, r.task] + ([1] if r.background else [])
+                            for r in c.regions
+                        ],
+                    }
+                    for c in self.chunks
+                ],
+            },
+            separators=(',', ':'),
+        )
 
     @classmethod
     def from_json(cls, line: str) -> 'ShardPlan':
         d = json.loads(line)
         chunks = tuple(
-            Chunk(d['split'], c['chrom'], tuple(
-                Region(c['chrom'], r[0], r[1], d['split'], r[2], r[3], len(r) > 4 and r[4] == 1)
-                for r in c['regions']))
-            for c in d['chunks'])
+            Chunk(
+                d['split'],
+                c['chrom'],
+                tuple(
+                    Region(c['chrom'], r[0], r[1], d['split'], r[2], r[3], len(r) > 4 and r[4] == 1)
+                    for r in c['regions']
+                ),
+            )
+            for c in d['chunks']
+        )
         return cls(d['split'], d['shard'], d['num_shards'], chunks)
 
 
-def make_chunks(regions: Iterable[Region], *, chunk_size: int = CHUNK_SIZE,
-                max_span: int = MAX_CHUNK_SPAN) -> list[Chunk]:
+def make_chunks(
+    regions: Iterable[Region], *, chunk_size: int = CHUNK_SIZE, max_span: int = MAX_CHUNK_SPAN
+) -> list[Chunk]:
     """Cuts regions into chunks: sorted runs of at most `chunk_size` regions of one split and
     chromosome spanning at most `max_span` bp (a longer single region is its own chunk)."""
     ordered = sorted(regions, key=lambda r: (r.split, r.chrom, r.start, r.end, r.task, r.line))
     chunks, current = [], []
     for r in ordered:
-        if current and (r.split != current[0].split or r.chrom != current[0].chrom
-                        or len(current) == chunk_size or r.end - current[0].start > max_span):
+        if current and (
+            r.split != current[0].split
+            or r.chrom != current[0].chrom
+            or len(current) == chunk_size
+            or r.end - current[0].start > max_span
+        ):
             chunks.append(Chunk(current[0].split, current[0].chrom, tuple(current)))
             current = []
         current.append(r)
@@ -103,9 +125,13 @@ def make_chunks(regions: Iterable[Region], *, chunk_size: int = CHUNK_SIZE,
     return chunks
 
 
-def plan_shards(regions: Iterable[Region], num_shards: Mapping[str, int], *,
-                chunk_size: int = CHUNK_SIZE, max_span: int = MAX_CHUNK_SPAN
-                ) -> list[ShardPlan]:
+def plan_shards(
+    regions: Iterable[Region],
+    num_shards: Mapping[str, int],
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    max_span: int = MAX_CHUNK_SPAN,
+) -> list[ShardPlan]:
     """Deals each split's chunks out to its shard files; one plan per planned file.
 
     Chunks are taken in the order of a stable hash of their first region (so a file mixes
@@ -132,8 +158,9 @@ def plan_shards(regions: Iterable[Region], num_shards: Mapping[str, int], *,
             members[i].append(chunk)
             loads[i] += len(chunk.regions)
         for i in range(n):
-            ordered = sorted(members[i], key=lambda c: (c.chrom, c.regions[0].start,
-                                                        c.regions[0].end))
+            ordered = sorted(
+                members[i], key=lambda c: (c.chrom, c.regions[0].start, c.regions[0].end)
+            )
             plans.append(ShardPlan(split, i, n, tuple(ordered)))
     return plans
 
@@ -160,11 +187,13 @@ def parse_num_shards(flag: str) -> str | int | dict[str, int]:
     except ValueError:
         raise RecordsInputError(
             f"--num_shards: cannot read {flag!r}; give 'auto', a number, or "
-            "'train=8,valid=1,test=1'") from None
+            "'train=8,valid=1,test=1'"
+        ) from None
 
 
-def shards_per_split(num_shards: str | int | Mapping[str, int], counts: Mapping[str, int]
-                     ) -> dict[str, int]:
+def shards_per_split(
+    num_shards: str | int | Mapping[str, int], counts: Mapping[str, int]
+) -> dict[str, int]:
     """Shard files per split from `parse_num_shards(...)` and the regions per split.
 
     'auto' gives about one file per RECORDS_PER_SHARD regions, at least one per split with
@@ -181,6 +210,8 @@ def shards_per_split(num_shards: str | int | Mapping[str, int], counts: Mapping[
         plan = dict(num_shards)
     for split in schema.SPLITS:
         if plan[split] < 0 or (counts[split] and plan[split] == 0):
-            raise RecordsInputError(f'--num_shards: the {split} split has {counts[split]} '
-                                    f'regions but {plan[split]} shards')
+            raise RecordsInputError(
+                f'--num_shards: the {split} split has {counts[split]} '
+                f'regions but {plan[split]} shards'
+            )
     return plan

@@ -17,8 +17,10 @@ from typing import Any, Sequence
 from beam_jobs.regions import RecordsInputError
 
 _REQUIRED = ('name', 'peaks', 'pos_bigwig', 'neg_bigwig')
-_PAIRS = {'control': ('control_pos_bigwig', 'control_neg_bigwig'),
-          'expected': ('expected_pos_bigwig', 'expected_neg_bigwig')}
+_PAIRS = {
+    'control': ('control_pos_bigwig', 'control_neg_bigwig'),
+    'expected': ('expected_pos_bigwig', 'expected_neg_bigwig'),
+}
 _OPTIONAL = tuple(k for pair in _PAIRS.values() for k in pair)
 
 
@@ -43,8 +45,9 @@ class Task:
         return (pos, neg) if pos else None
 
     def files(self) -> list[str]:
-        return [self.peaks] + [p for kind in ('counts', 'control', 'expected')
-                               for p in (self.pair(kind) or ())]
+        return [self.peaks] + [
+            p for kind in ('counts', 'control', 'expected') for p in (self.pair(kind) or ())
+        ]
 
 
 def _resolve(path: str, folder: str) -> str:
@@ -59,8 +62,10 @@ def _load(path: str, text: str) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise RecordsInputError(
-                f'{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})') from None
+                f'{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})'
+            ) from None
     import yaml  # Installed with apache-beam.
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -74,19 +79,28 @@ def demo_tasks(name: str = 'default') -> tuple[str, list[Task]]:
     """Makes (or reuses) a simulated demo data set (bpnet_tfx.simulate); returns its FASTA and
     its tasks, as absolute paths."""
     from bpnet_tfx import simulate  # Local: only the demo needs the simulator.
+
     demo = simulate.ensure_demo_data(config=simulate.DEMO_CONFIGS[name])
     control = {}
     if demo.control_pos_bigwig:
-        control = {'control_pos_bigwig': os.path.abspath(demo.control_pos_bigwig),
-                   'control_neg_bigwig': os.path.abspath(demo.control_neg_bigwig)}
+        control = {
+            'control_pos_bigwig': os.path.abspath(demo.control_pos_bigwig),
+            'control_neg_bigwig': os.path.abspath(demo.control_neg_bigwig),
+        }
     tasks = []
     for task in demo.tasks:
         bw = demo.task_bigwigs[task]
-        tasks.append(Task(
-            name=task, peaks=os.path.abspath(demo.peaks),
-            pos_bigwig=os.path.abspath(bw[0]), neg_bigwig=os.path.abspath(bw[1]),
-            expected_pos_bigwig=os.path.abspath(bw[2]),
-            expected_neg_bigwig=os.path.abspath(bw[3]), **control))
+        tasks.append(
+            Task(
+                name=task,
+                peaks=os.path.abspath(demo.peaks),
+                pos_bigwig=os.path.abspath(bw[0]),
+                neg_bigwig=os.path.abspath(bw[1]),
+                expected_pos_bigwig=os.path.abspath(bw[2]),
+                expected_neg_bigwig=os.path.abspath(bw[3]),
+                **control,
+            )
+        )
     return os.path.abspath(demo.fasta), tasks
 
 
@@ -97,13 +111,15 @@ def check_all_or_none(tasks: Sequence[Task], where: str) -> None:
             if bool(getattr(task, keys[0])) != bool(getattr(task, keys[1])):
                 raise RecordsInputError(
                     f'{where}: task {task.name!r} gives one of {keys[0]}, {keys[1]}; give both '
-                    'or neither')
+                    'or neither'
+                )
         have = [t.name for t in tasks if t.pair(kind)]
         if have and len(have) != len(tasks):
             lacking = [t.name for t in tasks if not t.pair(kind)]
             raise RecordsInputError(
                 f'{where}: {kind} bigWigs must be given for every task or none; '
-                f'{", ".join(have)} have them, {", ".join(lacking)} not')
+                f'{", ".join(have)} have them, {", ".join(lacking)} not'
+            )
 
 
 def read_tasks_spec(path: str, text: str | None = None) -> list[Task]:
@@ -133,8 +149,9 @@ def read_tasks_spec(path: str, text: str | None = None) -> list[Task]:
             raise RecordsInputError(f'{path}: cannot read tasks spec: {reason}') from None
     spec = _load(path, text)
     if not isinstance(spec, dict) or not isinstance(spec.get('tasks'), list) or not spec['tasks']:
-        raise RecordsInputError(f"{path}: a tasks spec is a mapping with a non-empty 'tasks' "
-                                'list (see the README)')
+        raise RecordsInputError(
+            f"{path}: a tasks spec is a mapping with a non-empty 'tasks' list (see the README)"
+        )
     unknown = sorted(set(spec) - {'tasks'})
     if unknown:
         raise RecordsInputError(f'{path}: unknown top-level key(s) {unknown}; only tasks')
@@ -149,13 +166,16 @@ def read_tasks_spec(path: str, text: str | None = None) -> list[Task]:
             raise RecordsInputError(f'{where}: missing key(s) {", ".join(missing)}')
         unknown = sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL))
         if unknown:
-            raise RecordsInputError(f'{where}: unknown key(s) {", ".join(unknown)}; known: '
-                                    f'{", ".join(_REQUIRED + _OPTIONAL)}')
+            raise RecordsInputError(
+                f'{where}: unknown key(s) {", ".join(unknown)}; known: '
+                f'{", ".join(_REQUIRED + _OPTIONAL)}'
+            )
         for key, value in entry.items():
             if not isinstance(value, str) or not value.strip():
                 raise RecordsInputError(f'{where}: {key} must be a non-empty string')
-        values = {k: (v.strip() if k == 'name' else _resolve(v.strip(), folder))
-                  for k, v in entry.items()}
+        values = {
+            k: (v.strip() if k == 'name' else _resolve(v.strip(), folder)) for k, v in entry.items()
+        }
         tasks.append(Task(**values))
     names = [t.name for t in tasks]
     for name in names:

@@ -36,8 +36,12 @@ def masked_crc32c(data: bytes) -> int:
 def frame(record: bytes) -> tuple[bytes, bytes, bytes, bytes]:
     """The four pieces of one record in TFRecord framing; joined, 16 bytes more than it."""
     length = struct.pack('<Q', len(record))
-    return (length, struct.pack('<I', masked_crc32c(length)), record,
-            struct.pack('<I', masked_crc32c(record)))
+    return (
+        length,
+        struct.pack('<I', masked_crc32c(length)),
+        record,
+        struct.pack('<I', masked_crc32c(record)),
+    )
 
 
 class GzipTFRecordWriter:
@@ -52,18 +56,20 @@ class GzipTFRecordWriter:
 
     def __init__(self, path: str, compression_level: int):
         """Args:
-          path: local path of the file to write (replaced if present).
-          compression_level: ISA-L deflate level, 0 to 3.
+        path: local path of the file to write (replaced if present).
+        compression_level: ISA-L deflate level, 0 to 3.
         """
         self._file: BinaryIO = open(path, 'wb')
-        self._compressor = isal_zlib.compressobj(compression_level, isal_zlib.DEFLATED,
-                                                 16 + isal_zlib.MAX_WBITS)
+        self._compressor = isal_zlib.compressobj(
+            compression_level, isal_zlib.DEFLATED, 16 + isal_zlib.MAX_WBITS
+        )
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._compress_and_write, daemon=True,
-                                        name='GzipTFRecordWriter')
+        self._thread = threading.Thread(
+            target=self._compress_and_write, daemon=True, name='GzipTFRecordWriter'
+        )
         self._thread.start()
 
     def _compress_and_write(self) -> None:

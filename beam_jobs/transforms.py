@@ -29,9 +29,8 @@ from typing import Any, Iterable, Sequence
 import apache_beam as beam
 import numpy as np
 
-from beam_jobs import accounting
+from beam_jobs import accounting, tfrecord_writer
 from beam_jobs import files as files_lib
-from beam_jobs import tfrecord_writer
 from beam_jobs.runners import SHARD_NOTE
 from beam_jobs.shards import ShardPlan
 from beam_jobs.windows import WindowReader, WindowSpec
@@ -68,13 +67,12 @@ class WriteShardFn(beam.DoFn):
     windows.
     """
 
-    def __init__(self, output_dir: str, spec: WindowSpec, output_length: int,
-                 totals: bool = True):
+    def __init__(self, output_dir: str, spec: WindowSpec, output_length: int, totals: bool = True):
         """Args:
-          output_dir: folder of the shard files (local or remote).
-          spec: what to read for each window.
-          output_length: O, the counts window length, for the centred window of the totals.
-          totals: emit the 'totals' output; off when the caller has the totals already.
+        output_dir: folder of the shard files (local or remote).
+        spec: what to read for each window.
+        output_length: O, the counts window length, for the centred window of the totals.
+        totals: emit the 'totals' output; off when the caller has the totals already.
         """
         self._output_dir = output_dir
         self._spec = spec
@@ -99,8 +97,11 @@ class WriteShardFn(beam.DoFn):
         dest = files_lib.join(self._output_dir, plan.filename)
         # A local file is written under a name of its own and renamed into place, so two
         # attempts at one plan (a retried or speculative bundle) never interleave their bytes.
-        path = (os.path.join(self._tmp_dir, plan.filename) if self._tmp_dir
-                else f'{dest}.partial-{os.getpid()}-{id(self):x}')
+        path = (
+            os.path.join(self._tmp_dir, plan.filename)
+            if self._tmp_dir
+            else f'{dest}.partial-{os.getpid()}-{id(self):x}'
+        )
         j, length = self._spec.max_jitter, self._output_length
         totals, rejected, written = [], [], 0
         try:
@@ -113,7 +114,7 @@ class WriteShardFn(beam.DoFn):
                         writer.write(window.encode())
                         written += 1
                         if self._totals and not region.background:
-                            centre = window.profile[j:j + length]
+                            centre = window.profile[j : j + length]
                             totals.append(centre.sum(axis=(0, 2), dtype=np.float64))
         except BaseException as e:
             if not self._tmp_dir and os.path.exists(path):
@@ -169,9 +170,9 @@ class ReadShardPlans(beam.PTransform):
 
     def __init__(self, path: str, sizes: Sequence[int], started_path: str | None = None):
         """Args:
-          path: the plans file (local or remote), the lines back to back.
-          sizes: the byte size of each line, newline included, in file order.
-          started_path: a file for the first worker to write (see ReadShardPlanFn).
+        path: the plans file (local or remote), the lines back to back.
+        sizes: the byte size of each line, newline included, in file order.
+        started_path: a file for the first worker to write (see ReadShardPlanFn).
         """
         super().__init__()
         offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)[:-1]]) if sizes else []
@@ -179,9 +180,11 @@ class ReadShardPlans(beam.PTransform):
         self._started_path = started_path
 
     def expand(self, pbegin):
-        return (pbegin
-                | 'PlanPlaces' >> beam.Create(self._places)
-                | 'ReadPlanLines' >> beam.ParDo(ReadShardPlanFn(self._started_path)))
+        return (
+            pbegin
+            | 'PlanPlaces' >> beam.Create(self._places)
+            | 'ReadPlanLines' >> beam.ParDo(ReadShardPlanFn(self._started_path))
+        )
 
 
 def _select(pair: tuple[str, Any], part: str) -> Iterable[Any]:
@@ -197,21 +200,24 @@ class WriteShards(beam.PTransform):
     (region_id, reason), 'totals' (split, (records, tasks) array of totals).
     """
 
-    def __init__(self, output_dir: str, spec: WindowSpec, output_length: int,
-                 totals: bool = True):
+    def __init__(self, output_dir: str, spec: WindowSpec, output_length: int, totals: bool = True):
         super().__init__()
         self._fn = WriteShardFn(output_dir, spec, output_length, totals)
 
     def expand(self, plans):
         # Plans cross the shuffle as JSON (about 25 bytes per region, not a pickled Region),
         # since a local runner holds everything shuffled at once.
-        parts = (plans
-                 | 'PlansToJson' >> beam.Map(_plan_json)
-                 | 'SpreadPlans' >> beam.Reshuffle()  # Else one worker gets every file.
-                 | 'WriteShardFiles' >> beam.ParDo(self._fn))
+        parts = (
+            plans
+            | 'PlansToJson' >> beam.Map(_plan_json)
+            | 'SpreadPlans' >> beam.Reshuffle()  # Else one worker gets every file.
+            | 'WriteShardFiles' >> beam.ParDo(self._fn)
+        )
         # Plain ParDos, not with_outputs(): the Dask runner mixes up a ParDo's tagged outputs.
-        return {part: parts | f'Select{part.capitalize()}' >> beam.FlatMap(_select, part)
-                for part in (SHARDS, REJECTED, TOTALS)}
+        return {
+            part: parts | f'Select{part.capitalize()}' >> beam.FlatMap(_select, part)
+            for part in (SHARDS, REJECTED, TOTALS)
+        }
 
 
 _SUMMARY_PARTS = (SHARDS, TOTALS, REJECTED)
@@ -223,8 +229,7 @@ def _write_summary(path: str, parts: Iterable[tuple[str, Any]]) -> str:
     for name, item in parts:
         if name in by_name:
             by_name[name].append(item)
-    summary = accounting.summarise(by_name['shards'], by_name['totals'],
-                                   by_name['rejected'])
+    summary = accounting.summarise(by_name['shards'], by_name['totals'], by_name['rejected'])
     files_lib.write_text(path, json.dumps(summary, indent=1, sort_keys=True))
     return path
 
@@ -245,13 +250,18 @@ class WriteJobSummary(beam.PTransform):
         self._path = path
 
     def expand(self, pcolls):
-        tagged = [pcolls[name] | f'Tag{name.capitalize()}' >> beam.Map(
-                      lambda item, name=name: (None, (name, item)))
-                  for name in _SUMMARY_PARTS]
-        anchor = (pcolls['shards'].pipeline
-                  | 'SummaryPath' >> beam.Create([(None, ('path', self._path))]))
-        return ((anchor, *tagged)
-                | 'FlattenSummaryParts' >> beam.Flatten()
-                | 'GatherSummaryParts' >> beam.GroupByKey()
-                | 'WriteSummaryFile' >> beam.MapTuple(
-                    lambda _, parts, path=self._path: _write_summary(path, parts)))
+        tagged = [
+            pcolls[name]
+            | f'Tag{name.capitalize()}' >> beam.Map(lambda item, name=name: (None, (name, item)))
+            for name in _SUMMARY_PARTS
+        ]
+        anchor = pcolls['shards'].pipeline | 'SummaryPath' >> beam.Create(
+            [(None, ('path', self._path))]
+        )
+        return (
+            (anchor, *tagged)
+            | 'FlattenSummaryParts' >> beam.Flatten()
+            | 'GatherSummaryParts' >> beam.GroupByKey()
+            | 'WriteSummaryFile'
+            >> beam.MapTuple(lambda _, parts, path=self._path: _write_summary(path, parts))
+        )

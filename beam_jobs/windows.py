@@ -20,8 +20,7 @@ from beam_jobs import files as files_lib
 from beam_jobs import regions as regions_lib
 from beam_jobs.regions import OUT_OF_BOUNDS, TOO_MANY_N, Region
 from beam_jobs.shards import MAX_CHUNK_SPAN, Chunk
-from bpnet_tfx import schema
-from bpnet_tfx import sequence
+from bpnet_tfx import schema, sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +64,12 @@ class WindowSpec:
                 raise ValueError(f'{name} needs one (plus, minus) pair per task')
 
     def paths(self) -> list[str]:
-        return [self.fasta] + [p for kind in ('counts', 'control', 'expected')
-                               for pair in (getattr(self, kind) or ()) for p in pair]
+        return [self.fasta] + [
+            p
+            for kind in ('counts', 'control', 'expected')
+            for pair in (getattr(self, kind) or ())
+            for p in pair
+        ]
 
 
 @dataclasses.dataclass
@@ -83,9 +86,16 @@ class Window:
     is_background: bool | None = None  # None: the record has no KEY_IS_BACKGROUND.
 
     def encode(self) -> bytes:
-        return schema.encode_record(self.region.region_id, self.region.chrom, self.start,
-                                    self.one_hot, self.profile, expected=self.expected,
-                                    control=self.control, is_background=self.is_background)
+        return schema.encode_record(
+            self.region.region_id,
+            self.region.chrom,
+            self.start,
+            self.one_hot,
+            self.profile,
+            expected=self.expected,
+            control=self.control,
+            is_background=self.is_background,
+        )
 
 
 class WindowReader:
@@ -105,6 +115,7 @@ class WindowReader:
     def open(self) -> 'WindowReader':
         import pyBigWig
         import pyfaidx
+
         paths = self.spec.paths()
         if any(files_lib.is_remote(p) for p in paths):
             self._local_dir = files_lib.make_local_dir()
@@ -114,8 +125,9 @@ class WindowReader:
         for kind in ('counts', 'control', 'expected'):
             pairs = getattr(self.spec, kind)
             if pairs:
-                self._tracks[kind] = [tuple((path, pyBigWig.open(local[path])) for path in pair)
-                                      for pair in pairs]
+                self._tracks[kind] = [
+                    tuple((path, pyBigWig.open(local[path])) for path in pair) for pair in pairs
+                ]
         return self
 
     def close(self) -> None:
@@ -136,8 +148,9 @@ class WindowReader:
             shutil.rmtree(self._local_dir, ignore_errors=True)
             self._local_dir = None
 
-    def _read_tracks(self, kind: str, chrom: str, start: int, end: int,
-                     windows: Sequence[tuple[int, int]]) -> tuple[np.ndarray, list[int]]:
+    def _read_tracks(
+        self, kind: str, chrom: str, start: int, end: int, windows: Sequence[tuple[int, int]]
+    ) -> tuple[np.ndarray, list[int]]:
         """(array (n, tasks, strands) float32, offsets): window k = (s, e) of `windows` (the
         counts windows, inside [start, end)) reads as array[offsets[k]:offsets[k] + e - s].
         NaN (no data) reads as 0. The array is the whole run when windows cover it, else the
@@ -152,18 +165,21 @@ class WindowReader:
             offsets = list(itertools.accumulate(lengths, initial=0))[:-1]
         else:
             offsets = [s - start for s, _ in windows]
-        out = np.empty((sum(lengths) if packed else end - start, len(self._tracks[kind]), 2),
-                       schema.COUNTS_DTYPE)
+        out = np.empty(
+            (sum(lengths) if packed else end - start, len(self._tracks[kind]), 2),
+            schema.COUNTS_DTYPE,
+        )
         for t, pair in enumerate(self._tracks[kind]):
             for strand, (path, bw) in enumerate(pair):
                 values = bw.values(chrom, start, end, numpy=True)
                 if np.fmin.reduce(values) < 0:  # fmin skips NaN: one pass, no mask.
                     for s, e in windows:
-                        low = np.fmin.reduce(values[s - start:e - start], initial=np.inf)
+                        low = np.fmin.reduce(values[s - start : e - start], initial=np.inf)
                         if low < 0:
                             raise regions_lib.RecordsInputError(
                                 f'{path}: negative counts (min {low:g}) in '
-                                f'{chrom}:{s}-{e}; counts must be >= 0')
+                                f'{chrom}:{s}-{e}; counts must be >= 0'
+                            )
                 # fmax(NaN, 0) = 0: NaN becomes a zero count in the same pass as the copy
                 # (values are >= 0 inside every window, checked above).
                 column = out[:, t, strand]
@@ -171,7 +187,7 @@ class WindowReader:
                     np.fmax(values, 0.0, out=column)
                     continue
                 for (s, e), o in zip(windows, offsets):
-                    np.fmax(values[s - start:e - start], 0.0, out=column[o:o + e - s])
+                    np.fmax(values[s - start : e - start], 0.0, out=column[o : o + e - s])
         return out, offsets
 
     def read(self, chunk: Chunk) -> Iterator[tuple[Region, Window | str]]:
@@ -189,30 +205,49 @@ class WindowReader:
             else:
                 inside.append(r)
         stored = [(r.start - j, r.end + j) for r in inside]
-        for first, last in regions_lib.group_runs(stored, gap=self.spec.run_gap,
-                                                  max_span=MAX_CHUNK_SPAN):
+        for first, last in regions_lib.group_runs(
+            stored, gap=self.spec.run_gap, max_span=MAX_CHUNK_SPAN
+        ):
             run_start = stored[first][0]
             run_end = max(e for _, e in stored[first:last])
             run_windows = stored[first:last]
             bases = self._fasta[chrom][run_start:run_end]
             # Overlapping windows: encode the run once and slice; sparse ones: each window.
-            run_one_hot = (sequence.one_hot(bases)
-                           if run_end - run_start <= sum(e - s for s, e in run_windows) else None)
+            run_one_hot = (
+                sequence.one_hot(bases)
+                if run_end - run_start <= sum(e - s for s, e in run_windows)
+                else None
+            )
             # Index i of a track array is base run_start + trim + i.
             counts_windows = [(s + trim, e - trim) for s, e in run_windows]
-            tracks = {kind: self._read_tracks(kind, chrom, run_start + trim, run_end - trim,
-                                              counts_windows)
-                      for kind in self._tracks}
+            tracks = {
+                kind: self._read_tracks(
+                    kind, chrom, run_start + trim, run_end - trim, counts_windows
+                )
+                for kind in self._tracks
+            }
             for k, (r, (s, e)) in enumerate(zip(inside[first:last], run_windows)):
                 a, b = s - run_start, e - run_start
                 n = b - a - 2 * trim  # Counts window length.
-                one_hot = (run_one_hot[a:b] if run_one_hot is not None
-                           else sequence.one_hot(bases[a:b]))
+                one_hot = (
+                    run_one_hot[a:b] if run_one_hot is not None else sequence.one_hot(bases[a:b])
+                )
                 if 1.0 - np.count_nonzero(one_hot) / (b - a) > self.spec.max_n_fraction:
                     yield r, TOO_MANY_N
                     continue
-                counts = {kind: array[offsets[k]:offsets[k] + n]
-                          for kind, (array, offsets) in tracks.items()}
-                yield r, Window(r, s, one_hot, counts['counts'], control=counts.get('control'),
-                                expected=counts.get('expected'),
-                                is_background=r.background if mark else None)
+                counts = {
+                    kind: array[offsets[k] : offsets[k] + n]
+                    for kind, (array, offsets) in tracks.items()
+                }
+                yield (
+                    r,
+                    Window(
+                        r,
+                        s,
+                        one_hot,
+                        counts['counts'],
+                        control=counts.get('control'),
+                        expected=counts.get('expected'),
+                        is_background=r.background if mark else None,
+                    ),
+                )

@@ -36,10 +36,15 @@ from common import LENGTH, write_records  # noqa: E402
 def _config(records_dir, model_dir, batch_size, **kw):
     from bpnet_tfx import model as model_lib
     from bpnet_tfx import trainer
-    return trainer.TrainConfig(records_dir=records_dir, model_dir=model_dir,
-                               export_dir=os.path.join(model_dir, 'export'),
-                               model=model_lib.ModelConfig(sequence_length=LENGTH),
-                               batch_size=batch_size, **kw)
+
+    return trainer.TrainConfig(
+        records_dir=records_dir,
+        model_dir=model_dir,
+        export_dir=os.path.join(model_dir, 'export'),
+        model=model_lib.ModelConfig(sequence_length=LENGTH),
+        batch_size=batch_size,
+        **kw,
+    )
 
 
 def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
@@ -48,17 +53,24 @@ def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
 
     from bpnet_tfx import data, schema, trainer
     from bpnet_tfx import model as model_lib
+
     info = schema.RecordsInfo.load(records_dir)
     result = {}
 
     # 1a. The input pipeline alone (includes augmentation, as in training).
-    cfg = _config(records_dir, tempfile.mkdtemp(), batch_size, precision='float32',
-                  input_benchmark_batches=max(steps * 4, 40))
+    cfg = _config(
+        records_dir,
+        tempfile.mkdtemp(),
+        batch_size,
+        precision='float32',
+        input_benchmark_batches=max(steps * 4, 40),
+    )
     result['pipeline_examples_per_second'] = trainer.measure_input_pipeline(cfg, info)
 
     # 1b. The training step alone, on one batch already in memory.
-    batch = next(iter(data.make_dataset(records_dir, info, 'train', batch_size=batch_size,
-                                        training=False)))
+    batch = next(
+        iter(data.make_dataset(records_dir, info, 'train', batch_size=batch_size, training=False))
+    )
     strategy = trainer.make_strategy('auto')
     keras.mixed_precision.set_global_policy('float32')
     with strategy.scope():
@@ -66,10 +78,15 @@ def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
         optimizer = keras.optimizers.Adam(1e-3)
         optimizer.build(model.trainable_variables)
     train_step, _ = trainer.make_step_functions(
-        strategy, model, optimizer,
-        dataclasses.replace(cfg, jitter=False, reverse_complement=False), info)
+        strategy,
+        model,
+        optimizer,
+        dataclasses.replace(cfg, jitter=False, reverse_complement=False),
+        info,
+    )
     fixed = strategy.distribute_datasets_from_function(
-        lambda ctx: tf.data.Dataset.from_tensors(batch).repeat())
+        lambda ctx: tf.data.Dataset.from_tensors(batch).repeat()
+    )
     it = iter(fixed)
     train_step(it, tf.constant(0, tf.int64))
     start = time.perf_counter()
@@ -81,14 +98,25 @@ def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
     # float32 like the notebook, so the two differ only in how the data arrive (our default
     # precision on this CPU, mixed_bfloat16, is compared in bench_train.py).
     model_dir = tempfile.mkdtemp()
-    summary = trainer.train(_config(records_dir, model_dir, batch_size, epochs=2,
-                                    steps_per_epoch=steps, input_benchmark_batches=0,
-                                    shuffle_buffer=2000, precision='float32'), info)
+    summary = trainer.train(
+        _config(
+            records_dir,
+            model_dir,
+            batch_size,
+            epochs=2,
+            steps_per_epoch=steps,
+            input_benchmark_batches=0,
+            shuffle_buffer=2000,
+            precision='float32',
+        ),
+        info,
+    )
     result['ours_examples_per_second'] = summary['examples_per_second']
 
     # 2b. The reference notebook's way: every example as float32 arrays in RAM, model.fit.
-    result['notebook_examples_per_second'] = common.notebook_fit_rate(records_dir, batch_size,
-                                                                      steps)
+    result['notebook_examples_per_second'] = common.notebook_fit_rate(
+        records_dir, batch_size, steps
+    )
     return result
 
 
@@ -113,10 +141,20 @@ def bench_memory(sizes: list[int], steps: int, workdir: str) -> dict:
         t0 = time.perf_counter()
         write_records(records, n)
         print(f'  wrote {n:,} records in {time.perf_counter() - t0:.0f} s', flush=True)
-        proc = subprocess.run([sys.executable, '-c', _MEMORY_CHILD, records,
-                               os.path.join(workdir, f'model_{n}'), REPO, str(steps)],
-                              capture_output=True, text=True,
-                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+        proc = subprocess.run(
+            [
+                sys.executable,
+                '-c',
+                _MEMORY_CHILD,
+                records,
+                os.path.join(workdir, f'model_{n}'),
+                REPO,
+                str(steps),
+            ],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
+        )
         if proc.returncode:
             raise RuntimeError(proc.stderr[-3000:])
         out[n] = int(proc.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
@@ -128,10 +166,14 @@ def main() -> None:
     parser.add_argument('--examples', type=int, default=4096, help='Records for the speed runs.')
     parser.add_argument('--batch_size', type=int, default=64, help='Batch size of every run.')
     parser.add_argument('--steps', type=int, default=15, help='Timed training steps per run.')
-    parser.add_argument('--memory_sizes', default='10000,100000',
-                        help="Record counts for the memory runs; '' to skip.")
-    parser.add_argument('--memory_steps', type=int, default=40,
-                        help='Training steps of each memory run.')
+    parser.add_argument(
+        '--memory_sizes',
+        default='10000,100000',
+        help="Record counts for the memory runs; '' to skip.",
+    )
+    parser.add_argument(
+        '--memory_steps', type=int, default=40, help='Training steps of each memory run.'
+    )
     args = parser.parse_args()
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     workdir = tempfile.mkdtemp(prefix='bench_input_')
@@ -143,13 +185,23 @@ def main() -> None:
     machine = f'{platform.machine()}, {os.cpu_count()} cores'
     print(f'machine: {machine}; batch {args.batch_size}; model: reference BPNet (1000 bp)')
     print(f'{"measurement":52s} {"examples/s":>12s}')
-    for key in ('pipeline_examples_per_second', 'step_examples_per_second',
-                'ours_examples_per_second', 'notebook_examples_per_second'):
+    for key in (
+        'pipeline_examples_per_second',
+        'step_examples_per_second',
+        'ours_examples_per_second',
+        'notebook_examples_per_second',
+    ):
         print(f'{key:52s} {speed[key]:12.1f}')
     print(f'{"pipeline / training step (target >= 20)":52s} {pipe_vs_step:12.1f}x')
     print(f'{"records loop / notebook model.fit (target >= 1.0)":52s} {ours_vs_nb:12.2f}x')
-    result = {'benchmark': 'input_pipeline', 'machine': machine, 'batch_size': args.batch_size,
-              **speed, 'pipeline_over_step': pipe_vs_step, 'ours_over_notebook': ours_vs_nb}
+    result = {
+        'benchmark': 'input_pipeline',
+        'machine': machine,
+        'batch_size': args.batch_size,
+        **speed,
+        'pipeline_over_step': pipe_vs_step,
+        'ours_over_notebook': ours_vs_nb,
+    }
     sizes = [int(s) for s in args.memory_sizes.split(',') if s]
     if sizes:
         rss = bench_memory(sizes, args.memory_steps, workdir)

@@ -18,8 +18,9 @@ runs, each in a fresh subprocess so that peak RSS is that run's own:
   window, or per run of nearby windows (the job's way).
 
 Time is wall-clock around the work in the subprocess (imports of numpy/pyfaidx/pyBigWig for the
-notebook, and of beam_jobs for make_records, excluded; make_records never imports TensorFlow). Peak RSS is the largest resident set of the subprocess or any
-process it started (`getrusage(RUSAGE_CHILDREN).ru_maxrss` read by a fresh parent). Prints one
+notebook, and of beam_jobs for make_records, excluded; make_records never imports
+TensorFlow). Peak RSS is the largest resident set of the subprocess or any process it started
+(`getrusage(RUSAGE_CHILDREN).ru_maxrss` read by a fresh parent). Prints one
 table row per measurement and one JSON line at the end:
 
     .venv/bin/python benchmarks/bench_make_records.py --peaks=25000,100000
@@ -45,9 +46,17 @@ _LENGTH = 1000  # --sequence_length of both approaches.
 def make_data(root: str, num_peaks: int, spacing: int, seed: int = 0) -> dict[str, str]:
     """Writes genome.fa (+ .fai), peaks.bed (1-bp summits), pos.bw and neg.bw under `root`."""
     import pyBigWig
+
     done = os.path.join(root, 'done')
-    files = {k: os.path.join(root, name) for k, name in (
-        ('fasta', 'genome.fa'), ('peaks', 'peaks.bed'), ('pos', 'pos.bw'), ('neg', 'neg.bw'))}
+    files = {
+        k: os.path.join(root, name)
+        for k, name in (
+            ('fasta', 'genome.fa'),
+            ('peaks', 'peaks.bed'),
+            ('pos', 'pos.bw'),
+            ('neg', 'neg.bw'),
+        )
+    }
     if os.path.exists(done):
         return files
     os.makedirs(root, exist_ok=True)
@@ -67,8 +76,10 @@ def make_data(root: str, num_peaks: int, spacing: int, seed: int = 0) -> dict[st
             fa.write(body.tobytes())
             fai.write(f'{name}\t{lines * 60}\t{offset}\t60\t61\n')
     chroms = [(name, (n // 60) * 60) for name, n in chroms]
-    summits = {name: np.sort(rng.choice(np.arange(10_000, n - 10_000), per_chrom, replace=False))
-               for name, n in chroms}
+    summits = {
+        name: np.sort(rng.choice(np.arange(10_000, n - 10_000), per_chrom, replace=False))
+        for name, n in chroms
+    }
     with open(files['peaks'], 'w') as f:
         for name, _ in chroms:
             f.writelines(f'{name}\t{s}\t{s + 1}\n' for s in summits[name])
@@ -79,8 +90,12 @@ def make_data(root: str, num_peaks: int, spacing: int, seed: int = 0) -> dict[st
             # About 100 bases with reads within +-600 bp of each summit, 1-20 reads each.
             offsets = rng.integers(-600, 600, (summits[name].size, 100))
             starts = np.unique((summits[name][:, None] + offsets).ravel())
-            bw.addEntries(name, starts.astype(np.int64),
-                          values=rng.integers(1, 21, starts.size).astype(np.float64), span=1)
+            bw.addEntries(
+                name,
+                starts.astype(np.int64),
+                values=rng.integers(1, 21, starts.size).astype(np.float64),
+                span=1,
+            )
         bw.close()
     open(done, 'w').close()
     return files
@@ -142,10 +157,15 @@ def _measure(code: str, *args: str) -> dict:
         'if p.returncode: sys.exit(p.stderr[-3000:])\n'
         'r = json.loads(p.stdout.strip().splitlines()[-1])\n'
         'r["rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n'
-        'print(json.dumps(r))\n' % REPO)
+        'print(json.dumps(r))\n' % REPO
+    )
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    proc = subprocess.run([sys.executable, '-c', wrapper, sys.executable, '-c', code, *args],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, '-c', wrapper, sys.executable, '-c', code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode:
         raise RuntimeError(proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -153,19 +173,30 @@ def _measure(code: str, *args: str) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--peaks', default='25000,100000',
-                        help='Comma list of peak counts (default: 25000,100000).')
-    parser.add_argument('--spacing', type=int, default=4000,
-                        help='Mean bp between summits; the genome grows with the peak count.')
-    parser.add_argument('--workers', type=int, default=2,
-                        help='--direct_num_workers of the make_records_mt run.')
-    parser.add_argument('--mode', default='multi_threading',
-                        choices=('', 'in_memory', 'multi_threading', 'multi_processing'),
-                        help='--direct_running_mode of the make_records_mt run; empty: no such '
-                        'run (make_records with the shipped defaults always runs).')
-    parser.add_argument('--data_dir', default=os.path.join(tempfile.gettempdir(),
-                                                           'bench_make_records'),
-                        help='Where simulated inputs are cached between runs.')
+    parser.add_argument(
+        '--peaks', default='25000,100000', help='Comma list of peak counts (default: 25000,100000).'
+    )
+    parser.add_argument(
+        '--spacing',
+        type=int,
+        default=4000,
+        help='Mean bp between summits; the genome grows with the peak count.',
+    )
+    parser.add_argument(
+        '--workers', type=int, default=2, help='--direct_num_workers of the make_records_mt run.'
+    )
+    parser.add_argument(
+        '--mode',
+        default='multi_threading',
+        choices=('', 'in_memory', 'multi_threading', 'multi_processing'),
+        help='--direct_running_mode of the make_records_mt run; empty: no such '
+        'run (make_records with the shipped defaults always runs).',
+    )
+    parser.add_argument(
+        '--data_dir',
+        default=os.path.join(tempfile.gettempdir(), 'bench_make_records'),
+        help='Where simulated inputs are cached between runs.',
+    )
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.peaks.split(',') if x]
     results = []
@@ -177,22 +208,36 @@ def main(argv=None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             runs = {
                 'notebook': _measure(_NOTEBOOK, json.dumps(files), str(_LENGTH)),
-                'make_records': _measure(_MAKE_RECORDS, json.dumps(files), str(_LENGTH),
-                                         os.path.join(tmp, 'records')),
+                'make_records': _measure(
+                    _MAKE_RECORDS, json.dumps(files), str(_LENGTH), os.path.join(tmp, 'records')
+                ),
             }
             if args.mode:
                 runs['make_records_mt'] = _measure(
-                    _MAKE_RECORDS, json.dumps(files), str(_LENGTH),
-                    os.path.join(tmp, 'records_mt'), f'--direct_num_workers={args.workers}',
-                    f'--direct_running_mode={args.mode}')
+                    _MAKE_RECORDS,
+                    json.dumps(files),
+                    str(_LENGTH),
+                    os.path.join(tmp, 'records_mt'),
+                    f'--direct_num_workers={args.workers}',
+                    f'--direct_running_mode={args.mode}',
+                )
             records_dir = os.path.join(tmp, 'records')
-            shards_mb = sum(os.path.getsize(os.path.join(records_dir, f))
-                            for f in os.listdir(records_dir) if f.endswith('.tfrecord.gz')) / 1e6
+            shards_mb = (
+                sum(
+                    os.path.getsize(os.path.join(records_dir, f))
+                    for f in os.listdir(records_dir)
+                    if f.endswith('.tfrecord.gz')
+                )
+                / 1e6
+            )
         for name, r in runs.items():
             r.update(peaks=n, approach=name, peaks_per_s=n / r['seconds'])
             results.append(r)
-            print(f'{n:>8} {name:<14} {r["seconds"]:>8.1f} {r["peaks_per_s"]:>9.0f} '
-                  f'{r["rss_mb"]:>12.0f}', flush=True)
+            print(
+                f'{n:>8} {name:<14} {r["seconds"]:>8.1f} {r["peaks_per_s"]:>9.0f} '
+                f'{r["rss_mb"]:>12.0f}',
+                flush=True,
+            )
         for name in runs:
             if name != 'notebook':
                 ratio = runs['notebook']['seconds'] / runs[name]['seconds']
@@ -207,22 +252,33 @@ def main(argv=None) -> None:
                 r = _measure(_READER, json.dumps(files), str(_LENGTH), str(gap))
                 r.update(peaks=n, approach=name, peaks_per_s=n / r['seconds'])
                 results.append(r)
-                print(f'{n:>8} {name:<14} {r["seconds"]:>8.1f} {r["peaks_per_s"]:>9.0f} '
-                      f'{r["rss_mb"]:>12.0f}', flush=True)
+                print(
+                    f'{n:>8} {name:<14} {r["seconds"]:>8.1f} {r["peaks_per_s"]:>9.0f} '
+                    f'{r["rss_mb"]:>12.0f}',
+                    flush=True,
+                )
     ours = {r['peaks']: r for r in results if r['approach'] == 'make_records'}
-    summary = {'benchmark': 'make_records', 'spacing_bp': args.spacing,
-               'sequence_length': _LENGTH, 'workers': args.workers, 'mode': args.mode,
-               'cpus': os.cpu_count(),
-               'results': results}
+    summary = {
+        'benchmark': 'make_records',
+        'spacing_bp': args.spacing,
+        'sequence_length': _LENGTH,
+        'workers': args.workers,
+        'mode': args.mode,
+        'cpus': os.cpu_count(),
+        'results': results,
+    }
     if len(ours) > 1:
         small, large = ours[min(ours)], ours[max(ours)]
         summary['rss_ratio'] = large['rss_mb'] / small['rss_mb']
         # Throughput without the fixed start-up (imports, pipeline set-up, worker start).
-        summary['marginal_peaks_per_s'] = ((large['peaks'] - small['peaks'])
-                                           / (large['seconds'] - small['seconds']))
-        print(f'make_records peak RSS {large["peaks"]} / {small["peaks"]} peaks: '
-              f'{summary["rss_ratio"]:.2f}x; marginal {summary["marginal_peaks_per_s"]:.0f} '
-              'peaks/s')
+        summary['marginal_peaks_per_s'] = (large['peaks'] - small['peaks']) / (
+            large['seconds'] - small['seconds']
+        )
+        print(
+            f'make_records peak RSS {large["peaks"]} / {small["peaks"]} peaks: '
+            f'{summary["rss_ratio"]:.2f}x; marginal {summary["marginal_peaks_per_s"]:.0f} '
+            'peaks/s'
+        )
     print(json.dumps(summary))
 
 

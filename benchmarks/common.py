@@ -15,6 +15,7 @@ def write_records(path: str, n: int, *, unique: int = 5000, seed: int = 0) -> No
     import tensorflow as tf
 
     from bpnet_tfx import schema
+
     rng = np.random.default_rng(seed)
     os.makedirs(path, exist_ok=True)
     stored = LENGTH + 2 * JITTER
@@ -26,23 +27,41 @@ def write_records(path: str, n: int, *, unique: int = 5000, seed: int = 0) -> No
     counts = {'train': n, 'valid': 256}
     shards = {'train': max(1, n // 2000), 'valid': 1}
     for split, count in counts.items():
-        writers = [tf.io.TFRecordWriter(
-            os.path.join(path, schema.shard_filename(split, s, shards[split])),
-            options=schema.COMPRESSION) for s in range(shards[split])]
+        writers = [
+            tf.io.TFRecordWriter(
+                os.path.join(path, schema.shard_filename(split, s, shards[split])),
+                options=schema.COMPRESSION,
+            )
+            for s in range(shards[split])
+        ]
         for i in range(count):
             one_hot, profile = pool[i % len(pool)]
-            writers[i % len(writers)].write(schema.encode_record(
-                f'chrB:{i * stored}-{(i + 1) * stored}', 'chrB', i * stored, one_hot, profile))
+            writers[i % len(writers)].write(
+                schema.encode_record(
+                    f'chrB:{i * stored}-{(i + 1) * stored}', 'chrB', i * stored, one_hot, profile
+                )
+            )
         for w in writers:
             w.close()
-    schema.RecordsInfo(sequence_length=LENGTH, max_jitter=JITTER, tasks=('bench',),
-                       split_counts=counts, num_shards=shards,
-                       median_total_counts=(500.0,),
-                       source={'made_by': 'benchmarks/bench_input_pipeline.py'}).save(path)
+    schema.RecordsInfo(
+        sequence_length=LENGTH,
+        max_jitter=JITTER,
+        tasks=('bench',),
+        split_counts=counts,
+        num_shards=shards,
+        median_total_counts=(500.0,),
+        source={'made_by': 'benchmarks/bench_input_pipeline.py'},
+    ).save(path)
 
 
-def notebook_fit_rate(records_dir: str, batch_size: int, steps: int, *,
-                      counts_loss_weight: float = 10.0, stock_layers: bool = True) -> float:
+def notebook_fit_rate(
+    records_dir: str,
+    batch_size: int,
+    steps: int,
+    *,
+    counts_loss_weight: float = 10.0,
+    stock_layers: bool = True,
+) -> float:
     """Examples/s of the reference notebook's way: every example as float32 numpy arrays in
     RAM, passed to Keras `model.fit` (float32), on the same model and batch size, built as
     the notebook builds it from stock keras.layers.Conv1D (`stock_layers=False`: with
@@ -54,21 +73,26 @@ def notebook_fit_rate(records_dir: str, batch_size: int, steps: int, *,
 
     from bpnet_tfx import data, losses, schema
     from bpnet_tfx import model as model_lib
+
     info = schema.RecordsInfo.load(records_dir)
     n = steps * batch_size
     xs, ys = [], []
-    for b in data.make_dataset(records_dir, info, 'train', batch_size=batch_size,
-                               training=False).take(steps):
+    for b in data.make_dataset(
+        records_dir, info, 'train', batch_size=batch_size, training=False
+    ).take(steps):
         xs.append(b['one_hot'].numpy().astype(np.float32))
         ys.append(b['profile'].numpy()[:, :, 0, :])
     x, y = np.concatenate(xs)[:n], np.concatenate(ys)[:n]
     targets = {'profile': y, 'log_counts': np.log1p(y.sum(axis=1))}
     keras.utils.set_random_seed(0)
-    model = model_lib.build_bpnet(model_lib.ModelConfig(sequence_length=info.sequence_length),
-                                  stock_layers=stock_layers)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss={'profile': losses.MultinomialNLL(), 'log_counts': losses.LogCountsMSE()},
-                  loss_weights={'profile': 1.0, 'log_counts': counts_loss_weight})
+    model = model_lib.build_bpnet(
+        model_lib.ModelConfig(sequence_length=info.sequence_length), stock_layers=stock_layers
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss={'profile': losses.MultinomialNLL(), 'log_counts': losses.LogCountsMSE()},
+        loss_weights={'profile': 1.0, 'log_counts': counts_loss_weight},
+    )
     model.fit(x, targets, batch_size=batch_size, epochs=1, verbose=0)  # warm-up epoch
     start = time.perf_counter()
     model.fit(x, targets, batch_size=batch_size, epochs=1, verbose=0)

@@ -66,8 +66,11 @@ class Target:
 def targets_of(info: schema.RecordsInfo) -> list[Target]:
     """The targets explained for a model trained on `info`'s tasks, in output order."""
     several = info.num_tasks > 1
-    return [Target(f'{genome_io.file_label(task)}.{head}' if several else head, t, head)
-            for t, task in enumerate(info.tasks) for head in HEADS]
+    return [
+        Target(f'{genome_io.file_label(task)}.{head}' if several else head, t, head)
+        for t, task in enumerate(info.tasks)
+        for head in HEADS
+    ]
 
 
 class Scorer:
@@ -82,8 +85,10 @@ class Scorer:
 
     def __init__(self, model: export.ExportedModel | str):
         from bpnet_tfx import export
-        self.model = model if isinstance(model, export.ExportedModel) else (
-            export.ExportedModel(model))
+
+        self.model = (
+            model if isinstance(model, export.ExportedModel) else (export.ExportedModel(model))
+        )
         self.info, self.config = self.model.info, self.model.config
         self.targets = targets_of(self.info)
         self.length = self.config.sequence_length
@@ -100,6 +105,7 @@ class Scorer:
         (N, O, tasks, strands) goes to models trained with control tracks.
         """
         import tensorflow as tf
+
         out = self.model.outputs(one_hot, control)
         log_counts = out['log_total_counts' if self.joint else 'log_counts']
         return tf.cast(out['profile_logits'], tf.float32), tf.cast(log_counts, tf.float32)
@@ -108,6 +114,7 @@ class Scorer:
         """softmax of logits (N, O, tasks, strands) over positions, per strand; for a joint
         model over positions and strands together (the model's own distribution)."""
         import tensorflow as tf
+
         axes = (1, 3) if self.joint else 1
         return tf.exp(logits - tf.reduce_logsumexp(logits, axis=axes, keepdims=True))
 
@@ -115,19 +122,20 @@ class Scorer:
         """Per target, (N,) scores; profile weights default to
         stop_gradient(`_profile_weights`(z))."""
         import tensorflow as tf
+
         logits, log_counts = self._outputs(one_hot, control)
         if profile_weights is None:
             profile_weights = tf.stop_gradient(self._profile_weights(logits))
         weighted = tf.reduce_sum(profile_weights * logits, axis=(1, 3))  # (N, tasks)
         summed = tf.reduce_sum(log_counts, axis=2)
-        return tuple((weighted if t.head == 'profile' else summed)[:, t.task]
-                     for t in self.targets)
+        return tuple((weighted if t.head == 'profile' else summed)[:, t.task] for t in self.targets)
 
     def _with_control_spec(self, fn, signature):
         """`fn(*args, ctrl)` as a tf.function of `signature`, whose last spec (the control
         input) is kept for models trained with control tracks and dropped (ctrl=None) for
         the others."""
         import tensorflow as tf
+
         if self.use_control:
             return tf.function(fn, input_signature=signature)
         return tf.function(lambda *args: fn(*args, None), input_signature=signature[:-1])
@@ -135,6 +143,7 @@ class Scorer:
     def _ig_function(self):
         """The traced IG of a batch: (x, refs, steps[, control]) -> per target (B, L, 4)."""
         import tensorflow as tf
+
         length = self.length
 
         def ig(x, refs, num_steps, ctrl):
@@ -150,8 +159,9 @@ class Scorer:
                 with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
                     tape.watch(point)
                     scores = self._scores(point, control=ctrl)
-                totals = tuple(total + tape.gradient(score, point)
-                               for total, score in zip(totals, scores))
+                totals = tuple(
+                    total + tape.gradient(score, point) for total, score in zip(totals, scores)
+                )
             hyps = []
             for total in totals:
                 grad = tf.reshape(total * scale, shape)
@@ -161,12 +171,23 @@ class Scorer:
 
         spec = tf.TensorSpec
         control = spec((None, *(self.control_shape or ())), tf.float32)
-        return self._with_control_spec(ig, [spec((None, length, 4), tf.float32),
-                                            spec((None, None, length, 4), tf.float32),
-                                            spec((), tf.int32), control])
+        return self._with_control_spec(
+            ig,
+            [
+                spec((None, length, 4), tf.float32),
+                spec((None, None, length, 4), tf.float32),
+                spec((), tf.int32),
+                control,
+            ],
+        )
 
-    def integrated_gradients(self, one_hot: np.ndarray, references: np.ndarray,
-                             steps: int, control: np.ndarray | None = None) -> list[np.ndarray]:
+    def integrated_gradients(
+        self,
+        one_hot: np.ndarray,
+        references: np.ndarray,
+        steps: int,
+        control: np.ndarray | None = None,
+    ) -> list[np.ndarray]:
         """Hypothetical contributions by integrated gradients from each reference.
 
         Args:
@@ -184,11 +205,15 @@ class Scorer:
             shape).
         """
         import tensorflow as tf
+
         control = self.model.check_control(control, len(one_hot))
         if self._ig_fn is None:
             self._ig_fn = self._ig_function()
-        args = [tf.constant(one_hot, tf.float32), tf.constant(references, tf.float32),
-                tf.constant(steps, tf.int32)]
+        args = [
+            tf.constant(one_hot, tf.float32),
+            tf.constant(references, tf.float32),
+            tf.constant(steps, tf.int32),
+        ]
         if control is not None:
             args.append(tf.constant(control))
         return [h.numpy() for h in self._ig_fn(*args)]
@@ -197,6 +222,7 @@ class Scorer:
         """The traced scores of one window's mutants: (x, positions, bases, weights[,
         control]) -> per target (M,) scores of x with base bases[m] at positions[m]."""
         import tensorflow as tf
+
         length = self.length
 
         def ism(x, positions, bases, weights, ctrl):
@@ -207,12 +233,20 @@ class Scorer:
             return self._scores(mutants, weights[None], ctrl)
 
         spec = tf.TensorSpec
-        return self._with_control_spec(ism, [
-            spec((length, 4), tf.float32), spec((None,), tf.int32), spec((None,), tf.int32),
-            spec((None, None, None), tf.float32), spec(self.control_shape, tf.float32)])
+        return self._with_control_spec(
+            ism,
+            [
+                spec((length, 4), tf.float32),
+                spec((None,), tf.int32),
+                spec((None,), tf.int32),
+                spec((None, None, None), tf.float32),
+                spec(self.control_shape, tf.float32),
+            ],
+        )
 
-    def mutagenesis(self, one_hot: np.ndarray, batch_size: int,
-                    control: np.ndarray | None = None) -> list[np.ndarray]:
+    def mutagenesis(
+        self, one_hot: np.ndarray, batch_size: int, control: np.ndarray | None = None
+    ) -> list[np.ndarray]:
         """Hypothetical contributions by in-silico mutagenesis of every base of each window.
 
         Args:
@@ -229,6 +263,7 @@ class Scorer:
             shape).
         """
         import tensorflow as tf
+
         control = self.model.check_control(control, len(one_hot))
         if self._ism_fn is None:
             self._ism_fn = self._ism_function()
@@ -242,9 +277,14 @@ class Scorer:
             positions, bases = np.nonzero(x == 0)  # every base but the observed one
             extra = [] if control is None else [tf.constant(control[w])]
             for b in range(0, len(positions), batch_size):
-                p, q = positions[b:b + batch_size], bases[b:b + batch_size]
-                scores = self._ism_fn(tf.constant(x), tf.constant(p, tf.int32),
-                                      tf.constant(q, tf.int32), weights[w], *extra)
+                p, q = positions[b : b + batch_size], bases[b : b + batch_size]
+                scores = self._ism_fn(
+                    tf.constant(x),
+                    tf.constant(p, tf.int32),
+                    tf.constant(q, tf.int32),
+                    weights[w],
+                    *extra,
+                )
                 for delta, score, ref in zip(out, scores, reference):
                     delta[w, p, q] = score.numpy() - ref[w]
         return [delta - delta.mean(axis=-1, keepdims=True) for delta in out]

@@ -22,8 +22,9 @@ def _output_length(profile: tf.Tensor, max_jitter: int) -> int:
     return profile.shape[1] - 2 * max_jitter
 
 
-def center_crop(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: int,
-                max_jitter: int) -> tuple[tf.Tensor, tf.Tensor]:
+def center_crop(
+    one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: int, max_jitter: int
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Cuts the centred windows from windows stored with a margin.
 
     Args:
@@ -36,12 +37,20 @@ def center_crop(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: int,
       (one_hot of length `sequence_length`, profile of length output_length).
     """
     output_length = _output_length(profile, max_jitter)
-    return (one_hot[:, max_jitter:max_jitter + sequence_length],
-            profile[:, max_jitter:max_jitter + output_length])
+    return (
+        one_hot[:, max_jitter : max_jitter + sequence_length],
+        profile[:, max_jitter : max_jitter + output_length],
+    )
 
 
-def random_jitter(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: int,
-                  max_jitter: int, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def random_jitter(
+    one_hot: tf.Tensor,
+    profile: tf.Tensor,
+    *,
+    sequence_length: int,
+    max_jitter: int,
+    seed: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Cuts windows at a random shift in [-max_jitter, max_jitter].
 
     The shift is drawn per example and applied to the sequence and its counts together.
@@ -60,16 +69,18 @@ def random_jitter(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: in
         return center_crop(one_hot, profile, sequence_length=sequence_length, max_jitter=0)
     output_length = _output_length(profile, max_jitter)
     batch = tf.shape(one_hot)[0]
-    starts = tf.random.stateless_uniform([batch, 1], seed, 0, 2 * max_jitter + 1,
-                                         dtype=tf.int32)
+    starts = tf.random.stateless_uniform([batch, 1], seed, 0, 2 * max_jitter + 1, dtype=tf.int32)
     positions = starts + tf.range(sequence_length, dtype=tf.int32)[tf.newaxis, :]
     out_positions = starts + tf.range(output_length, dtype=tf.int32)[tf.newaxis, :]
-    return (tf.gather(one_hot, positions, batch_dims=1),
-            tf.gather(profile, out_positions, batch_dims=1))
+    return (
+        tf.gather(one_hot, positions, batch_dims=1),
+        tf.gather(profile, out_positions, batch_dims=1),
+    )
 
 
-def random_reverse_complement(one_hot: tf.Tensor, profile: tf.Tensor, *, seed: tf.Tensor,
-                              probability: float = 0.5) -> tuple[tf.Tensor, tf.Tensor]:
+def random_reverse_complement(
+    one_hot: tf.Tensor, profile: tf.Tensor, *, seed: tf.Tensor, probability: float = 0.5
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Reverse-complements each example with `probability` (counts reversed, strands swapped).
 
     Args:
@@ -84,14 +95,23 @@ def random_reverse_complement(one_hot: tf.Tensor, profile: tf.Tensor, *, seed: t
     batch = tf.shape(one_hot)[0]
     flip = tf.random.stateless_uniform([batch], seed) < probability
     one_hot_rc, profile_rc = sequence.reverse_complement(one_hot, profile)
-    return (tf.where(flip[:, None, None], one_hot_rc, one_hot),
-            tf.where(flip[:, None, None, None], profile_rc, profile))
+    return (
+        tf.where(flip[:, None, None], one_hot_rc, one_hot),
+        tf.where(flip[:, None, None, None], profile_rc, profile),
+    )
 
 
-def augment_batch(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: int,
-                  max_jitter: int, seed: tf.Tensor, jitter: bool = True,
-                  reverse_complement: bool = True,
-                  control: tf.Tensor | None = None) -> tuple[tf.Tensor, ...]:
+def augment_batch(
+    one_hot: tf.Tensor,
+    profile: tf.Tensor,
+    *,
+    sequence_length: int,
+    max_jitter: int,
+    seed: tf.Tensor,
+    jitter: bool = True,
+    reverse_complement: bool = True,
+    control: tf.Tensor | None = None,
+) -> tuple[tf.Tensor, ...]:
     """Training augmentation of stored windows: random jitter, then random reverse complement.
 
     Args:
@@ -112,11 +132,13 @@ def augment_batch(one_hot: tf.Tensor, profile: tf.Tensor, *, sequence_length: in
     tracks = profile if control is None else tf.concat([profile, control], axis=2)
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
     if jitter:
-        one_hot, tracks = random_jitter(one_hot, tracks, sequence_length=sequence_length,
-                                        max_jitter=max_jitter, seed=seeds[0])
+        one_hot, tracks = random_jitter(
+            one_hot, tracks, sequence_length=sequence_length, max_jitter=max_jitter, seed=seeds[0]
+        )
     else:
-        one_hot, tracks = center_crop(one_hot, tracks, sequence_length=sequence_length,
-                                      max_jitter=max_jitter)
+        one_hot, tracks = center_crop(
+            one_hot, tracks, sequence_length=sequence_length, max_jitter=max_jitter
+        )
     if reverse_complement:
         one_hot, tracks = random_reverse_complement(one_hot, tracks, seed=seeds[1])
     if control is None:

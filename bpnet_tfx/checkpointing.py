@@ -28,9 +28,16 @@ class Checkpointer:
       best: {'val_loss', 'epoch'[, 'row', 'stopped_early']} of the best epoch so far.
     """
 
-    def __init__(self, model_dir: str, model: keras.Model,
-                 optimizer: keras.optimizers.Optimizer, *, chief: bool = True,
-                 task_id: int = 0, max_to_keep: int = 2):
+    def __init__(
+        self,
+        model_dir: str,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        *,
+        chief: bool = True,
+        task_id: int = 0,
+        max_to_keep: int = 2,
+    ):
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name='epoch')
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
         self.best: dict[str, Any] = {'val_loss': math.inf, 'epoch': 0}
@@ -40,11 +47,13 @@ class Checkpointer:
         self._model, self._chief = model, chief
         self._scratch = None if chief else os.path.join(model_dir, f'.worker-{task_id}-scratch')
         os.makedirs(self.dir, exist_ok=True)
-        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                               epoch=self.epoch, step=self.step)
+        self._checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=optimizer, epoch=self.epoch, step=self.step
+        )
         save_dir = os.path.join(self._scratch, 'checkpoints') if self._scratch else self.dir
-        self._manager = tf.train.CheckpointManager(self._checkpoint, save_dir,
-                                                   max_to_keep=max_to_keep)
+        self._manager = tf.train.CheckpointManager(
+            self._checkpoint, save_dir, max_to_keep=max_to_keep
+        )
 
     @property
     def epochs_done(self) -> int:

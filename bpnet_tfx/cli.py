@@ -23,6 +23,7 @@ from bpnet_tfx.errors import BpnetError
 def verbose() -> bool:
     """Whether the user asked for log output with absl's -v/--verbosity."""
     from absl import flags
+
     return bool(flags.FLAGS.is_parsed() and flags.FLAGS['verbosity'].present)
 
 
@@ -34,6 +35,7 @@ def quiet_logs() -> None:
     if verbose():
         return
     from absl import logging
+
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     logging.set_verbosity(logging.WARNING)
     for name in ('tensorflow', 'absl', 'apache_beam', 'keras', 'h5py', 'matplotlib'):
@@ -93,6 +95,7 @@ def run(name: str, main: Callable[[list[str]], None]) -> Callable[[list[str]], N
 
     Use as `app.run(cli.run('predict', main))`.
     """
+
     def wrapped(argv: list[str]) -> None:
         quiet_logs()
         if len(argv) > 1:
@@ -101,4 +104,5 @@ def run(name: str, main: Callable[[list[str]], None]) -> Callable[[list[str]], N
             main(argv)
         except BpnetError as e:
             fail(name, str(e))
+
     return wrapped

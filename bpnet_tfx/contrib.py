@@ -32,55 +32,96 @@ from absl import app, flags
 from bpnet_tfx import attribution, cli, contributions
 
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
-_RECORDS_DIR = flags.DEFINE_string('records_dir', None,
-                                   'Records folder whose --split windows to explain.')
+_RECORDS_DIR = flags.DEFINE_string(
+    'records_dir', None, 'Records folder whose --split windows to explain.'
+)
 _SPLIT = flags.DEFINE_string('split', 'valid', 'Split of --records_dir: train, valid or test.')
 _REGIONS_BED = flags.DEFINE_string(
-    'regions_bed', None, 'BED file of regions to explain instead of --records_dir; each line '
-    "becomes the model-length window centred on its interval.")
-_FASTA = flags.DEFINE_string('fasta', None, 'Genome FASTA for --regions_bed; default: the '
-                             "training records' one. With --records_dir: the bigWig header.")
+    'regions_bed',
+    None,
+    'BED file of regions to explain instead of --records_dir; each line '
+    "becomes the model-length window centred on its interval.",
+)
+_FASTA = flags.DEFINE_string(
+    'fasta',
+    None,
+    'Genome FASTA for --regions_bed; default: the '
+    "training records' one. With --records_dir: the bigWig header.",
+)
 _CONTROL_POS_BIGWIG = flags.DEFINE_string(
-    'control_pos_bigwig', None, 'Plus-strand control bigWig for --regions_bed, for models '
+    'control_pos_bigwig',
+    None,
+    'Plus-strand control bigWig for --regions_bed, for models '
     "trained with control tracks (every task); default: each task's from the records' "
-    'metadata. With --records_dir the records\' control counts are used.')
+    'metadata. With --records_dir the records\' control counts are used.',
+)
 _CONTROL_NEG_BIGWIG = flags.DEFINE_string(
-    'control_neg_bigwig', None, 'Minus-strand control bigWig for --regions_bed; default: the '
-    "records' one.")
+    'control_neg_bigwig',
+    None,
+    'Minus-strand control bigWig for --regions_bed; default: the records\' one.',
+)
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Folder to create for the outputs.')
-_METHOD = flags.DEFINE_enum('method', 'ig', attribution.METHODS,
-                            'ig: integrated gradients from dinucleotide-shuffled references; '
-                            'ism: in-silico mutagenesis (3 x length forward passes a window).')
-_NUM_SHUFFLES = flags.DEFINE_integer('num_shuffles', 10,
-                                     'Dinucleotide-shuffled references per window (ig).')
+_METHOD = flags.DEFINE_enum(
+    'method',
+    'ig',
+    attribution.METHODS,
+    'ig: integrated gradients from dinucleotide-shuffled references; '
+    'ism: in-silico mutagenesis (3 x length forward passes a window).',
+)
+_NUM_SHUFFLES = flags.DEFINE_integer(
+    'num_shuffles', 10, 'Dinucleotide-shuffled references per window (ig).'
+)
 _STEPS = flags.DEFINE_integer('steps', 20, 'Integration steps per reference (ig).')
 _BATCH_SIZE = flags.DEFINE_integer(
-    'batch_size', 128, 'Model inputs per device call: windows x num_shuffles path points (ig), '
-    'or mutated windows (ism). Raise it on a GPU.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the shuffled references; with a window\'s '
-                             'chrom:start-end it fixes that window\'s references.')
-_MAX_REGIONS = flags.DEFINE_integer('max_regions', 0,
-                                    'Explain only the first this many windows; 0: all.')
-_OVERWRITE = flags.DEFINE_boolean('overwrite', False,
-                                  'Replace an existing --output_dir once the new one is done.')
+    'batch_size',
+    128,
+    'Model inputs per device call: windows x num_shuffles path points (ig), '
+    'or mutated windows (ism). Raise it on a GPU.',
+)
+_SEED = flags.DEFINE_integer(
+    'seed',
+    0,
+    'Seed of the shuffled references; with a window\'s '
+    'chrom:start-end it fixes that window\'s references.',
+)
+_MAX_REGIONS = flags.DEFINE_integer(
+    'max_regions', 0, 'Explain only the first this many windows; 0: all.'
+)
+_OVERWRITE = flags.DEFINE_boolean(
+    'overwrite', False, 'Replace an existing --output_dir once the new one is done.'
+)
 
 
 def main(argv):
     del argv  # cli.run refuses extra arguments.
     result = contributions.compute_contributions(
-            _SAVED_MODEL.value, _OUTPUT_DIR.value, records_dir=_RECORDS_DIR.value,
-            split=_SPLIT.value, regions_bed=_REGIONS_BED.value, fasta=_FASTA.value,
-            control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
-            control_neg_bigwig=_CONTROL_NEG_BIGWIG.value,
-            method=_METHOD.value, num_shuffles=_NUM_SHUFFLES.value, steps=_STEPS.value,
-            batch_size=_BATCH_SIZE.value, seed=_SEED.value,
-            max_regions=_MAX_REGIONS.value or None, overwrite=_OVERWRITE.value)
-    how = (f"ig, {result['num_shuffles']} shuffled references x {result['steps']} steps"
-           if result['method'] == 'ig' else 'ism')
-    print(f"contrib: {result['regions']} regions ({how}) in {result['seconds']:.1f} s -> "
-          f"{result['output_dir']}/ ("
-          + ', '.join(os.path.relpath(p, result['output_dir']) for p in result['files'].values())
-          + ')')
+        _SAVED_MODEL.value,
+        _OUTPUT_DIR.value,
+        records_dir=_RECORDS_DIR.value,
+        split=_SPLIT.value,
+        regions_bed=_REGIONS_BED.value,
+        fasta=_FASTA.value,
+        control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
+        control_neg_bigwig=_CONTROL_NEG_BIGWIG.value,
+        method=_METHOD.value,
+        num_shuffles=_NUM_SHUFFLES.value,
+        steps=_STEPS.value,
+        batch_size=_BATCH_SIZE.value,
+        seed=_SEED.value,
+        max_regions=_MAX_REGIONS.value or None,
+        overwrite=_OVERWRITE.value,
+    )
+    how = (
+        f"ig, {result['num_shuffles']} shuffled references x {result['steps']} steps"
+        if result['method'] == 'ig'
+        else 'ism'
+    )
+    print(
+        f"contrib: {result['regions']} regions ({how}) in {result['seconds']:.1f} s -> "
+        f"{result['output_dir']}/ ("
+        + ', '.join(os.path.relpath(p, result['output_dir']) for p in result['files'].values())
+        + ')'
+    )
 
 
 if __name__ == '__main__':

@@ -26,8 +26,16 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from bpnet_tfx import (attribution, folders, genome_io, prediction, progress, schema,
-                       sequence, shuffle)
+from bpnet_tfx import (
+    attribution,
+    folders,
+    genome_io,
+    prediction,
+    progress,
+    schema,
+    sequence,
+    shuffle,
+)
 from bpnet_tfx.errors import BpnetError
 
 REGIONS_FILENAME = 'regions.bed'
@@ -86,8 +94,10 @@ class _Scored:
 
 # Windows: from records or from a BED file and a FASTA.
 
-def bed_windows(regions_bed: str, sizes: dict[str, int], length: int, *,
-                fasta: str = 'the FASTA') -> list[Window]:
+
+def bed_windows(
+    regions_bed: str, sizes: dict[str, int], length: int, *, fasta: str = 'the FASTA'
+) -> list[Window]:
     """One window per BED line, in the file's order: the `length`-bp window centred on the
     interval's midpoint (shorter and longer intervals alike), shifted inside the chromosome
     where it would run past an end (`genome_io.bed_windows`); named by the BED's 4th column,
@@ -98,28 +108,38 @@ def bed_windows(regions_bed: str, sizes: dict[str, int], length: int, *,
         past the chromosome's end or a chromosome shorter than the window ('file:line: ...'),
         or no regions.
     """
-    windows = [Window(w.chrom, w.start, w.end, w.name or '')
-               for w in genome_io.bed_windows(regions_bed, sizes, length, fasta=fasta)]
+    windows = [
+        Window(w.chrom, w.start, w.end, w.name or '')
+        for w in genome_io.bed_windows(regions_bed, sizes, length, fasta=fasta)
+    ]
     return [w if w.name else dataclasses.replace(w, name=w.region) for w in windows]
 
 
-def _bed_batches(genome, windows: list[Window], batch: int,
-                 controls: list[tuple[str, str]] | None = None,
-                 control_length: int | None = None
-                 ) -> Iterator[tuple[list[Window], np.ndarray, np.ndarray | None]]:
+def _bed_batches(
+    genome,
+    windows: list[Window],
+    batch: int,
+    controls: list[tuple[str, str]] | None = None,
+    control_length: int | None = None,
+) -> Iterator[tuple[list[Window], np.ndarray, np.ndarray | None]]:
     """Yields (windows, one_hot (B, L, 4), control (B, control_length, tasks, 2) or None);
     control counts come from the (plus, minus) bigWig pair of each task in `controls`, over
     the `control_length` bp centred in each window."""
     for b in range(0, len(windows), batch):
-        part = windows[b:b + batch]
-        one_hot = np.stack([sequence.one_hot(genome[w.chrom][w.start:w.end]) for w in part])
+        part = windows[b : b + batch]
+        one_hot = np.stack([sequence.one_hot(genome[w.chrom][w.start : w.end]) for w in part])
         control = None
         if controls:
             trim = (part[0].end - part[0].start - control_length) // 2
             try:
-                control = np.stack([genome_io.read_tracks(
-                    controls, w.chrom, w.start + trim, w.start + trim + control_length)
-                    for w in part])
+                control = np.stack(
+                    [
+                        genome_io.read_tracks(
+                            controls, w.chrom, w.start + trim, w.start + trim + control_length
+                        )
+                        for w in part
+                    ]
+                )
             except genome_io.GenomeError as e:
                 raise ContribError(f'control tracks: {e}') from None
         yield part, one_hot, control
@@ -129,30 +149,35 @@ def _record_window(records_dir: str, region_id: str, length: int) -> Window:
     try:
         chrom, start, end = genome_io.parse_region(region_id)
     except genome_io.GenomeError:
-        raise ContribError(f'{records_dir}: record id {region_id!r} is not '
-                           "'chrom:start-end'; cannot place it in the genome") from None
+        raise ContribError(
+            f'{records_dir}: record id {region_id!r} is not '
+            "'chrom:start-end'; cannot place it in the genome"
+        ) from None
     # Ids name the centred window; one that includes the jitter margin shares its centre.
     start, end = genome_io.centred_window(start, end, length)
     return Window(chrom, start, end, region_id)
 
 
-def _records_batches(records_dir: str, info: schema.RecordsInfo, split: str, batch: int,
-                     limit: int | None
-                     ) -> Iterator[tuple[list[Window], np.ndarray, np.ndarray | None]]:
+def _records_batches(
+    records_dir: str, info: schema.RecordsInfo, split: str, batch: int, limit: int | None
+) -> Iterator[tuple[list[Window], np.ndarray, np.ndarray | None]]:
     """Yields (windows, one_hot (B, L, 4), control (B, O, tasks, strands) or None) of the
     split's centred windows, the first `limit` (None: all); control where the records hold
     it."""
     import tensorflow as tf
 
     from bpnet_tfx import data
+
     done = 0
     elements = iter(data.make_eval_dataset(records_dir, info, split, batch_size=batch))
     while limit is None or done < limit:
         try:
             element = next(elements, None)
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            raise ContribError(f'{records_dir}: reading the {split} records failed (corrupt or '
-                               f'truncated shard?): {e.message.splitlines()[0]}') from None
+            raise ContribError(
+                f'{records_dir}: reading the {split} records failed (corrupt or '
+                f'truncated shard?): {e.message.splitlines()[0]}'
+            ) from None
         if element is None:
             return
         keep = len(element['one_hot']) if limit is None else limit - done
@@ -164,8 +189,9 @@ def _records_batches(records_dir: str, info: schema.RecordsInfo, split: str, bat
         yield windows, one_hot, control
 
 
-def _records_header(records_dir: str, info: schema.RecordsInfo, fasta: str | None,
-                    windows: list[Window]) -> tuple[list[tuple[str, int]], str]:
+def _records_header(
+    records_dir: str, info: schema.RecordsInfo, fasta: str | None, windows: list[Window]
+) -> tuple[list[tuple[str, int]], str]:
     """bigWig header: the FASTA's chromosomes (given, or the records' own if readable), else
     the records' chromosomes in order of appearance, each as long as its last window's end."""
     candidate = fasta or info.source.get('fasta')
@@ -187,11 +213,13 @@ def _records_header(records_dir: str, info: schema.RecordsInfo, fasta: str | Non
 
 # Scoring.
 
+
 def _with_references(batches, num_shuffles: int, seed: int):
     """Yields (windows, one_hot, references, control); the next batch's shuffles are made in
     a thread while the device works on the current one. Each window's references come from
     `shuffle.keyed_rng(seed, window.region)`, whatever the batching and order. Only the
     sequence is shuffled: the control stays the window's observed one."""
+
     def prepare(batch_windows, one_hot, control):
         one_hot = one_hot.astype(np.float32)
         rngs = [shuffle.keyed_rng(seed, w.region) for w in batch_windows]
@@ -208,19 +236,25 @@ def _with_references(batches, num_shuffles: int, seed: int):
             yield pending.result()
 
 
-def _score_all(scorer: attribution.Scorer, batches, total: int | None, settings: _Settings
-               ) -> tuple[list[Window], np.ndarray | None, dict[str, np.ndarray | None]]:
+def _score_all(
+    scorer: attribution.Scorer, batches, total: int | None, settings: _Settings
+) -> tuple[list[Window], np.ndarray | None, dict[str, np.ndarray | None]]:
     """Scores every window of `batches`: (windows, one_hot (N, L, 4), {target: hyp})."""
     windows: list[Window] = []
     one_hots: list[np.ndarray] = []
     hyps: dict[str, list[np.ndarray]] = {t.name: [] for t in scorer.targets}
     if settings.method == 'ig':
-        work = ((w, x, scorer.integrated_gradients(x, refs, settings.steps, control))
-                for w, x, refs, control in _with_references(batches, settings.num_shuffles,
-                                                            settings.seed))
+        work = (
+            (w, x, scorer.integrated_gradients(x, refs, settings.steps, control))
+            for w, x, refs, control in _with_references(
+                batches, settings.num_shuffles, settings.seed
+            )
+        )
     else:
-        work = ((w, x, scorer.mutagenesis(x, settings.batch_size, control))
-                for w, x, control in ((w, x.astype(np.float32), c) for w, x, c in batches))
+        work = (
+            (w, x, scorer.mutagenesis(x, settings.batch_size, control))
+            for w, x, control in ((w, x.astype(np.float32), c) for w, x, c in batches)
+        )
     report = progress.Progress('contrib', 'regions', total)
     for batch_windows, one_hot, out in work:
         for t, h in zip(scorer.targets, out):
@@ -229,26 +263,41 @@ def _score_all(scorer: attribution.Scorer, batches, total: int | None, settings:
         one_hots.append(one_hot)
         report.update(len(windows))
     report.update(len(windows), final=True)
-    return (windows, np.concatenate(one_hots) if one_hots else None,
-            {k: np.concatenate(v) if v else None for k, v in hyps.items()})
+    return (
+        windows,
+        np.concatenate(one_hots) if one_hots else None,
+        {k: np.concatenate(v) if v else None for k, v in hyps.items()},
+    )
 
 
-def _score_records(scorer: attribution.Scorer, settings: _Settings, records_dir: str,
-                   info: schema.RecordsInfo, split: str, max_regions: int | None,
-                   fasta: str | None) -> _Scored:
+def _score_records(
+    scorer: attribution.Scorer,
+    settings: _Settings,
+    records_dir: str,
+    info: schema.RecordsInfo,
+    split: str,
+    max_regions: int | None,
+    fasta: str | None,
+) -> _Scored:
     """Scores the first `max_regions` centred windows of the records' `split`."""
     config = scorer.config
     if (info.sequence_length, info.num_tasks, info.num_strands) != (
-            config.sequence_length, config.num_tasks, config.num_strands):
-        raise ContribError(f'{scorer.model.path} takes {config.sequence_length}-bp windows of '
-                           f'{config.num_tasks} task(s) x {config.num_strands} strand(s); '
-                           f'{records_dir} holds {info.sequence_length}-bp windows of '
-                           f'{info.num_tasks} x {info.num_strands}')
+        config.sequence_length,
+        config.num_tasks,
+        config.num_strands,
+    ):
+        raise ContribError(
+            f'{scorer.model.path} takes {config.sequence_length}-bp windows of '
+            f'{config.num_tasks} task(s) x {config.num_strands} strand(s); '
+            f'{records_dir} holds {info.sequence_length}-bp windows of '
+            f'{info.num_tasks} x {info.num_strands}'
+        )
     total = info.split_counts.get(split)
     if total is not None and max_regions is not None:
         total = min(total, max_regions)
-    batches = _records_batches(records_dir, info, split,
-                               settings.windows_per_call(scorer.length), max_regions)
+    batches = _records_batches(
+        records_dir, info, split, settings.windows_per_call(scorer.length), max_regions
+    )
     windows, one_hot, hyps = _score_all(scorer, batches, total, settings)
     if not windows:
         raise ContribError(f'{records_dir}: the {split} split holds no records')
@@ -256,9 +305,14 @@ def _score_records(scorer: attribution.Scorer, settings: _Settings, records_dir:
     return _Scored(windows, one_hot, hyps, header, header_from)
 
 
-def _score_bed(scorer: attribution.Scorer, settings: _Settings, regions_bed: str,
-               fasta: str | None, max_regions: int | None,
-               controls: list[tuple[str, str]] | None) -> _Scored:
+def _score_bed(
+    scorer: attribution.Scorer,
+    settings: _Settings,
+    regions_bed: str,
+    fasta: str | None,
+    max_regions: int | None,
+    controls: list[tuple[str, str]] | None,
+) -> _Scored:
     """Scores the windows of the BED's first `max_regions` lines; the header is the FASTA's
     (by default the one the model's records were made from)."""
     fasta = fasta or scorer.info.source.get('fasta')
@@ -267,23 +321,38 @@ def _score_bed(scorer: attribution.Scorer, settings: _Settings, regions_bed: str
     with genome_io.open_fasta(fasta) as genome:
         sizes = genome_io.chrom_sizes(genome)
         selected = bed_windows(regions_bed, sizes, scorer.length, fasta=fasta)[:max_regions]
-        batches = _bed_batches(genome, selected, settings.windows_per_call(scorer.length),
-                               controls, scorer.control_shape[0] if controls else None)
+        batches = _bed_batches(
+            genome,
+            selected,
+            settings.windows_per_call(scorer.length),
+            controls,
+            scorer.control_shape[0] if controls else None,
+        )
         windows, one_hot, hyps = _score_all(scorer, batches, len(selected), settings)
     return _Scored(windows, one_hot, hyps, list(sizes.items()), fasta)
 
 
 # Checks before any work.
 
-def _check_arguments(output_dir: str, settings: _Settings, *, records_dir: str | None,
-                     regions_bed: str | None, fasta: str | None, control_given: bool,
-                     max_regions: int | None, overwrite: bool) -> None:
+
+def _check_arguments(
+    output_dir: str,
+    settings: _Settings,
+    *,
+    records_dir: str | None,
+    regions_bed: str | None,
+    fasta: str | None,
+    control_given: bool,
+    max_regions: int | None,
+    overwrite: bool,
+) -> None:
     """Raises ContribError for flags that cannot work, before anything is loaded."""
     if bool(records_dir) == bool(regions_bed):
         raise ContribError('give exactly one of --records_dir and --regions_bed')
     if settings.method not in attribution.METHODS:
-        raise ContribError(f'--method must be one of {", ".join(attribution.METHODS)}, got '
-                           f'{settings.method!r}')
+        raise ContribError(
+            f'--method must be one of {", ".join(attribution.METHODS)}, got {settings.method!r}'
+        )
     for name in ('num_shuffles', 'steps', 'batch_size'):
         if getattr(settings, name) < 1:
             raise ContribError(f'--{name} must be >= 1, got {getattr(settings, name)}')
@@ -296,8 +365,10 @@ def _check_arguments(output_dir: str, settings: _Settings, *, records_dir: str |
     if fasta and not os.path.isfile(fasta):
         raise ContribError(f'{fasta}: no such FASTA file')
     if records_dir and control_given:
-        raise ContribError('--control_pos_bigwig/--control_neg_bigwig go with --regions_bed; '
-                           'with --records_dir the records\' own control counts are used')
+        raise ContribError(
+            '--control_pos_bigwig/--control_neg_bigwig go with --regions_bed; '
+            'with --records_dir the records\' own control counts are used'
+        )
 
 
 def _records_control(model, records_dir: str, info: schema.RecordsInfo) -> str | None:
@@ -306,12 +377,16 @@ def _records_control(model, records_dir: str, info: schema.RecordsInfo) -> str |
     if not config.use_control:
         return None
     if not info.has_control:
-        raise ContribError(f'{model.path} was trained with control tracks but {records_dir} '
-                           'holds none; make the records with the same control bigWigs, or '
-                           'give --regions_bed and the control bigWigs')
+        raise ContribError(
+            f'{model.path} was trained with control tracks but {records_dir} '
+            'holds none; make the records with the same control bigWigs, or '
+            'give --regions_bed and the control bigWigs'
+        )
     if info.output_length != config.output_length:
-        raise ContribError(f'{model.path} takes control counts over {config.output_length} bp '
-                           f'but {records_dir} holds {info.output_length}-bp counts')
+        raise ContribError(
+            f'{model.path} takes control counts over {config.output_length} bp '
+            f'but {records_dir} holds {info.output_length}-bp counts'
+        )
     return 'records'
 
 
@@ -319,27 +394,42 @@ def _bed_controls(model, pos: str | None, neg: str | None) -> list[tuple[str, st
     """Per task, the existing (plus, minus) control bigWigs of a control model (`pos`/`neg`,
     else the metadata's); None for a model without controls."""
     if (pos or neg) and not model.config.use_control:
-        raise ContribError(f'{model.path} was trained without control tracks; drop '
-                           '--control_pos_bigwig/--control_neg_bigwig')
+        raise ContribError(
+            f'{model.path} was trained without control tracks; drop '
+            '--control_pos_bigwig/--control_neg_bigwig'
+        )
     controls = model.control_bigwigs(pos, neg)
     missing = next((p for pair in controls or () for p in pair if not os.path.isfile(p)), None)
     if missing:
-        raise ContribError(f'{missing}: no such control bigWig; {model.path} was trained '
-                           'with control tracks: give --control_pos_bigwig and '
-                           '--control_neg_bigwig')
+        raise ContribError(
+            f'{missing}: no such control bigWig; {model.path} was trained '
+            'with control tracks: give --control_pos_bigwig and '
+            '--control_neg_bigwig'
+        )
     return controls
 
 
 # The whole job.
 
-def compute_contributions(saved_model: str, output_dir: str, *,
-                          records_dir: str | None = None, split: str = 'valid',
-                          regions_bed: str | None = None, fasta: str | None = None,
-                          control_pos_bigwig: str | None = None,
-                          control_neg_bigwig: str | None = None, method: str = 'ig',
-                          num_shuffles: int = 10, steps: int = 20, batch_size: int = 128,
-                          seed: int = 0, max_regions: int | None = None,
-                          overwrite: bool = False) -> dict[str, Any]:
+
+def compute_contributions(
+    saved_model: str,
+    output_dir: str,
+    *,
+    records_dir: str | None = None,
+    split: str = 'valid',
+    regions_bed: str | None = None,
+    fasta: str | None = None,
+    control_pos_bigwig: str | None = None,
+    control_neg_bigwig: str | None = None,
+    method: str = 'ig',
+    num_shuffles: int = 10,
+    steps: int = 20,
+    batch_size: int = 128,
+    seed: int = 0,
+    max_regions: int | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Computes contribution scores of every window and writes the output folder.
 
     Windows and layout: module docstring. A model trained with control tracks gets each
@@ -375,11 +465,19 @@ def compute_contributions(saved_model: str, output_dir: str, *,
     start_time = time.perf_counter()
     settings = _Settings(method, num_shuffles, steps, batch_size, seed)
     output_dir = os.path.abspath(output_dir)
-    _check_arguments(output_dir, settings, records_dir=records_dir, regions_bed=regions_bed,
-                     fasta=fasta, control_given=bool(control_pos_bigwig or control_neg_bigwig),
-                     max_regions=max_regions, overwrite=overwrite)
+    _check_arguments(
+        output_dir,
+        settings,
+        records_dir=records_dir,
+        regions_bed=regions_bed,
+        fasta=fasta,
+        control_given=bool(control_pos_bigwig or control_neg_bigwig),
+        max_regions=max_regions,
+        overwrite=overwrite,
+    )
     info = schema.RecordsInfo.load(records_dir) if records_dir else None  # before TensorFlow
     from bpnet_tfx import export
+
     scorer = attribution.Scorer(export.ExportedModel(saved_model))
     if records_dir:
         control_from = _records_control(scorer.model, records_dir, info)
@@ -387,37 +485,60 @@ def compute_contributions(saved_model: str, output_dir: str, *,
         source = {'records_dir': os.path.abspath(records_dir), 'split': split}
     else:
         controls = _bed_controls(scorer.model, control_pos_bigwig, control_neg_bigwig)
-        control_from = None if controls is None else [[os.path.abspath(p) for p in pair]
-                                                      for pair in controls]
+        control_from = (
+            None if controls is None else [[os.path.abspath(p) for p in pair] for pair in controls]
+        )
         scored = _score_bed(scorer, settings, regions_bed, fasta, max_regions, controls)
-        source = {'regions_bed': os.path.abspath(regions_bed),
-                  'fasta': os.path.abspath(scored.header_from)}
+        source = {
+            'regions_bed': os.path.abspath(regions_bed),
+            'fasta': os.path.abspath(scored.header_from),
+        }
     ig = method == 'ig'
-    files = _write_folder(output_dir, scored, start_time, {
-        'saved_model': os.path.abspath(saved_model), 'input': source, 'method': method,
-        'num_shuffles': num_shuffles if ig else None, 'steps': steps if ig else None,
-        'seed': seed, 'regions': len(scored.windows), 'sequence_length': scorer.length,
-        'control': control_from, 'targets': [dataclasses.asdict(t) for t in scorer.targets],
-        'header_from': scored.header_from})
-    return {'regions': len(scored.windows), 'seconds': time.perf_counter() - start_time,
-            'output_dir': output_dir,
-            'files': {k: os.path.join(output_dir, v) for k, v in files.items()},
-            'method': method, 'num_shuffles': num_shuffles, 'steps': steps,
-            'targets': [t.name for t in scorer.targets], 'header_from': scored.header_from,
-            'control': control_from}
+    files = _write_folder(
+        output_dir,
+        scored,
+        start_time,
+        {
+            'saved_model': os.path.abspath(saved_model),
+            'input': source,
+            'method': method,
+            'num_shuffles': num_shuffles if ig else None,
+            'steps': steps if ig else None,
+            'seed': seed,
+            'regions': len(scored.windows),
+            'sequence_length': scorer.length,
+            'control': control_from,
+            'targets': [dataclasses.asdict(t) for t in scorer.targets],
+            'header_from': scored.header_from,
+        },
+    )
+    return {
+        'regions': len(scored.windows),
+        'seconds': time.perf_counter() - start_time,
+        'output_dir': output_dir,
+        'files': {k: os.path.join(output_dir, v) for k, v in files.items()},
+        'method': method,
+        'num_shuffles': num_shuffles,
+        'steps': steps,
+        'targets': [t.name for t in scorer.targets],
+        'header_from': scored.header_from,
+        'control': control_from,
+    }
 
 
 # The output folder.
 
-def _write_folder(output_dir: str, scored: _Scored, start_time: float,
-                  summary: dict[str, Any]) -> dict[str, str]:
+
+def _write_folder(
+    output_dir: str, scored: _Scored, start_time: float, summary: dict[str, Any]
+) -> dict[str, str]:
     """Writes the outputs and summary.json ('seconds' since `start_time`, 'files' added) to a
     temporary sibling of `output_dir` and renames it into place (replacing an old one only
     then); returns the files' paths relative to the folder."""
+
     def write(tmp: str) -> dict[str, str]:
         files = _write_outputs(tmp, scored)
-        full = {**summary, 'files': files,
-                'seconds': round(time.perf_counter() - start_time, 3)}
+        full = {**summary, 'files': files, 'seconds': round(time.perf_counter() - start_time, 3)}
         with open(os.path.join(tmp, SUMMARY_FILENAME), 'w') as f:
             json.dump(full, f, indent=2, sort_keys=True)
             f.write('\n')
@@ -433,21 +554,30 @@ def _write_outputs(folder: str, scored: _Scored) -> dict[str, str]:
     with open(os.path.join(folder, REGIONS_FILENAME), 'w') as f:
         f.writelines(f'{w.chrom}\t{w.start}\t{w.end}\t{w.name}\n' for w in scored.windows)
     # modisco-lite reads N x 4 x L arrays under 'arr_0'.
-    np.savez_compressed(os.path.join(folder, ONE_HOT_FILENAME),
-                        np.ascontiguousarray(scored.one_hot.transpose(0, 2, 1)))
+    np.savez_compressed(
+        os.path.join(folder, ONE_HOT_FILENAME),
+        np.ascontiguousarray(scored.one_hot.transpose(0, 2, 1)),
+    )
     for name, hyp in scored.hyps.items():
         os.makedirs(os.path.join(folder, name))
         files[f'{name}.shap'] = os.path.join(name, HYPOTHETICAL_FILENAME)
         files[f'{name}.bigwig'] = os.path.join(name, BIGWIG_FILENAME)
-        np.savez(os.path.join(folder, files[f'{name}.shap']),
-                 np.ascontiguousarray(hyp.transpose(0, 2, 1)))
-        write_bigwig(os.path.join(folder, files[f'{name}.bigwig']), scored.header,
-                     scored.windows, (hyp * scored.one_hot).sum(axis=-1))
+        np.savez(
+            os.path.join(folder, files[f'{name}.shap']),
+            np.ascontiguousarray(hyp.transpose(0, 2, 1)),
+        )
+        write_bigwig(
+            os.path.join(folder, files[f'{name}.bigwig']),
+            scored.header,
+            scored.windows,
+            (hyp * scored.one_hot).sum(axis=-1),
+        )
     return files
 
 
-def average_overlaps(windows: Sequence[Window], values: np.ndarray,
-                     chrom_order: Sequence[str]) -> list[tuple[str, int, np.ndarray]]:
+def average_overlaps(
+    windows: Sequence[Window], values: np.ndarray, chrom_order: Sequence[str]
+) -> list[tuple[str, int, np.ndarray]]:
     """Per-base values over the union of the windows, overlaps averaged.
 
     Args:
@@ -461,26 +591,35 @@ def average_overlaps(windows: Sequence[Window], values: np.ndarray,
       covering it (`prediction.stitch`), whatever the windows' order.
     """
     rank = {c: i for i, c in enumerate(chrom_order)}
-    order = sorted(range(len(windows)),
-                   key=lambda i: (rank[windows[i].chrom], windows[i].start, windows[i].end))
-    merged = prediction.merge_regions([(w.chrom, w.start, w.end) for w in windows],
-                                      list(chrom_order))
+    order = sorted(
+        range(len(windows)),
+        key=lambda i: (rank[windows[i].chrom], windows[i].start, windows[i].end),
+    )
+    merged = prediction.merge_regions(
+        [(w.chrom, w.start, w.end) for w in windows], list(chrom_order)
+    )
     out, k = [], 0
     for chrom, start, end in merged:  # the sorted windows fall into the merged regions in turn
         members = []
-        while k < len(order) and windows[order[k]].chrom == chrom and \
-                windows[order[k]].start < end:
+        while k < len(order) and windows[order[k]].chrom == chrom and windows[order[k]].start < end:
             members.append(order[k])
             k += 1
-        out.append((chrom, start, prediction.stitch(
-            values[members], [windows[i].start for i in members], start, end)))
+        out.append(
+            (
+                chrom,
+                start,
+                prediction.stitch(values[members], [windows[i].start for i in members], start, end),
+            )
+        )
     return out
 
 
-def write_bigwig(path: str, header: Sequence[tuple[str, int]], windows: Sequence[Window],
-                 values: np.ndarray) -> None:
+def write_bigwig(
+    path: str, header: Sequence[tuple[str, int]], windows: Sequence[Window], values: np.ndarray
+) -> None:
     """Writes per-base `values` (N, L) of `windows` as a bigWig, overlaps averaged."""
     import pyBigWig
+
     bw = pyBigWig.open(path, 'w')
     if bw is None:
         raise ContribError(f'{path}: cannot write bigWig')
@@ -503,6 +642,10 @@ def load_outputs(output_dir: str) -> dict[str, Any]:
             chrom, start, end, name = line.rstrip('\n').split('\t')
             windows.append(Window(chrom, int(start), int(end), name))
     one_hot = np.load(os.path.join(output_dir, ONE_HOT_FILENAME))['arr_0'].transpose(0, 2, 1)
-    hyp = {t['name']: np.load(os.path.join(output_dir, t['name'], HYPOTHETICAL_FILENAME))[
-        'arr_0'].transpose(0, 2, 1) for t in summary['targets']}
+    hyp = {
+        t['name']: np.load(os.path.join(output_dir, t['name'], HYPOTHETICAL_FILENAME))[
+            'arr_0'
+        ].transpose(0, 2, 1)
+        for t in summary['targets']
+    }
     return {'windows': windows, 'one_hot': one_hot, 'hyp': hyp, 'summary': summary}

@@ -27,14 +27,15 @@ def list_shards(records_dir: str, split: str) -> list[str]:
     """
     files = sorted(tf.io.gfile.glob(schema.shard_pattern(records_dir, split)))
     if not files:
-        held = [s for s in schema.SPLITS
-                if tf.io.gfile.glob(schema.shard_pattern(records_dir, s))]
+        held = [s for s in schema.SPLITS if tf.io.gfile.glob(schema.shard_pattern(records_dir, s))]
         if not held:
-            raise schema.SchemaError(f'{records_dir}: no record shards; run '
-                                     'beam_jobs.make_records first')
+            raise schema.SchemaError(
+                f'{records_dir}: no record shards; run beam_jobs.make_records first'
+            )
         raise schema.SchemaError(
             f'{records_dir}: no {split!r} split ({schema.shard_filename(split, 0, 1)} ...); '
-            f'the records hold: {", ".join(held)}')
+            f'the records hold: {", ".join(held)}'
+        )
     return files
 
 
@@ -54,16 +55,21 @@ def decode_batch(serialized: tf.Tensor, info: schema.RecordsInfo) -> dict[str, t
     parsed = tf.io.parse_example(serialized, schema.feature_spec(info))
     out = {
         'region_id': parsed[schema.KEY_REGION_ID],
-        'one_hot': tf.reshape(tf.io.decode_raw(parsed[schema.KEY_ONE_HOT], tf.uint8),
-                              (-1, *info.one_hot_shape)),
-        'profile': tf.reshape(tf.io.decode_raw(parsed[schema.KEY_PROFILE], tf.float32),
-                              (-1, *info.profile_shape)),
+        'one_hot': tf.reshape(
+            tf.io.decode_raw(parsed[schema.KEY_ONE_HOT], tf.uint8), (-1, *info.one_hot_shape)
+        ),
+        'profile': tf.reshape(
+            tf.io.decode_raw(parsed[schema.KEY_PROFILE], tf.float32), (-1, *info.profile_shape)
+        ),
     }
-    for key, name, present in ((schema.KEY_EXPECTED, 'expected', info.has_expected),
-                               (schema.KEY_CONTROL, 'control', info.has_control)):
+    for key, name, present in (
+        (schema.KEY_EXPECTED, 'expected', info.has_expected),
+        (schema.KEY_CONTROL, 'control', info.has_control),
+    ):
         if present:
-            out[name] = tf.reshape(tf.io.decode_raw(parsed[key], tf.float32),
-                                   (-1, *info.profile_shape))
+            out[name] = tf.reshape(
+                tf.io.decode_raw(parsed[key], tf.float32), (-1, *info.profile_shape)
+            )
     if info.has_background:
         out['is_background'] = tf.cast(parsed[schema.KEY_IS_BACKGROUND], tf.float32)
     return out
@@ -74,15 +80,20 @@ def crop_centre(batch: dict[str, tf.Tensor], info: schema.RecordsInfo) -> dict[s
     sequence_length, counts tracks ('profile', 'expected', 'control') to output_length; other
     entries pass through."""
     from bpnet_tfx import augment
+
     out = dict(batch)
     for key in ('profile', 'expected', 'control'):
         if key in batch:
             out['one_hot'], out[key] = augment.center_crop(
-                batch['one_hot'], batch[key], sequence_length=info.sequence_length,
-                max_jitter=info.max_jitter)
+                batch['one_hot'],
+                batch[key],
+                sequence_length=info.sequence_length,
+                max_jitter=info.max_jitter,
+            )
     if 'one_hot' in batch and 'profile' not in batch:
-        out['one_hot'] = batch['one_hot'][:, info.max_jitter:
-                                          info.max_jitter + info.sequence_length]
+        out['one_hot'] = batch['one_hot'][
+            :, info.max_jitter : info.max_jitter + info.sequence_length
+        ]
     return out
 
 
@@ -93,19 +104,27 @@ def model_targets(profile: tf.Tensor, num_tasks: int) -> dict[str, tf.Tensor]:
     """
     if num_tasks == 1:
         profile = profile[:, :, 0, :]
-    return {schema.TARGET_PROFILE: profile,
-            schema.TARGET_LOG_COUNTS: tf.math.log1p(tf.reduce_sum(profile, axis=1))}
+    return {
+        schema.TARGET_PROFILE: profile,
+        schema.TARGET_LOG_COUNTS: tf.math.log1p(tf.reduce_sum(profile, axis=1)),
+    }
 
 
-def _read_records(files: list[str], *, training: bool, seed: int | None,
-                  input_context: tf.distribute.InputContext | None,
-                  skip_corrupt: bool = False) -> tf.data.Dataset:
+def _read_records(
+    files: list[str],
+    *,
+    training: bool,
+    seed: int | None,
+    input_context: tf.distribute.InputContext | None,
+    skip_corrupt: bool = False,
+) -> tf.data.Dataset:
     files_ds = tf.data.Dataset.from_tensor_slices(files)
     shard_records = False
     if input_context is not None and input_context.num_input_pipelines > 1:
         if len(files) >= input_context.num_input_pipelines:
-            files_ds = files_ds.shard(input_context.num_input_pipelines,
-                                      input_context.input_pipeline_id)
+            files_ds = files_ds.shard(
+                input_context.num_input_pipelines, input_context.input_pipeline_id
+            )
         else:
             shard_records = True  # Too few files: every pipeline reads all, keeps its share.
     if training:
@@ -116,17 +135,31 @@ def _read_records(files: list[str], *, training: bool, seed: int | None,
         # A truncated or corrupt shard ends that shard's stream instead of the run.
         return ds.ignore_errors() if skip_corrupt else ds
 
-    ds = files_ds.interleave(_open, cycle_length=min(len(files), 16), block_length=1,
-                             num_parallel_calls=AUTOTUNE, deterministic=not training)
+    ds = files_ds.interleave(
+        _open,
+        cycle_length=min(len(files), 16),
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=not training,
+    )
     if shard_records:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     return ds
 
 
-def make_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *, batch_size: int,
-                 training: bool, seed: int | None = None, shuffle_buffer: int = 10_000,
-                 cache: bool = False, skip_corrupt: bool = False,
-                 input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+def make_dataset(
+    records_dir: str,
+    info: schema.RecordsInfo,
+    split: str,
+    *,
+    batch_size: int,
+    training: bool,
+    seed: int | None = None,
+    shuffle_buffer: int = 10_000,
+    cache: bool = False,
+    skip_corrupt: bool = False,
+    input_context: tf.distribute.InputContext | None = None,
+) -> tf.data.Dataset:
     """Returns batches of {'one_hot', 'profile'} for the training loop.
 
     Training datasets are shuffled, repeated forever and keep the stored windows (length
@@ -154,8 +187,9 @@ def make_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *, batc
       when they mark background regions.
     """
     files = list_shards(records_dir, split)
-    ds = _read_records(files, training=training, seed=seed, input_context=input_context,
-                       skip_corrupt=skip_corrupt)
+    ds = _read_records(
+        files, training=training, seed=seed, input_context=input_context, skip_corrupt=skip_corrupt
+    )
     if cache:
         ds = ds.cache()
     if training:
@@ -170,8 +204,9 @@ def make_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *, batc
         batch = {k: batch[k] for k in keys}
         return batch if training else crop_centre(batch, info)
 
-    return ds.map(_prepare, num_parallel_calls=AUTOTUNE,
-                  deterministic=not training).prefetch(AUTOTUNE)
+    return ds.map(_prepare, num_parallel_calls=AUTOTUNE, deterministic=not training).prefetch(
+        AUTOTUNE
+    )
 
 
 def scan_shards(files: list[str]) -> dict[str, Any]:
@@ -187,15 +222,19 @@ def scan_shards(files: list[str]) -> dict[str, Any]:
         try:
             for _ in tf.data.TFRecordDataset(path, compression_type=schema.COMPRESSION):
                 n += 1
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
-                tf.errors.OutOfRangeError) as e:
+        except (
+            tf.errors.DataLossError,
+            tf.errors.InvalidArgumentError,
+            tf.errors.OutOfRangeError,
+        ) as e:
             corrupt.append((path, n, e.message.splitlines()[0]))
         readable += n
     return {'records': readable, 'corrupt': corrupt}
 
 
-def make_eval_dataset(records_dir: str, info: schema.RecordsInfo, split: str, *,
-                      batch_size: int) -> tf.data.Dataset:
+def make_eval_dataset(
+    records_dir: str, info: schema.RecordsInfo, split: str, *, batch_size: int
+) -> tf.data.Dataset:
     """Returns centred, unaugmented batches in a fixed order, with ids and expected tracks.
 
     Each element is a dict: 'region_id', 'one_hot' (batch, sequence_length, 4) uint8,

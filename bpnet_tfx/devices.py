@@ -34,7 +34,8 @@ def configure_cpu_replicas(n: int) -> None:
         return
     cpu = tf.config.list_physical_devices('CPU')[0]
     tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+    )
 
 
 def make_strategy(name: str = 'auto') -> tf.distribute.Strategy:
@@ -48,8 +49,10 @@ def make_strategy(name: str = 'auto') -> tf.distribute.Strategy:
         raise DeviceError(f'--strategy must be one of {", ".join(STRATEGIES)}, got {name!r}')
     if name == 'multi_worker':
         if not os.environ.get('TF_CONFIG'):
-            raise DeviceError('--strategy=multi_worker needs the TF_CONFIG environment '
-                              'variable (cluster and this task); see README')
+            raise DeviceError(
+                '--strategy=multi_worker needs the TF_CONFIG environment '
+                'variable (cluster and this task); see README'
+            )
         try:
             json.loads(os.environ['TF_CONFIG'])
         except json.JSONDecodeError as e:
@@ -63,7 +66,8 @@ def make_strategy(name: str = 'auto') -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy([d.name for d in gpus])
     cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
     return tf.distribute.MirroredStrategy(
-        devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice())
+        devices=cpus, cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
 
 
 def strategy_devices(strategy: tf.distribute.Strategy) -> list[str]:

@@ -38,11 +38,18 @@ class EpochRunner:
       train_seconds, train_examples, timed_examples: totals over the epochs run.
     """
 
-    def __init__(self, train_step: Callable, iterator: Any,
-                 ckpt: checkpointing.Checkpointer, *, steps_per_epoch: int,
-                 checkpoint_every_steps: int = 0, input_rate: float = float('nan'),
-                 evaluate: Callable[[], dict[str, float]] | None = None,
-                 data_error: Callable[[Exception], Exception] | None = None):
+    def __init__(
+        self,
+        train_step: Callable,
+        iterator: Any,
+        ckpt: checkpointing.Checkpointer,
+        *,
+        steps_per_epoch: int,
+        checkpoint_every_steps: int = 0,
+        input_rate: float = float('nan'),
+        evaluate: Callable[[], dict[str, float]] | None = None,
+        data_error: Callable[[Exception], Exception] | None = None,
+    ):
         self._train_step, self._iterator, self._ckpt = train_step, iterator, ckpt
         self.steps_per_epoch, self._every = steps_per_epoch, checkpoint_every_steps
         self.input_rate, self._evaluate, self._data_error = input_rate, evaluate, data_error
@@ -91,10 +98,17 @@ class EpochRunner:
         return row, seconds
 
 
-def train_epochs(runner: EpochRunner, ckpt: checkpointing.Checkpointer,
-                 optimizer: keras.optimizers.Optimizer, *, epochs: int, patience: int = 0,
-                 reduce_lr_patience: int = 0, writer: history.History | None = None,
-                 report: Callable[..., None]) -> list[dict[str, float]]:
+def train_epochs(
+    runner: EpochRunner,
+    ckpt: checkpointing.Checkpointer,
+    optimizer: keras.optimizers.Optimizer,
+    *,
+    epochs: int,
+    patience: int = 0,
+    reduce_lr_patience: int = 0,
+    writer: history.History | None = None,
+    report: Callable[..., None],
+) -> list[dict[str, float]]:
     """Runs the epochs left up to `epochs`; returns their history rows.
 
     With validation, each epoch is judged on its val_loss (`plateau.judge`): the best one's
@@ -111,15 +125,20 @@ def train_epochs(runner: EpochRunner, ckpt: checkpointing.Checkpointer,
         lr = float(optimizer.learning_rate.numpy())
         verdict = None
         if runner.validates:
-            verdict = plateau.judge(epoch, row['val_loss'], ckpt.best['epoch'],
-                                    ckpt.best['val_loss'], lr, patience=patience,
-                                    reduce_lr_patience=reduce_lr_patience)
+            verdict = plateau.judge(
+                epoch,
+                row['val_loss'],
+                ckpt.best['epoch'],
+                ckpt.best['val_loss'],
+                lr,
+                patience=patience,
+                reduce_lr_patience=reduce_lr_patience,
+            )
             if verdict.improved:
                 ckpt.record_best(row['val_loss'], epoch, row)
             if verdict.learning_rate != lr:
                 optimizer.learning_rate.assign(verdict.learning_rate)
-                report('learning_rate', stale=verdict.stale,
-                       learning_rate=verdict.learning_rate)
+                report('learning_rate', stale=verdict.stale, learning_rate=verdict.learning_rate)
         row['learning_rate'] = float(optimizer.learning_rate.numpy())
         ckpt.epoch.assign(epoch)
         if writer:
@@ -129,8 +148,13 @@ def train_epochs(runner: EpochRunner, ckpt: checkpointing.Checkpointer,
         ckpt.save_best_record()
         report('epoch', epoch=epoch, epochs=epochs, row=row, seconds=seconds)
         if verdict and verdict.stop:
-            report('early_stop', epoch=epoch, monitor='val_loss', stale=verdict.stale,
-                   best_epoch=ckpt.best['epoch'])
+            report(
+                'early_stop',
+                epoch=epoch,
+                monitor='val_loss',
+                stale=verdict.stale,
+                best_epoch=ckpt.best['epoch'],
+            )
             ckpt.save_best_record(stopped_early=True)
             break
     return rows

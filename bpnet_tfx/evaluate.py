@@ -29,32 +29,43 @@ _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder writt
 _RECORDS_DIR = flags.DEFINE_string('records_dir', None, 'Records folder to evaluate on.')
 _SPLIT = flags.DEFINE_string('split', 'valid', 'Split to evaluate: train, valid or test.')
 _ALLOW_TASK_MISMATCH = flags.DEFINE_bool(
-    'allow_task_mismatch', False, "Evaluate records whose task names differ from the model's, "
-    'matching tasks by position.')
-_OUTPUT_JSON = flags.DEFINE_string('output_json', None,
-                                   'Where to write the metrics; default: print only.')
+    'allow_task_mismatch',
+    False,
+    "Evaluate records whose task names differ from the model's, matching tasks by position.",
+)
+_OUTPUT_JSON = flags.DEFINE_string(
+    'output_json', None, 'Where to write the metrics; default: print only.'
+)
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Examples per prediction batch.')
-_PROGRESS_EVERY = flags.DEFINE_integer('progress_every', 50,
-                                       'Print a progress line every this many batches.')
+_PROGRESS_EVERY = flags.DEFINE_integer(
+    'progress_every', 50, 'Print a progress line every this many batches.'
+)
 
 
 def main(argv):
     del argv  # cli.run refuses extra arguments.
     from bpnet_tfx import evaluation
+
     start = time.perf_counter()
-    result = evaluation.evaluate(_SAVED_MODEL.value, _RECORDS_DIR.value, _SPLIT.value,
-                                 batch_size=_BATCH_SIZE.value,
-                                 progress_every=_PROGRESS_EVERY.value,
-                                 allow_task_mismatch=_ALLOW_TASK_MISMATCH.value)
+    result = evaluation.evaluate(
+        _SAVED_MODEL.value,
+        _RECORDS_DIR.value,
+        _SPLIT.value,
+        batch_size=_BATCH_SIZE.value,
+        progress_every=_PROGRESS_EVERY.value,
+        allow_task_mismatch=_ALLOW_TASK_MISMATCH.value,
+    )
     print(evaluation.format_table(result))
     if _OUTPUT_JSON.value:
         os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT_JSON.value)), exist_ok=True)
         with open(_OUTPUT_JSON.value, 'w') as f:
             json.dump(result, f, indent=2, sort_keys=True)
             f.write('\n')
-    print(f"evaluate: {result['overall']['n_examples']} {result['split']} examples, "
-          f"{time.perf_counter() - start:.1f} s"
-          + (f' -> {_OUTPUT_JSON.value}' if _OUTPUT_JSON.value else ''))
+    print(
+        f"evaluate: {result['overall']['n_examples']} {result['split']} examples, "
+        f"{time.perf_counter() - start:.1f} s"
+        + (f' -> {_OUTPUT_JSON.value}' if _OUTPUT_JSON.value else '')
+    )
 
 
 if __name__ == '__main__':

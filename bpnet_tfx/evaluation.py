@@ -28,8 +28,7 @@ def _profile_metrics(nll, uniform, oracle, jsd, true_log_counts, pred_log_counts
         'uniform_profile_nll': float(np.mean(uniform)),
         'profile_jsd': float(np.nanmean(jsd)) if np.isfinite(jsd).any() else float('nan'),
         'count_pearson': metrics.pearson(np.ravel(true_log_counts), np.ravel(pred_log_counts)),
-        'count_spearman': metrics.spearman(np.ravel(true_log_counts),
-                                           np.ravel(pred_log_counts)),
+        'count_spearman': metrics.spearman(np.ravel(true_log_counts), np.ravel(pred_log_counts)),
         'n_examples': int(np.shape(nll)[0]),
     }
     if oracle is not None:
@@ -39,14 +38,18 @@ def _profile_metrics(nll, uniform, oracle, jsd, true_log_counts, pred_log_counts
 
 def _auprc_metrics(pools: list[tuple[list, list, list]]) -> dict[str, float]:
     """auPRC of the labelled positions pooled over `pools` (one per task and strand)."""
-    labels, scores, shuffled = (np.concatenate([a for pool in pools for a in pool[i]]
-                                               or [np.zeros(0)]) for i in range(3))
-    return {'profile_auprc': metrics.average_precision(labels, scores),
-            'profile_auprc_shuffled': metrics.average_precision(labels, shuffled)}
+    labels, scores, shuffled = (
+        np.concatenate([a for pool in pools for a in pool[i]] or [np.zeros(0)]) for i in range(3)
+    )
+    return {
+        'profile_auprc': metrics.average_precision(labels, scores),
+        'profile_auprc_shuffled': metrics.average_precision(labels, shuffled),
+    }
 
 
-def check_model_fits_records(model, info: schema.RecordsInfo, records_dir: str, *,
-                             allow_task_mismatch: bool = False) -> None:
+def check_model_fits_records(
+    model, info: schema.RecordsInfo, records_dir: str, *, allow_task_mismatch: bool = False
+) -> None:
     """Raises EvaluateError where the model cannot be evaluated on the records as they are.
 
     Args:
@@ -58,22 +61,29 @@ def check_model_fits_records(model, info: schema.RecordsInfo, records_dir: str, 
     """
     config, path = model.config, model.path
     if config.use_control and not info.has_control:
-        raise EvaluateError(f'{path} was trained with control tracks but {records_dir} '
-                            'holds none; make the records with the same control bigWigs')
-    if (info.sequence_length, info.output_length) != (config.sequence_length,
-                                                      config.output_length):
-        raise EvaluateError(f'{path} maps {config.sequence_length}-bp windows to '
-                            f'{config.output_length}-bp profiles but {records_dir} holds '
-                            f'{info.sequence_length}-bp windows with {info.output_length}-bp '
-                            'counts')
+        raise EvaluateError(
+            f'{path} was trained with control tracks but {records_dir} '
+            'holds none; make the records with the same control bigWigs'
+        )
+    if (info.sequence_length, info.output_length) != (config.sequence_length, config.output_length):
+        raise EvaluateError(
+            f'{path} maps {config.sequence_length}-bp windows to '
+            f'{config.output_length}-bp profiles but {records_dir} holds '
+            f'{info.sequence_length}-bp windows with {info.output_length}-bp '
+            'counts'
+        )
     if (info.num_tasks, info.num_strands) != (config.num_tasks, config.num_strands):
-        raise EvaluateError(f'{path} predicts {config.num_tasks} task(s) x '
-                            f'{config.num_strands} strand(s); {records_dir} holds '
-                            f'{info.num_tasks} x {info.num_strands}')
+        raise EvaluateError(
+            f'{path} predicts {config.num_tasks} task(s) x '
+            f'{config.num_strands} strand(s); {records_dir} holds '
+            f'{info.num_tasks} x {info.num_strands}'
+        )
     if tuple(model.info.tasks) != tuple(info.tasks) and not allow_task_mismatch:
-        raise EvaluateError(f'{path} was trained on tasks {", ".join(model.info.tasks)} but '
-                            f'{records_dir} holds {", ".join(info.tasks)}; pass '
-                            '--allow_task_mismatch to evaluate them in that order anyway')
+        raise EvaluateError(
+            f'{path} was trained on tasks {", ".join(model.info.tasks)} but '
+            f'{records_dir} holds {", ".join(info.tasks)}; pass '
+            '--allow_task_mismatch to evaluate them in that order anyway'
+        )
 
 
 class _Pools:
@@ -81,9 +91,11 @@ class _Pools:
 
     def __init__(self, info: schema.RecordsInfo):
         self.parts: dict[str, list[np.ndarray]] = {
-            k: [] for k in ('nll', 'uniform', 'oracle', 'jsd', 'true', 'pred')}
-        self.auprc = {(t, s): ([], [], []) for t in range(info.num_tasks)
-                      for s in range(info.num_strands)}
+            k: [] for k in ('nll', 'uniform', 'oracle', 'jsd', 'true', 'pred')
+        }
+        self.auprc = {
+            (t, s): ([], [], []) for t in range(info.num_tasks) for s in range(info.num_strands)
+        }
         self.uniform_lp = metrics.uniform_log_probs(info.output_length)
         self.done = 0
 
@@ -91,20 +103,20 @@ class _Pools:
         """Adds a batch of peak windows and the model's outputs on them."""
         counts, probs = batch['profile'], out['profile_probs']
         parts = self.parts
-        parts['nll'].append(metrics.multinomial_nll(
-            counts, metrics.log_softmax(out['profile_logits'])))
-        parts['uniform'].append(metrics.multinomial_nll(counts,
-                                                        self.uniform_lp[..., None, None]))
+        parts['nll'].append(
+            metrics.multinomial_nll(counts, metrics.log_softmax(out['profile_logits']))
+        )
+        parts['uniform'].append(metrics.multinomial_nll(counts, self.uniform_lp[..., None, None]))
         if 'expected' in batch:
-            parts['oracle'].append(metrics.multinomial_nll(
-                counts, metrics.expected_log_probs(batch['expected'])))
+            parts['oracle'].append(
+                metrics.multinomial_nll(counts, metrics.expected_log_probs(batch['expected']))
+            )
         parts['jsd'].append(metrics.jensen_shannon_distance(counts, probs))
         parts['true'].append(np.log1p(counts.sum(axis=1)))
         parts['pred'].append(out['log_counts'])
         labels = metrics.auprc_labels(counts)
         # Seeded by the window's index in the split: the baseline is batch-size independent.
-        shuffled = metrics.shuffle_positions(probs, seed=AUPRC_SHUFFLE_SEED,
-                                             first_index=self.done)
+        shuffled = metrics.shuffle_positions(probs, seed=AUPRC_SHUFFLE_SEED, first_index=self.done)
         for (t, s), (pool_labels, pool_scores, pool_shuffled) in self.auprc.items():
             keep = labels[:, :, t, s] >= 0
             pool_labels.append(labels[:, :, t, s][keep])
@@ -116,11 +128,13 @@ class _Pools:
         return {k: np.concatenate(v) if v else None for k, v in self.parts.items()}
 
 
-def _peak_batches(records_dir: str, info: schema.RecordsInfo, split: str, batch_size: int,
-                  counter: dict[str, int]):
+def _peak_batches(
+    records_dir: str, info: schema.RecordsInfo, split: str, batch_size: int, counter: dict[str, int]
+):
     """Yields the split's batches as numpy with background records removed (counted in
     `counter['background']`)."""
     from bpnet_tfx import data
+
     for batch in data.make_eval_dataset(records_dir, info, split, batch_size=batch_size):
         batch = {k: v.numpy() for k, v in batch.items()}
         if 'is_background' in batch:  # Metrics are over peaks; background is counted apart.
@@ -132,8 +146,15 @@ def _peak_batches(records_dir: str, info: schema.RecordsInfo, split: str, batch_
         yield batch
 
 
-def evaluate(saved_model: str, records_dir: str, split: str, *, batch_size: int = 256,
-             progress_every: int = 50, allow_task_mismatch: bool = False) -> dict[str, Any]:
+def evaluate(
+    saved_model: str,
+    records_dir: str,
+    split: str,
+    *,
+    batch_size: int = 256,
+    progress_every: int = 50,
+    allow_task_mismatch: bool = False,
+) -> dict[str, Any]:
     """Runs the SavedModel over a split and returns the metrics dict.
 
     Keys, overall and per task and strand (`tasks.<task>.strands.<strand>`): profile_nll,
@@ -166,14 +187,20 @@ def evaluate(saved_model: str, records_dir: str, split: str, *, batch_size: int 
     check_model_fits_records(model, info, records_dir, allow_task_mismatch=allow_task_mismatch)
     pools = _Pools(info)
     counter = {'background': 0}
-    report = progress.Progress('evaluate', 'examples', info.split_counts.get(split),
-                               every=max(1, progress_every) * batch_size)
+    report = progress.Progress(
+        'evaluate',
+        'examples',
+        info.split_counts.get(split),
+        every=max(1, progress_every) * batch_size,
+    )
     for batch in _peak_batches(records_dir, info, split, batch_size, counter):
         pools.add(batch, model(batch['one_hot'], batch.get('control')))
         report.update(pools.done)
     if not pools.done:
-        raise EvaluateError(f'{records_dir}: the {split} split holds no '
-                            + ('peak records' if counter['background'] else 'records'))
+        raise EvaluateError(
+            f'{records_dir}: the {split} split holds no '
+            + ('peak records' if counter['background'] else 'records')
+        )
     report.update(pools.done, final=True)
     result: dict[str, Any] = {
         'saved_model': os.path.abspath(saved_model),
@@ -192,24 +219,38 @@ def _summarise(pools: _Pools, info: schema.RecordsInfo) -> dict[str, Any]:
     def _summed(x):  # per example, summed over tasks and strands as in the training loss
         return None if x is None else x.reshape(len(x), -1).sum(axis=1)
 
-    overall = _profile_metrics(_summed(arr['nll']), _summed(arr['uniform']),
-                               _summed(arr['oracle']), arr['jsd'], arr['true'], arr['pred'])
+    overall = _profile_metrics(
+        _summed(arr['nll']),
+        _summed(arr['uniform']),
+        _summed(arr['oracle']),
+        arr['jsd'],
+        arr['true'],
+        arr['pred'],
+    )
     overall.update(_auprc_metrics(list(pools.auprc.values())))
     tasks = {}
     oracle = arr['oracle']
     for t, task in enumerate(info.tasks):
         sl = (slice(None), t)
         task_out = _profile_metrics(
-            arr['nll'][sl].sum(-1), arr['uniform'][sl].sum(-1),
+            arr['nll'][sl].sum(-1),
+            arr['uniform'][sl].sum(-1),
             None if oracle is None else oracle[sl].sum(-1),
-            arr['jsd'][sl], arr['true'][sl], arr['pred'][sl])
+            arr['jsd'][sl],
+            arr['true'][sl],
+            arr['pred'][sl],
+        )
         task_out.update(_auprc_metrics([pools.auprc[t, s] for s in range(info.num_strands)]))
         task_out['strands'] = {}
         for s, strand in enumerate(info.strands):
             strand_out = _profile_metrics(
-                arr['nll'][:, t, s], arr['uniform'][:, t, s],
+                arr['nll'][:, t, s],
+                arr['uniform'][:, t, s],
                 None if oracle is None else oracle[:, t, s],
-                arr['jsd'][:, t, s], arr['true'][:, t, s], arr['pred'][:, t, s])
+                arr['jsd'][:, t, s],
+                arr['true'][:, t, s],
+                arr['pred'][:, t, s],
+            )
             strand_out.update(_auprc_metrics([pools.auprc[t, s]]))
             task_out['strands'][strand] = strand_out
         tasks[task] = task_out
@@ -218,9 +259,17 @@ def _summarise(pools: _Pools, info: schema.RecordsInfo) -> dict[str, Any]:
 
 def format_table(result: dict[str, Any]) -> str:
     """A readable table of the overall and per-strand numbers."""
-    keys = ('profile_nll', 'oracle_profile_nll', 'uniform_profile_nll', 'profile_jsd',
-            'profile_auprc', 'profile_auprc_shuffled', 'count_pearson', 'count_spearman',
-            'n_examples')
+    keys = (
+        'profile_nll',
+        'oracle_profile_nll',
+        'uniform_profile_nll',
+        'profile_jsd',
+        'profile_auprc',
+        'profile_auprc_shuffled',
+        'count_pearson',
+        'count_spearman',
+        'n_examples',
+    )
     width = max(len(k) for k in keys) + 2
     rows = [('overall', result['overall'])]
     for task, t in result['tasks'].items():
@@ -231,7 +280,12 @@ def format_table(result: dict[str, Any]) -> str:
         cells = []
         for k in keys:
             v = values.get(k)
-            cells.append(f'{"-":>{width}s}' if v is None else
-                         f'{v:>{width}d}' if isinstance(v, int) else f'{v:>{width}.3f}')
+            cells.append(
+                f'{"-":>{width}s}'
+                if v is None
+                else f'{v:>{width}d}'
+                if isinstance(v, int)
+                else f'{v:>{width}.3f}'
+            )
         lines.append(f'{name:{name_width}s}' + ''.join(cells))
     return '\n'.join(lines)

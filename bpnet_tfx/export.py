@@ -44,8 +44,9 @@ CONTROL_INPUT = 'control'  # Only for models trained with control tracks.
 OUTPUTS = ('profile_probs', 'counts', 'profile_logits', 'log_counts', 'log_total_counts')
 
 
-def per_strand_outputs(logits: tf.Tensor, log_counts: tf.Tensor,
-                       joint: bool) -> dict[str, tf.Tensor]:
+def per_strand_outputs(
+    logits: tf.Tensor, log_counts: tf.Tensor, joint: bool
+) -> dict[str, tf.Tensor]:
     """The exported outputs from the model's logits (batch, length, [tasks,] strands) and
     log counts (batch, [tasks,] strands or 1 when `joint`); see the module docstring."""
     logits = tf.cast(logits, tf.float32)
@@ -56,8 +57,7 @@ def per_strand_outputs(logits: tf.Tensor, log_counts: tf.Tensor,
         counts = tf.math.expm1(log_total) * share
         log_counts = tf.math.log1p(counts)
     else:
-        log_total = tf.math.log1p(tf.reduce_sum(tf.math.expm1(log_counts), axis=-1,
-                                                keepdims=True))
+        log_total = tf.math.log1p(tf.reduce_sum(tf.math.expm1(log_counts), axis=-1, keepdims=True))
         counts = tf.math.expm1(log_counts)
     return {
         'profile_probs': tf.nn.softmax(logits, axis=1),
@@ -68,10 +68,14 @@ def per_strand_outputs(logits: tf.Tensor, log_counts: tf.Tensor,
     }
 
 
-def _outputs(model: keras.Model, one_hot: tf.Tensor,
-             control: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-    inputs = one_hot if control is None else {model_lib.INPUT_NAME: one_hot,
-                                              model_lib.CONTROL_INPUT_NAME: control}
+def _outputs(
+    model: keras.Model, one_hot: tf.Tensor, control: tf.Tensor | None = None
+) -> dict[str, tf.Tensor]:
+    inputs = (
+        one_hot
+        if control is None
+        else {model_lib.INPUT_NAME: one_hot, model_lib.CONTROL_INPUT_NAME: control}
+    )
     out = model(inputs, training=False)
     joint = int(out[model_lib.LOG_COUNTS].shape[-1]) != int(out[model_lib.PROFILE].shape[-1])
     return per_strand_outputs(out[model_lib.PROFILE], out[model_lib.LOG_COUNTS], joint)
@@ -96,17 +100,22 @@ def encode_sequences(sequences: tf.Tensor, length: int) -> tf.Tensor:
     for i, base in enumerate(sequence.ALPHABET):
         lookup[ord(base)] = lookup[ord(base.lower())] = i
     check = tf.debugging.assert_equal(
-        tf.strings.length(sequences), tf.constant(length, tf.int32),
-        message=f'{SEQUENCE_SIGNATURE}: every sequence must be {length} bp long')
+        tf.strings.length(sequences),
+        tf.constant(length, tf.int32),
+        message=f'{SEQUENCE_SIGNATURE}: every sequence must be {length} bp long',
+    )
     with tf.control_dependencies([check]):
         codes = tf.io.decode_raw(sequences, tf.uint8, fixed_length=length)
     codes = tf.gather(tf.constant(lookup), tf.cast(codes, tf.int32))
-    return tf.reshape(tf.one_hot(codes, len(sequence.ALPHABET), dtype=tf.float32),
-                      (-1, length, len(sequence.ALPHABET)))
+    return tf.reshape(
+        tf.one_hot(codes, len(sequence.ALPHABET), dtype=tf.float32),
+        (-1, length, len(sequence.ALPHABET)),
+    )
 
 
-def export_saved_model(model: keras.Model, info: schema.RecordsInfo,
-                       config: model_lib.ModelConfig, path: str) -> str:
+def export_saved_model(
+    model: keras.Model, info: schema.RecordsInfo, config: model_lib.ModelConfig, path: str
+) -> str:
     """Writes `model` as a SavedModel at `path`, with metadata.json and model_config.json.
 
     Args:
@@ -123,28 +132,37 @@ def export_saved_model(model: keras.Model, info: schema.RecordsInfo,
     length = config.sequence_length
     archive = keras.export.ExportArchive()
     archive.track(model)
-    one_hot_spec = tf.TensorSpec((None, length, config.num_channels), tf.float32,
-                                 name=ONE_HOT_INPUT)
+    one_hot_spec = tf.TensorSpec(
+        (None, length, config.num_channels), tf.float32, name=ONE_HOT_INPUT
+    )
     sequence_spec = tf.TensorSpec((None,), tf.string, name=SEQUENCE_INPUT)
     if config.use_control:
-        control_spec = tf.TensorSpec((None, config.output_length, config.num_tasks,
-                                      config.num_strands),
-                                     tf.float32, name=CONTROL_INPUT)
+        control_spec = tf.TensorSpec(
+            (None, config.output_length, config.num_tasks, config.num_strands),
+            tf.float32,
+            name=CONTROL_INPUT,
+        )
         archive.add_endpoint(
-            name=SIGNATURE, fn=lambda one_hot, control: _outputs(model, one_hot, control),
-            input_signature=[one_hot_spec, control_spec])
+            name=SIGNATURE,
+            fn=lambda one_hot, control: _outputs(model, one_hot, control),
+            input_signature=[one_hot_spec, control_spec],
+        )
         archive.add_endpoint(
             name=SEQUENCE_SIGNATURE,
-            fn=lambda strings, control: _outputs(model, encode_sequences(strings, length),
-                                                 control),
-            input_signature=[sequence_spec, control_spec])
+            fn=lambda strings, control: _outputs(model, encode_sequences(strings, length), control),
+            input_signature=[sequence_spec, control_spec],
+        )
     else:
-        archive.add_endpoint(name=SIGNATURE, fn=lambda one_hot: _outputs(model, one_hot),
-                             input_signature=[one_hot_spec])
+        archive.add_endpoint(
+            name=SIGNATURE,
+            fn=lambda one_hot: _outputs(model, one_hot),
+            input_signature=[one_hot_spec],
+        )
         archive.add_endpoint(
             name=SEQUENCE_SIGNATURE,
             fn=lambda strings: _outputs(model, encode_sequences(strings, length)),
-            input_signature=[sequence_spec])
+            input_signature=[sequence_spec],
+        )
     archive.write_out(path, verbose=False)
     info.save(path)
     with open(os.path.join(path, MODEL_CONFIG_FILENAME), 'w') as f:
@@ -157,8 +175,9 @@ def _not_an_export(path: str, problem: str) -> schema.SchemaError:
     """The error for a folder that is not an export; a model folder's export is suggested."""
     inner = os.path.join(path, 'export')
     if os.path.exists(os.path.join(inner, MODEL_CONFIG_FILENAME)):
-        return schema.SchemaError(f'{path}: {problem}; it is a model folder: did you mean '
-                                  f'--saved_model={inner}?')
+        return schema.SchemaError(
+            f'{path}: {problem}; it is a model folder: did you mean --saved_model={inner}?'
+        )
     return schema.SchemaError(f'{path}: {problem}; is it a bpnet_tfx export?')
 
 
@@ -170,8 +189,9 @@ def load_export_info(path: str) -> tuple[schema.RecordsInfo, model_lib.ModelConf
         export is named as such), or the two disagree on the window length, tasks or strands.
     """
     if not os.path.isdir(path):
-        raise schema.SchemaError(f'{path}: no such folder; expected a SavedModel written by '
-                                 'bpnet_tfx.train')
+        raise schema.SchemaError(
+            f'{path}: no such folder; expected a SavedModel written by bpnet_tfx.train'
+        )
     if not os.path.exists(os.path.join(path, schema.METADATA_FILENAME)):
         raise _not_an_export(path, f'no {schema.METADATA_FILENAME}')
     info = schema.RecordsInfo.load(path)
@@ -184,14 +204,18 @@ def load_export_info(path: str) -> tuple[schema.RecordsInfo, model_lib.ModelConf
     except (OSError, ValueError, TypeError) as e:
         raise schema.SchemaError(f'{config_path}: cannot read the model config: {e}') from None
     if (info.sequence_length, info.output_length, info.num_tasks, info.num_strands) != (
-            config.sequence_length, config.output_length, config.num_tasks,
-            config.num_strands):
+        config.sequence_length,
+        config.output_length,
+        config.num_tasks,
+        config.num_strands,
+    ):
         raise schema.SchemaError(
             f'{path}: export metadata inconsistent: {MODEL_CONFIG_FILENAME} says '
             f'{config.sequence_length} -> {config.output_length} bp, {config.num_tasks} '
             f'task(s) x {config.num_strands} strand(s), {schema.METADATA_FILENAME} says '
             f'{info.sequence_length} -> {info.output_length} bp, {info.num_tasks} x '
-            f'{info.num_strands}')
+            f'{info.num_strands}'
+        )
     return info, config
 
 
@@ -210,19 +234,21 @@ def load_saved_model(path: str, config: model_lib.ModelConfig, name: str = SIGNA
     try:
         loaded = tf.saved_model.load(path)
     except (OSError, ValueError, tf.errors.OpError) as e:
-        raise schema.SchemaError(f'{path}: cannot load the SavedModel: '
-                                 f'{str(e).splitlines()[0] if str(e) else e!r}') from None
+        raise schema.SchemaError(
+            f'{path}: cannot load the SavedModel: {str(e).splitlines()[0] if str(e) else e!r}'
+        ) from None
     if name not in loaded.signatures:
-        raise schema.SchemaError(f'{path}: no {name!r} signature (it has '
-                                 f'{", ".join(sorted(loaded.signatures))})')
+        raise schema.SchemaError(
+            f'{path}: no {name!r} signature (it has {", ".join(sorted(loaded.signatures))})'
+        )
     fn = loaded.signatures[name]
     spec = fn.structured_input_signature[1].get(ONE_HOT_INPUT)
-    if spec is not None and tuple(spec.shape[1:]) != (config.sequence_length,
-                                                      config.num_channels):
+    if spec is not None and tuple(spec.shape[1:]) != (config.sequence_length, config.num_channels):
         raise schema.SchemaError(
             f'{path}: export metadata inconsistent: the SavedModel takes one-hot windows of '
             f'shape {tuple(spec.shape[1:])}, {MODEL_CONFIG_FILENAME} says '
-            f'({config.sequence_length}, {config.num_channels})')
+            f'({config.sequence_length}, {config.num_channels})'
+        )
     return loaded, fn
 
 
@@ -269,7 +295,8 @@ class ExportedModel:
             if spec is None:
                 raise schema.SchemaError(
                     f'{path}: {MODEL_CONFIG_FILENAME} says the model takes control tracks but '
-                    f'its {SIGNATURE!r} signature has no control input')
+                    f'its {SIGNATURE!r} signature has no control input'
+                )
             self.control_shape = tuple(int(d) for d in spec.shape[1:])
 
     def check_control(self, control: np.ndarray | None, batch: int) -> np.ndarray | None:
@@ -281,15 +308,19 @@ class ExportedModel:
         if not self.config.use_control:
             return None
         if control is None:
-            raise ExportError(f'{self.path} was trained with control tracks and needs the '
-                              'observed control counts of every window (records made with '
-                              'controls, or control bigWigs); outputs without them would '
-                              'be silently wrong')
+            raise ExportError(
+                f'{self.path} was trained with control tracks and needs the '
+                'observed control counts of every window (records made with '
+                'controls, or control bigWigs); outputs without them would '
+                'be silently wrong'
+            )
         control = np.asarray(control, np.float32)
         if control.shape != (batch, *self.control_shape):
-            raise ExportError(f'{self.path} takes control counts of shape (N, '
-                              f'{", ".join(map(str, self.control_shape))}), got '
-                              f'{control.shape}')
+            raise ExportError(
+                f'{self.path} takes control counts of shape (N, '
+                f'{", ".join(map(str, self.control_shape))}), got '
+                f'{control.shape}'
+            )
         return control
 
     def outputs(self, one_hot, control=None) -> dict[str, tf.Tensor]:
@@ -300,8 +331,9 @@ class ExportedModel:
             inputs[CONTROL_INPUT] = control
         return with_task_axis(self.signature(**inputs), self.config.num_tasks)
 
-    def __call__(self, one_hot: np.ndarray,
-                 control: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def __call__(
+        self, one_hot: np.ndarray, control: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """(batch, L, 4) one-hot [and (batch, O, tasks, strands) control counts] -> numpy
         profile_logits/profile_probs (batch, O, tasks, strands), log_counts/counts (batch,
         tasks, strands), log_total_counts (batch, tasks, 1).
@@ -310,12 +342,18 @@ class ExportedModel:
           ExportError: control tracks missing or misshapen.
         """
         control = self.check_control(control, len(one_hot))
-        out = self.outputs(tf.constant(one_hot, tf.float32),
-                           None if control is None else tf.constant(control))
+        out = self.outputs(
+            tf.constant(one_hot, tf.float32), None if control is None else tf.constant(control)
+        )
         return {k: v.numpy() for k, v in out.items()}
 
-    def predicted_counts(self, one_hot: np.ndarray, control: np.ndarray | None = None, *,
-                         reverse_complement: bool = False) -> np.ndarray:
+    def predicted_counts(
+        self,
+        one_hot: np.ndarray,
+        control: np.ndarray | None = None,
+        *,
+        reverse_complement: bool = False,
+    ) -> np.ndarray:
         """Per-base predicted counts (batch, O, tasks, strands): probabilities x total counts.
 
         With `reverse_complement`, the mean of the forward prediction and the prediction on the
@@ -338,15 +376,19 @@ class ExportedModel:
         _, back = sequence.reverse_complement(one_hot[n:], pred[n:])
         return 0.5 * (pred[:n] + back)
 
-    def control_bigwigs(self, pos: str | None = None,
-                        neg: str | None = None) -> list[tuple[str, str]] | None:
+    def control_bigwigs(
+        self, pos: str | None = None, neg: str | None = None
+    ) -> list[tuple[str, str]] | None:
         """`control_bigwigs` of this export."""
         return control_bigwigs(self.info, self.config, pos, neg)
 
 
-def control_bigwigs(info: schema.RecordsInfo, config: model_lib.ModelConfig,
-                    pos: str | None = None, neg: str | None = None
-                    ) -> list[tuple[str, str]] | None:
+def control_bigwigs(
+    info: schema.RecordsInfo,
+    config: model_lib.ModelConfig,
+    pos: str | None = None,
+    neg: str | None = None,
+) -> list[tuple[str, str]] | None:
     """Per task, the (plus, minus) control bigWigs a model with control tracks needs: the
     given paths for every task, otherwise each task's files from the records' metadata; None
     for a model without controls.
@@ -358,9 +400,12 @@ def control_bigwigs(info: schema.RecordsInfo, config: model_lib.ModelConfig,
         return None
     n = config.num_tasks
     tasks = info.source.get('tasks') or [{}] * n
-    pairs = [(pos or t.get('control_pos_bigwig'), neg or t.get('control_neg_bigwig'))
-             for t in tasks[:n]]
+    pairs = [
+        (pos or t.get('control_pos_bigwig'), neg or t.get('control_neg_bigwig')) for t in tasks[:n]
+    ]
     if len(pairs) != n or not all(all(p) for p in pairs):
-        raise ExportError('this model was trained with control tracks: give '
-                          '--control_pos_bigwig and --control_neg_bigwig')
+        raise ExportError(
+            'this model was trained with control tracks: give '
+            '--control_pos_bigwig and --control_neg_bigwig'
+        )
     return pairs

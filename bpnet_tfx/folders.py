@@ -18,8 +18,7 @@ from typing import Callable, Iterator
 
 def move_aside(path: str) -> None:
     """Renames `path` out of the way and deletes it; quiet if another process already did."""
-    aside = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.old-',
-                             dir=os.path.dirname(path))
+    aside = tempfile.mkdtemp(prefix=f'.{os.path.basename(path)}.old-', dir=os.path.dirname(path))
     try:
         os.rename(path, os.path.join(aside, 'old'))
     except FileNotFoundError:
@@ -27,8 +26,7 @@ def move_aside(path: str) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def publish(tmp: str, output_dir: str, *,
-            keep_existing: Callable[[], bool] | None = None) -> bool:
+def publish(tmp: str, output_dir: str, *, keep_existing: Callable[[], bool] | None = None) -> bool:
     """Renames the finished folder `tmp` to `output_dir`, replacing a non-empty one.
 
     Args:

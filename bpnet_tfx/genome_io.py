@@ -36,6 +36,7 @@ def open_fasta(fasta: str):
     import os
 
     import pyfaidx
+
     if not os.path.isfile(fasta):
         raise GenomeError(f'{fasta}: no such FASTA file')
     try:
@@ -53,15 +54,19 @@ def _shown(names: Sequence[str]) -> str:
     return ', '.join(list(names)[:5]) + (', ...' if len(names) > 5 else '')
 
 
-def check_interval(sizes: Mapping[str, int], fasta: str, chrom: str, start: int, end: int,
-                   where: str = '') -> None:
+def check_interval(
+    sizes: Mapping[str, int], fasta: str, chrom: str, start: int, end: int, where: str = ''
+) -> None:
     """Raises GenomeError ('<where>...') unless [start, end) lies on a chromosome of `sizes`."""
     if chrom not in sizes:
-        raise GenomeError(f'{where}chromosome {chrom!r} not in the FASTA {fasta} (it has '
-                          f'{_shown(list(sizes))})')
+        raise GenomeError(
+            f'{where}chromosome {chrom!r} not in the FASTA {fasta} (it has {_shown(list(sizes))})'
+        )
     if start < 0 or end > sizes[chrom]:
-        raise GenomeError(f'{where}region {chrom}:{start}-{end} runs past the end of {chrom} '
-                          f'({sizes[chrom]:,} bp)')
+        raise GenomeError(
+            f'{where}region {chrom}:{start}-{end} runs past the end of {chrom} '
+            f'({sizes[chrom]:,} bp)'
+        )
 
 
 def padded_one_hot(genome, chrom: str, start: int, end: int) -> np.ndarray:
@@ -72,7 +77,7 @@ def padded_one_hot(genome, chrom: str, start: int, end: int) -> np.ndarray:
     out = np.zeros((end - start, 4), np.float32)
     lo, hi = max(start, 0), min(end, size)
     if lo < hi:
-        out[lo - start:hi - start] = sequence.one_hot(genome[chrom][lo:hi])
+        out[lo - start : hi - start] = sequence.one_hot(genome[chrom][lo:hi])
     return out
 
 
@@ -87,8 +92,9 @@ def parse_region(text: str) -> tuple[str, int, int]:
     """
     m = _REGION_RE.match(text.strip()) if text else None
     if not m:
-        raise GenomeError(f"malformed region {text!r}; expected 'chrom:start-end', e.g. "
-                          'chr1:180924452-180925452')
+        raise GenomeError(
+            f"malformed region {text!r}; expected 'chrom:start-end', e.g. chr1:180924452-180925452"
+        )
     chrom = m.group(1)
     start, end = (int(m.group(i).replace(',', '')) for i in (2, 3))
     if start >= end:
@@ -152,17 +158,25 @@ def _bed_line(path: str, number: int, line: str) -> BedLine:
     try:
         chrom, start, end = cols[0], int(cols[1]), int(cols[2])
     except (IndexError, ValueError):
-        raise GenomeError(f'{path}:{number}: malformed BED line {line.strip()!r}; expected '
-                          'chrom, start, end') from None
+        raise GenomeError(
+            f'{path}:{number}: malformed BED line {line.strip()!r}; expected chrom, start, end'
+        ) from None
     if not chrom or start < 0 or start >= end:
-        raise GenomeError(f'{path}:{number}: malformed BED line {line.strip()!r}; needs '
-                          '0 <= start < end')
+        raise GenomeError(
+            f'{path}:{number}: malformed BED line {line.strip()!r}; needs 0 <= start < end'
+        )
     name = cols[3].strip() if len(cols) >= 4 and cols[3].strip() else None
     return BedLine(number, chrom, start, end, name)
 
 
-def bed_windows(path: str, sizes: Mapping[str, int], length: int, *,
-                fasta: str = 'the FASTA', keep_longer: bool = False) -> list[BedLine]:
+def bed_windows(
+    path: str,
+    sizes: Mapping[str, int],
+    length: int,
+    *,
+    fasta: str = 'the FASTA',
+    keep_longer: bool = False,
+) -> list[BedLine]:
     """Each BED line as the `length`-bp window centred on it, shifted inside its chromosome
     (`window_inside`), in file order; names kept. With `keep_longer`, lines longer than
     `length` are kept whole instead.
@@ -178,8 +192,9 @@ def bed_windows(path: str, sizes: Mapping[str, int], length: int, *,
         check_interval(sizes, fasta, line.chrom, line.start, line.end, where)
         size = sizes[line.chrom]
         if size < length:
-            raise GenomeError(f'{where}{line.chrom} is {size:,} bp, shorter than the model\'s '
-                              f'{length}-bp window')
+            raise GenomeError(
+                f'{where}{line.chrom} is {size:,} bp, shorter than the model\'s {length}-bp window'
+            )
         if keep_longer and line.end - line.start >= length:
             windows.append(line)
             continue
@@ -197,6 +212,7 @@ def open_bigwig(path: str):
       GenomeError: it cannot be opened.
     """
     import pyBigWig
+
     try:
         bw = pyBigWig.open(path)
     except (RuntimeError, OSError):
@@ -206,8 +222,9 @@ def open_bigwig(path: str):
     return bw
 
 
-def read_tracks(pairs: Sequence[Sequence[str]], chrom: str, start: int, end: int, *,
-                origin: str = '') -> np.ndarray:
+def read_tracks(
+    pairs: Sequence[Sequence[str]], chrom: str, start: int, end: int, *, origin: str = ''
+) -> np.ndarray:
     """(end - start, len(pairs), strands) float32 counts from per-task bigWig pairs (missing
     values are 0).
 
@@ -227,8 +244,10 @@ def read_tracks(pairs: Sequence[Sequence[str]], chrom: str, start: int, end: int
             bw = open_bigwig(path)
             try:
                 if chrom not in bw.chroms():
-                    raise GenomeError(f'{path}: chromosome {chrom!r} not in the bigWig'
-                                      + (f' ({origin})' if origin else ''))
+                    raise GenomeError(
+                        f'{path}: chromosome {chrom!r} not in the bigWig'
+                        + (f' ({origin})' if origin else '')
+                    )
                 out[:, t, s] = np.nan_to_num(bw.values(chrom, start, end, numpy=True))
             finally:
                 bw.close()

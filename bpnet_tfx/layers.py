@@ -36,8 +36,16 @@ class Conv1D(keras.layers.Layer):
     # At most this many filters, a kernel wider than 1 is computed by _shifted_matmul_conv.
     SHIFTED_MATMUL_MAX_FILTERS = 8
 
-    def __init__(self, filters: int, kernel_size: int, *, padding: str = 'same',
-                 dilation_rate: int = 1, activation: str | None = None, **kwargs):
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int,
+        *,
+        padding: str = 'same',
+        dilation_rate: int = 1,
+        activation: str | None = None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if padding not in ('same', 'valid') or activation not in (None, 'relu'):
             raise ValueError(f'unsupported padding {padding!r} or activation {activation!r}')
@@ -45,12 +53,16 @@ class Conv1D(keras.layers.Layer):
         self.padding, self.dilation_rate, self.activation = padding, dilation_rate, activation
 
     def build(self, input_shape):
-        self.kernel = self.add_weight(name='kernel', initializer='glorot_uniform',
-                                      shape=(self.kernel_size, input_shape[-1], self.filters))
+        self.kernel = self.add_weight(
+            name='kernel',
+            initializer='glorot_uniform',
+            shape=(self.kernel_size, input_shape[-1], self.filters),
+        )
         self.bias = self.add_weight(name='bias', shape=(self.filters,), initializer='zeros')
 
     def call(self, x):
         import tensorflow as tf
+
         padding = self.padding.upper()
         # The two rewrites below are for CPUs (docs/benchmarks.md); with GPUs visible, the
         # stock ops (cuDNN's kernels) run.
@@ -62,11 +74,11 @@ class Conv1D(keras.layers.Layer):
         elif x.dtype == tf.float16 and self.dilation_rate > 1:
             # TensorFlow's CPU kernel for float16 has no dilation: tf.nn.convolution (what
             # the stock layer calls) emulates it.
-            y = tf.nn.convolution(x, self.kernel, padding=padding,
-                                  dilations=self.dilation_rate)
+            y = tf.nn.convolution(x, self.kernel, padding=padding, dilations=self.dilation_rate)
         else:
-            y = tf.nn.conv1d(x, self.kernel, stride=1, padding=padding,
-                             dilations=self.dilation_rate)
+            y = tf.nn.conv1d(
+                x, self.kernel, stride=1, padding=padding, dilations=self.dilation_rate
+            )
         y = tf.nn.bias_add(y, self.bias)
         return tf.nn.relu(y) if self.activation == 'relu' else y
 
@@ -77,15 +89,21 @@ class Conv1D(keras.layers.Layer):
         return (input_shape[0], length, self.filters)
 
     def get_config(self):
-        return {**super().get_config(), 'filters': self.filters,
-                'kernel_size': self.kernel_size, 'padding': self.padding,
-                'dilation_rate': self.dilation_rate, 'activation': self.activation}
+        return {
+            **super().get_config(),
+            'filters': self.filters,
+            'kernel_size': self.kernel_size,
+            'padding': self.padding,
+            'dilation_rate': self.dilation_rate,
+            'activation': self.activation,
+        }
 
 
 def _interleaved(t, m: int):
     """(batch, length, c) with length a multiple of m -> (batch * m, 1, length / m, c): the m
     interleaved sub-sequences (positions r, r + m, r + 2m, ... for each r < m)."""
     import tensorflow as tf
+
     batch, length, channels = tf.shape(t)[0], tf.shape(t)[1], tf.shape(t)[2]
     t = tf.transpose(tf.reshape(t, (batch, length // m, m, channels)), (0, 2, 1, 3))
     return tf.reshape(t, (batch * m, 1, length // m, channels))
@@ -108,6 +126,7 @@ def _dilated_conv(x, kernel, padding: str, dilation: int):
       zeros to the matching length.
     """
     import tensorflow as tf
+
     taps, channels, filters = kernel.shape
     span = (taps - 1) * dilation
     left = span // 2 if padding == 'SAME' else 0
@@ -119,16 +138,24 @@ def _dilated_conv(x, kernel, padding: str, dilation: int):
 
         def grad(dy):
             flipped = tf.transpose(tf.reverse(kernel, [0]), (0, 2, 1))
-            dx = tf.nn.conv1d(tf.pad(dy, [[0, 0], [span - left, span - right], [0, 0]]),
-                              flipped, stride=1, padding='VALID', dilations=dilation)
+            dx = tf.nn.conv1d(
+                tf.pad(dy, [[0, 0], [span - left, span - right], [0, 0]]),
+                flipped,
+                stride=1,
+                padding='VALID',
+                dilations=dilation,
+            )
             padded = tf.shape(x)[1] + left + right
             total = (padded + dilation - 1) // dilation * dilation
             xp = tf.pad(x, [[0, 0], [left, right + total - padded], [0, 0]])
             dyp = tf.pad(dy, [[0, 0], [0, total - span - tf.shape(dy)[1]], [0, 0]])
             dk = tf.raw_ops.Conv2DBackpropFilter(
-                input=_interleaved(xp, dilation), filter_sizes=[1, taps, channels, filters],
-                out_backprop=_interleaved(dyp, dilation), strides=[1, 1, 1, 1],
-                padding='VALID')
+                input=_interleaved(xp, dilation),
+                filter_sizes=[1, taps, channels, filters],
+                out_backprop=_interleaved(dyp, dilation),
+                strides=[1, 1, 1, 1],
+                padding='VALID',
+            )
             return dx, dk[0]
 
         return y, grad
@@ -147,6 +174,7 @@ def _shifted_matmul_conv(x, kernel, padding: str, dilation: int):
     sum over k is one reduce_sum, and every op has a cheap gradient (reshape, pad, slice).
     """
     import tensorflow as tf
+
     taps, channels, filters = kernel.shape
     span = (taps - 1) * dilation
     left = span // 2 if padding == 'SAME' else 0
@@ -154,12 +182,16 @@ def _shifted_matmul_conv(x, kernel, padding: str, dilation: int):
     batch, length = tf.shape(x)[0], tf.shape(x)[1]
     padded = length + left + right
     out_length = padded - span
-    z = tf.matmul(tf.reshape(x, (-1, channels)),
-                  tf.reshape(tf.transpose(kernel, (1, 2, 0)), (channels, filters * taps)))
+    z = tf.matmul(
+        tf.reshape(x, (-1, channels)),
+        tf.reshape(tf.transpose(kernel, (1, 2, 0)), (channels, filters * taps)),
+    )
     z = tf.transpose(tf.reshape(z, (batch, length, filters * taps)), (0, 2, 1))
-    z = tf.pad(tf.reshape(z, (batch, filters, taps, length)),
-               [[0, 0], [0, 0], [0, 0], [left, right]])
-    flat = tf.pad(tf.reshape(z, (batch, filters, taps * padded)),
-                  [[0, 0], [0, 0], [0, taps * dilation]])
+    z = tf.pad(
+        tf.reshape(z, (batch, filters, taps, length)), [[0, 0], [0, 0], [0, 0], [left, right]]
+    )
+    flat = tf.pad(
+        tf.reshape(z, (batch, filters, taps * padded)), [[0, 0], [0, 0], [0, taps * dilation]]
+    )
     aligned = tf.reshape(flat, (batch, filters, taps, padded + dilation))[..., :out_length]
     return tf.transpose(tf.reduce_sum(aligned, axis=2), (0, 2, 1))

@@ -35,10 +35,12 @@ def multinomial_nll(counts: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=1)
     total = tf.reduce_sum(counts, axis=1)
     log_coefficient = tf.math.lgamma(total + 1.0) - tf.reduce_sum(
-        tf.math.lgamma(counts + 1.0), axis=1)
+        tf.math.lgamma(counts + 1.0), axis=1
+    )
     # Positions with zero counts add nothing, also where log_probs is -inf.
     log_likelihood = log_coefficient + tf.reduce_sum(
-        tf.math.multiply_no_nan(log_probs, counts), axis=1)
+        tf.math.multiply_no_nan(log_probs, counts), axis=1
+    )
     nll = -log_likelihood
     return tf.reduce_sum(tf.reshape(nll, [tf.shape(nll)[0], -1]), axis=1)
 
@@ -55,6 +57,7 @@ def joint_multinomial_nll(counts: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
       (batch,) float32: per example, the NLL of the counts over length x strands (summed over
       tasks), multinomial coefficient included.
     """
+
     def _joined(x):  # (batch, length, [tasks,] strands) -> (batch, length * strands, [tasks])
         x = tf.cast(x, tf.float32)
         if x.shape.rank == 4:
@@ -62,6 +65,7 @@ def joint_multinomial_nll(counts: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
             x = tf.reshape(x, [tf.shape(x)[0], tf.shape(x)[1], -1])
             return tf.transpose(x, (0, 2, 1))
         return tf.reshape(x, [tf.shape(x)[0], -1])
+
     return multinomial_nll(_joined(counts), _joined(logits))
 
 

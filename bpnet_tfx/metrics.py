@@ -130,9 +130,13 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
-def auprc_labels(counts: np.ndarray, *, pos_min: float = AUPRC_POS_MIN,
-                 neg_max: float = AUPRC_NEG_MAX,
-                 min_pos_counts: float = AUPRC_MIN_POS_COUNTS) -> np.ndarray:
+def auprc_labels(
+    counts: np.ndarray,
+    *,
+    pos_min: float = AUPRC_POS_MIN,
+    neg_max: float = AUPRC_NEG_MAX,
+    min_pos_counts: float = AUPRC_MIN_POS_COUNTS,
+) -> np.ndarray:
     """BPNet's per-position labels for the profile auPRC.
 
     A position is positive when it holds at least `pos_min` of its profile's counts, negative

@@ -85,8 +85,10 @@ class ModelConfig:
         if self.output_length == 0 and isinstance(self.sequence_length, int):
             object.__setattr__(self, 'output_length', self.sequence_length)
         if self.profile_loss not in PROFILE_LOSSES:
-            raise ValueError(f'ModelConfig.profile_loss must be one of {PROFILE_LOSSES}, got '
-                             f'{self.profile_loss!r}')
+            raise ValueError(
+                f'ModelConfig.profile_loss must be one of {PROFILE_LOSSES}, got '
+                f'{self.profile_loss!r}'
+            )
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if field.type in (str, 'str'):
@@ -95,11 +97,14 @@ class ModelConfig:
                 if not isinstance(value, bool):
                     raise ValueError(f'ModelConfig.{field.name} must be a bool, got {value!r}')
             elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f'ModelConfig.{field.name} must be a positive integer, '
-                                 f'got {value!r}')
+                raise ValueError(
+                    f'ModelConfig.{field.name} must be a positive integer, got {value!r}'
+                )
         if self.output_length > self.sequence_length:
-            raise ValueError(f'ModelConfig.output_length ({self.output_length}) must not exceed '
-                             f'sequence_length ({self.sequence_length})')
+            raise ValueError(
+                f'ModelConfig.output_length ({self.output_length}) must not exceed '
+                f'sequence_length ({self.sequence_length})'
+            )
         if self.valid_padding:
             lengths = self.crop_arithmetic()
             if lengths['profile_conv'] < self.output_length:
@@ -107,12 +112,14 @@ class ModelConfig:
                     f'a {self.sequence_length}-bp input is too short for {self.output_length}-bp '
                     f'outputs with these layers: valid convolutions leave '
                     f'{lengths["profile_conv"]} bp; the input must be at least '
-                    f'{self.required_input_length} bp (output + receptive field - 1)')
+                    f'{self.required_input_length} bp (output + receptive field - 1)'
+                )
             if (lengths['profile_conv'] - self.output_length) % 2:
                 raise ValueError(
                     f'the profile head leaves {lengths["profile_conv"]} bp, which cannot be '
                     f'centre-cropped to {self.output_length} bp (odd difference); change '
-                    'sequence_length or output_length by 1')
+                    'sequence_length or output_length by 1'
+                )
 
     @property
     def valid_padding(self) -> bool:
@@ -179,19 +186,30 @@ def _conv(stock: bool, filters: int, kernel_size: int, **kwargs):
 
 
 def _stem(x, config: ModelConfig, stock: bool = False):
-    return _conv(stock, config.filters, config.stem_kernel_size, padding=_padding(config),
-                 activation='relu', name='stem_conv')(x)
+    return _conv(
+        stock,
+        config.filters,
+        config.stem_kernel_size,
+        padding=_padding(config),
+        activation='relu',
+        name='stem_conv',
+    )(x)
 
 
 def _dilated_tower(x, config: ModelConfig, stock: bool = False):
     for i in range(1, config.num_dilated_layers + 1):
-        conv = _conv(stock, config.filters, config.dilated_kernel_size,
-                     padding=_padding(config), activation='relu', dilation_rate=2**i,
-                     name=f'dilated_conv_{i}')(x)
+        conv = _conv(
+            stock,
+            config.filters,
+            config.dilated_kernel_size,
+            padding=_padding(config),
+            activation='relu',
+            dilation_rate=2**i,
+            name=f'dilated_conv_{i}',
+        )(x)
         if config.valid_padding:  # The residual input loses what the convolution lost.
             lost = (config.dilated_kernel_size - 1) * 2**i
-            x = keras.layers.Cropping1D((lost // 2, lost - lost // 2),
-                                        name=f'residual_crop_{i}')(x)
+            x = keras.layers.Cropping1D((lost // 2, lost - lost // 2), name=f'residual_crop_{i}')(x)
         x = keras.layers.Add(name=f'residual_add_{i}')([x, conv])
     return x
 
@@ -236,28 +254,45 @@ def _profile_head(x, config: ModelConfig, control=None, stock: bool = False):
     logits = []
     for t in range(config.num_tasks):
         suffix = _task_suffix(config, t)
-        task_logits = _conv(stock, config.num_strands, config.profile_kernel_size,
-                            padding=_padding(config), dtype=HEAD_DTYPE,
-                            name=f'profile_conv{suffix}')(x)
+        task_logits = _conv(
+            stock,
+            config.num_strands,
+            config.profile_kernel_size,
+            padding=_padding(config),
+            dtype=HEAD_DTYPE,
+            name=f'profile_conv{suffix}',
+        )(x)
         extra = config.crop_arithmetic()['profile_conv'] - config.output_length
         if extra:
-            task_logits = keras.layers.Cropping1D((extra // 2, extra // 2), dtype=HEAD_DTYPE,
-                                                  name=f'profile_crop{suffix}')(task_logits)
+            task_logits = keras.layers.Cropping1D(
+                (extra // 2, extra // 2), dtype=HEAD_DTYPE, name=f'profile_crop{suffix}'
+            )(task_logits)
         if control is not None:
             raw = TaskSlice(t, dtype=HEAD_DTYPE, name=f'control_profile{suffix}')(control)
-            smooth = keras.layers.AveragePooling1D(CONTROL_SMOOTHING, strides=1,
-                                                   padding='same', dtype=HEAD_DTYPE,
-                                                   name=f'control_smooth{suffix}')(raw)
-            both = keras.layers.Concatenate(dtype=HEAD_DTYPE,
-                                            name=f'control_features{suffix}')([raw, smooth])
-            bias = _conv(stock, config.num_strands, 1, dtype=HEAD_DTYPE,
-                         name=f'control_profile_weights{suffix}')(both)
-            task_logits = keras.layers.Add(dtype=HEAD_DTYPE,
-                                           name=f'profile_with_control{suffix}')(
-                [task_logits, bias])
+            smooth = keras.layers.AveragePooling1D(
+                CONTROL_SMOOTHING,
+                strides=1,
+                padding='same',
+                dtype=HEAD_DTYPE,
+                name=f'control_smooth{suffix}',
+            )(raw)
+            both = keras.layers.Concatenate(dtype=HEAD_DTYPE, name=f'control_features{suffix}')(
+                [raw, smooth]
+            )
+            bias = _conv(
+                stock,
+                config.num_strands,
+                1,
+                dtype=HEAD_DTYPE,
+                name=f'control_profile_weights{suffix}',
+            )(both)
+            task_logits = keras.layers.Add(dtype=HEAD_DTYPE, name=f'profile_with_control{suffix}')(
+                [task_logits, bias]
+            )
         logits.append(task_logits)
-    stacked = _stack_tasks(logits, (config.output_length, config.num_tasks,
-                                    config.num_strands), 'profile_tasks')
+    stacked = _stack_tasks(
+        logits, (config.output_length, config.num_tasks, config.num_strands), 'profile_tasks'
+    )
     # Softmax and losses stay float32 even under a mixed-precision policy.
     return keras.layers.Activation('linear', dtype='float32', name=PROFILE)(stacked)
 
@@ -270,11 +305,16 @@ def _counts_head(x, config: ModelConfig, control=None):
         features = pooled
         if control is not None:
             total = LogTotal(dtype=HEAD_DTYPE, name=f'control_log_total{suffix}')(
-                TaskSlice(t, dtype=HEAD_DTYPE, name=f'control_counts{suffix}')(control))
-            features = keras.layers.Concatenate(dtype=HEAD_DTYPE,
-                                                name=f'counts_features{suffix}')([pooled, total])
-        outputs.append(keras.layers.Dense(config.strands_out, dtype=HEAD_DTYPE,
-                                          name=f'counts_dense{suffix}')(features))
+                TaskSlice(t, dtype=HEAD_DTYPE, name=f'control_counts{suffix}')(control)
+            )
+            features = keras.layers.Concatenate(dtype=HEAD_DTYPE, name=f'counts_features{suffix}')(
+                [pooled, total]
+            )
+        outputs.append(
+            keras.layers.Dense(config.strands_out, dtype=HEAD_DTYPE, name=f'counts_dense{suffix}')(
+                features
+            )
+        )
     stacked = _stack_tasks(outputs, (config.num_tasks, config.strands_out), 'counts_tasks')
     return keras.layers.Activation('linear', dtype='float32', name=LOG_COUNTS)(stacked)
 
@@ -299,10 +339,13 @@ def build_bpnet(config: ModelConfig, stock_layers: bool = False) -> keras.Model:
     control = None
     inputs = one_hot
     if config.use_control:
-        control = keras.Input((config.output_length, config.num_tasks, config.num_strands),
-                             name=CONTROL_INPUT_NAME)
+        control = keras.Input(
+            (config.output_length, config.num_tasks, config.num_strands), name=CONTROL_INPUT_NAME
+        )
         inputs = {INPUT_NAME: one_hot, CONTROL_INPUT_NAME: control}
     body = _dilated_tower(_stem(one_hot, config, stock_layers), config, stock_layers)
-    outputs = {PROFILE: _profile_head(body, config, control, stock_layers),
-               LOG_COUNTS: _counts_head(body, config, control)}
+    outputs = {
+        PROFILE: _profile_head(body, config, control, stock_layers),
+        LOG_COUNTS: _counts_head(body, config, control),
+    }
     return keras.Model(inputs, outputs, name='bpnet')

@@ -28,8 +28,16 @@ def plateau_learning_rate(lr: float, stale: int, patience: int) -> float:
     return lr
 
 
-def judge(epoch: int, loss: float, best_epoch: int, best_loss: float, learning_rate: float, *,
-          patience: int, reduce_lr_patience: int) -> Verdict:
+def judge(
+    epoch: int,
+    loss: float,
+    best_epoch: int,
+    best_loss: float,
+    learning_rate: float,
+    *,
+    patience: int,
+    reduce_lr_patience: int,
+) -> Verdict:
     """Applies the rule to `epoch` (1-based) with monitored `loss`.
 
     Args:
@@ -45,6 +53,9 @@ def judge(epoch: int, loss: float, best_epoch: int, best_loss: float, learning_r
     """
     improved = loss < best_loss
     stale = 0 if improved else epoch - best_epoch
-    return Verdict(improved=improved, stale=stale,
-                   learning_rate=plateau_learning_rate(learning_rate, stale, reduce_lr_patience),
-                   stop=bool(patience) and stale >= patience)
+    return Verdict(
+        improved=improved,
+        stale=stale,
+        learning_rate=plateau_learning_rate(learning_rate, stale, reduce_lr_patience),
+        stop=bool(patience) and stale >= patience,
+    )

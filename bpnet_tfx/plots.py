@@ -14,11 +14,19 @@ _PREDICTED_COLOURS = ('tab:blue', 'tab:orange')
 _OBSERVED_COLOURS = ('0.6', '0.8')
 
 
-def plot_profiles(path: str, title: str, positions: np.ndarray, probs: np.ndarray,
-                  observed: Sequence[np.ndarray | None] | None, *,
-                  tasks: Sequence[str] = ('',), strands: Sequence[str] = ('+', '-'),
-                  row_titles: Sequence[str] | None = None, span: str = 'window',
-                  boundaries: Sequence[int] = ()) -> None:
+def plot_profiles(
+    path: str,
+    title: str,
+    positions: np.ndarray,
+    probs: np.ndarray,
+    observed: Sequence[np.ndarray | None] | None,
+    *,
+    tasks: Sequence[str] = ('',),
+    strands: Sequence[str] = ('+', '-'),
+    row_titles: Sequence[str] | None = None,
+    span: str = 'window',
+    boundaries: Sequence[int] = (),
+) -> None:
     """One row per task: predicted probabilities against observed fractions.
 
     With two strands the plus strand points up and the minus strand down; with one
@@ -38,6 +46,7 @@ def plot_profiles(path: str, title: str, positions: np.ndarray, probs: np.ndarra
       boundaries: where tiled windows start, drawn as faint vertical lines.
     """
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -48,27 +57,44 @@ def plot_profiles(path: str, title: str, positions: np.ndarray, probs: np.ndarra
     if observed is None:
         observed = [None] * num_tasks
     row_titles = list(row_titles) if row_titles is not None else list(tasks)
-    fig, axes = plt.subplots(num_tasks, 1, squeeze=False, sharex=True,
-                             figsize=(WIDTH_PIXELS / _DPI, num_tasks * ROW_HEIGHT_PIXELS / _DPI),
-                             dpi=_DPI)
+    fig, axes = plt.subplots(
+        num_tasks,
+        1,
+        squeeze=False,
+        sharex=True,
+        figsize=(WIDTH_PIXELS / _DPI, num_tasks * ROW_HEIGHT_PIXELS / _DPI),
+        dpi=_DPI,
+    )
     signs = (1, -1) if num_strands == 2 else (1,)
     for t, ax in enumerate(axes[:, 0]):
         if observed[t] is not None:
             totals = observed[t].sum(axis=0)
             norm = observed[t] / np.where(totals > 0, totals, 1.0)
             for s, sign in enumerate(signs):
-                ax.fill_between(positions, sign * norm[:, s], step='mid',
-                                color=_OBSERVED_COLOURS[s], label=f'observed {strands[s]}')
+                ax.fill_between(
+                    positions,
+                    sign * norm[:, s],
+                    step='mid',
+                    color=_OBSERVED_COLOURS[s],
+                    label=f'observed {strands[s]}',
+                )
         for s, sign in enumerate(signs):
-            ax.plot(positions, sign * probs[:, t, s], color=_PREDICTED_COLOURS[s], lw=1.2,
-                    label=f'predicted {strands[s]}')
+            ax.plot(
+                positions,
+                sign * probs[:, t, s],
+                color=_PREDICTED_COLOURS[s],
+                lw=1.2,
+                label=f'predicted {strands[s]}',
+            )
         for x in boundaries:
             ax.axvline(x, color='0.5', lw=0.5, ls=':')
         ax.axhline(0, color='black', lw=0.5)
         how = '\n(+ strand up, - strand down)' if num_strands == 2 else ''
         ax.set_ylabel(f'fraction of {span} counts{how}')
-        ax.set_title(f'{title}  {row_titles[t]}' if num_tasks == 1 else row_titles[t],
-                     fontsize=10 if num_tasks > 1 else None)
+        ax.set_title(
+            f'{title}  {row_titles[t]}' if num_tasks == 1 else row_titles[t],
+            fontsize=10 if num_tasks > 1 else None,
+        )
         ax.legend(loc='upper right', fontsize=8, ncol=num_strands)
         ax.ticklabel_format(axis='x', style='plain', useOffset=False)
     axes[-1, 0].set_xlabel('position (bp)')

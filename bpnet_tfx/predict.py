@@ -31,39 +31,61 @@ from bpnet_tfx import cli
 
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
 _REGION = flags.DEFINE_string(
-    'region', None, "Region 'chrom:start-end', 0-based half-open like BED (so "
+    'region',
+    None,
+    "Region 'chrom:start-end', 0-based half-open like BED (so "
     "chr1:180924452-180925452 is 1000 bp); shorter ones are centred on the model window, "
-    'longer ones tiled with model windows.')
+    'longer ones tiled with model windows.',
+)
 _REGIONS_BED = flags.DEFINE_string(
-    'regions_bed', None, 'BED file of regions to write predicted bigWig tracks for, instead '
-    'of --region.')
+    'regions_bed',
+    None,
+    'BED file of regions to write predicted bigWig tracks for, instead of --region.',
+)
 _FASTA = flags.DEFINE_string('fasta', None, 'Genome FASTA; default: the training records\' one.')
 _POS_BIGWIG = flags.DEFINE_string(
-    'pos_bigwig', None, 'Observed plus-strand bigWig (several tasks: one per task, '
-    "comma-separated); default: the records' ones.")
+    'pos_bigwig',
+    None,
+    'Observed plus-strand bigWig (several tasks: one per task, '
+    "comma-separated); default: the records' ones.",
+)
 _NEG_BIGWIG = flags.DEFINE_string(
-    'neg_bigwig', None, 'Observed minus-strand bigWig (several tasks: one per task, '
-    "comma-separated); default: the records' ones.")
+    'neg_bigwig',
+    None,
+    'Observed minus-strand bigWig (several tasks: one per task, '
+    "comma-separated); default: the records' ones.",
+)
 _CONTROL_POS_BIGWIG = flags.DEFINE_string(
-    'control_pos_bigwig', None, 'Plus-strand control bigWig, for models trained with control '
-    'tracks; default: the records\' one.')
+    'control_pos_bigwig',
+    None,
+    'Plus-strand control bigWig, for models trained with control '
+    'tracks; default: the records\' one.',
+)
 _CONTROL_NEG_BIGWIG = flags.DEFINE_string(
-    'control_neg_bigwig', None, 'Minus-strand control bigWig; default: the records\' one.')
+    'control_neg_bigwig', None, 'Minus-strand control bigWig; default: the records\' one.'
+)
 _OBSERVED = flags.DEFINE_bool(
-    'observed', True, 'With --region: plot the observed bigWigs beside the prediction; '
-    '--noobserved plots predictions only (e.g. on a genome the records were not made from).')
+    'observed',
+    True,
+    'With --region: plot the observed bigWigs beside the prediction; '
+    '--noobserved plots predictions only (e.g. on a genome the records were not made from).',
+)
 _OUTPUT_PNG = flags.DEFINE_string('output_png', None, 'With --region: where to write the plot.')
-_OUTPUT_TSV = flags.DEFINE_string('output_tsv', None,
-                                  'Where to write the numbers; default: the PNG path with .tsv.')
+_OUTPUT_TSV = flags.DEFINE_string(
+    'output_tsv', None, 'Where to write the numbers; default: the PNG path with .tsv.'
+)
 _OUTPUT_PREFIX = flags.DEFINE_string(
-    'output_prefix', None, 'With --regions_bed: tracks go to PREFIX.<task>.<pos|neg>.bw.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 64,
-                                   'Windows per prediction batch with --regions_bed.')
+    'output_prefix', None, 'With --regions_bed: tracks go to PREFIX.<task>.<pos|neg>.bw.'
+)
+_BATCH_SIZE = flags.DEFINE_integer(
+    'batch_size', 64, 'Windows per prediction batch with --regions_bed.'
+)
 
 
 def main(argv):
     del argv  # cli.run refuses extra arguments.
     from bpnet_tfx import prediction
+
     if bool(_REGION.value) == bool(_REGIONS_BED.value):
         cli.fail('predict', 'give exactly one of --region and --regions_bed')
     if _REGION.value and not _OUTPUT_PNG.value:
@@ -72,26 +94,40 @@ def main(argv):
         cli.fail('predict', '--regions_bed needs --output_prefix')
     if _REGIONS_BED.value:
         result = prediction.predict_tracks(
-            _SAVED_MODEL.value, _REGIONS_BED.value, fasta=_FASTA.value,
-            output_prefix=_OUTPUT_PREFIX.value, batch_size=_BATCH_SIZE.value,
+            _SAVED_MODEL.value,
+            _REGIONS_BED.value,
+            fasta=_FASTA.value,
+            output_prefix=_OUTPUT_PREFIX.value,
+            batch_size=_BATCH_SIZE.value,
             control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
-            control_neg_bigwig=_CONTROL_NEG_BIGWIG.value)
-        print(f"predict: {result['bed_regions']} BED regions -> {result['merged_regions']} "
-              f"merged regions, {result['windows']} windows, {result['bases']:,} bases -> "
-              + ', '.join(result['tracks'].values()))
+            control_neg_bigwig=_CONTROL_NEG_BIGWIG.value,
+        )
+        print(
+            f"predict: {result['bed_regions']} BED regions -> {result['merged_regions']} "
+            f"merged regions, {result['windows']} windows, {result['bases']:,} bases -> "
+            + ', '.join(result['tracks'].values())
+        )
         return
     result = prediction.predict_region(
-        _SAVED_MODEL.value, _REGION.value, fasta=_FASTA.value, pos_bigwig=_POS_BIGWIG.value,
-        neg_bigwig=_NEG_BIGWIG.value, observed=_OBSERVED.value,
+        _SAVED_MODEL.value,
+        _REGION.value,
+        fasta=_FASTA.value,
+        pos_bigwig=_POS_BIGWIG.value,
+        neg_bigwig=_NEG_BIGWIG.value,
+        observed=_OBSERVED.value,
         control_pos_bigwig=_CONTROL_POS_BIGWIG.value,
         control_neg_bigwig=_CONTROL_NEG_BIGWIG.value,
-        output_png=_OUTPUT_PNG.value, output_tsv=_OUTPUT_TSV.value)
+        output_png=_OUTPUT_PNG.value,
+        output_tsv=_OUTPUT_TSV.value,
+    )
     several = len(result['tasks']) > 1
     for t, task in enumerate(result['tasks']):
         observed = (result['observed_counts'] or [None] * len(result['tasks']))[t]
-        print(f"predict: {result['region']}: {f'{task}: ' if several else ''}predicted counts "
-              f"{', '.join(f'{c:.1f}' for c in result['predicted_counts'][t])}"
-              + (f"; observed {', '.join(f'{c:.0f}' for c in observed)}" if observed else ''))
+        print(
+            f"predict: {result['region']}: {f'{task}: ' if several else ''}predicted counts "
+            f"{', '.join(f'{c:.1f}' for c in result['predicted_counts'][t])}"
+            + (f"; observed {', '.join(f'{c:.0f}' for c in observed)}" if observed else '')
+        )
     print(f"predict: {result['png']}, {result['tsv']}")
 
 

@@ -59,15 +59,16 @@ def stitch(values: np.ndarray, starts: list[int], start: int, end: int) -> np.nd
     total = np.zeros((end - start, *values.shape[2:]), np.float64)
     cover = np.zeros(end - start, np.int64)
     for value, w in zip(values, starts):
-        total[w - start:w - start + length] += value
-        cover[w - start:w - start + length] += 1
+        total[w - start : w - start + length] += value
+        cover[w - start : w - start + length] += 1
     if (cover == 0).any():
         raise ValueError('the windows leave bases of the region uncovered')
     return total / cover.reshape(-1, *([1] * (total.ndim - 1)))
 
 
-def merge_regions(intervals: list[tuple[str, int, int]],
-                  chrom_order: list[str]) -> list[tuple[str, int, int]]:
+def merge_regions(
+    intervals: list[tuple[str, int, int]], chrom_order: list[str]
+) -> list[tuple[str, int, int]]:
     """Sorts intervals by (chromosome in `chrom_order`, start) and merges overlapping or
     adjacent ones."""
     rank = {c: i for i, c in enumerate(chrom_order)}
@@ -89,8 +90,10 @@ def _fasta_of(model, fasta: str | None) -> str:
 
 # One region: plot and TSV.
 
-def _observed_bigwigs(model, pos: str | None, neg: str | None
-                      ) -> tuple[list[tuple[str, ...] | None], str]:
+
+def _observed_bigwigs(
+    model, pos: str | None, neg: str | None
+) -> tuple[list[tuple[str, ...] | None], str]:
     """Per task, the observed bigWigs to plot: (plus, minus), or (plus[, minus]) to be summed
     for an unstranded model; None where a task has none (it is plotted without). Also where
     they came from, for messages.
@@ -108,9 +111,11 @@ def _observed_bigwigs(model, pos: str | None, neg: str | None
     for flag, value in (('pos_bigwig', pos), ('neg_bigwig', neg)):
         paths = ([value] if n == 1 else value.split(',')) if value else [None] * n
         if len(paths) != n:
-            raise PredictError(f'--{flag} names {len(paths)} files but the model has {n} '
-                               f'tasks ({", ".join(info.tasks)}): give one per task, '
-                               'comma-separated, in that order')
+            raise PredictError(
+                f'--{flag} names {len(paths)} files but the model has {n} '
+                f'tasks ({", ".join(info.tasks)}): give one per task, '
+                'comma-separated, in that order'
+            )
         given.append(paths)
     recorded = info.source.get('tasks') or []
     pairs: list[tuple[str, ...] | None] = []
@@ -123,15 +128,19 @@ def _observed_bigwigs(model, pos: str | None, neg: str | None
             pairs.append(tuple(p for p in pair if p) or None)
         else:
             pairs.append(pair if all(pair) else None)
-    origin = ('given with --pos_bigwig/--neg_bigwig' if pos or neg else
-              f"the default from the records' metadata in {model.path}/metadata.json; give "
-              '--pos_bigwig/--neg_bigwig for this genome, or --noobserved to plot '
-              'predictions only')
+    origin = (
+        'given with --pos_bigwig/--neg_bigwig'
+        if pos or neg
+        else f"the default from the records' metadata in {model.path}/metadata.json; give "
+        '--pos_bigwig/--neg_bigwig for this genome, or --noobserved to plot '
+        'predictions only'
+    )
     return pairs, origin
 
 
-def _read_observed(paths: tuple[str, ...], num_strands: int, chrom: str, start: int,
-                   end: int, origin: str) -> np.ndarray:
+def _read_observed(
+    paths: tuple[str, ...], num_strands: int, chrom: str, start: int, end: int, origin: str
+) -> np.ndarray:
     """(end - start, strands) observed counts; one strand sums the given bigWigs."""
     track = genome_io.read_tracks([paths], chrom, start, end, origin=origin)[:, 0]
     return track.sum(axis=-1, keepdims=True) if num_strands == 1 else track
@@ -153,13 +162,16 @@ def _region_windows(start: int, end: int, length: int) -> tuple[int, int, list[i
         note += f'predicting the centred window {{chrom}}:{start}-{end}'
     elif len(starts) > 1:
         mode = 'tiled'
-        note = (f'region is {end - start} bp, longer than the model\'s {length} bp: tiled with '
-                f'{len(starts)} windows of {length} bp (overlaps averaged)')
+        note = (
+            f'region is {end - start} bp, longer than the model\'s {length} bp: tiled with '
+            f'{len(starts)} windows of {length} bp (overlaps averaged)'
+        )
     return start, end, starts, mode, note
 
 
-def _predict_span(model, genome, controls, chrom: str, start: int, end: int,
-                  starts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _predict_span(
+    model, genome, controls, chrom: str, start: int, end: int, starts: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Stitched predicted counts and the span's profile fractions, both (span, tasks, strands)."""
     length = model.config.output_length
     offset = (model.config.sequence_length - length) // 2
@@ -168,23 +180,29 @@ def _predict_span(model, genome, controls, chrom: str, start: int, end: int,
     control = None
     if controls:
         track = genome_io.read_tracks(controls, chrom, start, end)
-        control = np.stack([track[w - start:w - start + length] for w in starts])
-    out = model(np.stack([one_hot[w - start:w - start + input_length] for w in starts]),
-                control)
+        control = np.stack([track[w - start : w - start + length] for w in starts])
+    out = model(np.stack([one_hot[w - start : w - start + input_length] for w in starts]), control)
     window_probs, window_counts = out['profile_probs'], out['counts']  # (W, O, T, S), (W, T, S)
     pred = stitch(window_probs * window_counts[:, None], starts, start, end)
     # Fractions of the span's predicted counts; counts clipped at a tiny positive weight, as an
     # untrained model may predict log_counts < 0. For one window this is the softmax itself.
-    weighted = stitch(window_probs * np.maximum(window_counts, 1e-6)[:, None], starts, start,
-                      end)
+    weighted = stitch(window_probs * np.maximum(window_counts, 1e-6)[:, None], starts, start, end)
     return pred, weighted / weighted.sum(axis=0)
 
 
-def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
-                   pos_bigwig: str | None = None, neg_bigwig: str | None = None,
-                   observed: bool = True, control_pos_bigwig: str | None = None,
-                   control_neg_bigwig: str | None = None,
-                   output_png: str, output_tsv: str | None = None) -> dict[str, Any]:
+def predict_region(
+    saved_model: str,
+    region: str,
+    *,
+    fasta: str | None = None,
+    pos_bigwig: str | None = None,
+    neg_bigwig: str | None = None,
+    observed: bool = True,
+    control_pos_bigwig: str | None = None,
+    control_neg_bigwig: str | None = None,
+    output_png: str,
+    output_tsv: str | None = None,
+) -> dict[str, Any]:
     """Predicts `region`, writes the plot and TSV, and returns a summary dict.
 
     A region of the model's output length O is one window. A shorter one is replaced by the
@@ -212,10 +230,14 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
       BpnetError: bad region, files or model.
     """
     from bpnet_tfx import export
+
     model = export.ExportedModel(saved_model)
     fasta = _fasta_of(model, fasta)
-    observed_paths, origin = ((_observed_bigwigs(model, pos_bigwig, neg_bigwig)) if observed
-                              else ([None] * model.config.num_tasks, ''))
+    observed_paths, origin = (
+        (_observed_bigwigs(model, pos_bigwig, neg_bigwig))
+        if observed
+        else ([None] * model.config.num_tasks, '')
+    )
     controls = model.control_bigwigs(control_pos_bigwig, control_neg_bigwig)
     chrom, start, end = genome_io.parse_region(region)
     start, end, starts, mode, note = _region_windows(start, end, model.config.output_length)
@@ -225,23 +247,32 @@ def predict_region(saved_model: str, region: str, *, fasta: str | None = None,
     with genome_io.open_fasta(fasta) as genome:
         genome_io.check_interval(genome_io.chrom_sizes(genome), fasta, chrom, start, end)
         pred, probs = _predict_span(model, genome, controls, chrom, start, end, starts)
-    observed_counts = [None if paths is None else
-                       _read_observed(paths, model.config.num_strands, chrom, start, end,
-                                      origin)
-                       for paths in observed_paths]
+    observed_counts = [
+        None
+        if paths is None
+        else _read_observed(paths, model.config.num_strands, chrom, start, end, origin)
+        for paths in observed_paths
+    ]
     span = _Span(model, chrom, start, end, starts, mode)
     _plot(span, output_png, pred, probs, observed_counts)
     output_tsv = output_tsv or os.path.splitext(output_png)[0] + '.tsv'
     _write_tsv(span, output_tsv, pred, probs, observed_counts)
     has_observed = any(o is not None for o in observed_counts)
     length = model.config.output_length
-    return {'region': f'{chrom}:{start}-{end}', 'mode': mode,
-            'windows': [f'{chrom}:{w}-{w + length}' for w in starts],
-            'png': output_png, 'tsv': output_tsv, 'tasks': list(model.info.tasks),
-            'strands': list(model.info.strands),
-            'predicted_counts': pred.sum(axis=0).tolist(), 'note': note,
-            'observed_counts': [None if o is None else o.sum(axis=0).tolist()
-                                for o in observed_counts] if has_observed else None}
+    return {
+        'region': f'{chrom}:{start}-{end}',
+        'mode': mode,
+        'windows': [f'{chrom}:{w}-{w + length}' for w in starts],
+        'png': output_png,
+        'tsv': output_tsv,
+        'tasks': list(model.info.tasks),
+        'strands': list(model.info.strands),
+        'predicted_counts': pred.sum(axis=0).tolist(),
+        'note': note,
+        'observed_counts': [None if o is None else o.sum(axis=0).tolist() for o in observed_counts]
+        if has_observed
+        else None,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,27 +297,39 @@ def _plot(span: _Span, output_png: str, pred, probs, observed) -> None:
     row_titles = []
     for t, task in enumerate(info.tasks):
         row = '' if config.num_tasks == 1 else f'{task}:  '
-        row += 'predicted counts ' + ', '.join(f'{s}: {c:.0f}' for s, c in
-                                              zip(strands, counts[t]))
+        row += 'predicted counts ' + ', '.join(f'{s}: {c:.0f}' for s, c in zip(strands, counts[t]))
         if observed[t] is not None:
-            row += '  observed ' + ', '.join(f'{s}: {c:.0f}' for s, c in
-                                             zip(strands, observed[t].sum(axis=0)))
+            row += '  observed ' + ', '.join(
+                f'{s}: {c:.0f}' for s, c in zip(strands, observed[t].sum(axis=0))
+            )
         row_titles.append(row)
-    plots.plot_profiles(output_png, title, np.arange(span.start, span.end), probs, observed,
-                        tasks=info.tasks, strands=strands, row_titles=row_titles,
-                        span='region' if span.mode == 'tiled' else 'window',
-                        boundaries=span.starts[1:] if span.mode == 'tiled' else ())
+    plots.plot_profiles(
+        output_png,
+        title,
+        np.arange(span.start, span.end),
+        probs,
+        observed,
+        tasks=info.tasks,
+        strands=strands,
+        row_titles=row_titles,
+        span='region' if span.mode == 'tiled' else 'window',
+        boundaries=span.starts[1:] if span.mode == 'tiled' else (),
+    )
 
 
 def _write_tsv(span: _Span, output_tsv: str, pred, probs, observed) -> None:
     import pandas as pd
+
     info, config = span.model.info, span.model.config
     positions = np.arange(span.start, span.end)
     columns: dict[str, Any] = {'chrom': [span.chrom] * len(positions), 'start': positions}
     for t, task in enumerate(info.tasks):
         prefix = '' if config.num_tasks == 1 else f'{task}.'
-        for kind, values in (('pred_prob', probs[:, t]), ('pred_counts', pred[:, t]),
-                             ('obs_counts', observed[t])):
+        for kind, values in (
+            ('pred_prob', probs[:, t]),
+            ('pred_counts', pred[:, t]),
+            ('obs_counts', observed[t]),
+        ):
             if values is not None:
                 for s, strand in enumerate(info.strands):
                     columns[f'{prefix}{kind}_{_strand_label(strand, s)}'] = values[:, s]
@@ -295,16 +338,21 @@ def _write_tsv(span: _Span, output_tsv: str, pred, probs, observed) -> None:
 
 # Many regions: bigWig tracks.
 
-def track_paths(output_prefix: str, tasks: tuple[str, ...],
-                strands: tuple[str, ...]) -> dict[tuple[str, str], str]:
+
+def track_paths(
+    output_prefix: str, tasks: tuple[str, ...], strands: tuple[str, ...]
+) -> dict[tuple[str, str], str]:
     """{(task, strand): '<prefix>.<task>.<pos|neg>.bw'} of the tracks `predict_tracks` writes.
 
     Strands '+' and '-' are named 'pos' and 'neg', like the observed bigWig flags.
     """
     labels = {'+': 'pos', '-': 'neg'}
-    return {(task, strand): f'{output_prefix}.{genome_io.file_label(task)}.'
-                            f'{labels.get(strand) or genome_io.file_label(strand)}.bw'
-            for task in tasks for strand in strands}
+    return {
+        (task, strand): f'{output_prefix}.{genome_io.file_label(task)}.'
+        f'{labels.get(strand) or genome_io.file_label(strand)}.bw'
+        for task in tasks
+        for strand in strands
+    }
 
 
 @dataclasses.dataclass
@@ -335,8 +383,8 @@ class _TrackWriter:
 
     def __init__(self, paths: dict[tuple[str, str], str], sizes: dict[str, int]):
         import pyBigWig
-        os.makedirs(os.path.dirname(os.path.abspath(next(iter(paths.values())))),
-                    exist_ok=True)
+
+        os.makedirs(os.path.dirname(os.path.abspath(next(iter(paths.values())))), exist_ok=True)
         token = secrets.token_hex(4)
         self.paths = paths
         self.tmp = {key: f'{path}.tmp-{token}' for key, path in paths.items()}
@@ -349,8 +397,12 @@ class _TrackWriter:
         for t, task in enumerate(tasks):
             for s, strand in enumerate(strands):
                 self.tracks[task, strand].addEntries(
-                    region.chrom, region.start, values=values[:, t, s].astype(np.float64),
-                    span=1, step=1)
+                    region.chrom,
+                    region.start,
+                    values=values[:, t, s].astype(np.float64),
+                    span=1,
+                    step=1,
+                )
 
     def close(self, ok: bool) -> None:
         for bw in self.tracks.values():
@@ -362,10 +414,17 @@ class _TrackWriter:
                 os.remove(tmp)
 
 
-def predict_tracks(saved_model: str, regions_bed: str, *, fasta: str | None = None,
-                   output_prefix: str, batch_size: int = 64,
-                   reverse_complement: bool = True, control_pos_bigwig: str | None = None,
-                   control_neg_bigwig: str | None = None) -> dict[str, Any]:
+def predict_tracks(
+    saved_model: str,
+    regions_bed: str,
+    *,
+    fasta: str | None = None,
+    output_prefix: str,
+    batch_size: int = 64,
+    reverse_complement: bool = True,
+    control_pos_bigwig: str | None = None,
+    control_neg_bigwig: str | None = None,
+) -> dict[str, Any]:
     """Writes bigWig tracks of predicted counts per task and strand over the BED's regions.
 
     Each track holds, at every base of the merged regions (see the module docstring), the
@@ -391,6 +450,7 @@ def predict_tracks(saved_model: str, regions_bed: str, *, fasta: str | None = No
       BpnetError: bad BED line (file:line), region, flags or files.
     """
     from bpnet_tfx import export
+
     if batch_size < 1:
         raise PredictError(f'--batch_size must be >= 1, got {batch_size}')
     model = export.ExportedModel(saved_model)
@@ -405,36 +465,59 @@ def predict_tracks(saved_model: str, regions_bed: str, *, fasta: str | None = No
         writer = _TrackWriter(paths, sizes)
         ok = False
         try:
-            windows = _predict_merged(model, genome, controls, merged, writer,
-                                      batch_size=batch_size,
-                                      reverse_complement=reverse_complement)
+            windows = _predict_merged(
+                model,
+                genome,
+                controls,
+                merged,
+                writer,
+                batch_size=batch_size,
+                reverse_complement=reverse_complement,
+            )
             ok = True
         finally:
             writer.close(ok)
     regions_out = f'{output_prefix}.regions.bed'
     with open(regions_out, 'w') as f:
         f.writelines(f'{c}\t{s}\t{e}\n' for c, s, e in merged)
-    return {'tracks': {f'{task} {strand}': path for (task, strand), path in paths.items()},
-            'regions_bed': regions_out, 'bed_regions': len(bed),
-            'merged_regions': len(merged), 'windows': windows,
-            'bases': int(sum(e - s for _, s, e in merged))}
+    return {
+        'tracks': {f'{task} {strand}': path for (task, strand), path in paths.items()},
+        'regions_bed': regions_out,
+        'bed_regions': len(bed),
+        'merged_regions': len(merged),
+        'windows': windows,
+        'bases': int(sum(e - s for _, s, e in merged)),
+    }
 
 
-def _open_region(model, genome, controls, chrom: str, start: int, end: int,
-                 windows: int) -> _Region:
+def _open_region(
+    model, genome, controls, chrom: str, start: int, end: int, windows: int
+) -> _Region:
     config = model.config
     margin = (config.sequence_length - config.output_length) // 2
     shape = (end - start, config.num_tasks, config.num_strands)
     return _Region(
-        chrom, start, end,
+        chrom,
+        start,
+        end,
         one_hot=genome_io.padded_one_hot(genome, chrom, start - margin, end + margin),
         control=genome_io.read_tracks(controls, chrom, start, end) if controls else None,
-        sums=np.zeros(shape), cover=np.zeros(end - start), windows_left=windows)
+        sums=np.zeros(shape),
+        cover=np.zeros(end - start),
+        windows_left=windows,
+    )
 
 
-def _predict_merged(model, genome, controls, merged: list[tuple[str, int, int]],
-                    writer: _TrackWriter, *, batch_size: int,
-                    reverse_complement: bool) -> int:
+def _predict_merged(
+    model,
+    genome,
+    controls,
+    merged: list[tuple[str, int, int]],
+    writer: _TrackWriter,
+    *,
+    batch_size: int,
+    reverse_complement: bool,
+) -> int:
     """Predicts every window of the merged regions in batches; each region is written as soon
     as its last window is in, in order. Returns the number of windows."""
     config, info = model.config, model.info
@@ -445,21 +528,24 @@ def _predict_merged(model, genome, controls, merged: list[tuple[str, int, int]],
     written = 0
     report = progress.Progress('predict', 'windows', len(jobs))
     for b in range(0, len(jobs), batch_size):
-        batch = jobs[b:b + batch_size]
+        batch = jobs[b : b + batch_size]
         for job in batch:
             if job.region not in pending:
-                pending[job.region] = _open_region(model, genome, controls,
-                                                   *merged[job.region],
-                                                   len(tiles[job.region]))
+                pending[job.region] = _open_region(
+                    model, genome, controls, *merged[job.region], len(tiles[job.region])
+                )
         # Positions within a region: the input span starts `margin` bp before the region.
         where = [(pending[job.region], job.start - pending[job.region].start) for job in batch]
-        x = np.stack([region.one_hot[at:at + input_length] for region, at in where])
-        control = None if not controls else np.stack(
-            [region.control[at:at + length] for region, at in where])
+        x = np.stack([region.one_hot[at : at + input_length] for region, at in where])
+        control = (
+            None
+            if not controls
+            else np.stack([region.control[at : at + length] for region, at in where])
+        )
         pred = model.predicted_counts(x, control, reverse_complement=reverse_complement)
         for (region, at), p in zip(where, pred):
-            region.sums[at:at + length] += p
-            region.cover[at:at + length] += 1
+            region.sums[at : at + length] += p
+            region.cover[at : at + length] += 1
             region.windows_left -= 1
         while written in pending and pending[written].windows_left == 0:
             writer.add(pending.pop(written), info.tasks, info.strands)

@@ -17,8 +17,15 @@ class Progress:
       percent: see `every`.
     """
 
-    def __init__(self, label: str, unit: str, total: int | None, *, every: int | None = None,
-                 percent: float = 5.0):
+    def __init__(
+        self,
+        label: str,
+        unit: str,
+        total: int | None,
+        *,
+        every: int | None = None,
+        percent: float = 5.0,
+    ):
         self._label, self._unit, self._total = label, unit, total
         if every is None:
             every = max(1, int(total * percent / 100)) if total else 1000
@@ -37,5 +44,8 @@ class Progress:
         rate = done / max(time.perf_counter() - self._start, 1e-9)
         of = f'/{self._total}' if self._total else ''
         pct = f' ({100 * done / self._total:.0f}%)' if self._total else ''
-        print(f'{self._label}: {done}{of} {self._unit}{pct}, {rate:.1f} {self._unit}/s',
-              file=sys.stderr, flush=True)
+        print(
+            f'{self._label}: {done}{of} {self._unit}{pct}, {rate:.1f} {self._unit}/s',
+            file=sys.stderr,
+            flush=True,
+        )

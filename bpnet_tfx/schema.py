@@ -114,10 +114,12 @@ class RecordsInfo:
         if self.output_length == 0:
             object.__setattr__(self, 'output_length', self.sequence_length)
         if not 0 < self.output_length <= self.sequence_length or (
-                (self.sequence_length - self.output_length) % 2):
+            (self.sequence_length - self.output_length) % 2
+        ):
             raise SchemaError(
                 f'output_length must be in 1..sequence_length ({self.sequence_length}) and '
-                f'differ from it by an even number, got {self.output_length}')
+                f'differ from it by an even number, got {self.output_length}'
+            )
         if self.max_jitter < 0:
             raise SchemaError(f'max_jitter must be >= 0, got {self.max_jitter}')
         if not self.tasks:
@@ -185,7 +187,8 @@ class RecordsInfo:
         if version != SCHEMA_VERSION:
             raise SchemaError(
                 f'{where}: records of schema version {version}, this code reads version '
-                f'{SCHEMA_VERSION}; remake the records with this version of make_records')
+                f'{SCHEMA_VERSION}; remake the records with this version of make_records'
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         try:
             return cls(**{k: v for k, v in d.items() if k in names})
@@ -214,8 +217,9 @@ class RecordsInfo:
             with open(path) as f:
                 d = json.load(f)
         except FileNotFoundError:
-            raise SchemaError(f'{path}: not found; is this a records folder written by '
-                              'make_records?') from None
+            raise SchemaError(
+                f'{path}: not found; is this a records folder written by make_records?'
+            ) from None
         except (OSError, json.JSONDecodeError) as e:
             raise SchemaError(f'{path}: cannot read metadata: {e}') from None
         return cls.from_dict(d, where=path)
@@ -284,10 +288,16 @@ def _array_bytes(array: np.ndarray, dtype) -> bytes:
     return np.asarray(array).astype(dtype, copy=False).tobytes()
 
 
-def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
-                  profile: np.ndarray, expected: np.ndarray | None = None,
-                  control: np.ndarray | None = None,
-                  is_background: bool | None = None) -> bytes:
+def encode_record(
+    region_id: str,
+    chrom: str,
+    start: int,
+    one_hot: np.ndarray,
+    profile: np.ndarray,
+    expected: np.ndarray | None = None,
+    control: np.ndarray | None = None,
+    is_background: bool | None = None,
+) -> bytes:
     """Serialises one window as a `tf.train.Example` (without importing TensorFlow).
 
     Args:
@@ -312,11 +322,15 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
     profile = np.asarray(profile)
     if one_hot.ndim != 2 or one_hot.shape[1] != len(ALPHABET):
         raise SchemaError(f'{region_id}: one_hot must be (length, 4), got {one_hot.shape}')
-    if (profile.ndim != 3 or not 0 < profile.shape[0] <= one_hot.shape[0]
-            or (one_hot.shape[0] - profile.shape[0]) % 2):
+    if (
+        profile.ndim != 3
+        or not 0 < profile.shape[0] <= one_hot.shape[0]
+        or (one_hot.shape[0] - profile.shape[0]) % 2
+    ):
         raise SchemaError(
             f'{region_id}: profile must be (length <= {one_hot.shape[0]}, centred, tasks, '
-            f'strands), got {profile.shape}')
+            f'strands), got {profile.shape}'
+        )
     feature = {
         KEY_REGION_ID: _bytes_entry(KEY_REGION_ID, region_id.encode()),
         KEY_CHROM: _bytes_entry(KEY_CHROM, chrom.encode()),
@@ -324,14 +338,18 @@ def encode_record(region_id: str, chrom: str, start: int, one_hot: np.ndarray,
         KEY_ONE_HOT: _bytes_entry(KEY_ONE_HOT, _array_bytes(one_hot, ONE_HOT_DTYPE)),
         KEY_PROFILE: _bytes_entry(KEY_PROFILE, _array_bytes(profile, COUNTS_DTYPE)),
     }
-    for key, name, extra in ((KEY_EXPECTED, 'expected', expected),
-                             (KEY_CONTROL, 'control', control)):
+    for key, name, extra in (
+        (KEY_EXPECTED, 'expected', expected),
+        (KEY_CONTROL, 'control', control),
+    ):
         if extra is None:
             continue
         extra = np.asarray(extra)
         if extra.shape != profile.shape:
-            raise SchemaError(f'{region_id}: {name} shape {extra.shape} differs from '
-                              f'profile shape {profile.shape}')
+            raise SchemaError(
+                f'{region_id}: {name} shape {extra.shape} differs from '
+                f'profile shape {profile.shape}'
+            )
         feature[key] = _bytes_entry(key, _array_bytes(extra, COUNTS_DTYPE))
     if is_background is not None:
         feature[KEY_IS_BACKGROUND] = _int64_entry(KEY_IS_BACKGROUND, int(bool(is_background)))
@@ -349,6 +367,7 @@ def _key_order(keys: tuple[str, ...]) -> tuple[str, ...]:
 def feature_spec(info: RecordsInfo) -> dict[str, Any]:
     """Returns the `tf.io.parse_example` spec for records described by `info`."""
     import tensorflow as tf
+
     spec = {
         KEY_REGION_ID: tf.io.FixedLenFeature([], tf.string),
         KEY_CHROM: tf.io.FixedLenFeature([], tf.string),
@@ -376,6 +395,7 @@ def decode_record(serialized: bytes, info: RecordsInfo) -> dict[str, Any]:
       SchemaError: a byte field whose size does not match `info`.
     """
     import tensorflow as tf
+
     example = tf.train.Example.FromString(serialized)
     f = example.features.feature
     region_id = f[KEY_REGION_ID].bytes_list.value[0].decode()
@@ -384,8 +404,9 @@ def decode_record(serialized: bytes, info: RecordsInfo) -> dict[str, Any]:
         raw = f[key].bytes_list.value[0]
         arr = np.frombuffer(raw, dtype=dtype)
         if arr.size != int(np.prod(shape)):
-            raise SchemaError(f'record {region_id}: {key} holds {arr.size} values, metadata '
-                              f'says shape {shape}')
+            raise SchemaError(
+                f'record {region_id}: {key} holds {arr.size} values, metadata says shape {shape}'
+            )
         return arr.reshape(shape)
 
     out = {

@@ -33,8 +33,9 @@ def tokens(one_hot: np.ndarray) -> np.ndarray:
     return np.where(one_hot.sum(axis=-1) > 0, np.argmax(one_hot, axis=-1), 4).astype(np.int64)
 
 
-def _last_edges(as_list: list[int], out_edges: list[list[int]],
-                rng: np.random.Generator) -> list[int]:
+def _last_edges(
+    as_list: list[int], out_edges: list[list[int]], rng: np.random.Generator
+) -> list[int]:
     """Wilson's algorithm: a random arborescence of last exit edges, toward the final token.
 
     Edge i leads from as_list[i] to as_list[i + 1]. Each vertex's last exit edge is drawn
@@ -76,13 +77,15 @@ def _shuffle_tables(sequence_tokens: np.ndarray, num_shuffles: int, rng: np.rand
                 keys[k, position] = 2.0  # after every other exit of its vertex
     order = np.argsort(sequence_tokens[:-1] * 4.0 + keys, axis=1, kind='stable')
     successors = sequence_tokens[order + 1]
-    starts = np.concatenate([[0], np.cumsum(np.bincount(sequence_tokens[:-1],
-                                                        minlength=_NUM_TOKENS))[:-1]])
+    starts = np.concatenate(
+        [[0], np.cumsum(np.bincount(sequence_tokens[:-1], minlength=_NUM_TOKENS))[:-1]]
+    )
     return successors, np.broadcast_to(starts, (num_shuffles, _NUM_TOKENS))
 
 
-def dinuc_shuffle(one_hot: np.ndarray, num_shuffles: int,
-                  rng: np.random.Generator | Sequence[np.random.Generator]) -> np.ndarray:
+def dinuc_shuffle(
+    one_hot: np.ndarray, num_shuffles: int, rng: np.random.Generator | Sequence[np.random.Generator]
+) -> np.ndarray:
     """Shuffles sequences keeping their dinucleotide counts exactly (Altschul-Erikson).
 
     Each shuffle is drawn uniformly from the sequences with the same first base and the same

@@ -97,8 +97,9 @@ _DEFAULT_TASKS = (
         name='demo',
         motifs=(
             # Oct4-Sox2-like composite; odd lengths put footprint peaks exactly on bases.
-            MotifSpec('oct4_sox2', 'CTTTGCATAACAATG', plus_offset=11, minus_offset=6,
-                      strength=120.0),
+            MotifSpec(
+                'oct4_sox2', 'CTTTGCATAACAATG', plus_offset=11, minus_offset=6, strength=120.0
+            ),
             # A weaker Klf-like partner for some syntax.
             MotifSpec('klf4', 'GGCCACACCCA', plus_offset=8, minus_offset=5, strength=50.0),
         ),
@@ -149,8 +150,13 @@ class SimulationConfig:
 
     seed: int = 0
     chrom_sizes: tuple[tuple[str, int], ...] = (
-        ('chr1', 400_000), ('chr2', 500_000), ('chr3', 500_000), ('chr4', 500_000),
-        ('chr5', 500_000), ('chr6', 500_000))
+        ('chr1', 400_000),
+        ('chr2', 500_000),
+        ('chr3', 500_000),
+        ('chr4', 500_000),
+        ('chr5', 500_000),
+        ('chr6', 500_000),
+    )
     peaks_per_mb: float = 1000.0
     tasks: tuple[TaskSpec, ...] = _DEFAULT_TASKS
     instances_per_peak: tuple[int, int] = (1, 3)
@@ -178,8 +184,9 @@ class SimulationConfig:
     control_sigma: float = 0.6
 
     def __post_init__(self):
-        object.__setattr__(self, 'chrom_sizes',
-                           tuple((str(c), int(s)) for c, s in self.chrom_sizes))
+        object.__setattr__(
+            self, 'chrom_sizes', tuple((str(c), int(s)) for c, s in self.chrom_sizes)
+        )
         object.__setattr__(self, 'tasks', tuple(self.tasks))
         object.__setattr__(self, 'n_stretch_chroms', tuple(self.n_stretch_chroms))
         object.__setattr__(self, 'instances_per_peak', tuple(self.instances_per_peak))
@@ -201,9 +208,11 @@ class SimulationConfig:
 
     def fingerprint(self) -> str:
         """Short stable hash of the config (and the simulator's format version), for cache paths."""
-        canonical = json.dumps({'format_version': _FORMAT_VERSION,
-                                'config': dataclasses.asdict(self)},
-                               sort_keys=True, separators=(',', ':'))
+        canonical = json.dumps(
+            {'format_version': _FORMAT_VERSION, 'config': dataclasses.asdict(self)},
+            sort_keys=True,
+            separators=(',', ':'),
+        )
         return hashlib.sha256(canonical.encode('utf-8')).hexdigest()[:12]
 
 
@@ -259,9 +268,14 @@ class DemoFiles:
 def _demo_files(root: str, config: SimulationConfig) -> DemoFiles:
     """The paths `simulate` writes under `root` for `config`."""
     task_bigwigs = {
-        t.name: TaskBigWigs(*(os.path.join(root, f'{t.name}.{kind}.bw')
-                              for kind in ('pos', 'neg', 'expected.pos', 'expected.neg')))
-        for t in config.tasks}
+        t.name: TaskBigWigs(
+            *(
+                os.path.join(root, f'{t.name}.{kind}.bw')
+                for kind in ('pos', 'neg', 'expected.pos', 'expected.neg')
+            )
+        )
+        for t in config.tasks
+    }
     first = task_bigwigs[config.tasks[0].name]
     return DemoFiles(
         root=root,
@@ -275,16 +289,24 @@ def _demo_files(root: str, config: SimulationConfig) -> DemoFiles:
         motif_sites=os.path.join(root, 'motif_sites.tsv'),
         tasks=tuple(t.name for t in config.tasks),
         task_bigwigs=task_bigwigs,
-        control_pos_bigwig=(os.path.join(root, 'control.pos.bw') if config.control_rate > 0
-                            else None),
-        control_neg_bigwig=(os.path.join(root, 'control.neg.bw') if config.control_rate > 0
-                            else None),
+        control_pos_bigwig=(
+            os.path.join(root, 'control.pos.bw') if config.control_rate > 0 else None
+        ),
+        control_neg_bigwig=(
+            os.path.join(root, 'control.neg.bw') if config.control_rate > 0 else None
+        ),
     )
 
 
 def _all_paths(files: DemoFiles) -> list[str]:
-    paths = [files.fasta, files.fasta + '.fai', files.chrom_sizes, files.peaks, files.motif_sites,
-             os.path.join(files.root, _MANIFEST)]
+    paths = [
+        files.fasta,
+        files.fasta + '.fai',
+        files.chrom_sizes,
+        files.peaks,
+        files.motif_sites,
+        os.path.join(files.root, _MANIFEST),
+    ]
     for bigwigs in files.task_bigwigs.values():
         paths.extend(bigwigs)
     paths.extend(p for p in (files.control_pos_bigwig, files.control_neg_bigwig) if p)
@@ -303,11 +325,13 @@ def _genome_codes(rng: np.random.Generator, size: int, config: SimulationConfig)
     u = rng.random(size)
     # A below (1-gc)/2, C below 1/2, G below (1+gc)/2, else T.
     return ((u >= (1.0 - gc) / 2).astype(np.uint8) + (u >= 0.5) + (u >= (1.0 + gc) / 2)).astype(
-        np.uint8)
+        np.uint8
+    )
 
 
-def _n_stretches(rng: np.random.Generator, chrom: str, size: int,
-                 config: SimulationConfig) -> list[tuple[int, int]]:
+def _n_stretches(
+    rng: np.random.Generator, chrom: str, size: int, config: SimulationConfig
+) -> list[tuple[int, int]]:
     """Non-overlapping (start, end) N stretches, away from the chromosome ends."""
     if chrom not in config.n_stretch_chroms:
         return []
@@ -325,8 +349,9 @@ def _n_stretches(rng: np.random.Generator, chrom: str, size: int,
     return sorted(stretches)
 
 
-def _place_anchors(rng: np.random.Generator, chrom: str, allowed: np.ndarray, count: int,
-                   spacing: int) -> list[int]:
+def _place_anchors(
+    rng: np.random.Generator, chrom: str, allowed: np.ndarray, count: int, spacing: int
+) -> list[int]:
     """Draws `count` sorted positions from `allowed`, pairwise at least `spacing` apart."""
     pool = np.flatnonzero(allowed)
     if count and pool.size == 0:
@@ -338,18 +363,22 @@ def _place_anchors(rng: np.random.Generator, chrom: str, allowed: np.ndarray, co
         for c in rng.choice(pool, size=4 * count).tolist():
             i = bisect.bisect_left(chosen, c)
             if (i == 0 or c - chosen[i - 1] >= spacing) and (
-                    i == len(chosen) or chosen[i] - c >= spacing):
+                i == len(chosen) or chosen[i] - c >= spacing
+            ):
                 chosen.insert(i, c)
                 if len(chosen) == count:
                     break
     if len(chosen) < count:
-        raise ValueError(f'Could not place {count} peaks {spacing} bp apart on {chrom}; lower '
-                         'peaks_per_mb or min_peak_spacing.')
+        raise ValueError(
+            f'Could not place {count} peaks {spacing} bp apart on {chrom}; lower '
+            'peaks_per_mb or min_peak_spacing.'
+        )
     return chosen
 
 
-def _add_gaussians(track: np.ndarray, centres: np.ndarray, amplitudes: np.ndarray, sd: float,
-                   radius: int) -> None:
+def _add_gaussians(
+    track: np.ndarray, centres: np.ndarray, amplitudes: np.ndarray, sd: float, radius: int
+) -> None:
     """Adds, in place, discrete Gaussians each summing to its amplitude.
 
     A Gaussian covers the integer positions within `radius` of its (possibly half-integer)
@@ -367,9 +396,16 @@ def _add_gaussians(track: np.ndarray, centres: np.ndarray, amplitudes: np.ndarra
     track += np.bincount(x[inside], weights=w[inside], minlength=track.size)
 
 
-def _add_footprints(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray,
-                    forward: np.ndarray, amplitudes: np.ndarray, plus_offsets: np.ndarray,
-                    minus_offsets: np.ndarray, sd: float) -> None:
+def _add_footprints(
+    pos: np.ndarray,
+    neg: np.ndarray,
+    centres: np.ndarray,
+    forward: np.ndarray,
+    amplitudes: np.ndarray,
+    plus_offsets: np.ndarray,
+    minus_offsets: np.ndarray,
+    sd: float,
+) -> None:
     """Adds instance footprints to the plus and minus tracks, in place.
 
     Forward instances peak at centre - plus_offset (plus) and centre + minus_offset (minus);
@@ -383,12 +419,15 @@ def _add_footprints(pos: np.ndarray, neg: np.ndarray, centres: np.ndarray,
     _add_gaussians(neg, minus_at, amplitudes, sd, radius)
 
 
-def _place_instances(rng: np.random.Generator, anchor: int, lengths: list[int],
-                     radius: int) -> list[int]:
+def _place_instances(
+    rng: np.random.Generator, anchor: int, lengths: list[int], radius: int
+) -> list[int]:
     """Start positions of non-overlapping instances with centres within `radius` of `anchor`."""
     for _ in range(1000):
-        starts = [anchor + int(o) - (m - 1) // 2
-                  for o, m in zip(rng.integers(-radius, radius + 1, size=len(lengths)), lengths)]
+        starts = [
+            anchor + int(o) - (m - 1) // 2
+            for o, m in zip(rng.integers(-radius, radius + 1, size=len(lengths)), lengths)
+        ]
         spans = sorted(zip(starts, lengths))
         if all(s2 >= s1 + m1 + 2 for (s1, m1), (s2, _) in zip(spans, spans[1:])):
             return starts
@@ -408,16 +447,17 @@ class _Chrom:
     control: np.ndarray | None = None  # float32 expected control reads per strand.
 
 
-def _simulate_chrom(rng: np.random.Generator, chrom: str, size: int,
-                    config: SimulationConfig) -> _Chrom:
+def _simulate_chrom(
+    rng: np.random.Generator, chrom: str, size: int, config: SimulationConfig
+) -> _Chrom:
     """Draws one chromosome: sequence, peaks, planted instances and expected tracks."""
     codes = _genome_codes(rng, size, config)
     stretches = _n_stretches(rng, chrom, size, config)
     allowed = np.zeros(size, dtype=bool)
-    allowed[config.peak_end_margin:size - config.peak_end_margin] = True
+    allowed[config.peak_end_margin : size - config.peak_end_margin] = True
     for s, e in stretches:
         codes[s:e] = _N_CODE
-        allowed[max(0, s - config.n_stretch_margin):e + config.n_stretch_margin] = False
+        allowed[max(0, s - config.n_stretch_margin) : e + config.n_stretch_margin] = False
     count = int(round(size * config.peaks_per_mb / 1e6))
     anchors = _place_anchors(rng, chrom, allowed, count, config.min_peak_spacing)
 
@@ -439,8 +479,9 @@ def _simulate_chrom(rng: np.random.Generator, chrom: str, size: int,
             for k in range(n):
                 motif = task.motifs[0] if k == 0 else task.motifs[rng.integers(len(task.motifs))]
                 chosen.append((t, motif))
-        starts = _place_instances(rng, anchor, [len(m.consensus) for _, m in chosen],
-                                  config.instance_radius)
+        starts = _place_instances(
+            rng, anchor, [len(m.consensus) for _, m in chosen], config.instance_radius
+        )
         forward = rng.random(len(chosen)) < 0.5
         weak = rng.random(len(chosen)) < config.weak_site_probability
         factors = rng.lognormal(-0.5 * sigma**2, sigma, size=n_tasks)
@@ -452,24 +493,27 @@ def _simulate_chrom(rng: np.random.Generator, chrom: str, size: int,
             if is_weak:
                 at = int(rng.integers(m))
                 site[at] = (site[at] + rng.integers(1, 4)) % 4
-            codes[start:start + m] = site if fwd else 3 - site[::-1]
+            codes[start : start + m] = site if fwd else 3 - site[::-1]
             centre = start + (m - 1) / 2
             amplitude = motif.strength * factors[t] * (config.weak_site_factor if is_weak else 1.0)
             peak_amplitude[t] += amplitude
             centres.append(centre)
             task = config.tasks[t].name
-            inst[task].append([centre, float(fwd), amplitude, motif.plus_offset,
-                               motif.minus_offset])
-            sites.append((start, start + m, '+' if fwd else '-', motif.name, task, int(is_weak),
-                          peak))
+            inst[task].append(
+                [centre, float(fwd), amplitude, motif.plus_offset, motif.minus_offset]
+            )
+            sites.append(
+                (start, start + m, '+' if fwd else '-', motif.name, task, int(is_weak), peak)
+            )
         jitter = config.summit_jitter_sd * np.clip(rng.normal(), -3.0, 3.0)
         summit = int(np.rint(np.mean(centres) + jitter))
         summits.append(summit)
         scores.append(min(1000, int(round(peak_amplitude.sum()))))
         for t, task in enumerate(config.tasks):
             if peak_amplitude[t] > 0:
-                broad_reads = peak_amplitude[t] * config.broad_fraction / (
-                    1.0 - config.broad_fraction)
+                broad_reads = (
+                    peak_amplitude[t] * config.broad_fraction / (1.0 - config.broad_fraction)
+                )
                 broad[task.name].append((summit, broad_reads))
 
     expected = {}
@@ -488,11 +532,20 @@ def _simulate_chrom(rng: np.random.Generator, chrom: str, size: int,
         # Footprints, then the broad component (this order keeps the default data's exact
         # floats); with a control, background and broad signal follow the bias field and the
         # footprints do not.
-        footprint_pos, footprint_neg = (pos, neg) if bias is None else (
-            np.zeros(size), np.zeros(size))
+        footprint_pos, footprint_neg = (
+            (pos, neg) if bias is None else (np.zeros(size), np.zeros(size))
+        )
         rows = np.array(inst[task.name], dtype=np.float64).reshape(-1, 5)
-        _add_footprints(footprint_pos, footprint_neg, rows[:, 0], rows[:, 1] > 0.5, rows[:, 2],
-                        rows[:, 3], rows[:, 4], config.footprint_sd)
+        _add_footprints(
+            footprint_pos,
+            footprint_neg,
+            rows[:, 0],
+            rows[:, 1] > 0.5,
+            rows[:, 2],
+            rows[:, 3],
+            rows[:, 4],
+            config.footprint_sd,
+        )
         if broad[task.name] and config.broad_fraction > 0:
             b = np.array(broad[task.name], dtype=np.float64)
             radius = int(np.ceil(4 * config.broad_sd))
@@ -505,8 +558,9 @@ def _simulate_chrom(rng: np.random.Generator, chrom: str, size: int,
         pos[n_mask] = 0.0
         neg[n_mask] = 0.0
         expected[task.name] = (pos.astype(np.float32), neg.astype(np.float32))
-    return _Chrom(codes=codes, summits=summits, scores=scores, sites=sites, expected=expected,
-                  control=control)
+    return _Chrom(
+        codes=codes, summits=summits, scores=scores, sites=sites, expected=expected, control=control
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,9 +572,9 @@ def _fasta_record(chrom: str, codes: np.ndarray) -> bytes:
     letters = _BASE_LETTERS[codes]
     full = letters.size // _FASTA_LINE
     body = np.empty((full, _FASTA_LINE + 1), dtype=np.uint8)
-    body[:, :_FASTA_LINE] = letters[:full * _FASTA_LINE].reshape(full, _FASTA_LINE)
+    body[:, :_FASTA_LINE] = letters[: full * _FASTA_LINE].reshape(full, _FASTA_LINE)
     body[:, _FASTA_LINE] = ord('\n')
-    tail = letters[full * _FASTA_LINE:].tobytes()
+    tail = letters[full * _FASTA_LINE :].tobytes()
     return b'>' + chrom.encode() + b'\n' + body.tobytes() + (tail + b'\n' if tail else b'')
 
 
@@ -542,13 +596,13 @@ def _write_dense(bw: Any, chrom: str, values: np.ndarray) -> None:
     for r in long_runs.tolist():
         start, end = int(run_starts[r]), int(run_ends[r])
         if start > position:
-            bw.addEntries(chrom, position, values=values[position:start].astype(np.float64),
-                          span=1, step=1)
+            bw.addEntries(
+                chrom, position, values=values[position:start].astype(np.float64), span=1, step=1
+            )
         bw.addEntries([chrom], [start], ends=[end], values=[float(values[start])])
         position = end
     if position < n:
-        bw.addEntries(chrom, position, values=values[position:].astype(np.float64), span=1,
-                      step=1)
+        bw.addEntries(chrom, position, values=values[position:].astype(np.float64), span=1, step=1)
 
 
 def _write_all(root: str, config: SimulationConfig) -> DemoFiles:
@@ -563,8 +617,9 @@ def _write_all(root: str, config: SimulationConfig) -> DemoFiles:
             bw.addHeader(header, maxZooms=10)
     controls = []
     if files.control_pos_bigwig:
-        controls = [pyBigWig.open(p, 'w') for p in (files.control_pos_bigwig,
-                                                     files.control_neg_bigwig)]
+        controls = [
+            pyBigWig.open(p, 'w') for p in (files.control_pos_bigwig, files.control_neg_bigwig)
+        ]
         for bw in controls:
             bw.addHeader(header, maxZooms=10)
     fai_lines, bed_lines, site_lines = [], [], []
@@ -577,16 +632,19 @@ def _write_all(root: str, config: SimulationConfig) -> DemoFiles:
                 sim = _simulate_chrom(rng, chrom, size, config)
                 record = _fasta_record(chrom, sim.codes)
                 header_len = len(chrom) + 2
-                fai_lines.append(f'{chrom}\t{size}\t{offset + header_len}\t{_FASTA_LINE}\t'
-                                 f'{_FASTA_LINE + 1}\n')
+                fai_lines.append(
+                    f'{chrom}\t{size}\t{offset + header_len}\t{_FASTA_LINE}\t{_FASTA_LINE + 1}\n'
+                )
                 fasta.write(record)
                 offset += len(record)
                 names = [f'peak_{n_peaks + i:06d}' for i in range(len(sim.summits))]
                 for name, summit, score in zip(names, sim.summits, sim.scores):
                     bed_lines.append(f'{chrom}\t{summit}\t{summit + 1}\t{name}\t{score}\t.\n')
                 for start, end, strand, motif, task, mismatches, peak in sorted(sim.sites):
-                    site_lines.append(f'{chrom}\t{start}\t{end}\t{strand}\t{motif}\t{task}\t'
-                                      f'{mismatches}\t{names[peak]}\n')
+                    site_lines.append(
+                        f'{chrom}\t{start}\t{end}\t{strand}\t{motif}\t{task}\t'
+                        f'{mismatches}\t{names[peak]}\n'
+                    )
                 n_peaks += len(names)
                 peak_counts[chrom] = len(names)
                 for task in config.tasks:
@@ -632,8 +690,9 @@ def _is_complete(files: DemoFiles, config: SimulationConfig) -> bool:
             manifest = json.load(f)
     except (OSError, ValueError):
         return False
-    return (manifest.get('fingerprint') == config.fingerprint()
-            and all(os.path.isfile(p) for p in _all_paths(files)))
+    return manifest.get('fingerprint') == config.fingerprint() and all(
+        os.path.isfile(p) for p in _all_paths(files)
+    )
 
 
 def simulate(out_dir: str, config: SimulationConfig = SimulationConfig()) -> DemoFiles:
@@ -654,8 +713,11 @@ def simulate(out_dir: str, config: SimulationConfig = SimulationConfig()) -> Dem
       FileExistsError: `out_dir` exists, is not empty and holds no earlier simulation.
     """
     out_dir = os.path.abspath(out_dir)
-    if (os.path.exists(out_dir) and os.listdir(out_dir)
-            and not os.path.exists(os.path.join(out_dir, _MANIFEST))):
+    if (
+        os.path.exists(out_dir)
+        and os.listdir(out_dir)
+        and not os.path.exists(os.path.join(out_dir, _MANIFEST))
+    ):
         raise FileExistsError(f'{out_dir} exists and holds no simulation; not replacing it.')
     folders.write_atomically(out_dir, lambda tmp: _write_all(tmp, config))
     return _demo_files(out_dir, config)
@@ -663,8 +725,10 @@ def simulate(out_dir: str, config: SimulationConfig = SimulationConfig()) -> Dem
 
 def _multitask_tasks() -> tuple[TaskSpec, ...]:
     oct4_sox2, klf4 = _DEFAULT_TASKS[0].motifs
-    return (TaskSpec(name='oct4', motifs=(oct4_sox2,)),
-            TaskSpec(name='klf4', motifs=(dataclasses.replace(klf4, strength=100.0),)))
+    return (
+        TaskSpec(name='oct4', motifs=(oct4_sox2,)),
+        TaskSpec(name='klf4', motifs=(dataclasses.replace(klf4, strength=100.0),)),
+    )
 
 
 # Named data sets for `make_records --demo=NAME`.
@@ -677,18 +741,21 @@ DEMO_CONFIGS = {
     # --background_ratio) have room, also at 2114 bp.
     'sparse': SimulationConfig(
         chrom_sizes=tuple((c, 6.5 * s) for c, s in SimulationConfig().chrom_sizes),
-        peaks_per_mb=1000.0 / 6.5),
+        peaks_per_mb=1000.0 / 6.5,
+    ),
 }
 
 
 def default_cache_dir() -> str:
     """$BPNET_TFX_CACHE if set, else ~/.cache/bpnet_tfx."""
     return os.environ.get('BPNET_TFX_CACHE') or os.path.join(
-        os.path.expanduser('~'), '.cache', 'bpnet_tfx')
+        os.path.expanduser('~'), '.cache', 'bpnet_tfx'
+    )
 
 
-def ensure_demo_data(cache_dir: str | None = None,
-                     config: SimulationConfig = SimulationConfig()) -> DemoFiles:
+def ensure_demo_data(
+    cache_dir: str | None = None, config: SimulationConfig = SimulationConfig()
+) -> DemoFiles:
     """Returns the demo data for `config` from the cache, simulating it first if missing.
 
     The data live in `<cache_dir>/demo-<config.fingerprint()>/`. A complete copy there is used

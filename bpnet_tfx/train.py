@@ -26,90 +26,145 @@ from absl import app, flags, logging
 from bpnet_tfx import cli
 
 _RECORDS_DIR = flags.DEFINE_string(
-    'records_dir', None, 'Folder written by beam_jobs.make_records (holds metadata.json).')
+    'records_dir', None, 'Folder written by beam_jobs.make_records (holds metadata.json).'
+)
 _MODEL_DIR = flags.DEFINE_string(
-    'model_dir', None, 'Output folder for checkpoints, TensorBoard logs and summaries.')
+    'model_dir', None, 'Output folder for checkpoints, TensorBoard logs and summaries.'
+)
 _EXPORT_DIR = flags.DEFINE_string(
-    'export_dir', None, 'Where to write the SavedModel; default <model_dir>/export.')
+    'export_dir', None, 'Where to write the SavedModel; default <model_dir>/export.'
+)
 _EPOCHS = flags.DEFINE_integer('epochs', 25, 'Passes over the training records.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 512, 'Global batch size, over all replicas.')
 _LEARNING_RATE = flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
 _COUNTS_LOSS_WEIGHT = flags.DEFINE_string(
-    'counts_loss_weight', '10',
+    'counts_loss_weight',
+    '10',
     "Weight of the log-counts MSE against the profile NLL: a number, or 'auto' for each task's "
     'median total counts (both strands, output window, peak records only: background is '
-    'left out) of the training records / 10, from metadata.json.')
+    'left out) of the training records / 10, from metadata.json.',
+)
 _FILTERS = flags.DEFINE_integer('filters', 64, 'Channels of every body convolution.')
-_STEM_KERNEL_SIZE = flags.DEFINE_integer('stem_kernel_size', 25,
-                                         'Kernel size (bp) of the first convolution.')
+_STEM_KERNEL_SIZE = flags.DEFINE_integer(
+    'stem_kernel_size', 25, 'Kernel size (bp) of the first convolution.'
+)
 _NUM_DILATED_LAYERS = flags.DEFINE_integer(
-    'num_dilated_layers', 9, 'Dilated residual layers; dilations 2, 4, ..., 2**layers.')
+    'num_dilated_layers', 9, 'Dilated residual layers; dilations 2, 4, ..., 2**layers.'
+)
 _PROFILE_KERNEL_SIZE = flags.DEFINE_integer(
-    'profile_kernel_size', 25, 'Kernel size (bp) of the profile head (75 in the 2114 -> 1000 '
-    'regime of bpnet v2 and ChromBPNet).')
+    'profile_kernel_size',
+    25,
+    'Kernel size (bp) of the profile head (75 in the 2114 -> 1000 '
+    'regime of bpnet v2 and ChromBPNet).',
+)
 _PROFILE_LOSS = flags.DEFINE_enum(
-    'profile_loss', 'per_strand', ['per_strand', 'joint'],
+    'profile_loss',
+    'per_strand',
+    ['per_strand', 'joint'],
     'per_strand: one multinomial per strand and a count per strand (BPNet paper); joint: one '
-    'multinomial over length x strands and one total count per task (ChromBPNet, bpnet v2).')
-_SHUFFLE_BUFFER = flags.DEFINE_integer('shuffle_buffer', 10_000,
-                                       'Records in the training shuffle buffer.')
+    'multinomial over length x strands and one total count per task (ChromBPNet, bpnet v2).',
+)
+_SHUFFLE_BUFFER = flags.DEFINE_integer(
+    'shuffle_buffer', 10_000, 'Records in the training shuffle buffer.'
+)
 _REVERSE_COMPLEMENT = flags.DEFINE_bool(
-    'reverse_complement', True, 'Randomly reverse-complement half of the training examples.')
+    'reverse_complement', True, 'Randomly reverse-complement half of the training examples.'
+)
 _JITTER = flags.DEFINE_bool(
-    'jitter', True, 'Randomly shift training windows within the margin stored in the records '
-    '(make_records --max_jitter); no effect when the margin is 0.')
-_CACHE = flags.DEFINE_bool('cache', False, 'Keep the serialised records in memory after the '
-                           'first epoch (for sets that fit in RAM).')
+    'jitter',
+    True,
+    'Randomly shift training windows within the margin stored in the records '
+    '(make_records --max_jitter); no effect when the margin is 0.',
+)
+_CACHE = flags.DEFINE_bool(
+    'cache',
+    False,
+    'Keep the serialised records in memory after the first epoch (for sets that fit in RAM).',
+)
 _STEPS_PER_EPOCH = flags.DEFINE_integer(
-    'steps_per_epoch', None, 'Training steps per epoch; default one pass over the records.')
+    'steps_per_epoch', None, 'Training steps per epoch; default one pass over the records.'
+)
 _SKIP_CORRUPT = flags.DEFINE_bool(
-    'skip_corrupt_records', False, 'Skip unreadable records (the rest of a truncated or corrupt '
+    'skip_corrupt_records',
+    False,
+    'Skip unreadable records (the rest of a truncated or corrupt '
     'shard) and count them in the run summary, instead of stopping with an error naming the '
-    'shard.')
+    'shard.',
+)
 _CHECKPOINT_EVERY = flags.DEFINE_integer(
-    'checkpoint_every_steps', 0, 'Also checkpoint every this many steps (0: each epoch only).')
+    'checkpoint_every_steps', 0, 'Also checkpoint every this many steps (0: each epoch only).'
+)
 _INPUT_BENCHMARK_BATCHES = flags.DEFINE_integer(
-    'input_benchmark_batches', 20, 'Batches timed through the input pipeline alone before '
-    'training, reported next to training throughput (0: skip).')
+    'input_benchmark_batches',
+    20,
+    'Batches timed through the input pipeline alone before '
+    'training, reported next to training throughput (0: skip).',
+)
 _STRATEGY = flags.DEFINE_enum(
-    'strategy', 'auto', ['auto', 'mirrored', 'multi_worker', 'one_device'],
+    'strategy',
+    'auto',
+    ['auto', 'mirrored', 'multi_worker', 'one_device'],
     'auto/mirrored: MirroredStrategy over the visible GPUs, or over the (logical) CPUs when '
     'there is none; multi_worker: MultiWorkerMirroredStrategy from TF_CONFIG (run the same '
-    'command on every host; the chief writes the model folder); one_device: one device.')
+    'command on every host; the chief writes the model folder); one_device: one device.',
+)
 _PRECISION = flags.DEFINE_enum(
-    'precision', 'auto', ['auto', 'float32', 'mixed_float16', 'mixed_bfloat16'],
+    'precision',
+    'auto',
+    ['auto', 'float32', 'mixed_float16', 'mixed_bfloat16'],
     'Keras dtype policy; softmax, losses and outputs stay float32, the export is float32. '
     'auto = float32 on every device, because mixed_bfloat16 has not kept the validation loss '
     "within 1% of float32's; ask for mixed_bfloat16 for speed on GPUs. Speed and loss of "
-    'each policy, by machine: docs/benchmarks.md.')
+    'each policy, by machine: docs/benchmarks.md.',
+)
 _JIT_COMPILE = flags.DEFINE_bool(
-    'jit_compile', False, 'Compile the per-replica step with XLA. Whether that is faster depends '
-    'on the device: docs/benchmarks.md.')
+    'jit_compile',
+    False,
+    'Compile the per-replica step with XLA. Whether that is faster depends '
+    'on the device: docs/benchmarks.md.',
+)
 _PATIENCE = flags.DEFINE_integer(
-    'patience', 0, 'Stop after this many epochs without a better validation loss (0: never); '
-    'the export always holds the best epoch. Needs --validation=records.')
+    'patience',
+    0,
+    'Stop after this many epochs without a better validation loss (0: never); '
+    'the export always holds the best epoch. Needs --validation=records.',
+)
 _REDUCE_LR_PATIENCE = flags.DEFINE_integer(
-    'reduce_lr_patience', 0, 'Halve the learning rate after this many epochs without a better '
-    'validation loss (0: never). Needs --validation=records.')
+    'reduce_lr_patience',
+    0,
+    'Halve the learning rate after this many epochs without a better '
+    'validation loss (0: never). Needs --validation=records.',
+)
 _VALIDATION = flags.DEFINE_enum(
-    'validation', 'records', ['records', 'none'],
+    'validation',
+    'records',
+    ['records', 'none'],
     "records: after every epoch, compute the loss on the records' valid split and export the "
     "epoch with the lowest; none: no validation (for records without a valid split), the "
-    "export holds the last epoch's weights.")
+    "export holds the last epoch's weights.",
+)
 _CPU_REPLICAS = flags.DEFINE_integer(
-    'cpu_replicas', 1, 'With no GPU: split the CPU into this many logical devices and run one '
-    'replica on each (for testing data parallelism without GPUs).')
+    'cpu_replicas',
+    1,
+    'With no GPU: split the CPU into this many logical devices and run one '
+    'replica on each (for testing data parallelism without GPUs).',
+)
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed for weights, shuffling and augmentation.')
 _OVERWRITE = flags.DEFINE_bool(
-    'overwrite', False, 'Allow a model_dir that holds a run of a different architecture.')
+    'overwrite', False, 'Allow a model_dir that holds a run of a different architecture.'
+)
 _DRY_RUN = flags.DEFINE_bool(
-    'dry_run', False, 'Build the model, print its summary and parameter count, check the '
-    'records, and exit without training.')
+    'dry_run',
+    False,
+    'Build the model, print its summary and parameter count, check the '
+    'records, and exit without training.',
+)
 
 
 def _check_model_dir(config, overwrite: bool) -> None:
     """Refuses a model folder that holds a run of another architecture (unless overwrite)."""
     from bpnet_tfx import trainer
+
     path = os.path.join(config.model_dir, 'train_config.json')
     if not os.path.exists(path):
         return
@@ -118,8 +173,10 @@ def _check_model_dir(config, overwrite: bool) -> None:
     if previous == config.model.to_dict():
         return
     if not overwrite:
-        raise trainer.TrainError(f'{config.model_dir} holds a run of another architecture '
-                                 f'({path}); use a new --model_dir or pass --overwrite')
+        raise trainer.TrainError(
+            f'{config.model_dir} holds a run of another architecture '
+            f'({path}); use a new --model_dir or pass --overwrite'
+        )
     # Its checkpoints cannot be resumed into this architecture: start afresh.
     shutil.rmtree(os.path.join(config.model_dir, 'checkpoints'), ignore_errors=True)
 
@@ -128,6 +185,7 @@ def config_from_flags(info):
     """Turns flag values into a validated TrainConfig; the records fix the shapes."""
     from bpnet_tfx import model as model_lib
     from bpnet_tfx import trainer
+
     for name, value in (('epochs', _EPOCHS.value), ('batch_size', _BATCH_SIZE.value)):
         if value < 1:
             raise trainer.TrainError(f'--{name} must be >= 1, got {value}')
@@ -135,86 +193,126 @@ def config_from_flags(info):
         raise trainer.TrainError(f'--learning_rate must be > 0, got {_LEARNING_RATE.value}')
     try:
         model_config = model_lib.ModelConfig(
-            sequence_length=info.sequence_length, output_length=info.output_length,
-            profile_loss=_PROFILE_LOSS.value, num_channels=4, num_tasks=info.num_tasks,
-            num_strands=info.num_strands, filters=_FILTERS.value,
+            sequence_length=info.sequence_length,
+            output_length=info.output_length,
+            profile_loss=_PROFILE_LOSS.value,
+            num_channels=4,
+            num_tasks=info.num_tasks,
+            num_strands=info.num_strands,
+            filters=_FILTERS.value,
             stem_kernel_size=_STEM_KERNEL_SIZE.value,
             num_dilated_layers=_NUM_DILATED_LAYERS.value,
-            profile_kernel_size=_PROFILE_KERNEL_SIZE.value, use_control=info.has_control)
+            profile_kernel_size=_PROFILE_KERNEL_SIZE.value,
+            use_control=info.has_control,
+        )
     except ValueError as e:
         raise trainer.TrainError(str(e)) from None
     return trainer.TrainConfig(
-        records_dir=_RECORDS_DIR.value, model_dir=_MODEL_DIR.value,
+        records_dir=_RECORDS_DIR.value,
+        model_dir=_MODEL_DIR.value,
         export_dir=_EXPORT_DIR.value or os.path.join(_MODEL_DIR.value, 'export'),
-        model=model_config, epochs=_EPOCHS.value, batch_size=_BATCH_SIZE.value,
+        model=model_config,
+        epochs=_EPOCHS.value,
+        batch_size=_BATCH_SIZE.value,
         learning_rate=_LEARNING_RATE.value,
         counts_loss_weight=trainer.resolve_counts_loss_weight(_COUNTS_LOSS_WEIGHT.value, info),
-        shuffle_buffer=_SHUFFLE_BUFFER.value, reverse_complement=_REVERSE_COMPLEMENT.value,
-        jitter=_JITTER.value, cache=_CACHE.value, skip_corrupt_records=_SKIP_CORRUPT.value,
+        shuffle_buffer=_SHUFFLE_BUFFER.value,
+        reverse_complement=_REVERSE_COMPLEMENT.value,
+        jitter=_JITTER.value,
+        cache=_CACHE.value,
+        skip_corrupt_records=_SKIP_CORRUPT.value,
         steps_per_epoch=_STEPS_PER_EPOCH.value,
         checkpoint_every_steps=_CHECKPOINT_EVERY.value,
-        input_benchmark_batches=_INPUT_BENCHMARK_BATCHES.value, strategy=_STRATEGY.value,
-        precision=_PRECISION.value, jit_compile=_JIT_COMPILE.value, patience=_PATIENCE.value,
-        reduce_lr_patience=_REDUCE_LR_PATIENCE.value, cpu_replicas=_CPU_REPLICAS.value,
-        seed=_SEED.value, validation=_VALIDATION.value)
+        input_benchmark_batches=_INPUT_BENCHMARK_BATCHES.value,
+        strategy=_STRATEGY.value,
+        precision=_PRECISION.value,
+        jit_compile=_JIT_COMPILE.value,
+        patience=_PATIENCE.value,
+        reduce_lr_patience=_REDUCE_LR_PATIENCE.value,
+        cpu_replicas=_CPU_REPLICAS.value,
+        seed=_SEED.value,
+        validation=_VALIDATION.value,
+    )
 
 
 def _dry_run(config, info, strategy) -> None:
     """Prints the model summary, the window length after every block and the first batch."""
     from bpnet_tfx import data
     from bpnet_tfx import model as model_lib
+
     with strategy.scope():
         model = model_lib.build_bpnet(config.model)
     model.summary(print_fn=lambda line, **_: print(line))
-    batch = next(iter(data.make_dataset(config.records_dir, info, 'train',
-                                        batch_size=config.batch_size, training=True,
-                                        shuffle_buffer=1)))
+    batch = next(
+        iter(
+            data.make_dataset(
+                config.records_dir,
+                info,
+                'train',
+                batch_size=config.batch_size,
+                training=True,
+                shuffle_buffer=1,
+            )
+        )
+    )
     lengths = config.model.crop_arithmetic()
     print('window lengths (bp): ' + ' -> '.join(f'{k} {v}' for k, v in lengths.items()))
     counts = info.split_counts
-    print(f'parameters: {model.count_params():,}; receptive field: '
-          f'{config.model.receptive_field} bp; input {config.model.sequence_length} bp -> '
-          f'output {config.model.output_length} bp '
-          f'({"valid" if config.model.valid_padding else "same"} padding, profile loss '
-          f'{config.model.profile_loss}); records: train {counts.get("train", 0)}, valid '
-          f'{counts.get("valid", 0)}'
-          + (f' (background: {dict(info.background_counts)})' if info.has_background else '')
-          + f'; first batch one_hot {tuple(batch["one_hot"].shape)}, profile '
-          f'{tuple(batch["profile"].shape)}; replicas: {strategy.num_replicas_in_sync}')
+    print(
+        f'parameters: {model.count_params():,}; receptive field: '
+        f'{config.model.receptive_field} bp; input {config.model.sequence_length} bp -> '
+        f'output {config.model.output_length} bp '
+        f'({"valid" if config.model.valid_padding else "same"} padding, profile loss '
+        f'{config.model.profile_loss}); records: train {counts.get("train", 0)}, valid '
+        f'{counts.get("valid", 0)}'
+        + (f' (background: {dict(info.background_counts)})' if info.has_background else '')
+        + f'; first batch one_hot {tuple(batch["one_hot"].shape)}, profile '
+        f'{tuple(batch["profile"].shape)}; replicas: {strategy.num_replicas_in_sync}'
+    )
 
 
 def _epoch_line(epoch, epochs, row, seconds) -> str:
-    line = (f'epoch {epoch}/{epochs}: loss {row["loss"]:.2f} (profile '
-            f'{row["profile_nll"]:.2f}, counts {row["log_counts_mse"]:.3f})')
+    line = (
+        f'epoch {epoch}/{epochs}: loss {row["loss"]:.2f} (profile '
+        f'{row["profile_nll"]:.2f}, counts {row["log_counts_mse"]:.3f})'
+    )
     if 'val_loss' in row:
-        line += (f' | val loss {row["val_loss"]:.2f} (profile {row["val_profile_nll"]:.2f}, '
-                 f'counts {row["val_log_counts_mse"]:.3f})')
+        line += (
+            f' | val loss {row["val_loss"]:.2f} (profile {row["val_profile_nll"]:.2f}, '
+            f'counts {row["val_log_counts_mse"]:.3f})'
+        )
     return line + f' | {row["examples_per_second"]:.0f} ex/s, {seconds:.0f} s'
 
 
-def _start_line(records, valid_records, steps_per_epoch, batch_size, replicas,
-                input_examples_per_second) -> str:
-    line = (f'train: {records} training records, {steps_per_epoch} steps/epoch of '
-            f'{batch_size} over {replicas} replica(s); ')
-    line += (f'validating on {valid_records}' if valid_records is not None
-             else 'no validation')
+def _start_line(
+    records, valid_records, steps_per_epoch, batch_size, replicas, input_examples_per_second
+) -> str:
+    line = (
+        f'train: {records} training records, {steps_per_epoch} steps/epoch of '
+        f'{batch_size} over {replicas} replica(s); '
+    )
+    line += f'validating on {valid_records}' if valid_records is not None else 'no validation'
     if math.isfinite(input_examples_per_second):
         line += f'; input pipeline alone: {input_examples_per_second:.0f} examples/s'
     return line
 
 
 _PROGRESS = {
-    'skipped_shard': lambda path, records, message:
-        f'train: skipping the rest of {path} after {records} records: {message}',
-    'resume': lambda checkpoint, epoch, step:
-        f'train: resuming from {checkpoint} (epoch {epoch}, step {step})',
+    'skipped_shard': lambda path, records, message: (
+        f'train: skipping the rest of {path} after {records} records: {message}'
+    ),
+    'resume': lambda checkpoint, epoch, step: (
+        f'train: resuming from {checkpoint} (epoch {epoch}, step {step})'
+    ),
     'start': _start_line,
-    'learning_rate': lambda stale, learning_rate:
-        f'train: no improvement for {stale} epochs: learning rate -> {learning_rate:g}',
+    'learning_rate': lambda stale, learning_rate: (
+        f'train: no improvement for {stale} epochs: learning rate -> {learning_rate:g}'
+    ),
     'epoch': _epoch_line,
-    'early_stop': lambda epoch, monitor, stale, best_epoch:
+    'early_stop': lambda epoch, monitor, stale, best_epoch: (
         f'train: early stop after epoch {epoch}: no improvement of {monitor} for {stale} '
-        f'epochs (best: epoch {best_epoch})',
+        f'epochs (best: epoch {best_epoch})'
+    ),
 }
 
 
@@ -226,18 +324,24 @@ def _print_progress(event: str, **values) -> None:
 def _summary_line(summary) -> str:
     if summary['validation'] == 'none':
         final = summary['final'] or {}
-        result = (f"{summary['note']} (loss {final.get('loss', float('nan')):.2f}; profile "
-                  f"NLL {final.get('profile_nll', float('nan')):.2f})")
+        result = (
+            f"{summary['note']} (loss {final.get('loss', float('nan')):.2f}; profile "
+            f"NLL {final.get('profile_nll', float('nan')):.2f})"
+        )
     else:
         best = summary['best'] or {}
-        result = (f"best epoch {summary['best_epoch']} (val_loss "
-                  f"{best.get('val_loss', float('nan')):.2f}; profile NLL "
-                  f"{best.get('val_profile_nll', float('nan')):.2f})")
-    return (f"train: {summary['epochs']} epochs, {result}, "
-            f"{summary['examples_per_second']:.0f} examples/s training, "
-            f"{summary['input_examples_per_second']:.0f} examples/s input pipeline alone, on "
-            f"{summary['replicas']} replica(s), {summary['wall_seconds']:.0f} s -> "
-            f"{summary['export_dir']}")
+        result = (
+            f"best epoch {summary['best_epoch']} (val_loss "
+            f"{best.get('val_loss', float('nan')):.2f}; profile NLL "
+            f"{best.get('val_profile_nll', float('nan')):.2f})"
+        )
+    return (
+        f"train: {summary['epochs']} epochs, {result}, "
+        f"{summary['examples_per_second']:.0f} examples/s training, "
+        f"{summary['input_examples_per_second']:.0f} examples/s input pipeline alone, on "
+        f"{summary['replicas']} replica(s), {summary['wall_seconds']:.0f} s -> "
+        f"{summary['export_dir']}"
+    )
 
 
 def main(argv):
@@ -247,6 +351,7 @@ def main(argv):
     # multi-worker strategy must exist before any TensorFlow op runs.
     with cli.native_stderr_hidden():
         from bpnet_tfx import devices, schema, trainer
+
         devices.configure_cpu_replicas(_CPU_REPLICAS.value)
         info = schema.RecordsInfo.load(_RECORDS_DIR.value)
         config = config_from_flags(info)
@@ -264,8 +369,10 @@ def main(argv):
             f.write('\n')
         summary = trainer.train(config, info, strategy=strategy, progress=_print_progress)
     if not summary.get('chief', True):
-        print(f"train: worker done after {summary['epochs']} epochs (the chief writes the "
-              'model folder)')
+        print(
+            f"train: worker done after {summary['epochs']} epochs (the chief writes the "
+            'model folder)'
+        )
         return
     print(_summary_line(summary))
 

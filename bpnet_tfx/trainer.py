@@ -29,8 +29,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from bpnet_tfx import augment, checkpointing, data, devices, epochs, export, history
-from bpnet_tfx import losses, schema
+from bpnet_tfx import augment, checkpointing, data, devices, epochs, export, history, losses, schema
 from bpnet_tfx import model as model_lib
 from bpnet_tfx.errors import BpnetError
 
@@ -86,14 +85,17 @@ def resolve_counts_loss_weight(value: str, info: schema.RecordsInfo) -> tuple[fl
     """
     if value == 'auto':
         if len(info.median_total_counts) != info.num_tasks:
-            raise TrainError("--counts_loss_weight=auto needs median_total_counts per task in "
-                             "the records' metadata.json; remake the records or give a number")
+            raise TrainError(
+                "--counts_loss_weight=auto needs median_total_counts per task in "
+                "the records' metadata.json; remake the records or give a number"
+            )
         return tuple(float(m) / 10.0 for m in info.median_total_counts)
     try:
         weight = float(value)
     except ValueError:
-        raise TrainError(f"--counts_loss_weight must be a number or 'auto', got {value!r}") \
-            from None
+        raise TrainError(
+            f"--counts_loss_weight must be a number or 'auto', got {value!r}"
+        ) from None
     if not math.isfinite(weight) or weight < 0:
         raise TrainError(f'--counts_loss_weight must be finite and >= 0, got {value}')
     return (weight,) * info.num_tasks
@@ -115,11 +117,12 @@ def _targets(profile: tf.Tensor, num_tasks: int) -> tuple[tf.Tensor, tf.Tensor]:
 
 def check_model_fits_records(config: model_lib.ModelConfig, info: schema.RecordsInfo) -> None:
     """Raises TrainError unless the model's input and output lengths are the records'."""
-    if (config.sequence_length, config.output_length) != (info.sequence_length,
-                                                          info.output_length):
-        raise TrainError(f'the model maps {config.sequence_length} -> {config.output_length} '
-                         f'bp but the records hold {info.sequence_length}-bp sequences and '
-                         f'{info.output_length}-bp counts')
+    if (config.sequence_length, config.output_length) != (info.sequence_length, info.output_length):
+        raise TrainError(
+            f'the model maps {config.sequence_length} -> {config.output_length} '
+            f'bp but the records hold {info.sequence_length}-bp sequences and '
+            f'{info.output_length}-bp counts'
+        )
 
 
 def _loss_function(model: keras.Model, config: TrainConfig, info: schema.RecordsInfo):
@@ -137,8 +140,9 @@ def _loss_function(model: keras.Model, config: TrainConfig, info: schema.Records
     def _losses(one_hot, profile, control, is_background, training):
         counts, log_counts = _targets(profile, num_tasks)
         if joint:  # One total over both strands: (batch[, tasks], 1).
-            log_counts = tf.math.log1p(tf.reduce_sum(tf.reduce_sum(counts, axis=1), axis=-1,
-                                                     keepdims=True))
+            log_counts = tf.math.log1p(
+                tf.reduce_sum(tf.reduce_sum(counts, axis=1), axis=-1, keepdims=True)
+            )
         inputs = tf.cast(one_hot, tf.float32)
         if use_control:
             inputs = {model_lib.INPUT_NAME: inputs, model_lib.CONTROL_INPUT_NAME: control}
@@ -147,14 +151,20 @@ def _loss_function(model: keras.Model, config: TrainConfig, info: schema.Records
         if num_tasks == 1:  # Give every tensor a task axis: (batch, [length,] tasks, strands).
             counts, logits = counts[:, :, None], logits[:, :, None]
             log_counts, pred_log_counts = log_counts[:, None], pred_log_counts[:, None]
-        nll = tf.stack([profile_nll(counts[:, :, t], logits[:, :, t])
-                        for t in range(num_tasks)], axis=1)  # (batch, tasks)
+        nll = tf.stack(
+            [profile_nll(counts[:, :, t], logits[:, :, t]) for t in range(num_tasks)], axis=1
+        )  # (batch, tasks)
         peak = tf.ones_like(nll[:, 0])
         if is_background is not None:  # Background trains the counts heads only.
             peak = 1.0 - tf.cast(is_background, tf.float32)
             nll = nll * peak[:, None]
-        mse = tf.stack([losses.log_counts_mse(log_counts[:, t], pred_log_counts[:, t])
-                        for t in range(num_tasks)], axis=1)
+        mse = tf.stack(
+            [
+                losses.log_counts_mse(log_counts[:, t], pred_log_counts[:, t])
+                for t in range(num_tasks)
+            ],
+            axis=1,
+        )
         per_example = tf.reduce_sum(nll + tf.constant(weights, tf.float32) * mse, axis=1)
         return nll, mse, per_example, peak
 
@@ -163,11 +173,13 @@ def _loss_function(model: keras.Model, config: TrainConfig, info: schema.Records
 
 def _step_sums(nll, mse, per_example, peak, tasks: tuple[str, ...]) -> dict[str, tf.Tensor]:
     """A step's sums over its batch (see make_step_functions)."""
-    out = {'loss': tf.reduce_sum(per_example),
-           'profile_nll': tf.reduce_sum(nll),
-           'log_counts_mse': tf.reduce_sum(tf.reduce_mean(mse, axis=1)),
-           'examples': tf.cast(tf.shape(nll)[0], tf.float32),
-           'peak_examples': tf.reduce_sum(peak)}
+    out = {
+        'loss': tf.reduce_sum(per_example),
+        'profile_nll': tf.reduce_sum(nll),
+        'log_counts_mse': tf.reduce_sum(tf.reduce_mean(mse, axis=1)),
+        'examples': tf.cast(tf.shape(nll)[0], tf.float32),
+        'peak_examples': tf.reduce_sum(peak),
+    }
     if len(tasks) > 1:
         for t, task in enumerate(tasks):
             out[f'profile_nll/{task}'] = tf.reduce_sum(nll[:, t])
@@ -175,9 +187,13 @@ def _step_sums(nll, mse, per_example, peak, tasks: tuple[str, ...]) -> dict[str,
     return out
 
 
-def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
-                        optimizer: keras.optimizers.Optimizer, config: TrainConfig,
-                        info: schema.RecordsInfo) -> tuple[Callable, Callable]:
+def make_step_functions(
+    strategy: tf.distribute.Strategy,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    config: TrainConfig,
+    info: schema.RecordsInfo,
+) -> tuple[Callable, Callable]:
     """Builds the distributed train and eval steps.
 
     Both return per-batch sums over the global batch: {'loss', 'profile_nll' (summed over
@@ -197,19 +213,26 @@ def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
 
     def _replica_train(batch, step):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        seed = tf.stack([tf.cast(step, tf.int64) + config.seed * 1_000_003,
-                         tf.cast(replica, tf.int64)])
+        seed = tf.stack(
+            [tf.cast(step, tf.int64) + config.seed * 1_000_003, tf.cast(replica, tf.int64)]
+        )
         augmented = augment.augment_batch(
-            batch['one_hot'], batch['profile'], sequence_length=length, max_jitter=margin,
-            seed=seed, jitter=config.jitter, reverse_complement=config.reverse_complement,
-            control=batch.get('control'))
+            batch['one_hot'],
+            batch['profile'],
+            sequence_length=length,
+            max_jitter=margin,
+            seed=seed,
+            jitter=config.jitter,
+            reverse_complement=config.reverse_complement,
+            control=batch.get('control'),
+        )
         one_hot, profile = augmented[:2]
         control = augmented[2] if len(augmented) > 2 else None
         with tf.GradientTape() as tape:
-            nll, mse, per_example, peak = _losses(one_hot, profile, control,
-                                                  batch.get('is_background'), True)
-            loss = tf.nn.compute_average_loss(per_example,
-                                              global_batch_size=config.batch_size)
+            nll, mse, per_example, peak = _losses(
+                one_hot, profile, control, batch.get('is_background'), True
+            )
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
             # float16 needs loss scaling (LossScaleOptimizer unscales); others pass through.
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, model.trainable_variables)
@@ -217,12 +240,22 @@ def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
         return _step_sums(nll, mse, per_example, peak, info.tasks)
 
     def _replica_eval(batch):
-        return _step_sums(*_losses(batch['one_hot'], batch['profile'], batch.get('control'),
-                                   batch.get('is_background'), False), info.tasks)
+        return _step_sums(
+            *_losses(
+                batch['one_hot'],
+                batch['profile'],
+                batch.get('control'),
+                batch.get('is_background'),
+                False,
+            ),
+            info.tasks,
+        )
 
     def _reduce(per_replica):
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                for k, v in per_replica.items()}
+        return {
+            k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in per_replica.items()
+        }
 
     replica_train, replica_eval = _replica_train, _replica_eval
     if config.jit_compile:  # XLA compiles the per-replica computation, not the input.
@@ -240,14 +273,23 @@ def make_step_functions(strategy: tf.distribute.Strategy, model: keras.Model,
     return train_step, eval_step
 
 
-def _dataset_fn(config: TrainConfig, info: schema.RecordsInfo, split: str, training: bool,
-                seed: int):
+def _dataset_fn(
+    config: TrainConfig, info: schema.RecordsInfo, split: str, training: bool, seed: int
+):
     def fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
         return data.make_dataset(
-            config.records_dir, info, split, training=training, seed=seed,
+            config.records_dir,
+            info,
+            split,
+            training=training,
+            seed=seed,
             batch_size=ctx.get_per_replica_batch_size(config.batch_size),
-            shuffle_buffer=config.shuffle_buffer, cache=config.cache and training,
-            skip_corrupt=config.skip_corrupt_records, input_context=ctx)
+            shuffle_buffer=config.shuffle_buffer,
+            cache=config.cache and training,
+            skip_corrupt=config.skip_corrupt_records,
+            input_context=ctx,
+        )
+
     return fn
 
 
@@ -256,18 +298,28 @@ def measure_input_pipeline(config: TrainConfig, info: schema.RecordsInfo) -> flo
     n = config.input_benchmark_batches
     if n <= 0:
         return float('nan')
-    ds = data.make_dataset(config.records_dir, info, 'train', batch_size=config.batch_size,
-                           training=True, seed=config.seed,
-                           shuffle_buffer=min(config.shuffle_buffer, 4 * config.batch_size),
-                           skip_corrupt=config.skip_corrupt_records)
+    ds = data.make_dataset(
+        config.records_dir,
+        info,
+        'train',
+        batch_size=config.batch_size,
+        training=True,
+        seed=config.seed,
+        shuffle_buffer=min(config.shuffle_buffer, 4 * config.batch_size),
+        skip_corrupt=config.skip_corrupt_records,
+    )
 
     @tf.function
     def _augment(batch, step):
-        return augment.augment_batch(batch['one_hot'], batch['profile'],
-                                     sequence_length=info.sequence_length,
-                                     max_jitter=info.max_jitter, seed=tf.stack([step, step]),
-                                     jitter=config.jitter,
-                                     reverse_complement=config.reverse_complement)
+        return augment.augment_batch(
+            batch['one_hot'],
+            batch['profile'],
+            sequence_length=info.sequence_length,
+            max_jitter=info.max_jitter,
+            seed=tf.stack([step, step]),
+            jitter=config.jitter,
+            reverse_complement=config.reverse_complement,
+        )
 
     it = iter(ds)
     _augment(next(it), tf.constant(0, tf.int64))  # warm-up: tracing, buffers
@@ -283,10 +335,13 @@ def _name_corrupt_shard(config: TrainConfig, split: str, error: Exception) -> Tr
     scan = data.scan_shards(data.list_shards(config.records_dir, split))
     if scan['corrupt']:
         path, n, message = scan['corrupt'][0]
-        return TrainError(f'{path}: corrupt or truncated shard (after {n} records: {message}); '
-                          'remake the records or pass --skip_corrupt_records')
-    return TrainError(f'{config.records_dir}: reading {split} records failed: '
-                      f'{str(error).splitlines()[0]}')
+        return TrainError(
+            f'{path}: corrupt or truncated shard (after {n} records: {message}); '
+            'remake the records or pass --skip_corrupt_records'
+        )
+    return TrainError(
+        f'{config.records_dir}: reading {split} records failed: {str(error).splitlines()[0]}'
+    )
 
 
 Progress = Callable[..., None]
@@ -303,8 +358,9 @@ def _ignore(event: str, **values: Any) -> None:
     del event, values
 
 
-def _check_readable(config: TrainConfig, info: schema.RecordsInfo, splits: tuple[str, ...],
-                    report: Progress) -> dict[str, int]:
+def _check_readable(
+    config: TrainConfig, info: schema.RecordsInfo, splits: tuple[str, ...], report: Progress
+) -> dict[str, int]:
     """With --skip_corrupt_records: counts unreadable records up front, per split."""
     skipped = {}
     for split in splits:
@@ -325,26 +381,32 @@ def check_run(config: TrainConfig, info: schema.RecordsInfo, replicas: int) -> b
       Whether the run validates (on the records' valid split) after every epoch.
     """
     if config.validation not in VALIDATIONS:
-        raise TrainError(f'--validation must be one of {", ".join(VALIDATIONS)}, got '
-                         f'{config.validation!r}')
+        raise TrainError(
+            f'--validation must be one of {", ".join(VALIDATIONS)}, got {config.validation!r}'
+        )
     if config.batch_size % replicas:
-        raise TrainError(f'--batch_size={config.batch_size} is not divisible by the '
-                         f'{replicas} replicas')
+        raise TrainError(
+            f'--batch_size={config.batch_size} is not divisible by the {replicas} replicas'
+        )
     check_model_fits_records(config.model, info)
     if info.split_counts.get('train', 0) == 0:
-        raise TrainError(f'{config.records_dir}: no training records (split_counts '
-                         f'{dict(info.split_counts)})')
+        raise TrainError(
+            f'{config.records_dir}: no training records (split_counts {dict(info.split_counts)})'
+        )
     if config.validation == 'none':
         for name in ('patience', 'reduce_lr_patience'):
             if getattr(config, name):
-                raise TrainError(f'--{name} needs a validation loss; it cannot be used with '
-                                 '--validation=none')
+                raise TrainError(
+                    f'--{name} needs a validation loss; it cannot be used with --validation=none'
+                )
         return False
     if info.split_counts.get('valid', 0) == 0:
-        raise TrainError(f'{config.records_dir}: no validation records (split_counts '
-                         f'{dict(info.split_counts)}); remake the records with a validation '
-                         'split (make_records --valid_chroms) or pass --validation=none to '
-                         "export the last epoch's weights")
+        raise TrainError(
+            f'{config.records_dir}: no validation records (split_counts '
+            f'{dict(info.split_counts)}); remake the records with a validation '
+            'split (make_records --valid_chroms) or pass --validation=none to '
+            "export the last epoch's weights"
+        )
     return True
 
 
@@ -353,14 +415,20 @@ def _policy(config: TrainConfig) -> str:
     policy = keras.mixed_precision.global_policy().name
     wanted = devices.resolve_precision(config.precision)
     if policy != wanted:
-        raise TrainError(f'config.precision is {config.precision!r} but the Keras dtype policy '
-                         f'is {policy!r}: train under devices.dtype_policy({wanted!r})')
+        raise TrainError(
+            f'config.precision is {config.precision!r} but the Keras dtype policy '
+            f'is {policy!r}: train under devices.dtype_policy({wanted!r})'
+        )
     return policy
 
 
-def train(config: TrainConfig, info: schema.RecordsInfo, *,
-          strategy: tf.distribute.Strategy | None = None,
-          progress: Progress | None = None) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    info: schema.RecordsInfo,
+    *,
+    strategy: tf.distribute.Strategy | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Trains (resuming from the model folder's last checkpoint) and exports the model.
 
     The export holds the best epoch's weights (lowest validation loss), or with
@@ -388,57 +456,90 @@ def train(config: TrainConfig, info: schema.RecordsInfo, *,
     report = (progress or _ignore) if is_chief else _ignore
     model, optimizer, ckpt = _build(config, strategy, precision, is_chief)
     splits = ('train', 'valid') if validate else ('train',)
-    skipped = (_check_readable(config, info, splits, report) if config.skip_corrupt_records
-               else {})
+    skipped = _check_readable(config, info, splits, report) if config.skip_corrupt_records else {}
     latest = ckpt.restore()
     if latest:
         report('resume', checkpoint=latest, epoch=ckpt.epochs_done, step=ckpt.steps_done)
     steps_per_epoch = config.steps_per_epoch or math.ceil(
-        info.split_counts['train'] / config.batch_size)
+        info.split_counts['train'] / config.batch_size
+    )
     input_rate = measure_input_pipeline(config, info)
     train_step, eval_step = make_step_functions(strategy, model, optimizer, config, info)
     # One iterator for the whole run: the shuffle buffer fills once, and the training set
     # repeats with a new order each pass. Its seed includes the epoch the run starts at, so
     # a resumed run does not replay the first epoch's order.
-    iterator = iter(strategy.distribute_datasets_from_function(
-        _dataset_fn(config, info, 'train', True, config.seed + ckpt.epochs_done)))
+    iterator = iter(
+        strategy.distribute_datasets_from_function(
+            _dataset_fn(config, info, 'train', True, config.seed + ckpt.epochs_done)
+        )
+    )
     runner = epochs.EpochRunner(
-        train_step, iterator, ckpt, steps_per_epoch=steps_per_epoch,
-        checkpoint_every_steps=config.checkpoint_every_steps, input_rate=input_rate,
+        train_step,
+        iterator,
+        ckpt,
+        steps_per_epoch=steps_per_epoch,
+        checkpoint_every_steps=config.checkpoint_every_steps,
+        input_rate=input_rate,
         evaluate=(lambda: _evaluate(strategy, eval_step, config, info)) if validate else None,
-        data_error=lambda e: _name_corrupt_shard(config, 'train', e))
-    logging.info('strategy %s over %s, dtype policy %s', type(strategy).__name__,
-                 devices.strategy_devices(strategy), precision)
-    report('start', records=info.split_counts['train'],
-           valid_records=info.split_counts['valid'] if validate else None,
-           steps_per_epoch=steps_per_epoch, batch_size=config.batch_size,
-           replicas=strategy.num_replicas_in_sync, input_examples_per_second=input_rate)
+        data_error=lambda e: _name_corrupt_shard(config, 'train', e),
+    )
+    logging.info(
+        'strategy %s over %s, dtype policy %s',
+        type(strategy).__name__,
+        devices.strategy_devices(strategy),
+        precision,
+    )
+    report(
+        'start',
+        records=info.split_counts['train'],
+        valid_records=info.split_counts['valid'] if validate else None,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=config.batch_size,
+        replicas=strategy.num_replicas_in_sync,
+        input_examples_per_second=input_rate,
+    )
     start = time.perf_counter()
     rows = epochs.train_epochs(
-        runner, ckpt, optimizer, epochs=config.epochs, patience=config.patience,
-        reduce_lr_patience=config.reduce_lr_patience, report=report,
-        writer=history.History(config.model_dir) if is_chief else None)
+        runner,
+        ckpt,
+        optimizer,
+        epochs=config.epochs,
+        patience=config.patience,
+        reduce_lr_patience=config.reduce_lr_patience,
+        report=report,
+        writer=history.History(config.model_dir) if is_chief else None,
+    )
     if not is_chief:
         ckpt.close()
-        return {'chief': False, 'epochs': ckpt.epochs_done, 'final': rows[-1] if rows
-                else None, 'replicas': strategy.num_replicas_in_sync}
+        return {
+            'chief': False,
+            'epochs': ckpt.epochs_done,
+            'final': rows[-1] if rows else None,
+            'replicas': strategy.num_replicas_in_sync,
+        }
     export_path = _export(model, ckpt if validate else None, config, info)
-    summary = {**_summary(runner, ckpt, rows, validate), 'chief': True,
-               'skipped_corrupt_records': skipped, 'wall_seconds': time.perf_counter() - start,
-               'replicas': strategy.num_replicas_in_sync,
-               'devices': devices.strategy_devices(strategy),
-               'strategy': type(strategy).__name__, 'precision': precision,
-               'parameters': model.count_params(), 'export_dir': export_path,
-               'config': config.to_dict()}
+    summary = {
+        **_summary(runner, ckpt, rows, validate),
+        'chief': True,
+        'skipped_corrupt_records': skipped,
+        'wall_seconds': time.perf_counter() - start,
+        'replicas': strategy.num_replicas_in_sync,
+        'devices': devices.strategy_devices(strategy),
+        'strategy': type(strategy).__name__,
+        'precision': precision,
+        'parameters': model.count_params(),
+        'export_dir': export_path,
+        'config': config.to_dict(),
+    }
     with open(os.path.join(config.model_dir, 'train_summary.json'), 'w') as f:
         json.dump(summary, f, indent=2, sort_keys=True)
         f.write('\n')
     return summary
 
 
-def _build(config: TrainConfig, strategy: tf.distribute.Strategy, precision: str,
-           is_chief: bool) -> tuple[keras.Model, keras.optimizers.Optimizer,
-                                    checkpointing.Checkpointer]:
+def _build(
+    config: TrainConfig, strategy: tf.distribute.Strategy, precision: str, is_chief: bool
+) -> tuple[keras.Model, keras.optimizers.Optimizer, checkpointing.Checkpointer]:
     """The model, its optimizer and their checkpointer, in the strategy's scope."""
     with strategy.scope():
         model = model_lib.build_bpnet(config.model)
@@ -447,13 +548,21 @@ def _build(config: TrainConfig, strategy: tf.distribute.Strategy, precision: str
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
         ckpt = checkpointing.Checkpointer(
-            config.model_dir, model, optimizer, chief=is_chief,
-            task_id=0 if is_chief else strategy.cluster_resolver.task_id)
+            config.model_dir,
+            model,
+            optimizer,
+            chief=is_chief,
+            task_id=0 if is_chief else strategy.cluster_resolver.task_id,
+        )
     return model, optimizer, ckpt
 
 
-def _export(model: keras.Model, best: checkpointing.Checkpointer | None, config: TrainConfig,
-            info: schema.RecordsInfo) -> str:
+def _export(
+    model: keras.Model,
+    best: checkpointing.Checkpointer | None,
+    config: TrainConfig,
+    info: schema.RecordsInfo,
+) -> str:
     """Exports the best epoch's weights (`best`), or the model's as they are (None).
 
     Serves in float32 whatever the training precision: same weights, full-precision math.
@@ -466,29 +575,49 @@ def _export(model: keras.Model, best: checkpointing.Checkpointer | None, config:
     return export.export_saved_model(serving_model, info, config.model, config.export_dir)
 
 
-def _summary(runner: epochs.EpochRunner, ckpt: checkpointing.Checkpointer,
-             rows: list[dict[str, float]], validate: bool) -> dict[str, Any]:
+def _summary(
+    runner: epochs.EpochRunner,
+    ckpt: checkpointing.Checkpointer,
+    rows: list[dict[str, float]],
+    validate: bool,
+) -> dict[str, Any]:
     """The summary's training part: epochs, which weights were exported, throughput."""
     if validate:
-        exported = {'monitor': 'val_loss', 'best_epoch': ckpt.best['epoch'],
-                    'best': ckpt.best.get('row'), 'exported': 'best_epoch'}
+        exported = {
+            'monitor': 'val_loss',
+            'best_epoch': ckpt.best['epoch'],
+            'best': ckpt.best.get('row'),
+            'exported': 'best_epoch',
+        }
     else:
-        exported = {'monitor': None, 'best_epoch': None, 'best': None,
-                    'exported': 'last_epoch',
-                    'note': "no validation: exported the last epoch's weights"}
-    return {**exported, 'validation': 'records' if validate else 'none',
-            'epochs': ckpt.epochs_done, 'epochs_this_run': len(rows),
-            'final': rows[-1] if rows else None, 'examples_seen': runner.train_examples,
-            'examples_per_second': runner.timed_examples / max(runner.train_seconds, 1e-9),
-            'input_examples_per_second': runner.input_rate,
-            'stopped_early': ckpt.stopped_early, 'tensorflow': tf.__version__,
-            'keras': keras.__version__}
+        exported = {
+            'monitor': None,
+            'best_epoch': None,
+            'best': None,
+            'exported': 'last_epoch',
+            'note': "no validation: exported the last epoch's weights",
+        }
+    return {
+        **exported,
+        'validation': 'records' if validate else 'none',
+        'epochs': ckpt.epochs_done,
+        'epochs_this_run': len(rows),
+        'final': rows[-1] if rows else None,
+        'examples_seen': runner.train_examples,
+        'examples_per_second': runner.timed_examples / max(runner.train_seconds, 1e-9),
+        'input_examples_per_second': runner.input_rate,
+        'stopped_early': ckpt.stopped_early,
+        'tensorflow': tf.__version__,
+        'keras': keras.__version__,
+    }
 
 
-def _evaluate(strategy, eval_step, config: TrainConfig,
-              info: schema.RecordsInfo) -> dict[str, float]:
+def _evaluate(
+    strategy, eval_step, config: TrainConfig, info: schema.RecordsInfo
+) -> dict[str, float]:
     valid = strategy.distribute_datasets_from_function(
-        _dataset_fn(config, info, 'valid', False, config.seed))
+        _dataset_fn(config, info, 'valid', False, config.seed)
+    )
     sums = collections.defaultdict(float)
     try:
         for batch in valid:

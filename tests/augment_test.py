@@ -2,9 +2,9 @@
 
 import numpy as np
 import tensorflow as tf
+from conftest import MINUS_OFFSET, MOTIF, PLUS_OFFSET, synthetic_window
 
 from bpnet_tfx import augment, sequence
-from conftest import MINUS_OFFSET, MOTIF, PLUS_OFFSET, synthetic_window
 
 
 def _batch(n, stored_length, seed=0):
@@ -31,8 +31,9 @@ def test_reverse_complement_applied_about_half_the_time():
     rng = np.random.default_rng(0)
     one_hot = rng.integers(0, 2, (4000, 16, 4)).astype(np.uint8)
     profile = rng.poisson(1.0, (4000, 16, 1, 2)).astype(np.float32)
-    out_seq, out_prof = augment.random_reverse_complement(tf.constant(one_hot),
-                                                          tf.constant(profile), seed=tf.constant([1, 0]))
+    out_seq, out_prof = augment.random_reverse_complement(
+        tf.constant(one_hot), tf.constant(profile), seed=tf.constant([1, 0])
+    )
     rc_seq, rc_prof = sequence.reverse_complement(one_hot, profile)
     flipped = np.all(out_seq.numpy() == rc_seq, axis=(1, 2))
     kept = np.all(out_seq.numpy() == one_hot, axis=(1, 2))
@@ -45,13 +46,18 @@ def test_reverse_complement_applied_about_half_the_time():
 
 def test_jitter_shifts_uniformly_within_margin():
     length, margin, n = 20, 5, 3000
-    positions = np.broadcast_to(np.arange(length + 2 * margin, dtype=np.float32),
-                                (n, length + 2 * margin))
+    positions = np.broadcast_to(
+        np.arange(length + 2 * margin, dtype=np.float32), (n, length + 2 * margin)
+    )
     one_hot = np.zeros((n, length + 2 * margin, 4), np.uint8)
     profile = positions[:, :, None, None].repeat(2, axis=3)
-    _, out = augment.random_jitter(tf.constant(one_hot), tf.constant(profile),
-                                   sequence_length=length, max_jitter=margin,
-                                   seed=tf.constant([3, 0]))
+    _, out = augment.random_jitter(
+        tf.constant(one_hot),
+        tf.constant(profile),
+        sequence_length=length,
+        max_jitter=margin,
+        seed=tf.constant([3, 0]),
+    )
     shifts = out.numpy()[:, 0, 0, 0] - margin
     assert out.shape == (n, length, 1, 2)
     assert set(np.unique(shifts)) == set(range(-margin, margin + 1))
@@ -63,9 +69,13 @@ def test_jitter_shifts_uniformly_within_margin():
 def test_footprint_moves_with_motif_under_jitter_and_reverse_complement():
     length, margin = 80, 12
     one_hot, profile = _batch(64, length + 2 * margin)
-    seq, prof = augment.augment_batch(tf.constant(one_hot), tf.constant(profile),
-                                      sequence_length=length, max_jitter=margin,
-                                      seed=tf.constant([5, 6]))
+    seq, prof = augment.augment_batch(
+        tf.constant(one_hot),
+        tf.constant(profile),
+        sequence_length=length,
+        max_jitter=margin,
+        seed=tf.constant([5, 6]),
+    )
     seq, prof = seq.numpy(), prof.numpy()
     orientations = set()
     for i in range(len(seq)):
@@ -79,18 +89,26 @@ def test_footprint_moves_with_motif_under_jitter_and_reverse_complement():
 
 def test_center_crop_takes_the_middle():
     one_hot, profile = _batch(2, 30)
-    s, p = augment.center_crop(tf.constant(one_hot), tf.constant(profile), sequence_length=20,
-                               max_jitter=5)
+    s, p = augment.center_crop(
+        tf.constant(one_hot), tf.constant(profile), sequence_length=20, max_jitter=5
+    )
     np.testing.assert_array_equal(s.numpy(), one_hot[:, 5:25])
     np.testing.assert_array_equal(p.numpy(), profile[:, 5:25])
 
 
 def test_draws_differ_by_seed_and_repeat_for_the_same_seed():
     one_hot, profile = _batch(64, 40)
+
     def run(seed):
-        s, _ = augment.augment_batch(tf.constant(one_hot), tf.constant(profile),
-                                     sequence_length=30, max_jitter=5, seed=tf.constant(seed))
+        s, _ = augment.augment_batch(
+            tf.constant(one_hot),
+            tf.constant(profile),
+            sequence_length=30,
+            max_jitter=5,
+            seed=tf.constant(seed),
+        )
         return s.numpy()
+
     np.testing.assert_array_equal(run([1, 0]), run([1, 0]))
     assert not np.array_equal(run([1, 0]), run([1, 1]))  # e.g. another replica
     assert not np.array_equal(run([1, 0]), run([2, 0]))  # the next step
@@ -108,9 +126,13 @@ def test_narrower_counts_window_stays_aligned_under_jitter_and_reverse_complemen
     marks = rng.integers(16, 34, n)
     one_hot[np.arange(n), marks, 0] = 1
     profile[np.arange(n), marks - 10, 0, 0] = 1
-    seq, counts = augment.augment_batch(tf.constant(one_hot), tf.constant(profile),
-                                        sequence_length=length, max_jitter=margin,
-                                        seed=tf.constant([3, 4]))
+    seq, counts = augment.augment_batch(
+        tf.constant(one_hot),
+        tf.constant(profile),
+        sequence_length=length,
+        max_jitter=margin,
+        seed=tf.constant([3, 4]),
+    )
     seq, counts = seq.numpy(), counts.numpy()
     assert seq.shape == (n, length, 4) and counts.shape == (n, out_len, 1, 2)
     flipped = 0
@@ -119,12 +141,13 @@ def test_narrower_counts_window_stays_aligned_under_jitter_and_reverse_complemen
         count_pos = np.argwhere(counts[i, :, 0] > 0)
         if len(count_pos) == 0:  # the mark was shifted out of the 20-bp window
             continue
-        (pos, strand), = count_pos
+        ((pos, strand),) = count_pos
         forward = seq[i, base_pos[0], 0] == 1  # still an A: not flipped
         flipped += not forward
         assert strand == (0 if forward else 1)
         assert base_pos[0] - pos == 10
     assert 10 < flipped < 54
-    centre = augment.center_crop(tf.constant(one_hot), tf.constant(profile),
-                                 sequence_length=length, max_jitter=margin)
+    centre = augment.center_crop(
+        tf.constant(one_hot), tf.constant(profile), sequence_length=length, max_jitter=margin
+    )
     assert centre[0].shape == (n, length, 4) and centre[1].shape == (n, out_len, 1, 2)

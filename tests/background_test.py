@@ -7,16 +7,18 @@ import pyfaidx
 import pytest
 import scipy.stats
 
-from beam_jobs import background
-from beam_jobs import planning
-from beam_jobs import regions
+from beam_jobs import background, planning, regions
 from beam_jobs.regions import Region
 
 
 def _fasta(tmp_path, seqs: dict[str, str]) -> pyfaidx.Fasta:
     path = tmp_path / 'genome.fa'
-    path.write_text(''.join(f'>{c}\n' + '\n'.join(s[i:i + 60] for i in range(0, len(s), 60))
-                            + '\n' for c, s in seqs.items()))
+    path.write_text(
+        ''.join(
+            f'>{c}\n' + '\n'.join(s[i : i + 60] for i in range(0, len(s), 60)) + '\n'
+            for c, s in seqs.items()
+        )
+    )
     return pyfaidx.Fasta(str(path), as_raw=True)
 
 
@@ -54,14 +56,25 @@ def test_candidates_avoid_peaks_blacklist_n_and_chromosome_ends(tmp_path):
     # [100, 110): gaps [0, 40), [70, 100) and [110, 200) hold tiles at 0, 70, 110, 140, 170;
     # the tile at 140 holds 20 N of 30 bases.
     (cands,) = background.candidate_windows(
-        fasta, {'chr1': 200}, {'chr1': [(40, 70), (100, 110)]}, sequence_length=20,
-        max_jitter=5, max_n_fraction=0.1, chunk_bp=64)
+        fasta,
+        {'chr1': 200},
+        {'chr1': [(40, 70), (100, 110)]},
+        sequence_length=20,
+        max_jitter=5,
+        max_n_fraction=0.1,
+        chunk_bp=64,
+    )
     assert cands.chrom == 'chr1'
     assert cands.starts.tolist() == [5, 75, 115, 175]  # Input windows: tile + J.
-    np.testing.assert_allclose(cands.gc, [_gc(''.join(seq[s:s + 20])) for s in cands.starts])
+    np.testing.assert_allclose(cands.gc, [_gc(''.join(seq[s : s + 20])) for s in cands.starts])
     (loose,) = background.candidate_windows(
-        fasta, {'chr1': 200}, {'chr1': [(40, 70), (100, 110)]}, sequence_length=20,
-        max_jitter=5, max_n_fraction=0.7)
+        fasta,
+        {'chr1': 200},
+        {'chr1': [(40, 70), (100, 110)]},
+        sequence_length=20,
+        max_jitter=5,
+        max_n_fraction=0.7,
+    )
     assert loose.starts.tolist() == [5, 75, 115, 145, 175]  # 20/30 N <= 0.7.
 
 
@@ -90,10 +103,13 @@ def test_sample_matched_follows_the_peaks_and_borrows_from_the_nearest_bins():
 
 def test_ks_statistic_matches_scipy():
     rng = np.random.default_rng(2)
-    for a, b in ((rng.normal(0, 1, 50), rng.normal(0.3, 1, 80)),
-                 (rng.integers(0, 5, 40).astype(float), rng.integers(0, 5, 30).astype(float))):
+    for a, b in (
+        (rng.normal(0, 1, 50), rng.normal(0.3, 1, 80)),
+        (rng.integers(0, 5, 40).astype(float), rng.integers(0, 5, 30).astype(float)),
+    ):
         assert background.ks_statistic(a, b) == pytest.approx(
-            scipy.stats.ks_2samp(a, b).statistic, abs=1e-12)
+            scipy.stats.ks_2samp(a, b).statistic, abs=1e-12
+        )
     assert np.isnan(background.ks_statistic([], [1.0]))
 
 
@@ -108,37 +124,65 @@ def _stored_overlap(a: Region, b: Region, j: int) -> bool:
 def sparse(tmp_path_factory):
     """A simulated genome with GC blocks, N stretches and 270 peaks: room for background."""
     from bpnet_tfx import simulate
+
     config = simulate.SimulationConfig(
-        seed=1, chrom_sizes=(('chr1', 300_000), ('chr2', 300_000), ('chr3', 300_000),
-                             ('chr4', 300_000), ('chr5', 300_000), ('chr6', 300_000)),
-        peaks_per_mb=150, n_stretch_chroms=('chr2',), n_stretches_per_chrom=2,
-        gc_sd=0.08, gc_block=5000)
+        seed=1,
+        chrom_sizes=(
+            ('chr1', 300_000),
+            ('chr2', 300_000),
+            ('chr3', 300_000),
+            ('chr4', 300_000),
+            ('chr5', 300_000),
+            ('chr6', 300_000),
+        ),
+        peaks_per_mb=150,
+        n_stretch_chroms=('chr2',),
+        n_stretches_per_chrom=2,
+        gc_sd=0.08,
+        gc_block=5000,
+    )
     return simulate.simulate(str(tmp_path_factory.mktemp('sparse')), config)
 
 
-def _sample(demo, *, peaks=None, ratio=1.0, seed=0, length=1000, jitter=0, blacklist=None,
-            valid=()):
+def _sample(
+    demo, *, peaks=None, ratio=1.0, seed=0, length=1000, jitter=0, blacklist=None, valid=()
+):
     fasta = pyfaidx.Fasta(demo.fasta, as_raw=True)
     sizes = {c: len(r) for c, r in fasta.records.items()}
     all_peaks = regions.read_peaks(demo.peaks, sequence_length=length, valid=valid)
     kept, _ = planning.drop_out_of_bounds(all_peaks, sizes, jitter)
     peaks = kept if peaks is None else peaks(kept, fasta)
-    return fasta, peaks, all_peaks, background.sample_background(
-        fasta, peaks, all_peaks, sizes, ratio=ratio, seed=seed, sequence_length=length,
-        max_jitter=jitter, max_n_fraction=0.1, blacklist=blacklist, valid=valid)
+    return (
+        fasta,
+        peaks,
+        all_peaks,
+        background.sample_background(
+            fasta,
+            peaks,
+            all_peaks,
+            sizes,
+            ratio=ratio,
+            seed=seed,
+            sequence_length=length,
+            max_jitter=jitter,
+            max_n_fraction=0.1,
+            blacklist=blacklist,
+            valid=valid,
+        ),
+    )
 
 
 def _high_gc(kept, fasta):
     """The peaks whose window GC is above the median: a GC-biased set to match."""
-    gc = np.array([_gc(fasta[r.chrom][r.start:r.end]) for r in kept])
+    gc = np.array([_gc(fasta[r.chrom][r.start : r.end]) for r in kept])
     return [r for r, g in zip(kept, gc) if g > np.median(gc)]
 
 
 def test_background_gc_matches_a_gc_biased_peak_set(sparse):
     fasta, peaks, all_peaks, got = _sample(sparse, peaks=_high_gc, ratio=1.0, jitter=50)
     assert got.requested == len(peaks) == len(got.regions) > 100
-    bg_gc = np.array([_gc(fasta[r.chrom][r.start:r.end]) for r in got.regions])
-    peak_gc = np.array([_gc(fasta[r.chrom][r.start:r.end]) for r in peaks])
+    bg_gc = np.array([_gc(fasta[r.chrom][r.start : r.end]) for r in got.regions])
+    peak_gc = np.array([_gc(fasta[r.chrom][r.start : r.end]) for r in peaks])
     np.testing.assert_allclose(got.background_gc, bg_gc)
     ks = scipy.stats.ks_2samp(peak_gc, bg_gc).statistic
     assert ks == pytest.approx(got.ks) and ks < 0.1
@@ -153,8 +197,9 @@ def test_background_stays_away_from_peaks_blacklist_n_and_ends(sparse):
     # Blacklist the first 100 kb of chr3 and a chunk of chr4.
     blacklist = planning.Blacklist([('chr3', 0, 100_000), ('chr4', 50_000, 60_000)])
     valid = regions.parse_chrom_spans('chr1', flag='valid_chroms')
-    _, _, all_peaks, got = _sample(sparse, ratio=2.0, jitter=100, length=500,
-                                   blacklist=blacklist, valid=valid)
+    _, _, all_peaks, got = _sample(
+        sparse, ratio=2.0, jitter=100, length=500, blacklist=blacklist, valid=valid
+    )
     assert len(got.regions) == got.requested > 400
     j = 100
     by_chrom = {}
@@ -166,15 +211,14 @@ def test_background_stays_away_from_peaks_blacklist_n_and_ends(sparse):
         assert 0 <= r.start - j and r.end + j <= len(fasta[r.chrom])
         assert not blacklist.overlaps(r.chrom, r.start - j, r.end + j)
         assert not any(_stored_overlap(r, p, j) for p in by_chrom[r.chrom])
-        stored = fasta[r.chrom][r.start - j:r.end + j].upper()
+        stored = fasta[r.chrom][r.start - j : r.end + j].upper()
         assert sum(stored.count(b) for b in 'ACGT') >= 0.9 * len(stored)
     ids = [r.region_id for r in got.regions]
     assert len(set(ids)) == len(ids)
     assert [r.line for r in got.regions] == list(range(1, len(ids) + 1))
     # Background windows do not overlap each other either.
     ordered = sorted(got.regions, key=lambda r: (r.chrom, r.start))
-    assert all(a.chrom != b.chrom or a.end + j <= b.start - j
-               for a, b in zip(ordered, ordered[1:]))
+    assert all(a.chrom != b.chrom or a.end + j <= b.start - j for a, b in zip(ordered, ordered[1:]))
 
 
 def test_same_seed_same_regions_other_seed_other_regions(sparse):
@@ -189,9 +233,10 @@ def test_gc_match_on_the_demo_data(tmp_path):
     """The acceptance check: on the demo data (1000 bp windows, no jitter), the background's
     GC distribution matches the peaks' with a KS statistic below 0.1."""
     from bpnet_tfx import simulate
+
     demo = simulate.simulate(str(tmp_path / 'demo'))
     fasta, peaks, _, got = _sample(demo, ratio=0.05)
     assert len(got.regions) == got.requested == round(0.05 * len(peaks))
-    bg_gc = [_gc(fasta[r.chrom][r.start:r.end]) for r in got.regions]
-    peak_gc = [_gc(fasta[r.chrom][r.start:r.end]) for r in peaks]
+    bg_gc = [_gc(fasta[r.chrom][r.start : r.end]) for r in got.regions]
+    peak_gc = [_gc(fasta[r.chrom][r.start : r.end]) for r in peaks]
     assert scipy.stats.ks_2samp(peak_gc, bg_gc).statistic < 0.1

@@ -15,8 +15,9 @@ def _state(model_dir, chief=True):
     model = model_lib.build_bpnet(_CONFIG)
     optimizer = keras.optimizers.Adam()
     optimizer.build(model.trainable_variables)
-    return model, checkpointing.Checkpointer(str(model_dir), model, optimizer, chief=chief,
-                                             task_id=1)
+    return model, checkpointing.Checkpointer(
+        str(model_dir), model, optimizer, chief=chief, task_id=1
+    )
 
 
 def test_restore_brings_back_weights_counters_and_best(tmp_path):

@@ -17,8 +17,14 @@ LOG_LINE = re.compile(r'^([IWEF]\d{4} |INFO:|WARNING:|ERROR:|.*Warning: )')
 
 def _run(*args):
     env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
-    return subprocess.run([sys.executable, '-m', *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, '-m', *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -32,26 +38,38 @@ def genome_bed(tmp_path):
 
 
 @pytest.mark.slow
-def test_default_runs_are_quiet_and_verbosity_brings_logs_back(tiny_export, genome_bed,
-                                                               tmp_path):
+def test_default_runs_are_quiet_and_verbosity_brings_logs_back(tiny_export, genome_bed, tmp_path):
     export_dir, _, records_dir, _ = tiny_export
     fasta, bed = genome_bed
     commands = {
-        'evaluate': ['bpnet_tfx.evaluate', f'--saved_model={export_dir}',
-                     f'--records_dir={records_dir}'],
-        'predict': ['bpnet_tfx.predict', f'--saved_model={export_dir}', f'--regions_bed={bed}',
-                    f'--fasta={fasta}', f'--output_prefix={tmp_path}/tracks/p'],
-        'contrib': ['bpnet_tfx.contrib', f'--saved_model={export_dir}', f'--regions_bed={bed}',
-                    f'--fasta={fasta}', f'--output_dir={tmp_path}/contrib', '--num_shuffles=2',
-                    '--steps=2'],
+        'evaluate': [
+            'bpnet_tfx.evaluate',
+            f'--saved_model={export_dir}',
+            f'--records_dir={records_dir}',
+        ],
+        'predict': [
+            'bpnet_tfx.predict',
+            f'--saved_model={export_dir}',
+            f'--regions_bed={bed}',
+            f'--fasta={fasta}',
+            f'--output_prefix={tmp_path}/tracks/p',
+        ],
+        'contrib': [
+            'bpnet_tfx.contrib',
+            f'--saved_model={export_dir}',
+            f'--regions_bed={bed}',
+            f'--fasta={fasta}',
+            f'--output_dir={tmp_path}/contrib',
+            '--num_shuffles=2',
+            '--steps=2',
+        ],
     }
     for name, args in commands.items():
         proc = _run(*args)
         assert proc.returncode == 0, proc.stderr[-2000:]
         lines = (proc.stdout + proc.stderr).splitlines()
         assert [line for line in lines if LOG_LINE.match(line)] == [], name
-        assert all(line.startswith(f'{name}:') for line in proc.stderr.splitlines()), \
-            proc.stderr
+        assert all(line.startswith(f'{name}:') for line in proc.stderr.splitlines()), proc.stderr
         assert f'{name}: ' in proc.stdout  # the summary
     proc = _run(*commands['evaluate'], '-v', '0')
     assert proc.returncode == 0

@@ -19,8 +19,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _contrib(*flags, timeout=600):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.run([sys.executable, '-m', 'bpnet_tfx.contrib', *flags],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, '-m', 'bpnet_tfx.contrib', *flags],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -30,7 +35,7 @@ def genome(tmp_path):
     with open(fasta, 'w') as f:
         for chrom, size in (('chrT', 1000), ('chrU', 300)):
             seq = ''.join(rng.choice(list('ACGT'), size))
-            f.write(f'>{chrom}\n' + '\n'.join(seq[i:i + 60] for i in range(0, size, 60)) + '\n')
+            f.write(f'>{chrom}\n' + '\n'.join(seq[i : i + 60] for i in range(0, size, 60)) + '\n')
     return str(fasta)
 
 
@@ -40,15 +45,23 @@ def test_bed_regions_by_mutagenesis(tiny_export, genome, tmp_path):
     bed = tmp_path / 'regions.bed'
     bed.write_text('chrU\t140\t160\tsecond_in_fasta\nchrT\t0\t1000\n')
     out = tmp_path / 'out'
-    proc = _contrib(f'--saved_model={export_dir}', f'--regions_bed={bed}', f'--fasta={genome}',
-                    f'--output_dir={out}', '--method=ism', '--batch_size=256')
+    proc = _contrib(
+        f'--saved_model={export_dir}',
+        f'--regions_bed={bed}',
+        f'--fasta={genome}',
+        f'--output_dir={out}',
+        '--method=ism',
+        '--batch_size=256',
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith('contrib: 2 regions (ism) in ')
     assert 'profile/shap.npz' in proc.stdout and 'counts/contrib.bw' in proc.stdout
     result = contributions.load_outputs(str(out))
     # Rows in the BED's order, each the model's 200-bp window around its interval's centre.
     assert [(w.chrom, w.start, w.end, w.name) for w in result['windows']] == [
-        ('chrU', 50, 250, 'second_in_fasta'), ('chrT', 400, 600, 'chrT:400-600')]
+        ('chrU', 50, 250, 'second_in_fasta'),
+        ('chrT', 400, 600, 'chrT:400-600'),
+    ]
     assert result['hyp']['profile'].shape == (2, 200, 4)
     np.testing.assert_allclose(result['hyp']['counts'].sum(-1), 0, atol=1e-5)
     bw = pyBigWig.open(str(out / 'counts' / 'contrib.bw'))
@@ -65,9 +78,11 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_
     bed = tmp_path / 'regions.bed'
     bed.write_text('chrT\t100\t200\nchrT\t300\n')
     flags = {'saved_model': export_dir, 'regions_bed': str(bed), 'fasta': genome}
-    message = {'malformed_line': f'{bed}:2: malformed BED line',
-               'no_model': 'nowhere: no such folder',
-               'no_fasta': 'missing.fa: no such FASTA file'}[case]
+    message = {
+        'malformed_line': f'{bed}:2: malformed BED line',
+        'no_model': 'nowhere: no such folder',
+        'no_fasta': 'missing.fa: no such FASTA file',
+    }[case]
     if case == 'no_model':
         bed.write_text('chrT\t100\t200\n')
         flags['saved_model'] = str(tmp_path / 'nowhere')
@@ -86,8 +101,7 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     ranks = stats.rankdata(scores)
     positives = int(labels.sum())
     negatives = labels.size - positives
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2)
-                 / (positives * negatives))
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 @pytest.mark.slow
@@ -99,35 +113,64 @@ def test_profile_contributions_concentrate_on_planted_motifs(tmp_path):
     from bpnet_tfx import schema, simulate, trainer
 
     # 800 peaks on 0.8 Mb (150 validation windows on chr1), 400-bp windows.
-    files = simulate.simulate(str(tmp_path / 'sim'), simulate.SimulationConfig(
-        seed=1, chrom_sizes=(('chr1', 150_000), ('chr2', 350_000), ('chr3', 300_000))))
+    files = simulate.simulate(
+        str(tmp_path / 'sim'),
+        simulate.SimulationConfig(
+            seed=1, chrom_sizes=(('chr1', 150_000), ('chr2', 350_000), ('chr3', 300_000))
+        ),
+    )
     records = str(tmp_path / 'records')
-    make_records.run([f'--fasta={files.fasta}', f'--peaks={files.peaks}',
-                      f'--pos_bigwig={files.pos_bigwig}', f'--neg_bigwig={files.neg_bigwig}',
-                      f'--output_dir={records}', '--valid_chroms=chr1', '--sequence_length=400',
-                      '--max_jitter=20', '--runner=DirectRunner'])
+    make_records.run(
+        [
+            f'--fasta={files.fasta}',
+            f'--peaks={files.peaks}',
+            f'--pos_bigwig={files.pos_bigwig}',
+            f'--neg_bigwig={files.neg_bigwig}',
+            f'--output_dir={records}',
+            '--valid_chroms=chr1',
+            '--sequence_length=400',
+            '--max_jitter=20',
+            '--runner=DirectRunner',
+        ]
+    )
     info = schema.RecordsInfo.load(records)
     assert info.split_counts['valid'] == 150
     model_dir = str(tmp_path / 'model')
-    summary = trainer.train(trainer.TrainConfig(
-        records_dir=records, model_dir=model_dir, export_dir=os.path.join(model_dir, 'export'),
-        model=model_lib.ModelConfig(sequence_length=400, filters=32, num_dilated_layers=6),
-        epochs=10, batch_size=32, learning_rate=4e-3, counts_loss_weight=10.0,
-        precision='float32', input_benchmark_batches=0), info)
+    summary = trainer.train(
+        trainer.TrainConfig(
+            records_dir=records,
+            model_dir=model_dir,
+            export_dir=os.path.join(model_dir, 'export'),
+            model=model_lib.ModelConfig(sequence_length=400, filters=32, num_dilated_layers=6),
+            epochs=10,
+            batch_size=32,
+            learning_rate=4e-3,
+            counts_loss_weight=10.0,
+            precision='float32',
+            input_benchmark_batches=0,
+        ),
+        info,
+    )
 
     out = tmp_path / 'contrib'
-    proc = _contrib(f'--saved_model={summary["export_dir"]}', f'--records_dir={records}',
-                    f'--output_dir={out}', '--num_shuffles=5', '--steps=10')
+    proc = _contrib(
+        f'--saved_model={summary["export_dir"]}',
+        f'--records_dir={records}',
+        f'--output_dir={out}',
+        '--num_shuffles=5',
+        '--steps=10',
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'contrib: 150 regions (ig, 5 shuffled references x 10 steps)' in proc.stdout
     result = contributions.load_outputs(str(out))
     sites = pd.read_csv(files.motif_sites, sep='\t')
     labels = np.zeros((150, 400), bool)
     for i, w in enumerate(result['windows']):
-        here = sites[(sites['#chrom'] == w.chrom) & (sites['start'] < w.end)
-                     & (sites['end'] > w.start)]
+        here = sites[
+            (sites['#chrom'] == w.chrom) & (sites['start'] < w.end) & (sites['end'] > w.start)
+        ]
         for start, end in zip(here['start'], here['end']):
-            labels[i, max(start - w.start, 0):end - w.start] = True
+            labels[i, max(start - w.start, 0) : end - w.start] = True
     assert 0.02 < labels.mean() < 0.2
     observed = (result['hyp']['profile'] * result['one_hot']).sum(-1)
     auroc = _auroc(labels.ravel(), np.abs(observed).ravel())
@@ -138,13 +181,17 @@ def test_profile_contributions_concentrate_on_planted_motifs(tmp_path):
     bw = pyBigWig.open(str(out / 'profile' / 'contrib.bw'))
     assert bw.chroms() == {'chr1': 150_000, 'chr2': 350_000, 'chr3': 300_000}
     windows = result['windows']
-    alone = [i for i, w in enumerate(windows)
-             if not any(v.start < w.end and w.start < v.end for v in windows if v is not w)]
+    alone = [
+        i
+        for i, w in enumerate(windows)
+        if not any(v.start < w.end and w.start < v.end for v in windows if v is not w)
+    ]
     assert alone
     for i in alone[:5]:
         w = windows[i]
-        np.testing.assert_allclose(bw.values(w.chrom, w.start, w.end), observed[i], rtol=1e-5,
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            bw.values(w.chrom, w.start, w.end), observed[i], rtol=1e-5, atol=1e-6
+        )
     bw.close()
 
 
@@ -157,13 +204,17 @@ def test_control_model_needs_its_control_bigwigs(genome, tmp_path):
 
     from bpnet_tfx import export, schema
     from bpnet_tfx import model as model_lib
+
     keras.utils.set_random_seed(0)
-    config = model_lib.ModelConfig(sequence_length=200, filters=8, num_dilated_layers=2,
-                                   use_control=True)
-    info = schema.RecordsInfo(sequence_length=200, max_jitter=0, tasks=('t',),
-                              has_control=True, source={'fasta': genome})
-    export_dir = export.export_saved_model(model_lib.build_bpnet(config), info, config,
-                                           str(tmp_path / 'export'))
+    config = model_lib.ModelConfig(
+        sequence_length=200, filters=8, num_dilated_layers=2, use_control=True
+    )
+    info = schema.RecordsInfo(
+        sequence_length=200, max_jitter=0, tasks=('t',), has_control=True, source={'fasta': genome}
+    )
+    export_dir = export.export_saved_model(
+        model_lib.build_bpnet(config), info, config, str(tmp_path / 'export')
+    )
     control = tmp_path / 'control.bw'
     bw = pyBigWig.open(str(control), 'w')
     bw.addHeader([('chrT', 1000), ('chrU', 300)])
@@ -171,16 +222,21 @@ def test_control_model_needs_its_control_bigwigs(genome, tmp_path):
     bw.close()
     bed = tmp_path / 'regions.bed'
     bed.write_text('chrT\t400\t600\n')
-    flags = [f'--saved_model={export_dir}', f'--regions_bed={bed}', '--num_shuffles=2',
-             '--steps=2']
+    flags = [f'--saved_model={export_dir}', f'--regions_bed={bed}', '--num_shuffles=2', '--steps=2']
     proc = _contrib(*flags, f'--output_dir={tmp_path / "o"}')
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('contrib: error:')]
-    assert errors == ['contrib: error: this model was trained with control tracks: give '
-                      '--control_pos_bigwig and --control_neg_bigwig'], proc.stderr[-2000:]
+    assert errors == [
+        'contrib: error: this model was trained with control tracks: give '
+        '--control_pos_bigwig and --control_neg_bigwig'
+    ], proc.stderr[-2000:]
     assert not [p for p in os.listdir(tmp_path) if p.startswith(('o', '.o'))]
-    proc = _contrib(*flags, f'--control_pos_bigwig={control}',
-                    f'--control_neg_bigwig={control}', f'--output_dir={tmp_path / "o"}')
+    proc = _contrib(
+        *flags,
+        f'--control_pos_bigwig={control}',
+        f'--control_neg_bigwig={control}',
+        f'--output_dir={tmp_path / "o"}',
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = contributions.load_outputs(str(tmp_path / 'o'))['summary']
     assert summary['control'] == [[str(control), str(control)]]

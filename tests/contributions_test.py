@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pyBigWig
 import pytest
+from control_models import CONTROL_STARTS, wide_joint_control_model, window_controls
 
 from bpnet_tfx import attribution, contributions, errors, shuffle
-from control_models import CONTROL_STARTS, wide_joint_control_model, window_controls
 
 
 def _window_rngs(windows, seed=0):
@@ -19,48 +19,59 @@ def _window_rngs(windows, seed=0):
 
 def test_overlapping_windows_are_averaged_once_per_base():
     W = contributions.Window
-    windows = [W('b', 10, 14, 'w0'), W('a', 0, 4, 'w1'), W('b', 12, 16, 'w2'),
-               W('b', 16, 20, 'w3'), W('b', 30, 34, 'w4')]
-    values = np.array([[1, 1, 1, 1], [5, 5, 5, 5], [3, 3, 3, 3], [7, 7, 7, 7], [2, 2, 2, 2]],
-                      float)
+    windows = [
+        W('b', 10, 14, 'w0'),
+        W('a', 0, 4, 'w1'),
+        W('b', 12, 16, 'w2'),
+        W('b', 16, 20, 'w3'),
+        W('b', 30, 34, 'w4'),
+    ]
+    values = np.array([[1, 1, 1, 1], [5, 5, 5, 5], [3, 3, 3, 3], [7, 7, 7, 7], [2, 2, 2, 2]], float)
     runs = contributions.average_overlaps(windows, values, ['a', 'b'])
     # Windows that touch (b:12-16, b:16-20) share a run, as prediction.merge_regions merges
     # them; each base still has the mean of the windows covering it. A gap starts a new run.
     assert [(c, s, v.tolist()) for c, s, v in runs] == [
-        ('a', 0, [5, 5, 5, 5]), ('b', 10, [1, 1, 2, 2, 3, 3, 7, 7, 7, 7]),
-        ('b', 30, [2, 2, 2, 2])]
+        ('a', 0, [5, 5, 5, 5]),
+        ('b', 10, [1, 1, 2, 2, 3, 3, 7, 7, 7, 7]),
+        ('b', 30, [2, 2, 2, 2]),
+    ]
     order = [3, 0, 4, 2, 1]  # the input order does not matter
-    again = contributions.average_overlaps([windows[i] for i in order], values[order],
-                                           ['a', 'b'])
-    assert [(c, s, v.tolist()) for c, s, v in again] == [
-        (c, s, v.tolist()) for c, s, v in runs]
+    again = contributions.average_overlaps([windows[i] for i in order], values[order], ['a', 'b'])
+    assert [(c, s, v.tolist()) for c, s, v in again] == [(c, s, v.tolist()) for c, s, v in runs]
 
 
 SIZES = {'chrA': 1000, 'chrB': 150}
 
 
-@pytest.mark.parametrize('line,expected', [
-    ('chrA\t500\t501', ('chrA', 400, 600)),  # a summit: centred
-    ('chrA\t100\t900\tpeak7', ('chrA', 400, 600)),  # longer: resized around its centre
-    ('chrA\t0\t20', ('chrA', 0, 200)),  # would start before 0: shifted inside
-    ('chrA\t990\t1000', ('chrA', 800, 1000)),  # would run past the end: shifted inside
-])
+@pytest.mark.parametrize(
+    'line,expected',
+    [
+        ('chrA\t500\t501', ('chrA', 400, 600)),  # a summit: centred
+        ('chrA\t100\t900\tpeak7', ('chrA', 400, 600)),  # longer: resized around its centre
+        ('chrA\t0\t20', ('chrA', 0, 200)),  # would start before 0: shifted inside
+        ('chrA\t990\t1000', ('chrA', 800, 1000)),  # would run past the end: shifted inside
+    ],
+)
 def test_bed_lines_become_centred_model_windows(tmp_path, line, expected):
     bed = tmp_path / 'r.bed'
     bed.write_text('track name=x\n' + line + '\n')
     [window] = contributions.bed_windows(str(bed), SIZES, 200)
     assert (window.chrom, window.start, window.end) == expected
-    assert window.name == ('peak7' if 'peak7' in line else f'{expected[0]}:{expected[1]}-'
-                           f'{expected[2]}')
+    assert window.name == (
+        'peak7' if 'peak7' in line else f'{expected[0]}:{expected[1]}-{expected[2]}'
+    )
 
 
-@pytest.mark.parametrize('line,message', [
-    ('chrA\t10', 'r.bed:2: malformed BED line'),
-    ('chrA\tten\t20', 'r.bed:2: malformed BED line'),
-    ('chrZ\t10\t20', "r.bed:2: chromosome 'chrZ' not in"),
-    ('chrA\t900\t1001', 'r.bed:2: region chrA:900-1001 runs past the end of chrA'),
-    ('chrB\t10\t20', 'r.bed:2: chrB is 150 bp, shorter than'),
-])
+@pytest.mark.parametrize(
+    'line,message',
+    [
+        ('chrA\t10', 'r.bed:2: malformed BED line'),
+        ('chrA\tten\t20', 'r.bed:2: malformed BED line'),
+        ('chrZ\t10\t20', "r.bed:2: chromosome 'chrZ' not in"),
+        ('chrA\t900\t1001', 'r.bed:2: region chrA:900-1001 runs past the end of chrA'),
+        ('chrB\t10\t20', 'r.bed:2: chrB is 150 bp, shorter than'),
+    ],
+)
 def test_bad_bed_lines_name_file_and_line(tmp_path, line, message):
     bed = tmp_path / 'r.bed'
     bed.write_text('chrA\t1\t2\n' + line + '\n')
@@ -71,14 +82,16 @@ def test_bad_bed_lines_name_file_and_line(tmp_path, line, message):
 def test_records_to_modisco_inputs_and_tracks(tiny_export, tmp_path):
     export_dir, _, records_dir, info = tiny_export
     out_dir = str(tmp_path / 'contrib')
-    result = contributions.compute_contributions(export_dir, out_dir, records_dir=records_dir,
-                                               num_shuffles=3, steps=4, batch_size=12)
+    result = contributions.compute_contributions(
+        export_dir, out_dir, records_dir=records_dir, num_shuffles=3, steps=4, batch_size=12
+    )
     assert result['regions'] == 16 and result['targets'] == ['profile', 'counts']
     assert sorted(os.listdir(tmp_path)) == ['contrib', 'export', 'records']  # no temp left
     out = contributions.load_outputs(out_dir)
     import tensorflow as tf
 
     from bpnet_tfx import data
+
     batch = next(iter(data.make_eval_dataset(records_dir, info, 'valid', batch_size=16)))
     np.testing.assert_array_equal(out['one_hot'], batch['one_hot'].numpy())
     # Ids in the test records span the stored window (200 bp + 2 x 10 margin): centred.
@@ -100,8 +113,9 @@ def test_records_to_modisco_inputs_and_tracks(tiny_export, tmp_path):
     observed = (out['hyp']['counts'] * out['one_hot']).sum(-1)
     for i in (0, 5, 15):
         w = out['windows'][i]
-        np.testing.assert_allclose(bw.values(w.chrom, w.start, w.end), observed[i], rtol=1e-6,
-                                   atol=1e-7)
+        np.testing.assert_allclose(
+            bw.values(w.chrom, w.start, w.end), observed[i], rtol=1e-6, atol=1e-7
+        )
     bw.close()
     del tf
 
@@ -112,11 +126,15 @@ def test_existing_output_is_kept_unless_overwrite(tiny_export, tmp_path):
     out_dir.mkdir()
     (out_dir / 'keep').write_text('x')
     with pytest.raises(errors.BpnetError, match='exists; pass --overwrite'):
-        contributions.compute_contributions(str(export_dir), str(out_dir),
-                                          records_dir=records_dir)
-    result = contributions.compute_contributions(str(export_dir), str(out_dir),
-                                               records_dir=records_dir, method='ism',
-                                               max_regions=2, overwrite=True)
+        contributions.compute_contributions(str(export_dir), str(out_dir), records_dir=records_dir)
+    result = contributions.compute_contributions(
+        str(export_dir),
+        str(out_dir),
+        records_dir=records_dir,
+        method='ism',
+        max_regions=2,
+        overwrite=True,
+    )
     assert result['regions'] == 2 and not (out_dir / 'keep').exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ['contrib', 'export', 'records']
 
@@ -127,17 +145,18 @@ def test_bed_input_fails_before_writing_anything(tiny_export, tmp_path):
     fasta.write_text('>chrA\n' + 'ACGT' * 100 + '\n')
     bed = tmp_path / 'r.bed'
     bed.write_text('chrA\t10\t20\nchrA\t390\t401\n')
-    with pytest.raises(errors.BpnetError, match='r.bed:2: region chrA:390-401 runs '
-                       'past the end'):
-        contributions.compute_contributions(export_dir, str(tmp_path / 'out'),
-                                          regions_bed=str(bed), fasta=str(fasta))
+    with pytest.raises(errors.BpnetError, match='r.bed:2: region chrA:390-401 runs past the end'):
+        contributions.compute_contributions(
+            export_dir, str(tmp_path / 'out'), regions_bed=str(bed), fasta=str(fasta)
+        )
     assert not (tmp_path / 'out').exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith('.out')]
-    for kwargs, message in (({'regions_bed': str(bed), 'fasta': str(tmp_path / 'no.fa')},
-                             'no.fa: no such FASTA'),
-                            ({'regions_bed': str(tmp_path / 'no.bed')}, 'no.bed: no such BED'),
-                            ({}, 'exactly one of'),
-                            ({'records_dir': str(tmp_path), 'method': 'deeplift'}, 'method')):
+    for kwargs, message in (
+        ({'regions_bed': str(bed), 'fasta': str(tmp_path / 'no.fa')}, 'no.fa: no such FASTA'),
+        ({'regions_bed': str(tmp_path / 'no.bed')}, 'no.bed: no such BED'),
+        ({}, 'exactly one of'),
+        ({'records_dir': str(tmp_path), 'method': 'deeplift'}, 'method'),
+    ):
         with pytest.raises(errors.BpnetError, match=message):
             contributions.compute_contributions(export_dir, str(tmp_path / 'out'), **kwargs)
 
@@ -145,13 +164,15 @@ def test_bed_input_fails_before_writing_anything(tiny_export, tmp_path):
 def test_corrupt_records_are_one_line_errors(tiny_export, tmp_path):
     export_dir, _, records_dir, _ = tiny_export
     from bpnet_tfx import data
+
     shard = data.list_shards(records_dir, 'valid')[0]
     blob = open(shard, 'rb').read()
     with open(shard, 'wb') as f:
-        f.write(blob[:len(blob) // 2])
+        f.write(blob[: len(blob) // 2])
     with pytest.raises(errors.BpnetError, match='reading the valid records failed'):
-        contributions.compute_contributions(export_dir, str(tmp_path / 'out'),
-                                          records_dir=records_dir, num_shuffles=2, steps=2)
+        contributions.compute_contributions(
+            export_dir, str(tmp_path / 'out'), records_dir=records_dir, num_shuffles=2, steps=2
+        )
     assert not (tmp_path / 'out').exists()
 
 
@@ -161,17 +182,25 @@ def test_control_model_from_records_and_from_bed_agree(control_model, tmp_path):
     give the same windows the same control, hence the same scores."""
     export_dir = control_model['export']
     from_records = contributions.compute_contributions(
-        export_dir, str(tmp_path / 'records_out'), records_dir=control_model['records'],
-        num_shuffles=2, steps=3, batch_size=4)
+        export_dir,
+        str(tmp_path / 'records_out'),
+        records_dir=control_model['records'],
+        num_shuffles=2,
+        steps=3,
+        batch_size=4,
+    )
     assert from_records['regions'] == 6 and from_records['control'] == 'records'
     bed = tmp_path / 'windows.bed'
-    bed.write_text(''.join(f'chrA\t{s}\t{s + 200}\tchrA:{s}-{s + 200}\n'
-                           for s in CONTROL_STARTS))
+    bed.write_text(''.join(f'chrA\t{s}\t{s + 200}\tchrA:{s}-{s + 200}\n' for s in CONTROL_STARTS))
     from_bed = contributions.compute_contributions(
-        export_dir, str(tmp_path / 'bed_out'), regions_bed=str(bed), num_shuffles=2, steps=3,
-        batch_size=4)
-    assert from_bed['control'] == [[control_model['control_pos'],
-                                    control_model['control_neg']]] * 2
+        export_dir,
+        str(tmp_path / 'bed_out'),
+        regions_bed=str(bed),
+        num_shuffles=2,
+        steps=3,
+        batch_size=4,
+    )
+    assert from_bed['control'] == [[control_model['control_pos'], control_model['control_neg']]] * 2
     a, b = (contributions.load_outputs(str(tmp_path / d)) for d in ('records_out', 'bed_out'))
     assert [w.name for w in a['windows']] == [w.name for w in b['windows']]
     assert a['summary']['control'] == 'records'
@@ -181,13 +210,20 @@ def test_control_model_from_records_and_from_bed_agree(control_model, tmp_path):
     x = b['one_hot'][:3].astype(np.float32)
     refs = shuffle.dinuc_shuffle(x, 2, _window_rngs(b['windows'][:3]))
     want = attribution.Scorer(export_dir).integrated_gradients(
-        x, refs, 3, window_controls(control_model, CONTROL_STARTS[:3]))
+        x, refs, 3, window_controls(control_model, CONTROL_STARTS[:3])
+    )
     np.testing.assert_allclose(b['hyp']['b.counts'][:3], want[3], rtol=1e-4, atol=1e-7)
     # Control bigWigs given on the command line win over the metadata's.
     swapped = contributions.compute_contributions(
-        export_dir, str(tmp_path / 'swapped'), regions_bed=str(bed), num_shuffles=2, steps=3,
+        export_dir,
+        str(tmp_path / 'swapped'),
+        regions_bed=str(bed),
+        num_shuffles=2,
+        steps=3,
         control_pos_bigwig=control_model['control_neg'],
-        control_neg_bigwig=control_model['control_pos'], max_regions=1)
+        control_neg_bigwig=control_model['control_pos'],
+        max_regions=1,
+    )
     assert swapped['control'][0] == [control_model['control_neg'], control_model['control_pos']]
     other = contributions.load_outputs(str(tmp_path / 'swapped'))['hyp']['a.profile'][0]
     assert np.abs(other - b['hyp']['a.profile'][0]).max() > 1e-6
@@ -199,6 +235,7 @@ def test_control_model_without_its_control_tracks_is_a_one_line_error(control_mo
     import shutil
 
     from conftest import write_records
+
     export_dir = control_model['export']
     bed = tmp_path / 'r.bed'
     bed.write_text('chrA\t100\t300\n')
@@ -213,25 +250,43 @@ def test_control_model_without_its_control_tracks_is_a_one_line_error(control_mo
         task['control_neg_bigwig'] = str(tmp_path / 'deleted.bw')
     json.dump(meta, open(meta_path, 'w'))
     cases = [
-        (dict(saved_model=no_control, regions_bed=str(bed)),
-         'deleted.bw: no such control bigWig; .* trained with control tracks'),
-        (dict(saved_model=no_control, regions_bed=str(bed), control_neg_bigwig=str(gone)),
-         None),
-        (dict(saved_model=export_dir, regions_bed=str(bed),
-              control_pos_bigwig=str(tmp_path / 'typo.bw')), 'typo.bw: no such control bigWig'),
-        (dict(saved_model=export_dir, records_dir=control_model['records'],
-              control_pos_bigwig=control_model['control_pos']), 'go with --regions_bed'),
+        (
+            dict(saved_model=no_control, regions_bed=str(bed)),
+            'deleted.bw: no such control bigWig; .* trained with control tracks',
+        ),
+        (dict(saved_model=no_control, regions_bed=str(bed), control_neg_bigwig=str(gone)), None),
+        (
+            dict(
+                saved_model=export_dir,
+                regions_bed=str(bed),
+                control_pos_bigwig=str(tmp_path / 'typo.bw'),
+            ),
+            'typo.bw: no such control bigWig',
+        ),
+        (
+            dict(
+                saved_model=export_dir,
+                records_dir=control_model['records'],
+                control_pos_bigwig=control_model['control_pos'],
+            ),
+            'go with --regions_bed',
+        ),
     ]
     plain = str(tmp_path / 'plain_records')
     write_records(plain, split_counts={'valid': 2})
-    cases.append((dict(saved_model=export_dir, records_dir=plain),
-                  'trained with control tracks but .*plain_records holds none'))
+    cases.append(
+        (
+            dict(saved_model=export_dir, records_dir=plain),
+            'trained with control tracks but .*plain_records holds none',
+        )
+    )
     for kwargs, message in cases:
         out = str(tmp_path / 'out')
         saved_model = kwargs.pop('saved_model')
         if message is None:
-            result = contributions.compute_contributions(saved_model, out, num_shuffles=2,
-                                                       steps=2, **kwargs)
+            result = contributions.compute_contributions(
+                saved_model, out, num_shuffles=2, steps=2, **kwargs
+            )
             assert result['control'] == [[control_model['control_pos'], str(gone)]] * 2
             shutil.rmtree(out)
             continue
@@ -248,12 +303,14 @@ def test_wide_input_joint_loss_control_model_from_a_bed(tmp_path):
     scorer = attribution.Scorer(path)
     bed = tmp_path / 'r.bed'
     bed.write_text('chrA\t125\t135\n')
-    out = contributions.compute_contributions(path, str(tmp_path / 'out'), regions_bed=str(bed),
-                                            num_shuffles=3, steps=5)
+    out = contributions.compute_contributions(
+        path, str(tmp_path / 'out'), regions_bed=str(bed), num_shuffles=3, steps=5
+    )
     result = contributions.load_outputs(out['output_dir'])
     assert (result['windows'][0].start, result['windows'][0].end) == (100, 160)
     want = scorer.integrated_gradients(
-        x, shuffle.dinuc_shuffle(x, 3, [shuffle.keyed_rng(0, 'chrA:100-160')]), 5, ctrl)
+        x, shuffle.dinuc_shuffle(x, 3, [shuffle.keyed_rng(0, 'chrA:100-160')]), 5, ctrl
+    )
     np.testing.assert_allclose(result['hyp']['b.counts'], want[3], rtol=1e-4, atol=1e-7)
 
 
@@ -261,9 +318,17 @@ def test_wide_input_joint_loss_control_model_from_a_bed(tmp_path):
 
 # Overlapping and touching windows on two chromosomes, one shifted inside each end, one
 # window named twice.
-BED_LINES = [('chrT', 380, 420, 'a'), ('chrU', 140, 160, 'b'), ('chrT', 450, 470, None),
-             ('chrT', 100, 101, None), ('chrT', 0, 1000, 'whole'), ('chrU', 0, 10, None),
-             ('chrT', 990, 1000, None), ('chrT', 455, 465, 'again'), ('chrT', 200, 201, None)]
+BED_LINES = [
+    ('chrT', 380, 420, 'a'),
+    ('chrU', 140, 160, 'b'),
+    ('chrT', 450, 470, None),
+    ('chrT', 100, 101, None),
+    ('chrT', 0, 1000, 'whole'),
+    ('chrU', 0, 10, None),
+    ('chrT', 990, 1000, None),
+    ('chrT', 455, 465, 'again'),
+    ('chrT', 200, 201, None),
+]
 
 
 @pytest.fixture
@@ -271,20 +336,24 @@ def small_genome(tmp_path):
     """A FASTA of chrT (1,000 bp) and chrU (300 bp), random bases."""
     rng = np.random.default_rng(7)
     path = tmp_path / 'small.fa'
-    path.write_text(''.join(f'>{name}\n' + ''.join(rng.choice(list('ACGT'), size)) + '\n'
-                            for name, size in (('chrT', 1000), ('chrU', 300))))
+    path.write_text(
+        ''.join(
+            f'>{name}\n' + ''.join(rng.choice(list('ACGT'), size)) + '\n'
+            for name, size in (('chrT', 1000), ('chrU', 300))
+        )
+    )
     return str(path)
 
 
 def _bed(path, lines):
-    path.write_text(''.join('\t'.join(str(c) for c in line if c is not None) + '\n'
-                            for line in lines))
+    path.write_text(
+        ''.join('\t'.join(str(c) for c in line if c is not None) + '\n' for line in lines)
+    )
     return str(path)
 
 
 def _scored(export_dir, out, **kwargs):
-    contributions.compute_contributions(export_dir, str(out), num_shuffles=3, steps=3,
-                                        **kwargs)
+    contributions.compute_contributions(export_dir, str(out), num_shuffles=3, steps=3, **kwargs)
     return contributions.load_outputs(str(out))
 
 
@@ -297,13 +366,23 @@ def _inputs(source, tiny_export, small_genome, tmp_path):
 @pytest.mark.slow  # several whole runs
 @pytest.mark.parametrize('source', ['bed', 'records'])
 @pytest.mark.parametrize('method', ['ig', 'ism'])
-def test_scores_do_not_depend_on_the_batch_size(tiny_export, small_genome, tmp_path, method,
-                                                source):
+def test_scores_do_not_depend_on_the_batch_size(
+    tiny_export, small_genome, tmp_path, method, source
+):
     inputs = _inputs(source, tiny_export, small_genome, tmp_path)
     # ISM: 3 windows (600 mutants each); 2,000 also groups several windows in a call.
     sizes, limit = ((1, 7, 128), None) if method == 'ig' else ((1, 7, 128, 2000), 3)
-    runs = [_scored(tiny_export[0], tmp_path / f'batch{b}', method=method, batch_size=b,
-                    max_regions=limit, **inputs) for b in sizes]
+    runs = [
+        _scored(
+            tiny_export[0],
+            tmp_path / f'batch{b}',
+            method=method,
+            batch_size=b,
+            max_regions=limit,
+            **inputs,
+        )
+        for b in sizes
+    ]
     for run in runs[1:]:
         assert run['windows'] == runs[0]['windows']
         for name, hyp in runs[0]['hyp'].items():
@@ -321,12 +400,19 @@ def _track(path):
 
 @pytest.mark.slow  # several whole runs
 def test_a_shuffled_bed_gives_each_window_the_same_scores_and_the_same_tracks(
-        tiny_export, small_genome, tmp_path):
+    tiny_export, small_genome, tmp_path
+):
     order = np.random.default_rng(1).permutation(len(BED_LINES))
-    runs = [_scored(tiny_export[0], tmp_path / name, batch_size=7, fasta=small_genome,
-                    regions_bed=_bed(tmp_path / f'{name}.bed', lines))
-            for name, lines in (('original', BED_LINES),
-                                ('shuffled', [BED_LINES[i] for i in order]))]
+    runs = [
+        _scored(
+            tiny_export[0],
+            tmp_path / name,
+            batch_size=7,
+            fasta=small_genome,
+            regions_bed=_bed(tmp_path / f'{name}.bed', lines),
+        )
+        for name, lines in (('original', BED_LINES), ('shuffled', [BED_LINES[i] for i in order]))
+    ]
     original, shuffled = runs
     # Rows in the shuffled BED's order; each window's scores as in the original order (to
     # float32 rounding: windows share device calls with other neighbours).
@@ -341,14 +427,16 @@ def test_a_shuffled_bed_gives_each_window_the_same_scores_and_the_same_tracks(
     # A window named twice (lines 'chrT 450 470' and 'again') is scored alike both times.
     names = [w.name for w in original['windows']]
     twice = [names.index('chrT:360-560'), names.index('again')]
-    np.testing.assert_array_equal(original['hyp']['profile'][twice[0]],
-                                  original['hyp']['profile'][twice[1]])
+    np.testing.assert_array_equal(
+        original['hyp']['profile'][twice[0]], original['hyp']['profile'][twice[1]]
+    )
 
 
 @pytest.mark.slow  # several whole runs
 @pytest.mark.parametrize('source', ['bed', 'records'])
-def test_max_regions_keeps_the_first_windows_in_input_order(tiny_export, small_genome,
-                                                             tmp_path, source):
+def test_max_regions_keeps_the_first_windows_in_input_order(
+    tiny_export, small_genome, tmp_path, source
+):
     inputs = _inputs(source, tiny_export, small_genome, tmp_path)
     full = _scored(tiny_export[0], tmp_path / 'all', batch_size=7, **inputs)
     first = _scored(tiny_export[0], tmp_path / 'first', batch_size=7, max_regions=4, **inputs)

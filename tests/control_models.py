@@ -30,14 +30,16 @@ def control_model(tmp_path_factory):
 
     Returns a dict: export, records, fasta, seq, control_pos, control_neg, control (2000, 2).
     """
+    import tensorflow as tf
+
     from bpnet_tfx import model as model_lib
     from bpnet_tfx import schema, trainer
-    import tensorflow as tf
+
     root = tmp_path_factory.mktemp('control_model')
     rng = np.random.default_rng(5)
     seq = ''.join(rng.choice(list('ACGT'), 2000))
     fasta = root / 'genome.fa'
-    fasta.write_text('>chrA\n' + '\n'.join(seq[i:i + 60] for i in range(0, 2000, 60)) + '\n')
+    fasta.write_text('>chrA\n' + '\n'.join(seq[i : i + 60] for i in range(0, 2000, 60)) + '\n')
     rate = 2 + 1.5 * np.sin(np.arange(2000) / 40.0)
     control = np.stack([rng.poisson(rate), rng.poisson(rate[::-1])], -1).astype(np.float32)
     paths = {s: root / f'control_{s}.bw' for s in ('pos', 'neg')}
@@ -46,49 +48,85 @@ def control_model(tmp_path_factory):
     records = root / 'records'
     records.mkdir()
     tasks = ('a', 'b')
-    source_tasks = [{'name': t, 'control_pos_bigwig': str(paths['pos']),
-                     'control_neg_bigwig': str(paths['neg'])} for t in tasks]
+    source_tasks = [
+        {
+            'name': t,
+            'control_pos_bigwig': str(paths['pos']),
+            'control_neg_bigwig': str(paths['neg']),
+        }
+        for t in tasks
+    ]
     totals = []
     for split, starts in (('train', CONTROL_STARTS * 2), ('valid', CONTROL_STARTS)):
-        with tf.io.TFRecordWriter(str(records / schema.shard_filename(split, 0, 1)),
-                                  options=schema.COMPRESSION) as writer:
+        with tf.io.TFRecordWriter(
+            str(records / schema.shard_filename(split, 0, 1)), options=schema.COMPRESSION
+        ) as writer:
             for s in starts:
                 lo, hi = s - 10, s + 210
                 ctrl = np.repeat(control[lo:hi, None], 2, axis=1)  # (220, tasks, 2)
                 profile = rng.poisson(1.0 + ctrl).astype(np.float32)
                 totals.append(profile[10:210].sum(axis=(0, 2)))
-                writer.write(schema.encode_record(
-                    f'chrA:{s}-{s + 200}', 'chrA', lo, sequence.one_hot(seq[lo:hi]), profile,
-                    control=ctrl))
+                writer.write(
+                    schema.encode_record(
+                        f'chrA:{s}-{s + 200}',
+                        'chrA',
+                        lo,
+                        sequence.one_hot(seq[lo:hi]),
+                        profile,
+                        control=ctrl,
+                    )
+                )
     info = schema.RecordsInfo(
-        sequence_length=200, max_jitter=10, tasks=tasks, has_control=True,
-        split_counts={'train': 12, 'valid': 6}, num_shards={'train': 1, 'valid': 1},
+        sequence_length=200,
+        max_jitter=10,
+        tasks=tasks,
+        has_control=True,
+        split_counts={'train': 12, 'valid': 6},
+        num_shards={'train': 1, 'valid': 1},
         median_total_counts=tuple(np.median(totals, axis=0).tolist()),
-        source={'fasta': str(fasta), 'tasks': source_tasks})
+        source={'fasta': str(fasta), 'tasks': source_tasks},
+    )
     info.save(str(records))
     model_dir = root / 'model'
-    summary = trainer.train(trainer.TrainConfig(
-        records_dir=str(records), model_dir=str(model_dir),
-        export_dir=str(model_dir / 'export'),
-        model=model_lib.ModelConfig(sequence_length=200, num_tasks=2, filters=8,
-                                    num_dilated_layers=2, use_control=True),
-        epochs=2, batch_size=4, learning_rate=4e-3, counts_loss_weight=1.0,
-        input_benchmark_batches=0, precision='float32'), info)
-    return {'export': summary['export_dir'], 'records': str(records), 'fasta': str(fasta),
-            'seq': seq, 'control_pos': str(paths['pos']), 'control_neg': str(paths['neg']),
-            'control': control}
+    summary = trainer.train(
+        trainer.TrainConfig(
+            records_dir=str(records),
+            model_dir=str(model_dir),
+            export_dir=str(model_dir / 'export'),
+            model=model_lib.ModelConfig(
+                sequence_length=200, num_tasks=2, filters=8, num_dilated_layers=2, use_control=True
+            ),
+            epochs=2,
+            batch_size=4,
+            learning_rate=4e-3,
+            counts_loss_weight=1.0,
+            input_benchmark_batches=0,
+            precision='float32',
+        ),
+        info,
+    )
+    return {
+        'export': summary['export_dir'],
+        'records': str(records),
+        'fasta': str(fasta),
+        'seq': seq,
+        'control_pos': str(paths['pos']),
+        'control_neg': str(paths['neg']),
+        'control': control,
+    }
 
 
 def serve(export_dir):
     """The SavedModel's serving_default, called directly: (one_hot, control) -> outputs."""
     import tensorflow as tf
+
     loaded = tf.saved_model.load(export_dir)
     fn = loaded.signatures['serving_default']
 
     def call(one_hot, control):
-        out = fn(one_hot=tf.constant(one_hot, tf.float32),
-                 control=tf.constant(control, tf.float32))
+        out = fn(one_hot=tf.constant(one_hot, tf.float32), control=tf.constant(control, tf.float32))
         return {k: v for k, v in out.items()}
+
     call.loaded = loaded  # keeps the variables alive
     return call
 
@@ -96,7 +134,7 @@ def serve(export_dir):
 def window_controls(control_model, starts):
     """(N, 200, 2 tasks, 2) observed control counts of the windows at `starts`."""
     c = control_model['control']
-    return np.stack([np.repeat(c[s:s + 200, None], 2, axis=1) for s in starts])
+    return np.stack([np.repeat(c[s : s + 200, None], 2, axis=1) for s in starts])
 
 
 def wide_joint_control_model(tmp_path):
@@ -111,11 +149,19 @@ def wide_joint_control_model(tmp_path):
 
     from bpnet_tfx import export, schema
     from bpnet_tfx import model as model_lib
+
     keras.utils.set_random_seed(3)
-    config = model_lib.ModelConfig(sequence_length=60, output_length=20, num_tasks=2,
-                                   filters=8, stem_kernel_size=5, num_dilated_layers=2,
-                                   profile_kernel_size=5, profile_loss='joint',
-                                   use_control=True)
+    config = model_lib.ModelConfig(
+        sequence_length=60,
+        output_length=20,
+        num_tasks=2,
+        filters=8,
+        stem_kernel_size=5,
+        num_dilated_layers=2,
+        profile_kernel_size=5,
+        profile_loss='joint',
+        use_control=True,
+    )
     model = model_lib.build_bpnet(config)
     rng = np.random.default_rng(0)
     seq = ''.join(rng.choice(list('ACGT'), 300))
@@ -123,13 +169,24 @@ def wide_joint_control_model(tmp_path):
     fasta.write_text('>chrA\n' + seq + '\n')
     control = rng.poisson(3, 300).astype(np.float32)
     write_bigwig(tmp_path / 'c.bw', 'chrA', control)
-    info = schema.RecordsInfo(sequence_length=60, output_length=20, max_jitter=0,
-                              tasks=('a', 'b'), has_control=True,
-                              source={'fasta': str(fasta), 'tasks': [
-                                  {'control_pos_bigwig': str(tmp_path / 'c.bw'),
-                                   'control_neg_bigwig': str(tmp_path / 'c.bw')}] * 2})
+    info = schema.RecordsInfo(
+        sequence_length=60,
+        output_length=20,
+        max_jitter=0,
+        tasks=('a', 'b'),
+        has_control=True,
+        source={
+            'fasta': str(fasta),
+            'tasks': [
+                {
+                    'control_pos_bigwig': str(tmp_path / 'c.bw'),
+                    'control_neg_bigwig': str(tmp_path / 'c.bw'),
+                }
+            ]
+            * 2,
+        },
+    )
     path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
     x = sequence.one_hot(seq[100:160])[None].astype(np.float32)
     ctrl = np.broadcast_to(control[120:140, None, None], (1, 20, 2, 2)).astype(np.float32)
-    return {'export': path, 'model': model, 'seq': seq, 'control': control, 'x': x,
-            'ctrl': ctrl}
+    return {'export': path, 'model': model, 'seq': seq, 'control': control, 'x': x, 'ctrl': ctrl}

@@ -20,8 +20,9 @@ def test_model_targets_drop_the_task_axis_for_one_task():
     profile = tf.constant(np.arange(2 * 5 * 1 * 2, dtype=np.float32).reshape(2, 5, 1, 2))
     targets = data.model_targets(profile, 1)
     assert tuple(targets['profile'].shape) == (2, 5, 2)
-    np.testing.assert_allclose(targets['log_counts'].numpy(),
-                               np.log1p(profile.numpy()[:, :, 0].sum(axis=1)), rtol=1e-6)
+    np.testing.assert_allclose(
+        targets['log_counts'].numpy(), np.log1p(profile.numpy()[:, :, 0].sum(axis=1)), rtol=1e-6
+    )
     assert tuple(data.model_targets(tf.zeros((2, 5, 3, 2)), 3)['log_counts'].shape) == (2, 3, 2)
 
 
@@ -68,11 +69,13 @@ def test_input_context_gives_per_replica_batches_and_disjoint_files(small_record
     path, info = small_records
     seen = []
     for pipeline_id in range(2):
-        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id,
-                                         num_replicas_in_sync=2)
+        ctx = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2
+        )
         batch = ctx.get_per_replica_batch_size(8)
-        ds = data.make_dataset(path, info, 'valid', batch_size=batch, training=False,
-                               input_context=ctx)
+        ds = data.make_dataset(
+            path, info, 'valid', batch_size=batch, training=False, input_context=ctx
+        )
         sizes = [int(b['one_hot'].shape[0]) for b in ds]
         assert max(sizes) == 4
         seen.append(sum(sizes))

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import shared_data_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,8 +16,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _cli(*args, timeout=600):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    proc = subprocess.run([sys.executable, '-m', *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, '-m', *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, f'{args[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}'
     assert 'Traceback' not in proc.stderr
     return proc
@@ -28,19 +33,34 @@ def _cli(*args, timeout=600):
 def test_reb1_records_train_evaluate_predict(tmp_path):
     data = shared_data_dir()
     records, model = tmp_path / 'records', tmp_path / 'model'
-    out = _cli('beam_jobs.make_records', f'--fasta={data / "chrIV.fa"}',
-               f'--peaks={data / "peaks.narrowPeak"}', f'--pos_bigwig={data / "Reb1.pos.bw"}',
-               f'--neg_bigwig={data / "Reb1.neg.bw"}', '--task_name=Reb1',
-               '--valid_chroms=chrIV:0-100000', f'--output_dir={records}', '--max_jitter=16',
-               '--runner=DirectRunner')
+    out = _cli(
+        'beam_jobs.make_records',
+        f'--fasta={data / "chrIV.fa"}',
+        f'--peaks={data / "peaks.narrowPeak"}',
+        f'--pos_bigwig={data / "Reb1.pos.bw"}',
+        f'--neg_bigwig={data / "Reb1.neg.bw"}',
+        '--task_name=Reb1',
+        '--valid_chroms=chrIV:0-100000',
+        f'--output_dir={records}',
+        '--max_jitter=16',
+        '--runner=DirectRunner',
+    )
     assert '29 peaks read' in out.stdout
     meta = json.loads((records / 'metadata.json').read_text())
     n_train, n_valid = meta['split_counts']['train'], meta['split_counts']['valid']
     assert n_train > 0 and n_valid > 0 and n_train + n_valid == 29
 
-    out = _cli('bpnet_tfx.train', f'--records_dir={records}', f'--model_dir={model}',
-               '--epochs=3', '--batch_size=8', '--filters=16', '--num_dilated_layers=5',
-               '--learning_rate=0.004', '--counts_loss_weight=auto')
+    out = _cli(
+        'bpnet_tfx.train',
+        f'--records_dir={records}',
+        f'--model_dir={model}',
+        '--epochs=3',
+        '--batch_size=8',
+        '--filters=16',
+        '--num_dilated_layers=5',
+        '--learning_rate=0.004',
+        '--counts_loss_weight=auto',
+    )
     assert 'train: 3 epochs' in out.stdout
     summary = json.loads((model / 'train_summary.json').read_text())
     assert summary['epochs'] == 3 and summary['strategy'] == 'MirroredStrategy'
@@ -51,8 +71,13 @@ def test_reb1_records_train_evaluate_predict(tmp_path):
     assert (model / 'logs').is_dir() and (model / 'history.csv').exists()
 
     eval_json = tmp_path / 'eval.json'
-    out = _cli('bpnet_tfx.evaluate', f'--saved_model={model / "export"}',
-               f'--records_dir={records}', '--split=valid', f'--output_json={eval_json}')
+    out = _cli(
+        'bpnet_tfx.evaluate',
+        f'--saved_model={model / "export"}',
+        f'--records_dir={records}',
+        '--split=valid',
+        f'--output_json={eval_json}',
+    )
     result = json.loads(eval_json.read_text())
     assert result['overall']['n_examples'] == n_valid
     assert 'oracle_profile_nll' not in result['overall']  # real data: no noise-free truth
@@ -68,7 +93,11 @@ def test_reb1_records_train_evaluate_predict(tmp_path):
         if summit < 100_000:
             first_valid = summit
             break
-    out = _cli('bpnet_tfx.predict', f'--saved_model={model / "export"}',
-               f'--region=chrIV:{first_valid - 500}-{first_valid + 500}', f'--output_png={png}')
+    out = _cli(
+        'bpnet_tfx.predict',
+        f'--saved_model={model / "export"}',
+        f'--region=chrIV:{first_valid - 500}-{first_valid + 500}',
+        f'--output_png={png}',
+    )
     assert png.stat().st_size > 10_000 and png.with_suffix('.tsv').exists()
     assert 'observed' in out.stdout  # bigWigs found through the export's metadata.json

@@ -38,8 +38,12 @@ def _tensorflow_only_path(tmp_path) -> str:
     blocked = ('keras', 'tf_keras', 'bpnet')
     for site in {sysconfig.get_paths()['purelib'], sysconfig.get_paths()['platlib']}:
         for entry in os.listdir(site):
-            if (entry.lower().replace('-', '_').startswith(blocked) or entry.endswith('.pth')
-                    or entry.endswith('.egg-link') or (folder / entry).exists()):
+            if (
+                entry.lower().replace('-', '_').startswith(blocked)
+                or entry.endswith('.pth')
+                or entry.endswith('.egg-link')
+                or (folder / entry).exists()
+            ):
                 continue
             os.symlink(os.path.join(site, entry), folder / entry)
     return str(folder)
@@ -88,28 +92,44 @@ def test_string_and_one_hot_signatures_agree_in_fresh_process(tiny_export, tmp_p
     out = tmp_path / 'out.npz'
     # A fresh process where Keras and bpnet_tfx cannot even be imported.
     proc = subprocess.run(
-        [sys.executable, '-S', '-c', textwrap.dedent(_SERVE), export_dir,
-         str(tmp_path / 'seqs.json'), str(tmp_path / 'one_hot.npy'), str(out)],
-        capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2',
-                 PYTHONPATH=_tensorflow_only_path(tmp_path)))
+        [
+            sys.executable,
+            '-S',
+            '-c',
+            textwrap.dedent(_SERVE),
+            export_dir,
+            str(tmp_path / 'seqs.json'),
+            str(tmp_path / 'one_hot.npy'),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(tmp_path),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=_tensorflow_only_path(tmp_path)),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / 'out.npz.json').read_text())
     assert report['modules'] == []  # served with TensorFlow alone: no keras, no bpnet_tfx
     assert report['signatures'] == ['serving_default', 'serving_sequence']
-    assert report['inputs'] == {'serving_default': {'one_hot': ['float32', [None, length, 4]]},
-                                'serving_sequence': {'sequence': ['string', [None]]}}
+    assert report['inputs'] == {
+        'serving_default': {'one_hot': ['float32', [None, length, 4]]},
+        'serving_sequence': {'sequence': ['string', [None]]},
+    }
     assert f'must be {length} bp long' in report['wrong_length']
     got = np.load(out)
     expected = model(one_hot, training=False)
     for name in export.OUTPUTS:
         np.testing.assert_array_equal(got[f'string_{name}'], got[f'one_hot_{name}'])
-    np.testing.assert_allclose(got['one_hot_profile_logits'], expected['profile'].numpy(),
-                               rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(got['one_hot_log_counts'], expected['log_counts'].numpy(),
-                               rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(got['one_hot_counts'], np.expm1(got['one_hot_log_counts']),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        got['one_hot_profile_logits'], expected['profile'].numpy(), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        got['one_hot_log_counts'], expected['log_counts'].numpy(), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        got['one_hot_counts'], np.expm1(got['one_hot_log_counts']), rtol=1e-6
+    )
     np.testing.assert_allclose(got['one_hot_profile_probs'].sum(axis=1), 1.0, rtol=1e-5)
 
 

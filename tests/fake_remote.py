@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from apache_beam.io.filesystem import FileMetadata
-from apache_beam.io.filesystem import FileSystem
+from apache_beam.io.filesystem import FileMetadata, FileSystem
 from apache_beam.io.localfilesystem import LocalFileSystem
-
 
 FAKE_SCHEME = 'fakegs'
 
@@ -31,7 +29,7 @@ class FakeRemoteFileSystem(FileSystem):
         return FAKE_SCHEME
 
     def _local(self, path):
-        return os.path.join(self.ROOT, path[len(FAKE_SCHEME) + 3:])
+        return os.path.join(self.ROOT, path[len(FAKE_SCHEME) + 3 :])
 
     def _remote(self, local):
         return f'{FAKE_SCHEME}://' + os.path.relpath(local, self.ROOT)
@@ -56,8 +54,9 @@ class FakeRemoteFileSystem(FileSystem):
             for name in names:
                 path = os.path.join(dirpath, name)
                 if path.startswith(local):
-                    yield FileMetadata(self._remote(path), os.path.getsize(path),
-                                       os.path.getmtime(path))
+                    yield FileMetadata(
+                        self._remote(path), os.path.getsize(path), os.path.getmtime(path)
+                    )
 
     def create(self, path, *args, **kwargs):
         os.makedirs(os.path.dirname(self._local(path)), exist_ok=True)

@@ -41,8 +41,9 @@ def test_multinomial_nll_closed_form_by_hand():
     counts = np.array([[[2.0], [0.0], [1.0]]], np.float32)
     logits = np.zeros_like(counts)
     expected = -(np.log(3.0) - 3 * np.log(3.0))
-    np.testing.assert_allclose(losses.multinomial_nll(counts, logits).numpy(), [expected],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.multinomial_nll(counts, logits).numpy(), [expected], rtol=1e-6
+    )
 
 
 def test_multinomial_nll_is_shift_invariant_in_logits():
@@ -65,8 +66,9 @@ def test_keras_wrappers_average_over_batch():
     counts = rng.poisson(1.5, (4, 30, 2)).astype(np.float32)
     logits = rng.normal(size=(4, 30, 2)).astype(np.float32)
     per_example = losses.multinomial_nll(counts, logits).numpy()
-    np.testing.assert_allclose(float(losses.MultinomialNLL()(counts, logits)),
-                               per_example.mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(losses.MultinomialNLL()(counts, logits)), per_example.mean(), rtol=1e-5
+    )
     y = np.log1p(counts.sum(1))
     np.testing.assert_allclose(float(losses.LogCountsMSE()(y, y + 1.0)), 1.0, rtol=1e-6)
 
@@ -94,5 +96,6 @@ def test_joint_multinomial_nll_is_one_multinomial_over_length_and_strands():
     # With tasks: one joint multinomial per task, summed.
     counts4 = np.stack([counts, counts[::-1]], axis=2)  # (4, 30, 2 tasks, 2 strands)
     logits4 = np.stack([logits, logits[::-1]], axis=2)
-    np.testing.assert_allclose(losses.joint_multinomial_nll(counts4, logits4).numpy(),
-                               got + got[::-1], rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.joint_multinomial_nll(counts4, logits4).numpy(), got + got[::-1], rtol=1e-5
+    )

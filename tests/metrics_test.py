@@ -12,8 +12,9 @@ def test_multinomial_nll_equals_training_loss():
     logits = rng.normal(size=(6, 50, 1, 2)).astype(np.float32)
     per_strand = metrics.multinomial_nll(counts, metrics.log_softmax(logits))
     assert per_strand.shape == (6, 1, 2)
-    np.testing.assert_allclose(per_strand.reshape(6, -1).sum(1),
-                               losses.multinomial_nll(counts, logits).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        per_strand.reshape(6, -1).sum(1), losses.multinomial_nll(counts, logits).numpy(), rtol=1e-5
+    )
 
 
 def test_uniform_and_oracle_by_hand():
@@ -32,8 +33,9 @@ def test_jensen_shannon_distance_bounds():
     p = np.array([[[1.0], [0.0]], [[1.0], [1.0]]])  # (2, 2, 1)
     same = metrics.jensen_shannon_distance(p, p / p.sum(1, keepdims=True))
     np.testing.assert_allclose(same, 0.0, atol=1e-7)
-    disjoint = metrics.jensen_shannon_distance(np.array([[[1.0], [0.0]]]),
-                                               np.array([[[0.0], [1.0]]]))
+    disjoint = metrics.jensen_shannon_distance(
+        np.array([[[1.0], [0.0]]]), np.array([[[0.0], [1.0]]])
+    )
     np.testing.assert_allclose(disjoint, 1.0)
     empty = metrics.jensen_shannon_distance(np.zeros((1, 2, 1)), np.full((1, 2, 1), 0.5))
     assert np.isnan(empty).all()
@@ -46,17 +48,20 @@ def test_correlations():
     assert np.isnan(metrics.pearson(x, np.ones(10)))
 
 
-@pytest.mark.parametrize('labels, scores, want', [
-    # Distinct scores: precision 1/1, 2/3, 3/4 at the three positives.
-    ([1, 0, 1, 1, 0], [0.9, 0.8, 0.7, 0.6, 0.1], (1 + 2 / 3 + 3 / 4) / 3),
-    # Tied 0.7s form one threshold (sklearn): recall 1/3 at precision 1, then 1 at 3/4.
-    ([1, 0, 1, 1, 0], [0.9, 0.8, 0.7, 0.7, 0.1], 1 / 3 + 2 / 3 * 3 / 4),
-    # A tie of a positive with a negative counts as precision 1/2, whatever the input order.
-    ([0, 1], [0.5, 0.5], 0.5),
-    ([1, 0], [0.5, 0.5], 0.5),
-    ([1, 1, 0], [0.1, 0.2, 0.9], (1 / 2 + 2 / 3) / 2),
-    ([1, 1], [0.3, 0.1], 1.0),
-])
+@pytest.mark.parametrize(
+    'labels, scores, want',
+    [
+        # Distinct scores: precision 1/1, 2/3, 3/4 at the three positives.
+        ([1, 0, 1, 1, 0], [0.9, 0.8, 0.7, 0.6, 0.1], (1 + 2 / 3 + 3 / 4) / 3),
+        # Tied 0.7s form one threshold (sklearn): recall 1/3 at precision 1, then 1 at 3/4.
+        ([1, 0, 1, 1, 0], [0.9, 0.8, 0.7, 0.7, 0.1], 1 / 3 + 2 / 3 * 3 / 4),
+        # A tie of a positive with a negative counts as precision 1/2, whatever the input order.
+        ([0, 1], [0.5, 0.5], 0.5),
+        ([1, 0], [0.5, 0.5], 0.5),
+        ([1, 1, 0], [0.1, 0.2, 0.9], (1 / 2 + 2 / 3) / 2),
+        ([1, 1], [0.3, 0.1], 1.0),
+    ],
+)
 def test_average_precision_by_hand(labels, scores, want):
     assert metrics.average_precision(np.array(labels), np.array(scores)) == pytest.approx(want)
 

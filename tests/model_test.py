@@ -52,8 +52,7 @@ def test_config_rejects_non_positive(field):
 
 
 def test_multi_task_heads_are_per_task_and_match_a_stack_of_single_heads():
-    config = model_lib.ModelConfig(sequence_length=64, num_tasks=2, filters=8,
-                                   num_dilated_layers=2)
+    config = model_lib.ModelConfig(sequence_length=64, num_tasks=2, filters=8, num_dilated_layers=2)
     model = model_lib.build_bpnet(config)
     names = {layer.name for layer in model.layers}
     assert {'profile_conv_0', 'profile_conv_1', 'counts_dense_0', 'counts_dense_1'} <= names
@@ -63,14 +62,16 @@ def test_multi_task_heads_are_per_task_and_match_a_stack_of_single_heads():
     probe = type(model)(model.inputs, [body])
     features = probe(x)
     conv1 = model.get_layer('profile_conv_1')
-    np.testing.assert_allclose(out['profile'].numpy()[:, :, 1, :], conv1(features).numpy(),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        out['profile'].numpy()[:, :, 1, :], conv1(features).numpy(), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_control_inputs_add_exactly_the_control_weights():
     base = model_lib.ModelConfig(sequence_length=100, filters=8, num_dilated_layers=2)
-    with_control = model_lib.ModelConfig(sequence_length=100, filters=8, num_dilated_layers=2,
-                                         use_control=True)
+    with_control = model_lib.ModelConfig(
+        sequence_length=100, filters=8, num_dilated_layers=2, use_control=True
+    )
     plain = model_lib.build_bpnet(base).count_params()
     model = model_lib.build_bpnet(with_control)
     # Profile: 1x1 conv over (raw, smoothed) x 2 strands -> 2 strands; counts: 2 more inputs.
@@ -87,20 +88,29 @@ def test_control_inputs_add_exactly_the_control_weights():
     assert rebuilt.count_params() == model.count_params()
 
 
-@pytest.mark.parametrize('layers,stem,profile', [(8, 21, 75), (6, 21, 75), (4, 11, 25),
-                                                 (2, 5, 3)])
+@pytest.mark.parametrize('layers,stem,profile', [(8, 21, 75), (6, 21, 75), (4, 11, 25), (2, 5, 3)])
 def test_valid_padding_crop_arithmetic_gives_the_output_length(layers, stem, profile):
     output_length = 50
-    probe = model_lib.ModelConfig(sequence_length=5000, output_length=50, filters=4,
-                                  stem_kernel_size=stem, num_dilated_layers=layers,
-                                  profile_kernel_size=profile)
+    probe = model_lib.ModelConfig(
+        sequence_length=5000,
+        output_length=50,
+        filters=4,
+        stem_kernel_size=stem,
+        num_dilated_layers=layers,
+        profile_kernel_size=profile,
+    )
     needed = probe.required_input_length
     # stem - 1 + 2 * (2 + 4 + ... + 2**layers) + profile - 1 bases are lost.
-    assert needed == output_length + stem - 1 + 2 * (2**(layers + 1) - 2) + profile - 1
+    assert needed == output_length + stem - 1 + 2 * (2 ** (layers + 1) - 2) + profile - 1
     for extra in (0, 10):  # exactly enough, and 10 bp more (cropped 5 + 5)
-        config = model_lib.ModelConfig(sequence_length=needed + extra, output_length=50,
-                                       filters=4, stem_kernel_size=stem,
-                                       num_dilated_layers=layers, profile_kernel_size=profile)
+        config = model_lib.ModelConfig(
+            sequence_length=needed + extra,
+            output_length=50,
+            filters=4,
+            stem_kernel_size=stem,
+            num_dilated_layers=layers,
+            profile_kernel_size=profile,
+        )
         lengths = config.crop_arithmetic()
         assert lengths['profile_conv'] == output_length + extra and lengths['output'] == 50
         model = model_lib.build_bpnet(config)
@@ -112,16 +122,25 @@ def test_valid_padding_crop_arithmetic_gives_the_output_length(layers, stem, pro
             if name not in ('input', 'output'):
                 assert model.get_layer(name).output.shape[1] == length, name
         # Valid padding changes lengths, not parameters.
-        same = model_lib.ModelConfig(sequence_length=needed + extra, filters=4,
-                                     stem_kernel_size=stem, num_dilated_layers=layers,
-                                     profile_kernel_size=profile)
+        same = model_lib.ModelConfig(
+            sequence_length=needed + extra,
+            filters=4,
+            stem_kernel_size=stem,
+            num_dilated_layers=layers,
+            profile_kernel_size=profile,
+        )
         assert model.count_params() == model_lib.build_bpnet(same).count_params()
 
 
 def test_valid_padding_output_is_centred_and_translation_equivariant():
-    config = model_lib.ModelConfig(sequence_length=60, output_length=20, filters=4,
-                                   stem_kernel_size=5, num_dilated_layers=2,
-                                   profile_kernel_size=5)
+    config = model_lib.ModelConfig(
+        sequence_length=60,
+        output_length=20,
+        filters=4,
+        stem_kernel_size=5,
+        num_dilated_layers=2,
+        profile_kernel_size=5,
+    )
     model = model_lib.build_bpnet(config)
     x = np.random.default_rng(1).integers(0, 2, (1, 80, 4)).astype(np.float32)
     # Output position i of the window starting at s sees the same bases as output
@@ -133,19 +152,30 @@ def test_valid_padding_output_is_centred_and_translation_equivariant():
 
 def test_too_short_input_and_odd_crop_are_refused():
     with pytest.raises(ValueError, match='at least 3138 bp'):
-        model_lib.ModelConfig(sequence_length=2114, output_length=1000, stem_kernel_size=21,
-                              profile_kernel_size=75)  # 9 dilated layers need 3138 bp
+        model_lib.ModelConfig(
+            sequence_length=2114, output_length=1000, stem_kernel_size=21, profile_kernel_size=75
+        )  # 9 dilated layers need 3138 bp
     with pytest.raises(ValueError, match='odd difference'):
-        model_lib.ModelConfig(sequence_length=2117, output_length=1001, stem_kernel_size=22,
-                              profile_kernel_size=75, num_dilated_layers=8)  # 1002 left
+        model_lib.ModelConfig(
+            sequence_length=2117,
+            output_length=1001,
+            stem_kernel_size=22,
+            profile_kernel_size=75,
+            num_dilated_layers=8,
+        )  # 1002 left
     with pytest.raises(ValueError, match='must not exceed'):
         model_lib.ModelConfig(sequence_length=100, output_length=120)
 
 
 def test_chip_nexus_2114_regime_and_joint_counts_head():
-    config = model_lib.ModelConfig(sequence_length=2114, output_length=1000,
-                                   stem_kernel_size=21, profile_kernel_size=75,
-                                   num_dilated_layers=8, profile_loss='joint')
+    config = model_lib.ModelConfig(
+        sequence_length=2114,
+        output_length=1000,
+        stem_kernel_size=21,
+        profile_kernel_size=75,
+        num_dilated_layers=8,
+        profile_loss='joint',
+    )
     assert config.receptive_field == 1115 and config.required_input_length == 2114
     out = model_lib.build_bpnet(config)(np.zeros((1, 2114, 4), np.float32))
     assert tuple(out['profile'].shape) == (1, 1000, 2)
@@ -159,8 +189,14 @@ def test_chip_nexus_2114_regime_and_joint_counts_head():
 def test_mixed_precision_body_bfloat16_heads_float32(num_tasks, use_control):
     import keras
     import tensorflow as tf
-    config = model_lib.ModelConfig(sequence_length=64, num_tasks=num_tasks, filters=8,
-                                   num_dilated_layers=2, use_control=use_control)
+
+    config = model_lib.ModelConfig(
+        sequence_length=64,
+        num_tasks=num_tasks,
+        filters=8,
+        num_dilated_layers=2,
+        use_control=use_control,
+    )
     float32_params = model_lib.build_bpnet(config).count_params()
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy('mixed_bfloat16')
@@ -177,8 +213,12 @@ def test_mixed_precision_body_bfloat16_heads_float32(num_tasks, use_control):
     x = rng.integers(0, 2, (2, 64, 4)).astype(np.float32)
     inputs = x
     if use_control:
-        inputs = {model_lib.INPUT_NAME: x, model_lib.CONTROL_INPUT_NAME: rng.poisson(
-            1.0, (2, 64, num_tasks, 2)).astype(np.float32)}
+        inputs = {
+            model_lib.INPUT_NAME: x,
+            model_lib.CONTROL_INPUT_NAME: rng.poisson(1.0, (2, 64, num_tasks, 2)).astype(
+                np.float32
+            ),
+        }
     out = model(inputs)
     assert out['profile'].dtype == out['log_counts'].dtype == tf.float32
     # The profile conv runs in float32 on the bfloat16 body: its logits are not rounded to
@@ -186,8 +226,7 @@ def test_mixed_precision_body_bfloat16_heads_float32(num_tasks, use_control):
     body = type(model)(model.inputs, [model.get_layer('residual_add_2').output])(inputs)
     assert body.dtype == tf.bfloat16
     conv = model.get_layer('profile_conv' + ('_0' if num_tasks > 1 else ''))
-    expected = tf.nn.convolution(tf.cast(body, tf.float32), conv.kernel, padding='SAME') + \
-        conv.bias
+    expected = tf.nn.convolution(tf.cast(body, tf.float32), conv.kernel, padding='SAME') + conv.bias
     logits = out['profile'].numpy()
     logits = logits[:, :, 0] if num_tasks > 1 else logits
     if not use_control:

@@ -8,8 +8,7 @@ import numpy as np
 import pyBigWig
 import pytest
 
-from beam_jobs import planning
-from beam_jobs import regions
+from beam_jobs import planning, regions
 from beam_jobs.regions import RecordsInputError, Region
 
 
@@ -19,8 +18,11 @@ def _write(path, text):
 
 
 def test_drop_duplicates_keeps_first():
-    a, b, c = Region('chr1', 0, 10, line=1), Region('chr1', 0, 10, line=2), Region(
-        'chr1', 1, 11, line=3)
+    a, b, c = (
+        Region('chr1', 0, 10, line=1),
+        Region('chr1', 0, 10, line=2),
+        Region('chr1', 1, 11, line=3),
+    )
     kept, duplicates = planning.drop_duplicates([a, b, c])
     assert kept == [a, c] and duplicates == [b]
 
@@ -36,10 +38,14 @@ def test_merge_tasks_union_duplicates_and_merged():
 
 
 def test_drop_out_of_bounds_counts_the_jitter_margin():
-    inside, low, high = (Region('chr1', 5, 15, line=1), Region('chr1', 4, 14, line=2),
-                         Region('chr1', 86, 96, line=3))
+    inside, low, high = (
+        Region('chr1', 5, 15, line=1),
+        Region('chr1', 4, 14, line=2),
+        Region('chr1', 86, 96, line=3),
+    )
     kept, dropped = planning.drop_out_of_bounds(
-        [inside, low, high, Region('chrX', 50, 60, line=4)], {'chr1': 100}, max_jitter=5)
+        [inside, low, high, Region('chrX', 50, 60, line=4)], {'chr1': 100}, max_jitter=5
+    )
     assert kept == [inside] and [r.line for r in dropped] == [2, 3, 4]
 
 
@@ -50,8 +56,10 @@ def test_blacklist_overlap_is_half_open():
     assert not blacklist.overlaps('chr1', 300, 400) and not blacklist.overlaps('chr1', 0, 100)
     assert not blacklist.overlaps('chr3', 0, 10**9)
     kept, dropped = planning.drop_blacklisted(
-        [Region('chr1', 304, 314, line=1), Region('chr1', 305, 315, line=2)], blacklist,
-        max_jitter=5)
+        [Region('chr1', 304, 314, line=1), Region('chr1', 305, 315, line=2)],
+        blacklist,
+        max_jitter=5,
+    )
     assert [r.line for r in kept] == [2] and [r.line for r in dropped] == [1]
 
 
@@ -63,13 +71,17 @@ def test_read_blacklist(tmp_path):
     assert blacklist.overlaps('chr1', 35, 36) and not blacklist.overlaps('chr1', 20, 30)
 
 
-@pytest.mark.parametrize('text, message', [
-    ('chr1\t10\n', r'bl\.bed:1: malformed line'),
-    ('chr1\tx\t20\n', r"bl\.bed:1: start 'x' is not an integer"),
-    ('chr1\t30\t20\n', r'bl\.bed:1: start 30 > end 20'),
-    ('chr1\t-5\t20\n', r'bl\.bed:1: negative coordinate'),
-    (' \t10\t20\n', r'bl\.bed:1: malformed line: empty chromosome name'),
-], ids=['columns', 'integer', 'order', 'negative', 'empty_chrom'])
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        ('chr1\t10\n', r'bl\.bed:1: malformed line'),
+        ('chr1\tx\t20\n', r"bl\.bed:1: start 'x' is not an integer"),
+        ('chr1\t30\t20\n', r'bl\.bed:1: start 30 > end 20'),
+        ('chr1\t-5\t20\n', r'bl\.bed:1: negative coordinate'),
+        (' \t10\t20\n', r'bl\.bed:1: malformed line: empty chromosome name'),
+    ],
+    ids=['columns', 'integer', 'order', 'negative', 'empty_chrom'],
+)
 def test_bad_blacklist_line(tmp_path, text, message):
     with pytest.raises(RecordsInputError, match=message):
         planning.read_blacklist(_write(tmp_path / 'bl.bed', text))
@@ -97,52 +109,72 @@ def test_drop_outliers_hand_made_case():
     np.testing.assert_allclose(thresholds, [66.0, 6.0])
     # quantile(0) = 10, x 1.2 = 12: a total equal to the threshold stays, a greater one goes.
     for top, lost in ((12.0, []), (12.5, [2])):
-        kept, dropped, _ = planning.drop_outliers(windows[:2], [[10.0], [top]],
-                                                 [[True], [True]], 0.0)
+        kept, dropped, _ = planning.drop_outliers(
+            windows[:2], [[10.0], [top]], [[True], [True]], 0.0
+        )
         assert [r.line for r in dropped] == lost
     assert planning.drop_outliers(windows[:2], [[10.0], [12.0]], [[True], [True]], 1.0)[1] == []
 
 
 def test_window_totals_sum_both_strands_over_the_trimmed_window(tmp_path):
     rng = np.random.default_rng(3)
-    values = {name: np.where(rng.random(400) < 0.5, rng.integers(0, 9, 400), np.nan)
-              for name in ('pos', 'neg', 'pos2', 'neg2')}
+    values = {
+        name: np.where(rng.random(400) < 0.5, rng.integers(0, 9, 400), np.nan)
+        for name in ('pos', 'neg', 'pos2', 'neg2')
+    }
     paths = {}
     for name, v in values.items():
         bw = pyBigWig.open(str(tmp_path / f'{name}.bw'), 'w')
         bw.addHeader([('chr1', 400)])
         starts = np.flatnonzero(~np.isnan(v))
-        bw.addEntries('chr1', starts.astype(np.int64), values=v[starts].astype(np.float64),
-                      span=1)
+        bw.addEntries('chr1', starts.astype(np.int64), values=v[starts].astype(np.float64), span=1)
         bw.close()
         paths[name] = str(tmp_path / f'{name}.bw')
     windows = [Region('chr1', s, s + 40) for s in (300, 10, 25, 200, 360)]
     pairs = [(paths['pos'], paths['neg']), (paths['pos2'], paths['neg2'])]
     for trim, run_gap in ((0, 20_000), (7, 0)):
         got = planning.window_totals(windows, pairs, trim=trim, run_gap=run_gap)
-        expected = [[sum(np.nansum(values[n][r.start + trim:r.end - trim]) for n in pair)
-                     for pair in (('pos', 'neg'), ('pos2', 'neg2'))] for r in windows]
+        expected = [
+            [
+                sum(np.nansum(values[n][r.start + trim : r.end - trim]) for n in pair)
+                for pair in (('pos', 'neg'), ('pos2', 'neg2'))
+            ]
+            for r in windows
+        ]
         np.testing.assert_array_equal(got, expected)
 
 
 def test_window_totals_runs_capped_by_span_give_the_same_sums(tmp_path):
     # Overlapping, adjacent and far windows; runs cut by max_span must not change any sum.
     rng = np.random.default_rng(5)
-    values = {n: np.where(rng.random(3000) < 0.3, rng.integers(0, 50, 3000), np.nan)
-              for n in ('pos', 'neg')}
+    values = {
+        n: np.where(rng.random(3000) < 0.3, rng.integers(0, 50, 3000), np.nan)
+        for n in ('pos', 'neg')
+    }
     for name, v in values.items():
         bw = pyBigWig.open(str(tmp_path / f'{name}.bw'), 'w')
         bw.addHeader([('chr1', 3000), ('chr2', 3000)])
         for chrom in ('chr1', 'chr2'):
             starts = np.flatnonzero(~np.isnan(v))
-            bw.addEntries(chrom, starts.astype(np.int64), values=v[starts].astype(np.float64),
-                          span=1)
+            bw.addEntries(
+                chrom, starts.astype(np.int64), values=v[starts].astype(np.float64), span=1
+            )
         bw.close()
     pair = (str(tmp_path / 'pos.bw'), str(tmp_path / 'neg.bw'))
-    windows = [Region(c, s, s + 100) for c, s in (('chr2', 0), ('chr1', 2900), ('chr1', 50),
-                                                   ('chr1', 100), ('chr1', 120), ('chr1', 1500))]
-    expected = [[sum(np.nansum(values[n][r.start:r.end]) for n in ('pos', 'neg'))]
-                for r in windows]
+    windows = [
+        Region(c, s, s + 100)
+        for c, s in (
+            ('chr2', 0),
+            ('chr1', 2900),
+            ('chr1', 50),
+            ('chr1', 100),
+            ('chr1', 120),
+            ('chr1', 1500),
+        )
+    ]
+    expected = [
+        [sum(np.nansum(values[n][r.start : r.end]) for n in ('pos', 'neg'))] for r in windows
+    ]
     for max_span in (1_000_000, 150, 1):
         got = planning.window_totals(windows, [pair], max_span=max_span)
         np.testing.assert_array_equal(got, expected)
@@ -156,8 +188,10 @@ def toy(tmp_path):
     """chrA (3000 bp) and chrB (1000 bp) with flat counts, and a task whose peaks are there."""
     rng = np.random.default_rng(0)
     sizes = {'chrA': 3000, 'chrB': 1000}
-    fasta = _write(tmp_path / 'g.fa', ''.join(
-        f'>{c}\n{"".join(rng.choice(list("ACGT"), n))}\n' for c, n in sizes.items()))
+    fasta = _write(
+        tmp_path / 'g.fa',
+        ''.join(f'>{c}\n{"".join(rng.choice(list("ACGT"), n))}\n' for c, n in sizes.items()),
+    )
     paths = {}
     for name in ('pos', 'neg'):
         paths[name] = str(tmp_path / f'{name}.bw')
@@ -167,17 +201,23 @@ def toy(tmp_path):
             bw.addEntries(chrom, 0, values=np.ones(n).tolist(), span=1, step=1)
         bw.close()
     # chrA: 500 (twice), 1500, 2950 (past the end); chrB: 500.
-    peaks = _write(tmp_path / 'p.bed', 'chrA\t500\t501\nchrA\t500\t501\nchrA\t1500\t1501\n'
-                   'chrA\t2950\t2951\nchrB\t500\t501\n')
+    peaks = _write(
+        tmp_path / 'p.bed',
+        'chrA\t500\t501\nchrA\t500\t501\nchrA\t1500\t1501\nchrA\t2950\t2951\nchrB\t500\t501\n',
+    )
     task = planning.tasks_lib.Task('t', peaks, paths['pos'], paths['neg'])
     return fasta, [task]
 
 
 def _config(valid='', test='', **kwargs) -> planning.PlanConfig:
     return planning.PlanConfig(
-        sequence_length=200, output_length=200, max_jitter=10,
+        sequence_length=200,
+        output_length=200,
+        max_jitter=10,
         valid=regions.parse_chrom_spans(valid, flag='valid_chroms'),
-        test=regions.parse_chrom_spans(test, flag='test_chroms'), **kwargs)
+        test=regions.parse_chrom_spans(test, flag='test_chroms'),
+        **kwargs,
+    )
 
 
 def test_plan_windows_sets_aside_duplicates_and_windows_past_the_end(toy, tmp_path):
@@ -185,25 +225,46 @@ def test_plan_windows_sets_aside_duplicates_and_windows_past_the_end(toy, tmp_pa
     blacklist = _write(tmp_path / 'bl.bed', 'chrA\t1450\t1460\n')
     plan = planning.plan_windows(_config('chrB'), task_list, fasta, blacklist)
     assert len(plan.peaks) == 5
-    assert [(r.region_id, r.split) for r in plan.regions] == [('chrA:400-600', 'train'),
-                                                              ('chrB:400-600', 'valid')]
+    assert [(r.region_id, r.split) for r in plan.regions] == [
+        ('chrA:400-600', 'train'),
+        ('chrB:400-600', 'valid'),
+    ]
     assert sorted((r.line, reason) for r, reason in plan.dropped) == [
-        (2, 'duplicate'), (3, 'blacklisted'), (4, 'out_of_bounds')]
+        (2, 'duplicate'),
+        (3, 'blacklisted'),
+        (4, 'out_of_bounds'),
+    ]
     assert plan.lost_windows == {'chrA:1400-1600', 'chrA:2850-3050'}
     assert plan.background is None and plan.thresholds is None and plan.totals is None
 
 
-@pytest.mark.parametrize('valid, test, message', [
-    ('chr1', '', r"^--valid_chroms item 'chr1' names no chromosome of .*g\.fa, which has "
-                 r'chrA, chrB; pass --valid_chroms with one of its chromosomes or an interval '
-                 r'of one \(e\.g\. chrA:0-1,000\), or --allow_empty_splits$'),
-    ('chrB', 'chrA:0-100', r"^--test_chroms item 'chrA:0-100' holds no peak centre \(of 5 "
-                           r'peaks read\)'),
-    ('chrA:2900-3000', '', r'^the valid split has no records: the 1 peak\(s\) with their '
-                           r'centre in --valid_chroms=chrA:2900-3000 were all rejected '
-                           r'\(out_of_bounds 1\); pass other --valid_chroms, or '
-                           r'--allow_empty_splits$'),
-], ids=['no_such_chromosome', 'no_peak_centre', 'all_rejected'])
+@pytest.mark.parametrize(
+    'valid, test, message',
+    [
+        (
+            'chr1',
+            '',
+            r"^--valid_chroms item 'chr1' names no chromosome of .*g\.fa, which has "
+            r'chrA, chrB; pass --valid_chroms with one of its chromosomes or an interval '
+            r'of one \(e\.g\. chrA:0-1,000\), or --allow_empty_splits$',
+        ),
+        (
+            'chrB',
+            'chrA:0-100',
+            r"^--test_chroms item 'chrA:0-100' holds no peak centre \(of 5 "
+            r'peaks read\)',
+        ),
+        (
+            'chrA:2900-3000',
+            '',
+            r'^the valid split has no records: the 1 peak\(s\) with their '
+            r'centre in --valid_chroms=chrA:2900-3000 were all rejected '
+            r'\(out_of_bounds 1\); pass other --valid_chroms, or '
+            r'--allow_empty_splits$',
+        ),
+    ],
+    ids=['no_such_chromosome', 'no_peak_centre', 'all_rejected'],
+)
 def test_a_split_asked_for_that_can_give_no_record_stops(toy, caplog, valid, test, message):
     fasta, task_list = toy
     with pytest.raises(RecordsInputError, match=message):

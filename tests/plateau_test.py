@@ -7,10 +7,14 @@ import pytest
 from bpnet_tfx import plateau
 
 
-@pytest.mark.parametrize('patience, expected', [
-    (1, [1.0, 1.0, 0.5, 0.25, 0.25, 0.125, 0.0625]),
-    (2, [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]),
-    (0, [1.0] * 7)])
+@pytest.mark.parametrize(
+    'patience, expected',
+    [
+        (1, [1.0, 1.0, 0.5, 0.25, 0.25, 0.125, 0.0625]),
+        (2, [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25]),
+        (0, [1.0] * 7),
+    ],
+)
 def test_plateau_learning_rate_rule(patience, expected):
     # Validation losses 5, 4, 4.5, 4.2, 3, 3.1, 3.2: best at epochs 1, 2 and 5.
     stale = [0, 0, 1, 2, 0, 1, 2]
@@ -27,8 +31,7 @@ def test_judge_keeps_the_best_epoch_halves_and_stops():
     # Validation losses 5, 4, 4.5, 4.2, 3, 3.1, 3.2 with patience 2 and halving after 1.
     best_epoch, best_loss, lr, verdicts = 0, math.inf, 1.0, []
     for epoch, loss in enumerate([5.0, 4.0, 4.5, 4.2, 3.0, 3.1, 3.2], start=1):
-        v = plateau.judge(epoch, loss, best_epoch, best_loss, lr, patience=2,
-                          reduce_lr_patience=1)
+        v = plateau.judge(epoch, loss, best_epoch, best_loss, lr, patience=2, reduce_lr_patience=1)
         verdicts.append(v)
         if v.improved:
             best_epoch, best_loss = epoch, loss

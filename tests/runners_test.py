@@ -23,38 +23,49 @@ import sys
 import time
 
 import pytest
-
-from beam_jobs import make_records
-from beam_jobs import runners
-from beam_jobs import windows
-from beam_jobs.regions import RecordsInputError
 from conftest import shared_data_dir
+
+from beam_jobs import make_records, runners, windows
+from beam_jobs.regions import RecordsInputError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA = shared_data_dir()
 VENV_BIN = os.path.dirname(sys.executable)
 SHARDS = '--num_shards=train=3,valid=2'
 POOL = [sys.executable, '-m', 'apache_beam.runners.worker.worker_pool_main']
-_FAIL_READS = ('import beam_jobs.windows as w\n'
-               'def _fail(self, chunk):\n'
-               "    raise RuntimeError('worker crashed')\n"
-               '    yield\n'
-               'w.WindowReader.read = _fail\n')
+_FAIL_READS = (
+    'import beam_jobs.windows as w\n'
+    'def _fail(self, chunk):\n'
+    "    raise RuntimeError('worker crashed')\n"
+    '    yield\n'
+    'w.WindowReader.read = _fail\n'
+)
 
-needs_data = pytest.mark.skipif(not (DATA / 'peaks.narrowPeak').exists(),
-                                reason=f'Reb1 test data not found at {DATA}')
+needs_data = pytest.mark.skipif(
+    not (DATA / 'peaks.narrowPeak').exists(), reason=f'Reb1 test data not found at {DATA}'
+)
 
 
 def _flags(output_dir, *extra) -> list[str]:
-    return [f'--fasta={DATA / "chrIV.fa"}', f'--peaks={DATA / "peaks.narrowPeak"}',
-            f'--pos_bigwig={DATA / "Reb1.pos.bw"}', f'--neg_bigwig={DATA / "Reb1.neg.bw"}',
-            f'--output_dir={output_dir}', '--sequence_length=1000', '--max_jitter=50',
-            '--valid_chroms=chrIV:0-100,000', SHARDS, *extra]
+    return [
+        f'--fasta={DATA / "chrIV.fa"}',
+        f'--peaks={DATA / "peaks.narrowPeak"}',
+        f'--pos_bigwig={DATA / "Reb1.pos.bw"}',
+        f'--neg_bigwig={DATA / "Reb1.neg.bw"}',
+        f'--output_dir={output_dir}',
+        '--sequence_length=1000',
+        '--max_jitter=50',
+        '--valid_chroms=chrIV:0-100,000',
+        SHARDS,
+        *extra,
+    ]
 
 
 def _shard_bytes(records_dir) -> dict[str, bytes]:
-    return {os.path.basename(p): pathlib.Path(p).read_bytes()
-            for p in sorted(glob.glob(os.path.join(records_dir, '*.tfrecord.gz')))}
+    return {
+        os.path.basename(p): pathlib.Path(p).read_bytes()
+        for p in sorted(glob.glob(os.path.join(records_dir, '*.tfrecord.gz')))
+    }
 
 
 def _env(**extra) -> dict[str, str]:
@@ -62,8 +73,14 @@ def _env(**extra) -> dict[str, str]:
 
 
 def _cli(*args, timeout=120, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-m', 'beam_jobs.make_records', *args], cwd=REPO,
-                          env=_env(**env), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, '-m', 'beam_jobs.make_records', *args],
+        cwd=REPO,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _free_port() -> int:
@@ -77,10 +94,13 @@ def _worker_pool(tmp_path, *, path_first: str, pythonpath: str):
     """A Beam worker pool in its own process; its workers are `python` from `path_first`."""
     port = _free_port()
     log = open(tmp_path / f'pool-{port}.log', 'w')
-    proc = subprocess.Popen(POOL + [f'--service_port={port}'], stdout=log, stderr=log,
-                            start_new_session=True, env=_env(
-                                PATH=f'{path_first}:{os.environ["PATH"]}',
-                                PYTHONPATH=pythonpath))
+    proc = subprocess.Popen(
+        POOL + [f'--service_port={port}'],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        env=_env(PATH=f'{path_first}:{os.environ["PATH"]}', PYTHONPATH=pythonpath),
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -98,8 +118,12 @@ def _worker_pool(tmp_path, *, path_first: str, pythonpath: str):
 
 
 def _external(address) -> list[str]:
-    return ['--runner=PortableRunner', '--job_endpoint=embed', '--environment_type=EXTERNAL',
-            f'--environment_config={address}']
+    return [
+        '--runner=PortableRunner',
+        '--job_endpoint=embed',
+        '--environment_type=EXTERNAL',
+        f'--environment_config={address}',
+    ]
 
 
 @pytest.fixture(scope='module')
@@ -118,16 +142,26 @@ def _no_leftovers(parent) -> bool:
 # --- Runner names, waiting and errors (no pipeline) --------------------------------------------
 
 
-@pytest.mark.parametrize('args, expected', [
-    (['--runner=DaskRunner'], [f'--runner={runners.DASK_RUNNER}', '--dask_npartitions=5']),
-    (['--runner', 'DaskRunner', '--dask_npartitions=2'],
-     ['--runner', runners.DASK_RUNNER, '--dask_npartitions=2']),
-    ([f'--runner={runners.DASK_RUNNER}', '--dask_partition_size=1'],
-     [f'--runner={runners.DASK_RUNNER}', '--dask_partition_size=1']),
-    (['--runner=PortableRunner', '--job_endpoint=embed'],
-     ['--runner=PortableRunner', '--job_endpoint=embed']),
-    ([], []),
-], ids=['alias', 'alias_two_args', 'full_path_own_partitions', 'portable', 'none'])
+@pytest.mark.parametrize(
+    'args, expected',
+    [
+        (['--runner=DaskRunner'], [f'--runner={runners.DASK_RUNNER}', '--dask_npartitions=5']),
+        (
+            ['--runner', 'DaskRunner', '--dask_npartitions=2'],
+            ['--runner', runners.DASK_RUNNER, '--dask_npartitions=2'],
+        ),
+        (
+            [f'--runner={runners.DASK_RUNNER}', '--dask_partition_size=1'],
+            [f'--runner={runners.DASK_RUNNER}', '--dask_partition_size=1'],
+        ),
+        (
+            ['--runner=PortableRunner', '--job_endpoint=embed'],
+            ['--runner=PortableRunner', '--job_endpoint=embed'],
+        ),
+        ([], []),
+    ],
+    ids=['alias', 'alias_two_args', 'full_path_own_partitions', 'portable', 'none'],
+)
 def test_runner_alias_and_dask_partitions(args, expected):
     pytest.importorskip('distributed', reason='dask is an optional extra: pip install .[dask]')
     assert runners.resolve_args(args, num_plans=5) == expected
@@ -135,17 +169,24 @@ def test_runner_alias_and_dask_partitions(args, expected):
 
 def test_dask_runner_without_dask_is_one_line(monkeypatch, tmp_path, capsys):
     real = runners.importlib.util.find_spec
-    monkeypatch.setattr(runners.importlib.util, 'find_spec',
-                        lambda name, *a: None if name == 'distributed' else real(name, *a))
-    with pytest.raises(RecordsInputError,
-                       match=r'^--runner=DaskRunner needs dask and distributed: pip install '
-                             r'"\.\[dask\]"$'):
+    monkeypatch.setattr(
+        runners.importlib.util,
+        'find_spec',
+        lambda name, *a: None if name == 'distributed' else real(name, *a),
+    )
+    with pytest.raises(
+        RecordsInputError,
+        match=r'^--runner=DaskRunner needs dask and distributed: pip install '
+        r'"\.\[dask\]"$',
+    ):
         runners.resolve_args(['--runner=DaskRunner'], num_plans=1)
     # The job says so before it reads any input.
     monkeypatch.setattr(make_records.planning, 'plan_windows', None)
     assert make_records.main(_flags(tmp_path / 'out', '--runner=DaskRunner')) == 2
-    assert capsys.readouterr().err == ('make_records: error: --runner=DaskRunner needs dask and '
-                                       'distributed: pip install ".[dask]"\n')
+    assert capsys.readouterr().err == (
+        'make_records: error: --runner=DaskRunner needs dask and '
+        'distributed: pip install ".[dask]"\n'
+    )
     assert os.listdir(tmp_path) == []
 
 
@@ -155,8 +196,9 @@ class _FakeResult:
 
     def wait_until_finish(self):
         start = time.monotonic()
-        while not self.cancelled and (self._finish_after is None
-                                      or time.monotonic() - start < self._finish_after):
+        while not self.cancelled and (
+            self._finish_after is None or time.monotonic() - start < self._finish_after
+        ):
             time.sleep(0.05)
         if self._error:
             raise self._error
@@ -168,9 +210,11 @@ class _FakeResult:
 def test_wait_gives_up_on_workers_that_never_start():
     result = _FakeResult(None)
     start = time.monotonic()
-    with pytest.raises(runners.WorkersDidNotStartError,
-                       match=r'^no FakeRunner worker ran a step within 1.5 s '
-                             r'\(--worker_start_timeout\); the run was cancelled'):
+    with pytest.raises(
+        runners.WorkersDidNotStartError,
+        match=r'^no FakeRunner worker ran a step within 1.5 s '
+        r'\(--worker_start_timeout\); the run was cancelled',
+    ):
         runners.wait_for(result, runner_name='FakeRunner', started=lambda: False, timeout=1.5)
     assert result.cancelled and 1.5 <= time.monotonic() - start < 4
 
@@ -180,8 +224,12 @@ def test_wait_lets_started_runs_take_their_time():
     runners.wait_for(result, runner_name='FakeRunner', started=lambda: True, timeout=1)
     assert not result.cancelled
     with pytest.raises(ValueError, match='boom'):
-        runners.wait_for(_FakeResult(0.1, ValueError('boom')), runner_name='FakeRunner',
-                         started=lambda: False, timeout=0)
+        runners.wait_for(
+            _FakeResult(0.1, ValueError('boom')),
+            runner_name='FakeRunner',
+            started=lambda: False,
+            timeout=0,
+        )
 
 
 def _remote_error() -> RuntimeError:
@@ -195,17 +243,26 @@ def _remote_error() -> RuntimeError:
         'Traceback (most recent call last):\n'
         '  File "apache_beam/runners/common.py", line 1512, in process\n'
         "OSError: disk full [while running 'WriteShards/WriteShardFiles'] "
-        "[while running 'WriteShards/WriteShardFiles']\n")
+        "[while running 'WriteShards/WriteShardFiles']\n"
+    )
 
 
-@pytest.mark.parametrize('error, line', [
-    (_remote_error(),
-     "PortableRunner run failed in step 'WriteShards/WriteShardFiles': OSError: disk full "
-     "(shard file train-00002-of-00003.tfrecord.gz); -v shows the runner's full error"),
-    (KeyError('x'),
-     "PortableRunner run failed (the runner names no step): KeyError: 'x'; -v shows the "
-     "runner's full error"),
-], ids=['worker_traceback_text', 'bare_exception'])
+@pytest.mark.parametrize(
+    'error, line',
+    [
+        (
+            _remote_error(),
+            "PortableRunner run failed in step 'WriteShards/WriteShardFiles': OSError: disk full "
+            "(shard file train-00002-of-00003.tfrecord.gz); -v shows the runner's full error",
+        ),
+        (
+            KeyError('x'),
+            "PortableRunner run failed (the runner names no step): KeyError: 'x'; -v shows the "
+            "runner's full error",
+        ),
+    ],
+    ids=['worker_traceback_text', 'bare_exception'],
+)
 def test_run_error_is_one_line(error, line):
     assert str(runners.PipelineRunError.from_exception('PortableRunner', error)) == line
 
@@ -217,8 +274,11 @@ def test_run_error_is_one_line(error, line):
 @pytest.mark.slow  # About 8 s.
 def test_portable_loopback_matches_direct_bytes(tmp_path, direct_shards):
     out = tmp_path / 'records'
-    make_records.run(_flags(out, '--runner=PortableRunner', '--job_endpoint=embed',
-                            '--environment_type=LOOPBACK'))
+    make_records.run(
+        _flags(
+            out, '--runner=PortableRunner', '--job_endpoint=embed', '--environment_type=LOOPBACK'
+        )
+    )
     assert _shard_bytes(out) == direct_shards
     assert sorted(os.listdir(out))[:2] == ['metadata.json', 'rejected.tsv']
     assert _no_leftovers(tmp_path)
@@ -228,8 +288,9 @@ def test_portable_loopback_matches_direct_bytes(tmp_path, direct_shards):
 @pytest.mark.slow  # About 15 s: a worker pool and a job in other processes.
 def test_portable_external_worker_pool_matches_direct_bytes(tmp_path, direct_shards):
     with _worker_pool(tmp_path, path_first=VENV_BIN, pythonpath=str(REPO)) as address:
-        proc = _cli(*_flags(tmp_path / 'records'), *_external(address),
-                    '--sdk_worker_parallelism=2')
+        proc = _cli(
+            *_flags(tmp_path / 'records'), *_external(address), '--sdk_worker_parallelism=2'
+        )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ''
     assert proc.stdout.startswith('make_records: 29 peaks read, 29 records written')
@@ -242,14 +303,17 @@ def test_portable_external_worker_pool_matches_direct_bytes(tmp_path, direct_sha
 def test_failing_workers_are_one_line(tmp_path):
     (tmp_path / 'fail').mkdir()
     (tmp_path / 'fail' / 'sitecustomize.py').write_text(_FAIL_READS)  # Only in the workers.
-    with _worker_pool(tmp_path, path_first=VENV_BIN,
-                      pythonpath=f'{tmp_path / "fail"}:{REPO}') as address:
+    with _worker_pool(
+        tmp_path, path_first=VENV_BIN, pythonpath=f'{tmp_path / "fail"}:{REPO}'
+    ) as address:
         proc = _cli(*_flags(tmp_path / 'records'), *_external(address))
     assert proc.returncode == 1, proc.stderr
     assert re.fullmatch(
         r"make_records: error: PortableRunner run failed in step 'WriteShards/WriteShardFiles': "
         r'RuntimeError: worker crashed \(shard file (train|valid)-0000\d-of-0000\d\.tfrecord'
-        r"\.gz\); -v shows the runner's full error\n", proc.stderr), proc.stderr
+        r"\.gz\); -v shows the runner's full error\n",
+        proc.stderr,
+    ), proc.stderr
     assert not (tmp_path / 'records').exists() and _no_leftovers(tmp_path)
 
 
@@ -264,9 +328,19 @@ def test_workers_that_never_start_time_out_and_killed_runs_are_cleaned_up(tmp_pa
     with _worker_pool(tmp_path, path_first=str(bad), pythonpath=str(REPO)) as address:
         # No limit: this run waits until killed, and leaves its temporary folder.
         waiting = subprocess.Popen(
-            [sys.executable, '-m', 'beam_jobs.make_records', *_flags(out), *_external(address),
-             '--worker_start_timeout=0'], cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                '-m',
+                'beam_jobs.make_records',
+                *_flags(out),
+                *_external(address),
+                '--worker_start_timeout=0',
+            ],
+            cwd=REPO,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         while not glob.glob(f'{out}.tmp-*/_shard_plans.jsonl'):
             assert waiting.poll() is None and time.monotonic() < deadline
@@ -285,7 +359,8 @@ def test_workers_that_never_start_time_out_and_killed_runs_are_cleaned_up(tmp_pa
         'make_records: error: no PortableRunner worker ran a step within 5 s '
         '(--worker_start_timeout); the run was cancelled. Check that the workers start: their '
         'environment (--environment_type/--environment_config, a worker pool whose python has '
-        'apache_beam and this package) and their logs (-v)']
+        'apache_beam and this package) and their logs (-v)',
+    ]
     assert seconds < 30
     assert not out.exists() and _no_leftovers(tmp_path)
 
@@ -293,7 +368,8 @@ def test_workers_that_never_start_time_out_and_killed_runs_are_cleaned_up(tmp_pa
 def test_bad_worker_start_timeout_is_one_line(tmp_path, capsys):
     assert make_records.main(_flags(tmp_path / 'o', '--worker_start_timeout=-1')) == 2
     assert capsys.readouterr().err == (
-        'make_records: error: --worker_start_timeout must be >= 0 s (0: no limit), got -1.0\n')
+        'make_records: error: --worker_start_timeout must be >= 0 s (0: no limit), got -1.0\n'
+    )
 
 
 # --- Dask runner -------------------------------------------------------------------------------
@@ -302,12 +378,14 @@ def test_bad_worker_start_timeout_is_one_line(tmp_path, capsys):
 @pytest.fixture(scope='module')
 def dask_cluster():
     distributed = pytest.importorskip(
-        'distributed', reason='the Dask runner needs the optional extra: pip install .[dask]')
+        'distributed', reason='the Dask runner needs the optional extra: pip install .[dask]'
+    )
     old = os.environ.get('PYTHONPATH')
     os.environ['PYTHONPATH'] = str(REPO)  # The worker processes import beam_jobs.
     try:
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
     finally:
         if old is None:
             del os.environ['PYTHONPATH']
@@ -323,12 +401,14 @@ def dask_cluster():
 @pytest.mark.slow  # About 15 s with the cluster's start.
 def test_dask_local_cluster_matches_direct_bytes(tmp_path, direct_shards, dask_cluster):
     import distributed
+
     cluster, client = dask_cluster
     out = tmp_path / 'records'
     with distributed.get_task_stream(client) as tasks:
         # The short name, which Beam itself refuses, is mapped to the runner's path.
-        make_records.run(_flags(out, '--runner=DaskRunner',
-                                f'--dask_client_address={cluster.scheduler_address}'))
+        make_records.run(
+            _flags(out, '--runner=DaskRunner', f'--dask_client_address={cluster.scheduler_address}')
+        )
     assert _shard_bytes(out) == direct_shards
     assert _no_leftovers(tmp_path)
     # Dask fuses Create -> ReadPlanLines -> ... -> WriteShardFiles into one task per
@@ -343,8 +423,14 @@ def test_dask_worker_failure_is_one_line(tmp_path, dask_cluster, capsys):
     cluster, client = dask_cluster
     client.run(exec, _FAIL_READS, {})  # In the worker processes only.
     try:
-        code = make_records.main(_flags(tmp_path / 'records', '--runner=DaskRunner', '-v',
-                                        f'--dask_client_address={cluster.scheduler_address}'))
+        code = make_records.main(
+            _flags(
+                tmp_path / 'records',
+                '--runner=DaskRunner',
+                '-v',
+                f'--dask_client_address={cluster.scheduler_address}',
+            )
+        )
     finally:
         client.restart()  # Fresh workers, without the patch.
     assert code == 1
@@ -353,6 +439,8 @@ def test_dask_worker_failure_is_one_line(tmp_path, dask_cluster, capsys):
     assert re.search(
         r"\nmake_records: error: DaskRunner run failed \(the runner names no step\): "
         r'RuntimeError: worker crashed \(shard file (train|valid)-0000\d-of-0000\d\.tfrecord'
-        r"\.gz\); -v shows the runner's full error\n$", err), err
+        r"\.gz\); -v shows the runner's full error\n$",
+        err,
+    ), err
     assert windows.WindowReader.read.__name__ == 'read'  # This process was not patched.
     assert not (tmp_path / 'records').exists() and _no_leftovers(tmp_path)

@@ -33,22 +33,24 @@ def _track(path: str, chrom: str) -> np.ndarray:
     """A whole chromosome of a bigWig as float64, bases without entries as 0."""
     bw = pyBigWig.open(path)
     try:
-        return np.nan_to_num(bw.values(chrom, 0, bw.chroms()[chrom], numpy=True)).astype(
-            np.float64)
+        return np.nan_to_num(bw.values(chrom, 0, bw.chroms()[chrom], numpy=True)).astype(np.float64)
     finally:
         bw.close()
 
 
-def _tracks(files: simulate.DemoFiles, config: simulate.SimulationConfig,
-            task: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+def _tracks(
+    files: simulate.DemoFiles, config: simulate.SimulationConfig, task: str | None = None
+) -> dict[str, dict[str, np.ndarray]]:
     paths = files.task_bigwigs[task or files.tasks[0]]
-    return {chrom: {kind: _track(path, chrom) for kind, path in paths._asdict().items()}
-            for chrom, _ in config.chrom_sizes}
+    return {
+        chrom: {kind: _track(path, chrom) for kind, path in paths._asdict().items()}
+        for chrom, _ in config.chrom_sizes
+    }
 
 
 def _peaks(files: simulate.DemoFiles) -> list[tuple[str, int, int, str]]:
     with open(files.peaks) as f:
-        return [(c, int(s), int(e), name) for c, s, e, name, *_ in (l.split('\t') for l in f)]
+        return [(c, int(s), int(e), name) for c, s, e, name, *_ in (line.split('\t') for line in f)]
 
 
 def _sites(files: simulate.DemoFiles) -> list[dict]:
@@ -104,14 +106,15 @@ def test_files_are_valid_and_consistent(small):
     files, tracks = small
     sizes = dict(_SMALL.chrom_sizes)
     with open(files.chrom_sizes) as f:
-        assert [tuple(l.split('\t')) for l in f.read().splitlines()] == [
-            (c, str(s)) for c, s in _SMALL.chrom_sizes]
+        assert [tuple(line.split('\t')) for line in f.read().splitlines()] == [
+            (c, str(s)) for c, s in _SMALL.chrom_sizes
+        ]
     fasta = pyfaidx.Fasta(files.fasta)
     assert {name: len(fasta[name]) for name in fasta.keys()} == sizes
     with open(files.fasta) as f:
         lines = f.read().splitlines()
-    assert max(len(l) for l in lines) == 60
-    assert set(''.join(l for l in lines if not l.startswith('>'))) == set('ACGTN')
+    assert max(len(line) for line in lines) == 60
+    assert set(''.join(line for line in lines if not line.startswith('>'))) == set('ACGTN')
     for paths in files.task_bigwigs.values():
         for path in paths:
             bw = pyBigWig.open(path)
@@ -147,10 +150,10 @@ def test_n_stretches_in_chr1_without_reads_or_motifs(small):
     assert 'N' not in str(pyfaidx.Fasta(files.fasta)['chr2'])
     for site in _sites(files):
         if site['chrom'] == 'chr1':
-            assert not is_n[site['start']:site['end']].any()
+            assert not is_n[site['start'] : site['end']].any()
     for chrom, start, _, _ in _peaks(files):
         if chrom == 'chr1':
-            assert not is_n[max(0, start - 300):start + 300].any()
+            assert not is_n[max(0, start - 300) : start + 300].any()
 
 
 def test_planted_motifs_are_in_the_fasta(small):
@@ -164,7 +167,7 @@ def test_planted_motifs_are_in_the_fasta(small):
     assert {s['strand'] for s in sites} == {'+', '-'}
     assert 0.1 < np.mean([s['mismatches'] for s in sites]) < 0.4
     for site in sites:
-        planted = str(fasta[site['chrom']][site['start']:site['end']])
+        planted = str(fasta[site['chrom']][site['start'] : site['end']])
         if site['strand'] == '-':
             planted = _reverse_complement(planted)
         consensus = motifs[site['motif']].consensus
@@ -190,15 +193,16 @@ def test_footprints_peak_at_offsets_and_mirror_for_reverse_instances(small, moti
     files, tracks = small
     motif = _motifs(_SMALL)[motif_name]
     flank = 25
-    summed = {strand: {'pos': np.zeros(2 * flank + 1), 'neg': np.zeros(2 * flank + 1)}
-              for strand in '+-'}
+    summed = {
+        strand: {'pos': np.zeros(2 * flank + 1), 'neg': np.zeros(2 * flank + 1)} for strand in '+-'
+    }
     for site in _sites(files):
         if site['motif'] != motif_name:
             continue
         centre = (site['start'] + site['end'] - 1) // 2  # Odd-length motifs: an exact base.
         for kind in ('pos', 'neg'):
             track = tracks[site['chrom']]['expected_' + kind]
-            summed[site['strand']][kind] += track[centre - flank:centre + flank + 1]
+            summed[site['strand']][kind] += track[centre - flank : centre + flank + 1]
     assert np.argmax(summed['+']['pos']) - flank == -motif.plus_offset
     assert np.argmax(summed['+']['neg']) - flank == motif.minus_offset
     assert np.argmax(summed['-']['pos']) - flank == -motif.minus_offset
@@ -211,8 +215,16 @@ def test_reverse_instance_is_the_reverse_complement_of_a_forward_one():
     tracks = {}
     for forward, centre in ((True, 80.5), (False, length - 1 - 80.5)):
         pos, neg = np.zeros(length), np.zeros(length)
-        simulate._add_footprints(pos, neg, np.array([centre]), np.array([forward]),
-                                 np.array([30.0]), np.array([9.0]), np.array([4.0]), 2.5)
+        simulate._add_footprints(
+            pos,
+            neg,
+            np.array([centre]),
+            np.array([forward]),
+            np.array([30.0]),
+            np.array([9.0]),
+            np.array([4.0]),
+            2.5,
+        )
         tracks[forward] = (pos, neg)
     fwd_pos, fwd_neg = tracks[True]
     rev_pos, rev_neg = tracks[False]
@@ -230,14 +242,15 @@ def test_observed_counts_are_poisson_around_expected(small):
     observed = expected = 0.0
     for chrom, start, _, _ in _peaks(files):
         for strand in ('pos', 'neg'):
-            observed += tracks[chrom][strand][start - half:start + half].sum()
-            expected += tracks[chrom]['expected_' + strand][start - half:start + half].sum()
+            observed += tracks[chrom][strand][start - half : start + half].sum()
+            expected += tracks[chrom]['expected_' + strand][start - half : start + half].sum()
     assert expected > 50_000
     assert observed == pytest.approx(expected, rel=0.02)
     # Background-only bases: mean and variance both equal the rate.
     rate = np.float32(_SMALL.background_rate)
-    background = np.concatenate([t[kind][t['expected_' + kind] == rate]
-                                 for t in tracks.values() for kind in ('pos', 'neg')])
+    background = np.concatenate(
+        [t[kind][t['expected_' + kind] == rate] for t in tracks.values() for kind in ('pos', 'neg')]
+    )
     assert background.size > 50_000
     assert background.mean() == pytest.approx(float(rate), rel=0.1)
     assert background.var() == pytest.approx(float(rate), rel=0.15)
@@ -252,8 +265,12 @@ def test_expected_total_splits_into_footprints_broad_and_background(small):
     total = sum(t['expected_pos'].sum() for t in tracks.values())
     signal = total - _SMALL.background_rate * n_bases
     # Mean strength per site (weak sites scaled), lifted by the broad fraction.
-    mean_site = np.mean([motifs[s['motif']].strength
-                         * (_SMALL.weak_site_factor if s['mismatches'] else 1.0) for s in sites])
+    mean_site = np.mean(
+        [
+            motifs[s['motif']].strength * (_SMALL.weak_site_factor if s['mismatches'] else 1.0)
+            for s in sites
+        ]
+    )
     predicted = len(sites) * mean_site / (1 - _SMALL.broad_fraction)
     assert n_bases < genome
     assert signal == pytest.approx(predicted, rel=0.1)  # Lognormal factors average to ~1.
@@ -269,7 +286,9 @@ def test_totals_grow_with_instances(small):
     for chrom, start, _, name in _peaks(files):
         t = tracks[chrom]
         totals[per_peak[name]].append(
-            t['pos'][start - half:start + half].sum() + t['neg'][start - half:start + half].sum())
+            t['pos'][start - half : start + half].sum()
+            + t['neg'][start - half : start + half].sum()
+        )
     means = [np.mean(totals[n]) for n in (1, 2, 3)]
     assert all(len(totals[n]) >= 20 for n in (1, 2, 3))
     assert means[0] < means[1] < means[2]
@@ -287,8 +306,7 @@ def test_several_tasks_get_their_own_tracks(tmp_path):
     assert {s['task'] for s in sites} == {'demo', 'nanog'}
     assert all((s['task'] == 'nanog') == (s['motif'] == 'nanog') for s in sites)
     # Each task's footprint is only in its own track.
-    expected = {task: _track(files.task_bigwigs[task].expected_pos, 'chr2')
-                for task in files.tasks}
+    expected = {task: _track(files.task_bigwigs[task].expected_pos, 'chr2') for task in files.tasks}
     for site in sites:
         if site['chrom'] != 'chr2':
             continue
@@ -296,7 +314,8 @@ def test_several_tasks_get_their_own_tracks(tmp_path):
         centre = (site['start'] + site['end'] - 1) // 2
         near = slice(centre - 15, centre + 16)
         assert expected[site['task']][near].max() > 3 * expected[other][near].max() or (
-            any(o['task'] == other and abs(o['start'] - site['start']) < 40 for o in sites))
+            any(o['task'] == other and abs(o['start'] - site['start']) < 40 for o in sites)
+        )
 
 
 def test_simulate_replaces_its_own_output_but_not_other_directories(tmp_path):
@@ -332,7 +351,8 @@ def test_ensure_demo_data_reuses_cache(tmp_path, monkeypatch):
 def test_default_cache_dir_without_env(monkeypatch):
     monkeypatch.delenv('BPNET_TFX_CACHE', raising=False)
     assert simulate.default_cache_dir() == os.path.join(
-        os.path.expanduser('~'), '.cache', 'bpnet_tfx')
+        os.path.expanduser('~'), '.cache', 'bpnet_tfx'
+    )
 
 
 def test_ensure_demo_data_repairs_a_damaged_copy(tmp_path):

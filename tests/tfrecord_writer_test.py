@@ -16,9 +16,12 @@ def _records(seed: int = 0) -> list[bytes]:
     """Records of many sizes: empty, tiny, and larger than the writer's 1 MiB buffer."""
     rng = np.random.default_rng(seed)
     sizes = [0, 1, 7, 300, 5000, (1 << 20) + 3, 12_000, 0, 40]
-    return [rng.integers(0, 256, n, dtype=np.uint8).tobytes() if i % 2
-            else bytes(n // 2) + rng.integers(0, 4, n - n // 2, dtype=np.uint8).tobytes()
-            for i, n in enumerate(sizes)]
+    return [
+        rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        if i % 2
+        else bytes(n // 2) + rng.integers(0, 4, n - n // 2, dtype=np.uint8).tobytes()
+        for i, n in enumerate(sizes)
+    ]
 
 
 def _read(path: str) -> list[bytes]:
@@ -84,7 +87,8 @@ def test_masked_crc32c_known_value():
     # CRC32C('123456789') is 0xE3069283 (RFC 3720's check value); masked by TFRecord's rule.
     crc = 0xE3069283
     assert tfrecord_writer.masked_crc32c(b'123456789') == (
-        (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+        (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    )
 
 
 def test_error_of_the_compressing_thread_is_raised_by_the_writer(tmp_path):

@@ -16,16 +16,29 @@ LOG_LINE = re.compile(r'^([IWEF]\d{4} |INFO:|WARNING:)', re.MULTILINE)
 
 def _train(*flags, env_extra=None, timeout=300):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2', **(env_extra or {}))
-    return subprocess.run([sys.executable, '-m', 'bpnet_tfx.train', *flags],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, '-m', 'bpnet_tfx.train', *flags],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def _wide_records(tmp_path):
     from conftest import write_records
+
     path = str(tmp_path / 'wide_records')
     # 96 -> 40 bp with 2 dilated layers, stem 9, profile kernel 25: 8 + 12 + 24 = 44 + 12 spare.
-    write_records(path, split_counts={'train': 48, 'valid': 16}, sequence_length=96,
-                  output_length=40, max_jitter=6, with_expected=True, background_every=4)
+    write_records(
+        path,
+        split_counts={'train': 48, 'valid': 16},
+        sequence_length=96,
+        output_length=40,
+        max_jitter=6,
+        with_expected=True,
+        background_every=4,
+    )
     return path
 
 
@@ -36,17 +49,19 @@ def test_cli_dry_run_and_one_line_errors(small_records, tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
 
     def run(*flags):
-        return subprocess.run(base + list(flags), capture_output=True, text=True, env=env,
-                              timeout=300)
+        return subprocess.run(
+            base + list(flags), capture_output=True, text=True, env=env, timeout=300
+        )
 
     proc = run(f'--records_dir={records_dir}', '--dry_run', '--batch_size=8')
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'parameters: 120,964' in proc.stdout and 'receptive field: 2093 bp' in proc.stdout
     assert not (tmp_path / 'm').exists()  # a dry run writes nothing
-    for flags, message in (([f'--records_dir={tmp_path / "nowhere"}'], 'nowhere'),
-                           ([f'--records_dir={records_dir}', '--batch_size=0'], 'batch_size'),
-                           ([f'--records_dir={records_dir}', '--counts_loss_weight=x'],
-                            'counts_loss_weight')):
+    for flags, message in (
+        ([f'--records_dir={tmp_path / "nowhere"}'], 'nowhere'),
+        ([f'--records_dir={records_dir}', '--batch_size=0'], 'batch_size'),
+        ([f'--records_dir={records_dir}', '--counts_loss_weight=x'], 'counts_loss_weight'),
+    ):
         proc = run(*flags, '--dry_run')
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert 'Traceback' not in proc.stderr
@@ -62,24 +77,43 @@ def test_model_dir_of_another_architecture_is_refused(small_records, tmp_path):
     model_dir.mkdir()
     (model_dir / 'train_config.json').write_text(json.dumps({'model': {'filters': 3}}))
     proc = subprocess.run(
-        [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}',
-         f'--model_dir={model_dir}', '--epochs=1'], capture_output=True, text=True,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2'), timeout=300)
+        [
+            sys.executable,
+            '-m',
+            'bpnet_tfx.train',
+            f'--records_dir={records_dir}',
+            f'--model_dir={model_dir}',
+            '--epochs=1',
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2'),
+        timeout=300,
+    )
     assert proc.returncode == 2 and 'another architecture' in proc.stderr
-
-
 
 
 @pytest.mark.slow
 def test_run_killed_after_a_checkpoint_resumes_to_the_same_epochs(small_records, tmp_path):
     import signal
     import time
+
     records_dir, _ = small_records
     model_dir = tmp_path / 'm'
-    cmd = [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}',
-           f'--model_dir={model_dir}', '--epochs=4', '--batch_size=8', '--filters=8',
-           '--num_dilated_layers=3', '--checkpoint_every_steps=3',
-           '--input_benchmark_batches=0', '--precision=float32']
+    cmd = [
+        sys.executable,
+        '-m',
+        'bpnet_tfx.train',
+        f'--records_dir={records_dir}',
+        f'--model_dir={model_dir}',
+        '--epochs=4',
+        '--batch_size=8',
+        '--filters=8',
+        '--num_dilated_layers=3',
+        '--checkpoint_every_steps=3',
+        '--input_benchmark_batches=0',
+        '--precision=float32',
+    ]
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 240
@@ -99,10 +133,9 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_epochs(small_records,
     assert [int(r['epoch']) for r in rows] == [1, 2, 3, 4]
 
 
-
-
 def _free_ports(n):
     import socket
+
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
         s.bind(('127.0.0.1', 0))
@@ -121,14 +154,31 @@ def test_two_workers_on_loopback_train_and_only_the_chief_writes(small_records, 
     procs = []
     for index in range(2):
         tf_config = {'cluster': {'worker': workers}, 'task': {'type': 'worker', 'index': index}}
-        env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2',
-                   TF_CONFIG=json.dumps(tf_config))
-        procs.append(subprocess.Popen(
-            [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}',
-             f'--model_dir={model_dir}', '--strategy=multi_worker', '--epochs=2',
-             '--batch_size=8', '--filters=8', '--num_dilated_layers=3',
-             '--input_benchmark_batches=0', '--precision=float32'],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = dict(
+            os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2', TF_CONFIG=json.dumps(tf_config)
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    '-m',
+                    'bpnet_tfx.train',
+                    f'--records_dir={records_dir}',
+                    f'--model_dir={model_dir}',
+                    '--strategy=multi_worker',
+                    '--epochs=2',
+                    '--batch_size=8',
+                    '--filters=8',
+                    '--num_dilated_layers=3',
+                    '--input_benchmark_batches=0',
+                    '--precision=float32',
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outs = [p.communicate(timeout=400) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
@@ -143,38 +193,70 @@ def test_two_workers_on_loopback_train_and_only_the_chief_writes(small_records, 
     assert leftovers == []  # the other worker's scratch checkpoints are gone
 
 
-
-
 @pytest.mark.slow
 def test_cli_dry_run_reports_receptive_field_and_crops(tmp_path):
     records_dir = _wide_records(tmp_path)
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
     proc = subprocess.run(
-        [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}',
-         f'--model_dir={tmp_path / "m"}', '--dry_run', '--batch_size=8', '--filters=8',
-         '--stem_kernel_size=9', '--num_dilated_layers=2', '--profile_kernel_size=25',
-         '--profile_loss=joint'], capture_output=True, text=True, env=env, timeout=300)
+        [
+            sys.executable,
+            '-m',
+            'bpnet_tfx.train',
+            f'--records_dir={records_dir}',
+            f'--model_dir={tmp_path / "m"}',
+            '--dry_run',
+            '--batch_size=8',
+            '--filters=8',
+            '--stem_kernel_size=9',
+            '--num_dilated_layers=2',
+            '--profile_kernel_size=25',
+            '--profile_loss=joint',
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'receptive field: 45 bp' in proc.stdout  # 9 + 2 * (2 + 4) + 25 - 1
-    assert ('input 96 -> stem_conv 88 -> dilated_conv_1 84 -> dilated_conv_2 76 -> '
-            'profile_conv 52 -> output 40') in proc.stdout
+    assert (
+        'input 96 -> stem_conv 88 -> dilated_conv_1 84 -> dilated_conv_2 76 -> '
+        'profile_conv 52 -> output 40'
+    ) in proc.stdout
     assert 'valid padding, profile loss joint' in proc.stdout
     # Layers that cannot fit the records' lengths: one line, exit 2.
     proc = subprocess.run(
-        [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}',
-         f'--model_dir={tmp_path / "m"}', '--dry_run', '--num_dilated_layers=5'],
-        capture_output=True, text=True, env=env, timeout=300)
+        [
+            sys.executable,
+            '-m',
+            'bpnet_tfx.train',
+            f'--records_dir={records_dir}',
+            f'--model_dir={tmp_path / "m"}',
+            '--dry_run',
+            '--num_dilated_layers=5',
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert 'too short' in proc.stderr
 
 
-_TINY = ['--epochs=2', '--batch_size=8', '--filters=8', '--num_dilated_layers=3',
-         '--input_benchmark_batches=0']
+_TINY = [
+    '--epochs=2',
+    '--batch_size=8',
+    '--filters=8',
+    '--num_dilated_layers=3',
+    '--input_benchmark_batches=0',
+]
 
 
 @pytest.mark.slow
 def test_records_without_validation_stop_in_one_line_or_train_with_validation_none(tmp_path):
     from conftest import write_records
+
     records_dir = str(tmp_path / 'records')
     write_records(records_dir, split_counts={'train': 32}, sequence_length=200)
     base = [f'--records_dir={records_dir}', f'--model_dir={tmp_path / "m"}', *_TINY]
@@ -185,8 +267,8 @@ def test_records_without_validation_stop_in_one_line_or_train_with_validation_no
     assert records_dir in lines[0] and '--validation=none' in lines[0]
     proc = _train(*base, '--validation=none', '--patience=2')
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        'train: error: --patience needs a validation loss; it cannot be used with '
-        '--validation=none']
+        'train: error: --patience needs a validation loss; it cannot be used with --validation=none'
+    ]
     proc = _train(*base, '--validation=none')
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
@@ -202,8 +284,13 @@ def test_default_run_prints_progress_only_and_v0_shows_logs(small_records, tmp_p
     env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
     env['PYTHONPATH'] = REPO
     cmd = [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}', *_TINY]
-    proc = subprocess.run(cmd + [f'--model_dir={tmp_path / "a"}'], capture_output=True,
-                          text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        cmd + [f'--model_dir={tmp_path / "a"}'],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     output = proc.stdout + proc.stderr
     assert not LOG_LINE.search(output), output[-3000:]
@@ -212,8 +299,12 @@ def test_default_run_prints_progress_only_and_v0_shows_logs(small_records, tmp_p
     assert [ln.split(':')[0] for ln in lines[1:3]] == ['epoch 1/2', 'epoch 2/2']
     assert lines[-1].startswith('train: 2 epochs, best epoch') and len(lines) == 4
     assert proc.stderr == ''
-    proc = subprocess.run(cmd + [f'--model_dir={tmp_path / "b"}', '-v', '0'],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        cmd + [f'--model_dir={tmp_path / "b"}', '-v', '0'],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert re.search(r'^I\d{4} .*train config: ', proc.stderr, re.MULTILINE), \
-        proc.stderr[-3000:]
+    assert re.search(r'^I\d{4} .*train config: ', proc.stderr, re.MULTILINE), proc.stderr[-3000:]

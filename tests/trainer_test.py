@@ -1,4 +1,4 @@
-"""Tests of trainer: 1 vs 2 replicas, short run and export, resume, corrupt shards, no validation."""
+"""Tests of trainer: 1 vs 2 replicas, short run, export, resume, corrupt shards, no validation."""
 
 import csv
 import json
@@ -10,26 +10,42 @@ import textwrap
 import numpy as np
 import pytest
 
-from bpnet_tfx import model as model_lib
 from bpnet_tfx import devices, schema, trainer
+from bpnet_tfx import model as model_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run_python(code: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests')]),
-               TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.run([sys.executable, '-c', textwrap.dedent(code), *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests')]),
+        TF_CPP_MIN_LOG_LEVEL='2',
+    )
+    return subprocess.run(
+        [sys.executable, '-c', textwrap.dedent(code), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _config(records_dir, model_dir, info, **kw):
-    base = dict(records_dir=records_dir, model_dir=model_dir,
-                export_dir=os.path.join(model_dir, 'export'), epochs=2, batch_size=16,
-                learning_rate=2e-3, counts_loss_weight=1.0, shuffle_buffer=100,
-                input_benchmark_batches=2,
-                model=model_lib.ModelConfig(sequence_length=info.sequence_length, filters=8,
-                                            num_dilated_layers=3))
+    base = dict(
+        records_dir=records_dir,
+        model_dir=model_dir,
+        export_dir=os.path.join(model_dir, 'export'),
+        epochs=2,
+        batch_size=16,
+        learning_rate=2e-3,
+        counts_loss_weight=1.0,
+        shuffle_buffer=100,
+        input_benchmark_batches=2,
+        model=model_lib.ModelConfig(
+            sequence_length=info.sequence_length, filters=8, num_dilated_layers=3
+        ),
+    )
     base.update(kw)
     return trainer.TrainConfig(**base)
 
@@ -110,8 +126,9 @@ def test_short_training_learns_exports_and_reloads_in_fresh_process(small_record
     assert history[0]['loss'] < 1e4
     lines = open(os.path.join(model_dir, 'history.csv')).read().splitlines()
     assert len(lines) == 5 and 'val_profile_nll' in lines[0]
-    first, last = (dict(zip(lines[0].split(','), map(float, ln.split(','))))
-                   for ln in (lines[1], lines[-1]))
+    first, last = (
+        dict(zip(lines[0].split(','), map(float, ln.split(',')))) for ln in (lines[1], lines[-1])
+    )
     assert last['profile_nll'] < first['profile_nll']  # it learns
     export_dir = summary['export_dir']
     assert schema.RecordsInfo.load(export_dir) == info
@@ -124,7 +141,8 @@ def test_short_training_learns_exports_and_reloads_in_fresh_process(small_record
     np.save(tmp_path / 'x.npy', x)
 
     # A fresh process that imports only TensorFlow and numpy.
-    proc = _run_python('''
+    proc = _run_python(
+        '''
         import sys
         import numpy as np
         import tensorflow as tf
@@ -133,7 +151,11 @@ def test_short_training_learns_exports_and_reloads_in_fresh_process(small_record
         # TensorFlow may pull in Keras itself; our package must not be needed.
         assert not any(m.startswith('bpnet_tfx') for m in sys.modules)
         np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})
-    ''', export_dir, str(tmp_path / 'x.npy'), str(tmp_path / 'out.npz'))
+    ''',
+        export_dir,
+        str(tmp_path / 'x.npy'),
+        str(tmp_path / 'out.npz'),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = np.load(tmp_path / 'out.npz')
     logits = expected['profile'].numpy()
@@ -141,10 +163,10 @@ def test_short_training_learns_exports_and_reloads_in_fresh_process(small_record
     probs = np.exp(logits - logits.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     np.testing.assert_allclose(got['profile_probs'], probs, rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(got['log_counts'], expected['log_counts'].numpy(), rtol=1e-5,
-                               atol=1e-5)
-    np.testing.assert_allclose(got['counts'], np.expm1(expected['log_counts'].numpy()),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        got['log_counts'], expected['log_counts'].numpy(), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(got['counts'], np.expm1(expected['log_counts'].numpy()), rtol=1e-4)
 
 
 @pytest.mark.slow
@@ -162,10 +184,11 @@ def test_rerun_resumes_from_last_checkpoint(small_records, tmp_path):
 
 def _truncate_first_shard(records_dir, split):
     from bpnet_tfx import data
+
     path = data.list_shards(records_dir, split)[0]
     blob = open(path, 'rb').read()
     with open(path, 'wb') as f:
-        f.write(blob[:len(blob) // 2])
+        f.write(blob[: len(blob) // 2])
     return path
 
 
@@ -174,10 +197,13 @@ def test_corrupt_shard_is_named_or_skipped_and_counted(small_records, tmp_path):
     records_dir, info = small_records
     path = _truncate_first_shard(records_dir, 'train')
     with pytest.raises(trainer.TrainError, match=os.path.basename(path)):
-        trainer.train(_config(records_dir, str(tmp_path / 'a'), info, epochs=1,
-                              input_benchmark_batches=0), info)
-    summary = trainer.train(_config(records_dir, str(tmp_path / 'b'), info, epochs=1,
-                                    skip_corrupt_records=True), info)
+        trainer.train(
+            _config(records_dir, str(tmp_path / 'a'), info, epochs=1, input_benchmark_batches=0),
+            info,
+        )
+    summary = trainer.train(
+        _config(records_dir, str(tmp_path / 'b'), info, epochs=1, skip_corrupt_records=True), info
+    )
     skipped = summary['skipped_corrupt_records']['train']
     assert 0 < skipped < 32  # the shard held 32 records; its first part is still read
     assert summary['skipped_corrupt_records']['valid'] == 0
@@ -187,7 +213,8 @@ def test_counts_loss_weight_parsing(small_records):
     _, info = small_records
     assert trainer.resolve_counts_loss_weight('10', info) == (10.0,)
     assert trainer.resolve_counts_loss_weight('auto', info) == pytest.approx(
-        (info.median_total_counts[0] / 10,))
+        (info.median_total_counts[0] / 10,)
+    )
     for bad in ('ten', '-1', 'nan'):
         with pytest.raises(trainer.TrainError, match='counts_loss_weight'):
             trainer.resolve_counts_loss_weight(bad, info)
@@ -197,9 +224,16 @@ def test_counts_loss_weight_parsing(small_records):
 @pytest.mark.parametrize('precision', ['mixed_bfloat16', 'mixed_float16'])
 def test_mixed_precision_trains_with_float32_outputs(small_records, tmp_path, precision):
     import keras
+
     records_dir, info = small_records
-    config = _config(records_dir, str(tmp_path / precision), info, epochs=1,
-                     precision=precision, input_benchmark_batches=0)
+    config = _config(
+        records_dir,
+        str(tmp_path / precision),
+        info,
+        epochs=1,
+        precision=precision,
+        input_benchmark_batches=0,
+    )
     with pytest.raises(trainer.TrainError, match='dtype policy'):
         trainer.train(config, info)  # The caller sets the policy config.precision names.
     with devices.dtype_policy(precision):
@@ -208,8 +242,10 @@ def test_mixed_precision_trains_with_float32_outputs(small_records, tmp_path, pr
     assert np.isfinite(summary['final']['loss'])
     assert keras.mixed_precision.global_policy().name == 'float32'  # restored after the run
     import tensorflow as tf
+
     out = tf.saved_model.load(summary['export_dir']).signatures['serving_default'](
-        one_hot=tf.zeros((1, 200, 4)))
+        one_hot=tf.zeros((1, 200, 4))
+    )
     assert out['profile_probs'].dtype == tf.float32
     np.testing.assert_allclose(out['profile_probs'].numpy().sum(axis=1), 1.0, rtol=1e-3)
 
@@ -218,14 +254,33 @@ def test_mixed_precision_trains_with_float32_outputs(small_records, tmp_path, pr
 def test_early_stopping_and_learning_rate_reduction(small_records, tmp_path):
     records_dir, info = small_records
     # A zero learning rate cannot improve on the first epoch.
-    summary = trainer.train(_config(records_dir, str(tmp_path / 'm'), info, epochs=10,
-                                    learning_rate=0.0, patience=2, reduce_lr_patience=1,
-                                    input_benchmark_batches=0), info)
+    summary = trainer.train(
+        _config(
+            records_dir,
+            str(tmp_path / 'm'),
+            info,
+            epochs=10,
+            learning_rate=0.0,
+            patience=2,
+            reduce_lr_patience=1,
+            input_benchmark_batches=0,
+        ),
+        info,
+    )
     assert summary['stopped_early'] and summary['epochs'] == 3 and summary['best_epoch'] == 1
     # A rerun of a run that stopped early trains no further.
-    again = trainer.train(_config(records_dir, str(tmp_path / 'm'), info, epochs=10,
-                                  learning_rate=0.0, patience=2, input_benchmark_batches=0),
-                          info)
+    again = trainer.train(
+        _config(
+            records_dir,
+            str(tmp_path / 'm'),
+            info,
+            epochs=10,
+            learning_rate=0.0,
+            patience=2,
+            input_benchmark_batches=0,
+        ),
+        info,
+    )
     assert again['epochs'] == 3 and again['epochs_this_run'] == 0
     rows = list(csv.DictReader(open(tmp_path / 'm' / 'history.csv')))
     assert len(rows) == 3
@@ -242,46 +297,72 @@ def test_learning_rate_halves_on_plateau(small_records, tmp_path, monkeypatch):
         return {**real(*args), 'val_loss': next(losses)}
 
     monkeypatch.setattr(trainer, '_evaluate', scripted)
-    summary = trainer.train(_config(records_dir, str(tmp_path / 'm'), info, epochs=7,
-                                    steps_per_epoch=2, learning_rate=0.5,
-                                    reduce_lr_patience=1, input_benchmark_batches=0), info)
+    summary = trainer.train(
+        _config(
+            records_dir,
+            str(tmp_path / 'm'),
+            info,
+            epochs=7,
+            steps_per_epoch=2,
+            learning_rate=0.5,
+            reduce_lr_patience=1,
+            input_benchmark_batches=0,
+        ),
+        info,
+    )
     rows = list(csv.DictReader(open(tmp_path / 'm' / 'history.csv')))
     assert [float(r['val_loss']) for r in rows] == [5.0, 4.0, 4.5, 4.2, 3.0, 3.1, 3.2]
     assert [float(r['learning_rate']) for r in rows] == pytest.approx(
-        [0.5, 0.5, 0.25, 0.125, 0.125, 0.0625, 0.03125])
+        [0.5, 0.5, 0.25, 0.125, 0.125, 0.0625, 0.03125]
+    )
     assert summary['epochs'] == 7 and summary['best_epoch'] == 5
 
 
 def _wide_records(tmp_path, background_every=4):
     from conftest import write_records
+
     path = str(tmp_path / 'wide_records')
     # 96 -> 40 bp with 2 dilated layers, stem 9, profile kernel 25: 8 + 12 + 24 = 44 + 12 spare.
-    info = write_records(path, split_counts={'train': 48, 'valid': 16}, sequence_length=96,
-                         output_length=40, max_jitter=6, with_expected=True,
-                         background_every=background_every)
+    info = write_records(
+        path,
+        split_counts={'train': 48, 'valid': 16},
+        sequence_length=96,
+        output_length=40,
+        max_jitter=6,
+        with_expected=True,
+        background_every=background_every,
+    )
     return path, info
 
 
 def _wide_model(info, **kw):
-    return model_lib.ModelConfig(sequence_length=info.sequence_length,
-                                 output_length=info.output_length, filters=8,
-                                 stem_kernel_size=9, num_dilated_layers=2,
-                                 profile_kernel_size=25, **kw)
+    return model_lib.ModelConfig(
+        sequence_length=info.sequence_length,
+        output_length=info.output_length,
+        filters=8,
+        stem_kernel_size=9,
+        num_dilated_layers=2,
+        profile_kernel_size=25,
+        **kw,
+    )
 
 
 def test_background_examples_add_no_profile_loss(tmp_path):
     import keras
     import tensorflow as tf
+
     records_dir, info = _wide_records(tmp_path)
-    config = _config(records_dir, str(tmp_path / 'm'), info, model=_wide_model(info),
-                     counts_loss_weight=2.0)
+    config = _config(
+        records_dir, str(tmp_path / 'm'), info, model=_wide_model(info), counts_loss_weight=2.0
+    )
     strategy = tf.distribute.get_strategy()
     keras.utils.set_random_seed(0)
     model = model_lib.build_bpnet(config.model)
     optimizer = keras.optimizers.Adam()
     _, eval_step = trainer.make_step_functions(strategy, model, optimizer, config, info)
-    batch = next(iter(trainer.data.make_dataset(records_dir, info, 'train', batch_size=48,
-                                                training=False)))
+    batch = next(
+        iter(trainer.data.make_dataset(records_dir, info, 'train', batch_size=48, training=False))
+    )
     background = batch['is_background'].numpy()
     assert background.sum() == 12  # every 4th record
     peaks_only = {k: tf.boolean_mask(v, background == 0) for k, v in batch.items()}
@@ -290,47 +371,58 @@ def test_background_examples_add_no_profile_loss(tmp_path):
     assert float(bg['profile_nll']) == 0.0 and float(bg['peak_examples']) == 0.0
     # Background loss is the weighted counts MSE alone.
     np.testing.assert_allclose(float(bg['loss']), 2.0 * float(bg['log_counts_mse']), rtol=1e-5)
-    np.testing.assert_allclose(float(mixed['profile_nll']), float(peaks['profile_nll']),
-                               rtol=1e-5)
-    np.testing.assert_allclose(float(mixed['loss']), float(peaks['loss']) + float(bg['loss']),
-                               rtol=1e-5)
+    np.testing.assert_allclose(float(mixed['profile_nll']), float(peaks['profile_nll']), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(mixed['loss']), float(peaks['loss']) + float(bg['loss']), rtol=1e-5
+    )
     assert float(mixed['peak_examples']) == 36 and float(mixed['examples']) == 48
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('profile_loss', ['per_strand', 'joint'])
-def test_wide_input_model_with_background_trains_exports_and_evaluates(tmp_path,
-                                                                       profile_loss):
+def test_wide_input_model_with_background_trains_exports_and_evaluates(tmp_path, profile_loss):
     import tensorflow as tf
 
     from bpnet_tfx import evaluation
+
     records_dir, info = _wide_records(tmp_path)
-    config = _config(records_dir, str(tmp_path / profile_loss), info, epochs=3,
-                     model=_wide_model(info, profile_loss=profile_loss))
+    config = _config(
+        records_dir,
+        str(tmp_path / profile_loss),
+        info,
+        epochs=3,
+        model=_wide_model(info, profile_loss=profile_loss),
+    )
     summary = trainer.train(config, info)
     rows = list(csv.DictReader(open(os.path.join(config.model_dir, 'history.csv'))))
     assert float(rows[-1]['val_profile_nll']) < float(rows[0]['val_profile_nll'])  # learns
     out = tf.saved_model.load(summary['export_dir']).signatures['serving_default'](
-        one_hot=tf.zeros((2, 96, 4)))
+        one_hot=tf.zeros((2, 96, 4))
+    )
     assert tuple(out['profile_probs'].shape) == (2, 40, 2)
     np.testing.assert_allclose(out['profile_probs'].numpy().sum(axis=1), 1.0, rtol=1e-4)
     # Per-strand counts add up to the total, whichever loss trained the model.
-    np.testing.assert_allclose(out['counts'].numpy().sum(-1),
-                               np.expm1(out['log_total_counts'].numpy()[:, 0]), rtol=1e-4)
+    np.testing.assert_allclose(
+        out['counts'].numpy().sum(-1), np.expm1(out['log_total_counts'].numpy()[:, 0]), rtol=1e-4
+    )
     result = evaluation.evaluate(summary['export_dir'], records_dir, 'valid', batch_size=7)
     assert result['background_skipped'] == 4 and result['overall']['n_examples'] == 12
     overall = result['overall']
     assert overall['profile_nll'] < overall['uniform_profile_nll']
     # The records fix the lengths: a model of other lengths is refused.
-    other = _config(records_dir, str(tmp_path / 'other'), info,
-                    model=model_lib.ModelConfig(sequence_length=96, filters=8,
-                                                num_dilated_layers=2))
+    other = _config(
+        records_dir,
+        str(tmp_path / 'other'),
+        info,
+        model=model_lib.ModelConfig(sequence_length=96, filters=8, num_dilated_layers=2),
+    )
     with pytest.raises(trainer.TrainError, match='records hold 96-bp sequences and 40-bp'):
         trainer.train(other, info)
 
 
 def test_records_without_validation_are_refused_unless_validation_none(tmp_path):
     from conftest import write_records
+
     records_dir = str(tmp_path / 'records')
     info = write_records(records_dir, split_counts={'train': 32}, sequence_length=200)
     with pytest.raises(trainer.TrainError, match='no validation records') as raised:
@@ -341,28 +433,34 @@ def test_records_without_validation_are_refused_unless_validation_none(tmp_path)
     assert trainer.check_run(none, info, 1) is False
     for flag in ('patience', 'reduce_lr_patience'):
         with pytest.raises(trainer.TrainError, match=f'--{flag} needs a validation loss'):
-            trainer.check_run(_config(records_dir, str(tmp_path / 'm'), info,
-                                      validation='none', **{flag: 2}), info, 1)
+            trainer.check_run(
+                _config(records_dir, str(tmp_path / 'm'), info, validation='none', **{flag: 2}),
+                info,
+                1,
+            )
 
 
 @pytest.mark.slow
 def test_validation_none_exports_the_last_epochs_weights(tmp_path):
     import tensorflow as tf
-
     from conftest import write_records
+
     records_dir = str(tmp_path / 'records')
     info = write_records(records_dir, split_counts={'train': 32}, sequence_length=200)
     model_dir = str(tmp_path / 'm')
     events = []
-    summary = trainer.train(_config(records_dir, model_dir, info, epochs=3, validation='none',
-                                    input_benchmark_batches=0), info,
-                            progress=lambda event, **values: events.append(event))
+    summary = trainer.train(
+        _config(
+            records_dir, model_dir, info, epochs=3, validation='none', input_benchmark_batches=0
+        ),
+        info,
+        progress=lambda event, **values: events.append(event),
+    )
     assert summary['validation'] == 'none' and summary['exported'] == 'last_epoch'
     assert summary['note'] == "no validation: exported the last epoch's weights"
     assert summary['best_epoch'] is None and summary['monitor'] is None
     assert 'val_loss' not in summary['final']
-    assert json.load(open(os.path.join(model_dir, 'train_summary.json')))['note'] == \
-        summary['note']
+    assert json.load(open(os.path.join(model_dir, 'train_summary.json')))['note'] == summary['note']
     assert events.count('epoch') == 3 and 'start' in events
     assert not os.path.exists(os.path.join(model_dir, 'checkpoints', 'best.weights.h5'))
     # The export's outputs are those of the weights in the last (epoch 3) checkpoint.
@@ -370,14 +468,20 @@ def test_validation_none_exports_the_last_epochs_weights(tmp_path):
     ckpt_dir = os.path.join(model_dir, 'checkpoints')
     epoch = tf.Variable(0, dtype=tf.int64)
     tf.train.Checkpoint(model=model, epoch=epoch).restore(
-        tf.train.latest_checkpoint(ckpt_dir)).expect_partial()
+        tf.train.latest_checkpoint(ckpt_dir)
+    ).expect_partial()
     assert int(epoch.numpy()) == 3
     x = np.random.default_rng(0).integers(0, 2, (2, 200, 4)).astype(np.float32)
     served = tf.saved_model.load(summary['export_dir']).signatures['serving_default'](
-        one_hot=tf.constant(x))
-    np.testing.assert_allclose(served['profile_logits'].numpy(),
-                               model(x, training=False)['profile'].numpy(), rtol=1e-5,
-                               atol=1e-5)
+        one_hot=tf.constant(x)
+    )
+    np.testing.assert_allclose(
+        served['profile_logits'].numpy(),
+        model(x, training=False)['profile'].numpy(),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     untrained = model_lib.build_bpnet(_config(records_dir, model_dir, info).model)
-    assert not np.allclose(served['profile_logits'].numpy(),
-                           untrained(x, training=False)['profile'].numpy(), atol=1e-3)
+    assert not np.allclose(
+        served['profile_logits'].numpy(), untrained(x, training=False)['profile'].numpy(), atol=1e-3
+    )
