@@ -7,9 +7,9 @@ is one gzip stream (no file name, mtime 0), which
 `tf.data.TFRecordDataset(..., compression_type='GZIP')` reads. The same records at the same
 level give the same bytes on every run.
 
-Deflate is ISA-L's (`isal.isal_zlib`, zlib's interface): on our records its level 1 compresses
-about 4-5x faster than zlib's level 1 and its files are about 15% smaller (zlib's level 1 alone
-took longer than all the rest of the job; benchmarks/bench_make_records.py). Its levels are 0-3.
+Deflate is ISA-L's (`isal.isal_zlib`, zlib's interface): on our records it compresses faster
+than zlib's level 1 and into smaller files (docs/benchmarks.md has the measurements,
+benchmarks/bench_make_records.py makes them). Its levels are 0-3.
 """
 
 from __future__ import annotations
