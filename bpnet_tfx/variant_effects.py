@@ -319,16 +319,24 @@ class _Scorer:
         scores = effect_scores(ref_pred, alt_pred)
         if self.null_variants:
             k = self.null_variants
-            nulls = np.concatenate([null_windows(r, v, k) for r, v in zip(refs, variants)])
-            null_pred = self._predict(
-                nulls, None if control is None else np.repeat(control, k, axis=0)
-            )
-            rep = tuple(np.repeat(a, k, axis=0) for a in ref_pred)
-            null = effect_scores(rep, null_pred)
+            draws = {'log2fc_counts': [], 'jsd_profile': []}
+            group = max(1, self.batch_size // k)  # variants whose nulls are built at once
+            for lo in range(0, n, group):
+                hi = min(lo + group, n)
+                nulls = np.concatenate(
+                    [null_windows(refs[i], variants[i], k) for i in range(lo, hi)]
+                )
+                null_pred = self._predict(
+                    nulls, None if control is None else np.repeat(control[lo:hi], k, axis=0)
+                )
+                rep = tuple(np.repeat(a[lo:hi], k, axis=0) for a in ref_pred)
+                null = effect_scores(rep, null_pred)
+                for score, parts in draws.items():
+                    parts.append(np.abs(null[score]).reshape(hi - lo, k, -1))
             for name, score in (('log2fc_pvalue', 'log2fc_counts'), ('jsd_pvalue', 'jsd_profile')):
                 observed = np.abs(scores[score])  # (n, T)
-                draws = np.abs(null[score]).reshape(n, k, -1)
-                scores[name] = (1 + (draws >= observed[:, None] - 1e-12).sum(axis=1)) / (k + 1)
+                at_least = np.concatenate(draws[score]) >= observed[:, None] - 1e-12
+                scores[name] = (1 + at_least.sum(axis=1)) / (k + 1)
         return scores
 
 
@@ -418,14 +426,15 @@ def score_variants(
                     waiting = 0
                     shown.update(read)
             flush()
+            if not by_status['ok']:  # before the last progress line: the error is one line
+                counts = ', '.join(f'{k} {n}' for k, n in by_status.items() if n)
+                raise VariantError(
+                    f'{variants}: no variant scored ({read} read'
+                    + (f': {counts}' if counts else '')
+                    + '); check the FASTA matches the variants\' genome build and chromosome '
+                    'names'
+                )
             shown.update(read, final=True)
-        if not by_status['ok']:
-            counts = ', '.join(f'{k} {n}' for k, n in by_status.items() if n)
-            raise VariantError(
-                f'{variants}: no variant scored ({read} read'
-                + (f': {counts}' if counts else '')
-                + '); check the FASTA matches the variants\' genome build and chromosome names'
-            )
         os.replace(tmp, output)
     except BaseException:
         if os.path.exists(tmp):
