@@ -53,7 +53,10 @@ def test_vcf_plain_and_gzip_split_alts_and_name_missing_ids(tmp_path):
     packed = tmp_path / 'a.vcf.gz'
     with gzip.open(packed, 'wt') as f:
         f.write(text)
-    for path in (plain, packed):
+    blocks = tmp_path / 'a.vcf.bgz'  # bgzip's layout: a series of gzip members
+    half = text.index('chr1\t20')
+    blocks.write_bytes(gzip.compress(text[:half].encode()) + gzip.compress(text[half:].encode()))
+    for path in (plain, packed, blocks):
         got = list(variant_effects.read_variants(str(path)))
         assert [(v.chrom, v.pos, v.ref, v.alt, v.variant_id) for v in got] == [
             ('chr1', 10, 'A', 'C', 'rs1'),
