@@ -226,6 +226,11 @@ def test_null_pvalues_are_empirical_fractions(tiny_export, genome, tmp_path):
         p = table[name].to_numpy()
         assert ((p > 0) & (p <= 1)).all()
         np.testing.assert_allclose(p * 10, np.round(p * 10), atol=1e-4)  # multiples of 1/10
+    result, first = _score(
+        tiny_export, fasta, str(tmp_path / 'v.tsv'), tmp_path, null_variants=9, max_variants=2
+    )
+    assert result['read'] == 2 and len(first) == 2
+    np.testing.assert_allclose(first.iloc[:, 6:], table.iloc[:2, 6:], rtol=1e-4, atol=1e-6)
 
 
 def test_no_variant_scored_is_an_error_and_writes_nothing(tiny_export, genome, tmp_path):
