@@ -120,6 +120,47 @@ def test_records_to_modisco_inputs_and_tracks(tiny_export, tmp_path):
     del tf
 
 
+def test_deepshap_and_reverse_complement_averaging_from_records(tiny_export, tmp_path):
+    """deepshap scores each window against its keyed references; with
+    reverse_complement_average the job's scores are the mean of the window's and its reverse
+    complement's (against the references' reverse complements), mapped back."""
+    from bpnet_tfx import sequence
+
+    export_dir, _, records_dir, _ = tiny_export
+    runs = {
+        rc: contributions.compute_contributions(
+            export_dir,
+            str(tmp_path / f'contrib_{rc}'),
+            records_dir=records_dir,
+            method='deepshap',
+            num_shuffles=3,
+            batch_size=12,
+            max_regions=4,
+            reverse_complement_average=rc,
+        )
+        for rc in (False, True)
+    }
+    assert runs[True]['reverse_complement_average'] and runs[True]['method'] == 'deepshap'
+    plain, averaged = (contributions.load_outputs(runs[rc]['output_dir']) for rc in (False, True))
+    assert plain['summary']['steps'] is None and plain['summary']['num_shuffles'] == 3
+    assert averaged['summary']['reverse_complement_average']
+    x = plain['one_hot'].astype(np.float32)
+    refs = shuffle.dinuc_shuffle(x, 3, _window_rngs(plain['windows']))
+    scorer = attribution.Scorer(export_dir)
+    want = scorer.deepshap(x, refs)
+    rc_want = scorer.deepshap(
+        np.ascontiguousarray(sequence.reverse_complement(x)), sequence.reverse_complement(refs)
+    )
+    for t, name in enumerate(('profile', 'counts')):
+        np.testing.assert_allclose(plain['hyp'][name], want[t], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            averaged['hyp'][name],
+            0.5 * (want[t] + sequence.reverse_complement(rc_want[t])),
+            rtol=1e-4,
+            atol=1e-6,
+        )
+
+
 def test_existing_output_is_kept_unless_overwrite(tiny_export, tmp_path):
     export_dir, _, records_dir, _ = tiny_export
     out_dir = tmp_path / 'contrib'
@@ -365,13 +406,13 @@ def _inputs(source, tiny_export, small_genome, tmp_path):
 
 @pytest.mark.slow  # several whole runs
 @pytest.mark.parametrize('source', ['bed', 'records'])
-@pytest.mark.parametrize('method', ['ig', 'ism'])
+@pytest.mark.parametrize('method', ['ig', 'ism', 'deepshap'])
 def test_scores_do_not_depend_on_the_batch_size(
     tiny_export, small_genome, tmp_path, method, source
 ):
     inputs = _inputs(source, tiny_export, small_genome, tmp_path)
     # ISM: 3 windows (600 mutants each); 2,000 also groups several windows in a call.
-    sizes, limit = ((1, 7, 128), None) if method == 'ig' else ((1, 7, 128, 2000), 3)
+    sizes, limit = ((1, 7, 128), None) if method != 'ism' else ((1, 7, 128, 2000), 3)
     runs = [
         _scored(
             tiny_export[0],
