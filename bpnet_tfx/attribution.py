@@ -1,16 +1,18 @@
 """Contribution scores of an exported BPNet, as modisco-lite inputs and bigWig tracks.
 
-Every score is computed through the SavedModel's `serving_default` signature (gradients flow
-through a loaded concrete function), so the export alone suffices. Two targets per task, BPNet's:
-the profile target sum over positions l and strands s of stop_gradient(softmax_l(z))[l, s] *
-z[l, s], where z are the profile logits (the softmax runs over positions, per strand), and the
-counts target sum over strands of log_counts (log(1 + counts) per strand). For a model trained
-with the joint profile loss (one multinomial over length x strands) the softmax runs over
-positions and strands together and the counts target is the model's own log(1 + total)
-(`log_total_counts`), as ChromBPNet explains its heads. The logits span the model's output
-window (output_length bp, centred in the input); contributions cover the whole input window.
+Integrated gradients and ISM are computed through the SavedModel's `serving_default` signature
+(gradients flow through a loaded concrete function), DeepSHAP through the Keras model rebuilt
+from the export's model config and weights; the export alone suffices. Two targets per task,
+BPNet's: the profile target sum over positions l and strands s of
+stop_gradient(softmax_l(z))[l, s] * z[l, s], where z are the profile logits (the softmax runs
+over positions, per strand), and the counts target sum over strands of log_counts
+(log(1 + counts) per strand). For a model trained with the joint profile loss (one multinomial
+over length x strands) the softmax runs over positions and strands together and the counts
+target is the model's own log(1 + total) (`log_total_counts`), as ChromBPNet explains its
+heads. The logits span the model's output window (output_length bp, centred in the input);
+contributions cover the whole input window.
 
-Integrated gradients (`method='ig'`, DeepSHAP-equivalent): each window x gets K
+Integrated gradients (`method='ig'`): each window x gets K
 dinucleotide-shuffled references r_k (`shuffle.dinuc_shuffle`, exact Altschul-Erikson); g_k is the
 gradient of the target averaged over S midpoint steps of the straight path from r_k to x
 (alpha = (i + 1/2) / S). The hypothetical contribution of base b at position l is the
@@ -20,7 +22,11 @@ contribution b would have there, the multipliers projected onto e_b as in DeepSH
 
 and the actual (observed-base) contribution is hyp[l, :] . x[l, :] = mean_k g_k[l, :] .
 (x[l, :] - r_k[l, :]), the integrated-gradients attribution of position l averaged over the
-references (zero at N). In-silico mutagenesis (`method='ism'`) scores every single-base
+references (zero at N). DeepSHAP (`method='deepshap'`) takes the same formula with g_k the
+DeepLIFT multipliers of x against r_k (rescale rule at every ReLU, `deeplift`), computed in one
+backward pass through the Keras model rebuilt with the export's weights; the profile target of
+r_k uses x's softmax weights, so sum over l of g_k[l, :] . (x[l, :] - r_k[l, :]) = f(x) -
+f(r_k) exactly. In-silico mutagenesis (`method='ism'`) scores every single-base
 substitution: delta[l, b] = score(x with b at l) - score(x) (zero at the observed base), and
 hyp[l, b] = delta[l, b] - mean_b' delta[l, b'], so that the observed-base contribution is minus
 the mean effect of changing that base. ISM's profile score uses the reference window's own
