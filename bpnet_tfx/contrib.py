@@ -4,13 +4,13 @@
         --output_dir=DIR
     python -m bpnet_tfx.contrib --saved_model=DIR --regions_bed=FILE [--fasta=FILE] \
         [--control_pos_bigwig=FILE --control_neg_bigwig=FILE] --output_dir=DIR \
-        [--method=deepshap|ism] [--reverse_complement_average]
+        [--method=ig|ism] [--reverse_complement_average]
 
-Per window and head (profile, counts), hypothetical contributions by integrated gradients from
---num_shuffles dinucleotide-shuffled references x --steps path steps (with --method=deepshap,
-by DeepLIFT's rescale rule against the same references; with --method=ism, by in-silico
-mutagenesis of every base), with --reverse_complement_average also of each window's reverse
-complement, mapped back and averaged in; formulas in attribution.py, the job in
+Per window and head (profile, counts), hypothetical contributions by DeepSHAP (DeepLIFT's
+rescale rule) against --num_shuffles dinucleotide-shuffled references (with --method=ig, by
+integrated gradients from the same references x --steps path steps; with --method=ism, by
+in-silico mutagenesis of every base), with --reverse_complement_average also of each
+window's reverse complement, mapped back and averaged in; formulas in attribution.py, the job in
 contributions.py. --records_dir takes the split's centred windows; --regions_bed one window per
 BED line, centred on the line's interval and resized to the model's length. Writes
 OUTPUT_DIR/regions.bed (input order), ohe.npz, and per head <head>/shap.npz (N x 4 x L under
@@ -66,11 +66,11 @@ _CONTROL_NEG_BIGWIG = flags.DEFINE_string(
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Folder to create for the outputs.')
 _METHOD = flags.DEFINE_enum(
     'method',
-    'ig',
+    'deepshap',
     attribution.METHODS,
-    'ig: integrated gradients from dinucleotide-shuffled references; '
-    'deepshap: DeepLIFT (rescale rule) multipliers against the same references, one '
-    'backward pass for all of them; '
+    'deepshap: DeepLIFT (rescale rule) multipliers against dinucleotide-shuffled '
+    'references, one backward pass for all of them; '
+    'ig: integrated gradients from the same references; '
     'ism: in-silico mutagenesis (3 x length forward passes a window).',
 )
 _NUM_SHUFFLES = flags.DEFINE_integer(

@@ -444,7 +444,7 @@ def compute_contributions(
     fasta: str | None = None,
     control_pos_bigwig: str | None = None,
     control_neg_bigwig: str | None = None,
-    method: str = 'ig',
+    method: str = 'deepshap',
     num_shuffles: int = 10,
     steps: int = 20,
     batch_size: int = 128,

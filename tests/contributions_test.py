@@ -83,7 +83,13 @@ def test_records_to_modisco_inputs_and_tracks(tiny_export, tmp_path):
     export_dir, _, records_dir, info = tiny_export
     out_dir = str(tmp_path / 'contrib')
     result = contributions.compute_contributions(
-        export_dir, out_dir, records_dir=records_dir, num_shuffles=3, steps=4, batch_size=12
+        export_dir,
+        out_dir,
+        records_dir=records_dir,
+        method='ig',
+        num_shuffles=3,
+        steps=4,
+        batch_size=12,
     )
     assert result['regions'] == 16 and result['targets'] == ['profile', 'counts']
     assert sorted(os.listdir(tmp_path)) == ['contrib', 'export', 'records']  # no temp left
@@ -226,6 +232,7 @@ def test_control_model_from_records_and_from_bed_agree(control_model, tmp_path):
         export_dir,
         str(tmp_path / 'records_out'),
         records_dir=control_model['records'],
+        method='ig',
         num_shuffles=2,
         steps=3,
         batch_size=4,
@@ -237,6 +244,7 @@ def test_control_model_from_records_and_from_bed_agree(control_model, tmp_path):
         export_dir,
         str(tmp_path / 'bed_out'),
         regions_bed=str(bed),
+        method='ig',
         num_shuffles=2,
         steps=3,
         batch_size=4,
@@ -345,7 +353,7 @@ def test_wide_input_joint_loss_control_model_from_a_bed(tmp_path):
     bed = tmp_path / 'r.bed'
     bed.write_text('chrA\t125\t135\n')
     out = contributions.compute_contributions(
-        path, str(tmp_path / 'out'), regions_bed=str(bed), num_shuffles=3, steps=5
+        path, str(tmp_path / 'out'), regions_bed=str(bed), method='ig', num_shuffles=3, steps=5
     )
     result = contributions.load_outputs(out['output_dir'])
     assert (result['windows'][0].start, result['windows'][0].end) == (100, 160)
