@@ -1,16 +1,18 @@
 """Contribution scores of an exported BPNet, as modisco-lite inputs and bigWig tracks.
 
-Every score is computed through the SavedModel's `serving_default` signature (gradients flow
-through a loaded concrete function), so the export alone suffices. Two targets per task, BPNet's:
-the profile target sum over positions l and strands s of stop_gradient(softmax_l(z))[l, s] *
-z[l, s], where z are the profile logits (the softmax runs over positions, per strand), and the
-counts target sum over strands of log_counts (log(1 + counts) per strand). For a model trained
-with the joint profile loss (one multinomial over length x strands) the softmax runs over
-positions and strands together and the counts target is the model's own log(1 + total)
-(`log_total_counts`), as ChromBPNet explains its heads. The logits span the model's output
-window (output_length bp, centred in the input); contributions cover the whole input window.
+Integrated gradients and ISM are computed through the SavedModel's `serving_default` signature
+(gradients flow through a loaded concrete function), DeepSHAP through the Keras model rebuilt
+from the export's model config and weights; the export alone suffices. Two targets per task,
+BPNet's: the profile target sum over positions l and strands s of
+stop_gradient(softmax_l(z))[l, s] * z[l, s], where z are the profile logits (the softmax runs
+over positions, per strand), and the counts target sum over strands of log_counts
+(log(1 + counts) per strand). For a model trained with the joint profile loss (one multinomial
+over length x strands) the softmax runs over positions and strands together and the counts
+target is the model's own log(1 + total) (`log_total_counts`), as ChromBPNet explains its
+heads. The logits span the model's output window (output_length bp, centred in the input);
+contributions cover the whole input window.
 
-Integrated gradients (`method='ig'`, DeepSHAP-equivalent): each window x gets K
+Integrated gradients (`method='ig'`): each window x gets K
 dinucleotide-shuffled references r_k (`shuffle.dinuc_shuffle`, exact Altschul-Erikson); g_k is the
 gradient of the target averaged over S midpoint steps of the straight path from r_k to x
 (alpha = (i + 1/2) / S). The hypothetical contribution of base b at position l is the
@@ -20,7 +22,11 @@ contribution b would have there, the multipliers projected onto e_b as in DeepSH
 
 and the actual (observed-base) contribution is hyp[l, :] . x[l, :] = mean_k g_k[l, :] .
 (x[l, :] - r_k[l, :]), the integrated-gradients attribution of position l averaged over the
-references (zero at N). In-silico mutagenesis (`method='ism'`) scores every single-base
+references (zero at N). DeepSHAP (`method='deepshap'`) takes the same formula with g_k the
+DeepLIFT multipliers of x against r_k (rescale rule at every ReLU, `deeplift`), computed in one
+backward pass through the Keras model rebuilt with the export's weights; the profile target of
+r_k uses x's softmax weights, so sum over l of g_k[l, :] . (x[l, :] - r_k[l, :]) = f(x) -
+f(r_k) exactly. In-silico mutagenesis (`method='ism'`) scores every single-base
 substitution: delta[l, b] = score(x with b at l) - score(x) (zero at the observed base), and
 hyp[l, b] = delta[l, b] - mean_b' delta[l, b'], so that the observed-base contribution is minus
 the mean effect of changing that base. ISM's profile score uses the reference window's own
@@ -50,7 +56,7 @@ from bpnet_tfx import genome_io, schema
 if TYPE_CHECKING:  # export imports TensorFlow; the scorers import it only when built
     from bpnet_tfx import export
 
-METHODS = ('ig', 'ism')
+METHODS = ('ig', 'ism', 'deepshap')
 HEADS = ('profile', 'counts')
 
 
@@ -71,6 +77,46 @@ def targets_of(info: schema.RecordsInfo) -> list[Target]:
         for t, task in enumerate(info.tasks)
         for head in HEADS
     ]
+
+
+def reverse_complement_average(
+    score,
+    one_hot: np.ndarray,
+    references: np.ndarray | None = None,
+    control: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """The mean of a window's scores and its reverse complement's, mapped back.
+
+    Args:
+      score: (one_hot, references, control) -> per target (B, L, 4) hyp, e.g. a Scorer
+        method; called once on 2 B windows.
+      one_hot: (B, L, 4) windows.
+      references: (B, K, L, 4) references, or None (ism); the reverse complement is scored
+        against the references' reverse complements.
+      control: (B, O, tasks, strands) control counts or None; reverse complemented with the
+        window (positions reversed, strands swapped, `sequence.reverse_complement`).
+
+    Returns:
+      Per target, (B, L, 4): (hyp(x) + rc(hyp(rc(x)))) / 2, where rc of an (L, 4) hyp
+      reverses positions and complements channels. So x and rc(x) (with rc references and
+      control) get each other's scores mapped: rc(out(x)) = out(rc(x)).
+    """
+    from bpnet_tfx import sequence
+
+    n = len(one_hot)
+
+    def both(a, b):
+        return np.ascontiguousarray(np.concatenate([a, b]))
+
+    if control is not None:
+        rc, rc_control = sequence.reverse_complement(one_hot, control)
+        control = both(control, rc_control)
+    else:
+        rc = sequence.reverse_complement(one_hot)
+    if references is not None:
+        references = both(references, sequence.reverse_complement(references))
+    hyps = score(both(one_hot, rc), references, control)
+    return [0.5 * (h[:n] + sequence.reverse_complement(h[n:])) for h in hyps]
 
 
 class Scorer:
@@ -95,7 +141,7 @@ class Scorer:
         self.use_control = self.config.use_control
         self.control_shape = self.model.control_shape
         self.joint = self.config.profile_loss == 'joint'
-        self._ig_fn = self._ism_fn = None
+        self._ig_fn = self._ism_fn = self._deepshap_fn = None
 
     def _outputs(self, one_hot, control=None):
         """(profile logits (N, O, tasks, strands), counts head (N, tasks, strands or 1)).
@@ -126,6 +172,12 @@ class Scorer:
         logits, log_counts = self._outputs(one_hot, control)
         if profile_weights is None:
             profile_weights = tf.stop_gradient(self._profile_weights(logits))
+        return self._targets_of(logits, log_counts, profile_weights)
+
+    def _targets_of(self, logits, log_counts, profile_weights):
+        """Per target, (N,) scores of the heads' outputs (`_outputs`) with these weights."""
+        import tensorflow as tf
+
         weighted = tf.reduce_sum(profile_weights * logits, axis=(1, 3))  # (N, tasks)
         summed = tf.reduce_sum(log_counts, axis=2)
         return tuple((weighted if t.head == 'profile' else summed)[:, t.task] for t in self.targets)
@@ -217,6 +269,94 @@ class Scorer:
         if control is not None:
             args.append(tf.constant(control))
         return [h.numpy() for h in self._ig_fn(*args)]
+
+    def _deepshap_function(self):
+        """The traced DeepLIFT multipliers of a batch: (x, refs[, control]) -> per target
+        (B, K, L, 4) multipliers of x against each reference (rescale rule, `deeplift`)."""
+        import tensorflow as tf
+
+        from bpnet_tfx import deeplift
+
+        model = deeplift.rescale_model(self.model)
+        length, several = self.length, self.config.num_tasks > 1
+
+        def multipliers(x, refs, ctrl):
+            shape = tf.shape(refs)
+            flat_x = tf.repeat(x, shape[1], axis=0)  # window b beside each of its K references
+            pairs = tf.concat([flat_x, tf.reshape(refs, (-1, length, 4))], axis=0)
+            inputs = pairs
+            if ctrl is not None:  # the same control for a window and its references
+                ctrl = tf.repeat(ctrl, shape[1], axis=0)
+                inputs = {'one_hot': pairs, 'control': tf.concat([ctrl, ctrl], axis=0)}
+            m = tf.shape(flat_x)[0]
+            with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
+                tape.watch(pairs)
+                out = model(inputs, training=False)
+                logits, log_counts = out['profile'][:m], out['log_counts'][:m]
+                if not several:
+                    logits, log_counts = logits[:, :, None], log_counts[:, None]
+                # The window's own weights, fixed: the target is linear in the logits, so
+                # its references are scored with the same weights (as ism scores mutants).
+                weights = tf.stop_gradient(self._profile_weights(logits))
+                scores = self._targets_of(logits, log_counts, weights)
+            return tuple(tf.reshape(tape.gradient(s, pairs)[:m], shape) for s in scores)
+
+        spec = tf.TensorSpec
+        control = spec((None, *(self.control_shape or ())), tf.float32)
+        return self._with_control_spec(
+            multipliers,
+            [
+                spec((None, length, 4), tf.float32),
+                spec((None, None, length, 4), tf.float32),
+                control,
+            ],
+        )
+
+    def deeplift_multipliers(
+        self, one_hot: np.ndarray, references: np.ndarray, control: np.ndarray | None = None
+    ) -> list[np.ndarray]:
+        """DeepLIFT multipliers (rescale rule) of each window against each of its references.
+
+        Args:
+          one_hot: (B, L, 4) windows.
+          references: (B, K, L, 4) references per window; the device runs 2 B K inputs.
+          control: (B, O, tasks, strands) control counts of control models, the same for a
+            window and its references.
+
+        Returns:
+          Per target, (B, K, L, 4) float32 m_k, with sum over l of m_k[l] . (x[l] - r_k[l])
+          = f(x) - f(r_k), f the target with x's profile weights (module docstring).
+
+        Raises:
+          export.ExportError: control tracks missing or misshapen, or an export whose
+            variables do not fit its model config.
+        """
+        import tensorflow as tf
+
+        control = self.model.check_control(control, len(one_hot))
+        if self._deepshap_fn is None:
+            self._deepshap_fn = self._deepshap_function()
+        args = [tf.constant(one_hot, tf.float32), tf.constant(references, tf.float32)]
+        if control is not None:
+            args.append(tf.constant(control))
+        return [m.numpy() for m in self._deepshap_fn(*args)]
+
+    def deepshap(
+        self, one_hot: np.ndarray, references: np.ndarray, control: np.ndarray | None = None
+    ) -> list[np.ndarray]:
+        """Hypothetical contributions by DeepSHAP: DeepLIFT multipliers against each
+        reference, projected onto every base and averaged over the references.
+
+        Args: as `deeplift_multipliers`.
+
+        Returns:
+          Per target, (B, L, 4) float32 hyp = mean_k (m_k - m_k . r_k) (module docstring).
+        """
+        refs = np.asarray(references, np.float32)
+        return [
+            (m - (m * refs).sum(-1, keepdims=True)).mean(axis=1)
+            for m in self.deeplift_multipliers(one_hot, refs, control)
+        ]
 
     def _ism_function(self):
         """The traced scores of one window's mutants: (x, positions, bases, weights[,

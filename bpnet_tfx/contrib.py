@@ -3,11 +3,14 @@
     python -m bpnet_tfx.contrib --saved_model=DIR --records_dir=DIR [--split=valid] \
         --output_dir=DIR
     python -m bpnet_tfx.contrib --saved_model=DIR --regions_bed=FILE [--fasta=FILE] \
-        [--control_pos_bigwig=FILE --control_neg_bigwig=FILE] --output_dir=DIR [--method=ism]
+        [--control_pos_bigwig=FILE --control_neg_bigwig=FILE] --output_dir=DIR \
+        [--method=ig|ism] [--reverse_complement_average]
 
-Per window and head (profile, counts), hypothetical contributions by integrated gradients from
---num_shuffles dinucleotide-shuffled references x --steps path steps (or, with --method=ism,
-by in-silico mutagenesis of every base); formulas in attribution.py, the job in
+Per window and head (profile, counts), hypothetical contributions by DeepSHAP (DeepLIFT's
+rescale rule) against --num_shuffles dinucleotide-shuffled references (with --method=ig, by
+integrated gradients from the same references x --steps path steps; with --method=ism, by
+in-silico mutagenesis of every base), with --reverse_complement_average also of each
+window's reverse complement, mapped back and averaged in; formulas in attribution.py, the job in
 contributions.py. --records_dir takes the split's centred windows; --regions_bed one window per
 BED line, centred on the line's interval and resized to the model's length. Writes
 OUTPUT_DIR/regions.bed (input order), ohe.npz, and per head <head>/shap.npz (N x 4 x L under
@@ -63,20 +66,22 @@ _CONTROL_NEG_BIGWIG = flags.DEFINE_string(
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Folder to create for the outputs.')
 _METHOD = flags.DEFINE_enum(
     'method',
-    'ig',
+    'deepshap',
     attribution.METHODS,
-    'ig: integrated gradients from dinucleotide-shuffled references; '
+    'deepshap: DeepLIFT (rescale rule) multipliers against dinucleotide-shuffled '
+    'references, one backward pass for all of them; '
+    'ig: integrated gradients from the same references; '
     'ism: in-silico mutagenesis (3 x length forward passes a window).',
 )
 _NUM_SHUFFLES = flags.DEFINE_integer(
-    'num_shuffles', 10, 'Dinucleotide-shuffled references per window (ig).'
+    'num_shuffles', 10, 'Dinucleotide-shuffled references per window (ig, deepshap).'
 )
 _STEPS = flags.DEFINE_integer('steps', 20, 'Integration steps per reference (ig).')
 _BATCH_SIZE = flags.DEFINE_integer(
     'batch_size',
     128,
     'Model inputs per device call: windows x num_shuffles path points (ig), '
-    'or mutated windows (ism). Raise it on a GPU.',
+    'windows x 2 num_shuffles (deepshap), or mutated windows (ism). Raise it on a GPU.',
 )
 _SEED = flags.DEFINE_integer(
     'seed',
@@ -86,6 +91,12 @@ _SEED = flags.DEFINE_integer(
 )
 _MAX_REGIONS = flags.DEFINE_integer(
     'max_regions', 0, 'Explain only the first this many windows; 0: all.'
+)
+_REVERSE_COMPLEMENT_AVERAGE = flags.DEFINE_boolean(
+    'reverse_complement_average',
+    False,
+    'Also score each window\'s reverse complement (control strands swapped) and average it '
+    'in, mapped back (positions reversed, bases complemented); twice the work.',
 )
 _OVERWRITE = flags.DEFINE_boolean(
     'overwrite', False, 'Replace an existing --output_dir once the new one is done.'
@@ -110,12 +121,14 @@ def main(argv):
         seed=_SEED.value,
         max_regions=_MAX_REGIONS.value or None,
         overwrite=_OVERWRITE.value,
+        reverse_complement_average=_REVERSE_COMPLEMENT_AVERAGE.value,
     )
-    how = (
-        f"ig, {result['num_shuffles']} shuffled references x {result['steps']} steps"
-        if result['method'] == 'ig'
-        else 'ism'
-    )
+    how = {
+        'ig': f"ig, {result['num_shuffles']} shuffled references x {result['steps']} steps",
+        'deepshap': f"deepshap, {result['num_shuffles']} shuffled references",
+    }.get(result['method'], result['method'])
+    if result['reverse_complement_average']:
+        how += ', reverse complement averaged'
     print(
         f"contrib: {result['regions']} regions ({how}) in {result['seconds']:.1f} s -> "
         f"{result['output_dir']}/ ("

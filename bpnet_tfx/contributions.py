@@ -73,11 +73,21 @@ class _Settings:
     steps: int
     batch_size: int
     seed: int
+    reverse_complement_average: bool = False
+
+    @property
+    def uses_references(self) -> bool:
+        return self.method in ('ig', 'deepshap')
 
     def windows_per_call(self, length: int) -> int:
-        """Windows per data batch: ig feeds windows x K inputs a step, ism ~3 L mutants a
-        window."""
-        per_window = self.num_shuffles if self.method == 'ig' else 3 * length
+        """Windows per data batch: ig feeds windows x K inputs a step, deepshap windows x 2 K
+        (each reference beside its window), ism ~3 L mutants a window; twice as many with
+        the reverse complements."""
+        per_window = {'ig': self.num_shuffles, 'deepshap': 2 * self.num_shuffles}.get(
+            self.method, 3 * length
+        )
+        if self.reverse_complement_average:
+            per_window *= 2
         return max(1, self.batch_size // per_window)
 
 
@@ -243,16 +253,28 @@ def _score_all(
     windows: list[Window] = []
     one_hots: list[np.ndarray] = []
     hyps: dict[str, list[np.ndarray]] = {t.name: [] for t in scorer.targets}
-    if settings.method == 'ig':
+    methods = {
+        'ig': lambda x, refs, c: scorer.integrated_gradients(x, refs, settings.steps, c),
+        'deepshap': scorer.deepshap,
+        'ism': lambda x, refs, c: scorer.mutagenesis(x, settings.batch_size, c),
+    }
+    score = methods[settings.method]
+    if settings.reverse_complement_average:
+        forward = score
+
+        def score(x, refs, c):
+            return attribution.reverse_complement_average(forward, x, refs, c)
+
+    if settings.uses_references:
         work = (
-            (w, x, scorer.integrated_gradients(x, refs, settings.steps, control))
+            (w, x, score(x, refs, control))
             for w, x, refs, control in _with_references(
                 batches, settings.num_shuffles, settings.seed
             )
         )
     else:
         work = (
-            (w, x, scorer.mutagenesis(x, settings.batch_size, control))
+            (w, x, score(x, None, control))
             for w, x, control in ((w, x.astype(np.float32), c) for w, x, c in batches)
         )
     report = progress.Progress('contrib', 'regions', total)
@@ -422,13 +444,14 @@ def compute_contributions(
     fasta: str | None = None,
     control_pos_bigwig: str | None = None,
     control_neg_bigwig: str | None = None,
-    method: str = 'ig',
+    method: str = 'deepshap',
     num_shuffles: int = 10,
     steps: int = 20,
     batch_size: int = 128,
     seed: int = 0,
     max_regions: int | None = None,
     overwrite: bool = False,
+    reverse_complement_average: bool = False,
 ) -> dict[str, Any]:
     """Computes contribution scores of every window and writes the output folder.
 
@@ -446,24 +469,34 @@ def compute_contributions(
       control_pos_bigwig, control_neg_bigwig: control bigWigs for `regions_bed` and a model
         trained with control tracks (given ones apply to every task); default: the
         metadata's.
-      method: 'ig' (integrated gradients from dinucleotide shuffles) or 'ism'.
-      num_shuffles, steps: K references per window, S midpoint steps per path (ig).
+      method: 'ig' (integrated gradients from dinucleotide shuffles), 'deepshap' (DeepLIFT
+        rescale multipliers against the same shuffles) or 'ism'.
+      num_shuffles, steps: K references per window (ig, deepshap), S midpoint steps per
+        path (ig).
       batch_size: model inputs per device call: windows x K path points (ig; at least one
-        window), or mutated windows (ism). Scores do not depend on it.
+        window), windows x 2 K (deepshap: the references beside their window), or mutated
+        windows (ism); halved in windows with `reverse_complement_average`. Scores do not
+        depend on it.
       seed: window 'chrom:start-end' draws its references from shuffle.keyed_rng(seed,
         'chrom:start-end').
       max_regions: only the first this many windows, in input order (None: all).
       overwrite: replace an existing `output_dir` (only once the new one is complete).
+      reverse_complement_average: score each window and its reverse complement (control
+        strands swapped; against its references' reverse complements) and average, the
+        reverse complement's scores mapped back (`attribution.reverse_complement_average`).
 
     Returns:
       {'regions', 'seconds', 'output_dir', 'files', 'method', 'num_shuffles', 'steps',
-       'targets', 'header_from', 'control' (None, 'records', or the bigWig pairs per task)}.
+       'reverse_complement_average', 'targets', 'header_from', 'control' (None, 'records',
+       or the bigWig pairs per task)}.
 
     Raises:
       BpnetError: bad flags or input (one line), an unreadable export or records.
     """
     start_time = time.perf_counter()
-    settings = _Settings(method, num_shuffles, steps, batch_size, seed)
+    settings = _Settings(
+        method, num_shuffles, steps, batch_size, seed, bool(reverse_complement_average)
+    )
     output_dir = os.path.abspath(output_dir)
     _check_arguments(
         output_dir,
@@ -494,6 +527,7 @@ def compute_contributions(
             'fasta': os.path.abspath(scored.header_from),
         }
     ig = method == 'ig'
+    shuffled = settings.uses_references
     files = _write_folder(
         output_dir,
         scored,
@@ -502,8 +536,9 @@ def compute_contributions(
             'saved_model': os.path.abspath(saved_model),
             'input': source,
             'method': method,
-            'num_shuffles': num_shuffles if ig else None,
+            'num_shuffles': num_shuffles if shuffled else None,
             'steps': steps if ig else None,
+            'reverse_complement_average': settings.reverse_complement_average,
             'seed': seed,
             'regions': len(scored.windows),
             'sequence_length': scorer.length,
@@ -520,6 +555,7 @@ def compute_contributions(
         'method': method,
         'num_shuffles': num_shuffles,
         'steps': steps,
+        'reverse_complement_average': settings.reverse_complement_average,
         'targets': [t.name for t in scorer.targets],
         'header_from': scored.header_from,
         'control': control_from,

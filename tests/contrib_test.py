@@ -157,6 +157,7 @@ def test_profile_contributions_concentrate_on_planted_motifs(tmp_path):
         f'--saved_model={summary["export_dir"]}',
         f'--records_dir={records}',
         f'--output_dir={out}',
+        '--method=ig',
         '--num_shuffles=5',
         '--steps=10',
     )
@@ -193,6 +194,23 @@ def test_profile_contributions_concentrate_on_planted_motifs(tmp_path):
             bw.values(w.chrom, w.start, w.end), observed[i], rtol=1e-5, atol=1e-6
         )
     bw.close()
+    # DeepSHAP on the same model and windows ranks the motifs as well.
+    out_shap = tmp_path / 'contrib_deepshap'
+    proc = _contrib(
+        f'--saved_model={summary["export_dir"]}',
+        f'--records_dir={records}',
+        f'--output_dir={out_shap}',
+        '--method=deepshap',
+        '--num_shuffles=5',
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'contrib: 150 regions (deepshap, 5 shuffled references)' in proc.stdout
+    shap = contributions.load_outputs(str(out_shap))
+    assert shap['windows'] == result['windows']
+    observed = (shap['hyp']['profile'] * shap['one_hot']).sum(-1)
+    auroc_shap = _auroc(labels.ravel(), np.abs(observed).ravel())
+    print(f'planted-motif auROC of |profile contribution|, deepshap: {auroc_shap:.4f}')
+    assert auroc_shap >= 0.9
 
 
 @pytest.mark.slow  # subprocesses

@@ -83,7 +83,13 @@ def test_records_to_modisco_inputs_and_tracks(tiny_export, tmp_path):
     export_dir, _, records_dir, info = tiny_export
     out_dir = str(tmp_path / 'contrib')
     result = contributions.compute_contributions(
-        export_dir, out_dir, records_dir=records_dir, num_shuffles=3, steps=4, batch_size=12
+        export_dir,
+        out_dir,
+        records_dir=records_dir,
+        method='ig',
+        num_shuffles=3,
+        steps=4,
+        batch_size=12,
     )
     assert result['regions'] == 16 and result['targets'] == ['profile', 'counts']
     assert sorted(os.listdir(tmp_path)) == ['contrib', 'export', 'records']  # no temp left
@@ -118,6 +124,47 @@ def test_records_to_modisco_inputs_and_tracks(tiny_export, tmp_path):
         )
     bw.close()
     del tf
+
+
+def test_deepshap_and_reverse_complement_averaging_from_records(tiny_export, tmp_path):
+    """deepshap scores each window against its keyed references; with
+    reverse_complement_average the job's scores are the mean of the window's and its reverse
+    complement's (against the references' reverse complements), mapped back."""
+    from bpnet_tfx import sequence
+
+    export_dir, _, records_dir, _ = tiny_export
+    runs = {
+        rc: contributions.compute_contributions(
+            export_dir,
+            str(tmp_path / f'contrib_{rc}'),
+            records_dir=records_dir,
+            method='deepshap',
+            num_shuffles=3,
+            batch_size=12,
+            max_regions=4,
+            reverse_complement_average=rc,
+        )
+        for rc in (False, True)
+    }
+    assert runs[True]['reverse_complement_average'] and runs[True]['method'] == 'deepshap'
+    plain, averaged = (contributions.load_outputs(runs[rc]['output_dir']) for rc in (False, True))
+    assert plain['summary']['steps'] is None and plain['summary']['num_shuffles'] == 3
+    assert averaged['summary']['reverse_complement_average']
+    x = plain['one_hot'].astype(np.float32)
+    refs = shuffle.dinuc_shuffle(x, 3, _window_rngs(plain['windows']))
+    scorer = attribution.Scorer(export_dir)
+    want = scorer.deepshap(x, refs)
+    rc_want = scorer.deepshap(
+        np.ascontiguousarray(sequence.reverse_complement(x)), sequence.reverse_complement(refs)
+    )
+    for t, name in enumerate(('profile', 'counts')):
+        np.testing.assert_allclose(plain['hyp'][name], want[t], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            averaged['hyp'][name],
+            0.5 * (want[t] + sequence.reverse_complement(rc_want[t])),
+            rtol=1e-4,
+            atol=1e-6,
+        )
 
 
 def test_existing_output_is_kept_unless_overwrite(tiny_export, tmp_path):
@@ -185,6 +232,7 @@ def test_control_model_from_records_and_from_bed_agree(control_model, tmp_path):
         export_dir,
         str(tmp_path / 'records_out'),
         records_dir=control_model['records'],
+        method='ig',
         num_shuffles=2,
         steps=3,
         batch_size=4,
@@ -196,6 +244,7 @@ def test_control_model_from_records_and_from_bed_agree(control_model, tmp_path):
         export_dir,
         str(tmp_path / 'bed_out'),
         regions_bed=str(bed),
+        method='ig',
         num_shuffles=2,
         steps=3,
         batch_size=4,
@@ -304,7 +353,7 @@ def test_wide_input_joint_loss_control_model_from_a_bed(tmp_path):
     bed = tmp_path / 'r.bed'
     bed.write_text('chrA\t125\t135\n')
     out = contributions.compute_contributions(
-        path, str(tmp_path / 'out'), regions_bed=str(bed), num_shuffles=3, steps=5
+        path, str(tmp_path / 'out'), regions_bed=str(bed), method='ig', num_shuffles=3, steps=5
     )
     result = contributions.load_outputs(out['output_dir'])
     assert (result['windows'][0].start, result['windows'][0].end) == (100, 160)
@@ -365,13 +414,13 @@ def _inputs(source, tiny_export, small_genome, tmp_path):
 
 @pytest.mark.slow  # several whole runs
 @pytest.mark.parametrize('source', ['bed', 'records'])
-@pytest.mark.parametrize('method', ['ig', 'ism'])
+@pytest.mark.parametrize('method', ['ig', 'ism', 'deepshap'])
 def test_scores_do_not_depend_on_the_batch_size(
     tiny_export, small_genome, tmp_path, method, source
 ):
     inputs = _inputs(source, tiny_export, small_genome, tmp_path)
     # ISM: 3 windows (600 mutants each); 2,000 also groups several windows in a call.
-    sizes, limit = ((1, 7, 128), None) if method == 'ig' else ((1, 7, 128, 2000), 3)
+    sizes, limit = ((1, 7, 128), None) if method != 'ism' else ((1, 7, 128, 2000), 3)
     runs = [
         _scored(
             tiny_export[0],
