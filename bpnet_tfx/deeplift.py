@@ -106,7 +106,7 @@ def rescale_model(exported: export.ExportedModel) -> keras.Model:
 
     rebuilt = paired_model(model_lib.build_bpnet(exported.config))
     # The export tracks the Keras model, so its variables keep their Keras paths.
-    saved = {v.name.removesuffix(':0'): v for v in exported._loaded.variables}
+    saved = {v.name.removesuffix(':0'): v for v in exported.variables}
     for v in rebuilt.variables:
         source = saved.pop(v.path, None)
         if source is None or tuple(source.shape) != tuple(v.shape):

@@ -299,6 +299,11 @@ class ExportedModel:
                 )
             self.control_shape = tuple(int(d) for d in spec.shape[1:])
 
+    @property
+    def variables(self) -> list[tf.Variable]:
+        """The SavedModel's variables (the trained weights), as loaded."""
+        return list(self._loaded.variables)
+
     def check_control(self, control: np.ndarray | None, batch: int) -> np.ndarray | None:
         """`control` as float32 (batch, *control_shape), or None for models without controls.
 
