@@ -10,4 +10,4 @@ if ! .venv/bin/ruff check --quiet . || ! .venv/bin/ruff format --check --quiet .
   exit 1
 fi
 export TF_CPP_MIN_LOG_LEVEL=2
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q --durations=25 "$@"
