@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from conftest import shared_data_dir
 
-from beam_jobs import make_records, planning, regions, windows
+from beam_jobs import make_records, planning, records_pipeline, regions, windows
 from beam_jobs.regions import RecordsInputError
 from bpnet_tfx import schema, sequence
 
@@ -890,7 +890,7 @@ def test_local_runner_skips_prism_other_runners_pass_through(runner, local):
     args = [f'--runner={runner}'] if runner else []
     options = PipelineOptions(args)
     if local:
-        assert isinstance(make_records._make_pipeline(options).runner, FnApiRunner)
+        assert isinstance(records_pipeline.make_pipeline(options).runner, FnApiRunner)
     else:  # Not constructed (Dataflow needs credentials): the options are left as given.
         assert options.view_as(StandardOptions).runner == runner
 
