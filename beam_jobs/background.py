@@ -287,7 +287,7 @@ def sample_background(
       sequence_length: input window length L.
       max_jitter: margin J.
       max_n_fraction: the extraction step's N rule, applied to candidates.
-      blacklist: optional `planning.Blacklist`.
+      blacklist: optional `window_rules.Blacklist`.
       valid, test: split spans; a background window goes to the split containing its centre.
       chunk_bp: FASTA bases read at once.
 

@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from conftest import shared_data_dir
 
-from beam_jobs import make_records, planning, records_pipeline, regions, windows
+from beam_jobs import make_records, outliers, records_pipeline, regions, window_rules, windows
 from beam_jobs.regions import RecordsInputError
 from bpnet_tfx import schema, sequence
 
@@ -1242,11 +1242,11 @@ def _all_peak_windows(demo, length=600):
 
 def _kept_peaks(demo):
     sizes = regions.fasta_chrom_sizes(demo.fasta)
-    kept, _ = planning.drop_out_of_bounds(
+    kept, _ = window_rules.drop_out_of_bounds(
         regions.read_peaks(demo.peaks, sequence_length=600), sizes, 20
     )
-    outliers = planning.window_totals(kept, [(demo.pos_bigwig, demo.neg_bigwig)], trim=150)[:, 0]
-    return [r for r, t in zip(kept, outliers) if t <= np.quantile(outliers, 0.99) * 1.2]
+    totals = outliers.window_totals(kept, [(demo.pos_bigwig, demo.neg_bigwig)], trim=150)[:, 0]
+    return [r for r, t in zip(kept, totals) if t <= np.quantile(totals, 0.99) * 1.2]
 
 
 @pytest.mark.slow  # Three jobs.
