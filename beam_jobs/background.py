@@ -33,7 +33,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from beam_jobs.regions import ChromSpan, Region, assign_split
+from beam_jobs.regions import Region
+from beam_jobs.splits import ChromSpan, assign_split
 
 CHUNK_BP = 8_000_000  # FASTA bases read at once when tiling: about 8 MB and 4 arrays of it.
 BIN_WIDTH = 0.01  # GC-fraction bin of the matching.

@@ -48,6 +48,7 @@ from beam_jobs import (
     regions,
     runners,
     shards,
+    splits,
 )
 from beam_jobs import files as files_lib
 from beam_jobs import tasks as tasks_lib
@@ -130,7 +131,7 @@ def _plan(
 ) -> tuple[planning.WindowPlan, dict[str, int]]:
     """The driver's window choice and the shard files per split it needs."""
     plan = planning.plan_windows(config, task_list, fasta, blacklist)
-    counts = regions.split_counts(plan.regions)
+    counts = splits.split_counts(plan.regions)
     num_shards = shards.shards_per_split(num_shards_flag, counts)
     _LOGGER.info(
         'read %d peaks of %d task(s): %d windows and %d background (%s); %d set aside '

@@ -20,7 +20,7 @@ from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
-from beam_jobs import accounting, outliers, window_rules
+from beam_jobs import accounting, input_checks, outliers, splits, window_rules
 from beam_jobs import background as background_lib
 from beam_jobs import files as files_lib
 from beam_jobs import regions as regions_lib
@@ -46,7 +46,7 @@ class PlanConfig:
       output_length: counts window length in bp, centred in the input window.
       max_jitter: margin J stored on each side of the window.
       max_n_fraction: the extraction step's N rule, applied to background candidates.
-      valid, test: the --valid_chroms / --test_chroms items (regions.parse_chrom_spans).
+      valid, test: the --valid_chroms / --test_chroms items (splits.parse_chrom_spans).
       outlier_quantile: the outlier rule's quantile; 0 or 1: off.
       background_ratio: background windows per peak window (0: none).
       background_seed: seed of the background sampling.
@@ -58,8 +58,8 @@ class PlanConfig:
     output_length: int
     max_jitter: int = 0
     max_n_fraction: float = 0.1
-    valid: tuple[regions_lib.ChromSpan, ...] = ()
-    test: tuple[regions_lib.ChromSpan, ...] = ()
+    valid: tuple[splits.ChromSpan, ...] = ()
+    test: tuple[splits.ChromSpan, ...] = ()
     outlier_quantile: float = 0.0
     background_ratio: float = 0.0
     background_seed: int = 0
@@ -96,7 +96,7 @@ class WindowPlan:
     lost_windows: set[str]
     merged: list[Region]
     peaks_at: accounting.PeaksAt
-    spans: dict[str, tuple[regions_lib.ChromSpan, ...]]
+    spans: dict[str, tuple[splits.ChromSpan, ...]]
     thresholds: np.ndarray | None = None
     totals: np.ndarray | None = None
 
@@ -139,7 +139,7 @@ def plan_windows(
         spans = {'valid': config.valid, 'test': config.test}
         peaks = _read_peaks(config, task_list, local)
         windows, duplicates, merged = window_rules.merge_tasks(peaks)
-        sizes = regions_lib.check_inputs(
+        sizes = input_checks.check_inputs(
             windows,
             peaks_path=[t.peaks for t in task_list],
             fasta_path=local.get(fasta, fasta),
@@ -151,7 +151,7 @@ def plan_windows(
             window_rules.read_blacklist(local[blacklist], name=blacklist) if blacklist else None
         )
         accounting.stop_or_warn(
-            regions_lib.split_problems(
+            splits.split_problems(
                 {f'{s}_chroms': v for s, v in spans.items()},
                 peaks,
                 sizes,
@@ -212,7 +212,7 @@ def _stop_on_empty_splits(plan: WindowPlan, config: PlanConfig) -> None:
     accounting.stop_or_warn(
         accounting.empty_splits(
             plan.spans,
-            regions_lib.split_counts(plan.regions),
+            splits.split_counts(plan.regions),
             plan.peaks,
             accounting.reasons_by_split((p, r) for p, r in plan.dropped if r != DUPLICATE),
         ),
@@ -235,7 +235,7 @@ def _local_inputs(
         fai = files_lib.localize_inputs([fasta + '.fai'], local_dir)[fasta + '.fai']
         return (
             files_lib.localize_inputs(inputs, local_dir),
-            regions_lib.fai_chrom_sizes(fai, name=fasta + '.fai'),
+            input_checks.fai_chrom_sizes(fai, name=fasta + '.fai'),
         )
     return files_lib.localize_inputs([fasta] + inputs, local_dir), None
 
@@ -306,7 +306,7 @@ def _sample_background(
     fasta_path: str,
     fasta_name: str,
     blacklist,
-    spans: Mapping[str, Sequence[regions_lib.ChromSpan]],
+    spans: Mapping[str, Sequence[splits.ChromSpan]],
 ) -> background_lib.BackgroundSample:
     """GC-matched background windows for the kept peak windows (background.py)."""
     import pyfaidx

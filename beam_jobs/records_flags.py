@@ -16,7 +16,7 @@ import os
 from typing import Sequence
 
 from beam_jobs import files as files_lib
-from beam_jobs import logs, planning, regions, shards, windows
+from beam_jobs import logs, planning, shards, splits, windows
 from beam_jobs import tasks as tasks_lib
 from beam_jobs.regions import RecordsInputError
 from bpnet_tfx import schema
@@ -314,9 +314,9 @@ def plan_config(args: argparse.Namespace) -> planning.PlanConfig:
     Raises:
       RecordsInputError: a malformed or empty split item, or valid and test items that overlap.
     """
-    valid = regions.parse_chrom_spans(args.valid_chroms, flag='valid_chroms')
-    test = regions.parse_chrom_spans(args.test_chroms, flag='test_chroms')
-    regions.check_disjoint(valid, test)
+    valid = splits.parse_chrom_spans(args.valid_chroms, flag='valid_chroms')
+    test = splits.parse_chrom_spans(args.test_chroms, flag='test_chroms')
+    splits.check_disjoint(valid, test)
     return planning.PlanConfig(
         sequence_length=args.sequence_length,
         output_length=args.output_length,

@@ -7,7 +7,7 @@ import pyfaidx
 import pytest
 import scipy.stats
 
-from beam_jobs import background, regions, window_rules
+from beam_jobs import background, regions, splits, window_rules
 from beam_jobs.regions import Region
 
 
@@ -196,7 +196,7 @@ def test_background_stays_away_from_peaks_blacklist_n_and_ends(sparse):
     fasta = pyfaidx.Fasta(sparse.fasta, as_raw=True)
     # Blacklist the first 100 kb of chr3 and a chunk of chr4.
     blacklist = window_rules.Blacklist([('chr3', 0, 100_000), ('chr4', 50_000, 60_000)])
-    valid = regions.parse_chrom_spans('chr1', flag='valid_chroms')
+    valid = splits.parse_chrom_spans('chr1', flag='valid_chroms')
     _, _, all_peaks, got = _sample(
         sparse, ratio=2.0, jitter=100, length=500, blacklist=blacklist, valid=valid
     )

@@ -23,7 +23,15 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from conftest import shared_data_dir
 
-from beam_jobs import make_records, outliers, records_pipeline, regions, window_rules, windows
+from beam_jobs import (
+    input_checks,
+    make_records,
+    outliers,
+    records_pipeline,
+    regions,
+    window_rules,
+    windows,
+)
 from beam_jobs.regions import RecordsInputError
 from bpnet_tfx import schema, sequence
 
@@ -1241,7 +1249,7 @@ def _all_peak_windows(demo, length=600):
 
 
 def _kept_peaks(demo):
-    sizes = regions.fasta_chrom_sizes(demo.fasta)
+    sizes = input_checks.fasta_chrom_sizes(demo.fasta)
     kept, _ = window_rules.drop_out_of_bounds(
         regions.read_peaks(demo.peaks, sequence_length=600), sizes, 20
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pyBigWig
 import pytest
 
-from beam_jobs import planning, regions
+from beam_jobs import planning, splits
 from beam_jobs.regions import RecordsInputError
 
 
@@ -49,8 +49,8 @@ def _config(valid='', test='', **kwargs) -> planning.PlanConfig:
         sequence_length=200,
         output_length=200,
         max_jitter=10,
-        valid=regions.parse_chrom_spans(valid, flag='valid_chroms'),
-        test=regions.parse_chrom_spans(test, flag='test_chroms'),
+        valid=splits.parse_chrom_spans(valid, flag='valid_chroms'),
+        test=splits.parse_chrom_spans(test, flag='test_chroms'),
         **kwargs,
     )
 
