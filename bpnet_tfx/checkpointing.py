@@ -20,6 +20,20 @@ import keras
 import tensorflow as tf
 
 
+def replace_file(path: str, text: str) -> None:
+    """Writes `text` to `path` through a temporary sibling and a rename, so that a reader
+    (another worker, a resumed run) sees the old file or the new one, never a partial one."""
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'w', newline='') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def checkpoint_dir(model_dir: str) -> str:
+    """Where a run's checkpoints live: <model_dir>/checkpoints (the chief's, read by all)."""
+    return os.path.join(model_dir, 'checkpoints')
+
+
 class Checkpointer:
     """Checkpoints of one run; build it inside `strategy.scope()` (it owns the step counters).
 
@@ -41,7 +55,7 @@ class Checkpointer:
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name='epoch')
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
         self.best: dict[str, Any] = {'val_loss': math.inf, 'epoch': 0}
-        self.dir = os.path.join(model_dir, 'checkpoints')
+        self.dir = checkpoint_dir(model_dir)
         self.best_weights_path = os.path.join(self.dir, 'best.weights.h5')
         self._state_path = os.path.join(self.dir, 'best.json')
         self._model, self._chief = model, chief
@@ -89,8 +103,7 @@ class Checkpointer:
         if stopped_early:
             self.best['stopped_early'] = True
         if self._chief:
-            with open(self._state_path, 'w') as f:
-                json.dump(self.best, f)
+            replace_file(self._state_path, json.dumps(self.best))
 
     @property
     def stopped_early(self) -> bool:

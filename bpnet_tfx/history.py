@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 
 import tensorflow as tf
+
+from bpnet_tfx import checkpointing
 
 
 class History:
@@ -25,11 +28,12 @@ class History:
         keep = [r for r in rows if int(r['epoch']) <= last_epoch]
         if len(keep) == len(rows):
             return
-        with open(self._csv_path, 'w', newline='') as f:
-            if keep:
-                w = csv.DictWriter(f, fieldnames=list(keep[0]))
-                w.writeheader()
-                w.writerows(keep)
+        text = io.StringIO()
+        if keep:
+            w = csv.DictWriter(text, fieldnames=list(keep[0]))
+            w.writeheader()
+            w.writerows(keep)
+        checkpointing.replace_file(self._csv_path, text.getvalue())
 
     def write(self, epoch: int, row: dict[str, float]) -> None:
         new = not os.path.exists(self._csv_path)

@@ -161,8 +161,9 @@ _DRY_RUN = flags.DEFINE_bool(
 )
 
 
-def _check_model_dir(config, overwrite: bool) -> None:
-    """Refuses a model folder that holds a run of another architecture (unless overwrite)."""
+def _check_model_dir(config, overwrite: bool, chief: bool) -> None:
+    """Refuses a model folder that holds a run of another architecture (unless overwrite);
+    with overwrite, the chief removes its checkpoints."""
     from bpnet_tfx import trainer
 
     path = os.path.join(config.model_dir, 'train_config.json')
@@ -178,7 +179,24 @@ def _check_model_dir(config, overwrite: bool) -> None:
             f'({path}); use a new --model_dir or pass --overwrite'
         )
     # Its checkpoints cannot be resumed into this architecture: start afresh.
-    shutil.rmtree(os.path.join(config.model_dir, 'checkpoints'), ignore_errors=True)
+    if chief:
+        shutil.rmtree(os.path.join(config.model_dir, 'checkpoints'), ignore_errors=True)
+
+
+def _write_train_config(config, chief: bool) -> None:
+    """Checks the model folder and (the chief only, atomically) saves train_config.json.
+
+    Every worker of a multi-worker run reads the file; a rerun's chief rewrites it meanwhile.
+    """
+    from bpnet_tfx import checkpointing
+
+    _check_model_dir(config, _OVERWRITE.value, chief)
+    os.makedirs(config.model_dir, exist_ok=True)
+    if chief:
+        checkpointing.replace_file(
+            os.path.join(config.model_dir, 'train_config.json'),
+            json.dumps(config.to_dict(), indent=2, sort_keys=True) + '\n',
+        )
 
 
 def config_from_flags(info):
@@ -362,11 +380,7 @@ def main(argv):
         if _DRY_RUN.value:
             _dry_run(config, info, strategy)
             return
-        _check_model_dir(config, _OVERWRITE.value)
-        os.makedirs(config.model_dir, exist_ok=True)
-        with open(os.path.join(config.model_dir, 'train_config.json'), 'w') as f:
-            json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-            f.write('\n')
+        _write_train_config(config, trainer.is_chief(strategy))
         summary = trainer.train(config, info, strategy=strategy, progress=_print_progress)
     if not summary.get('chief', True):
         print(

@@ -26,7 +26,16 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from bpnet_tfx import checkpointing, devices, epochs, export, history, schema, train_data
+from bpnet_tfx import (
+    checkpointing,
+    devices,
+    epochs,
+    export,
+    history,
+    schema,
+    train_data,
+    worker_faults,
+)
 from bpnet_tfx import model as model_lib
 from bpnet_tfx.train_data import measure_input_pipeline
 from bpnet_tfx.train_steps import (
@@ -148,16 +157,32 @@ def train(
 
     Returns:
       The run summary also written to <model_dir>/train_summary.json.
+
+    Raises:
+      TrainError: flags, records or model folder that cannot train; under multi-worker
+        training, `worker_faults.LostWorkerError` when another worker dies or stops answering.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    checkpoints = checkpointing.checkpoint_dir(config.model_dir)
+    with worker_faults.named_lost_workers(strategy, checkpoints):
+        return _train(config, info, strategy, progress)
+
+
+def _train(
+    config: TrainConfig,
+    info: schema.RecordsInfo,
+    strategy: tf.distribute.Strategy,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """`train`, once the strategy is known."""
     precision = _policy(config)
     validate = check_run(config, info, strategy.num_replicas_in_sync)
     keras.utils.set_random_seed(config.seed)
     # Under multi-worker training every worker runs this function; only the chief writes
     # the model folder (logs, best weights, export, summary) and reports progress.
-    is_chief = bool(getattr(strategy.extended, 'should_checkpoint', True))
-    report = (progress or _ignore) if is_chief else _ignore
-    model, optimizer, ckpt = _build(config, strategy, precision, is_chief)
+    chief = is_chief(strategy)
+    report = (progress or _ignore) if chief else _ignore
+    model, optimizer, ckpt = _build(config, strategy, precision, chief)
     splits = ('train', 'valid') if validate else ('train',)
     skipped = (
         train_data.check_readable(config, info, splits, report)
@@ -178,9 +203,9 @@ def train(
         patience=config.patience,
         reduce_lr_patience=config.reduce_lr_patience,
         report=report,
-        writer=history.History(config.model_dir) if is_chief else None,
+        writer=history.History(config.model_dir) if chief else None,
     )
-    if not is_chief:
+    if not chief:
         ckpt.close()
         return {
             'chief': False,
@@ -200,6 +225,12 @@ def train(
         json.dump(summary, f, indent=2, sort_keys=True)
         f.write('\n')
     return summary
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the model folder: always, except on the non-chief workers
+    of a multi-worker run."""
+    return bool(getattr(strategy.extended, 'should_checkpoint', True))
 
 
 def _report_start(
@@ -268,7 +299,7 @@ def _epoch_runner(
 
 
 def _build(
-    config: TrainConfig, strategy: tf.distribute.Strategy, precision: str, is_chief: bool
+    config: TrainConfig, strategy: tf.distribute.Strategy, precision: str, chief: bool
 ) -> tuple[keras.Model, keras.optimizers.Optimizer, checkpointing.Checkpointer]:
     """The model, its optimizer and their checkpointer, in the strategy's scope."""
     with strategy.scope():
@@ -281,8 +312,8 @@ def _build(
             config.model_dir,
             model,
             optimizer,
-            chief=is_chief,
-            task_id=0 if is_chief else strategy.cluster_resolver.task_id,
+            chief=chief,
+            task_id=0 if chief else strategy.cluster_resolver.task_id,
         )
     return model, optimizer, ckpt
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -140,22 +141,43 @@ def small_records(tmp_path) -> tuple[str, schema.RecordsInfo]:
     return path, info
 
 
-@pytest.fixture
-def tiny_export(small_records, tmp_path):
-    """An untrained small BPNet for the small_records windows, exported as a SavedModel.
-
-    Returns (export_dir, keras_model, records_dir, info).
-    """
+@pytest.fixture(scope='session')
+def _tiny_export_once(tmp_path_factory):
+    """tiny_export's model and SavedModel, built and exported once per session (read-only)."""
     import keras
 
     from bpnet_tfx import export
     from bpnet_tfx import model as model_lib
 
-    records_dir, info = small_records
+    root = tmp_path_factory.mktemp('tiny_export')
+    info = write_records(
+        str(root / 'records'),
+        split_counts={'train': 64, 'valid': 16},
+        sequence_length=200,
+        max_jitter=10,
+        with_expected=True,
+    )
     keras.utils.set_random_seed(0)
     config = model_lib.ModelConfig(
         sequence_length=info.sequence_length, filters=8, num_dilated_layers=2
     )
     model = model_lib.build_bpnet(config)
-    path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
-    return path, model, records_dir, info
+    return export.export_saved_model(model, info, config, str(root / 'export')), model
+
+
+@pytest.fixture
+def tiny_export(_tiny_export_once, small_records, tmp_path):
+    """An untrained small BPNet for the small_records windows, exported as a SavedModel.
+
+    The export is a copy, in this test's tmp_path, of one made once per session; the model
+    object is shared, so tests must not change its weights.
+
+    Returns (export_dir, keras_model, records_dir, info).
+    """
+    import keras
+
+    source, model = _tiny_export_once
+    records_dir, info = small_records
+    keras.utils.set_random_seed(0)  # Each test starts from the same global seeds as before.
+    path = shutil.copytree(source, tmp_path / 'export')
+    return str(path), model, records_dir, info

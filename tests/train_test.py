@@ -145,18 +145,15 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.slow
-def test_two_workers_on_loopback_train_and_only_the_chief_writes(small_records, tmp_path):
-    records_dir, _ = small_records
-    ports = _free_ports(2)
-    workers = [f'127.0.0.1:{p}' for p in ports]
-    model_dir = tmp_path / 'm'
+def _start_workers(records_dir, model_dir, workers, *flags, quiet=False):
+    """Starts one train process per worker of `workers` (host:port), TF_CONFIG for each."""
     procs = []
-    for index in range(2):
+    for index in range(len(workers)):
         tf_config = {'cluster': {'worker': workers}, 'task': {'type': 'worker', 'index': index}}
-        env = dict(
-            os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2', TF_CONFIG=json.dumps(tf_config)
-        )
+        env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
+        if not quiet:
+            env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+        env.update(PYTHONPATH=REPO, TF_CONFIG=json.dumps(tf_config))
         procs.append(
             subprocess.Popen(
                 [
@@ -166,12 +163,12 @@ def test_two_workers_on_loopback_train_and_only_the_chief_writes(small_records, 
                     f'--records_dir={records_dir}',
                     f'--model_dir={model_dir}',
                     '--strategy=multi_worker',
-                    '--epochs=2',
                     '--batch_size=8',
                     '--filters=8',
                     '--num_dilated_layers=3',
                     '--input_benchmark_batches=0',
                     '--precision=float32',
+                    *flags,
                 ],
                 env=env,
                 stdout=subprocess.PIPE,
@@ -179,6 +176,15 @@ def test_two_workers_on_loopback_train_and_only_the_chief_writes(small_records, 
                 text=True,
             )
         )
+    return procs
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback_train_and_only_the_chief_writes(small_records, tmp_path):
+    records_dir, _ = small_records
+    workers = [f'127.0.0.1:{p}' for p in _free_ports(2)]
+    model_dir = tmp_path / 'm'
+    procs = _start_workers(records_dir, model_dir, workers, '--epochs=2')
     outs = [p.communicate(timeout=400) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
@@ -308,3 +314,53 @@ def test_default_run_prints_progress_only_and_v0_shows_logs(small_records, tmp_p
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r'^I\d{4} .*train config: ', proc.stderr, re.MULTILINE), proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('victim', [0, 1], ids=['chief_killed', 'worker_killed'])
+def test_a_killed_worker_stops_the_other_in_one_line_and_a_rerun_resumes(
+    small_records, tmp_path, victim
+):
+    import signal
+    import time
+
+    records_dir, _ = small_records
+    workers = [f'127.0.0.1:{p}' for p in _free_ports(2)]
+    model_dir = tmp_path / 'm'
+    flags = ('--epochs=3', '--checkpoint_every_steps=3')  # 8 steps an epoch
+    procs = _start_workers(records_dir, model_dir, workers, *flags, quiet=True)
+    index = model_dir / 'checkpoints' / 'checkpoint'
+    deadline = time.time() + 300
+    while not index.exists() and time.time() < deadline and procs[victim].poll() is None:
+        time.sleep(0.05)
+    assert index.exists(), procs[victim].communicate()[1][-3000:]
+    procs[victim].send_signal(signal.SIGKILL)
+    killed = time.time()
+    survivor = procs[1 - victim]
+    # Not a hang: TensorFlow's coordination service bounds the wait (heartbeats).
+    _, err = survivor.communicate(timeout=240)
+    waited = time.time() - killed
+    procs[victim].wait()
+    role = 'chief' if victim == 0 else 'worker'
+    print(f'the survivor of a killed {role} exited after {waited:.1f} s')
+    assert survivor.returncode == 2, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err[-3000:]
+    assert lines[0].startswith(f'train: error: lost worker /job:worker/task:{victim} ('), lines
+    assert 'start every worker again with the same command' in lines[0]
+    assert re.search(r'resumes from .*/checkpoints/ckpt-\d+ \(step \d+\)$', lines[0]), lines
+    assert not (model_dir / 'train_summary.json').exists()
+
+    # Rerunning both (same command, same TF_CONFIG) resumes and finishes the 3 epochs.
+    procs = _start_workers(records_dir, model_dir, workers, *flags, quiet=True)
+    outs = [p.communicate(timeout=400) for p in procs]
+    errs = [err[-3000:] for _, err in outs]
+    assert [p.returncode for p in procs] == [0, 0] and errs == ['', ''], errs
+    assert 'train: resuming from ' in outs[0][0] and 'train: 3 epochs' in outs[0][0]
+    assert 'worker done after 3 epochs' in outs[1][0]
+    rows = list(csv.DictReader(open(model_dir / 'history.csv')))
+    assert [int(r['epoch']) for r in rows] == [1, 2, 3]  # each epoch's row once
+    summary = json.loads((model_dir / 'train_summary.json').read_text())
+    assert summary['epochs'] == 3 and summary['replicas'] == 2
+    assert (model_dir / 'export' / 'saved_model.pb').exists()
+    assert [p.name for p in model_dir.iterdir() if p.name.startswith('.worker')] == []
