@@ -4,9 +4,9 @@ Under MultiWorkerMirroredStrategy every step all-reduces across the workers, so 
 dies the others cannot go on. TensorFlow bounds the wait: a worker whose process is gone resets
 its connections, and the survivors' next collective fails at once; one that stops answering (a
 frozen process, a lost host or network) misses the coordination service's heartbeats, after
-which the service aborts every survivor's collectives (docs/training.md has the times
-measured). The survivors then get an UnavailableError or DeadlineExceededError from inside a
-step, whose message is many lines of gRPC detail. `named_lost_workers` turns it into a
+which the service aborts every survivor's collectives (times measured: docs/benchmarks.md).
+The survivors then get an UnavailableError or DeadlineExceededError from inside a step, whose
+message is many lines of gRPC detail. `named_lost_workers` turns it into a
 `LostWorkerError`: which worker, why, and which checkpoint a restart of every worker resumes
 from.
 """
