@@ -235,6 +235,7 @@ def test_control_model_without_control_is_refused(control_model):
         scorer.integrated_gradients(x, refs, 2, np.zeros((1, 200, 1, 2)))
 
 
+@pytest.mark.slow  # exports its own model
 def test_wide_input_joint_loss_control_model(tmp_path):
     """60-bp inputs -> 20-bp outputs, one softmax over length x strands and one total count
     per task, with control tracks: IG explains the joint distribution's target and the model's

@@ -11,8 +11,9 @@ import pytest
 
 from bpnet_tfx import schema, sequence
 
-# Fixtures of tests/fake_remote.py and tests/control_models.py (control_model: trained once).
-pytest_plugins = ['fake_remote', 'control_models']
+# Fixtures of tests/fake_remote.py, tests/control_models.py (control_model: trained once) and
+# tests/simulated_models.py (planted_motif_model: simulated, recorded and trained once).
+pytest_plugins = ['fake_remote', 'control_models', 'simulated_models']
 
 MOTIF = 'GATTACAGG'
 PLUS_OFFSET, MINUS_OFFSET = 6, 9  # Footprint peaks: c - 6 on plus, c + 9 on minus.

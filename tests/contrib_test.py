@@ -105,52 +105,14 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-def test_profile_contributions_concentrate_on_planted_motifs(tmp_path):
-    """Simulated data -> make_records -> train -> contrib: |observed-base profile
-    contribution| ranks planted-motif bases above the other bases of validation windows."""
-    from beam_jobs import make_records
-    from bpnet_tfx import model as model_lib
-    from bpnet_tfx import schema, simulate, trainer
-
-    # 800 peaks on 0.8 Mb (150 validation windows on chr1), 400-bp windows.
-    files = simulate.simulate(
-        str(tmp_path / 'sim'),
-        simulate.SimulationConfig(
-            seed=1, chrom_sizes=(('chr1', 150_000), ('chr2', 350_000), ('chr3', 300_000))
-        ),
-    )
-    records = str(tmp_path / 'records')
-    make_records.run(
-        [
-            f'--fasta={files.fasta}',
-            f'--peaks={files.peaks}',
-            f'--pos_bigwig={files.pos_bigwig}',
-            f'--neg_bigwig={files.neg_bigwig}',
-            f'--output_dir={records}',
-            '--valid_chroms=chr1',
-            '--sequence_length=400',
-            '--max_jitter=20',
-            '--runner=DirectRunner',
-        ]
-    )
-    info = schema.RecordsInfo.load(records)
+def test_profile_contributions_concentrate_on_planted_motifs(planted_motif_model, tmp_path):
+    """Simulated data -> make_records -> train (planted_motif_model) -> contrib: |observed-base
+    profile contribution| ranks planted-motif bases above the other bases of validation
+    windows."""
+    files, records = planted_motif_model['files'], planted_motif_model['records']
+    info = planted_motif_model['info']
     assert info.split_counts['valid'] == 150
-    model_dir = str(tmp_path / 'model')
-    summary = trainer.train(
-        trainer.TrainConfig(
-            records_dir=records,
-            model_dir=model_dir,
-            export_dir=os.path.join(model_dir, 'export'),
-            model=model_lib.ModelConfig(sequence_length=400, filters=32, num_dilated_layers=6),
-            epochs=10,
-            batch_size=32,
-            learning_rate=4e-3,
-            counts_loss_weight=10.0,
-            precision='float32',
-            input_benchmark_batches=0,
-        ),
-        info,
-    )
+    summary = {'export_dir': planted_motif_model['export_dir']}
 
     out = tmp_path / 'contrib'
     proc = _contrib(

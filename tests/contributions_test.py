@@ -345,6 +345,7 @@ def test_control_model_without_its_control_tracks_is_a_one_line_error(control_mo
         assert not os.path.exists(out)
 
 
+@pytest.mark.slow  # exports its own model
 def test_wide_input_joint_loss_control_model_from_a_bed(tmp_path):
     """From a BED line: the window 100-160, its control the 20 bp centred in it (120-140)."""
     wide = wide_joint_control_model(tmp_path)

@@ -93,6 +93,7 @@ def _check_completeness(scorer, x, refs, control=None):
     return worst
 
 
+@pytest.mark.slow  # exports a model per case
 @pytest.mark.parametrize('name', list(CONFIGS))
 def test_summation_to_delta(tmp_path, name):
     config = CONFIGS[name]
@@ -118,6 +119,7 @@ def test_rebuilt_model_computes_what_the_export_computes(tmp_path):
     np.testing.assert_allclose(out['log_counts'].numpy(), served['log_counts'], atol=1e-5)
 
 
+@pytest.mark.slow  # exports its own model
 def test_control_model_summation_to_delta_with_control_held_fixed(tmp_path):
     made = wide_joint_control_model(tmp_path)
     scorer = attribution.Scorer(made['export'])
@@ -195,6 +197,7 @@ def test_scores_do_not_depend_on_the_batch(tmp_path):
             np.testing.assert_allclose(a[0], b[i], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # exports its own model
 @pytest.mark.parametrize('method', ['deepshap', 'ism'])
 def test_reverse_complement_average_gives_a_window_and_its_rc_mapped_scores(tmp_path, method):
     made = wide_joint_control_model(tmp_path)

@@ -274,6 +274,7 @@ def test_evaluate_hand_checked_set(hand_export):
     assert 'profile_auprc' in evaluation.format_table(result)
 
 
+@pytest.mark.slow  # runs the evaluate command in a subprocess
 def test_evaluate_cli_json_and_progress(hand_export, tmp_path):
     export_dir, records_dir = hand_export
     out_json = tmp_path / 'eval' / 'valid.json'

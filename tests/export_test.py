@@ -80,6 +80,7 @@ np.savez(out_file, **{'string_' + k: v.numpy() for k, v in a.items()},
 '''
 
 
+@pytest.mark.slow  # a fresh Python process loads the export
 def test_string_and_one_hot_signatures_agree_in_fresh_process(tiny_export, tmp_path):
     export_dir, model, _, info = tiny_export
     rng = np.random.default_rng(0)

@@ -855,6 +855,7 @@ def test_bad_input_is_one_line_naming_the_file_and_exit_2(tmp_path, capsys, case
     assert sorted(os.listdir(tmp_path)) == ['in']  # No output folder, no temporary one.
 
 
+@pytest.mark.slow  # runs the job in a subprocess
 def test_wrong_chromosome_names_from_the_command_line(tmp_path):
     peaks = tmp_path / 'peaks.bed'
     peaks.write_text('IV\t1000\t1001\n')

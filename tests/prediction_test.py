@@ -114,6 +114,7 @@ def test_bad_regions_are_one_line_errors(tiny_export, genome, tmp_path, region, 
         )
 
 
+@pytest.mark.slow  # runs the predict command in a subprocess
 def test_cli_error_has_no_traceback(tiny_export, genome, tmp_path):
     fasta, _, _, _ = genome
     proc = subprocess.run(
@@ -460,6 +461,7 @@ def test_savedmodel_of_another_length_is_refused(tiny_export, genome, tmp_path):
         )
 
 
+@pytest.mark.slow  # runs the predict command in subprocesses
 @pytest.mark.parametrize('case', ['bed', 'length'])
 def test_cli_errors_exit_2_without_traceback(tiny_export, genome, tmp_path, case):
     fasta, _, _, _ = genome

@@ -130,51 +130,13 @@ def _ground_truth_variants(files, chrom: str, rng) -> tuple[list, list]:
 
 
 @pytest.mark.slow
-def test_motif_breaking_snvs_rank_above_background_snvs(tmp_path):
-    """Simulated data -> make_records -> train (the contrib test's recipe) -> variants:
-    |log2fc_counts| ranks SNVs at the middle of exact planted motifs on the validation
-    chromosome above SNVs near peaks away from motifs, and breaking a motif lowers counts."""
-    from beam_jobs import make_records
-    from bpnet_tfx import model as model_lib
-    from bpnet_tfx import schema, simulate, trainer
-
-    files = simulate.simulate(
-        str(tmp_path / 'sim'),
-        simulate.SimulationConfig(
-            seed=1, chrom_sizes=(('chr1', 150_000), ('chr2', 350_000), ('chr3', 300_000))
-        ),
-    )
-    records = str(tmp_path / 'records')
-    make_records.run(
-        [
-            f'--fasta={files.fasta}',
-            f'--peaks={files.peaks}',
-            f'--pos_bigwig={files.pos_bigwig}',
-            f'--neg_bigwig={files.neg_bigwig}',
-            f'--output_dir={records}',
-            '--valid_chroms=chr1',
-            '--sequence_length=400',
-            '--max_jitter=20',
-            '--runner=DirectRunner',
-        ]
-    )
-    info = schema.RecordsInfo.load(records)
-    model_dir = str(tmp_path / 'model')
-    summary = trainer.train(
-        trainer.TrainConfig(
-            records_dir=records,
-            model_dir=model_dir,
-            export_dir=os.path.join(model_dir, 'export'),
-            model=model_lib.ModelConfig(sequence_length=400, filters=32, num_dilated_layers=6),
-            epochs=10,
-            batch_size=32,
-            learning_rate=4e-3,
-            counts_loss_weight=10.0,
-            precision='float32',
-            input_benchmark_batches=0,
-        ),
-        info,
-    )
+def test_motif_breaking_snvs_rank_above_background_snvs(planted_motif_model, tmp_path):
+    """Simulated data -> make_records -> train (planted_motif_model, the contrib test's model)
+    -> variants: |log2fc_counts| ranks SNVs at the middle of exact planted motifs on the
+    validation chromosome above SNVs near peaks away from motifs, and breaking a motif lowers
+    counts."""
+    files = planted_motif_model['files']
+    summary = {'export_dir': planted_motif_model['export_dir']}
     breaking, background = _ground_truth_variants(files, 'chr1', np.random.default_rng(0))
     assert len(breaking) > 100 and len(background) > 100
     path = tmp_path / 'snvs.tsv'
