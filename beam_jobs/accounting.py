@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from beam_jobs.regions import ChromSpan, RecordsInputError, Region
+from beam_jobs.regions import RecordsInputError, Region
+from beam_jobs.splits import ChromSpan
 from bpnet_tfx import schema
 
 if TYPE_CHECKING:  # planning imports this module.

@@ -33,7 +33,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from beam_jobs.regions import ChromSpan, Region, assign_split
+from beam_jobs.regions import Region
+from beam_jobs.splits import ChromSpan, assign_split
 
 CHUNK_BP = 8_000_000  # FASTA bases read at once when tiling: about 8 MB and 4 arrays of it.
 BIN_WIDTH = 0.01  # GC-fraction bin of the matching.
@@ -258,6 +259,35 @@ class BackgroundSample:
     background_gc: np.ndarray
 
 
+def _excluded(
+    all_peaks: Sequence[Region], sizes: Mapping[str, int], blacklist, max_jitter: int
+) -> tuple[dict[str, int], dict[str, list[tuple[int, int]]]]:
+    """(chromosomes to tile: {name: length}, {chromosome: intervals no candidate may touch}):
+    every peak's stored window, and the blacklist, on the chromosomes that hold peaks."""
+    excluded: dict[str, list[tuple[int, int]]] = {}
+    for r in all_peaks:
+        excluded.setdefault(r.chrom, []).append((r.start - max_jitter, r.end + max_jitter))
+    chroms = {c: s for c, s in sizes.items() if c in excluded}
+    if blacklist is not None:
+        for chrom in chroms:
+            excluded[chrom] += list(zip(*blacklist.intervals(chrom)))
+    return chroms, excluded
+
+
+def _peak_gc(fasta, peaks: Sequence[Region], chunk_bp: int) -> np.ndarray:
+    """GC fractions of the peak windows, chromosome by chromosome (sorted by name)."""
+    by_chrom: dict[str, list[Region]] = {}
+    for r in peaks:
+        by_chrom.setdefault(r.chrom, []).append(r)
+    return np.concatenate(
+        [np.zeros(0)]
+        + [
+            window_gc(fasta, chrom, [r.start for r in rs], [r.end for r in rs], chunk_bp=chunk_bp)
+            for chrom, rs in sorted(by_chrom.items())
+        ]
+    )
+
+
 def sample_background(
     fasta,
     peaks: Sequence[Region],
@@ -287,7 +317,7 @@ def sample_background(
       sequence_length: input window length L.
       max_jitter: margin J.
       max_n_fraction: the extraction step's N rule, applied to candidates.
-      blacklist: optional `planning.Blacklist`.
+      blacklist: optional `window_rules.Blacklist`.
       valid, test: split spans; a background window goes to the split containing its centre.
       chunk_bp: FASTA bases read at once.
 
@@ -295,23 +325,8 @@ def sample_background(
       A BackgroundSample.
     """
     requested = int(round(ratio * len(peaks)))
-    excluded: dict[str, list[tuple[int, int]]] = {}
-    for r in all_peaks:
-        excluded.setdefault(r.chrom, []).append((r.start - max_jitter, r.end + max_jitter))
-    chroms = {c: s for c, s in sizes.items() if c in excluded}
-    if blacklist is not None:
-        for chrom in chroms:
-            excluded[chrom] += list(zip(*blacklist.intervals(chrom)))
-    by_chrom: dict[str, list[Region]] = {}
-    for r in peaks:
-        by_chrom.setdefault(r.chrom, []).append(r)
-    peak_gc = np.concatenate(
-        [np.zeros(0)]
-        + [
-            window_gc(fasta, chrom, [r.start for r in rs], [r.end for r in rs], chunk_bp=chunk_bp)
-            for chrom, rs in sorted(by_chrom.items())
-        ]
-    )
+    chroms, excluded = _excluded(all_peaks, sizes, blacklist, max_jitter)
+    peak_gc = _peak_gc(fasta, peaks, chunk_bp)
     candidates = candidate_windows(
         fasta,
         chroms,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from beam_jobs import accounting, planning
-from beam_jobs.regions import ChromSpan, RecordsInputError, Region
+from beam_jobs.regions import RecordsInputError, Region
+from beam_jobs.splits import ChromSpan
 
 
 def test_summarise_median_over_training_records_only():
@@ -93,7 +94,7 @@ def test_empty_splits_name_the_split_its_items_and_the_reasons():
         '--valid_chroms=chr1:50-60 were all rejected (too_many_n 1); pass other '
         '--valid_chroms, or --allow_empty_splits'
     )
-    # No items, or no peaks there (regions.split_problems says so): not this problem.
+    # No items, or no peaks there (splits.split_problems says so): not this problem.
     assert accounting.empty_splits({'valid': ()}, {}, plan.peaks, {}) == []
     assert accounting.empty_splits({'test': (ChromSpan('chr2'),)}, {}, plan.peaks, {}) == []
 

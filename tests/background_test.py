@@ -7,7 +7,7 @@ import pyfaidx
 import pytest
 import scipy.stats
 
-from beam_jobs import background, planning, regions
+from beam_jobs import background, regions, splits, window_rules
 from beam_jobs.regions import Region
 
 
@@ -150,7 +150,7 @@ def _sample(
     fasta = pyfaidx.Fasta(demo.fasta, as_raw=True)
     sizes = {c: len(r) for c, r in fasta.records.items()}
     all_peaks = regions.read_peaks(demo.peaks, sequence_length=length, valid=valid)
-    kept, _ = planning.drop_out_of_bounds(all_peaks, sizes, jitter)
+    kept, _ = window_rules.drop_out_of_bounds(all_peaks, sizes, jitter)
     peaks = kept if peaks is None else peaks(kept, fasta)
     return (
         fasta,
@@ -195,8 +195,8 @@ def test_background_gc_matches_a_gc_biased_peak_set(sparse):
 def test_background_stays_away_from_peaks_blacklist_n_and_ends(sparse):
     fasta = pyfaidx.Fasta(sparse.fasta, as_raw=True)
     # Blacklist the first 100 kb of chr3 and a chunk of chr4.
-    blacklist = planning.Blacklist([('chr3', 0, 100_000), ('chr4', 50_000, 60_000)])
-    valid = regions.parse_chrom_spans('chr1', flag='valid_chroms')
+    blacklist = window_rules.Blacklist([('chr3', 0, 100_000), ('chr4', 50_000, 60_000)])
+    valid = splits.parse_chrom_spans('chr1', flag='valid_chroms')
     _, _, all_peaks, got = _sample(
         sparse, ratio=2.0, jitter=100, length=500, blacklist=blacklist, valid=valid
     )

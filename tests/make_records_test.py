@@ -23,7 +23,15 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from conftest import shared_data_dir
 
-from beam_jobs import make_records, planning, regions, windows
+from beam_jobs import (
+    input_checks,
+    make_records,
+    outliers,
+    records_pipeline,
+    regions,
+    window_rules,
+    windows,
+)
 from beam_jobs.regions import RecordsInputError
 from bpnet_tfx import schema, sequence
 
@@ -890,7 +898,7 @@ def test_local_runner_skips_prism_other_runners_pass_through(runner, local):
     args = [f'--runner={runner}'] if runner else []
     options = PipelineOptions(args)
     if local:
-        assert isinstance(make_records._make_pipeline(options).runner, FnApiRunner)
+        assert isinstance(records_pipeline.make_pipeline(options).runner, FnApiRunner)
     else:  # Not constructed (Dataflow needs credentials): the options are left as given.
         assert options.view_as(StandardOptions).runner == runner
 
@@ -1241,12 +1249,12 @@ def _all_peak_windows(demo, length=600):
 
 
 def _kept_peaks(demo):
-    sizes = regions.fasta_chrom_sizes(demo.fasta)
-    kept, _ = planning.drop_out_of_bounds(
+    sizes = input_checks.fasta_chrom_sizes(demo.fasta)
+    kept, _ = window_rules.drop_out_of_bounds(
         regions.read_peaks(demo.peaks, sequence_length=600), sizes, 20
     )
-    outliers = planning.window_totals(kept, [(demo.pos_bigwig, demo.neg_bigwig)], trim=150)[:, 0]
-    return [r for r, t in zip(kept, outliers) if t <= np.quantile(outliers, 0.99) * 1.2]
+    totals = outliers.window_totals(kept, [(demo.pos_bigwig, demo.neg_bigwig)], trim=150)[:, 0]
+    return [r for r, t in zip(kept, totals) if t <= np.quantile(totals, 0.99) * 1.2]
 
 
 @pytest.mark.slow  # Three jobs.

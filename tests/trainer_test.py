@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from bpnet_tfx import devices, schema, trainer
+from bpnet_tfx import data, devices, schema, train_data, trainer
 from bpnet_tfx import model as model_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -183,8 +183,6 @@ def test_rerun_resumes_from_last_checkpoint(small_records, tmp_path):
 
 
 def _truncate_first_shard(records_dir, split):
-    from bpnet_tfx import data
-
     path = data.list_shards(records_dir, split)[0]
     blob = open(path, 'rb').read()
     with open(path, 'wb') as f:
@@ -291,12 +289,12 @@ def test_learning_rate_halves_on_plateau(small_records, tmp_path, monkeypatch):
     records_dir, info = small_records
     # A scripted validation loss makes the plateau deterministic: best at epochs 1, 2 and 5.
     losses = iter([5.0, 4.0, 4.5, 4.2, 3.0, 3.1, 3.2])
-    real = trainer._evaluate
+    real = train_data.evaluate
 
     def scripted(*args):
         return {**real(*args), 'val_loss': next(losses)}
 
-    monkeypatch.setattr(trainer, '_evaluate', scripted)
+    monkeypatch.setattr(train_data, 'evaluate', scripted)
     summary = trainer.train(
         _config(
             records_dir,
@@ -360,9 +358,7 @@ def test_background_examples_add_no_profile_loss(tmp_path):
     model = model_lib.build_bpnet(config.model)
     optimizer = keras.optimizers.Adam()
     _, eval_step = trainer.make_step_functions(strategy, model, optimizer, config, info)
-    batch = next(
-        iter(trainer.data.make_dataset(records_dir, info, 'train', batch_size=48, training=False))
-    )
+    batch = next(iter(data.make_dataset(records_dir, info, 'train', batch_size=48, training=False)))
     background = batch['is_background'].numpy()
     assert background.sum() == 12  # every 4th record
     peaks_only = {k: tf.boolean_mask(v, background == 0) for k, v in batch.items()}
