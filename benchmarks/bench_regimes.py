@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import common  # benchmarks/ is on sys.path when run as a script
 
 REGIMES = {
     '1000->1000': {'records': [], 'flagfile': 'configs/demo.flags'},
@@ -31,11 +29,7 @@ REGIMES = {
 
 
 def _run(args: list[str]) -> float:
-    print('$ ' + ' '.join(args), flush=True)
-    start = time.perf_counter()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
-    subprocess.run(args, check=True, cwd=REPO, env=env)
-    return time.perf_counter() - start
+    return common.run_command(args)
 
 
 def main() -> None:

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import numpy as np
 
 LENGTH, JITTER = 1000, 0
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_command(args: list[str], *, quiet: bool = False) -> float:
+    """Runs a command in the repository (TensorFlow's C++ logs off), echoing it first; stops
+    on failure. Returns its wall seconds. `quiet` drops its stdout (stderr still shows)."""
+    print('$ ' + ' '.join(args), flush=True)
+    start = time.perf_counter()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONUNBUFFERED='1')
+    stdout = subprocess.DEVNULL if quiet else None
+    subprocess.run(args, check=True, cwd=REPO, env=env, stdout=stdout)
+    return time.perf_counter() - start
 
 
 def write_records(path: str, n: int, *, unique: int = 5000, seed: int = 0) -> None:

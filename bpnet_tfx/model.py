@@ -21,6 +21,16 @@ lengths; an input too short for the requested output is refused.
 The convolutions are `layers.Conv1D` (keras.layers.Conv1D's weights and math, with CPU
 rewrites); `build_bpnet(config, stock_layers=True)` builds keras.layers.Conv1D instead.
 
+The counts head. The reference ('global_pool') maps the tower's average over positions
+linearly to log counts. Those averages vary little between windows next to their size (most of
+a window is background, so a peak moves a channel's average by a few percent), so a dense
+layer trained with Adam learns the differences between windows slowly and, with a zero bias,
+first spends its weights on the typical log count. 'normalized_pool' standardizes the pooled
+features per channel (batch normalization over the global batch, synchronized across replicas;
+at inference a fixed affine map, so the head stays linear in the pooled features), and the
+trainer can start the dense layer's bias at the typical log count (`log_counts_init`,
+`initial_log_counts`); docs/training.md has the study behind this.
+
 `profile_loss='joint'` (ChromBPNet's choice) makes the strands share one multinomial over
 length x strands, so the counts head predicts one log(1 + total) over both strands per task
 (last axis of size 1) instead of one per strand.
@@ -29,9 +39,11 @@ length x strands, so the counts head predicts one log(1 + total) over both stran
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import keras
+from keras.initializers import Constant
 
 from bpnet_tfx import schema
 from bpnet_tfx.layers import Conv1D  # model.Conv1D stays importable (README names it)
@@ -42,6 +54,16 @@ INPUT_NAME = 'one_hot'
 CONTROL_INPUT_NAME = 'control'
 CONTROL_SMOOTHING = 50  # bp window of the smoothed control profile.
 PROFILE_LOSSES = ('per_strand', 'joint')
+# 'global_pool': the reference counts head, a dense layer over the tower's average;
+# 'normalized_pool': the same average standardized per channel (batch normalization) first.
+COUNTS_HEADS = ('global_pool', 'normalized_pool')
+# Batch statistics of the pooled features move fast during training; a short memory keeps the
+# inference-time (moving) statistics close to them after a few dozen steps.
+COUNTS_NORM_MOMENTUM = 0.9
+# Examples whose pooled features set the normalization's statistics after each epoch
+# (`calibrate_counts_norm`); 512 and all 2,492 demo training windows gave the same validation
+# counts (docs/training.md).
+COUNTS_NORM_EXAMPLES = 512
 # The heads compute in float32 under every dtype policy (the body may run in bfloat16 or
 # float16): they are a small share of the FLOPs, and their outputs feed the softmax and losses.
 HEAD_DTYPE = 'float32'
@@ -66,6 +88,10 @@ class ModelConfig:
         throughout); shorter means 'valid' convolutions and a centre crop.
       profile_loss: 'per_strand' (a multinomial per strand, counts per strand) or 'joint'
         (one multinomial over length x strands, one total count per task).
+      counts_head: 'global_pool' (the reference: a dense layer over the tower's average over
+        positions, plus the control's log total) or 'normalized_pool' (those features
+        standardized per channel by batch normalization before the dense layer; an affine
+        map at inference). See the module docstring.
     """
 
     sequence_length: int = 1000
@@ -80,6 +106,7 @@ class ModelConfig:
     use_control: bool = False
     output_length: int = 0
     profile_loss: str = 'per_strand'
+    counts_head: str = 'global_pool'
 
     def __post_init__(self):
         if self.output_length == 0 and isinstance(self.sequence_length, int):
@@ -88,6 +115,10 @@ class ModelConfig:
             raise ValueError(
                 f'ModelConfig.profile_loss must be one of {PROFILE_LOSSES}, got '
                 f'{self.profile_loss!r}'
+            )
+        if self.counts_head not in COUNTS_HEADS:
+            raise ValueError(
+                f'ModelConfig.counts_head must be one of {COUNTS_HEADS}, got {self.counts_head!r}'
             )
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -297,7 +328,24 @@ def _profile_head(x, config: ModelConfig, control=None, stock: bool = False):
     return keras.layers.Activation('linear', dtype='float32', name=PROFILE)(stacked)
 
 
-def _counts_head(x, config: ModelConfig, control=None):
+def initial_log_counts(config: ModelConfig, median_total_counts) -> tuple[float, ...]:
+    """Per task, the counts head's starting output: log(1 + median total per output unit).
+
+    Args:
+      config: the architecture (per strand or one joint total per task).
+      median_total_counts: per task, the median total counts over both strands of the
+        training peaks (`schema.RecordsInfo.median_total_counts`).
+
+    Returns:
+      One value per task: log(1 + median / strands) per strand, or log(1 + median) joint.
+    """
+    if len(median_total_counts) != config.num_tasks:
+        raise ValueError(f'{len(median_total_counts)} median totals for {config.num_tasks} task(s)')
+    share = config.num_strands if config.strands_out > 1 else 1
+    return tuple(math.log1p(float(m) / share) for m in median_total_counts)
+
+
+def _counts_head(x, config: ModelConfig, control=None, log_counts_init=None):
     pooled = keras.layers.GlobalAveragePooling1D(dtype=HEAD_DTYPE, name='counts_pool')(x)
     outputs = []
     for t in range(config.num_tasks):
@@ -310,22 +358,40 @@ def _counts_head(x, config: ModelConfig, control=None):
             features = keras.layers.Concatenate(dtype=HEAD_DTYPE, name=f'counts_features{suffix}')(
                 [pooled, total]
             )
+        if config.counts_head == 'normalized_pool':
+            # Synchronized: every replica standardizes with the global batch's statistics.
+            features = keras.layers.BatchNormalization(
+                momentum=COUNTS_NORM_MOMENTUM,
+                synchronized=True,
+                dtype=HEAD_DTYPE,
+                name=f'counts_norm{suffix}',
+            )(features)
+        bias = 'zeros' if log_counts_init is None else Constant(float(log_counts_init[t]))
         outputs.append(
-            keras.layers.Dense(config.strands_out, dtype=HEAD_DTYPE, name=f'counts_dense{suffix}')(
-                features
-            )
+            keras.layers.Dense(
+                config.strands_out,
+                bias_initializer=bias,
+                dtype=HEAD_DTYPE,
+                name=f'counts_dense{suffix}',
+            )(features)
         )
     stacked = _stack_tasks(outputs, (config.num_tasks, config.strands_out), 'counts_tasks')
     return keras.layers.Activation('linear', dtype='float32', name=LOG_COUNTS)(stacked)
 
 
-def build_bpnet(config: ModelConfig, stock_layers: bool = False) -> keras.Model:
+def build_bpnet(
+    config: ModelConfig, stock_layers: bool = False, log_counts_init=None
+) -> keras.Model:
     """Builds BPNet.
 
     Args:
       config: the architecture.
       stock_layers: build the convolutions from keras.layers.Conv1D, as the reference
         notebook does, instead of `layers.Conv1D` (same weights, same outputs).
+      log_counts_init: None (zero biases, the reference), or per task the counts head's
+        starting output (`initial_log_counts`), its bias's initial value: the head then
+        starts at the typical log count instead of 0 and its weights learn only the
+        variation between windows (see docs/training.md, counts head).
 
     Returns:
       A functional `keras.Model` taking a float one-hot batch (batch, sequence_length,
@@ -346,6 +412,56 @@ def build_bpnet(config: ModelConfig, stock_layers: bool = False) -> keras.Model:
     body = _dilated_tower(_stem(one_hot, config, stock_layers), config, stock_layers)
     outputs = {
         PROFILE: _profile_head(body, config, control, stock_layers),
-        LOG_COUNTS: _counts_head(body, config, control),
+        LOG_COUNTS: _counts_head(body, config, control, log_counts_init),
     }
     return keras.Model(inputs, outputs, name='bpnet')
+
+
+def counts_norm_layers(model: keras.Model) -> list:
+    """The counts heads' normalization layers (one per task; none for 'global_pool')."""
+    return [layer for layer in model.layers if layer.name.startswith('counts_norm')]
+
+
+def calibrate_counts_norm(model: keras.Model, batches, max_examples: int) -> int:
+    """Sets each counts normalization's moving mean and variance to the exact statistics of its
+    input over the first `max_examples` examples of `batches` (no training, no gradient).
+
+    The moving averages that batch normalization keeps while training trail the tower, whose
+    weights change every step; the counts head's pooled features vary little next to their
+    size, so that lag alone costs accuracy at inference. Calibrating with the current weights
+    before validating and exporting removes it ("precise batch normalization").
+
+    Args:
+      model: a model from `build_bpnet`; nothing happens without normalization layers.
+      batches: iterable of model inputs (a float one-hot batch, or the dict of inputs with a
+        control), e.g. centred training windows.
+      max_examples: examples to use (at least 2).
+
+    Returns:
+      The examples used (0 without normalization layers).
+    """
+    norms = counts_norm_layers(model)
+    if not norms:
+        return 0
+    features = keras.Model(model.input, [layer.input for layer in norms])
+    sums = [0.0] * len(norms)
+    squares = [0.0] * len(norms)
+    n = 0
+    for inputs in batches:
+        outs = features(inputs, training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        take = min(max_examples - n, int(keras.ops.shape(outs[0])[0]))
+        for i, out in enumerate(outs):
+            x = keras.ops.convert_to_numpy(out)[:take].astype('float64')
+            sums[i] = sums[i] + x.sum(axis=0)
+            squares[i] = squares[i] + (x * x).sum(axis=0)
+        n += take
+        if n >= max_examples:
+            break
+    if n < 2:
+        raise ValueError(f'calibrate_counts_norm needs at least 2 examples, got {n}')
+    for layer, total, square in zip(norms, sums, squares):
+        mean = total / n
+        layer.moving_mean.assign(mean.astype('float32'))
+        layer.moving_variance.assign((square / n - mean * mean).clip(min=0).astype('float32'))
+    return n

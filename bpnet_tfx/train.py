@@ -44,6 +44,14 @@ _COUNTS_LOSS_WEIGHT = flags.DEFINE_string(
     'median total counts (both strands, output window, peak records only: background is '
     'left out) of the training records / 10, from metadata.json.',
 )
+_INIT_COUNTS_BIAS = flags.DEFINE_bool(
+    'init_counts_bias',
+    False,
+    "Start each counts head's bias at log(1 + the training peaks' median total per strand) "
+    '(metadata.json) instead of 0. Always on with --counts_head=normalized_pool, whose '
+    'standardized features leave the typical count to the bias; with global_pool it leaves '
+    'the head stuck (docs/training.md), so off there reproduces the reference.',
+)
 _FILTERS = flags.DEFINE_integer('filters', 64, 'Channels of every body convolution.')
 _STEM_KERNEL_SIZE = flags.DEFINE_integer(
     'stem_kernel_size', 25, 'Kernel size (bp) of the first convolution.'
@@ -63,6 +71,16 @@ _PROFILE_LOSS = flags.DEFINE_enum(
     ['per_strand', 'joint'],
     'per_strand: one multinomial per strand and a count per strand (BPNet paper); joint: one '
     'multinomial over length x strands and one total count per task (ChromBPNet, bpnet v2).',
+)
+_COUNTS_HEAD = flags.DEFINE_enum(
+    'counts_head',
+    'global_pool',
+    ['global_pool', 'normalized_pool'],
+    "global_pool: the reference counts head, a dense layer over the tower's average over "
+    'positions; normalized_pool: the same average standardized per channel (batch '
+    'normalization, statistics recomputed from 512 training windows after each epoch) before '
+    'the dense layer, whose bias starts at the median log count: learns the counts much '
+    'faster (docs/training.md).',
 )
 _SHUFFLE_BUFFER = flags.DEFINE_integer(
     'shuffle_buffer', 10_000, 'Records in the training shuffle buffer.'
@@ -214,6 +232,7 @@ def config_from_flags(info):
             sequence_length=info.sequence_length,
             output_length=info.output_length,
             profile_loss=_PROFILE_LOSS.value,
+            counts_head=_COUNTS_HEAD.value,
             num_channels=4,
             num_tasks=info.num_tasks,
             num_strands=info.num_strands,
@@ -234,6 +253,7 @@ def config_from_flags(info):
         batch_size=_BATCH_SIZE.value,
         learning_rate=_LEARNING_RATE.value,
         counts_loss_weight=trainer.resolve_counts_loss_weight(_COUNTS_LOSS_WEIGHT.value, info),
+        init_counts_bias=_INIT_COUNTS_BIAS.value,
         shuffle_buffer=_SHUFFLE_BUFFER.value,
         reverse_complement=_REVERSE_COMPLEMENT.value,
         jitter=_JITTER.value,

@@ -38,6 +38,8 @@ class TrainConfig:
     batch_size: int = 512
     learning_rate: float = 1e-3
     counts_loss_weight: float | tuple[float, ...] = 10.0  # one, or one per task
+    # The counts head's bias starts at the median log count (always with normalized_pool).
+    init_counts_bias: bool = False
     shuffle_buffer: int = 10_000
     reverse_complement: bool = True
     jitter: bool = True

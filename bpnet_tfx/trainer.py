@@ -182,7 +182,7 @@ def _train(
     # the model folder (logs, best weights, export, summary) and reports progress.
     chief = is_chief(strategy)
     report = (progress or _ignore) if chief else _ignore
-    model, optimizer, ckpt = _build(config, strategy, precision, chief)
+    model, optimizer, ckpt = _build(config, info, strategy, precision, chief)
     splits = ('train', 'valid') if validate else ('train',)
     skipped = (
         train_data.check_readable(config, info, splits, report)
@@ -284,6 +284,7 @@ def _epoch_runner(
     )
 
     def evaluate() -> dict[str, float]:
+        _calibrate_counts_norm(model, config, info)  # validate with this epoch's statistics
         return train_data.evaluate(strategy, eval_step, config, info)
 
     return epochs.EpochRunner(
@@ -299,11 +300,25 @@ def _epoch_runner(
 
 
 def _build(
-    config: TrainConfig, strategy: tf.distribute.Strategy, precision: str, chief: bool
+    config: TrainConfig,
+    info: schema.RecordsInfo,
+    strategy: tf.distribute.Strategy,
+    precision: str,
+    chief: bool,
 ) -> tuple[keras.Model, keras.optimizers.Optimizer, checkpointing.Checkpointer]:
     """The model, its optimizer and their checkpointer, in the strategy's scope."""
+    init = None
+    # The normalized head's features are centred, so its bias must carry the typical count.
+    if config.init_counts_bias or config.model.counts_head == 'normalized_pool':
+        try:
+            init = model_lib.initial_log_counts(config.model, info.median_total_counts)
+        except ValueError:
+            raise TrainError(
+                "--init_counts_bias needs median_total_counts per task in the records' "
+                'metadata.json; remake the records with this make_records or leave it off'
+            ) from None
     with strategy.scope():
-        model = model_lib.build_bpnet(config.model)
+        model = model_lib.build_bpnet(config.model, log_counts_init=init)
         optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
         if precision == 'mixed_float16':
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -318,6 +333,28 @@ def _build(
     return model, optimizer, ckpt
 
 
+def _calibrate_counts_norm(model: keras.Model, config: TrainConfig, info: schema.RecordsInfo):
+    """With counts_head='normalized_pool': the normalization's statistics from the first
+    training windows (centred, unaugmented) under the current weights."""
+    if not model_lib.counts_norm_layers(model):
+        return
+    from bpnet_tfx import data
+
+    n = model_lib.COUNTS_NORM_EXAMPLES
+    batches = data.make_eval_dataset(
+        config.records_dir, info, 'train', batch_size=min(config.batch_size, n)
+    )
+
+    def _inputs():
+        for batch in batches:
+            x = tf.cast(batch['one_hot'], tf.float32)
+            if config.model.use_control:
+                x = {model_lib.INPUT_NAME: x, model_lib.CONTROL_INPUT_NAME: batch['control']}
+            yield x
+
+    model_lib.calibrate_counts_norm(model, _inputs(), n)
+
+
 def _export(
     model: keras.Model,
     best: checkpointing.Checkpointer | None,
@@ -329,7 +366,9 @@ def _export(
     Serves in float32 whatever the training precision: same weights, full-precision math.
     """
     if best is not None:
-        best.load_best_weights()
+        best.load_best_weights()  # calibrated before that epoch's validation
+    else:
+        _calibrate_counts_norm(model, config, info)
     with devices.dtype_policy('float32'):
         serving_model = model_lib.build_bpnet(config.model)
     serving_model.set_weights(model.get_weights())

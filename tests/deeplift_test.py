@@ -24,6 +24,9 @@ CONFIGS = {
     ),
     'two_tasks': dict(sequence_length=64, num_tasks=2, filters=4, num_dilated_layers=2),
     'joint_loss': dict(sequence_length=64, filters=8, num_dilated_layers=2, profile_loss='joint'),
+    'normalized_counts_head': dict(
+        sequence_length=64, filters=8, num_dilated_layers=2, counts_head='normalized_pool'
+    ),
 }
 
 
@@ -117,6 +120,31 @@ def test_rebuilt_model_computes_what_the_export_computes(tmp_path):
     served = exported(x)
     np.testing.assert_allclose(out['profile'].numpy(), served['profile_logits'], atol=1e-5)
     np.testing.assert_allclose(out['log_counts'].numpy(), served['log_counts'], atol=1e-5)
+
+
+@pytest.mark.slow  # exports its own model
+def test_rebuilt_normalized_counts_head_keeps_its_statistics(tmp_path):
+    import keras
+
+    from bpnet_tfx import export, schema
+    from bpnet_tfx import model as model_lib
+
+    keras.utils.set_random_seed(0)
+    config = model_lib.ModelConfig(**CONFIGS['normalized_counts_head'])
+    model = model_lib.build_bpnet(config, log_counts_init=(4.0,))
+    norm = model.get_layer('counts_norm')
+    rng = np.random.default_rng(3)
+    for v in (norm.moving_mean, norm.moving_variance, norm.gamma, norm.beta):
+        v.assign(rng.uniform(0.2, 2.0, v.shape).astype(np.float32))
+    info = schema.RecordsInfo(sequence_length=64, max_jitter=0, tasks=('t0',))
+    exported = export.ExportedModel(
+        export.export_saved_model(model, info, config, str(tmp_path / 'export'))
+    )
+    rebuilt = deeplift.rescale_model(exported)
+    x = _windows(4, 64)
+    expected = model(x, training=False)['log_counts'].numpy()
+    np.testing.assert_allclose(exported(x)['log_counts'][:, 0], expected, rtol=1e-5)  # task axis
+    np.testing.assert_allclose(rebuilt(x, training=False)['log_counts'], expected, rtol=1e-5)
 
 
 @pytest.mark.slow  # exports its own model

@@ -1,5 +1,7 @@
 """Tests of the BPNet architecture: parameter counts, shapes, config round trip."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -233,3 +235,94 @@ def test_mixed_precision_body_bfloat16_heads_float32(num_tasks, use_control):
         np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-5, atol=1e-5)
         rounded = tf.cast(tf.cast(expected, tf.bfloat16), tf.float32).numpy()
         assert not np.allclose(logits, rounded, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    'config, medians, expected',
+    [
+        (model_lib.ModelConfig(sequence_length=64), (500.0,), (np.log1p(250.0),)),
+        (
+            model_lib.ModelConfig(sequence_length=64, profile_loss='joint'),
+            (500.0,),
+            (np.log1p(500.0),),
+        ),
+        (
+            model_lib.ModelConfig(sequence_length=64, num_tasks=2),
+            (100.0, 40.0),
+            (np.log1p(50.0), np.log1p(20.0)),
+        ),
+    ],
+)
+def test_initial_log_counts_per_output_unit(config, medians, expected):
+    np.testing.assert_allclose(model_lib.initial_log_counts(config, medians), expected)
+
+
+def test_initial_log_counts_needs_one_median_per_task():
+    with pytest.raises(ValueError, match='1 median totals for 2 task'):
+        model_lib.initial_log_counts(model_lib.ModelConfig(num_tasks=2), (500.0,))
+
+
+def test_log_counts_init_sets_only_the_counts_bias():
+    config = model_lib.ModelConfig(sequence_length=64, num_tasks=2, filters=8, num_dilated_layers=2)
+    x = np.random.default_rng(0).integers(0, 2, (3, 64, 4)).astype(np.float32)
+    plain = model_lib.build_bpnet(config)
+    started = model_lib.build_bpnet(config, log_counts_init=(5.0, 3.0))
+    assert started.count_params() == plain.count_params()
+    np.testing.assert_array_equal(plain.get_layer('counts_dense_0').bias.numpy(), [0.0, 0.0])
+    np.testing.assert_array_equal(started.get_layer('counts_dense_0').bias.numpy(), [5.0, 5.0])
+    np.testing.assert_array_equal(started.get_layer('counts_dense_1').bias.numpy(), [3.0, 3.0])
+    # With the other weights equal, the outputs differ by exactly the biases.
+    started.set_weights(plain.get_weights())
+    started.get_layer('counts_dense_0').bias.assign([5.0, 5.0])
+    started.get_layer('counts_dense_1').bias.assign([3.0, 3.0])
+    diff = started(x)['log_counts'].numpy() - plain(x)['log_counts'].numpy()
+    np.testing.assert_allclose(
+        diff, np.broadcast_to([[5.0, 5.0], [3.0, 3.0]], diff.shape), atol=1e-5
+    )
+
+
+def test_normalized_counts_head_adds_only_the_normalization():
+    base = dict(sequence_length=64, num_tasks=2, filters=8, num_dilated_layers=2)
+    plain = model_lib.build_bpnet(model_lib.ModelConfig(**base))
+    config = model_lib.ModelConfig(**base, counts_head='normalized_pool')
+    model = model_lib.build_bpnet(config)
+    # gamma, beta (trainable) and the moving mean and variance per channel, per task.
+    assert model.count_params() == plain.count_params() + 2 * 4 * 8
+    assert {'counts_norm_0', 'counts_norm_1'} <= {layer.name for layer in model.layers}
+    assert model_lib.ModelConfig.from_dict(config.to_dict()) == config
+    # At inference the head is the affine map of the moving statistics.
+    x = np.random.default_rng(1).integers(0, 2, (3, 64, 4)).astype(np.float32)
+    pooled = type(model)(model.inputs, model.get_layer('counts_pool').output)(x).numpy()
+    norm = model.get_layer('counts_norm_1')
+    norm.moving_mean.assign(np.full(8, 0.3, np.float32))
+    norm.moving_variance.assign(np.full(8, 4.0, np.float32))
+    w, b = model.get_layer('counts_dense_1').get_weights()
+    expected = (pooled - 0.3) / np.sqrt(4.0 + norm.epsilon) @ w + b
+    np.testing.assert_allclose(model(x)['log_counts'][:, 1], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_counts_head_defaults_to_the_reference_and_rejects_unknown_heads():
+    # model_config.json of exports made before the field existed.
+    old = {k: v for k, v in model_lib.ModelConfig().to_dict().items() if k != 'counts_head'}
+    assert model_lib.ModelConfig.from_dict(old).counts_head == 'global_pool'
+    with pytest.raises(ValueError, match='counts_head must be one of'):
+        model_lib.ModelConfig(counts_head='mlp')
+
+
+def test_calibrate_counts_norm_sets_the_exact_statistics_of_the_first_examples():
+    config = model_lib.ModelConfig(
+        sequence_length=64, filters=8, num_dilated_layers=2, counts_head='normalized_pool'
+    )
+    model = model_lib.build_bpnet(config)
+    x = np.random.default_rng(0).integers(0, 2, (40, 64, 4)).astype(np.float32)
+    batches = (x[i : i + 16] for i in range(0, 40, 16))
+    assert model_lib.calibrate_counts_norm(model, batches, 30) == 30
+    pooled = type(model)(model.inputs, model.get_layer('counts_pool').output)(x[:30]).numpy()
+    norm = model.get_layer('counts_norm')
+    np.testing.assert_allclose(norm.moving_mean.numpy(), pooled.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), pooled.var(0), rtol=1e-4)
+    # The reference head has nothing to calibrate; fewer than 2 examples are refused.
+    plain = model_lib.build_bpnet(dataclasses.replace(config, counts_head='global_pool'))
+    assert model_lib.calibrate_counts_norm(plain, [x], 30) == 0
+    with pytest.raises(ValueError, match='at least 2 examples'):
+        model_lib.calibrate_counts_norm(model, [x[:1]], 30)

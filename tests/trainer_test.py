@@ -218,6 +218,47 @@ def test_counts_loss_weight_parsing(small_records):
             trainer.resolve_counts_loss_weight(bad, info)
 
 
+def test_init_counts_bias_starts_the_counts_head_at_the_median(small_records, tmp_path):
+    import dataclasses
+
+    import tensorflow as tf
+
+    records_dir, info = small_records
+    config = trainer.TrainConfig(
+        records_dir=records_dir,
+        model_dir=str(tmp_path / 'model'),
+        export_dir=str(tmp_path / 'model' / 'export'),
+        model=model_lib.ModelConfig(sequence_length=200, filters=8, num_dilated_layers=2),
+        init_counts_bias=True,
+    )
+    strategy = tf.distribute.get_strategy()
+    model, _, _ = trainer._build(config, info, strategy, 'float32', True)
+    np.testing.assert_allclose(
+        model.get_layer('counts_dense').bias.numpy(),
+        [np.log1p(info.median_total_counts[0] / 2)] * 2,
+        rtol=1e-6,
+    )
+    plain, _, _ = trainer._build(
+        dataclasses.replace(config, init_counts_bias=False), info, strategy, 'float32', True
+    )
+    np.testing.assert_array_equal(plain.get_layer('counts_dense').bias.numpy(), [0.0, 0.0])
+    # The normalized head always starts there: its centred features cannot carry the mean.
+    normalized = dataclasses.replace(
+        config,
+        init_counts_bias=False,
+        model=dataclasses.replace(config.model, counts_head='normalized_pool'),
+    )
+    model, _, _ = trainer._build(normalized, info, strategy, 'float32', True)
+    np.testing.assert_allclose(
+        model.get_layer('counts_dense').bias.numpy(),
+        [np.log1p(info.median_total_counts[0] / 2)] * 2,
+        rtol=1e-6,
+    )
+    old = dataclasses.replace(info, median_total_counts=())
+    with pytest.raises(trainer.TrainError, match='--init_counts_bias needs median_total_counts'):
+        trainer._build(config, old, strategy, 'float32', True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('precision', ['mixed_bfloat16', 'mixed_float16'])
 def test_mixed_precision_trains_with_float32_outputs(small_records, tmp_path, precision):
@@ -481,3 +522,38 @@ def test_validation_none_exports_the_last_epochs_weights(tmp_path):
     assert not np.allclose(
         served['profile_logits'].numpy(), untrained(x, training=False)['profile'].numpy(), atol=1e-3
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('validation', ['records', 'none'])
+def test_normalized_counts_head_exports_calibrated_statistics(small_records, tmp_path, validation):
+    """The export's counts normalization holds the exact mean and variance of the pooled
+    features of the first training windows (centred) under the exported weights."""
+    import keras
+
+    from bpnet_tfx import deeplift, export
+
+    records_dir, info = small_records
+    model_dir = str(tmp_path / 'm')
+    config = _config(
+        records_dir,
+        model_dir,
+        info,
+        validation=validation,
+        input_benchmark_batches=0,
+        model=model_lib.ModelConfig(
+            sequence_length=200, filters=8, num_dilated_layers=3, counts_head='normalized_pool'
+        ),
+    )
+    summary = trainer.train(config, info)
+    rebuilt = deeplift.rescale_model(export.ExportedModel(summary['export_dir']))
+    pooled = keras.Model(rebuilt.input, rebuilt.get_layer('counts_pool').output)
+    windows = [
+        pooled(batch['one_hot'].numpy().astype(np.float32)).numpy()
+        for batch in data.make_eval_dataset(records_dir, info, 'train', batch_size=16)
+    ]
+    features = np.concatenate(windows)[: model_lib.COUNTS_NORM_EXAMPLES]
+    assert len(features) == 64  # every training window (fewer than 512)
+    norm = rebuilt.get_layer('counts_norm')
+    np.testing.assert_allclose(norm.moving_mean.numpy(), features.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), features.var(0), rtol=1e-3, atol=1e-8)
