@@ -20,6 +20,7 @@ window costs 1 + K rows forward and backward, not 2 K.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import keras
@@ -34,12 +35,12 @@ if TYPE_CHECKING:
 RESCALE_EPSILON = 1e-6
 
 
-class Pairing:
+class Pairing(threading.local):
     """How many input rows lead the batch a paired model is being called on (a tensor while
-    `paired_outputs` traces the call, None otherwise: then the ReLUs are plain)."""
+    `paired_outputs` traces the call, None otherwise: then the ReLUs are plain); per thread,
+    as devices trace their calls at once (`devices.split_batch`)."""
 
-    def __init__(self):
-        self.inputs = None
+    inputs = None
 
 
 def rescale_relu(z, inputs=None):

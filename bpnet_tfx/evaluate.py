@@ -12,7 +12,9 @@ predictions permuted along positions, fixed seed), count_pearson and count_spear
 log(1 + total counts), and n_examples. 'Overall' profile NLLs are per example summed over tasks
 and strands, exactly as the training loss sums them. A progress line goes to stderr every
 --progress_every batches. Records whose task names differ from the model's are refused
-unless --allow_task_mismatch. Default runs print progress and the table only; -v 0 shows logs.
+unless --allow_task_mismatch. Each batch is split over every visible GPU (or --cpu_replicas
+logical CPUs); the metrics do not depend on it. Default runs print progress and the table
+only; -v 0 shows logs.
 """
 
 from __future__ import annotations
@@ -36,7 +38,15 @@ _ALLOW_TASK_MISMATCH = flags.DEFINE_bool(
 _OUTPUT_JSON = flags.DEFINE_string(
     'output_json', None, 'Where to write the metrics; default: print only.'
 )
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Examples per prediction batch.')
+_BATCH_SIZE = flags.DEFINE_integer(
+    'batch_size', 256, 'Examples per prediction batch, split over the devices.'
+)
+_CPU_REPLICAS = flags.DEFINE_integer(
+    'cpu_replicas',
+    1,
+    'With no GPU: split the CPU into this many logical devices and split each batch over '
+    'them (GPUs: every visible GPU is used).',
+)
 _PROGRESS_EVERY = flags.DEFINE_integer(
     'progress_every', 50, 'Print a progress line every this many batches.'
 )
@@ -44,7 +54,9 @@ _PROGRESS_EVERY = flags.DEFINE_integer(
 
 def main(argv):
     del argv  # cli.run refuses extra arguments.
-    from bpnet_tfx import evaluation
+    from bpnet_tfx import devices, evaluation
+
+    devices.configure_cpu_replicas(_CPU_REPLICAS.value)
 
     start = time.perf_counter()
     result = evaluation.evaluate(

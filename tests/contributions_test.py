@@ -9,7 +9,7 @@ import pyBigWig
 import pytest
 from control_models import CONTROL_STARTS, wide_joint_control_model, window_controls
 
-from bpnet_tfx import attribution, contributions, errors, shuffle
+from bpnet_tfx import attribution, contrib_output, contributions, errors, shuffle
 
 
 def _window_rngs(windows, seed=0):
@@ -27,7 +27,7 @@ def test_overlapping_windows_are_averaged_once_per_base():
         W('b', 30, 34, 'w4'),
     ]
     values = np.array([[1, 1, 1, 1], [5, 5, 5, 5], [3, 3, 3, 3], [7, 7, 7, 7], [2, 2, 2, 2]], float)
-    runs = contributions.average_overlaps(windows, values, ['a', 'b'])
+    runs = list(contrib_output.average_overlaps(windows, values, ['a', 'b']))
     # Windows that touch (b:12-16, b:16-20) share a run, as prediction.merge_regions merges
     # them; each base still has the mean of the windows covering it. A gap starts a new run.
     assert [(c, s, v.tolist()) for c, s, v in runs] == [
@@ -36,7 +36,9 @@ def test_overlapping_windows_are_averaged_once_per_base():
         ('b', 30, [2, 2, 2, 2]),
     ]
     order = [3, 0, 4, 2, 1]  # the input order does not matter
-    again = contributions.average_overlaps([windows[i] for i in order], values[order], ['a', 'b'])
+    again = list(
+        contrib_output.average_overlaps([windows[i] for i in order], values[order], ['a', 'b'])
+    )
     assert [(c, s, v.tolist()) for c, s, v in again] == [(c, s, v.tolist()) for c, s, v in runs]
 
 
