@@ -114,7 +114,11 @@ def explain(work: str) -> None:
             seconds[head] = time.perf_counter() - start
         out[head] = attr.numpy()
     np.savez(os.path.join(work, 'attributions.npz'), **out)
-    print(json.dumps({'seconds': seconds, 'torch': torch.__version__, 'threads': torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {'seconds': seconds, 'torch': torch.__version__, 'threads': torch.get_num_threads()}
+        )
+    )
 
 
 if __name__ == '__main__':
