@@ -274,6 +274,43 @@ def _check_arguments(
 # The whole job.
 
 
+def _plan(
+    scorer: attribution.Scorer,
+    settings: _Settings,
+    *,
+    records_dir: str | None,
+    info: schema.RecordsInfo | None,
+    split: str,
+    regions_bed: str | None,
+    fasta: str | None,
+    max_regions: int | None,
+    control_bigwigs: tuple[str | None, str | None],
+):
+    """(the summary's 'input', its 'control', score(writer) -> (header, header_from)) of
+    records or BED input (`compute_contributions`' arguments); checks the controls."""
+    if records_dir:
+        control_from = contrib_windows.records_control(scorer.model, records_dir, info)
+        source = {'records_dir': os.path.abspath(records_dir), 'split': split}
+
+        def score(writer):
+            return _score_records(
+                scorer, settings, writer, records_dir, info, split, max_regions, fasta
+            )
+    else:
+        controls = contrib_windows.bed_controls(scorer.model, *control_bigwigs)
+        control_from = (
+            None if controls is None else [[os.path.abspath(p) for p in pair] for pair in controls]
+        )
+        source = {'regions_bed': os.path.abspath(regions_bed)}
+
+        def score(writer):
+            header = _score_bed(scorer, settings, writer, regions_bed, fasta, max_regions, controls)
+            source['fasta'] = os.path.abspath(header[1])
+            return header
+
+    return source, control_from, score
+
+
 def compute_contributions(
     saved_model: str,
     output_dir: str,
@@ -362,28 +399,17 @@ def compute_contributions(
     from bpnet_tfx import export
 
     scorer = attribution.Scorer(export.ExportedModel(saved_model))
-    if records_dir:
-        control_from = contrib_windows.records_control(scorer.model, records_dir, info)
-        source = {'records_dir': os.path.abspath(records_dir), 'split': split}
-
-        def score(writer):
-            return _score_records(
-                scorer, settings, writer, records_dir, info, split, max_regions, fasta
-            )
-    else:
-        controls = contrib_windows.bed_controls(
-            scorer.model, control_pos_bigwig, control_neg_bigwig
-        )
-        control_from = (
-            None if controls is None else [[os.path.abspath(p) for p in pair] for pair in controls]
-        )
-        source = {'regions_bed': os.path.abspath(regions_bed)}
-
-        def score(writer):
-            header = _score_bed(scorer, settings, writer, regions_bed, fasta, max_regions, controls)
-            source['fasta'] = os.path.abspath(header[1])
-            return header
-
+    source, control_from, score = _plan(
+        scorer,
+        settings,
+        records_dir=records_dir,
+        info=info,
+        split=split,
+        regions_bed=regions_bed,
+        fasta=fasta,
+        max_regions=max_regions,
+        control_bigwigs=(control_pos_bigwig, control_neg_bigwig),
+    )
     summary = {
         'saved_model': os.path.abspath(saved_model),
         'input': source,
