@@ -141,7 +141,8 @@ class Scorer:
         self.use_control = self.config.use_control
         self.control_shape = self.model.control_shape
         self.joint = self.config.profile_loss == 'joint'
-        self._ig_fn = self._ism_fn = self._deepshap_fn = None
+        self._ig_fn = self._ism_fn = self._paired = None
+        self._deepshap_fns = {}
 
     def _outputs(self, one_hot, control=None):
         """(profile logits (N, O, tasks, strands), counts head (N, tasks, strands or 1)).
@@ -270,47 +271,65 @@ class Scorer:
             args.append(tf.constant(control))
         return [h.numpy() for h in self._ig_fn(*args)]
 
-    def _deepshap_function(self):
-        """The traced DeepLIFT multipliers of a batch: (x, refs[, control]) -> per target
-        (B, K, L, 4) multipliers of x against each reference (rescale rule, `deeplift`)."""
+    def _deepshap_function(self, averaged: bool):
+        """The traced DeepSHAP of a batch: (x, refs[, control]) -> per target (B, L, 4) hyp
+        (`averaged`), else the (B, K, L, 4) DeepLIFT multipliers of x against each reference
+        (rescale rule, `deeplift`)."""
         import tensorflow as tf
 
         from bpnet_tfx import deeplift
 
-        model = deeplift.rescale_model(self.model)
-        length, several = self.length, self.config.num_tasks > 1
+        if self._paired is None:
+            self._paired = deeplift.rescale_model(self.model)
+        model, several = self._paired, self.config.num_tasks > 1
 
-        def multipliers(x, refs, ctrl):
-            shape = tf.shape(refs)
-            flat_x = tf.repeat(x, shape[1], axis=0)  # window b beside each of its K references
-            pairs = tf.concat([flat_x, tf.reshape(refs, (-1, length, 4))], axis=0)
-            inputs = pairs
-            if ctrl is not None:  # the same control for a window and its references
-                ctrl = tf.repeat(ctrl, shape[1], axis=0)
-                inputs = {'one_hot': pairs, 'control': tf.concat([ctrl, ctrl], axis=0)}
-            m = tf.shape(flat_x)[0]
+        def deepshap(x, refs, ctrl):
+            k = tf.shape(refs)[1]
             with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
-                tape.watch(pairs)
-                out = model(inputs, training=False)
-                logits, log_counts = out['profile'][:m], out['log_counts'][:m]
+                tape.watch(refs)
+                out_x, out_r = deeplift.paired_outputs(model, x, refs, ctrl)
+                logits_x, logits, log_counts = (
+                    out_x['profile'],
+                    out_r['profile'],
+                    out_r['log_counts'],
+                )
                 if not several:
-                    logits, log_counts = logits[:, :, None], log_counts[:, None]
-                # The window's own weights, fixed: the target is linear in the logits, so
-                # its references are scored with the same weights (as ism scores mutants).
-                weights = tf.stop_gradient(self._profile_weights(logits))
-                scores = self._targets_of(logits, log_counts, weights)
-            return tuple(tf.reshape(tape.gradient(s, pairs)[:m], shape) for s in scores)
+                    logits_x, logits = logits_x[:, :, None], logits[:, :, None]
+                    log_counts = log_counts[:, None]
+                # The window's own weights, fixed, for each of its references: the target is
+                # linear in the logits, so f(x) - f(r) is explained with one set of weights
+                # (as ism scores mutants).
+                weights = tf.stop_gradient(self._profile_weights(logits_x))
+                scores = self._targets_of(logits, log_counts, tf.repeat(weights, k, axis=0))
+            multipliers = [tape.gradient(s, refs) for s in scores]
+            if not averaged:
+                return tuple(multipliers)
+            return tuple(
+                tf.reduce_mean(m - tf.reduce_sum(m * refs, axis=-1, keepdims=True), axis=1)
+                for m in multipliers
+            )
 
         spec = tf.TensorSpec
         control = spec((None, *(self.control_shape or ())), tf.float32)
         return self._with_control_spec(
-            multipliers,
+            deepshap,
             [
-                spec((None, length, 4), tf.float32),
-                spec((None, None, length, 4), tf.float32),
+                spec((None, self.length, 4), tf.float32),
+                spec((None, None, self.length, 4), tf.float32),
                 control,
             ],
         )
+
+    def _call_deepshap(self, averaged, one_hot, references, control):
+        import tensorflow as tf
+
+        control = self.model.check_control(control, len(one_hot))
+        if averaged not in self._deepshap_fns:
+            self._deepshap_fns[averaged] = self._deepshap_function(averaged)
+        args = [tf.constant(one_hot, tf.float32), tf.constant(references, tf.float32)]
+        if control is not None:
+            args.append(tf.constant(control))
+        return [m.numpy() for m in self._deepshap_fns[averaged](*args)]
 
     def deeplift_multipliers(
         self, one_hot: np.ndarray, references: np.ndarray, control: np.ndarray | None = None
@@ -319,7 +338,7 @@ class Scorer:
 
         Args:
           one_hot: (B, L, 4) windows.
-          references: (B, K, L, 4) references per window; the device runs 2 B K inputs.
+          references: (B, K, L, 4) references per window; the device runs B (1 + K) inputs.
           control: (B, O, tasks, strands) control counts of control models, the same for a
             window and its references.
 
@@ -331,32 +350,21 @@ class Scorer:
           export.ExportError: control tracks missing or misshapen, or an export whose
             variables do not fit its model config.
         """
-        import tensorflow as tf
-
-        control = self.model.check_control(control, len(one_hot))
-        if self._deepshap_fn is None:
-            self._deepshap_fn = self._deepshap_function()
-        args = [tf.constant(one_hot, tf.float32), tf.constant(references, tf.float32)]
-        if control is not None:
-            args.append(tf.constant(control))
-        return [m.numpy() for m in self._deepshap_fn(*args)]
+        return self._call_deepshap(False, one_hot, references, control)
 
     def deepshap(
         self, one_hot: np.ndarray, references: np.ndarray, control: np.ndarray | None = None
     ) -> list[np.ndarray]:
         """Hypothetical contributions by DeepSHAP: DeepLIFT multipliers against each
-        reference, projected onto every base and averaged over the references.
+        reference, projected onto every base and averaged over the references (on the
+        device, in the same call).
 
         Args: as `deeplift_multipliers`.
 
         Returns:
           Per target, (B, L, 4) float32 hyp = mean_k (m_k - m_k . r_k) (module docstring).
         """
-        refs = np.asarray(references, np.float32)
-        return [
-            (m - (m * refs).sum(-1, keepdims=True)).mean(axis=1)
-            for m in self.deeplift_multipliers(one_hot, refs, control)
-        ]
+        return self._call_deepshap(True, one_hot, references, control)
 
     def _ism_function(self):
         """The traced scores of one window's mutants: (x, positions, bases, weights[,

@@ -4,7 +4,9 @@
         --output_dir=DIR
     python -m bpnet_tfx.contrib --saved_model=DIR --regions_bed=FILE [--fasta=FILE] \
         [--control_pos_bigwig=FILE --control_neg_bigwig=FILE] --output_dir=DIR \
-        [--method=ig|ism] [--reverse_complement_average]
+        [--method=ig|ism] [--reverse_complement_average] [--cpu_replicas=N]
+    python -m bpnet_tfx.contrib ... --num_shards=S --shard_index=I --output_dir=DIR_I
+    python -m bpnet_tfx.contrib --merge=DIR_0,...,DIR_S-1 --output_dir=DIR
 
 Per window and head (profile, counts), hypothetical contributions by DeepSHAP (DeepLIFT's
 rescale rule) against --num_shuffles dinucleotide-shuffled references (with --method=ig, by
@@ -16,8 +18,12 @@ BED line, centred on the line's interval and resized to the model's length. Writ
 OUTPUT_DIR/regions.bed (input order), ohe.npz, and per head <head>/shap.npz (N x 4 x L under
 'arr_0', for `modisco motifs -s ohe.npz -a <head>/shap.npz`) and <head>/contrib.bw
 (observed-base contributions, overlapping windows averaged), plus summary.json. A window's
-scores depend only on the window and --seed: not on --batch_size, nor on its place in the
-input. The folder appears only once complete. Bad input stops with one line on stderr and exit
+scores depend only on the window and --seed: not on --batch_size, its place in the input,
+or the devices (each batch is split over every visible GPU, or --cpu_replicas logical CPUs).
+Scores stream to disk as they are computed. The folder appears only once complete. For a large
+peak set, run S shards (on S hosts) with --num_shards=S and --shard_index=0..S-1 (rows j
+with j % S == I), then --merge their folders: the merged folder equals a one-shot run's.
+Bad input stops with one line on stderr and exit
 status 2.
 
 Models trained with control tracks score each window with its observed control counts held
@@ -28,6 +34,7 @@ the files the training records were made from). Without them the command stops w
 
 from __future__ import annotations
 
+import glob
 import os
 
 from absl import app, flags
@@ -81,7 +88,8 @@ _BATCH_SIZE = flags.DEFINE_integer(
     'batch_size',
     128,
     'Model inputs per device call: windows x num_shuffles path points (ig), '
-    'windows x 2 num_shuffles (deepshap), or mutated windows (ism). Raise it on a GPU.',
+    'windows x (1 + num_shuffles) (deepshap), or mutated windows (ism), split over the '
+    'devices. Raise it on GPUs.',
 )
 _SEED = flags.DEFINE_integer(
     'seed',
@@ -101,10 +109,50 @@ _REVERSE_COMPLEMENT_AVERAGE = flags.DEFINE_boolean(
 _OVERWRITE = flags.DEFINE_boolean(
     'overwrite', False, 'Replace an existing --output_dir once the new one is done.'
 )
+_CPU_REPLICAS = flags.DEFINE_integer(
+    'cpu_replicas',
+    1,
+    'With no GPU: split the CPU into this many logical devices and split each batch over '
+    'them (GPUs: every visible GPU is used).',
+)
+_SHARD_INDEX = flags.DEFINE_integer(
+    'shard_index',
+    0,
+    'With --num_shards: score only input rows j with j % num_shards == shard_index '
+    '(one host\'s part of a genome-scale run).',
+)
+_NUM_SHARDS = flags.DEFINE_integer(
+    'num_shards', 1, 'Split the input rows round robin into this many shards (see --merge).'
+)
+_MERGE = flags.DEFINE_list(
+    'merge',
+    None,
+    'Instead of scoring: join the folders of every shard of one run (comma-separated, or '
+    'a quoted glob) into --output_dir, as a one-shot run writes it.',
+)
+
+
+def _merge() -> None:
+    shard_dirs = sorted(d for item in _MERGE.value for d in (glob.glob(item) or [item]))
+    result = contributions.merge_contributions(
+        shard_dirs, _OUTPUT_DIR.value, overwrite=_OVERWRITE.value
+    )
+    print(
+        f"contrib: merged {result['shards']} shards, {result['regions']} regions in "
+        f"{result['seconds']:.1f} s -> {result['output_dir']}/"
+    )
 
 
 def main(argv):
     del argv  # cli.run refuses extra arguments.
+    if _MERGE.value:
+        _merge()
+        return
+    if not _SAVED_MODEL.value:
+        cli.fail('contrib', '--saved_model is needed (or --merge)')
+    from bpnet_tfx import devices
+
+    devices.configure_cpu_replicas(_CPU_REPLICAS.value)
     result = contributions.compute_contributions(
         _SAVED_MODEL.value,
         _OUTPUT_DIR.value,
@@ -122,6 +170,8 @@ def main(argv):
         max_regions=_MAX_REGIONS.value or None,
         overwrite=_OVERWRITE.value,
         reverse_complement_average=_REVERSE_COMPLEMENT_AVERAGE.value,
+        shard_index=_SHARD_INDEX.value,
+        num_shards=_NUM_SHARDS.value,
     )
     how = {
         'ig': f"ig, {result['num_shuffles']} shuffled references x {result['steps']} steps",
@@ -129,6 +179,10 @@ def main(argv):
     }.get(result['method'], result['method'])
     if result['reverse_complement_average']:
         how += ', reverse complement averaged'
+    if _NUM_SHARDS.value > 1:
+        how += f', shard {_SHARD_INDEX.value} of {_NUM_SHARDS.value}'
+    if result['devices'] > 1:
+        how += f", {result['devices']} devices"
     print(
         f"contrib: {result['regions']} regions ({how}) in {result['seconds']:.1f} s -> "
         f"{result['output_dir']}/ ("
@@ -138,5 +192,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    flags.mark_flags_as_required(['saved_model', 'output_dir'])
+    flags.mark_flags_as_required(['output_dir'])
     app.run(cli.run('contrib', main))

@@ -4,15 +4,15 @@ Windows come from a records split (the centred windows; region ids give their co
 from a BED file (each line the model-length window centred on it, `genome_io.bed_windows`), in
 input order; `max_regions` keeps the first N. Window 'chrom:start-end' draws its references
 from `shuffle.keyed_rng(seed, 'chrom:start-end')`, so its scores depend on neither the batch
-size nor where it sits in the input (nor on whether it came from records or a BED). Scores and
-their formulas: `attribution`.
+size, nor where it sits in the input (nor on whether it came from records or a BED), nor the
+devices (each batch is split over them, `devices.split_batch`). Scores and their formulas:
+`attribution`; the folder's files: `contrib_output`.
 
-The folder is written to a temporary sibling of the output folder and renamed into place once
-complete: regions.bed (one row per window, in input order), ohe.npz (one-hot, N x 4 x L under
-'arr_0'), and per target a folder (`profile`, `counts`; `<task>.profile`... with several
-tasks) with shap.npz (hypothetical contributions, N x 4 x L, 'arr_0'; `modisco motifs -s
-ohe.npz -a profile/shap.npz`) and contrib.bw (observed-base contributions; where windows
-overlap, each base gets the mean over the windows covering it), plus summary.json.
+The folder is written to a temporary sibling of the output folder, as windows are scored (no
+scores are held in memory), and renamed into place once complete. A genome-scale run can be
+split over hosts: the run with `shard=(i, S)` scores rows j of the input with j % S == i
+(after `max_regions`) into a folder of its own, and `merge_shards` joins the S folders into
+the folder a one-shot run writes.
 """
 
 from __future__ import annotations
@@ -22,46 +22,22 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from bpnet_tfx import (
     attribution,
+    contrib_output,
+    contrib_windows,
     folders,
     genome_io,
-    prediction,
     progress,
     schema,
-    sequence,
     shuffle,
 )
-from bpnet_tfx.errors import BpnetError
-
-REGIONS_FILENAME = 'regions.bed'
-ONE_HOT_FILENAME = 'ohe.npz'
-HYPOTHETICAL_FILENAME = 'shap.npz'
-BIGWIG_FILENAME = 'contrib.bw'
-SUMMARY_FILENAME = 'summary.json'
-
-
-class ContribError(BpnetError):
-    """Bad flags or input of the contrib job, reported in one line."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Window:
-    """One row of the outputs: a model-length window of the genome."""
-
-    chrom: str
-    start: int
-    end: int
-    name: str
-
-    @property
-    def region(self) -> str:
-        """'chrom:start-end': the window's identity, which seeds its references."""
-        return f'{self.chrom}:{self.start}-{self.end}'
+from bpnet_tfx.contrib_output import Window, load_outputs  # noqa: F401 (the public API)
+from bpnet_tfx.contrib_windows import ContribError, bed_windows  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,151 +50,22 @@ class _Settings:
     batch_size: int
     seed: int
     reverse_complement_average: bool = False
+    shard: tuple[int, int] = (0, 1)  # (index, count)
 
     @property
     def uses_references(self) -> bool:
         return self.method in ('ig', 'deepshap')
 
     def windows_per_call(self, length: int) -> int:
-        """Windows per data batch: ig feeds windows x K inputs a step, deepshap windows x 2 K
-        (each reference beside its window), ism ~3 L mutants a window; twice as many with
-        the reverse complements."""
-        per_window = {'ig': self.num_shuffles, 'deepshap': 2 * self.num_shuffles}.get(
+        """Windows per data batch: ig feeds windows x K inputs a step, deepshap windows x
+        (1 + K) (each window before its references), ism ~3 L mutants a window; twice as
+        many with the reverse complements."""
+        per_window = {'ig': self.num_shuffles, 'deepshap': 1 + self.num_shuffles}.get(
             self.method, 3 * length
         )
         if self.reverse_complement_average:
             per_window *= 2
         return max(1, self.batch_size // per_window)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Scored:
-    """Every window scored: rows in input order, and the bigWig header."""
-
-    windows: list[Window]
-    one_hot: np.ndarray  # (N, L, 4)
-    hyps: dict[str, np.ndarray]  # per target, (N, L, 4)
-    header: list[tuple[str, int]]
-    header_from: str  # the FASTA, or 'the records'
-
-
-# Windows: from records or from a BED file and a FASTA.
-
-
-def bed_windows(
-    regions_bed: str, sizes: dict[str, int], length: int, *, fasta: str = 'the FASTA'
-) -> list[Window]:
-    """One window per BED line, in the file's order: the `length`-bp window centred on the
-    interval's midpoint (shorter and longer intervals alike), shifted inside the chromosome
-    where it would run past an end (`genome_io.bed_windows`); named by the BED's 4th column,
-    or 'chrom:start-end' of the window.
-
-    Raises:
-      genome_io.GenomeError: a malformed line, a chromosome not in the FASTA, an interval
-        past the chromosome's end or a chromosome shorter than the window ('file:line: ...'),
-        or no regions.
-    """
-    windows = [
-        Window(w.chrom, w.start, w.end, w.name or '')
-        for w in genome_io.bed_windows(regions_bed, sizes, length, fasta=fasta)
-    ]
-    return [w if w.name else dataclasses.replace(w, name=w.region) for w in windows]
-
-
-def _bed_batches(
-    genome,
-    windows: list[Window],
-    batch: int,
-    controls: list[tuple[str, str]] | None = None,
-    control_length: int | None = None,
-) -> Iterator[tuple[list[Window], np.ndarray, np.ndarray | None]]:
-    """Yields (windows, one_hot (B, L, 4), control (B, control_length, tasks, 2) or None);
-    control counts come from the (plus, minus) bigWig pair of each task in `controls`, over
-    the `control_length` bp centred in each window."""
-    for b in range(0, len(windows), batch):
-        part = windows[b : b + batch]
-        one_hot = np.stack([sequence.one_hot(genome[w.chrom][w.start : w.end]) for w in part])
-        control = None
-        if controls:
-            trim = (part[0].end - part[0].start - control_length) // 2
-            try:
-                control = np.stack(
-                    [
-                        genome_io.read_tracks(
-                            controls, w.chrom, w.start + trim, w.start + trim + control_length
-                        )
-                        for w in part
-                    ]
-                )
-            except genome_io.GenomeError as e:
-                raise ContribError(f'control tracks: {e}') from None
-        yield part, one_hot, control
-
-
-def _record_window(records_dir: str, region_id: str, length: int) -> Window:
-    try:
-        chrom, start, end = genome_io.parse_region(region_id)
-    except genome_io.GenomeError:
-        raise ContribError(
-            f'{records_dir}: record id {region_id!r} is not '
-            "'chrom:start-end'; cannot place it in the genome"
-        ) from None
-    # Ids name the centred window; one that includes the jitter margin shares its centre.
-    start, end = genome_io.centred_window(start, end, length)
-    return Window(chrom, start, end, region_id)
-
-
-def _records_batches(
-    records_dir: str, info: schema.RecordsInfo, split: str, batch: int, limit: int | None
-) -> Iterator[tuple[list[Window], np.ndarray, np.ndarray | None]]:
-    """Yields (windows, one_hot (B, L, 4), control (B, O, tasks, strands) or None) of the
-    split's centred windows, the first `limit` (None: all); control where the records hold
-    it."""
-    import tensorflow as tf
-
-    from bpnet_tfx import data
-
-    done = 0
-    elements = iter(data.make_eval_dataset(records_dir, info, split, batch_size=batch))
-    while limit is None or done < limit:
-        try:
-            element = next(elements, None)
-        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            raise ContribError(
-                f'{records_dir}: reading the {split} records failed (corrupt or '
-                f'truncated shard?): {e.message.splitlines()[0]}'
-            ) from None
-        if element is None:
-            return
-        keep = len(element['one_hot']) if limit is None else limit - done
-        ids = [i.decode() for i in element['region_id'].numpy()[:keep]]
-        one_hot = element['one_hot'].numpy()[:keep]
-        control = element['control'].numpy()[:keep] if 'control' in element else None
-        windows = [_record_window(records_dir, i, info.sequence_length) for i in ids]
-        done += len(windows)
-        yield windows, one_hot, control
-
-
-def _records_header(
-    records_dir: str, info: schema.RecordsInfo, fasta: str | None, windows: list[Window]
-) -> tuple[list[tuple[str, int]], str]:
-    """bigWig header: the FASTA's chromosomes (given, or the records' own if readable), else
-    the records' chromosomes in order of appearance, each as long as its last window's end."""
-    candidate = fasta or info.source.get('fasta')
-    if candidate and os.path.isfile(candidate):
-        with genome_io.open_fasta(candidate) as genome:
-            sizes = genome_io.chrom_sizes(genome)
-        bad = next((w for w in windows if w.chrom not in sizes or w.end > sizes[w.chrom]), None)
-        if bad is None:
-            return list(sizes.items()), candidate
-        if fasta:
-            raise ContribError(f'{records_dir}: window {bad.name} is not within {fasta}')
-    elif fasta:
-        raise ContribError(f'{fasta}: no such FASTA file')
-    sizes: dict[str, int] = {}
-    for w in windows:
-        sizes[w.chrom] = max(sizes.get(w.chrom, 0), w.end)
-    return list(sizes.items()), 'the records'
 
 
 # Scoring.
@@ -246,25 +93,34 @@ def _with_references(batches, num_shuffles: int, seed: int):
             yield pending.result()
 
 
-def _score_all(
-    scorer: attribution.Scorer, batches, total: int | None, settings: _Settings
-) -> tuple[list[Window], np.ndarray | None, dict[str, np.ndarray | None]]:
-    """Scores every window of `batches`: (windows, one_hot (N, L, 4), {target: hyp})."""
-    windows: list[Window] = []
-    one_hots: list[np.ndarray] = []
-    hyps: dict[str, list[np.ndarray]] = {t.name: [] for t in scorer.targets}
-    methods = {
+def _scorer_call(scorer: attribution.Scorer, settings: _Settings):
+    """(one_hot, references, control) -> per target hyp, the batch split over the model's
+    devices (reverse complement averaged where asked)."""
+    from bpnet_tfx import devices
+
+    score = {
         'ig': lambda x, refs, c: scorer.integrated_gradients(x, refs, settings.steps, c),
         'deepshap': scorer.deepshap,
         'ism': lambda x, refs, c: scorer.mutagenesis(x, settings.batch_size, c),
-    }
-    score = methods[settings.method]
-    if settings.reverse_complement_average:
-        forward = score
+    }[settings.method]
 
-        def score(x, refs, c):
-            return attribution.reverse_complement_average(forward, x, refs, c)
+    def split(x, refs, c):
+        return devices.split_batch(score, (x, refs, c), scorer.model.devices)
 
+    if not settings.reverse_complement_average:
+        return split
+    return lambda x, refs, c: attribution.reverse_complement_average(split, x, refs, c)
+
+
+def _score_all(
+    scorer: attribution.Scorer,
+    batches,
+    total: int | None,
+    settings: _Settings,
+    writer: contrib_output.FolderWriter,
+) -> int:
+    """Scores every window of `batches` into `writer`; returns how many."""
+    score = _scorer_call(scorer, settings)
     if settings.uses_references:
         work = (
             (w, x, score(x, refs, control))
@@ -273,35 +129,33 @@ def _score_all(
             )
         )
     else:
-        work = (
-            (w, x, score(x, None, control))
-            for w, x, control in ((w, x.astype(np.float32), c) for w, x, c in batches)
-        )
+        work = ((w, x, score(x, None, c)) for w, x, c in batches)
     report = progress.Progress('contrib', 'regions', total)
     for batch_windows, one_hot, out in work:
-        for t, h in zip(scorer.targets, out):
-            hyps[t.name].append(h)
-        windows.extend(batch_windows)
-        one_hots.append(one_hot)
-        report.update(len(windows))
-    report.update(len(windows), final=True)
-    return (
-        windows,
-        np.concatenate(one_hots) if one_hots else None,
-        {k: np.concatenate(v) if v else None for k, v in hyps.items()},
-    )
+        writer.add(batch_windows, one_hot, out)
+        report.update(len(writer.windows))
+    report.update(len(writer.windows), final=True)
+    return len(writer.windows)
+
+
+def _shard_rows(total: int, shard: tuple[int, int]) -> int:
+    """How many of `total` input rows fall to `shard` (rows j with j % count == index)."""
+    index, count = shard
+    return max(0, (total - index + count - 1) // count)
 
 
 def _score_records(
     scorer: attribution.Scorer,
     settings: _Settings,
+    writer: contrib_output.FolderWriter,
     records_dir: str,
     info: schema.RecordsInfo,
     split: str,
     max_regions: int | None,
     fasta: str | None,
-) -> _Scored:
-    """Scores the first `max_regions` centred windows of the records' `split`."""
+) -> tuple[list[tuple[str, int]], str]:
+    """Scores the first `max_regions` centred windows of the records' `split` (those of the
+    shard); returns the bigWig header and where it came from."""
     config = scorer.config
     if (info.sequence_length, info.num_tasks, info.num_strands) != (
         config.sequence_length,
@@ -317,41 +171,59 @@ def _score_records(
     total = info.split_counts.get(split)
     if total is not None and max_regions is not None:
         total = min(total, max_regions)
-    batches = _records_batches(
-        records_dir, info, split, settings.windows_per_call(scorer.length), max_regions
+    batches = contrib_windows.records_batches(
+        records_dir,
+        info,
+        split,
+        settings.windows_per_call(scorer.length),
+        max_regions,
+        settings.shard,
     )
-    windows, one_hot, hyps = _score_all(scorer, batches, total, settings)
-    if not windows:
-        raise ContribError(f'{records_dir}: the {split} split holds no records')
-    header, header_from = _records_header(records_dir, info, fasta, windows)
-    return _Scored(windows, one_hot, hyps, header, header_from)
+    total = None if total is None else _shard_rows(total, settings.shard)
+    if not _score_all(scorer, batches, total, settings, writer):
+        raise ContribError(
+            f'{records_dir}: the {split} split holds no records'
+            + (_shard_note(settings.shard) if settings.shard[1] > 1 else '')
+        )
+    return contrib_windows.records_header(records_dir, info, fasta, writer.windows)
+
+
+def _shard_note(shard: tuple[int, int]) -> str:
+    return f' for --shard_index={shard[0]} of --num_shards={shard[1]}'
 
 
 def _score_bed(
     scorer: attribution.Scorer,
     settings: _Settings,
+    writer: contrib_output.FolderWriter,
     regions_bed: str,
     fasta: str | None,
     max_regions: int | None,
     controls: list[tuple[str, str]] | None,
-) -> _Scored:
-    """Scores the windows of the BED's first `max_regions` lines; the header is the FASTA's
-    (by default the one the model's records were made from)."""
+) -> tuple[list[tuple[str, int]], str]:
+    """Scores the windows of the BED's first `max_regions` lines (those of the shard); the
+    header is the FASTA's (by default the one the model's records were made from)."""
     fasta = fasta or scorer.info.source.get('fasta')
     if not fasta:
         raise ContribError('--fasta is needed: the model\'s metadata names no FASTA')
+    index, count = settings.shard
     with genome_io.open_fasta(fasta) as genome:
         sizes = genome_io.chrom_sizes(genome)
         selected = bed_windows(regions_bed, sizes, scorer.length, fasta=fasta)[:max_regions]
-        batches = _bed_batches(
+        if index >= len(selected):
+            raise ContribError(
+                f'{regions_bed}: {len(selected)} windows leave none{_shard_note(settings.shard)}'
+            )
+        selected = selected[index::count]
+        batches = contrib_windows.bed_batches(
             genome,
             selected,
             settings.windows_per_call(scorer.length),
             controls,
             scorer.control_shape[0] if controls else None,
         )
-        windows, one_hot, hyps = _score_all(scorer, batches, len(selected), settings)
-    return _Scored(windows, one_hot, hyps, list(sizes.items()), fasta)
+        _score_all(scorer, batches, len(selected), settings, writer)
+    return list(sizes.items()), fasta
 
 
 # Checks before any work.
@@ -378,6 +250,12 @@ def _check_arguments(
     for name in ('num_shuffles', 'steps', 'batch_size'):
         if getattr(settings, name) < 1:
             raise ContribError(f'--{name} must be >= 1, got {getattr(settings, name)}')
+    index, count = settings.shard
+    if count < 1 or not 0 <= index < count:
+        raise ContribError(
+            f'--shard_index must be in 0..--num_shards - 1 and --num_shards >= 1, got '
+            f'--shard_index={index} --num_shards={count}'
+        )
     if max_regions is not None and max_regions < 1:
         raise ContribError(f'--max_regions must be >= 1, got {max_regions}')
     if os.path.exists(output_dir) and not (overwrite and os.path.isdir(output_dir)):
@@ -393,45 +271,44 @@ def _check_arguments(
         )
 
 
-def _records_control(model, records_dir: str, info: schema.RecordsInfo) -> str | None:
-    """'records' for a control model whose records hold fitting control counts, else None."""
-    config = model.config
-    if not config.use_control:
-        return None
-    if not info.has_control:
-        raise ContribError(
-            f'{model.path} was trained with control tracks but {records_dir} '
-            'holds none; make the records with the same control bigWigs, or '
-            'give --regions_bed and the control bigWigs'
-        )
-    if info.output_length != config.output_length:
-        raise ContribError(
-            f'{model.path} takes control counts over {config.output_length} bp '
-            f'but {records_dir} holds {info.output_length}-bp counts'
-        )
-    return 'records'
-
-
-def _bed_controls(model, pos: str | None, neg: str | None) -> list[tuple[str, str]] | None:
-    """Per task, the existing (plus, minus) control bigWigs of a control model (`pos`/`neg`,
-    else the metadata's); None for a model without controls."""
-    if (pos or neg) and not model.config.use_control:
-        raise ContribError(
-            f'{model.path} was trained without control tracks; drop '
-            '--control_pos_bigwig/--control_neg_bigwig'
-        )
-    controls = model.control_bigwigs(pos, neg)
-    missing = next((p for pair in controls or () for p in pair if not os.path.isfile(p)), None)
-    if missing:
-        raise ContribError(
-            f'{missing}: no such control bigWig; {model.path} was trained '
-            'with control tracks: give --control_pos_bigwig and '
-            '--control_neg_bigwig'
-        )
-    return controls
-
-
 # The whole job.
+
+
+def _plan(
+    scorer: attribution.Scorer,
+    settings: _Settings,
+    *,
+    records_dir: str | None,
+    info: schema.RecordsInfo | None,
+    split: str,
+    regions_bed: str | None,
+    fasta: str | None,
+    max_regions: int | None,
+    control_bigwigs: tuple[str | None, str | None],
+):
+    """(the summary's 'input', its 'control', score(writer) -> (header, header_from)) of
+    records or BED input (`compute_contributions`' arguments); checks the controls."""
+    if records_dir:
+        control_from = contrib_windows.records_control(scorer.model, records_dir, info)
+        source = {'records_dir': os.path.abspath(records_dir), 'split': split}
+
+        def score(writer):
+            return _score_records(
+                scorer, settings, writer, records_dir, info, split, max_regions, fasta
+            )
+    else:
+        controls = contrib_windows.bed_controls(scorer.model, *control_bigwigs)
+        control_from = (
+            None if controls is None else [[os.path.abspath(p) for p in pair] for pair in controls]
+        )
+        source = {'regions_bed': os.path.abspath(regions_bed)}
+
+        def score(writer):
+            header = _score_bed(scorer, settings, writer, regions_bed, fasta, max_regions, controls)
+            source['fasta'] = os.path.abspath(header[1])
+            return header
+
+    return source, control_from, score
 
 
 def compute_contributions(
@@ -452,11 +329,13 @@ def compute_contributions(
     max_regions: int | None = None,
     overwrite: bool = False,
     reverse_complement_average: bool = False,
+    shard_index: int = 0,
+    num_shards: int = 1,
 ) -> dict[str, Any]:
     """Computes contribution scores of every window and writes the output folder.
 
-    Windows and layout: module docstring. A model trained with control tracks gets each
-    window's observed control counts, held fixed: the records' control feature, or, with
+    Windows, sharding and layout: module docstring. A model trained with control tracks gets
+    each window's observed control counts, held fixed: the records' control feature, or, with
     `regions_bed`, the control bigWigs (by default each task's files named in the model's
     metadata, as `predict` reads them).
 
@@ -474,7 +353,7 @@ def compute_contributions(
       num_shuffles, steps: K references per window (ig, deepshap), S midpoint steps per
         path (ig).
       batch_size: model inputs per device call: windows x K path points (ig; at least one
-        window), windows x 2 K (deepshap: the references beside their window), or mutated
+        window), windows x (1 + K) (deepshap: each window and its references), or mutated
         windows (ism); halved in windows with `reverse_complement_average`. Scores do not
         depend on it.
       seed: window 'chrom:start-end' draws its references from shuffle.keyed_rng(seed,
@@ -484,18 +363,26 @@ def compute_contributions(
       reverse_complement_average: score each window and its reverse complement (control
         strands swapped; against its references' reverse complements) and average, the
         reverse complement's scores mapped back (`attribution.reverse_complement_average`).
+      shard_index, num_shards: score only rows j with j % num_shards == shard_index (a
+        shard, for `merge_contributions`).
 
     Returns:
       {'regions', 'seconds', 'output_dir', 'files', 'method', 'num_shuffles', 'steps',
        'reverse_complement_average', 'targets', 'header_from', 'control' (None, 'records',
-       or the bigWig pairs per task)}.
+       or the bigWig pairs per task), 'devices'}.
 
     Raises:
       BpnetError: bad flags or input (one line), an unreadable export or records.
     """
     start_time = time.perf_counter()
     settings = _Settings(
-        method, num_shuffles, steps, batch_size, seed, bool(reverse_complement_average)
+        method,
+        num_shuffles,
+        steps,
+        batch_size,
+        seed,
+        bool(reverse_complement_average),
+        (shard_index, num_shards),
     )
     output_dir = os.path.abspath(output_dir)
     _check_arguments(
@@ -512,176 +399,97 @@ def compute_contributions(
     from bpnet_tfx import export
 
     scorer = attribution.Scorer(export.ExportedModel(saved_model))
-    if records_dir:
-        control_from = _records_control(scorer.model, records_dir, info)
-        scored = _score_records(scorer, settings, records_dir, info, split, max_regions, fasta)
-        source = {'records_dir': os.path.abspath(records_dir), 'split': split}
-    else:
-        controls = _bed_controls(scorer.model, control_pos_bigwig, control_neg_bigwig)
-        control_from = (
-            None if controls is None else [[os.path.abspath(p) for p in pair] for pair in controls]
-        )
-        scored = _score_bed(scorer, settings, regions_bed, fasta, max_regions, controls)
-        source = {
-            'regions_bed': os.path.abspath(regions_bed),
-            'fasta': os.path.abspath(scored.header_from),
-        }
-    ig = method == 'ig'
-    shuffled = settings.uses_references
-    files = _write_folder(
-        output_dir,
-        scored,
-        start_time,
-        {
-            'saved_model': os.path.abspath(saved_model),
-            'input': source,
-            'method': method,
-            'num_shuffles': num_shuffles if shuffled else None,
-            'steps': steps if ig else None,
-            'reverse_complement_average': settings.reverse_complement_average,
-            'seed': seed,
-            'regions': len(scored.windows),
-            'sequence_length': scorer.length,
-            'control': control_from,
-            'targets': [dataclasses.asdict(t) for t in scorer.targets],
-            'header_from': scored.header_from,
-        },
+    source, control_from, score = _plan(
+        scorer,
+        settings,
+        records_dir=records_dir,
+        info=info,
+        split=split,
+        regions_bed=regions_bed,
+        fasta=fasta,
+        max_regions=max_regions,
+        control_bigwigs=(control_pos_bigwig, control_neg_bigwig),
     )
-    return {
-        'regions': len(scored.windows),
-        'seconds': time.perf_counter() - start_time,
-        'output_dir': output_dir,
-        'files': {k: os.path.join(output_dir, v) for k, v in files.items()},
+    summary = {
+        'saved_model': os.path.abspath(saved_model),
+        'input': source,
         'method': method,
+        'num_shuffles': num_shuffles if settings.uses_references else None,
+        'steps': steps if method == 'ig' else None,
+        'reverse_complement_average': settings.reverse_complement_average,
+        'seed': seed,
+        'max_regions': max_regions,
+        'sequence_length': scorer.length,
+        'control': control_from,
+        'targets': [dataclasses.asdict(t) for t in scorer.targets],
+    }
+    if num_shards > 1:
+        summary.update(shard_index=shard_index, num_shards=num_shards)
+
+    def write(tmp: str) -> dict[str, Any]:
+        writer = contrib_output.FolderWriter(tmp, [t.name for t in scorer.targets])
+        header, summary['header_from'] = score(writer)
+        summary['files'] = writer.finish(header)
+        summary['regions'], summary['chrom_sizes'] = len(writer.windows), header
+        return _write_summary(tmp, summary, start_time)
+
+    written = folders.write_atomically(output_dir, write)
+    return {
+        **{k: written[k] for k in ('regions', 'seconds', 'method', 'header_from', 'control')},
+        'output_dir': output_dir,
+        'files': {k: os.path.join(output_dir, v) for k, v in written['files'].items()},
         'num_shuffles': num_shuffles,
         'steps': steps,
         'reverse_complement_average': settings.reverse_complement_average,
         'targets': [t.name for t in scorer.targets],
-        'header_from': scored.header_from,
-        'control': control_from,
+        'devices': len(scorer.model.devices),
     }
 
 
-# The output folder.
+def _write_summary(folder: str, summary: dict[str, Any], start_time: float) -> dict[str, Any]:
+    """Writes summary.json with 'seconds' since `start_time` added; returns it."""
+    summary = {**summary, 'seconds': round(time.perf_counter() - start_time, 3)}
+    with open(os.path.join(folder, contrib_output.SUMMARY_FILENAME), 'w') as f:
+        json.dump(summary, f, indent=2, sort_keys=True)
+        f.write('\n')
+    return summary
 
 
-def _write_folder(
-    output_dir: str, scored: _Scored, start_time: float, summary: dict[str, Any]
-) -> dict[str, str]:
-    """Writes the outputs and summary.json ('seconds' since `start_time`, 'files' added) to a
-    temporary sibling of `output_dir` and renames it into place (replacing an old one only
-    then); returns the files' paths relative to the folder."""
-
-    def write(tmp: str) -> dict[str, str]:
-        files = _write_outputs(tmp, scored)
-        full = {**summary, 'files': files, 'seconds': round(time.perf_counter() - start_time, 3)}
-        with open(os.path.join(tmp, SUMMARY_FILENAME), 'w') as f:
-            json.dump(full, f, indent=2, sort_keys=True)
-            f.write('\n')
-        return files
-
-    return folders.write_atomically(output_dir, write)
-
-
-def _write_outputs(folder: str, scored: _Scored) -> dict[str, str]:
-    """Writes regions.bed, ohe.npz and per target shap.npz + contrib.bw; returns relative
-    paths by key ('regions', 'ohe', '<target>.shap', '<target>.bigwig')."""
-    files = {'regions': REGIONS_FILENAME, 'ohe': ONE_HOT_FILENAME}
-    with open(os.path.join(folder, REGIONS_FILENAME), 'w') as f:
-        f.writelines(f'{w.chrom}\t{w.start}\t{w.end}\t{w.name}\n' for w in scored.windows)
-    # modisco-lite reads N x 4 x L arrays under 'arr_0'.
-    np.savez_compressed(
-        os.path.join(folder, ONE_HOT_FILENAME),
-        np.ascontiguousarray(scored.one_hot.transpose(0, 2, 1)),
-    )
-    for name, hyp in scored.hyps.items():
-        os.makedirs(os.path.join(folder, name))
-        files[f'{name}.shap'] = os.path.join(name, HYPOTHETICAL_FILENAME)
-        files[f'{name}.bigwig'] = os.path.join(name, BIGWIG_FILENAME)
-        np.savez(
-            os.path.join(folder, files[f'{name}.shap']),
-            np.ascontiguousarray(hyp.transpose(0, 2, 1)),
-        )
-        write_bigwig(
-            os.path.join(folder, files[f'{name}.bigwig']),
-            scored.header,
-            scored.windows,
-            (hyp * scored.one_hot).sum(axis=-1),
-        )
-    return files
-
-
-def average_overlaps(
-    windows: Sequence[Window], values: np.ndarray, chrom_order: Sequence[str]
-) -> list[tuple[str, int, np.ndarray]]:
-    """Per-base values over the union of the windows, overlaps averaged.
+def merge_contributions(
+    shard_dirs: list[str], output_dir: str, *, overwrite: bool = False
+) -> dict[str, Any]:
+    """Joins the folders of every shard of one run into the folder a one-shot run writes.
 
     Args:
-      windows: N windows, each `values.shape[1]` bp.
-      values: (N, L) per-base values.
-      chrom_order: chromosomes in output order (every window's chromosome must be there).
+      shard_dirs: the S folders written with num_shards=S, in any order.
+      output_dir: the folder to create (published once complete).
+      overwrite: replace an existing `output_dir`.
 
     Returns:
-      [(chrom, start, values)] of the windows' union, merged where windows overlap or touch
-      and sorted (`prediction.merge_regions`); each base once, with the mean over the windows
-      covering it (`prediction.stitch`), whatever the windows' order.
+      {'regions', 'shards', 'seconds', 'output_dir', 'files'}.
+
+    Raises:
+      BpnetError: not every shard of one run, or unreadable folders (one line).
     """
-    rank = {c: i for i, c in enumerate(chrom_order)}
-    order = sorted(
-        range(len(windows)),
-        key=lambda i: (rank[windows[i].chrom], windows[i].start, windows[i].end),
-    )
-    merged = prediction.merge_regions(
-        [(w.chrom, w.start, w.end) for w in windows], list(chrom_order)
-    )
-    out, k = [], 0
-    for chrom, start, end in merged:  # the sorted windows fall into the merged regions in turn
-        members = []
-        while k < len(order) and windows[order[k]].chrom == chrom and windows[order[k]].start < end:
-            members.append(order[k])
-            k += 1
-        out.append(
-            (
-                chrom,
-                start,
-                prediction.stitch(values[members], [windows[i].start for i in members], start, end),
-            )
-        )
-    return out
+    start_time = time.perf_counter()
+    output_dir = os.path.abspath(output_dir)
+    if not shard_dirs:
+        raise ContribError('--merge names no shard folders')
+    missing = next((d for d in shard_dirs if not os.path.isdir(d)), None)
+    if missing:
+        raise ContribError(f'{missing}: no such shard folder')
+    if os.path.exists(output_dir) and not (overwrite and os.path.isdir(output_dir)):
+        raise ContribError(f'{output_dir} exists; pass --overwrite to replace it')
 
+    def write(tmp: str) -> dict[str, Any]:
+        summary = contrib_output.merge_shards(shard_dirs, tmp)
+        return _write_summary(tmp, summary, start_time)
 
-def write_bigwig(
-    path: str, header: Sequence[tuple[str, int]], windows: Sequence[Window], values: np.ndarray
-) -> None:
-    """Writes per-base `values` (N, L) of `windows` as a bigWig, overlaps averaged."""
-    import pyBigWig
-
-    bw = pyBigWig.open(path, 'w')
-    if bw is None:
-        raise ContribError(f'{path}: cannot write bigWig')
-    try:
-        bw.addHeader(list(header))
-        for chrom, start, run in average_overlaps(windows, values, [c for c, _ in header]):
-            bw.addEntries(chrom, start, values=run.astype(np.float64), span=1, step=1)
-    finally:
-        bw.close()
-
-
-def load_outputs(output_dir: str) -> dict[str, Any]:
-    """Reads an output folder back: {'windows', 'one_hot' (N, L, 4), 'hyp': {target: (N, L,
-    4)}, 'summary'}; hyp * one_hot summed over the last axis gives observed contributions."""
-    with open(os.path.join(output_dir, SUMMARY_FILENAME)) as f:
-        summary = json.load(f)
-    windows = []
-    with open(os.path.join(output_dir, REGIONS_FILENAME)) as f:
-        for line in f:
-            chrom, start, end, name = line.rstrip('\n').split('\t')
-            windows.append(Window(chrom, int(start), int(end), name))
-    one_hot = np.load(os.path.join(output_dir, ONE_HOT_FILENAME))['arr_0'].transpose(0, 2, 1)
-    hyp = {
-        t['name']: np.load(os.path.join(output_dir, t['name'], HYPOTHETICAL_FILENAME))[
-            'arr_0'
-        ].transpose(0, 2, 1)
-        for t in summary['targets']
+    written = folders.write_atomically(output_dir, write)
+    return {
+        'regions': written['regions'],
+        'shards': len(shard_dirs),
+        'seconds': written['seconds'],
+        'output_dir': output_dir,
+        'files': {k: os.path.join(output_dir, v) for k, v in written['files'].items()},
     }
-    return {'windows': windows, 'one_hot': one_hot, 'hyp': hyp, 'summary': summary}

@@ -2,22 +2,25 @@
 
 `rescale_model(exported)` rebuilds the export's Keras model from model_config.json
 (`model.build_bpnet`) with the SavedModel's weights (matched by variable path and shape), every
-relu convolution replaced by one whose ReLU takes DeepLIFT's rescale rule as its gradient. The
-rebuilt model is called on a batch of 2 M rows: M inputs x_i, then their M references r_i, so
-row i and row i + M are a pair. For a ReLU with pre-activations z (of x_i) and z0 (of r_i), the
-gradient passed back to both rows is the multiplier
+relu convolution replaced by one whose ReLU takes DeepLIFT's rescale rule as its gradient.
+`paired_outputs(model, x, refs)` calls it on one batch of N (1 + K) rows: the N inputs x_i,
+then the K references of each, r_i1 .. r_iK. For a ReLU with pre-activations z (of x_i) and z0
+(of r_ik), the gradient passed back to row r_ik is the multiplier
 
     m = (relu(z) - relu(z0)) / (z - z0),  or relu'(z) where |z - z0| < RESCALE_EPSILON,
 
 and every other op (convolutions, crops, residual adds, the counts head's average pool and
 dense layer, the control features) keeps its own gradient, being linear in the sequence or
-fixed. The gradient of a target that is linear in the outputs, taken at the x rows, is then
-DeepLIFT's multiplier of x against r: sum over bases of m * (x - r) = target(x) - target(r)
-exactly (summation to delta), layer by layer.
+fixed. The gradient of a target that is linear in the outputs of the reference rows, taken at
+those rows, is then DeepLIFT's multiplier of x_i against r_ik: sum over bases of m * (x - r)
+= target(x) - target(r) exactly (summation to delta), layer by layer. Each input's forward
+pass runs once for its K references, and no gradient flows back through the input rows, so a
+window costs 1 + K rows forward and backward, not 2 K.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import keras
@@ -32,23 +35,38 @@ if TYPE_CHECKING:
 RESCALE_EPSILON = 1e-6
 
 
-def rescale_relu(z):
-    """relu(z) of a paired batch (2 M, ...) whose gradient is the rescale multiplier of row i
-    against row i + M, given to both rows (module docstring)."""
+class Pairing(threading.local):
+    """How many input rows lead the batch a paired model is being called on (a tensor while
+    `paired_outputs` traces the call, None otherwise: then the ReLUs are plain); per thread,
+    as devices trace their calls at once (`devices.split_batch`)."""
+
+    inputs = None
+
+
+def rescale_relu(z, inputs=None):
+    """relu(z) of a batch of `inputs` input rows followed by their references (K rows each,
+    input-major), whose gradient at each reference row is the rescale multiplier against its
+    input row; the input rows get no gradient (module docstring). With `inputs` None, relu."""
     import tensorflow as tf
+
+    if inputs is None:
+        return tf.nn.relu(z)
 
     @tf.custom_gradient
     def relu(z):
         y = tf.nn.relu(z)
 
         def grad(dy):
-            zx, zr = tf.split(z, 2)
-            yx, yr = tf.split(y, 2)
+            shape = tf.shape(z)
+            zx, zr = z[:inputs], z[inputs:]
+            grouped = tf.concat([[inputs, -1], shape[1:]], axis=0)
+            zx, zr = zx[:, None], tf.reshape(zr, grouped)  # (N, 1, ...) and (N, K, ...)
             delta = zx - zr
             near = tf.abs(delta) < RESCALE_EPSILON
-            ratio = (yx - yr) / tf.where(near, tf.ones_like(delta), delta)
+            ratio = (tf.nn.relu(zx) - tf.nn.relu(zr)) / tf.where(near, tf.ones_like(delta), delta)
             m = tf.where(near, tf.cast(zx > 0, z.dtype), ratio)
-            return dy * tf.concat([m, m], axis=0)
+            m = tf.reshape(m, tf.shape(dy[inputs:]))
+            return tf.concat([tf.zeros_like(dy[:inputs]), dy[inputs:] * m], axis=0)
 
         return y, grad
 
@@ -57,16 +75,21 @@ def rescale_relu(z):
 
 class RescaleConv1D(layers.Conv1D):
     """`layers.Conv1D` with activation None followed by `rescale_relu`: the rebuilt model's
-    stand-in for a relu convolution (never saved)."""
+    stand-in for a relu convolution (never saved); `pairing` is shared by all of a model's."""
+
+    pairing: Pairing | None = None
 
     def call(self, x):
-        return rescale_relu(super().call(x))
+        inputs = None if self.pairing is None else self.pairing.inputs
+        return rescale_relu(super().call(x), inputs)
 
 
-def _swap_relu(layer):
+def _swap_relu(layer, pairing: Pairing):
     config = layer.get_config()
     if isinstance(layer, layers.Conv1D) and config['activation'] == 'relu':
-        return RescaleConv1D.from_config({**config, 'activation': None})
+        swapped = RescaleConv1D.from_config({**config, 'activation': None})
+        swapped.pairing = pairing
+        return swapped
     activation = getattr(layer, 'activation', None)
     if activation not in (None, keras.activations.linear, 'linear'):
         raise NotImplementedError(
@@ -78,14 +101,52 @@ def _swap_relu(layer):
 
 def paired_model(model: keras.Model) -> keras.Model:
     """A copy of a functional `model` (same weights) whose relu `layers.Conv1D`s apply
-    `rescale_relu`: call it on paired batches (module docstring).
+    `rescale_relu`: call it through `paired_outputs` (module docstring).
 
     Raises:
       NotImplementedError: a layer with another nonlinear activation.
     """
-    copy = keras.models.clone_model(model, clone_function=_swap_relu)
+    pairing = Pairing()
+    copy = keras.models.clone_model(model, clone_function=lambda layer: _swap_relu(layer, pairing))
     copy.set_weights(model.get_weights())
+    copy.pairing = pairing
     return copy
+
+
+def paired_outputs(paired: keras.Model, one_hot, references, control=None):
+    """Calls a `paired_model` on inputs and their references in one batch.
+
+    Args:
+      paired: a model from `paired_model` or `rescale_model`.
+      one_hot: (N, L, 4) inputs x.
+      references: (N, K, L, 4) references r (watch this tensor on the gradient tape).
+      control: (N, ...) control counts of a model with control tracks, the same for an input
+        and its references; None otherwise.
+
+    Returns:
+      (outputs of the inputs (N rows), outputs of the references (N K rows, input-major)),
+      each the model's own structure (a tensor or dict); the gradient of a target linear in
+      the references' outputs, at `references`, is the DeepLIFT multiplier of each x against
+      each of its references.
+    """
+    import tensorflow as tf
+
+    n, k = tf.shape(references)[0], tf.shape(references)[1]
+    rows = tf.concat(
+        [one_hot, tf.reshape(references, tf.concat([[-1], tf.shape(one_hot)[1:]], 0))], 0
+    )
+    inputs = rows
+    if control is not None:
+        inputs = {
+            model_lib.INPUT_NAME: rows,
+            model_lib.CONTROL_INPUT_NAME: tf.concat([control, tf.repeat(control, k, axis=0)], 0),
+        }
+    paired.pairing.inputs = n
+    try:
+        out = paired(inputs, training=False)
+    finally:
+        paired.pairing.inputs = None
+    return tf.nest.map_structure(lambda t: t[:n], out), tf.nest.map_structure(lambda t: t[n:], out)
 
 
 def rescale_model(exported: export.ExportedModel) -> keras.Model:

@@ -1,19 +1,24 @@
-"""Where a training run computes: logical CPU replicas, tf.distribute strategy, dtype policy.
+"""Where work computes: logical CPU replicas, the training strategy and dtype policy, and the
+devices inference splits its batches over.
 
 A main (train.py, a benchmark) decides these before it builds anything and hands the strategy
-to `trainer.train`, which runs under whatever Keras dtype policy is set. `configure_cpu_replicas`
+to `trainer.train`, which runs under whatever Keras dtype policy is set. Inference (evaluate,
+predict, contrib) splits each batch over every visible GPU, or every logical CPU
+(`split_batch`); its mains take --cpu_replicas too. `configure_cpu_replicas`
 must run before TensorFlow initialises its devices, and a multi-worker strategy must exist
 before any TensorFlow op runs.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
-from typing import Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from bpnet_tfx.errors import BpnetError
@@ -107,3 +112,57 @@ def dtype_policy(name: str) -> Iterator[str]:
         yield policy
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def inference_devices() -> list[str]:
+    """The devices inference splits its batches over: every visible GPU, else every logical
+    CPU (one unless `configure_cpu_replicas` split it)."""
+    found = tf.config.list_logical_devices('GPU') or tf.config.list_logical_devices('CPU')
+    return [d.name for d in found]
+
+
+def _rows(batch: Any, lo: int, hi: int) -> Any:
+    return None if batch is None else batch[lo:hi]
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    """Joins per-device results along the first axis: arrays, or lists, tuples or dicts of
+    them (the structure of each part)."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: _concatenate([p[k] for p in parts]) for k in first}
+    if isinstance(first, (list, tuple)):
+        return type(first)(_concatenate(list(p)) for p in zip(*parts))
+    return np.concatenate([np.asarray(p) for p in parts])
+
+
+def split_batch(fn: Callable[..., Any], batches: Sequence[Any], devices: Sequence[str]) -> Any:
+    """Runs `fn` on a batch split over `devices`, and joins the results in row order.
+
+    Each device gets a contiguous run of rows of every array in `batches` (None stays None),
+    at most one run a device and none empty, and computes `fn(*runs)` under `tf.device`, in
+    a thread of its own so that the devices work at once. With one device (or one row) `fn`
+    runs on the whole batch as it is. Rows must not depend on each other, so the result is
+    the one-device result.
+
+    Args:
+      fn: (*batches) -> an array (rows first) or a list, tuple or dict of them.
+      batches: arrays with the same number of rows, or None.
+      devices: device names (`inference_devices`).
+
+    Returns:
+      `fn`'s result for the whole batch, numpy arrays in the same structure.
+    """
+    rows = next(len(b) for b in batches if b is not None)
+    parts = min(len(devices), rows)
+    if parts <= 1:
+        return fn(*batches)
+    bounds = [rows * i // parts for i in range(parts + 1)]
+
+    def run(i: int) -> Any:
+        with tf.device(devices[i]):
+            return fn(*(_rows(b, bounds[i], bounds[i + 1]) for b in batches))
+
+    with concurrent.futures.ThreadPoolExecutor(parts) as pool:
+        results = list(pool.map(run, range(parts)))
+    return _concatenate(results)

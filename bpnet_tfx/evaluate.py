@@ -13,8 +13,9 @@ log(1 + total counts), sequence_count_pearson_bound (simulated records: the coun
 the totals the sequence alone determines, the reference for count_pearson), and n_examples.
 'Overall' profile NLLs are per example summed over tasks and strands, exactly as the training
 loss sums them. A progress line goes to stderr every --progress_every batches. Records whose
-task names differ from the model's are refused unless --allow_task_mismatch. Default runs print
-progress and the table only; -v 0 shows logs.
+task names differ from the model's are refused unless --allow_task_mismatch. Each batch is
+split over every visible GPU (or --cpu_replicas logical CPUs); the metrics do not depend on
+it. Default runs print progress and the table only; -v 0 shows logs.
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ _ALLOW_TASK_MISMATCH = flags.DEFINE_bool(
 _OUTPUT_JSON = flags.DEFINE_string(
     'output_json', None, 'Where to write the metrics; default: print only.'
 )
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Examples per prediction batch.')
+_BATCH_SIZE = flags.DEFINE_integer(
+    'batch_size', 256, 'Examples per prediction batch, split over the devices.'
+)
+_CPU_REPLICAS = flags.DEFINE_integer(
+    'cpu_replicas',
+    1,
+    'With no GPU: split the CPU into this many logical devices and split each batch over '
+    'them (GPUs: every visible GPU is used).',
+)
 _PROGRESS_EVERY = flags.DEFINE_integer(
     'progress_every', 50, 'Print a progress line every this many batches.'
 )
@@ -46,7 +55,9 @@ _PROGRESS_EVERY = flags.DEFINE_integer(
 
 def main(argv):
     del argv  # cli.run refuses extra arguments.
-    from bpnet_tfx import evaluation
+    from bpnet_tfx import devices, evaluation
+
+    devices.configure_cpu_replicas(_CPU_REPLICAS.value)
 
     start = time.perf_counter()
     result = evaluation.evaluate(

@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bpnet_tfx import devices as devices_lib
 from bpnet_tfx import model as model_lib
 from bpnet_tfx import schema, sequence
 from bpnet_tfx.errors import BpnetError
@@ -275,17 +276,21 @@ class ExportedModel:
     """An export loaded once: its metadata, model config and `serving_default` signature.
 
     Every inference path (evaluation, prediction, contribution scores) calls the model
-    through this wrapper, so control tracks are checked and the task axis restored alike.
+    through this wrapper, so control tracks are checked and the task axis restored alike, and
+    each batch is split over `devices` (`devices.split_batch`).
 
     Args:
       path: folder written by `export_saved_model`.
+      devices: device names to split batches over; default every visible GPU, else every
+        logical CPU (`devices.inference_devices`).
 
     Raises:
       schema.SchemaError: not an export, or its files disagree.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, devices: list[str] | None = None):
         self.path = path
+        self.devices = devices or devices_lib.inference_devices()
         self.info, self.config = load_export_info(path)
         # `_loaded` stays referenced: the signature needs its variables.
         self._loaded, self.signature = load_saved_model(path, self.config)
@@ -347,10 +352,12 @@ class ExportedModel:
           ExportError: control tracks missing or misshapen.
         """
         control = self.check_control(control, len(one_hot))
-        out = self.outputs(
-            tf.constant(one_hot, tf.float32), None if control is None else tf.constant(control)
-        )
-        return {k: v.numpy() for k, v in out.items()}
+
+        def call(x, c):
+            out = self.outputs(tf.constant(x, tf.float32), None if c is None else tf.constant(c))
+            return {k: v.numpy() for k, v in out.items()}
+
+        return devices_lib.split_batch(call, (one_hot, control), self.devices)
 
     def predicted_counts(
         self,

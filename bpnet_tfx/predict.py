@@ -18,7 +18,8 @@ model, --pos_bigwig/--neg_bigwig take one file per task, comma-separated.
 --regions_bed: bigWig tracks PREFIX.<task>.pos.bw / .neg.bw of predicted counts per base
 (profile probabilities x predicted total counts, forward and reverse-complement averaged) over
 the BED's regions, each widened to the model window around its centre, overlapping regions
-merged so every base gets one value; plus PREFIX.regions.bed, the merged regions.
+merged so every base gets one value; plus PREFIX.regions.bed, the merged regions. Batches are
+split over every visible GPU (or --cpu_replicas logical CPUs); tracks do not depend on it.
 Bad input stops with one line on stderr and exit status 2. Default runs print progress
 lines and a summary only; -v 0 shows the logs.
 """
@@ -78,13 +79,21 @@ _OUTPUT_PREFIX = flags.DEFINE_string(
     'output_prefix', None, 'With --regions_bed: tracks go to PREFIX.<task>.<pos|neg>.bw.'
 )
 _BATCH_SIZE = flags.DEFINE_integer(
-    'batch_size', 64, 'Windows per prediction batch with --regions_bed.'
+    'batch_size', 64, 'Windows per prediction batch with --regions_bed, split over the devices.'
+)
+_CPU_REPLICAS = flags.DEFINE_integer(
+    'cpu_replicas',
+    1,
+    'With no GPU: split the CPU into this many logical devices and split each batch over '
+    'them (GPUs: every visible GPU is used).',
 )
 
 
 def main(argv):
     del argv  # cli.run refuses extra arguments.
-    from bpnet_tfx import prediction
+    from bpnet_tfx import devices, prediction, tracks
+
+    devices.configure_cpu_replicas(_CPU_REPLICAS.value)
 
     if bool(_REGION.value) == bool(_REGIONS_BED.value):
         cli.fail('predict', 'give exactly one of --region and --regions_bed')
@@ -93,7 +102,7 @@ def main(argv):
     if _REGIONS_BED.value and not _OUTPUT_PREFIX.value:
         cli.fail('predict', '--regions_bed needs --output_prefix')
     if _REGIONS_BED.value:
-        result = prediction.predict_tracks(
+        result = tracks.predict_tracks(
             _SAVED_MODEL.value,
             _REGIONS_BED.value,
             fasta=_FASTA.value,

@@ -9,7 +9,7 @@ import pyBigWig
 import pytest
 from control_models import CONTROL_STARTS, wide_joint_control_model, window_controls
 
-from bpnet_tfx import attribution, contributions, errors, shuffle
+from bpnet_tfx import attribution, contrib_output, contributions, errors, shuffle
 
 
 def _window_rngs(windows, seed=0):
@@ -27,7 +27,7 @@ def test_overlapping_windows_are_averaged_once_per_base():
         W('b', 30, 34, 'w4'),
     ]
     values = np.array([[1, 1, 1, 1], [5, 5, 5, 5], [3, 3, 3, 3], [7, 7, 7, 7], [2, 2, 2, 2]], float)
-    runs = contributions.average_overlaps(windows, values, ['a', 'b'])
+    runs = list(contrib_output.average_overlaps(windows, values, ['a', 'b']))
     # Windows that touch (b:12-16, b:16-20) share a run, as prediction.merge_regions merges
     # them; each base still has the mean of the windows covering it. A gap starts a new run.
     assert [(c, s, v.tolist()) for c, s, v in runs] == [
@@ -36,7 +36,9 @@ def test_overlapping_windows_are_averaged_once_per_base():
         ('b', 30, [2, 2, 2, 2]),
     ]
     order = [3, 0, 4, 2, 1]  # the input order does not matter
-    again = contributions.average_overlaps([windows[i] for i in order], values[order], ['a', 'b'])
+    again = list(
+        contrib_output.average_overlaps([windows[i] for i in order], values[order], ['a', 'b'])
+    )
     assert [(c, s, v.tolist()) for c, s, v in again] == [(c, s, v.tolist()) for c, s, v in runs]
 
 
@@ -495,3 +497,50 @@ def test_max_regions_keeps_the_first_windows_in_input_order(
         assert [w.name for w in first['windows']] == ['a', 'b', 'chrT:360-560', 'chrT:0-200']
     for name, hyp in full['hyp'].items():
         np.testing.assert_allclose(first['hyp'][name], hyp[:4], rtol=1e-5, atol=1e-6)
+
+
+def _folder_equal(one, other):
+    """Two contrib folders hold the same rows, arrays, tracks and settings."""
+    a, b = contributions.load_outputs(str(one)), contributions.load_outputs(str(other))
+    assert a['windows'] == b['windows']
+    np.testing.assert_array_equal(a['one_hot'], b['one_hot'])
+    for target in a['hyp']:
+        np.testing.assert_array_equal(a['hyp'][target], b['hyp'][target])
+        np.testing.assert_equal(
+            _track(os.path.join(one, target, 'contrib.bw')),
+            _track(os.path.join(other, target, 'contrib.bw')),
+        )
+    assert (one / 'regions.bed').read_bytes() == (other / 'regions.bed').read_bytes()
+    drop = ('seconds',)
+    assert {k: v for k, v in a['summary'].items() if k not in drop} == {
+        k: v for k, v in b['summary'].items() if k not in drop
+    }
+
+
+@pytest.mark.parametrize('source', ['bed', 'records'])
+def test_merged_shards_equal_a_one_shot_run(source, tiny_export, small_genome, tmp_path):
+    inputs = _inputs(source, tiny_export, small_genome, tmp_path)
+    settings = dict(num_shuffles=2, batch_size=7, max_regions=5, **inputs)
+    whole = tmp_path / 'whole'
+    contributions.compute_contributions(tiny_export[0], str(whole), **settings)
+    shards = [tmp_path / f'shard{i}' for i in range(3)]
+    for i in (2, 0, 1):
+        result = contributions.compute_contributions(
+            tiny_export[0], str(shards[i]), shard_index=i, num_shards=3, **settings
+        )
+        assert result['regions'] == len(range(i, 5, 3))  # rows i, i + 3, ...
+    merged = tmp_path / 'merged'
+    result = contributions.merge_contributions([str(s) for s in shards[::-1]], str(merged))
+    assert result['regions'] == 5 and result['shards'] == 3
+    _folder_equal(whole, merged)
+    with pytest.raises(errors.BpnetError, match='every shard of the run once'):
+        contributions.merge_contributions([str(s) for s in shards[:2]], str(tmp_path / 'm2'))
+    other = tmp_path / 'other'
+    contributions.compute_contributions(
+        tiny_export[0], str(other), shard_index=1, num_shards=3, seed=1, **settings
+    )
+    with pytest.raises(errors.BpnetError, match=r'seed differ'):
+        contributions.merge_contributions(
+            [str(shards[0]), str(other), str(shards[2])], str(tmp_path / 'm3')
+        )
+    assert not (tmp_path / 'm2').exists() and not (tmp_path / 'm3').exists()

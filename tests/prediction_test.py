@@ -9,7 +9,7 @@ import pandas as pd
 import pyBigWig
 import pytest
 
-from bpnet_tfx import errors, export, prediction, schema, sequence
+from bpnet_tfx import errors, export, prediction, schema, sequence, tracks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -367,7 +367,7 @@ def test_bigwig_tracks_round_trip(tiny_export, two_chromosomes, tmp_path, capsys
         'chrA\t10\t20\n'
     )  # centred -85-115, shifted inside: 0-200
     prefix = str(tmp_path / 'tracks' / 'pred')
-    result = prediction.predict_tracks(
+    result = tracks.predict_tracks(
         export_dir, str(bed), fasta=fasta, output_prefix=prefix, batch_size=3
     )
     assert result['bed_regions'] == 6 and result['merged_regions'] == 4
@@ -385,9 +385,9 @@ def test_bigwig_tracks_round_trip(tiny_export, two_chromosomes, tmp_path, capsys
         'synthetic +': f'{prefix}.synthetic.pos.bw',
         'synthetic -': f'{prefix}.synthetic.neg.bw',
     }
-    tracks = [pyBigWig.open(result['tracks'][f'synthetic {s}']) for s in '+-']
+    bws = [pyBigWig.open(result['tracks'][f'synthetic {s}']) for s in '+-']
     try:
-        for bw in tracks:
+        for bw in bws:
             assert list(bw.chroms().items()) == [('chrT', 1000), ('chrA', 700)]
         for (chrom, start, end), starts in windows.items():
             x = np.stack([sequence.one_hot(seqs[chrom][s : s + 200]) for s in starts])
@@ -401,14 +401,14 @@ def test_bigwig_tracks_round_trip(tiny_export, two_chromosomes, tmp_path, capsys
                 total[s - start : s - start + 200] += p
                 cover[s - start : s - start + 200] += 1
             want = total / cover[:, None]
-            for strand, bw in enumerate(tracks):
+            for strand, bw in enumerate(bws):
                 got = np.array(bw.values(chrom, start, end))
                 np.testing.assert_allclose(got, want[:, strand], rtol=1e-4, atol=1e-6)
         # Bases outside the merged regions hold no value.
-        assert np.isnan(tracks[0].values('chrT', 425, 600)).all()
-        assert tracks[0].intervals('chrT', 0, 25) is None or not tracks[0].intervals('chrT', 0, 25)
+        assert np.isnan(bws[0].values('chrT', 425, 600)).all()
+        assert bws[0].intervals('chrT', 0, 25) is None or not bws[0].intervals('chrT', 0, 25)
     finally:
-        for bw in tracks:
+        for bw in bws:
             bw.close()
 
 
@@ -427,7 +427,7 @@ def test_bad_bed_lines_name_file_and_line(tiny_export, two_chromosomes, tmp_path
     bed = tmp_path / 'bad.bed'
     bed.write_text(f'# regions\nchrT\t100\t200\n{line}\n')
     with pytest.raises(errors.BpnetError, match=message):
-        prediction.predict_tracks(
+        tracks.predict_tracks(
             tiny_export[0], str(bed), fasta=fasta, output_prefix=str(tmp_path / 'p')
         )
 
@@ -540,8 +540,8 @@ def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
     bed = tmp_path / 'r.bed'
     bed.write_text('chrT\t400\t600\n')
     with pytest.raises(errors.BpnetError, match='--control_pos_bigwig'):
-        prediction.predict_tracks(path, str(bed), fasta=fasta, output_prefix=str(tmp_path / 'x'))
-    tracks = prediction.predict_tracks(
+        tracks.predict_tracks(path, str(bed), fasta=fasta, output_prefix=str(tmp_path / 'x'))
+    written = tracks.predict_tracks(
         path,
         str(bed),
         fasta=fasta,
@@ -565,7 +565,7 @@ def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
     import pyBigWig
 
     for s, key in enumerate(('t +', 't -')):
-        bw = pyBigWig.open(tracks['tracks'][key])
+        bw = pyBigWig.open(written['tracks'][key])
         np.testing.assert_allclose(
             bw.values('chrT', 400, 600, numpy=True), expected[:, s], rtol=1e-4, atol=1e-6
         )
@@ -604,10 +604,10 @@ def test_tracks_of_a_wide_input_model_read_past_the_output_and_pad_chromosome_en
     path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
     bed = tmp_path / 'r.bed'
     bed.write_text('chrT\t5\t45\n')  # two output windows: 5-25 and 25-45
-    tracks = prediction.predict_tracks(
+    written = tracks.predict_tracks(
         path, str(bed), fasta=fasta, output_prefix=str(tmp_path / 'tr'), reverse_complement=False
     )
-    assert tracks['windows'] == 2 and tracks['bases'] == 40
+    assert written['windows'] == 2 and written['bases'] == 40
     padded = np.concatenate([np.zeros((15, 4)), sequence.one_hot(seq[:65])])  # bases -15..65
     expected = []
     for w in (5, 25):
@@ -618,7 +618,7 @@ def test_tracks_of_a_wide_input_model_read_past_the_output_and_pad_chromosome_en
         expected.append(joint * np.expm1(out['log_counts'].numpy()[0, 0]))
     expected = np.concatenate(expected)
     for s, key in enumerate(('t +', 't -')):
-        bw = pyBigWig.open(tracks['tracks'][key])
+        bw = pyBigWig.open(written['tracks'][key])
         np.testing.assert_allclose(
             bw.values('chrT', 5, 45, numpy=True), expected[:, s], rtol=1e-4, atol=1e-6
         )
@@ -707,7 +707,7 @@ def _tracks(export_dir, fasta, folder, lines, batch_size):
     bed = folder / f'regions_{batch_size}.bed'
     bed.write_text(''.join(line + '\n' for line in lines))
     prefix = str(folder / f'b{batch_size}' / 'pred')
-    result = prediction.predict_tracks(
+    result = tracks.predict_tracks(
         export_dir, str(bed), fasta=fasta, output_prefix=prefix, batch_size=batch_size
     )
     values = {}
@@ -830,7 +830,5 @@ def test_failed_tracks_leave_no_bigwig(tiny_export, genome, tmp_path):
         prediction, '_open_region', side_effect=errors.BpnetError('boom')
     ):
         with pytest.raises(errors.BpnetError, match='boom'):
-            prediction.predict_tracks(
-                tiny_export[0], str(bed), fasta=fasta, output_prefix=str(prefix)
-            )
+            tracks.predict_tracks(tiny_export[0], str(bed), fasta=fasta, output_prefix=str(prefix))
     assert os.listdir(tmp_path / 'out') == []
