@@ -22,8 +22,18 @@ from bpnet_tfx.errors import BpnetError
 from bpnet_tfx.motifs import discovery, meme, patterns
 
 ANNOTATIONS_FILENAME = 'annotations.tsv'
-COLUMNS = ('pattern', 'rank', 'match', 'match_alt', 'p_value', 'e_value', 'q_value', 'strand',
-           'offset', 'overlap')
+COLUMNS = (
+    'pattern',
+    'rank',
+    'match',
+    'match_alt',
+    'p_value',
+    'e_value',
+    'q_value',
+    'strand',
+    'offset',
+    'overlap',
+)
 MIN_RELIABLE_DATABASE = 25  # memelite: below this, p-values depend strongly on the targets
 
 

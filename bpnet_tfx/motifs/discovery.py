@@ -46,7 +46,8 @@ def import_modisco():
         from modiscolite import tfmodisco
     except ImportError as e:
         raise DiscoveryError(
-            f"modisco-lite is not installed ({e}); install the motifs extra: pip install '.[motifs]'"
+            f'modisco-lite is not installed ({e}); install the motifs extra: '
+            "pip install '.[motifs]'"
         ) from None
     return tfmodisco, modisco_io
 

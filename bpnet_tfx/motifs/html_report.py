@@ -86,16 +86,23 @@ def pattern_section(
         [
             logos.logo_svg(core.cwm, title='CWM', element_id=f'cwm-{p.meme_name}', **logo_args),
             logos.logo_svg(
-                rc(core.cwm), title='CWM (reverse)', element_id=f'cwmrc-{p.meme_name}',
+                rc(core.cwm),
+                title='CWM (reverse)',
+                element_id=f'cwmrc-{p.meme_name}',
                 **logo_args,
             ),
             logos.logo_svg(
-                core.hcwm, title='hypothetical CWM', element_id=f'hcwm-{p.meme_name}',
+                core.hcwm,
+                title='hypothetical CWM',
+                element_id=f'hcwm-{p.meme_name}',
                 **logo_args,
             ),
             logos.logo_svg(
-                logos.pfm_heights(core.pfm), title='PFM (bits)', element_id=f'pfm-{p.meme_name}',
-                scale=2.0, **logo_args,
+                logos.pfm_heights(core.pfm),
+                title='PFM (bits)',
+                element_id=f'pfm-{p.meme_name}',
+                scale=2.0,
+                **logo_args,
             ),
         ]
     )
@@ -170,7 +177,11 @@ def write_report(
         contrib = discovery.load_contrib(summary['contrib_dir'])
     matches = annotation.load_matches(discover_dir)
     page = render(
-        summary, found, contrib=contrib, matches=matches, instances=instances,
+        summary,
+        found,
+        contrib=contrib,
+        matches=matches,
+        instances=instances,
         extra_html=extra_html,
     )
     path = output_html or os.path.join(discover_dir, discovery.REPORT_FILENAME)

@@ -37,8 +37,10 @@ class ScanError(BpnetError):
 def _check(output_dir, overwrite, match_percentile, contrib_percentile):
     if os.path.exists(output_dir) and not (overwrite and os.path.isdir(output_dir)):
         raise ScanError(f'{output_dir} exists; pass --overwrite to replace it')
-    for flag, value in (('match_percentile', match_percentile),
-                        ('contrib_percentile', contrib_percentile)):
+    for flag, value in (
+        ('match_percentile', match_percentile),
+        ('contrib_percentile', contrib_percentile),
+    ):
         if not 0 <= value <= 100:
             raise ScanError(f'--{flag} must be within 0..100, got {value}')
 
@@ -154,17 +156,53 @@ def _write_outputs(folder, windows, results) -> dict[str, int]:
             w = windows[int(hits.row[j])]
             start = w.start + int(hits.start[j])
             rows.append(
-                (w.chrom, start, start + width, p.name, '+-'[int(hits.strand[j])],
-                 float(hits.match[j]), float(hits.contribution[j]), float(match_p[j]),
-                 float(contrib_p[j]), w.name, int(hits.row[j]))
+                (
+                    w.chrom,
+                    start,
+                    start + width,
+                    p.name,
+                    '+-'[int(hits.strand[j])],
+                    float(hits.match[j]),
+                    float(hits.contribution[j]),
+                    float(match_p[j]),
+                    float(contrib_p[j]),
+                    w.name,
+                    int(hits.row[j]),
+                )
             )
     with open(os.path.join(folder, TSV_FILENAME), 'w', newline='') as f:
         writer = csv.writer(f, delimiter='\t', lineterminator='\n')
-        writer.writerow(['region', 'row', 'chrom', 'start', 'end', 'strand', 'pattern', 'match',
-                         'contribution', 'match_percentile', 'contrib_percentile'])
+        writer.writerow(
+            [
+                'region',
+                'row',
+                'chrom',
+                'start',
+                'end',
+                'strand',
+                'pattern',
+                'match',
+                'contribution',
+                'match_percentile',
+                'contrib_percentile',
+            ]
+        )
         for chrom, start, end, name, strand, m, c, mp, cp, region, row in rows:
-            writer.writerow([region, row, chrom, start, end, strand, name, f'{m:.4f}',
-                             f'{c:.5g}', f'{100 * mp:.1f}', f'{100 * cp:.1f}'])
+            writer.writerow(
+                [
+                    region,
+                    row,
+                    chrom,
+                    start,
+                    end,
+                    strand,
+                    name,
+                    f'{m:.4f}',
+                    f'{c:.5g}',
+                    f'{100 * mp:.1f}',
+                    f'{100 * cp:.1f}',
+                ]
+            )
     best: dict[tuple, tuple] = {}
     for r in rows:  # one BED line per genomic instance: the best match among windows
         key = r[:5]
@@ -194,8 +232,14 @@ def load_instances(scan_dir: str) -> list[dict[str, Any]]:
         for line in f:
             chrom, start, end, name, score, strand = line.rstrip('\n').split('\t')
             out.append(
-                {'chrom': chrom, 'start': int(start), 'end': int(end), 'pattern': name,
-                 'score': int(score), 'strand': strand}
+                {
+                    'chrom': chrom,
+                    'start': int(start),
+                    'end': int(end),
+                    'pattern': name,
+                    'score': int(score),
+                    'strand': strand,
+                }
             )
     return out
 

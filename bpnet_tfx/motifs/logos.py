@@ -14,11 +14,15 @@ import numpy as np
 COLOURS = {'A': '#109648', 'C': '#255C99', 'G': '#F7B32B', 'T': '#D62839'}
 # Outlines in a unit box, y down (0 = top of the letter); several paths per letter.
 _GLYPHS = {
-    'A': ['M0,1 L0.38,0 L0.62,0 L1,1 L0.78,1 L0.68,0.72 L0.32,0.72 L0.22,1 Z',
-          'M0.38,0.56 L0.62,0.56 L0.5,0.22 Z'],
+    'A': [
+        'M0,1 L0.38,0 L0.62,0 L1,1 L0.78,1 L0.68,0.72 L0.32,0.72 L0.22,1 Z',
+        'M0.38,0.56 L0.62,0.56 L0.5,0.22 Z',
+    ],
     'C': ['M0.95,0.28 A0.5,0.5 0 1 0 0.95,0.72 L0.78,0.64 A0.31,0.33 0 1 1 0.78,0.36 Z'],
-    'G': ['M0.95,0.28 A0.5,0.5 0 1 0 0.97,0.66 L0.8,0.6 A0.31,0.33 0 1 1 0.78,0.36 Z',
-          'M0.52,0.5 L0.98,0.5 L0.98,0.66 L0.52,0.66 Z'],
+    'G': [
+        'M0.95,0.28 A0.5,0.5 0 1 0 0.97,0.66 L0.8,0.6 A0.31,0.33 0 1 1 0.78,0.36 Z',
+        'M0.52,0.5 L0.98,0.5 L0.98,0.66 L0.52,0.66 Z',
+    ],
     'T': ['M0,0 L1,0 L1,0.17 L0.59,0.17 L0.59,1 L0.41,1 L0.41,0.17 L0,0.17 Z'],
 }
 
@@ -98,8 +102,13 @@ def logo_svg(
 
 
 def track_svg(
-    values: np.ndarray, *, title: str = '', element_id: str = '', width: float = 600.0,
-    height: float = 60.0, mark: tuple[int, int] | None = None,
+    values: np.ndarray,
+    *,
+    title: str = '',
+    element_id: str = '',
+    width: float = 600.0,
+    height: float = 60.0,
+    mark: tuple[int, int] | None = None,
 ) -> str:
     """A per-base track (e.g. contributions around a seqlet) as bars; `mark` shades
     [start, end)."""
@@ -115,8 +124,8 @@ def track_svg(
     ]
     if mark is not None:
         parts.append(
-            f'<rect x="{5 + mark[0] * step:.1f}" y="{top}" width="{(mark[1] - mark[0]) * step:.1f}" '
-            f'height="{height}" fill="#eee"/>'
+            f'<rect x="{5 + mark[0] * step:.1f}" y="{top}" '
+            f'width="{(mark[1] - mark[0]) * step:.1f}" height="{height}" fill="#eee"/>'
         )
     for i, v in enumerate(values):
         h = v / span * height / 2

@@ -157,7 +157,6 @@ def _finish(path, header_line, name, alt, rows, width, motifs) -> None:
         return
     if not rows or (width is not None and len(rows) != width):
         raise MemeError(
-            f'{path}:{header_line}: motif {name} has {len(rows)} matrix rows, '
-            f'w= says {width}'
+            f'{path}:{header_line}: motif {name} has {len(rows)} matrix rows, w= says {width}'
         )
     motifs.append(Motif(name, alt or '', np.stack(rows)))

@@ -21,11 +21,13 @@ _CONTRIB_DIR = flags.DEFINE_string(
     'contrib_dir', None, 'Contrib folder to scan; default: the one the patterns came from.'
 )
 _MATCH_PERCENTILE = flags.DEFINE_float(
-    'match_percentile', 20.0,
+    'match_percentile',
+    20.0,
     "Least match score, as a percentile of the pattern's own seqlets' scores (0-100).",
 )
 _CONTRIB_PERCENTILE = flags.DEFINE_float(
-    'contrib_percentile', 1.0,
+    'contrib_percentile',
+    1.0,
     "Least contribution (L1 over the motif), as a percentile of the seqlets' (0-100).",
 )
 _PATTERNS = flags.DEFINE_list(

@@ -17,6 +17,7 @@ overlap by half the width or more keep only the best match (the best strand incl
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 
 from bpnet_tfx.motifs import patterns
@@ -139,4 +140,3 @@ def find_hits(core: patterns.Pattern, observed: np.ndarray, thresholds: Threshol
     keep = _suppress(row, start, best[row, start], len(core.cwm))
     row, start = row[keep], start[keep]
     return Hits(row, start, strand[row, start], best[row, start], contribution[row, start])
-
