@@ -50,7 +50,7 @@ def scan(
     output_dir: str,
     *,
     contrib_dir: str | None = None,
-    match_percentile: float = 20.0,
+    match_percentile: float = 5.0,
     contrib_percentile: float = 1.0,
     patterns_wanted: list[str] | None = None,
     overwrite: bool = False,

@@ -160,3 +160,41 @@ def _finish(path, header_line, name, alt, rows, width, motifs) -> None:
             f'{path}:{header_line}: motif {name} has {len(rows)} matrix rows, w= says {width}'
         )
     motifs.append(Motif(name, alt or '', np.stack(rows)))
+
+
+def consensus_pfm(consensus: str, purity: float = 0.85) -> np.ndarray:
+    """(W, 4) PFM giving each consensus base `purity` and the others the rest equally."""
+    rows = np.full((len(consensus), 4), (1 - purity) / 3)
+    rows[np.arange(len(consensus)), ['ACGT'.index(b) for b in consensus]] = purity
+    return rows
+
+
+def demo_database(decoys: int = 40, seed: int = 0) -> list[Motif]:
+    """A small motif database for the simulated demo (`bpnet_tfx.simulate`): one motif per
+    planted consensus (named SIM0001.., the simulator's motif name as alt name), a
+    letter-shuffled copy of each, and `decoys` random motifs of 8-16 bp. Tests and the demo
+    annotate against it; real work uses a real database such as JASPAR."""
+    from bpnet_tfx import simulate
+
+    rng = np.random.default_rng(seed)
+    planted = {
+        m.name: m.consensus
+        for config in simulate.DEMO_CONFIGS.values()
+        for t in config.tasks
+        for m in t.motifs
+    }
+    out = []
+    for name, consensus in sorted(planted.items()):
+        out.append(Motif(f'SIM{len(out) + 1:04d}', name, consensus_pfm(consensus)))
+        shuffled = ''.join(rng.permutation(list(consensus)))
+        out.append(Motif(f'SIM{len(out) + 1:04d}', f'{name}_shuffled', consensus_pfm(shuffled)))
+    for _ in range(decoys):
+        width = int(rng.integers(8, 17))
+        out.append(
+            Motif(
+                f'SIM{len(out) + 1:04d}',
+                f'decoy{len(out) + 1}',
+                rng.dirichlet(np.full(4, 0.4), width),
+            )
+        )
+    return out

@@ -1,7 +1,7 @@
 """`python -m bpnet_tfx.motifs scan`: motif instances by CWM scanning of contribution scores.
 
     python -m bpnet_tfx.motifs scan --discover_dir=DIR --output_dir=DIR \
-        [--contrib_dir=DIR] [--match_percentile=20] [--contrib_percentile=1]
+        [--contrib_dir=DIR] [--match_percentile=5] [--contrib_percentile=1]
 
 Writes instances.bed, instances.tsv, counts.tsv (instances per pattern per region) and
 summary.json (`motifs.instances`, `motifs.scanning`).
