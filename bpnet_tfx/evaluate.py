@@ -9,10 +9,12 @@ when the records carry it: the floor no model can beat), profile_jsd, profile_au
 base-resolution auPRC: positions with >= 0.015 of the window's counts positive, <= 0.005
 negative, windows with < 2.5 / 0.015 counts skipped) with profile_auprc_shuffled (the same with
 predictions permuted along positions, fixed seed), count_pearson and count_spearman on
-log(1 + total counts), and n_examples. 'Overall' profile NLLs are per example summed over tasks
-and strands, exactly as the training loss sums them. A progress line goes to stderr every
---progress_every batches. Records whose task names differ from the model's are refused
-unless --allow_task_mismatch. Default runs print progress and the table only; -v 0 shows logs.
+log(1 + total counts), sequence_count_pearson_bound (simulated records: the count_pearson of
+the totals the sequence alone determines, the reference for count_pearson), and n_examples.
+'Overall' profile NLLs are per example summed over tasks and strands, exactly as the training
+loss sums them. A progress line goes to stderr every --progress_every batches. Records whose
+task names differ from the model's are refused unless --allow_task_mismatch. Default runs print
+progress and the table only; -v 0 shows logs.
 """
 
 from __future__ import annotations

@@ -3,6 +3,12 @@
 Metrics are pure functions of all the split's windows (`metrics.py`), pooled in record order;
 they do not depend on the batch size. Background records are left out. The thin main
 `evaluate.py` turns flags into a call of `evaluate()` and prints `format_table()`.
+
+On records made from the simulator (`simulate.py`), whose metadata names expected bigWigs with
+the sequence-determined tracks beside them, every window's log(1 + total) of those tracks over
+its output window is correlated with the observed log counts: `sequence_count_pearson_bound`,
+what a counts head that knew exactly what the sequence determines would score, next to
+`count_pearson` as `oracle_profile_nll` sits next to `profile_nll`.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bpnet_tfx import metrics, progress, schema
+from bpnet_tfx import genome_io, metrics, progress, schema
 from bpnet_tfx.errors import BpnetError
 
 AUPRC_SHUFFLE_SEED = 20210101  # fixed: the shuffled-prediction auPRC baseline is reproducible
@@ -22,7 +28,7 @@ class EvaluateError(BpnetError):
     """Incompatible model and records, or an empty split, reported in one line."""
 
 
-def _profile_metrics(nll, uniform, oracle, jsd, true_log_counts, pred_log_counts):
+def _profile_metrics(nll, uniform, oracle, jsd, true_log_counts, pred_log_counts, bound=None):
     out = {
         'profile_nll': float(np.mean(nll)),
         'uniform_profile_nll': float(np.mean(uniform)),
@@ -33,7 +39,51 @@ def _profile_metrics(nll, uniform, oracle, jsd, true_log_counts, pred_log_counts
     }
     if oracle is not None:
         out['oracle_profile_nll'] = float(np.mean(oracle))
+    if bound is not None:
+        out['sequence_count_pearson_bound'] = metrics.pearson(
+            np.ravel(true_log_counts), np.ravel(bound)
+        )
     return out
+
+
+class _SequenceTotals:
+    """Per window, log(1 + total) of the simulator's sequence-determined tracks over its output
+    window, per task and strand; `open` gives None for records without such tracks."""
+
+    def __init__(self, pairs: list[tuple[str, str]], output_offset: int, output_length: int):
+        self._handles = [[genome_io.open_bigwig(path) for path in pair] for pair in pairs]
+        self._offset, self._length = output_offset, output_length
+
+    @classmethod
+    def open(cls, info: schema.RecordsInfo) -> '_SequenceTotals | None':
+        from bpnet_tfx import simulate
+
+        tasks = info.source.get('tasks') or []
+        pairs = [
+            simulate.sequence_bigwigs(t.get('expected_pos_bigwig'), t.get('expected_neg_bigwig'))
+            for t in tasks
+        ]
+        if len(pairs) != info.num_tasks or None in pairs or info.num_strands != 2:
+            return None
+        return cls(pairs, info.output_offset, info.output_length)
+
+    def log_totals(self, region_ids: np.ndarray) -> np.ndarray:
+        """(batch, tasks, strands) float64 for windows 'chrom:start-end' (input windows)."""
+        out = np.zeros((len(region_ids), len(self._handles), 2))
+        for i, region_id in enumerate(region_ids):
+            chrom, start, _ = genome_io.parse_region(
+                region_id.decode() if isinstance(region_id, bytes) else region_id
+            )
+            start += self._offset
+            for t, pair in enumerate(self._handles):
+                for s, bw in enumerate(pair):
+                    values = bw.values(chrom, start, start + self._length, numpy=True)
+                    out[i, t, s] = np.nansum(values, dtype=np.float64)
+        return np.log1p(out)
+
+    def close(self) -> None:
+        for bw in (bw for pair in self._handles for bw in pair):
+            bw.close()
 
 
 def _auprc_metrics(pools: list[tuple[list, list, list]]) -> dict[str, float]:
@@ -89,10 +139,11 @@ def check_model_fits_records(
 class _Pools:
     """Per-window metric parts and, per (task, strand), the labelled positions for auPRC."""
 
-    def __init__(self, info: schema.RecordsInfo):
+    def __init__(self, info: schema.RecordsInfo, sequence_totals: _SequenceTotals | None = None):
         self.parts: dict[str, list[np.ndarray]] = {
-            k: [] for k in ('nll', 'uniform', 'oracle', 'jsd', 'true', 'pred')
+            k: [] for k in ('nll', 'uniform', 'oracle', 'jsd', 'true', 'pred', 'bound')
         }
+        self.sequence_totals = sequence_totals
         self.auprc = {
             (t, s): ([], [], []) for t in range(info.num_tasks) for s in range(info.num_strands)
         }
@@ -114,6 +165,8 @@ class _Pools:
         parts['jsd'].append(metrics.jensen_shannon_distance(counts, probs))
         parts['true'].append(np.log1p(counts.sum(axis=1)))
         parts['pred'].append(out['log_counts'])
+        if self.sequence_totals is not None:
+            parts['bound'].append(self.sequence_totals.log_totals(batch['region_id']))
         labels = metrics.auprc_labels(counts)
         # Seeded by the window's index in the split: the baseline is batch-size independent.
         shuffled = metrics.shuffle_positions(probs, seed=AUPRC_SHUFFLE_SEED, first_index=self.done)
@@ -159,7 +212,9 @@ def evaluate(
 
     Keys, overall and per task and strand (`tasks.<task>.strands.<strand>`): profile_nll,
     uniform_profile_nll, oracle_profile_nll (records with expected tracks only), profile_jsd,
-    profile_auprc, profile_auprc_shuffled, count_pearson, count_spearman, n_examples. Overall
+    profile_auprc, profile_auprc_shuffled, count_pearson, count_spearman,
+    sequence_count_pearson_bound (simulated records whose sequence-determined tracks are on
+    disk; see the module docstring), n_examples. Overall
     NLLs are per window summed over tasks and strands, as the training loss sums them; the
     auPRC pools the labelled positions of every kept window (and, per task and overall, of
     every strand and task), as BPNet does. Background records are left out of every metric
@@ -185,7 +240,7 @@ def evaluate(
     model = export.ExportedModel(saved_model)
     info = schema.RecordsInfo.load(records_dir)
     check_model_fits_records(model, info, records_dir, allow_task_mismatch=allow_task_mismatch)
-    pools = _Pools(info)
+    pools = _Pools(info, _SequenceTotals.open(info))
     counter = {'background': 0}
     report = progress.Progress(
         'evaluate',
@@ -193,9 +248,13 @@ def evaluate(
         info.split_counts.get(split),
         every=max(1, progress_every) * batch_size,
     )
-    for batch in _peak_batches(records_dir, info, split, batch_size, counter):
-        pools.add(batch, model(batch['one_hot'], batch.get('control')))
-        report.update(pools.done)
+    try:
+        for batch in _peak_batches(records_dir, info, split, batch_size, counter):
+            pools.add(batch, model(batch['one_hot'], batch.get('control')))
+            report.update(pools.done)
+    finally:
+        if pools.sequence_totals is not None:
+            pools.sequence_totals.close()
     if not pools.done:
         raise EvaluateError(
             f'{records_dir}: the {split} split holds no '
@@ -226,10 +285,11 @@ def _summarise(pools: _Pools, info: schema.RecordsInfo) -> dict[str, Any]:
         arr['jsd'],
         arr['true'],
         arr['pred'],
+        arr['bound'],
     )
     overall.update(_auprc_metrics(list(pools.auprc.values())))
     tasks = {}
-    oracle = arr['oracle']
+    oracle, bound = arr['oracle'], arr['bound']
     for t, task in enumerate(info.tasks):
         sl = (slice(None), t)
         task_out = _profile_metrics(
@@ -239,6 +299,7 @@ def _summarise(pools: _Pools, info: schema.RecordsInfo) -> dict[str, Any]:
             arr['jsd'][sl],
             arr['true'][sl],
             arr['pred'][sl],
+            None if bound is None else bound[sl],
         )
         task_out.update(_auprc_metrics([pools.auprc[t, s] for s in range(info.num_strands)]))
         task_out['strands'] = {}
@@ -250,6 +311,7 @@ def _summarise(pools: _Pools, info: schema.RecordsInfo) -> dict[str, Any]:
                 arr['jsd'][:, t, s],
                 arr['true'][:, t, s],
                 arr['pred'][:, t, s],
+                None if bound is None else bound[:, t, s],
             )
             strand_out.update(_auprc_metrics([pools.auprc[t, s]]))
             task_out['strands'][strand] = strand_out
@@ -267,19 +329,21 @@ def format_table(result: dict[str, Any]) -> str:
         'profile_auprc',
         'profile_auprc_shuffled',
         'count_pearson',
+        'sequence_count_pearson_bound',
         'count_spearman',
         'n_examples',
     )
-    width = max(len(k) for k in keys) + 2
+    # Each column as wide as its heading (at least 9 characters for the numbers).
+    widths = {k: max(len(k), 9) + 2 for k in keys}
     rows = [('overall', result['overall'])]
     for task, t in result['tasks'].items():
         rows += [(f'{task} {strand}', v) for strand, v in t['strands'].items()]
     name_width = max(14, *(len(name) + 2 for name, _ in rows))
-    lines = [f"{'':{name_width}s}" + ''.join(f'{k:>{width}s}' for k in keys)]
+    lines = [f"{'':{name_width}s}" + ''.join(f'{k:>{widths[k]}s}' for k in keys)]
     for name, values in rows:
         cells = []
         for k in keys:
-            v = values.get(k)
+            v, width = values.get(k), widths[k]
             cells.append(
                 f'{"-":>{width}s}'
                 if v is None

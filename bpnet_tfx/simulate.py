@@ -11,6 +11,22 @@ expected strand bigWigs per task, and motif_sites.tsv listing every planted inst
 `numpy.random.default_rng(config.seed)`, so one config always gives the same files.
 `ensure_demo_data` keeps one copy per config fingerprint in a cache directory, published by an
 atomic rename so that racing processes are safe.
+
+What the sequence determines. An instance's strength is its motif's `strength`, times
+`weak_site_factor` if it carries a mismatch, times the cooperative boost; a peak's broad
+component follows the sum of its instances. The cooperative rule (`SimulationConfig`'s
+`cooperative_motifs`, `cooperative_distance`, `cooperative_boost`, written to simulation.json
+under 'cooperativity' too): an instance of one of the two motifs whose centre lies within the
+distance range (inclusive, bp between motif centres, either order and orientation, any tasks) of
+an instance of the other gets its strength multiplied by the boost (> 1 cooperative, < 1
+competitive), footprint and broad component alike, once however many partners it has
+(`simulated_chrom.cooperative_boosts`); motif_sites.tsv gives each instance's factor in its
+`boost` column. Everything else is noise the sequence does not determine: a lognormal factor per
+peak and task (`peak_factor_sigma`, mean 1), the control's bias field (mean 1) and the Poisson
+draw. The `<task>.sequence.{pos,neg}.bw` tracks hold the expected reads with those factors at
+their mean, i.e. E[observed | genome]; `evaluation` sums them over each window to report
+`sequence_count_pearson_bound`, the log-count Pearson correlation of these sequence-determined
+totals with the observed ones, the reference a counts head is measured against.
 """
 
 from __future__ import annotations
@@ -29,11 +45,13 @@ import pyBigWig
 from bpnet_tfx import folders, simulated_chrom
 
 # Part of the fingerprint: bump it whenever the same config would give different files.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 _MANIFEST = 'simulation.json'
 _FASTA_LINE = 60
 _BASE_LETTERS = simulated_chrom.BASE_LETTERS
-_SITES_HEADER = '#chrom\tstart\tend\tstrand\tmotif\ttask\tmismatches\tpeak\n'
+_SITES_HEADER = '#chrom\tstart\tend\tstrand\tmotif\ttask\tmismatches\tpeak\tboost\n'
+# File name part of each TaskBigWigs field, in field order: <task>.<kind>.bw.
+_BIGWIG_KINDS = ('pos', 'neg', 'expected.pos', 'expected.neg', 'sequence.pos', 'sequence.neg')
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9_.-]+$')
 # Runs of equal expected value at least this long become one bedGraph entry; the varying stretches
 # between them are written as fixed-step values, which pyBigWig writes far faster.
@@ -144,6 +162,13 @@ class SimulationConfig:
         control can explain the bias.
       control_block: length in bp of a block of constant bias.
       control_sigma: sigma of the bias field's lognormal factors.
+      cooperative_motifs: names of the two motifs (the same name twice for homotypic pairs)
+        whose instances cooperate, or () for no cooperative rule.
+      cooperative_distance: inclusive (min, max) distance in bp between two instance centres
+        that triggers the boost; max stays below the gap between neighbouring peaks'
+        instances, so the rule is exact within each peak.
+      cooperative_boost: strength factor of an instance with a partner in range (> 1
+        cooperative, < 1 competitive).
     """
 
     seed: int = 0
@@ -180,6 +205,9 @@ class SimulationConfig:
     control_rate: float = 0.0
     control_block: int = 200
     control_sigma: float = 0.6
+    cooperative_motifs: tuple[str, ...] = ('oct4_sox2', 'klf4')
+    cooperative_distance: tuple[int, int] = (20, 40)
+    cooperative_boost: float = 2.0
 
     def __post_init__(self):
         object.__setattr__(
@@ -189,6 +217,8 @@ class SimulationConfig:
         object.__setattr__(self, 'n_stretch_chroms', tuple(self.n_stretch_chroms))
         object.__setattr__(self, 'instances_per_peak', tuple(self.instances_per_peak))
         object.__setattr__(self, 'n_stretch_length', tuple(self.n_stretch_length))
+        object.__setattr__(self, 'cooperative_motifs', tuple(self.cooperative_motifs))
+        object.__setattr__(self, 'cooperative_distance', tuple(self.cooperative_distance))
         chroms = [c for c, _ in self.chrom_sizes]
         if not chroms or len(set(chroms)) != len(chroms):
             raise ValueError(f'Chromosome names must be unique and non-empty: {chroms}.')
@@ -203,6 +233,27 @@ class SimulationConfig:
             raise ValueError('min_peak_spacing is too small for instance_radius and motif length.')
         if not 0.0 <= self.broad_fraction < 1.0:
             raise ValueError(f'broad_fraction {self.broad_fraction} must be in [0, 1).')
+        self._check_cooperativity()
+
+    def _check_cooperativity(self) -> None:
+        if not self.cooperative_motifs:
+            return
+        names = {m.name for t in self.tasks for m in t.motifs}
+        if len(self.cooperative_motifs) != 2 or not set(self.cooperative_motifs) <= names:
+            raise ValueError(
+                f'cooperative_motifs {self.cooperative_motifs} must name two motifs of the '
+                f'tasks ({sorted(names)}), or be () for no cooperative rule.'
+            )
+        low, high = self.cooperative_distance
+        # Instances of neighbouring peaks are at least this far apart.
+        apart = self.min_peak_spacing - 2 * self.instance_radius
+        if not 0 <= low <= high < apart:
+            raise ValueError(
+                f'cooperative_distance {self.cooperative_distance} must be 0 <= min <= max < '
+                f'{apart} (min_peak_spacing - 2 * instance_radius).'
+            )
+        if not self.cooperative_boost > 0:
+            raise ValueError(f'cooperative_boost {self.cooperative_boost} must be positive.')
 
     def fingerprint(self) -> str:
         """Short stable hash of the config (and the simulator's format version), for cache paths."""
@@ -215,12 +266,16 @@ class SimulationConfig:
 
 
 class TaskBigWigs(NamedTuple):
-    """The four bigWigs of one task: observed and expected, plus then minus strand."""
+    """The bigWigs of one task, plus then minus strand: observed, expected (the intensities the
+    observed counts were drawn from) and sequence (the expected reads with every
+    non-sequence random factor at its mean)."""
 
     pos: str
     neg: str
     expected_pos: str
     expected_neg: str
+    sequence_pos: str
+    sequence_neg: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,7 +284,9 @@ class DemoFiles:
 
     Observed bigWigs hold only non-zero bases (integer-valued floats); read them with
     `numpy.nan_to_num(bw.values(chrom, start, end, numpy=True))`. Expected bigWigs cover every
-    base with the float32 intensity the observed counts were drawn from (zero inside N stretches).
+    base with the float32 intensity the observed counts were drawn from (zero inside N stretches);
+    sequence bigWigs (in `task_bigwigs`) likewise with the expected reads the sequence alone
+    determines.
 
     Attributes:
       root: the directory holding everything.
@@ -242,7 +299,8 @@ class DemoFiles:
       expected_pos_bigwig: expected plus-strand intensity of task 0.
       expected_neg_bigwig: expected minus-strand intensity of task 0.
       motif_sites: motif_sites.tsv, '#' header, columns chrom, start, end (0-based, half-open),
-        strand, motif, task, mismatches, peak (name in peaks.bed).
+        strand, motif, task, mismatches, peak (name in peaks.bed), boost (the instance's
+        cooperative factor, 1 without a partner in range).
       tasks: task names, in config order.
       task_bigwigs: task name -> TaskBigWigs, every task including task 0.
       control_pos_bigwig, control_neg_bigwig: observed control counts (None without one).
@@ -266,12 +324,7 @@ class DemoFiles:
 def _demo_files(root: str, config: SimulationConfig) -> DemoFiles:
     """The paths `simulate` writes under `root` for `config`."""
     task_bigwigs = {
-        t.name: TaskBigWigs(
-            *(
-                os.path.join(root, f'{t.name}.{kind}.bw')
-                for kind in ('pos', 'neg', 'expected.pos', 'expected.neg')
-            )
-        )
+        t.name: TaskBigWigs(*(os.path.join(root, f'{t.name}.{kind}.bw') for kind in _BIGWIG_KINDS))
         for t in config.tasks
     }
     first = task_bigwigs[config.tasks[0].name]
@@ -294,6 +347,48 @@ def _demo_files(root: str, config: SimulationConfig) -> DemoFiles:
             os.path.join(root, 'control.neg.bw') if config.control_rate > 0 else None
         ),
     )
+
+
+def sequence_bigwigs(expected_pos: str | None, expected_neg: str | None) -> tuple[str, str] | None:
+    """The sequence-determined tracks beside a task's expected bigWigs, or None.
+
+    Args:
+      expected_pos, expected_neg: a task's `<task>.expected.{pos,neg}.bw` as `simulate` wrote
+        them (e.g. from a records folder's metadata.json).
+
+    Returns:
+      (`<task>.sequence.pos.bw`, `<task>.sequence.neg.bw`) in the same folder when both exist;
+      None for other names (expected tracks not made here) or a simulation made before the
+      sequence tracks existed.
+    """
+    found = []
+    for path, strand in ((expected_pos, 'pos'), (expected_neg, 'neg')):
+        suffix = f'.expected.{strand}.bw'
+        if not path or not os.path.basename(path).endswith(suffix):
+            return None
+        candidate = path[: -len(suffix)] + f'.sequence.{strand}.bw'
+        if not os.path.isfile(candidate):
+            return None
+        found.append(candidate)
+    return found[0], found[1]
+
+
+def read_motif_sites(path: str) -> list[dict[str, Any]]:
+    """Reads motif_sites.tsv: one dict per planted instance, in file order.
+
+    Keys: chrom, start, end (int, 0-based half-open), strand ('+' or '-'), motif, task,
+    mismatches (int), peak (name in peaks.bed), boost (float, the cooperative factor) and
+    centre (float, the motif centre `(start + end - 1) / 2`).
+    """
+    with open(path) as f:
+        header = f.readline().lstrip('#').rstrip('\n').split('\t')
+        rows = [dict(zip(header, line.rstrip('\n').split('\t'))) for line in f if line.strip()]
+    for row in rows:
+        row['start'], row['end'] = int(row['start']), int(row['end'])
+        row['mismatches'] = int(row['mismatches'])
+        row['boost'] = float(row['boost'])
+        row['centre'] = (row['start'] + row['end'] - 1) / 2
+    return rows
 
 
 def _all_paths(files: DemoFiles) -> list[str]:
@@ -388,18 +483,22 @@ def _write_all(root: str, config: SimulationConfig) -> DemoFiles:
                 names = [f'peak_{n_peaks + i:06d}' for i in range(len(sim.summits))]
                 for name, summit, score in zip(names, sim.summits, sim.scores):
                     bed_lines.append(f'{chrom}\t{summit}\t{summit + 1}\t{name}\t{score}\t.\n')
-                for start, end, strand, motif, task, mismatches, peak in sorted(sim.sites):
+                for start, end, strand, motif, task, mismatches, peak, boost in sorted(sim.sites):
                     site_lines.append(
                         f'{chrom}\t{start}\t{end}\t{strand}\t{motif}\t{task}\t'
-                        f'{mismatches}\t{names[peak]}\n'
+                        f'{mismatches}\t{names[peak]}\t{boost:g}\n'
                     )
                 n_peaks += len(names)
                 peak_counts[chrom] = len(names)
                 for task in config.tasks:
-                    pos_bw, neg_bw, exp_pos_bw, exp_neg_bw = bigwigs[task.name]
+                    pos_bw, neg_bw, exp_pos_bw, exp_neg_bw, seq_pos_bw, seq_neg_bw = bigwigs[
+                        task.name
+                    ]
                     exp_pos, exp_neg = sim.expected[task.name]
                     _write_dense(exp_pos_bw, chrom, exp_pos)
                     _write_dense(exp_neg_bw, chrom, exp_neg)
+                    _write_dense(seq_pos_bw, chrom, sim.sequence_expected[task.name][0])
+                    _write_dense(seq_neg_bw, chrom, sim.sequence_expected[task.name][1])
                     # Draws from the float32 values stored, so the oracle likelihood is exact.
                     _write_observed(pos_bw, chrom, rng.poisson(exp_pos.astype(np.float64)))
                     _write_observed(neg_bw, chrom, rng.poisson(exp_neg.astype(np.float64)))
@@ -415,6 +514,7 @@ def _write_all(root: str, config: SimulationConfig) -> DemoFiles:
         f.writelines(f'{chrom}\t{size}\n' for chrom, size in config.chrom_sizes)
     with open(files.peaks, 'w') as f:
         f.writelines(bed_lines)
+    boosted = sum(1 for line in site_lines if not line.endswith('\t1\n'))
     with open(files.motif_sites, 'w') as f:
         f.write(_SITES_HEADER)
         f.writelines(site_lines)
@@ -423,6 +523,12 @@ def _write_all(root: str, config: SimulationConfig) -> DemoFiles:
         'fingerprint': config.fingerprint(),
         'config': dataclasses.asdict(config),
         'peaks_per_chrom': peak_counts,
+        'cooperativity': {
+            'motifs': list(config.cooperative_motifs),
+            'distance': list(config.cooperative_distance),
+            'boost': config.cooperative_boost,
+            'boosted_sites': boosted,
+        },
         'motif_sites': len(site_lines),
     }
     # Written last: its presence marks a complete simulation directory.

@@ -1,5 +1,7 @@
 """One chromosome of the demo simulator: random sequence with N stretches, peaks with planted
-motif instances, and the expected (noise-free) read intensities of every task and the control.
+motif instances, and the expected (noise-free) read intensities of every task and the control,
+both as drawn (with each peak's lognormal factor and the control's bias field) and as the
+sequence alone determines them (those factors at their mean, 1).
 
 `simulate.py` draws each chromosome with `simulate_chrom` and writes the files; the random
 stream is consumed in a fixed order, so a config always gives the same data.
@@ -144,9 +146,11 @@ class Chrom:
     codes: np.ndarray  # (size,) uint8, 0..3 = ACGT, 4 = N.
     summits: list[int]
     scores: list[int]
-    # (start, end, strand, motif, task, mismatches, peak index on this chromosome).
-    sites: list[tuple[int, int, str, str, str, int, int]]
+    # (start, end, strand, motif, task, mismatches, peak index on this chromosome, boost).
+    sites: list[tuple[int, int, str, str, str, int, int, float]]
     expected: dict[str, tuple[np.ndarray, np.ndarray]]  # task -> float32 (plus, minus).
+    # task -> float32 (plus, minus): the expected reads with every non-sequence factor at 1.
+    sequence_expected: dict[str, tuple[np.ndarray, np.ndarray]]
     control: np.ndarray | None = None  # float32 expected control reads per strand.
 
 
@@ -165,13 +169,14 @@ def simulate_chrom(
     anchors = _place_anchors(rng, chrom, allowed, count, config.min_peak_spacing)
 
     peaks = _draw_peaks(rng, codes, anchors, config)
-    expected, control = _expected_tracks(rng, codes, peaks, config)
+    expected, sequence_expected, control = _expected_tracks(rng, codes, peaks, config)
     return Chrom(
         codes=codes,
         summits=peaks.summits,
         scores=peaks.scores,
         sites=peaks.sites,
         expected=expected,
+        sequence_expected=sequence_expected,
         control=control,
     )
 
@@ -179,84 +184,211 @@ def simulate_chrom(
 @dataclasses.dataclass
 class _Peaks:
     """What `_draw_peaks` planted: per peak its summit and score; every site; and per task the
-    footprint rows (centre, forward, amplitude, plus/minus offsets) and broad components."""
+    footprint rows (centre, forward, amplitude, plus/minus offsets, sequence amplitude) and
+    broad components (summit, reads, sequence reads). A sequence amplitude is the amplitude
+    with the peak's lognormal factor at its mean (1)."""
 
     summits: list[int]
     scores: list[int]
-    sites: list[tuple[int, int, str, str, str, int, int]]
+    sites: list[tuple[int, int, str, str, str, int, int, float]]
     inst: dict[str, list[list[float]]]
-    broad: dict[str, list[tuple[float, float]]]
+    broad: dict[str, list[tuple[float, float, float]]]
+
+
+def cooperative_boosts(
+    names: list[str], centres: np.ndarray, config: SimulationConfig
+) -> np.ndarray:
+    """Per instance of one peak, the strength factor of the cooperative rule.
+
+    An instance of one motif of `config.cooperative_motifs` whose centre lies within
+    `config.cooperative_distance` (inclusive, bp between centres) of an instance of the other
+    one (or of another instance of the same motif, when both names are the same) gets
+    `config.cooperative_boost`; every other instance gets 1. Tasks do not matter: two
+    factors of different tasks cooperate as well.
+
+    Args:
+      names: motif name of each instance.
+      centres: (instances,) motif centres in bp.
+      config: the rule's parameters.
+
+    Returns:
+      (instances,) float64 factors, `cooperative_boost` or 1.
+    """
+    boosts = np.ones(len(names))
+    if not config.cooperative_motifs:
+        return boosts
+    first, second = config.cooperative_motifs
+    low, high = config.cooperative_distance
+    centres = np.asarray(centres, np.float64)
+    for i, name in enumerate(names):
+        if name not in (first, second):
+            continue
+        partner = second if name == first else first
+        for j, other in enumerate(names):
+            if j != i and other == partner and low <= abs(centres[j] - centres[i]) <= high:
+                boosts[i] = config.cooperative_boost
+                break
+    return boosts
+
+
+def _choose_motifs(
+    rng: np.random.Generator, config: SimulationConfig
+) -> list[tuple[int, MotifSpec]]:
+    """(task index, motif) of each instance of one peak: 1-3 of its owner task, the first
+    always the task's first motif, and one of each other task with cobinding_probability."""
+    n_tasks = len(config.tasks)
+    low, high = config.instances_per_peak
+    owner = int(rng.integers(n_tasks)) if n_tasks > 1 else 0
+    chosen: list[tuple[int, MotifSpec]] = []
+    for t, task in enumerate(config.tasks):
+        if t == owner:
+            n = int(rng.integers(low, high + 1))
+        else:
+            n = int(rng.random() < config.cobinding_probability)
+        for k in range(n):
+            motif = task.motifs[0] if k == 0 else task.motifs[rng.integers(len(task.motifs))]
+            chosen.append((t, motif))
+    return chosen
+
+
+def _plant(
+    rng: np.random.Generator,
+    codes: np.ndarray,
+    motif: MotifSpec,
+    start: int,
+    forward: bool,
+    weak: bool,
+) -> None:
+    """Writes one instance into `codes`, with one random mismatch when `weak`."""
+    m = len(motif.consensus)
+    site = np.frombuffer(motif.consensus.encode(), dtype=np.uint8)
+    site = np.searchsorted(BASE_LETTERS[:4], site).astype(np.uint8)
+    if weak:
+        at = int(rng.integers(m))
+        site[at] = (site[at] + rng.integers(1, 4)) % 4
+    codes[start : start + m] = site if forward else 3 - site[::-1]
 
 
 def _draw_peaks(
     rng: np.random.Generator, codes: np.ndarray, anchors: list[int], config: SimulationConfig
 ) -> _Peaks:
-    """Plants each peak's motif instances into `codes` (in place) and draws their strengths."""
+    """Plants each peak's motif instances into `codes` (in place) and draws their strengths.
+
+    An instance's sequence amplitude is its motif's strength times the weak-site factor (one
+    mismatch) and its cooperative boost; its amplitude multiplies that by the peak's lognormal
+    factor for its task.
+    """
     n_tasks = len(config.tasks)
-    low, high = config.instances_per_peak
-    # Per task: instance centre, forward?, amplitude, plus/minus offsets; and broad components.
     inst: dict[str, list[list[float]]] = {t.name: [] for t in config.tasks}
-    broad: dict[str, list[tuple[float, float]]] = {t.name: [] for t in config.tasks}
+    broad: dict[str, list[tuple[float, float, float]]] = {t.name: [] for t in config.tasks}
     summits, scores, sites = [], [], []
     sigma = config.peak_factor_sigma
+    broad_share = config.broad_fraction / (1.0 - config.broad_fraction)
     for peak, anchor in enumerate(anchors):
-        owner = int(rng.integers(n_tasks)) if n_tasks > 1 else 0
-        chosen: list[tuple[int, MotifSpec]] = []  # (task index, motif)
-        for t, task in enumerate(config.tasks):
-            if t == owner:
-                n = int(rng.integers(low, high + 1))
-            else:
-                n = int(rng.random() < config.cobinding_probability)
-            for k in range(n):
-                motif = task.motifs[0] if k == 0 else task.motifs[rng.integers(len(task.motifs))]
-                chosen.append((t, motif))
-        starts = _place_instances(
-            rng, anchor, [len(m.consensus) for _, m in chosen], config.instance_radius
-        )
+        chosen = _choose_motifs(rng, config)
+        lengths = [len(m.consensus) for _, m in chosen]
+        starts = _place_instances(rng, anchor, lengths, config.instance_radius)
         forward = rng.random(len(chosen)) < 0.5
         weak = rng.random(len(chosen)) < config.weak_site_probability
         factors = rng.lognormal(-0.5 * sigma**2, sigma, size=n_tasks)
-        centres, peak_amplitude = [], np.zeros(n_tasks)
-        for (t, motif), start, fwd, is_weak in zip(chosen, starts, forward, weak):
-            m = len(motif.consensus)
-            site = np.frombuffer(motif.consensus.encode(), dtype=np.uint8)
-            site = np.searchsorted(BASE_LETTERS[:4], site).astype(np.uint8)
-            if is_weak:
-                at = int(rng.integers(m))
-                site[at] = (site[at] + rng.integers(1, 4)) % 4
-            codes[start : start + m] = site if fwd else 3 - site[::-1]
-            centre = start + (m - 1) / 2
-            amplitude = motif.strength * factors[t] * (config.weak_site_factor if is_weak else 1.0)
-            peak_amplitude[t] += amplitude
-            centres.append(centre)
+        centres = np.array([s + (m - 1) / 2 for s, m in zip(starts, lengths)])
+        boosts = cooperative_boosts([m.name for _, m in chosen], centres, config)
+        sequence_amplitude = np.zeros(n_tasks)
+        for (t, motif), start, centre, fwd, is_weak, boost in zip(
+            chosen, starts, centres, forward, weak, boosts
+        ):
+            _plant(rng, codes, motif, start, bool(fwd), bool(is_weak))
+            level = motif.strength * boost * (config.weak_site_factor if is_weak else 1.0)
+            sequence_amplitude[t] += level
             task = config.tasks[t].name
             inst[task].append(
-                [centre, float(fwd), amplitude, motif.plus_offset, motif.minus_offset]
+                [
+                    centre,
+                    float(fwd),
+                    level * factors[t],
+                    motif.plus_offset,
+                    motif.minus_offset,
+                    level,
+                ]
             )
             sites.append(
-                (start, start + m, '+' if fwd else '-', motif.name, task, int(is_weak), peak)
+                (
+                    start,
+                    start + len(motif.consensus),
+                    '+' if fwd else '-',
+                    motif.name,
+                    task,
+                    int(is_weak),
+                    peak,
+                    float(boost),
+                )
             )
         jitter = config.summit_jitter_sd * np.clip(rng.normal(), -3.0, 3.0)
         summit = int(np.rint(np.mean(centres) + jitter))
         summits.append(summit)
-        scores.append(min(1000, int(round(peak_amplitude.sum()))))
+        scores.append(min(1000, int(round(float((sequence_amplitude * factors).sum())))))
         for t, task in enumerate(config.tasks):
-            if peak_amplitude[t] > 0:
-                broad_reads = (
-                    peak_amplitude[t] * config.broad_fraction / (1.0 - config.broad_fraction)
-                )
-                broad[task.name].append((summit, broad_reads))
-
+            if sequence_amplitude[t] > 0:
+                reads = sequence_amplitude[t] * broad_share
+                broad[task.name].append((summit, reads * factors[t], reads))
     return _Peaks(summits, scores, sites, inst, broad)
+
+
+def _task_tracks(
+    size: int,
+    rows: np.ndarray,
+    broad: np.ndarray,
+    config: SimulationConfig,
+    bias: np.ndarray | None,
+    sequence: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One task's expected (plus, minus) reads, float64, before N masking.
+
+    Args:
+      size: chromosome length.
+      rows: (instances, 6) footprint rows of `_Peaks.inst`.
+      broad: (peaks, 3) broad components of `_Peaks.broad`.
+      config: the simulation.
+      bias: the control's bias field, or None (no control, or its mean, 1).
+      sequence: use the sequence amplitudes (lognormal factors at 1) instead of the drawn ones.
+    """
+    pos = np.full(size, config.background_rate, dtype=np.float64)
+    neg = pos.copy()
+    # With a control, background and broad signal follow the bias field and the footprints
+    # do not.
+    footprint_pos, footprint_neg = (pos, neg) if bias is None else (np.zeros(size), np.zeros(size))
+    _add_footprints(
+        footprint_pos,
+        footprint_neg,
+        rows[:, 0],
+        rows[:, 1] > 0.5,
+        rows[:, 5 if sequence else 2],
+        rows[:, 3],
+        rows[:, 4],
+        config.footprint_sd,
+    )
+    if broad.size and config.broad_fraction > 0:
+        radius = int(np.ceil(4 * config.broad_sd))
+        for track in (pos, neg):
+            _add_gaussians(
+                track, broad[:, 0], broad[:, 2 if sequence else 1], config.broad_sd, radius
+            )
+    if bias is not None:
+        pos = pos * bias + footprint_pos
+        neg = neg * bias + footprint_neg
+    return pos, neg
+
+
+_Tracks = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def _expected_tracks(
     rng: np.random.Generator, codes: np.ndarray, peaks: _Peaks, config: SimulationConfig
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray | None]:
-    """Per task the expected (plus, minus) reads, and the expected control reads or None."""
+) -> tuple[_Tracks, _Tracks, np.ndarray | None]:
+    """Per task the expected (plus, minus) reads as drawn and as the sequence determines them
+    (lognormal factors and bias field at their mean, 1), and the expected control reads or
+    None; float32."""
     size = codes.size
-    inst, broad = peaks.inst, peaks.broad
-    expected = {}
     n_mask = codes == N_CODE
     bias, control = None, None
     if config.control_rate > 0:  # Drawn only then, so configs without one keep their stream.
@@ -266,36 +398,14 @@ def _expected_tracks(
         control = config.control_rate * bias
         control[n_mask] = 0.0
         control = control.astype(np.float32)
+    expected, sequence_expected = {}, {}
     for task in config.tasks:
-        pos = np.full(size, config.background_rate, dtype=np.float64)
-        neg = pos.copy()
-        # Footprints, then the broad component (this order keeps the default data's exact
-        # floats); with a control, background and broad signal follow the bias field and the
-        # footprints do not.
-        footprint_pos, footprint_neg = (
-            (pos, neg) if bias is None else (np.zeros(size), np.zeros(size))
-        )
-        rows = np.array(inst[task.name], dtype=np.float64).reshape(-1, 5)
-        _add_footprints(
-            footprint_pos,
-            footprint_neg,
-            rows[:, 0],
-            rows[:, 1] > 0.5,
-            rows[:, 2],
-            rows[:, 3],
-            rows[:, 4],
-            config.footprint_sd,
-        )
-        if broad[task.name] and config.broad_fraction > 0:
-            b = np.array(broad[task.name], dtype=np.float64)
-            radius = int(np.ceil(4 * config.broad_sd))
-            for track in (pos, neg):
-                _add_gaussians(track, b[:, 0], b[:, 1], config.broad_sd, radius)
-        if bias is not None:
-            pos = pos * bias + footprint_pos
-            neg = neg * bias + footprint_neg
-        # No read maps inside an assembly gap.
-        pos[n_mask] = 0.0
-        neg[n_mask] = 0.0
-        expected[task.name] = (pos.astype(np.float32), neg.astype(np.float32))
-    return expected, control
+        rows = np.array(peaks.inst[task.name], dtype=np.float64).reshape(-1, 6)
+        broad = np.array(peaks.broad[task.name], dtype=np.float64).reshape(-1, 3)
+        for out, sequence in ((expected, False), (sequence_expected, True)):
+            pos, neg = _task_tracks(size, rows, broad, config, None if sequence else bias, sequence)
+            # No read maps inside an assembly gap.
+            pos[n_mask] = 0.0
+            neg[n_mask] = 0.0
+            out[task.name] = (pos.astype(np.float32), neg.astype(np.float32))
+    return expected, sequence_expected, control

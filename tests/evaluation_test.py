@@ -370,3 +370,74 @@ def test_a_model_folder_given_for_its_export_is_named(tiny_export, tmp_path):
     shutil.copytree(tiny_export[0], model_dir / 'export')
     with pytest.raises(schema.SchemaError, match=f'did you mean --saved_model={model_dir}/export'):
         evaluation.evaluate(str(model_dir), tiny_export[2], 'valid')
+
+
+def _write_bigwig(path: str, sizes: dict[str, int], values: dict[str, np.ndarray]) -> None:
+    import pyBigWig
+
+    bw = pyBigWig.open(path, 'w')
+    bw.addHeader(list(sizes.items()))
+    for chrom, v in values.items():
+        bw.addEntries(chrom, 0, values=v.astype(np.float64), span=1, step=1)
+    bw.close()
+
+
+def test_sequence_count_pearson_bound_reads_the_simulators_tracks(tiny_export, tmp_path):
+    """With `<task>.sequence.{pos,neg}.bw` beside the expected bigWigs the metadata names, the
+    bound is the Pearson correlation of log(1 + their total over each output window) with the
+    observed log counts; without them there is no bound."""
+    export_dir, _, records_dir, info = tiny_export
+    plain = evaluation.evaluate(export_dir, records_dir, 'valid')
+    assert 'sequence_count_pearson_bound' not in plain['overall']
+    assert 'sequence_count_pearson_bound' in evaluation.format_table(plain)  # Shown as '-'.
+
+    rng = np.random.default_rng(5)
+    sizes = {'chrvalid': 16 * info.stored_length + 500}
+    tracks = {}
+    for kind in ('expected.pos', 'expected.neg', 'sequence.pos', 'sequence.neg'):
+        tracks[kind] = rng.gamma(0.5, 2.0, sizes['chrvalid']).astype(np.float32)
+        _write_bigwig(str(tmp_path / f'synthetic.{kind}.bw'), sizes, {'chrvalid': tracks[kind]})
+    meta_path = os.path.join(records_dir, schema.METADATA_FILENAME)
+    with open(meta_path) as f:
+        meta = json.load(f)
+    meta['source']['tasks'] = [
+        {
+            'name': 'synthetic',
+            'expected_pos_bigwig': str(tmp_path / 'synthetic.expected.pos.bw'),
+            'expected_neg_bigwig': str(tmp_path / 'synthetic.expected.neg.bw'),
+        }
+    ]
+    with open(meta_path, 'w') as f:
+        json.dump(meta, f)
+    result = evaluation.evaluate(export_dir, records_dir, 'valid', batch_size=3)
+
+    true, bound = [], []
+    for batch in data.make_eval_dataset(records_dir, info, 'valid', batch_size=16):
+        true.append(np.log1p(batch['profile'].numpy().sum(1)))
+        for region_id in batch['region_id'].numpy():
+            start = int(region_id.decode().split(':')[1].split('-')[0]) + info.output_offset
+            window = slice(start, start + info.output_length)
+            bound.append(
+                [
+                    [np.log1p(tracks['sequence.pos'][window].sum(dtype=np.float64))],
+                    [np.log1p(tracks['sequence.neg'][window].sum(dtype=np.float64))],
+                ]
+            )
+    true = np.concatenate(true)  # (windows, tasks, strands)
+    bound = np.array(bound).transpose(0, 2, 1)
+    overall = result['overall']
+    np.testing.assert_allclose(
+        overall['sequence_count_pearson_bound'],
+        np.corrcoef(true.ravel(), bound.ravel())[0, 1],
+        rtol=1e-9,
+    )
+    strand = result['tasks']['synthetic']['strands']['-']
+    np.testing.assert_allclose(
+        strand['sequence_count_pearson_bound'],
+        np.corrcoef(true[:, 0, 1], bound[:, 0, 1])[0, 1],
+        rtol=1e-9,
+    )
+    # Everything else is as without the tracks.
+    assert overall['count_pearson'] == pytest.approx(plain['overall']['count_pearson'])
+    line = evaluation.format_table(result).splitlines()[1]
+    assert f'{overall["sequence_count_pearson_bound"]:.3f}' in line

@@ -53,13 +53,7 @@ def _peaks(files: simulate.DemoFiles) -> list[tuple[str, int, int, str]]:
 
 
 def _sites(files: simulate.DemoFiles) -> list[dict]:
-    with open(files.motif_sites) as f:
-        header = f.readline().lstrip('#').rstrip('\n').split('\t')
-        rows = [dict(zip(header, line.rstrip('\n').split('\t'))) for line in f]
-    for row in rows:
-        row['start'], row['end'] = int(row['start']), int(row['end'])
-        row['mismatches'] = int(row['mismatches'])
-    return rows
+    return simulate.read_motif_sites(files.motif_sites)
 
 
 def _motifs(config: simulate.SimulationConfig) -> dict[str, simulate.MotifSpec]:
@@ -263,10 +257,13 @@ def test_expected_total_splits_into_footprints_broad_and_background(small):
     n_bases = sum(int((t['expected_pos'] > 0).sum()) for t in tracks.values())
     total = sum(t['expected_pos'].sum() for t in tracks.values())
     signal = total - _SMALL.background_rate * n_bases
-    # Mean strength per site (weak sites scaled), lifted by the broad fraction.
+    # Mean strength per site (weak sites scaled, cooperative ones boosted), lifted by the broad
+    # fraction.
     mean_site = np.mean(
         [
-            motifs[s['motif']].strength * (_SMALL.weak_site_factor if s['mismatches'] else 1.0)
+            motifs[s['motif']].strength
+            * s['boost']
+            * (_SMALL.weak_site_factor if s['mismatches'] else 1.0)
             for s in sites
         ]
     )
