@@ -250,3 +250,48 @@ def instance_counts(scan_dir: str) -> dict[str, int]:
     for hit in load_instances(scan_dir):
         counts[hit['pattern']] = counts.get(hit['pattern'], 0) + 1
     return counts
+
+
+def load_scan_summary(scan_dir: str) -> dict[str, Any]:
+    """summary.json of a scan folder."""
+    import json
+
+    try:
+        with open(os.path.join(scan_dir, SUMMARY_FILENAME)) as f:
+            summary = json.load(f)
+        summary['contrib_dir']
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ScanError(
+            f'{scan_dir}: no readable {SUMMARY_FILENAME}; not a folder written by motifs scan'
+        ) from None
+    return summary
+
+
+def load_hits(scan_dir: str, windows) -> list[dict[str, Any]]:
+    """instances.tsv rows as dicts: region, row, chrom, genome_start, genome_end, strand,
+    pattern, and start/end in the row's window."""
+    path = os.path.join(scan_dir, TSV_FILENAME)
+    out = []
+    try:
+        with open(path, newline='') as f:
+            for r in csv.DictReader(f, delimiter='\t'):
+                row = int(r['row'])
+                w = windows[row]
+                out.append(
+                    {
+                        'region': r['region'],
+                        'row': row,
+                        'chrom': r['chrom'],
+                        'genome_start': int(r['start']),
+                        'genome_end': int(r['end']),
+                        'start': int(r['start']) - w.start,
+                        'end': int(r['end']) - w.start,
+                        'strand': r['strand'],
+                        'pattern': r['pattern'],
+                    }
+                )
+    except (OSError, KeyError, ValueError, IndexError) as e:
+        raise ScanError(f'{path}: cannot read the instances ({e})') from None
+    if not out:
+        raise ScanError(f'{path}: no instance to ablate')
+    return out
