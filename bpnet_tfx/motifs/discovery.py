@@ -205,6 +205,7 @@ def discover(
             )
         summary = {
             'contrib_dir': os.path.abspath(contrib_dir),
+            'contrib_dir_relative': os.path.relpath(contrib_dir, output_dir),
             'rows': rows,
             'sequence_length': int(contrib['one_hot'].shape[1]),
             'window': window,
@@ -228,8 +229,18 @@ def write_json(path: str, value: Any) -> None:
         f.write('\n')
 
 
+def resolve(summary: dict[str, Any], key: str, folder: str) -> str:
+    """The folder `summary[key]` names, found first by its path relative to `folder` (so
+    folders moved together, like the pipeline's, keep finding each other)."""
+    relative = summary.get(f'{key}_relative')
+    if relative is not None and os.path.isdir(os.path.join(folder, relative)):
+        return os.path.normpath(os.path.join(folder, relative))
+    return summary[key]
+
+
 def load_discovery(discover_dir: str) -> tuple[dict[str, Any], list[patterns.Pattern]]:
-    """(summary, patterns of every target) of a discovery folder.
+    """(summary, patterns of every target) of a discovery folder; the summary's
+    'contrib_dir' resolved (`resolve`).
 
     Raises:
       DiscoveryError: not a discovery folder.
@@ -244,6 +255,7 @@ def load_discovery(discover_dir: str) -> tuple[dict[str, Any], list[patterns.Pat
             f'{discover_dir}: no readable {SUMMARY_FILENAME}; not a folder written by '
             'python -m bpnet_tfx.motifs discover'
         ) from None
+    summary['contrib_dir'] = resolve(summary, 'contrib_dir', discover_dir)
     found = []
     for target in targets:
         h5 = os.path.join(discover_dir, target, MODISCO_FILENAME)

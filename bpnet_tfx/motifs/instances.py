@@ -114,7 +114,9 @@ def scan(
         )
     out = {
         'discover_dir': os.path.abspath(discover_dir),
+        'discover_dir_relative': os.path.relpath(discover_dir, output_dir),
         'contrib_dir': os.path.abspath(contrib_dir or summary['contrib_dir']),
+        'contrib_dir_relative': os.path.relpath(contrib_dir or summary['contrib_dir'], output_dir),
         'windows': len(scanned['windows']),
         'match_percentile': match_percentile,
         'contrib_percentile': contrib_percentile,
@@ -259,7 +261,7 @@ def load_scan_summary(scan_dir: str) -> dict[str, Any]:
     try:
         with open(os.path.join(scan_dir, SUMMARY_FILENAME)) as f:
             summary = json.load(f)
-        summary['contrib_dir']
+        summary['contrib_dir'] = discovery.resolve(summary, 'contrib_dir', scan_dir)
     except (OSError, ValueError, KeyError, TypeError):
         raise ScanError(
             f'{scan_dir}: no readable {SUMMARY_FILENAME}; not a folder written by motifs scan'
