@@ -249,13 +249,13 @@ def load_discovery(discover_dir: str) -> tuple[dict[str, Any], list[patterns.Pat
     try:
         with open(path) as f:
             summary = json.load(f)
-        targets = summary['targets']
+        targets = dict(summary['targets'])
+        summary['contrib_dir'] = resolve(summary, 'contrib_dir', discover_dir)
     except (OSError, ValueError, KeyError, TypeError):
         raise DiscoveryError(
             f'{discover_dir}: no readable {SUMMARY_FILENAME}; not a folder written by '
             'python -m bpnet_tfx.motifs discover'
         ) from None
-    summary['contrib_dir'] = resolve(summary, 'contrib_dir', discover_dir)
     found = []
     for target in targets:
         h5 = os.path.join(discover_dir, target, MODISCO_FILENAME)
