@@ -89,23 +89,7 @@ def scan(
                 f'{contrib_dir}: no target {p.target!r} for pattern {p.name} '
                 f'(it has {", ".join(scanned["hyp"])})'
             )
-    results = []
-    for i, p in enumerate(found, 1):
-        core = p.trimmed()
-        try:
-            thresholds = scanning.seqlet_thresholds(
-                core, _observed(source, p.target), match_percentile, contrib_percentile
-            )
-        except ValueError as e:
-            raise ScanError(f'{discover_dir}: {e}') from None
-        hits = scanning.find_hits(core, _observed(scanned, p.target), thresholds)
-        results.append((p, core, thresholds, hits))
-        print(
-            f'scan: {i}/{len(found)} patterns: {p.name}: {len(hits.row)} instances '
-            f'(match >= {thresholds.match:.3f}, contribution >= {thresholds.contribution:.3g})',
-            file=sys.stderr,
-            flush=True,
-        )
+    results = _scan_all(found, source, scanned, match_percentile, contrib_percentile, discover_dir)
     total = sum(len(h.row) for *_, h in results)
     if total == 0:
         raise ScanError(
@@ -140,6 +124,29 @@ def scan(
         return out
 
     return folders.write_atomically(output_dir, write)
+
+
+def _scan_all(found, source, scanned, match_percentile, contrib_percentile, discover_dir):
+    """[(pattern, trimmed pattern, thresholds, hits)] of every pattern, with progress lines;
+    thresholds from `source` (the discovery's contributions), hits in `scanned`."""
+    results = []
+    for i, p in enumerate(found, 1):
+        core = p.trimmed()
+        try:
+            thresholds = scanning.seqlet_thresholds(
+                core, _observed(source, p.target), match_percentile, contrib_percentile
+            )
+        except ValueError as e:
+            raise ScanError(f'{discover_dir}: {e}') from None
+        hits = scanning.find_hits(core, _observed(scanned, p.target), thresholds)
+        results.append((p, core, thresholds, hits))
+        print(
+            f'scan: {i}/{len(found)} patterns: {p.name}: {len(hits.row)} instances '
+            f'(match >= {thresholds.match:.3f}, contribution >= {thresholds.contribution:.3g})',
+            file=sys.stderr,
+            flush=True,
+        )
+    return results
 
 
 def _observed(contrib: dict[str, Any], target: str) -> np.ndarray:
