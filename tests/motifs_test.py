@@ -396,3 +396,14 @@ def test_interaction_range_finds_the_boosted_distances():
 def test_load_outputs_fixture_shape_for_reports(tmp_path):
     """The report reads contribution folders through contributions.load_outputs."""
     assert os.path.basename(contributions.ONE_HOT_FILENAME) == 'ohe.npz'
+
+
+def test_core_stops_at_a_long_gap_but_spans_short_ones():
+    weak, strong = np.full((1, 4), 0.001), sequence.one_hot('A').astype(float)
+    # strong x5, gap 2, strong x3, gap 8, a partner's edge x4 at 40% of the peak
+    cwm = np.concatenate(
+        [weak, *[strong] * 5, weak, weak, *[strong] * 3, *[weak] * 8, *[strong * 0.4] * 4]
+    )
+    p = _pattern(cwm)
+    assert p.core() == (1, 11)
+    assert p.core(threshold=0.5) == (1, 11)

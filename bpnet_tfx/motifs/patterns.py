@@ -18,6 +18,7 @@ from bpnet_tfx.motifs import meme
 
 METACLUSTERS = ('pos_patterns', 'neg_patterns')
 TRIM_THRESHOLD = 0.3  # modisco-lite's report trims at 30% of the largest position's |CWM|
+MAX_GAP = 3  # positions below the threshold a core may span
 
 
 class PatternsError(BpnetError):
@@ -66,10 +67,20 @@ class Pattern:
         return self.name.replace('/', '.')
 
     def core(self, threshold: float = TRIM_THRESHOLD) -> tuple[int, int]:
-        """[start, end) of the positions whose |CWM| sum reaches `threshold` x the largest."""
+        """[start, end) of the motif's core: the positions whose |CWM| sum reaches `threshold`
+        x the largest, taken around the largest while gaps below it are at most `MAX_GAP`
+        positions long. (modisco-lite's report keeps everything from the first to the last
+        such position, which makes a composite of a motif and a partner's edge at a fixed
+        spacing one long motif.)"""
         score = np.abs(self.cwm).sum(axis=1)
         keep = np.flatnonzero(score >= threshold * score.max())
-        return int(keep[0]), int(keep[-1]) + 1
+        peak = int(np.searchsorted(keep, int(np.argmax(score))))
+        lo = hi = peak
+        while lo > 0 and keep[lo] - keep[lo - 1] <= MAX_GAP + 1:
+            lo -= 1
+        while hi < len(keep) - 1 and keep[hi + 1] - keep[hi] <= MAX_GAP + 1:
+            hi += 1
+        return int(keep[lo]), int(keep[hi]) + 1
 
     def trimmed(self, threshold: float = TRIM_THRESHOLD) -> Pattern:
         """The pattern cut to `core(threshold)`; seqlet coordinates shifted alike."""
