@@ -407,3 +407,15 @@ def test_core_stops_at_a_long_gap_but_spans_short_ones():
     p = _pattern(cwm)
     assert p.core() == (1, 11)
     assert p.core(threshold=0.5) == (1, 11)
+
+
+def test_interaction_range_prefers_a_sustained_run_to_a_spike():
+    d = np.arange(13, 101)
+    ratio = np.full(len(d), 1.1)
+    ratio[d <= 15] = 1.03  # the motifs nearly touching: a deeper but short dip
+    ratio[(d >= 20) & (d <= 40)] = 1.15
+    spacing = insilico.Spacing(
+        d, ratio[:, None] * 10.0, np.array([4.0]), np.full((len(d), 1), 6.0), np.array([1.0])
+    )
+    r = insilico.interaction_range(spacing)
+    assert r['range'] == [20, 40] and r['sign'] == 1

@@ -137,24 +137,31 @@ def space(model, motif_a: str, motif_b: str, distances, bg: np.ndarray, batch_si
 
 
 def interaction_range(spacing: Spacing, task: int = 0) -> dict[str, Any]:
-    """Where the pair departs from additivity: the distances whose |ratio - baseline| exceeds
-    half the largest departure (baseline: the median ratio over all distances), and the
-    sign of that departure (+1 cooperative, -1 competitive)."""
+    """Where the pair departs from what the motifs do at most distances.
+
+    The baseline is the median ratio over all distances; the distances split into runs where
+    the ratio stays on one side of it, and the run with the largest summed departure is the
+    interaction (a sustained effect, not a spike where the motifs nearly touch). Its range is
+    the contiguous distances around the run's extreme whose departure reaches half of it;
+    its sign is +1 above the baseline (cooperative), -1 below (competitive).
+    """
     ratio = spacing.ratio[:, task]
     baseline = float(np.median(ratio))
     excess = ratio - baseline
-    peak = int(np.argmax(np.abs(excess)))
-    sign = 1 if excess[peak] > 0 else -1
-    inside = sign * excess >= 0.5 * abs(excess[peak])
-    # the contiguous run of distances around the peak
+    sides = np.sign(excess)
+    starts = np.flatnonzero(np.concatenate([[True], sides[1:] != sides[:-1]]))
+    ends = np.concatenate([starts[1:], [len(ratio)]])
+    best = max(zip(starts, ends), key=lambda r: np.abs(excess[r[0] : r[1]]).sum())
+    run = np.abs(excess[best[0] : best[1]])
+    peak = int(best[0] + np.argmax(run))
     lo = hi = peak
-    while lo > 0 and inside[lo - 1]:
+    while lo > best[0] and abs(excess[lo - 1]) >= 0.5 * abs(excess[peak]):
         lo -= 1
-    while hi < len(ratio) - 1 and inside[hi + 1]:
+    while hi < best[1] - 1 and abs(excess[hi + 1]) >= 0.5 * abs(excess[peak]):
         hi += 1
     return {
         'range': [int(spacing.distances[lo]), int(spacing.distances[hi])],
-        'sign': sign,
+        'sign': 1 if excess[peak] > 0 else -1,
         'peak_distance': int(spacing.distances[peak]),
         'peak_ratio': float(ratio[peak]),
         'baseline_ratio': baseline,
