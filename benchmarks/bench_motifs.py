@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument('--num_backgrounds', type=int, default=64)
     parser.add_argument('--max_distance', type=int, default=100)
     args = parser.parse_args()
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
     from bpnet_tfx.motifs import annotation, discovery, experiments, instances, recovery
 

@@ -261,3 +261,21 @@ def test_in_silico_bad_inputs(tiny_export, folders, tmp_path):
     with pytest.raises(instances.ScanError, match='not a folder written by motifs scan'):
         experiments.run_ablate(export_dir, contrib_dir, str(tmp_path / 'o'))
     assert not [p for p in os.listdir(tmp_path) if p.startswith(('o', '.o'))]
+
+
+def test_scan_does_not_depend_on_region_order(folders, tmp_path):
+    contrib_dir, discover_dir, windows = folders
+    contrib = contributions.load_outputs(contrib_dir)
+    order = [3, 1, 0, 2]
+    shuffled = write_contrib(
+        str(tmp_path / 'shuffled'),
+        contrib['one_hot'][order],
+        {'profile': contrib['hyp']['profile'][order]},
+        [windows[i] for i in order],
+    )
+    a = instances.scan(discover_dir, str(tmp_path / 'a'))
+    b = instances.scan(discover_dir, str(tmp_path / 'b'), contrib_dir=shuffled)
+    assert a['instances'] == b['instances']
+    assert (tmp_path / 'a' / 'instances.bed').read_text() == (
+        tmp_path / 'b' / 'instances.bed'
+    ).read_text()

@@ -3,7 +3,8 @@ folder's windows (`scanning`), written as one folder.
 
   instances.bed     BED6 in genome coordinates, one line per instance (an instance found
                     in two overlapping windows once, with its best match); name = pattern,
-                    score = round(1000 x match)
+                    score = round(1000 x match); sorted by chromosome name and start, so it
+                    does not depend on the regions' order
   instances.tsv     every hit per window: region, row, chrom, start, end, strand, pattern,
                     match, contribution, and both as percentiles of the pattern's seqlets
   counts.tsv        per window (regions.bed order), the number of instances of each pattern
@@ -217,10 +218,9 @@ def _write_outputs(folder, windows, results) -> dict[str, int]:
         key = r[:5]
         if key not in best or r[5] > best[key][5]:
             best[key] = r
-    order = {c: i for i, c in enumerate(dict.fromkeys(w.chrom for w in windows))}
     per_pattern: dict[str, int] = {p.name: 0 for p, *_ in results}
-    with open(os.path.join(folder, BED_FILENAME), 'w') as f:
-        for r in sorted(best.values(), key=lambda r: (order[r[0]], r[1], r[3], r[4])):
+    with open(os.path.join(folder, BED_FILENAME), 'w') as f:  # sorted: not in region order
+        for r in sorted(best.values(), key=lambda r: (r[0], r[1], r[3], r[4])):
             f.write(f'{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\t{round(1000 * max(r[5], 0))}\t{r[4]}\n')
             per_pattern[r[3]] += 1
     with open(os.path.join(folder, COUNTS_FILENAME), 'w', newline='') as f:
