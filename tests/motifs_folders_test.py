@@ -103,6 +103,7 @@ def test_scan_writes_instances_bed_tsv_and_counts(folders, tmp_path):
     out = str(tmp_path / 'scan')
     summary = instances.scan(discover_dir, out)
     assert summary['instances'] == {'profile/pos_0': len(SITES)}
+    assert summary['skipped'] == {}
     hits = instances.load_instances(out)
     expected = sorted(
         (windows[r].chrom, windows[r].start + a, '-' if rc else '+') for r, a, rc in SITES
@@ -135,6 +136,8 @@ def test_scan_bad_inputs_leave_nothing(folders, tmp_path):
         instances.scan(discover_dir, str(tmp_path / 'o'), patterns_wanted=['profile/pos_9'])
     with pytest.raises(discovery.DiscoveryError, match='not a folder written by'):
         instances.scan(contrib_dir, str(tmp_path / 'o'))
+    with pytest.raises(instances.ScanError, match=r'\(1 skipped as incoherent\)'):
+        instances.scan(discover_dir, str(tmp_path / 'o'), min_seqlet_match=1.01)
     with pytest.raises(instances.ScanError, match='exists; pass --overwrite'):
         instances.scan(discover_dir, contrib_dir)
     assert not [p for p in os.listdir(tmp_path) if p.startswith(('o', '.o'))]

@@ -340,6 +340,7 @@ def test_report_is_self_contained_with_every_logo(tmp_path):
         for p in found:
             assert f'id="{kind}-{p.meme_name}"' in page
     assert 'best match <b>oct4_sox2</b>' in page and '7 instances' in page
+    assert 'not scanned (its seqlets do not match its CWM)' in page  # counts/neg_0
     assert 'chr1:1010-1025 (+)' in page  # the example seqlet, trimmed, in genome coordinates
     assert 'negative' in page
     assert 'http' not in page.replace('http://www.w3.org/2000/svg', '')

@@ -112,7 +112,9 @@ def pattern_section(
         if matches
         else ''
     )
-    counted = f' &middot; {instances} instances' if instances is not None else ''
+    counted = {None: '', -1: ' &middot; not scanned (its seqlets do not match its CWM)'}.get(
+        instances, f' &middot; {instances} instances'
+    )
     return (
         f'<div class="pattern" id="pattern-{p.meme_name}"><h3>{html.escape(p.name)}</h3>'
         f'<p>{len(p.seqlets)} seqlets &middot; {sign} &middot; consensus '
@@ -146,7 +148,7 @@ def render(
         if not here:
             sections.append('<p>No pattern.</p>')
         for p in here:
-            count = None if instances is None else instances.get(p.name, 0)
+            count = None if instances is None else instances.get(p.name, -1)
             sections.append(pattern_section(p, contrib, matches.get(p.name, []), count))
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>bpnet-tfx motifs</title>'

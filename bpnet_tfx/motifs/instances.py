@@ -54,13 +54,17 @@ def scan(
     match_percentile: float = 5.0,
     contrib_percentile: float = 1.0,
     patterns_wanted: list[str] | None = None,
+    min_seqlet_match: float = 0.5,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Scans the discovery folder's patterns over `contrib_dir` (default: the one they were
     discovered in) and writes the folder above.
 
     Thresholds always come from the seqlets in the discovery's own contribution folder; the
-    scanned folder must have the same targets.
+    scanned folder must have the same targets. A pattern whose own seqlets match its CWM at a
+    median below `min_seqlet_match` is not scanned (a CWM that does not describe its seqlets
+    would call instances anywhere; such patterns are small, incoherent clusters) and is listed
+    under 'skipped' with that median.
 
     Returns:
       The summary (also summary.json), with 'instances' per pattern and 'seconds'.
@@ -90,12 +94,19 @@ def scan(
                 f'{contrib_dir}: no target {p.target!r} for pattern {p.name} '
                 f'(it has {", ".join(scanned["hyp"])})'
             )
-    results = _scan_all(found, source, scanned, match_percentile, contrib_percentile, discover_dir)
+    results, skipped = _scan_all(
+        found,
+        source,
+        scanned,
+        (match_percentile, contrib_percentile, min_seqlet_match),
+        discover_dir,
+    )
     total = sum(len(h.row) for *_, h in results)
     if total == 0:
         raise ScanError(
-            f'no instance of {len(found)} patterns in {len(scanned["windows"])} windows; '
-            'lower --match_percentile / --contrib_percentile'
+            f'no instance of {len(found)} patterns in {len(scanned["windows"])} windows '
+            f'({len(skipped)} skipped as incoherent); lower --match_percentile / '
+            '--contrib_percentile / --min_seqlet_match'
         )
     out = {
         'discover_dir': os.path.abspath(discover_dir),
@@ -105,6 +116,8 @@ def scan(
         'windows': len(scanned['windows']),
         'match_percentile': match_percentile,
         'contrib_percentile': contrib_percentile,
+        'min_seqlet_match': min_seqlet_match,
+        'skipped': skipped,
         'patterns': {
             p.name: {
                 'core': list(p.core()),
@@ -127,10 +140,13 @@ def scan(
     return folders.write_atomically(output_dir, write)
 
 
-def _scan_all(found, source, scanned, match_percentile, contrib_percentile, discover_dir):
-    """[(pattern, trimmed pattern, thresholds, hits)] of every pattern, with progress lines;
-    thresholds from `source` (the discovery's contributions), hits in `scanned`."""
-    results = []
+def _scan_all(found, source, scanned, settings, discover_dir):
+    """([(pattern, trimmed pattern, thresholds, hits)], {skipped pattern: median seqlet
+    match}) with progress lines; `settings` = (match percentile, contribution percentile,
+    least median seqlet match); thresholds from `source` (the discovery's contributions),
+    hits in `scanned`."""
+    match_percentile, contrib_percentile, min_seqlet_match = settings
+    results, skipped = [], {}
     for i, p in enumerate(found, 1):
         core = p.trimmed()
         try:
@@ -139,6 +155,16 @@ def _scan_all(found, source, scanned, match_percentile, contrib_percentile, disc
             )
         except ValueError as e:
             raise ScanError(f'{discover_dir}: {e}') from None
+        median = float(np.median(thresholds.seqlet_match))
+        if median < min_seqlet_match:
+            skipped[p.name] = round(median, 4)
+            print(
+                f'scan: {i}/{len(found)} patterns: {p.name}: skipped, its {len(p.seqlets)} '
+                f'seqlets match its CWM at a median {median:.2f} < --min_seqlet_match',
+                file=sys.stderr,
+                flush=True,
+            )
+            continue
         hits = scanning.find_hits(core, _observed(scanned, p.target), thresholds)
         results.append((p, core, thresholds, hits))
         print(
@@ -147,7 +173,7 @@ def _scan_all(found, source, scanned, match_percentile, contrib_percentile, disc
             file=sys.stderr,
             flush=True,
         )
-    return results
+    return results, skipped
 
 
 def _observed(contrib: dict[str, Any], target: str) -> np.ndarray:

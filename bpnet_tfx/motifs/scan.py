@@ -33,6 +33,11 @@ _CONTRIB_PERCENTILE = flags.DEFINE_float(
 _PATTERNS = flags.DEFINE_list(
     'patterns', [], "Patterns to scan (e.g. 'profile/pos_0'); default: all."
 )
+_MIN_SEQLET_MATCH = flags.DEFINE_float(
+    'min_seqlet_match',
+    0.5,
+    "Skip patterns whose own seqlets match their CWM at a median below this (0: scan all).",
+)
 _OVERWRITE = flags.DEFINE_boolean(
     'overwrite', False, 'Replace an existing --output_dir once the new one is done.'
 )
@@ -49,11 +54,13 @@ def main(argv):
         match_percentile=_MATCH_PERCENTILE.value,
         contrib_percentile=_CONTRIB_PERCENTILE.value,
         patterns_wanted=_PATTERNS.value or None,
+        min_seqlet_match=_MIN_SEQLET_MATCH.value,
         overwrite=_OVERWRITE.value,
     )
+    skipped = f', {len(summary["skipped"])} skipped' if summary['skipped'] else ''
     print(
         f'scan: {sum(summary["instances"].values())} instances of '
-        f'{len(summary["patterns"])} patterns in {summary["windows"]} regions '
+        f'{len(summary["patterns"])} patterns{skipped} in {summary["windows"]} regions '
         f'({summary["seconds"]:.1f} s) -> {_OUTPUT_DIR.value}/instances.bed'
     )
 
