@@ -420,3 +420,35 @@ def test_interaction_range_prefers_a_sustained_run_to_a_spike():
     )
     r = insilico.interaction_range(spacing)
     assert r['range'] == [20, 40] and r['sign'] == 1
+
+
+def test_command_flag_defaults_are_the_library_defaults():
+    """The mains' flag defaults, read from their source (importing them would define flags in
+    this process), equal the defaults of the library functions they call."""
+    import ast
+    import inspect
+
+    from bpnet_tfx.motifs import chain, discovery, instances
+
+    def flag_defaults(module: str) -> dict:
+        tree = ast.parse(open(os.path.join(os.path.dirname(instances.__file__), module)).read())
+        return {
+            call.args[0].value: call.args[1].value
+            for call in ast.walk(tree)
+            if isinstance(call, ast.Call)
+            and getattr(call.func, 'attr', '').startswith('DEFINE')
+            and len(call.args) > 1
+            and isinstance(call.args[1], ast.Constant)
+        }
+
+    def defaults(fn) -> dict:
+        return {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+
+    for module, fn, names in (
+        ('scan.py', instances.scan, ('match_percentile', 'contrib_percentile', 'min_seqlet_match')),
+        ('discover.py', discovery.discover, ('window', 'max_seqlets')),
+        ('pipeline.py', chain.run_pipeline, ('window', 'max_seqlets')),
+    ):
+        flags, lib = flag_defaults(module), defaults(fn)
+        for name in names:
+            assert flags[name] == lib[name], (module, name)

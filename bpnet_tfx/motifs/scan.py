@@ -22,7 +22,7 @@ _CONTRIB_DIR = flags.DEFINE_string(
 )
 _MATCH_PERCENTILE = flags.DEFINE_float(
     'match_percentile',
-    20.0,
+    5.0,
     "Least match score, as a percentile of the pattern's own seqlets' scores (0-100).",
 )
 _CONTRIB_PERCENTILE = flags.DEFINE_float(
