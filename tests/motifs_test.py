@@ -341,6 +341,13 @@ def test_report_is_self_contained_with_every_logo(tmp_path):
             assert f'id="{kind}-{p.meme_name}"' in page
     assert 'best match <b>oct4_sox2</b>' in page and '7 instances' in page
     assert 'not scanned (its seqlets do not match its CWM)' in page  # counts/neg_0
+    weak = {'counts/neg_0': [dict(matches['profile/pos_0'][0], q_value=0.3)]}
+    flat = dataclasses_replace(
+        found[1], pfm=np.full_like(found[1].pfm, 0.25) + 0.01 * (np.arange(4) == 0)
+    )
+    flat_page = html_report.render(summary, [flat], contrib=contrib, matches=weak)
+    assert 'no significant database match (q > 0.05)' in flat_page
+    assert 'PFM (bits, scaled up: ' in flat_page
     assert 'chr1:1010-1025 (+)' in page  # the example seqlet, trimmed, in genome coordinates
     assert 'negative' in page
     assert 'http' not in page.replace('http://www.w3.org/2000/svg', '')

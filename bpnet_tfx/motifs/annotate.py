@@ -25,7 +25,8 @@ def main(argv):
 
     result = annotation.annotate(_DISCOVER_DIR.value, _MOTIF_DB.value, top=_TOP.value)
     for name, best in result['best'].items():
-        print(f'annotate: {name}: {best} (q = {result["best_q"][name]:.2g})')
+        named = best or 'no significant match'
+        print(f'annotate: {name}: {named} (best q = {result["best_q"][name]:.2g})')
     print(
         f'annotate: {result["patterns"]} patterns against {result["database_motifs"]} '
         f'database motifs in {result["seconds"]:.1f} s -> {result["output"]}'

@@ -34,6 +34,7 @@ COLUMNS = (
     'offset',
     'overlap',
 )
+SIGNIFICANT_Q = 0.05  # a database match names a pattern only at this q-value or below
 MIN_RELIABLE_DATABASE = 25  # memelite: below this, p-values depend strongly on the targets
 
 
@@ -100,7 +101,8 @@ def annotate(discover_dir: str, motif_db: str, *, top: int = 3) -> dict[str, Any
     annotations.tsv there and re-renders its report.html with the matches.
 
     Returns:
-      {'patterns', 'database_motifs', 'best' ({pattern: best match label}), 'seconds',
+      {'patterns', 'database_motifs', 'best' ({pattern: best match label, or None when its
+       q-value exceeds SIGNIFICANT_Q}), 'best_q', 'seconds',
        'output'}.
 
     Raises:
@@ -138,7 +140,12 @@ def annotate(discover_dir: str, motif_db: str, *, top: int = 3) -> dict[str, Any
     return {
         'patterns': len(found),
         'database_motifs': len(database),
-        'best': {name: rows[0]['match_alt'] or rows[0]['match'] for name, rows in matches.items()},
+        'best': {
+            name: (rows[0]['match_alt'] or rows[0]['match'])
+            if rows[0]['q_value'] <= SIGNIFICANT_Q
+            else None
+            for name, rows in matches.items()
+        },
         'best_q': {name: rows[0]['q_value'] for name, rows in matches.items()},
         'seconds': time.perf_counter() - start,
         'output': path,

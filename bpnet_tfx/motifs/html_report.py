@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bpnet_tfx.motifs import logos, patterns
+from bpnet_tfx.motifs import annotation, logos, patterns
 
 EXAMPLES = 3  # example seqlets shown per pattern
 EXAMPLE_FLANK = 20  # bp of contribution track shown either side of an example seqlet
@@ -82,6 +82,15 @@ def pattern_section(
     sign = 'positive' if p.sign > 0 else '<span class="neg">negative</span>'
     rc = patterns.reverse_complement_matrix
     logo_args = dict(column_width=16.0, height=80.0)
+    pfm = logos.pfm_heights(core.pfm)
+    tallest = float(pfm.sum(axis=1).max())
+    # 2 bits full scale, unless the motif is so flat that its logo would look blank.
+    pfm_scale, pfm_title = 2.0, 'PFM (bits, 2 full scale)'
+    if tallest < 0.5:
+        pfm_scale, pfm_title = (
+            max(tallest, 1e-3),
+            f'PFM (bits, scaled up: {tallest:.2f} full scale)',
+        )
     logo_html = ''.join(
         [
             logos.logo_svg(core.cwm, title='CWM', element_id=f'cwm-{p.meme_name}', **logo_args),
@@ -98,20 +107,21 @@ def pattern_section(
                 **logo_args,
             ),
             logos.logo_svg(
-                logos.pfm_heights(core.pfm),
-                title='PFM (bits)',
+                pfm,
+                title=pfm_title,
                 element_id=f'pfm-{p.meme_name}',
-                scale=2.0,
+                scale=pfm_scale,
                 **logo_args,
             ),
         ]
     )
-    best = (
-        f' &middot; best match <b>{html.escape(matches[0]["match_alt"] or matches[0]["match"])}'
-        f'</b> (q = {float(matches[0]["q_value"]):.1e})'
-        if matches
-        else ''
-    )
+    if matches and float(matches[0]['q_value']) <= annotation.SIGNIFICANT_Q:
+        name = html.escape(matches[0]['match_alt'] or matches[0]['match'])
+        best = f' &middot; best match <b>{name}</b> (q = {float(matches[0]["q_value"]):.1e})'
+    elif matches:
+        best = f' &middot; no significant database match (q > {annotation.SIGNIFICANT_Q})'
+    else:
+        best = ''
     counted = {None: '', -1: ' &middot; not scanned (its seqlets do not match its CWM)'}.get(
         instances, f' &middot; {instances} instances'
     )
@@ -172,7 +182,7 @@ def write_report(
 ) -> str:
     """Renders the report of a discovery folder (with its annotations.tsv if there is one)
     to `output_html` (default: its report.html), written beside and renamed into place."""
-    from bpnet_tfx.motifs import annotation, discovery
+    from bpnet_tfx.motifs import discovery
 
     summary, found = discovery.load_discovery(discover_dir)
     if contrib is None and os.path.isdir(summary['contrib_dir']):

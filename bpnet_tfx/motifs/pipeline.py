@@ -54,7 +54,9 @@ def main(argv):
         overwrite=_OVERWRITE.value,
     )
     for name, best in (summary['annotation'] or {}).items():
-        print(f'pipeline: {name}: {summary["instances"].get(name, 0)} instances, best match {best}')
+        count = summary['instances'].get(name)
+        found = 'not scanned' if count is None else f'{count} instances'
+        print(f'pipeline: {name}: {found}, best match {best or "none significant"}')
     print(
         f'pipeline: {summary["regions"]} regions, '
         f'{sum(summary["patterns"].values())} patterns, '
