@@ -39,5 +39,9 @@ setuptools.setup(
         'test': ['pytest>=9.2,<10', 'ruff==0.17.6'],
         # The records job on Beam's Dask runner (docs/runners.md); never needed otherwise.
         'dask': ['dask>=2026.8,<2026.9', 'distributed>=2026.8,<2026.9'],
+        # Motif discovery (TF-MoDISco) and TOMTOM annotation: python -m bpnet_tfx.motifs
+        # discover / annotate / pipeline (docs/motifs.md); scanning and in-silico experiments
+        # run without it.
+        'motifs': ['modisco-lite>=3.0,<3.1', 'memelite>=0.5,<0.6'],
     },
 )

@@ -16,7 +16,7 @@ fi
 stamp=.venv/.bpnet_tfx_installed
 if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "setup_venv: installing bpnet-tfx and its pinned dependencies into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,dask]' 2>&1 \
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test,dask,motifs]' 2>&1 \
     | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
   touch "$stamp"
 fi
