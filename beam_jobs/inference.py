@@ -94,6 +94,9 @@ class ExportedModelHandler(ModelHandler):
         self._done = 0
 
     def load_model(self):
+        # Several SDK processes may share a worker's GPU: each takes memory as it needs it,
+        # not all of it at start (TensorFlow's default).
+        os.environ.setdefault('TF_FORCE_GPU_ALLOW_GROWTH', 'true')
         return load_export(self._saved_model, self._verbose)
 
     def run_inference(

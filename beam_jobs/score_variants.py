@@ -49,7 +49,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from beam_jobs import files as files_lib
 from beam_jobs import inference, runners, transforms, variant_transforms
 from beam_jobs.regions import RecordsInputError
-from bpnet_tfx import variant_effects, variant_files
+from bpnet_tfx import genome_io, variant_effects, variant_files
 from bpnet_tfx.errors import BpnetError
 from bpnet_tfx.genome_io import GenomeError
 from bpnet_tfx.schema import SchemaError
@@ -187,15 +187,14 @@ def _check_fasta(fasta: str) -> None:
     worker starts, and its .fai is made here, not by several workers at once."""
     if files_lib.is_remote(fasta):
         return
-    from bpnet_tfx import genome_io
-
     with genome_io.open_fasta(fasta):
         pass
 
 
 def _write_chunks(args: argparse.Namespace, path: str) -> tuple[int, list[int]]:
-    """Reads the variants file and writes it as chunk lines to `path`; returns (variants
-    read, byte size of each line)."""
+    """Reads the variants file and writes it as chunk lines to `path`, streaming through a
+    local file (a remote variants file is copied first); returns (variants read, byte size
+    of each line)."""
     local_dir = tempfile.mkdtemp(prefix='score_variants-in-')
     try:
         variants = args.variants
@@ -204,17 +203,20 @@ def _write_chunks(args: argparse.Namespace, path: str) -> tuple[int, list[int]]:
                 variants = files_lib.copy_to_local(variants, local_dir)
             except OSError as e:
                 raise ScoreVariantsError(f'{args.variants}: cannot read: {e}') from None
-        found = variant_files.read_variants(variants)
-        chosen = itertools.islice(found, args.max_variants or None)
-        lines, read = [], 0
-        while batch := list(itertools.islice(chosen, args.variants_per_chunk)):
-            chunk = {'first': read, 'variants': [v.to_list() for v in batch]}
-            lines.append(json.dumps(chunk, separators=(',', ':')) + '\n')
-            read += len(batch)
+        chosen = itertools.islice(variant_files.read_variants(variants), args.max_variants or None)
+        local = os.path.join(local_dir, CHUNKS_FILENAME)
+        sizes, read = [], 0
+        with open(local, 'w') as f:
+            while batch := list(itertools.islice(chosen, args.variants_per_chunk)):
+                chunk = {'first': read, 'variants': [v.to_list() for v in batch]}
+                line = json.dumps(chunk, separators=(',', ':')) + '\n'  # ASCII: json escapes
+                f.write(line)
+                sizes.append(len(line))
+                read += len(batch)
+        files_lib.publish_file(local, path)
     finally:
         shutil.rmtree(local_dir, ignore_errors=True)
-    files_lib.write_text(path, ''.join(lines))
-    return read, [len(line.encode()) for line in lines]
+    return read, sizes
 
 
 def _num_shards(flag: str, read: int) -> int:

@@ -69,6 +69,7 @@ def main(argv):
         )
     )
 
+
 if __name__ == '__main__':
     flags.mark_flags_as_required(['saved_model', 'fasta', 'variants', 'output'])
     app.run(cli.run('variants', main))

@@ -149,6 +149,12 @@ def test_job_does_not_depend_on_batch_size_or_workers(model_and_genome, tmp_path
             '--direct_num_workers=2',
             '--direct_running_mode=multi_processing',
         ),
+        'batch3_two_threads': (
+            '--batch_size=3',
+            '--variants_per_chunk=1',
+            '--direct_num_workers=2',
+            '--direct_running_mode=multi_threading',
+        ),
     }
     for name, flags in runs.items():
         _job(model_and_genome, vcf, tmp_path / name, '--null_variants=3', *flags)
