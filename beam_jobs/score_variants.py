@@ -4,11 +4,12 @@
         --variants=calls.vcf.gz --output_dir=scores [--null_variants=100] \\
         [--runner=DataflowRunner ...]
 
-Same flags, rows and scores as the variants command (bpnet_tfx.variant_effects does the
-parsing, windows and scoring for both), for millions of variants over many workers. The
-driver checks the export and the FASTA, reads the variants file once (`read_variants`: a
-malformed line stops the job before any worker starts) and writes it in chunks into a
-temporary sibling of --output_dir; the pipeline (variant_transforms.py) makes each variant's
+Same flags, rows and scores as the variants command (bpnet_tfx.variant_files and
+variant_effects do the parsing, windows and scoring for both), for millions of variants over
+many workers. The driver checks the export's metadata files (the workers load the SavedModel)
+and the FASTA, reads the variants file once (`read_variants`: a malformed line stops the job
+before any worker starts) and writes it in chunks into a temporary sibling of --output_dir;
+the pipeline (variant_transforms.py) makes each variant's
 windows, scores them through RunInference with the export (inference.py) and writes the rows
 as shard files, contiguous ranges of the input in input order; the driver then merges the
 shards into scores.tsv, writes summary.json and moves the folder into place, so a failed run
@@ -277,7 +278,7 @@ def _run_pipeline(args, pipeline_args: Sequence[str], save_main_session: bool, *
     p = runners.make_pipeline(options)
     tmp_dir = graph['tmp_dir']
     started = files_lib.join(tmp_dir, STARTED_FILENAME)
-    from bpnet_tfx.export import ExportError  # TensorFlow: imported by now (load_export).
+    from bpnet_tfx.export import ExportError  # TensorFlow: imported by now (load_export_info).
 
     _build_pipeline(p, args, **graph)
     runners.run_and_wait(
@@ -374,7 +375,8 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
     files_lib.check_output_dir(
         args.output_dir, args.overwrite, marker=SUMMARY_FILENAME, kind='scores folder'
     )
-    model = inference.load_export(args.saved_model, args.verbose)
+    with inference.tensorflow_quiet(args.verbose):
+        model = inference.load_export_info(args.saved_model)
     controls = model.control_bigwigs(args.control_pos_bigwig, args.control_neg_bigwig)
     _check_fasta(args.fasta)
 

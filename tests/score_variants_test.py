@@ -316,3 +316,22 @@ def test_a_remote_workers_input_error_becomes_the_jobs_one_line_error():
     assert str(caught.value) == "c.bw: chromosome 'chrB' not in the bigWig"
     with pytest.raises(runners.PipelineRunError, match='PortableRunner run failed'):
         runners.run_and_wait(_FailingRun('RuntimeError: worker crashed'), **kwargs)
+
+
+def test_a_savedmodel_the_workers_cannot_load_is_one_line(model_and_genome, tmp_path, capsys):
+    import shutil
+
+    path, fasta, seq = model_and_genome
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    for name in ('metadata.json', 'model_config.json'):
+        shutil.copy(os.path.join(path, name), broken / name)
+    (broken / 'saved_model.pb').write_bytes(b'not a graph')
+    variants = tmp_path / 'in.tsv'
+    variants.write_text(f'chrT\t300\t{seq[299]}\t{_other(seq[299])}\n')
+    args = [f'--saved_model={broken}', f'--fasta={fasta}', f'--variants={variants}']
+    code = score_variants.main([*args, f'--output_dir={tmp_path / "out"}'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert err[-1].startswith('score_variants: error: ') and 'cannot load the SavedModel' in err[-1]
+    assert sorted(os.listdir(tmp_path)) == ['broken', 'in.tsv']
