@@ -1,7 +1,7 @@
 """Variant effect scores: variants per second of the variants command and of the Beam job.
 
     .venv/bin/python benchmarks/bench_variants.py [--sequence_length=2114 --output_length=1000 \
-        --variants=128 --batch_size=64 --null_variants=0,10 --beam_workers=1]
+        --variants=1024 --batch_size=64 --null_variants=0,10 --beam_workers=1]
 
 An untrained model of configs/chip_nexus_2114.flags's architecture (64 filters; for
 2114 -> 1000: stem kernel 21, 8 dilated layers, profile kernel 75; otherwise the defaults),
@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--sequence_length', type=int, default=2114)
     parser.add_argument('--output_length', type=int, default=1000)
-    parser.add_argument('--variants', type=int, default=128)
+    parser.add_argument('--variants', type=int, default=1024)
     parser.add_argument('--batch_size', type=int, default=64)
     parser.add_argument('--null_variants', default='0,10', help='Comma-separated values.')
     parser.add_argument(
