@@ -9,11 +9,13 @@ and moves a remote output folder into place file by file. Local paths are used a
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -22,6 +24,8 @@ from beam_jobs.regions import RecordsInputError
 from bpnet_tfx import folders
 
 _COPY_BUFFER = 16 << 20
+_T = TypeVar('_T')
+_LOGGER = logging.getLogger(__name__)
 
 
 def is_remote(path: str) -> bool:
@@ -97,9 +101,11 @@ def localize_inputs(paths: Sequence[str], local_dir: str) -> dict[str, str]:
     return out
 
 
-def check_output_dir(output_dir: str, overwrite: bool, *, marker: str) -> None:
+def check_output_dir(
+    output_dir: str, overwrite: bool, *, marker: str, kind: str = 'records folder'
+) -> None:
     """Refuses an existing output folder, unless `overwrite` and it holds `marker` (a records
-    folder's metadata.json) or nothing.
+    folder's metadata.json) or nothing; `kind` names such a folder in the message.
 
     Raises:
       RecordsInputError: the folder exists without `overwrite`, or is not a records folder.
@@ -111,7 +117,7 @@ def check_output_dir(output_dir: str, overwrite: bool, *, marker: str) -> None:
             raise RecordsInputError(f'{output_dir} exists; pass --overwrite to replace it')
         if present and not exists(metadata):
             raise RecordsInputError(
-                f'{output_dir} exists and is not a records folder (no {marker}); not replacing it'
+                f'{output_dir} exists and is not a {kind} (no {marker}); not replacing it'
             )
         return
     if not os.path.lexists(output_dir):
@@ -120,7 +126,7 @@ def check_output_dir(output_dir: str, overwrite: bool, *, marker: str) -> None:
         raise RecordsInputError(f'{output_dir} exists; pass --overwrite to replace it')
     if not os.path.isdir(output_dir) or (os.listdir(output_dir) and not os.path.exists(metadata)):
         raise RecordsInputError(
-            f'{output_dir} exists and is not a records folder (no {marker}); not replacing it'
+            f'{output_dir} exists and is not a {kind} (no {marker}); not replacing it'
         )
 
 
@@ -256,3 +262,43 @@ def make_dir(folder: str) -> None:
         FileSystems.mkdirs(folder)
     else:
         os.makedirs(folder)
+
+
+def write_into_place(output_dir: str, write: Callable[[str], _T], *, last: str) -> _T:
+    """Runs `write(tmp_dir)` into a fresh temporary sibling of `output_dir` (local or remote),
+    then moves the folder into place with `last` moved last (`replace_dir`); on any failure
+    neither is left. Sibling folders that killed runs left behind (`<output>.tmp-<8 hex>`)
+    are removed first, each with a warning."""
+    if not is_remote(output_dir):
+        os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    for stale in remove_stale_dirs(output_dir.rstrip('/') + '.tmp-'):
+        _LOGGER.warning(
+            'removed %s, left by an earlier run into %s that did not finish', stale, output_dir
+        )
+    tmp_dir = f'{output_dir.rstrip("/")}.tmp-{secrets.token_hex(4)}'
+    make_dir(tmp_dir)
+    try:
+        result = write(tmp_dir)
+        replace_dir(tmp_dir, output_dir, last=last)
+    except BaseException:
+        remove_dir(tmp_dir)
+        raise
+    return result
+
+
+def copy_tree_to_local(folder: str, local_dir: str) -> str:
+    """Copies every file under a remote `folder` into `local_dir`, keeping their relative
+    paths (a SavedModel's variables/ and assets/); returns `local_dir`.
+
+    Raises:
+      OSError: the folder holds no file or one cannot be read.
+    """
+    prefix = folder.rstrip('/') + '/'
+    found = FileSystems.match([prefix + '**'])[0].metadata_list
+    if not found:
+        raise FileNotFoundError(f'{folder}: no such folder, or it is empty')
+    for m in found:
+        target = os.path.join(local_dir, os.path.dirname(m.path[len(prefix) :]))
+        os.makedirs(target, exist_ok=True)
+        copy_to_local(m.path, target)
+    return local_dir

@@ -1,4 +1,4 @@
-"""Log output of the records job's command line: progress and summary only, unless -v.
+"""Log output of the Beam jobs' command lines: progress and summary only, unless -v.
 
 Importing Apache Beam logs a warning through the root logger ('apitools not found, ...', from
 its BigQuery client) and Beam logs INFO per bundle; neither helps a user. So `python -m
@@ -25,8 +25,9 @@ def verbose_requested(argv: Sequence[str]) -> bool:
     return parser.parse_known_args(list(argv))[0].verbose
 
 
-def configure(verbose: bool) -> None:
-    """Sets up the root logger for the command line; call before apache_beam is imported."""
+def configure(verbose: bool, prog: str = 'make_records') -> None:
+    """Sets up the root logger for the command line of job `prog`; call before apache_beam
+    is imported."""
     if verbose:
         logging.basicConfig(
             level=logging.WARNING,
@@ -40,10 +41,10 @@ def configure(verbose: bool) -> None:
     # portable job's error messages); the job's own loggers still pass warnings to the root's
     # handler.
     logging.basicConfig(
-        level=logging.CRITICAL, force=True, format='make_records: %(levelname)s: %(message)s'
+        level=logging.CRITICAL, force=True, format=f'{prog}: %(levelname)s: %(message)s'
     )
     logging.getLogger('beam_jobs').setLevel(logging.WARNING)
     # A failed run logs its worker's traceback several times over (the SDK harness, the job
-    # server, the runner); make_records.main() says what failed in one line instead.
+    # server, the runner); the job's main() says what failed in one line instead.
     logging.getLogger('apache_beam').setLevel(logging.CRITICAL)
     warnings.filterwarnings('ignore')

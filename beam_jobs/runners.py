@@ -1,11 +1,13 @@
-"""What the records job does differently per Beam runner: names, waiting, and failures.
+"""What the Beam jobs do differently per Beam runner: names, waiting, and failures.
 
 The job's graph is the same on every runner (transforms.py keeps to the transforms Beam's Dask
 runner translates). Here: `resolve_args` maps the short name `--runner=DaskRunner`, which Beam
 refuses ("Unexpected pipeline runner"), to the runner's class path and gives it one Dask bag
 partition per shard file unless the user chose; `wait_for` waits for a started run and cancels
 one whose workers never run a step (a worker pool whose `python` lacks Beam waits silently
-forever); `PipelineRunError` is a failed run as one line: runner, step, error, shard file.
+forever); `run_and_wait` runs a built pipeline that way and turns a worker's input error
+into the job's one-line error; `PipelineRunError` is any other failed run as one line:
+runner, step, error, shard file; `make_pipeline` runs DirectRunner as FnApiRunner.
 No graph is built here; docs/runners.md has the commands per runner.
 """
 
@@ -19,6 +21,7 @@ import time
 import traceback
 from typing import Any, Callable, Sequence
 
+import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_jobs.regions import RecordsInputError
@@ -39,6 +42,7 @@ _ERROR_LINE_RE = re.compile(
 )
 _SHARD_RE = re.compile(re.escape(SHARD_NOTE) + r'(\S+)')
 _POLL_S = 1.0
+_LOCAL_RUNNERS = ('DirectRunner', 'SwitchingDirectRunner')
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -122,6 +126,21 @@ def resolve_args(args: list[str], *, num_plans: int) -> list[str]:
     return args
 
 
+def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
+    """A pipeline on FnApiRunner when the local DirectRunner is asked for (or none).
+
+    Beam 2.77's DirectRunner first tries the Prism runner, which downloads a binary (slow,
+    or a stall, without network) before falling back to FnApiRunner. FnApiRunner honours
+    --direct_num_workers and --direct_running_mode. Every other runner is left as given.
+    """
+    runner = options.view_as(StandardOptions).runner
+    if runner is None or runner.rsplit('.', 1)[-1] in _LOCAL_RUNNERS:
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        return beam.Pipeline(runner=FnApiRunner(), options=options)
+    return beam.Pipeline(options=options)
+
+
 def runner_name(options: PipelineOptions) -> str:
     """The runner's class name, e.g. 'PortableRunner' ('DirectRunner' when none is given)."""
     runner = options.view_as(StandardOptions).runner
@@ -157,6 +176,46 @@ def wait_for(result: Any, *, runner_name: str, started: Callable[[], bool], time
         _close_dask_client(result)
     if 'error' in outcome:
         raise outcome['error']
+
+
+def run_and_wait(
+    pipeline: beam.Pipeline,
+    *,
+    runner_name: str,
+    started: Callable[[], bool],
+    timeout: float,
+    user_errors: tuple[type[Exception], ...],
+    wrap: Callable[[str], Exception],
+) -> None:
+    """Runs a built pipeline and waits for it (`wait_for`), with its failures in one line.
+
+    Args:
+      pipeline: the pipeline, its steps added.
+      runner_name: for the messages.
+      started, timeout: see `wait_for`.
+      user_errors: the job's one-line input errors: a worker that raises one fails the job
+        with its message (recognised by type in-process, by class name in a remote worker's
+        error text).
+      wrap: makes the job's input error from a message.
+
+    Raises:
+      wrap(message): workers that never started, or a worker's input error.
+      PipelineRunError: any other failure of the run.
+    """
+    try:
+        wait_for(pipeline.run(), runner_name=runner_name, started=started, timeout=timeout)
+    except WorkersDidNotStartError as e:
+        raise wrap(str(e)) from None
+    except Exception as e:
+        if isinstance(e, user_errors):
+            text = str(e)
+        else:
+            names = '|'.join(t.__name__ for t in user_errors)
+            match = re.search(rf'\b(?:{names}): (.+)', str(e))
+            if match is None:
+                raise PipelineRunError.from_exception(runner_name, e) from e
+            text = match.group(1)
+        raise wrap(re.sub(r" \[while running '[^']*'\]", '', text).strip()) from None
 
 
 def _wait_for_thread(

@@ -1,5 +1,9 @@
 """Variant effect scores: an exported model's predictions for the reference and alternate
-allele of each variant of a VCF or TSV, compared per task (counts fold change, profile JSD).
+allele of each variant, compared per task (counts fold change, profile JSD).
+
+One implementation for the variants command (`score_variants`, a loop over the file) and the
+Beam job (beam_jobs/score_variants.py): both turn variants into `VariantInput`s with
+`VariantWindows` and score batches of them with `score_inputs`, which returns the TSV rows.
 
 Windows (as ChromBPNet's variant scorer builds them): for a variant at 0-based position p
 (VCF POS - 1) with REF of r bases and ALT of a bases, and a model input of L bases, both
@@ -27,126 +31,26 @@ reference prediction; the p-values are (1 + #{null |score| >= |score|}) / (N + 1
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
+import itertools
 import math
 import os
 import re
 import tempfile
 import time
-from typing import Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
 from bpnet_tfx import genome_io, metrics, progress, sequence
-from bpnet_tfx.errors import BpnetError
+from bpnet_tfx.variant_files import Variant, VariantError, read_variants
 
 PSEUDOCOUNT = 1.0  # counts added to ref and alt before the log2 fold change
 SCORES = ('ref_counts', 'alt_counts', 'log2fc_counts', 'jsd_profile', 'max_abs_diff_profile')
 PVALUES = ('log2fc_pvalue', 'jsd_pvalue')
 STATUSES = ('ok', 'ref_mismatch', 'unknown_chrom', 'out_of_bounds', 'unsupported_allele')
+ROW_COLUMNS = ('chrom', 'pos', 'ref', 'alt', 'variant_id', 'status')
 _ALLELE = re.compile(r'^[ACGTN]+$')
-
-
-class VariantError(BpnetError):
-    """A malformed variants file (names file:line), or nothing to score."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """One REF/ALT pair; `pos` is 1-based as in VCF; `where` is 'file:line'."""
-
-    chrom: str
-    pos: int
-    ref: str
-    alt: str
-    variant_id: str
-    where: str = ''
-
-    @property
-    def key(self) -> str:
-        return f'{self.chrom}:{self.pos}:{self.ref}:{self.alt}'
-
-
-def _open_text(path: str):
-    if not os.path.isfile(path):
-        raise VariantError(f'{path}: no such variants file')
-    with open(path, 'rb') as f:
-        magic = f.read(2)
-    if magic == b'\x1f\x8b':  # gzip, and bgzip (a series of gzip members)
-        return gzip.open(path, 'rt')
-    return open(path)
-
-
-def read_variants(path: str) -> Iterator[Variant]:
-    """Variants of a VCF (plain or bgzipped) or of a TSV chrom, pos, ref, alt, in file order.
-
-    A VCF is recognised by '##fileformat=VCF' or a '#CHROM' header; its multi-allelic ALTs
-    give one variant each, with the same ID ('.' becomes chrom:pos:ref:alt). A TSV may start
-    with a header line (its pos column not a number); '#' lines are comments.
-
-    Raises:
-      VariantError: no such file, or a line that cannot be parsed ('file:line: ...').
-    """
-    vcf = None
-    with _open_text(path) as f:
-        first = True
-        try:
-            for number, line in enumerate(f, 1):
-                line = line.rstrip('\r\n')
-                if line.startswith('##fileformat=VCF') or line.startswith('#CHROM'):
-                    vcf = True
-                if not line.strip() or line.startswith('#'):
-                    continue
-                fields = line.split('\t')
-                where = f'{path}:{number}'
-                if vcf is None:
-                    vcf = False
-                if vcf:
-                    yield from _vcf_line(fields, where)
-                    continue
-                if first and len(fields) >= 4 and not _is_int(fields[1]):
-                    first = False
-                    if fields[1].strip().lower() in ('pos', 'position', 'start'):
-                        continue  # the header line
-                first = False
-                yield from _tsv_line(fields, where)
-        except (UnicodeDecodeError, EOFError, OSError, gzip.BadGzipFile) as e:
-            raise VariantError(f'{path}: cannot read: {e}') from None
-
-
-def _is_int(text: str) -> bool:
-    return bool(re.fullmatch(r'-?\d+', text.strip()))
-
-
-def _alleles(where: str, chrom: str, pos: str, ref: str, alt: str, vid: str) -> Iterator[Variant]:
-    if not chrom or not _is_int(pos) or not ref or not alt:
-        raise VariantError(
-            f'{where}: malformed variant line; expected chrom, an integer 1-based pos, ref, alt'
-        )
-    ref = ref.strip().upper()
-    for a in alt.strip().split(','):
-        a = a.upper()
-        key = f'{chrom}:{int(pos)}:{ref}:{a}'
-        yield Variant(chrom, int(pos), ref, a, vid if vid and vid != '.' else key, where)
-
-
-def _vcf_line(fields: Sequence[str], where: str) -> Iterator[Variant]:
-    if len(fields) < 5:
-        raise VariantError(
-            f'{where}: malformed VCF line: {len(fields)} tab-separated fields, '
-            'expected at least 5 (CHROM POS ID REF ALT)'
-        )
-    return _alleles(where, fields[0], fields[1], fields[3], fields[4], fields[2])
-
-
-def _tsv_line(fields: Sequence[str], where: str) -> Iterator[Variant]:
-    if len(fields) < 4:
-        raise VariantError(
-            f'{where}: malformed TSV line: {len(fields)} tab-separated fields, '
-            'expected chrom, pos, ref, alt'
-        )
-    return _alleles(where, *fields[:4], '')
 
 
 def variant_status(variant: Variant, genome, sizes: dict[str, int]) -> str:
@@ -264,80 +168,220 @@ def _control_window(controls, chrom: str, start: int, end: int, size: int) -> np
     return out
 
 
-def _header(tasks: Sequence[str], with_pvalues: bool) -> list[str]:
-    cols = ['chrom', 'pos', 'ref', 'alt', 'variant_id', 'status']
+@dataclasses.dataclass(frozen=True)
+class VariantInput:
+    """A variant made ready for the model: its status and, when 'ok', its two windows.
+
+    Attributes:
+      variant: the variant.
+      status: 'ok', or why it is not scored (see STATUSES).
+      ref, alt: the reference and alternate input sequences, L bases each ('' unless ok).
+      control: (O, tasks, strands) control counts of the reference output window, for a
+        model with control tracks; else None.
+    """
+
+    variant: Variant
+    status: str
+    ref: str = ''
+    alt: str = ''
+    control: np.ndarray | None = None
+
+
+class VariantWindows:
+    """Checks variants against a FASTA and cuts their windows (`variant_windows`).
+
+    Args:
+      genome: an open FASTA (`genome_io.open_fasta`).
+      length: the model's input length L.
+      output_length: its output length O.
+      controls: per task, the (plus, minus) control bigWigs of a control-track model; None
+        for a model without.
+    """
+
+    def __init__(self, genome, length: int, output_length: int, controls=None):
+        self.genome, self.length, self.output_length = genome, length, output_length
+        self.controls = controls
+        self.sizes = genome_io.chrom_sizes(genome)
+
+    def __call__(self, variant: Variant) -> VariantInput:
+        """The variant's status and, when 'ok', its windows (and control counts).
+
+        Raises:
+          genome_io.GenomeError: a control bigWig cannot be read or lacks the chromosome.
+        """
+        status = variant_status(variant, self.genome, self.sizes)
+        if status != 'ok':
+            return VariantInput(variant, status)
+        ref, alt, start = variant_windows(self.genome, variant, self.length)
+        control = None
+        if self.controls:
+            lo = start + (self.length - self.output_length) // 2
+            size = self.sizes[variant.chrom]
+            control = _control_window(
+                self.controls, variant.chrom, lo, lo + self.output_length, size
+            )
+        return VariantInput(variant, status, ref, alt, control)
+
+
+def model_tasks(model) -> list[str]:
+    """The task names of an `export.ExportedModel`, as the output columns name them."""
+    return list(model.info.tasks)[: model.config.num_tasks]
+
+
+def header(tasks: Sequence[str], with_pvalues: bool) -> list[str]:
+    """The output's columns: ROW_COLUMNS, then `<task>.<score>` per task."""
     names = SCORES + (PVALUES if with_pvalues else ())
-    return cols + [f'{t}.{s}' for t in tasks for s in names]
+    return list(ROW_COLUMNS) + [f'{t}.{s}' for t in tasks for s in names]
 
 
 def _format(x: float) -> str:
     return 'nan' if not math.isfinite(x) else f'{x:.6g}'
 
 
-class _Scorer:
-    """Scores batches of variants with one model, genome and (optional) control bigWigs."""
+def _predict(model, one_hot: np.ndarray, control: np.ndarray | None, batch_size: int):
+    """`predict_windows` over `one_hot` in model calls of `batch_size` windows."""
+    preds, weights = [], []
+    for i in range(0, len(one_hot), batch_size):
+        c = None if control is None else control[i : i + batch_size]
+        p, w = predict_windows(model, one_hot[i : i + batch_size], c)
+        preds.append(p)
+        weights.append(w)
+    return np.concatenate(preds), np.concatenate(weights)
 
-    def __init__(self, model, genome, sizes, controls, null_variants: int, batch_size: int):
-        self.model, self.genome, self.sizes, self.controls = model, genome, sizes, controls
-        self.null_variants, self.batch_size = null_variants, batch_size
-        self.length = model.config.sequence_length
-        self.output_length = model.config.output_length
-        self.tasks = list(model.info.tasks)[: model.config.num_tasks]
 
-    def _predict(self, one_hot, control):
-        preds, weights = [], []
-        for i in range(0, len(one_hot), self.batch_size):
-            c = None if control is None else control[i : i + self.batch_size]
-            p, w = predict_windows(self.model, one_hot[i : i + self.batch_size], c)
-            preds.append(p)
-            weights.append(w)
-        return np.concatenate(preds), np.concatenate(weights)
-
-    def score(self, variants: Sequence[Variant]) -> dict[str, np.ndarray]:
-        """Scores (len(variants), tasks) for variants whose status is 'ok'."""
-        refs, alts, controls = [], [], []
-        crop = (self.length - self.output_length) // 2
-        for v in variants:
-            ref, alt, start = variant_windows(self.genome, v, self.length)
-            refs.append(sequence.one_hot(ref))
-            alts.append(sequence.one_hot(alt))
-            if self.controls:
-                lo = start + crop
-                controls.append(
-                    _control_window(
-                        self.controls, v.chrom, lo, lo + self.output_length, self.sizes[v.chrom]
-                    )
-                )
-        refs, alts = np.stack(refs).astype(np.float32), np.stack(alts).astype(np.float32)
-        control = np.stack(controls) if self.controls else None
-        n = len(variants)
-        pred, weights = self._predict(
-            np.concatenate([refs, alts]),
-            None if control is None else np.concatenate([control, control]),
+def _null_pvalues(model, inputs, refs, control, ref_pred, scores, k: int, batch_size: int):
+    """Adds PVALUES to `scores`: k null SNVs per variant (`null_windows`), scored against its
+    reference prediction, a few variants' nulls at a time (memory bounded by batch_size)."""
+    n = len(inputs)
+    draws = {'log2fc_counts': [], 'jsd_profile': []}
+    group = max(1, batch_size // k)  # variants whose nulls are built at once
+    for lo in range(0, n, group):
+        hi = min(lo + group, n)
+        nulls = np.concatenate([null_windows(refs[i], inputs[i].variant, k) for i in range(lo, hi)])
+        null_pred = _predict(
+            model,
+            nulls,
+            None if control is None else np.repeat(control[lo:hi], k, axis=0),
+            batch_size,
         )
-        ref_pred, alt_pred = (pred[:n], weights[:n]), (pred[n:], weights[n:])
-        scores = effect_scores(ref_pred, alt_pred)
-        if self.null_variants:
-            k = self.null_variants
-            draws = {'log2fc_counts': [], 'jsd_profile': []}
-            group = max(1, self.batch_size // k)  # variants whose nulls are built at once
-            for lo in range(0, n, group):
-                hi = min(lo + group, n)
-                nulls = np.concatenate(
-                    [null_windows(refs[i], variants[i], k) for i in range(lo, hi)]
-                )
-                null_pred = self._predict(
-                    nulls, None if control is None else np.repeat(control[lo:hi], k, axis=0)
-                )
-                rep = tuple(np.repeat(a[lo:hi], k, axis=0) for a in ref_pred)
-                null = effect_scores(rep, null_pred)
-                for score, parts in draws.items():
-                    parts.append(np.abs(null[score]).reshape(hi - lo, k, -1))
-            for name, score in (('log2fc_pvalue', 'log2fc_counts'), ('jsd_pvalue', 'jsd_profile')):
-                observed = np.abs(scores[score])  # (n, T)
-                at_least = np.concatenate(draws[score]) >= observed[:, None] - 1e-12
-                scores[name] = (1 + at_least.sum(axis=1)) / (k + 1)
-        return scores
+        rep = tuple(np.repeat(a[lo:hi], k, axis=0) for a in ref_pred)
+        null = effect_scores(rep, null_pred)
+        for score, parts in draws.items():
+            parts.append(np.abs(null[score]).reshape(hi - lo, k, -1))
+    for name, score in (('log2fc_pvalue', 'log2fc_counts'), ('jsd_pvalue', 'jsd_profile')):
+        observed = np.abs(scores[score])  # (n, T)
+        at_least = np.concatenate(draws[score]) >= observed[:, None] - 1e-12
+        scores[name] = (1 + at_least.sum(axis=1)) / (k + 1)
+
+
+def _score_ok(model, inputs: Sequence[VariantInput], null_variants: int, batch_size: int):
+    """Scores (len(inputs), tasks) of 'ok' inputs, p-values included with null_variants."""
+    refs = np.stack([sequence.one_hot(x.ref) for x in inputs]).astype(np.float32)
+    alts = np.stack([sequence.one_hot(x.alt) for x in inputs]).astype(np.float32)
+    control = np.stack([x.control for x in inputs]) if inputs[0].control is not None else None
+    n = len(inputs)
+    pred, weights = _predict(
+        model,
+        np.concatenate([refs, alts]),
+        None if control is None else np.concatenate([control, control]),
+        batch_size,
+    )
+    ref_pred, alt_pred = (pred[:n], weights[:n]), (pred[n:], weights[n:])
+    scores = effect_scores(ref_pred, alt_pred)
+    if null_variants:
+        _null_pvalues(model, inputs, refs, control, ref_pred, scores, null_variants, batch_size)
+    return scores
+
+
+def score_inputs(
+    model, inputs: Sequence[VariantInput], *, null_variants: int = 0, batch_size: int = 64
+) -> list[str]:
+    """The output rows of `inputs`, in their order: one tab-separated line (no newline) each,
+    the columns of `header`; inputs that are not 'ok' get 'nan' scores.
+
+    Args:
+      model: an `export.ExportedModel`.
+      inputs: from `VariantWindows`.
+      null_variants: null SNVs per variant for the p-value columns; 0 = none.
+      batch_size: windows per model call (ref and alt count apart; each call also predicts
+        their reverse complements). Scores do not depend on it.
+    """
+    ok = [x for x in inputs if x.status == 'ok']
+    scores = _score_ok(model, ok, null_variants, batch_size) if ok else {}
+    names = SCORES + (PVALUES if null_variants else ())
+    num_tasks = model.config.num_tasks
+    rows, i = [], 0
+    for x in inputs:
+        v = x.variant
+        row = [v.chrom, str(v.pos), v.ref, v.alt, v.variant_id, x.status]
+        if x.status == 'ok':
+            row += [_format(scores[name][i, t]) for t in range(num_tasks) for name in names]
+            i += 1
+        else:
+            row += ['nan'] * (num_tasks * len(names))
+        rows.append('\t'.join(row))
+    return rows
+
+
+def check_options(batch_size: int, null_variants: int, max_variants: int) -> None:
+    """Raises VariantError for a batch size below 1 or a negative count."""
+    if batch_size < 1:
+        raise VariantError(f'--batch_size must be at least 1, got {batch_size}')
+    if null_variants < 0 or max_variants < 0:
+        raise VariantError('--null_variants and --max_variants must not be negative')
+
+
+def check_scored(path: str, read: int, by_status: dict[str, int]) -> None:
+    """Raises VariantError when no variant of the `read` rows of `path` was scored."""
+    if by_status.get('ok'):
+        return
+    counts = ', '.join(f'{k} {n}' for k, n in by_status.items() if n)
+    raise VariantError(
+        f'{path}: no variant scored ({read} read'
+        + (f': {counts}' if counts else '')
+        + "); check the FASTA matches the variants' genome build and chromosome names"
+    )
+
+
+def summary_line(label: str, read: int, by_status: dict[str, int], seconds: float, output: str):
+    """'<label>: 10 read, 9 scored (ok 9, ref_mismatch 1) in 2.0 s (4.5 variants/s) -> out'."""
+    statuses = ', '.join(f'{k} {n}' for k, n in by_status.items() if n)
+    scored = by_status.get('ok', 0)
+    rate = scored / max(seconds, 1e-9)
+    return (
+        f'{label}: {read} read, {scored} scored ({statuses}) in {seconds:.1f} s '
+        f'({rate:.1f} variants/s) -> {output}'
+    )
+
+
+def _batches(inputs: Iterable[VariantInput], batch_size: int) -> Iterator[list[VariantInput]]:
+    """Runs of consecutive inputs each holding `batch_size` 'ok' ones (the last: the rest)."""
+    pending, waiting = [], 0
+    for x in inputs:
+        pending.append(x)
+        waiting += x.status == 'ok'
+        if waiting >= batch_size:
+            yield pending
+            pending, waiting = [], 0
+    if pending:
+        yield pending
+
+
+def _write_beside(output: str, write: Callable[[TextIO], object]) -> object:
+    """Calls `write(file)` on a hidden temporary file beside `output`, then renames it into
+    place; on any failure the temporary file is removed and `output` left as it was."""
+    out_dir = os.path.dirname(os.path.abspath(output))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(output)}.', dir=out_dir)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            result = write(f)
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return result
 
 
 def score_variants(
@@ -378,73 +422,39 @@ def score_variants(
     """
     from bpnet_tfx import export
 
-    if batch_size < 1:
-        raise VariantError(f'--batch_size must be at least 1, got {batch_size}')
-    if null_variants < 0 or max_variants < 0:
-        raise VariantError('--null_variants and --max_variants must not be negative')
+    check_options(batch_size, null_variants, max_variants)
     started = time.perf_counter()
     model = export.ExportedModel(saved_model)
     controls = model.control_bigwigs(control_pos_bigwig, control_neg_bigwig)
-    by_status = {s: 0 for s in STATUSES}
-    read = 0
-    out_dir = os.path.dirname(os.path.abspath(output))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(output)}.', dir=out_dir)
-    try:
-        with genome_io.open_fasta(fasta) as genome, os.fdopen(fd, 'w') as f:
-            sizes = genome_io.chrom_sizes(genome)
-            scorer = _Scorer(model, genome, sizes, controls, null_variants, batch_size)
-            names = SCORES + (PVALUES if null_variants else ())
-            f.write('\t'.join(_header(scorer.tasks, bool(null_variants))) + '\n')
+    config, tasks = model.config, model_tasks(model)
+    by_status = dict.fromkeys(STATUSES, 0)
+
+    def write(f: TextIO) -> int:
+        with genome_io.open_fasta(fasta) as genome:
+            windows = VariantWindows(genome, config.sequence_length, config.output_length, controls)
+            f.write('\t'.join(header(tasks, bool(null_variants))) + '\n')
             shown = progress.Progress(label, 'variants', None, every=max(1000, batch_size))
-            pending: list[tuple[Variant, str]] = []
-            waiting = 0  # variants of `pending` to score
-
-            def flush():
-                ok = [v for v, s in pending if s == 'ok']
-                scores = scorer.score(ok) if ok else {}
-                i = 0
-                for v, status in pending:
-                    row = [v.chrom, str(v.pos), v.ref, v.alt, v.variant_id, status]
-                    for t in range(len(scorer.tasks)):
-                        for name in names:
-                            row.append(_format(scores[name][i, t]) if status == 'ok' else 'nan')
-                    i += status == 'ok'
-                    f.write('\t'.join(row) + '\n')
-                pending.clear()
-
-            for v in read_variants(variants):
-                if max_variants and read >= max_variants:
-                    break
-                read += 1
-                status = variant_status(v, genome, sizes)
-                by_status[status] += 1
-                pending.append((v, status))
-                waiting += status == 'ok'
-                if waiting >= batch_size:
-                    flush()
-                    waiting = 0
-                    shown.update(read)
-            flush()
-            if not by_status['ok']:  # before the last progress line: the error is one line
-                counts = ', '.join(f'{k} {n}' for k, n in by_status.items() if n)
-                raise VariantError(
-                    f'{variants}: no variant scored ({read} read'
-                    + (f': {counts}' if counts else '')
-                    + '); check the FASTA matches the variants\' genome build and chromosome '
-                    'names'
+            read = 0
+            chosen = itertools.islice(read_variants(variants), max_variants or None)
+            for batch in _batches(map(windows, chosen), batch_size):
+                read += len(batch)
+                for x in batch:
+                    by_status[x.status] += 1
+                rows = score_inputs(
+                    model, batch, null_variants=null_variants, batch_size=batch_size
                 )
+                f.write(''.join(row + '\n' for row in rows))
+                shown.update(read)
+            check_scored(variants, read, by_status)  # before the last progress line: one line
             shown.update(read, final=True)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        return read
+
+    read = _write_beside(output, write)
     return {
         'read': read,
         'scored': by_status['ok'],
         'by_status': {k: n for k, n in by_status.items() if n},
         'seconds': time.perf_counter() - started,
         'output': output,
-        'tasks': scorer.tasks,
+        'tasks': tasks,
     }

@@ -63,11 +63,10 @@ def main(argv):
         max_variants=_MAX_VARIANTS.value,
         null_variants=_NULL_VARIANTS.value,
     )
-    statuses = ', '.join(f'{k} {n}' for k, n in result['by_status'].items())
-    rate = result['scored'] / max(result['seconds'], 1e-9)
     print(
-        f"variants: {result['read']} read, {result['scored']} scored ({statuses}) in "
-        f"{result['seconds']:.1f} s ({rate:.1f} variants/s) -> {result['output']}"
+        variant_effects.summary_line(
+            'variants', result['read'], result['by_status'], result['seconds'], result['output']
+        )
     )
 
 
