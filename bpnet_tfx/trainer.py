@@ -212,6 +212,7 @@ def make_step_functions(
     _losses = _loss_function(model, config, info)
 
     def _replica_train(batch, step):
+        batch = data.model_inputs(batch)  # Tokens -> one-hot, counts -> float32, on the device.
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed = tf.stack(
             [tf.cast(step, tf.int64) + config.seed * 1_000_003, tf.cast(replica, tf.int64)]
@@ -240,6 +241,7 @@ def make_step_functions(
         return _step_sums(nll, mse, per_example, peak, info.tasks)
 
     def _replica_eval(batch):
+        batch = data.model_inputs(batch)
         return _step_sums(
             *_losses(
                 batch['one_hot'],
@@ -311,6 +313,7 @@ def measure_input_pipeline(config: TrainConfig, info: schema.RecordsInfo) -> flo
 
     @tf.function
     def _augment(batch, step):
+        batch = data.model_inputs(batch)
         return augment.augment_batch(
             batch['one_hot'],
             batch['profile'],
