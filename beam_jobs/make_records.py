@@ -33,6 +33,7 @@ if __name__ == '__main__':  # Before Beam's import logs its 'apitools not found'
     logs.configure(logs.verbose_requested(sys.argv[1:]))
 
 import argparse
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -48,7 +49,7 @@ from typing import Any, Callable, Sequence, TypeVar
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from beam_jobs import accounting, planning, regions, runners, shards, transforms, windows
+from beam_jobs import accounting, encodings, planning, regions, runners, shards, transforms, windows
 from beam_jobs import background as background_lib
 from beam_jobs import files as files_lib
 from beam_jobs import tasks as tasks_lib
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         f'reach, e.g. gs:// (default for the demo: ./{_DEMO_OUTPUT_DIR}).',
     )
     _add_window_flags(parser)
+    _add_encoding_flags(parser)
     _add_split_flags(parser)
     parser.add_argument(
         '--num_shards',
@@ -223,6 +225,32 @@ def _add_window_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help='Seed of the background sampling (same seed, same regions).',
+    )
+
+
+def _add_encoding_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '--counts_dtype',
+        choices=(encodings.AUTO, *schema.COUNT_DTYPES),
+        default=encodings.AUTO,
+        help='Stored dtype of the counts and control tracks: auto = the smallest unsigned '
+        'integer type holding the bigWigs\' maximum when they hold integers, else float32 '
+        '(docs/records.md).',
+    )
+    parser.add_argument(
+        '--counts_layout',
+        choices=(encodings.AUTO, *schema.LAYOUTS),
+        default=encodings.AUTO,
+        help='dense (every value) or sparse (the non-zero values and their positions); auto '
+        'picks sparse where it is much smaller, from a sample of windows.',
+    )
+    parser.add_argument(
+        '--schema_version',
+        type=int,
+        choices=schema.READABLE_VERSIONS,
+        default=schema.SCHEMA_VERSION,
+        help='Record schema to write: 2 (compact) or 1 (one-hot and float32, for readers '
+        'older than version 2).',
     )
 
 
@@ -495,6 +523,28 @@ def _window_spec(
     )
 
 
+def _with_encodings(
+    args: argparse.Namespace, spec: windows.WindowSpec, plan: planning.WindowPlan
+) -> windows.WindowSpec:
+    """`spec` with the tracks' encodings (schema version 2) and the schema version."""
+    if args.schema_version == 1:
+        return dataclasses.replace(spec, schema_version=1)
+    chosen = encodings.choose_encodings(
+        {'counts': spec.counts, 'control': spec.control, 'expected': spec.expected},
+        plan.regions,
+        margin=args.max_jitter,
+        trim=spec.output_trim,
+        values_per_track=(args.output_length + 2 * args.max_jitter) * len(spec.counts) * 2,
+        dtype=args.counts_dtype,
+        layout=args.counts_layout,
+    )
+    _LOGGER.info(
+        'track encodings: %s',
+        ', '.join(f'{t} {e.dtype} {e.layout}' for t, e in chosen.items()),
+    )
+    return dataclasses.replace(spec, encodings=chosen, schema_version=2)
+
+
 def _records_info(
     args: argparse.Namespace,
     pipeline_args: Sequence[str],
@@ -539,6 +589,8 @@ def _records_info(
         has_control=spec.control is not None,
         has_background=bool(args.background_ratio),
         background_counts=books.background_counts if args.background_ratio else {},
+        schema_version=spec.schema_version,
+        track_encodings={t: e.to_dict() for t, e in spec.encodings.items()},
         median_total_counts=books.median_total_counts,
         source={
             'fasta': fasta,
@@ -700,7 +752,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> s
         ', '.join(f'{s} {n}' for s, n in counts.items()),
         len(plan.dropped),
     )
-    spec = _window_spec(args, fasta, task_list)
+    spec = _with_encodings(args, _window_spec(args, fasta, task_list), plan)
 
     def metadata(books: accounting.Tally) -> schema.RecordsInfo:
         return _records_info(
