@@ -87,7 +87,9 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> s
     files_lib.check_output_dir(output_dir, args.overwrite, marker=schema.METADATA_FILENAME)
 
     plan, num_shards = _plan(config, task_list, fasta, blacklist, num_shards_flag)
-    spec = records_flags.window_spec(args, fasta, task_list)
+    spec = records_flags.with_encodings(
+        args, records_flags.window_spec(args, fasta, task_list), plan
+    )
 
     def metadata(books: accounting.Tally) -> schema.RecordsInfo:
         return records_metadata.records_info(

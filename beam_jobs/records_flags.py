@@ -10,13 +10,14 @@ import: `python -m beam_jobs.make_records` sets up logging before Beam loads.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import os
 from typing import Sequence
 
+from beam_jobs import encodings, logs, planning, shards, splits, windows
 from beam_jobs import files as files_lib
-from beam_jobs import logs, planning, shards, splits, windows
 from beam_jobs import tasks as tasks_lib
 from beam_jobs.regions import RecordsInputError
 from bpnet_tfx import schema
@@ -60,6 +61,7 @@ def parser(description: str) -> argparse.ArgumentParser:
         f'reach, e.g. gs:// (default for the demo: ./{DEMO_OUTPUT_DIR}).',
     )
     _add_window_flags(parser)
+    _add_encoding_flags(parser)
     _add_split_flags(parser)
     parser.add_argument(
         '--num_shards',
@@ -185,6 +187,32 @@ def _add_window_flags(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help='Seed of the background sampling (same seed, same regions).',
+    )
+
+
+def _add_encoding_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '--counts_dtype',
+        choices=(encodings.AUTO, *schema.COUNT_DTYPES),
+        default=encodings.AUTO,
+        help='Stored dtype of the counts and control tracks: auto = the smallest unsigned '
+        'integer type holding the bigWigs\' maximum when they hold integers, else float32 '
+        '(docs/records.md).',
+    )
+    parser.add_argument(
+        '--counts_layout',
+        choices=(encodings.AUTO, *schema.LAYOUTS),
+        default=encodings.AUTO,
+        help='dense (every value) or sparse (the non-zero values and their positions); auto '
+        'picks sparse where it is much smaller, from a sample of windows.',
+    )
+    parser.add_argument(
+        '--schema_version',
+        type=int,
+        choices=schema.READABLE_VERSIONS,
+        default=schema.SCHEMA_VERSION,
+        help='Record schema to write: 2 (compact) or 1 (one-hot and float32, for readers '
+        'older than version 2).',
     )
 
 
@@ -351,3 +379,25 @@ def window_spec(
         output_trim=(args.sequence_length - args.output_length) // 2,
         mark_background=bool(args.background_ratio),
     )
+
+
+def with_encodings(
+    args: argparse.Namespace, spec: windows.WindowSpec, plan: planning.WindowPlan
+) -> windows.WindowSpec:
+    """`spec` with the tracks' encodings (schema version 2) and the schema version."""
+    if args.schema_version == 1:
+        return dataclasses.replace(spec, schema_version=1)
+    chosen = encodings.choose_encodings(
+        {'counts': spec.counts, 'control': spec.control, 'expected': spec.expected},
+        plan.regions,
+        margin=args.max_jitter,
+        trim=spec.output_trim,
+        values_per_track=(args.output_length + 2 * args.max_jitter) * len(spec.counts) * 2,
+        dtype=args.counts_dtype,
+        layout=args.counts_layout,
+    )
+    _LOGGER.info(
+        'track encodings: %s',
+        ', '.join(f'{t} {e.dtype} {e.layout}' for t, e in chosen.items()),
+    )
+    return dataclasses.replace(spec, encodings=chosen, schema_version=2)

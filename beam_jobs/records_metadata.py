@@ -49,6 +49,8 @@ def records_info(
         has_control=spec.control is not None,
         has_background=bool(args.background_ratio),
         background_counts=books.background_counts if args.background_ratio else {},
+        schema_version=spec.schema_version,
+        track_encodings={t: e.to_dict() for t, e in spec.encodings.items()},
         median_total_counts=books.median_total_counts,
         source={
             'fasta': fasta,

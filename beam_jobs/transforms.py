@@ -110,7 +110,7 @@ class WriteShardFn(beam.DoFn):
                         if isinstance(window, str):
                             rejected.append((region.region_id, window))
                             continue
-                        writer.write(window.encode())
+                        writer.write(window.encode(self._spec))
                         written += 1
                         if self._totals and not region.background:
                             centre = window.profile[j : j + length]

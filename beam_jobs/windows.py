@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import shutil
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +38,9 @@ class WindowSpec:
         (sequence_length - output_length) / 2; counts are read only there.
       mark_background: write KEY_IS_BACKGROUND in every record (make_records
         --background_ratio > 0); when False the records do not have the feature.
+      encodings: per record track ('profile', 'control', 'expected'), how it is stored
+        (`encodings.choose_encodings`); a track not named is dense float32.
+      schema_version: the record schema version to write.
       run_gap: windows closer than this many bp are read with one fetch. One bigWig
         `values()` call costs about as much as reading 20-40 kb more in the same call (block
         decompression dominates), so nearby windows share a call.
@@ -52,6 +55,8 @@ class WindowSpec:
     run_gap: int = 20_000
     output_trim: int = 0
     mark_background: bool = False
+    encodings: Mapping[str, schema.TrackEncoding] = dataclasses.field(default_factory=dict)
+    schema_version: int = schema.SCHEMA_VERSION
 
     def __post_init__(self):
         for name in ('counts', 'control', 'expected'):
@@ -74,28 +79,41 @@ class WindowSpec:
 
 @dataclasses.dataclass
 class Window:
-    """One extracted window: one_hot (stored_length, 4) and counts (stored_output_length,
+    """One extracted window: sequence tokens (stored_length,) and counts (stored_output_length,
     tasks, strands), views into a run's arrays, centred on each other."""
 
     region: Region
     start: int  # Of the stored sequence window.
-    one_hot: np.ndarray
+    tokens: np.ndarray
     profile: np.ndarray
     control: np.ndarray | None = None
     expected: np.ndarray | None = None
     is_background: bool | None = None  # None: the record has no KEY_IS_BACKGROUND.
 
-    def encode(self) -> bytes:
-        return schema.encode_record(
-            self.region.region_id,
-            self.region.chrom,
-            self.start,
-            self.one_hot,
-            self.profile,
-            expected=self.expected,
-            control=self.control,
-            is_background=self.is_background,
-        )
+    def encode(self, spec: WindowSpec) -> bytes:
+        """The record, as `spec` says to store it.
+
+        Raises:
+          RecordsInputError: a value the chosen integer dtype cannot hold.
+        """
+        try:
+            return schema.encode_record(
+                self.region.region_id,
+                self.region.chrom,
+                self.start,
+                self.tokens,
+                self.profile,
+                expected=self.expected,
+                control=self.control,
+                is_background=self.is_background,
+                encodings=spec.encodings,
+                version=spec.schema_version,
+            )
+        except schema.SchemaError as e:
+            raise regions_lib.RecordsInputError(
+                f'{e} (bigWigs: {", ".join(spec.paths()[1:])}); rerun with a larger '
+                '--counts_dtype, or --counts_dtype=float32 for counts that are not integers'
+            ) from None
 
 
 class WindowReader:
@@ -213,8 +231,8 @@ class WindowReader:
             run_windows = stored[first:last]
             bases = self._fasta[chrom][run_start:run_end]
             # Overlapping windows: encode the run once and slice; sparse ones: each window.
-            run_one_hot = (
-                sequence.one_hot(bases)
+            run_tokens = (
+                sequence.tokens(bases)
                 if run_end - run_start <= sum(e - s for s, e in run_windows)
                 else None
             )
@@ -229,10 +247,9 @@ class WindowReader:
             for k, (r, (s, e)) in enumerate(zip(inside[first:last], run_windows)):
                 a, b = s - run_start, e - run_start
                 n = b - a - 2 * trim  # Counts window length.
-                one_hot = (
-                    run_one_hot[a:b] if run_one_hot is not None else sequence.one_hot(bases[a:b])
-                )
-                if 1.0 - np.count_nonzero(one_hot) / (b - a) > self.spec.max_n_fraction:
+                tokens = run_tokens[a:b] if run_tokens is not None else sequence.tokens(bases[a:b])
+                n_bases = np.count_nonzero(tokens == sequence.N_TOKEN)
+                if n_bases / (b - a) > self.spec.max_n_fraction:
                     yield r, TOO_MANY_N
                     continue
                 counts = {
@@ -244,7 +261,7 @@ class WindowReader:
                     Window(
                         r,
                         s,
-                        one_hot,
+                        tokens,
                         counts['counts'],
                         control=counts.get('control'),
                         expected=counts.get('expected'),

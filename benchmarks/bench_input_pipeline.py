@@ -1,8 +1,15 @@
-"""Input pipeline against the training step, records against in-RAM arrays, and memory.
+"""Record decoding per core, input pipeline against the training step, records against
+in-RAM arrays, and memory.
 
-    .venv/bin/python benchmarks/bench_input_pipeline.py [--examples=4096 --batch_size=64]
+    .venv/bin/python benchmarks/bench_input_pipeline.py [--parts=decode,pipeline,memory]
 
-Measured in one run, on synthetic records of the reference shape (1000 bp, 2 strands):
+Measured in one run:
+  0. (decode) records of schema version 1 against version 2 in two regimes (1000 bp single
+     task; 2114 -> 1000 with four tasks and controls): training input pipeline examples/s on
+     one CPU core, decoded bytes per example and shard bytes (decode_regimes.py). Targets:
+     version 2 >= 4x (four-task regime) and >= 2x (single task) examples/s per core, shards
+     >= 2x smaller.
+On synthetic records of the reference shape (1000 bp, 2 strands):
   1. examples/s of the input pipeline alone (list, interleave, parse, batch, jitter + reverse
      complement) against the model's training step alone (one fixed batch already in memory),
      at the same batch size. Target: pipeline >= 20x the step, so it never starves the model.
@@ -174,9 +181,86 @@ def main() -> None:
     parser.add_argument(
         '--memory_steps', type=int, default=40, help='Training steps of each memory run.'
     )
+    parser.add_argument(
+        '--parts',
+        default='decode,pipeline,memory',
+        help='Comma-separated parts to run: decode (v1 vs v2 per core), pipeline (speed '
+        'against the step and the notebook), memory.',
+    )
+    parser.add_argument(
+        '--decode_batches', type=int, default=150, help='Timed batches per decode measurement.'
+    )
+    parser.add_argument(
+        '--decode_rounds', type=int, default=3, help='Alternating v1/v2 rounds (median).'
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(','))
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     workdir = tempfile.mkdtemp(prefix='bench_input_')
+    result = {'benchmark': 'input_pipeline'}
+    if 'decode' in parts:
+        result['decode'] = bench_decode(workdir, args.batch_size, args)
+    if 'pipeline' in parts:
+        result.update(_bench_pipeline(workdir, args))
+    if 'memory' in parts:
+        result.update(_bench_rss(workdir, args))
+    print(json.dumps(result, sort_keys=True))
+
+
+def bench_decode(workdir: str, batch_size: int, args) -> dict:
+    import statistics
+
+    import decode_regimes as dr
+
+    out = {}
+    print(
+        f'{"decode (one core, batch " + str(batch_size) + ")":34s} {"ex/s":>9s} {"B/example":>10s}'
+    )
+    for regime in dr.REGIMES:
+        records = {v: dr.make_records(workdir, regime, v) for v in (1, 2)}
+        runs = {'v1': [], 'v2': [], 'v2 host-finished': []}
+        nbytes = {}
+        for _ in range(args.decode_rounds):
+            for name, version, finish in (
+                ('v1', 1, 'device'),
+                ('v2', 2, 'device'),
+                ('v2 host-finished', 2, 'host'),
+            ):
+                r = dr.measure(
+                    records[version],
+                    batches=args.decode_batches,
+                    batch_size=batch_size,
+                    core=0,
+                    finish=finish,
+                )
+                runs[name].append(r['examples_per_cpu_second'])
+                nbytes[name] = r['decoded_bytes']
+        row = {name: statistics.median(v) for name, v in runs.items()}
+        sizes = {v: dr.shard_bytes(records[v]) for v in (1, 2)}
+        for name, rate in row.items():
+            print(f'{regime.name + " " + name:34s} {rate:9.0f} {nbytes[name]:10.0f}')
+        speedup = row['v2'] / row['v1']
+        print(f'{regime.name + " v2 / v1 per core":34s} {speedup:9.2f}x')
+        print(
+            f'{regime.name + " shard bytes v1 / v2":34s} {sizes[1] / sizes[2]:9.2f}x '
+            f'({sizes[1]:,} / {sizes[2]:,})'
+        )
+        from bpnet_tfx import schema
+
+        info = schema.RecordsInfo.load(records[2])
+        out[regime.name] = {
+            'examples_per_second': row,
+            'rounds': runs,
+            'decoded_bytes': nbytes,
+            'speedup': speedup,
+            'shard_bytes': {'v1': sizes[1], 'v2': sizes[2]},
+            'encodings': info.track_encodings,
+            'records': info.split_counts,
+        }
+    return out
+
+
+def _bench_pipeline(workdir: str, args) -> dict:
     records = os.path.join(workdir, 'records')
     write_records(records, args.examples)
     speed = bench_speed(records, args.batch_size, args.steps)
@@ -194,14 +278,17 @@ def main() -> None:
         print(f'{key:52s} {speed[key]:12.1f}')
     print(f'{"pipeline / training step (target >= 20)":52s} {pipe_vs_step:12.1f}x')
     print(f'{"records loop / notebook model.fit (target >= 1.0)":52s} {ours_vs_nb:12.2f}x')
-    result = {
-        'benchmark': 'input_pipeline',
+    return {
         'machine': machine,
         'batch_size': args.batch_size,
         **speed,
         'pipeline_over_step': pipe_vs_step,
         'ours_over_notebook': ours_vs_nb,
     }
+
+
+def _bench_rss(workdir: str, args) -> dict:
+    result = {}
     sizes = [int(s) for s in args.memory_sizes.split(',') if s]
     if sizes:
         rss = bench_memory(sizes, args.memory_steps, workdir)
@@ -212,7 +299,7 @@ def main() -> None:
             print(f'{f"RSS {sizes[-1]:,} / {sizes[0]:,} (target <= 1.2)":52s} {ratio:12.2f}x')
             result['rss_ratio'] = ratio
         result['peak_rss_mib'] = {str(k): v for k, v in rss.items()}
-    print(json.dumps(result, sort_keys=True))
+    return result
 
 
 if __name__ == '__main__':

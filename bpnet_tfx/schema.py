@@ -1,46 +1,60 @@
 """The record contract shared by the Beam writer and the tf.data reader.
 
 This is the only module that spells a feature key, a dtype or a record shape. A record is one
-`tf.train.Example` for one window: the one-hot sequence as uint8 bytes of shape
-(stored_length, 4) and the stranded counts as float32 bytes of shape
-(stored_output_length, tasks, strands), where stored_length = sequence_length + 2 * max_jitter
-and stored_output_length = output_length + 2 * max_jitter. The two windows share their centre;
-output_length equals sequence_length unless the model's input is wider than its output (the
-2114 -> 1000 regime). Background records (GC-matched regions away from peaks) carry
-KEY_IS_BACKGROUND = 1. The shapes are not in the record; they live in `metadata.json`
-(`RecordsInfo`) next to the shards.
-`encode_record` writes the Example's protobuf bytes without TensorFlow; TensorFlow is imported
-inside the functions that need it (decoding, parse specs) so that Beam workers import this
-module cheaply and never load TensorFlow.
+`tf.train.Example` for one window. Version 2 (written by default) stores the sequence as one
+uint8 token a base (`sequence.tokens`: A, C, G, T = 0..3, N = 4) of shape (stored_length,), and
+each counts track (profile, expected, control) of shape (stored_output_length, tasks, strands)
+in its `TrackEncoding`: a dtype (uint8/uint16/uint32 for integer counts, float32 otherwise) and
+a layout, 'dense' (every value, C order) or 'sparse' (the gaps between the flat C-order indices
+of the non-zero values, the first counted from 0, as uint16, or uint32 past 65,536 values; and
+those values). Gaps rather than indices: mostly small numbers, so the shards compress about
+twice as well. Version 1 stored the one-hot
+sequence as uint8 (stored_length, 4) and every track as dense float32; it is still read.
+stored_length = sequence_length + 2 * max_jitter and stored_output_length = output_length + 2 *
+max_jitter; the two windows share their centre; output_length equals sequence_length unless the
+model's input is wider than its output (the 2114 -> 1000 regime). Background records
+(GC-matched regions away from peaks) carry KEY_IS_BACKGROUND = 1. The shapes and encodings are
+not in the record; they live in `metadata.json` (`RecordsInfo`) next to the shards.
+`encode_record` writes the Example's protobuf bytes without TensorFlow (`example_wire`);
+TensorFlow is imported inside the functions that need it (decoding, parse specs) so that Beam
+workers import this module cheaply and never load TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from typing import Any, Mapping
 
 import numpy as np
 
+from bpnet_tfx import example_wire, sequence
 from bpnet_tfx.errors import BpnetError
 from bpnet_tfx.sequence import ALPHABET
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # What make_records writes.
+READABLE_VERSIONS = (1, 2)
 
 # Feature keys.
 KEY_REGION_ID = 'region/id'  # bytes: 'chrom:start-end' of the centred window (no margin).
 KEY_CHROM = 'region/chrom'  # bytes.
 KEY_START = 'region/start'  # int64: 0-based start of the stored window (margin included).
-KEY_ONE_HOT = 'sequence/one_hot'  # bytes: uint8 (stored_length, 4), ACGT, N = zero row.
-KEY_PROFILE = 'counts/profile'  # bytes: float32 (stored_length, tasks, strands).
-KEY_EXPECTED = 'counts/expected'  # optional bytes: float32, as KEY_PROFILE; noise-free truth.
-KEY_CONTROL = 'counts/control'  # optional bytes: float32, as KEY_PROFILE; control (input) counts.
+KEY_TOKENS = 'sequence/tokens'  # v2 bytes: uint8 (stored_length,) tokens, N = 4.
+KEY_ONE_HOT = 'sequence/one_hot'  # v1 bytes: uint8 (stored_length, 4), ACGT, N = zero row.
+KEY_PROFILE = 'counts/profile'  # bytes: (stored_output_length, tasks, strands), its encoding.
+KEY_EXPECTED = 'counts/expected'  # optional, as KEY_PROFILE: noise-free truth.
+KEY_CONTROL = 'counts/control'  # optional, as KEY_PROFILE: control (input) counts.
 KEY_IS_BACKGROUND = 'region/is_background'  # optional int64: 1 for a background region, else 0.
+TRACK_KEYS = {'profile': KEY_PROFILE, 'expected': KEY_EXPECTED, 'control': KEY_CONTROL}
+SPARSE_INDEX_SUFFIX = '/index'  # A sparse track is KEY + these two features.
+SPARSE_VALUE_SUFFIX = '/value'
 
 ONE_HOT_DTYPE = np.uint8
-COUNTS_DTYPE = np.float32
+TOKEN_DTYPE = np.uint8
+COUNTS_DTYPE = np.float32  # What readers hand on, whatever the stored dtype.
+COUNT_DTYPES = ('uint8', 'uint16', 'uint32', 'float32')  # Stored dtypes, smallest first.
+LAYOUTS = ('dense', 'sparse')
 STRANDS = ('+', '-')  # plus then minus; reverse complement swaps them.
 
 # Model targets and outputs: the names data.py gives targets and model.py gives outputs.
@@ -68,6 +82,55 @@ def shard_pattern(records_dir: str, split: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrackEncoding:
+    """How one counts track is stored (version 2).
+
+    Attributes:
+      dtype: one of COUNT_DTYPES; an unsigned integer type holds integer counts up to its
+        maximum, float32 any finite value.
+      layout: 'dense' (every value) or 'sparse' (indices and values of the non-zero ones).
+    """
+
+    dtype: str = 'float32'
+    layout: str = 'dense'
+
+    def __post_init__(self):
+        if self.dtype not in COUNT_DTYPES:
+            raise SchemaError(f'counts dtype must be one of {COUNT_DTYPES}, got {self.dtype!r}')
+        if self.layout not in LAYOUTS:
+            raise SchemaError(f'counts layout must be one of {LAYOUTS}, got {self.layout!r}')
+
+    @property
+    def is_integer(self) -> bool:
+        return self.dtype != 'float32'
+
+    def to_dict(self) -> dict[str, str]:
+        return {'dtype': self.dtype, 'layout': self.layout}
+
+
+DEFAULT_ENCODING = TrackEncoding()
+
+
+def smallest_count_dtype(max_value: float) -> str:
+    """The smallest unsigned COUNT_DTYPES member that holds 0..`max_value`; float32 past
+    uint32."""
+    for name in COUNT_DTYPES[:-1]:
+        if max_value <= np.iinfo(name).max:
+            return name
+    return 'float32'
+
+
+def sparse_index_dtype(values_per_track: int) -> str:
+    """The dtype of a sparse track's flat indices: uint16 up to 65,536 values, else uint32."""
+    return 'uint16' if values_per_track <= 1 << 16 else 'uint32'
+
+
+def sparse_keys(key: str) -> tuple[str, str]:
+    """The (index gaps, value) feature keys of a sparse track stored under `key`."""
+    return key + SPARSE_INDEX_SUFFIX, key + SPARSE_VALUE_SUFFIX
+
+
+@dataclasses.dataclass(frozen=True)
 class RecordsInfo:
     """What `metadata.json` says about a records folder.
 
@@ -91,6 +154,8 @@ class RecordsInfo:
         --background_ratio > 0); split_counts then include background records, and
         background_counts gives how many of them each split holds.
       background_counts: background records per split.
+      track_encodings: per track ('profile', 'expected', 'control'), its TrackEncoding as a
+        dict; a track not named is dense float32 (always so in version 1).
     """
 
     sequence_length: int
@@ -107,8 +172,26 @@ class RecordsInfo:
     output_length: int = 0
     has_background: bool = False
     background_counts: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    track_encodings: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
+        if self.schema_version not in READABLE_VERSIONS:
+            raise SchemaError(
+                f'records of schema version {self.schema_version}; this code reads versions '
+                f'{READABLE_VERSIONS}: remake the records with this version of make_records'
+            )
+        unknown = set(self.track_encodings) - set(TRACK_KEYS)
+        if unknown:
+            raise SchemaError(f'track_encodings names unknown tracks {sorted(unknown)}')
+        # Only what differs from the default is kept, so equal encodings compare equal.
+        encodings = {
+            k: TrackEncoding(**v).to_dict()
+            for k, v in self.track_encodings.items()
+            if TrackEncoding(**v) != DEFAULT_ENCODING
+        }
+        if self.schema_version == 1 and encodings:
+            raise SchemaError('schema version 1 stores every track as dense float32')
+        object.__setattr__(self, 'track_encodings', encodings)
         if self.sequence_length <= 0:
             raise SchemaError(f'sequence_length must be positive, got {self.sequence_length}')
         if self.output_length == 0:
@@ -157,6 +240,15 @@ class RecordsInfo:
     def profile_shape(self) -> tuple[int, int, int]:
         return (self.stored_output_length, self.num_tasks, self.num_strands)
 
+    def encoding(self, track: str) -> TrackEncoding:
+        """How `track` ('profile', 'expected' or 'control') is stored."""
+        return TrackEncoding(**self.track_encodings.get(track, {}))
+
+    def stored_tracks(self) -> tuple[str, ...]:
+        """The counts tracks every record holds, in TRACK_KEYS order."""
+        present = {'profile': True, 'expected': self.has_expected, 'control': self.has_control}
+        return tuple(t for t in TRACK_KEYS if present[t])
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d['tasks'] = list(self.tasks)
@@ -172,27 +264,29 @@ class RecordsInfo:
             'region_id': KEY_REGION_ID,
             'chrom': KEY_CHROM,
             'start': KEY_START,
-            'one_hot': KEY_ONE_HOT,
-            'profile': KEY_PROFILE,
-            'expected': KEY_EXPECTED,
-            'control': KEY_CONTROL,
+            'sequence': KEY_TOKENS if self.schema_version >= 2 else KEY_ONE_HOT,
+            **{t: TRACK_KEYS[t] for t in self.stored_tracks()},
             'is_background': KEY_IS_BACKGROUND,
         }
-        d['dtypes'] = {'one_hot': 'uint8', 'profile': 'float32', 'is_background': 'int64'}
+        d['track_encodings'] = {t: self.encoding(t).to_dict() for t in self.stored_tracks()}
+        d['sequence_encoding'] = (
+            'uint8 tokens A,C,G,T,N = 0..4' if self.schema_version >= 2 else 'uint8 one-hot ACGT'
+        )
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, where: str = 'metadata') -> 'RecordsInfo':
         version = d.get('schema_version')
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise SchemaError(
-                f'{where}: records of schema version {version}, this code reads version '
-                f'{SCHEMA_VERSION}; remake the records with this version of make_records'
+                f'{where}: records of schema version {version}, this code reads versions '
+                f'{", ".join(map(str, READABLE_VERSIONS))}; remake the records with this version '
+                'of make_records'
             )
         names = {f.name for f in dataclasses.fields(cls)}
         try:
             return cls(**{k: v for k, v in d.items() if k in names})
-        except TypeError as e:
+        except (TypeError, SchemaError) as e:
             raise SchemaError(f'{where}: {e}') from None
 
     def save(self, records_dir: str) -> str:
@@ -225,67 +319,56 @@ class RecordsInfo:
         return cls.from_dict(d, where=path)
 
 
-# --- Example wire format -------------------------------------------------------------------------
-# encode_record writes the protobuf bytes of a tf.train.Example itself, so that Beam workers never
-# import TensorFlow (3+ s per process). The messages and their field numbers
-# (tensorflow/core/example/{example,feature}.proto), every one a length-delimited field (wire
-# type 2): Example{features = 1}; Features{map<string, Feature> feature = 1}, each map entry a
-# message {key = 1, value = 2}; Feature{bytes_list = 1, int64_list = 3}; BytesList{repeated
-# bytes value = 1}; Int64List{repeated int64 value = 1, packed}. Entries go in key order, as
-# `SerializeToString(deterministic=True)` writes them, so the bytes equal TensorFlow's. Each
-# message is written as its small header pieces plus the payload, joined once at the end.
+def _sequence_entry(region_id: str, seq: np.ndarray, version: int) -> tuple[str, tuple]:
+    """The sequence feature of one record: tokens (v2) or one-hot (v1), from either form."""
+    seq = np.asarray(seq)
+    if seq.ndim == 2 and seq.shape[1] == len(ALPHABET):
+        if version == 1:
+            return KEY_ONE_HOT, example_wire.bytes_entry(
+                KEY_ONE_HOT, seq.astype(ONE_HOT_DTYPE, copy=False).tobytes()
+            )
+        try:
+            seq = sequence.tokens_from_one_hot(seq)
+        except ValueError as e:
+            raise SchemaError(f'{region_id}: {e}') from None
+    elif seq.ndim != 1:
+        raise SchemaError(
+            f'{region_id}: one_hot must be (length, 4) or tokens (length,), got {seq.shape}'
+        )
+    elif version == 1:
+        seq = sequence.one_hot_from_tokens(seq)
+        return KEY_ONE_HOT, example_wire.bytes_entry(KEY_ONE_HOT, seq.tobytes())
+    tokens = seq.astype(TOKEN_DTYPE, copy=False)
+    return KEY_TOKENS, example_wire.bytes_entry(KEY_TOKENS, tokens.tobytes())
 
 
-_ONE_BYTE = tuple(bytes((i,)) for i in range(0x80))
+def _stored_values(region_id: str, track: str, values: np.ndarray, enc: TrackEncoding):
+    """`values` in the stored dtype, or SchemaError naming the first value it cannot hold."""
+    stored = values.astype(enc.dtype)
+    if enc.is_integer and not np.array_equal(stored, values):
+        flat = values.ravel()
+        bad = int(np.flatnonzero(stored.ravel() != flat)[0])
+        raise SchemaError(
+            f'{region_id}: {track} value {flat[bad]:g} (flat index {bad}) is not an integer '
+            f'in 0..{np.iinfo(enc.dtype).max}, as {enc.dtype} counts must be'
+        )
+    return stored
 
 
-def _varint(n: int) -> bytes:
-    """Base-128 varint of a uint64; a negative int64 as its two's complement (10 bytes)."""
-    if 0 <= n < 0x80:
-        return _ONE_BYTE[n]
-    n &= 0xFFFF_FFFF_FFFF_FFFF
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _tag(number: int) -> bytes:
-    """The key of length-delimited field `number` (< 16, so one byte)."""
-    return _ONE_BYTE[(number << 3) | 2]
-
-
-@functools.lru_cache(maxsize=1024)
-def _entry_header(key: str, list_number: int, list_length: int) -> bytes:
-    """What precedes a List message's own bytes in one Features.feature map entry:
-    entry{key = 1: `key`, value = 2: Feature{`list_number`: List (`list_length` bytes)}}.
-    Cached: within a job, the keys and most lengths repeat."""
-    encoded = key.encode()
-    feature = _tag(list_number) + _varint(list_length)
-    feature_length = len(feature) + list_length
-    entry = _tag(1) + _varint(len(encoded)) + encoded + _tag(2) + _varint(feature_length)
-    return _tag(1) + _varint(len(entry) + feature_length) + entry + feature
-
-
-def _bytes_entry(key: str, value) -> tuple[bytes, ...]:
-    """The pieces of entry `key` -> Feature{bytes_list: BytesList{value: [value]}}."""
-    size = len(value)
-    value_header = _tag(1) + _varint(size)
-    return (_entry_header(key, 1, len(value_header) + size), value_header, value)
-
-
-def _int64_entry(key: str, value: int) -> tuple[bytes, ...]:
-    """The pieces of entry `key` -> Feature{int64_list: Int64List{value: [value]}} (packed)."""
-    packed = _varint(value)
-    values = _tag(1) + _varint(len(packed)) + packed
-    return (_entry_header(key, 3, len(values)), values)
-
-
-def _array_bytes(array: np.ndarray, dtype) -> bytes:
-    """The C-order bytes of `array` as `dtype`."""
-    return np.asarray(array).astype(dtype, copy=False).tobytes()
+def _track_entries(region_id: str, track: str, values: np.ndarray, enc: TrackEncoding) -> dict:
+    """The feature entries of one counts track in encoding `enc`."""
+    key = TRACK_KEYS[track]
+    stored = _stored_values(region_id, track, values, enc)
+    if enc.layout == 'dense':
+        return {key: example_wire.bytes_entry(key, stored.tobytes())}
+    flat = stored.ravel()
+    nonzero = np.flatnonzero(flat)
+    index_key, value_key = sparse_keys(key)
+    gaps = np.diff(nonzero, prepend=0).astype(sparse_index_dtype(flat.size))
+    return {
+        index_key: example_wire.bytes_entry(index_key, gaps.tobytes()),
+        value_key: example_wire.bytes_entry(value_key, flat[nonzero].tobytes()),
+    }
 
 
 def encode_record(
@@ -297,6 +380,9 @@ def encode_record(
     expected: np.ndarray | None = None,
     control: np.ndarray | None = None,
     is_background: bool | None = None,
+    *,
+    encodings: Mapping[str, TrackEncoding] | None = None,
+    version: int = SCHEMA_VERSION,
 ) -> bytes:
     """Serialises one window as a `tf.train.Example` (without importing TensorFlow).
 
@@ -304,121 +390,151 @@ def encode_record(
       region_id: 'chrom:start-end' of the centred window.
       chrom: chromosome name.
       start: 0-based start of the stored window (jitter margin included).
-      one_hot: (stored_length, 4) array of 0/1, ACGT order, N rows all zero.
+      one_hot: the stored window's sequence: (stored_length, 4) one-hot in ACGT order (N rows
+        all zero) or (stored_length,) tokens (`sequence.tokens`).
       profile: (stored_output_length, tasks, strands) counts, plus strand first; centred in
         the sequence window, so stored_length - stored_output_length is even and >= 0.
       expected: optional array shaped like `profile` with noise-free intensities.
       control: optional array shaped like `profile` with control counts.
       is_background: when not None, KEY_IS_BACKGROUND is written (1 for background).
+      encodings: per track, its TrackEncoding (version 2); missing tracks are dense float32.
+      version: the schema version to write, 1 or 2.
 
     Returns:
       The serialised Example: the bytes of
       `tf.train.Example(...).SerializeToString(deterministic=True)`, the same in every process.
 
     Raises:
-      SchemaError: arrays of the wrong rank, length or alphabet size.
+      SchemaError: arrays of the wrong rank, length or alphabet size, or a value the track's
+        integer dtype cannot hold.
     """
-    one_hot = np.asarray(one_hot)
+    if version not in READABLE_VERSIONS:
+        raise SchemaError(f'cannot write schema version {version}')
+    seq_key, seq_entry = _sequence_entry(region_id, one_hot, version)
+    length = len(np.asarray(one_hot))
     profile = np.asarray(profile)
-    if one_hot.ndim != 2 or one_hot.shape[1] != len(ALPHABET):
-        raise SchemaError(f'{region_id}: one_hot must be (length, 4), got {one_hot.shape}')
-    if (
-        profile.ndim != 3
-        or not 0 < profile.shape[0] <= one_hot.shape[0]
-        or (one_hot.shape[0] - profile.shape[0]) % 2
-    ):
+    if profile.ndim != 3 or not 0 < profile.shape[0] <= length or (length - profile.shape[0]) % 2:
         raise SchemaError(
-            f'{region_id}: profile must be (length <= {one_hot.shape[0]}, centred, tasks, '
+            f'{region_id}: profile must be (length <= {length}, centred, tasks, '
             f'strands), got {profile.shape}'
         )
     feature = {
-        KEY_REGION_ID: _bytes_entry(KEY_REGION_ID, region_id.encode()),
-        KEY_CHROM: _bytes_entry(KEY_CHROM, chrom.encode()),
-        KEY_START: _int64_entry(KEY_START, int(start)),
-        KEY_ONE_HOT: _bytes_entry(KEY_ONE_HOT, _array_bytes(one_hot, ONE_HOT_DTYPE)),
-        KEY_PROFILE: _bytes_entry(KEY_PROFILE, _array_bytes(profile, COUNTS_DTYPE)),
+        KEY_REGION_ID: example_wire.bytes_entry(KEY_REGION_ID, region_id.encode()),
+        KEY_CHROM: example_wire.bytes_entry(KEY_CHROM, chrom.encode()),
+        KEY_START: example_wire.int64_entry(KEY_START, int(start)),
+        seq_key: seq_entry,
     }
-    for key, name, extra in (
-        (KEY_EXPECTED, 'expected', expected),
-        (KEY_CONTROL, 'control', control),
-    ):
-        if extra is None:
+    encodings = encodings or {}
+    for track, values in (('profile', profile), ('expected', expected), ('control', control)):
+        if values is None:
             continue
-        extra = np.asarray(extra)
-        if extra.shape != profile.shape:
+        values = np.asarray(values)
+        if values.shape != profile.shape:
             raise SchemaError(
-                f'{region_id}: {name} shape {extra.shape} differs from '
+                f'{region_id}: {track} shape {values.shape} differs from '
                 f'profile shape {profile.shape}'
             )
-        feature[key] = _bytes_entry(key, _array_bytes(extra, COUNTS_DTYPE))
+        enc = DEFAULT_ENCODING if version == 1 else encodings.get(track, DEFAULT_ENCODING)
+        feature.update(_track_entries(region_id, track, values, enc))
     if is_background is not None:
-        feature[KEY_IS_BACKGROUND] = _int64_entry(KEY_IS_BACKGROUND, int(bool(is_background)))
-    pieces = [piece for key in _key_order(tuple(feature)) for piece in feature[key]]
-    size = sum(map(len, pieces))
-    return b''.join([_tag(1), _varint(size)] + pieces)  # Example{features: Features{...}}.
+        feature[KEY_IS_BACKGROUND] = example_wire.int64_entry(
+            KEY_IS_BACKGROUND, int(bool(is_background))
+        )
+    return example_wire.serialize(feature)
 
 
-@functools.lru_cache(maxsize=64)
-def _key_order(keys: tuple[str, ...]) -> tuple[str, ...]:
-    """`keys` in the order of their UTF-8 bytes, as protobuf's deterministic map order."""
-    return tuple(sorted(keys, key=str.encode))
+def sequence_key(info: RecordsInfo) -> str:
+    """The sequence feature of the records `info` describes: KEY_TOKENS or (v1) KEY_ONE_HOT."""
+    return KEY_TOKENS if info.schema_version >= 2 else KEY_ONE_HOT
+
+
+def track_feature_keys(info: RecordsInfo, track: str) -> tuple[str, ...]:
+    """The feature keys holding `track`: (key,) when dense, (index key, value key) when
+    sparse."""
+    key = TRACK_KEYS[track]
+    return sparse_keys(key) if info.encoding(track).layout == 'sparse' else (key,)
 
 
 def feature_spec(info: RecordsInfo) -> dict[str, Any]:
     """Returns the `tf.io.parse_example` spec for records described by `info`."""
     import tensorflow as tf
 
-    spec = {
-        KEY_REGION_ID: tf.io.FixedLenFeature([], tf.string),
-        KEY_CHROM: tf.io.FixedLenFeature([], tf.string),
-        KEY_START: tf.io.FixedLenFeature([], tf.int64),
-        KEY_ONE_HOT: tf.io.FixedLenFeature([], tf.string),
-        KEY_PROFILE: tf.io.FixedLenFeature([], tf.string),
-    }
-    if info.has_expected:
-        spec[KEY_EXPECTED] = tf.io.FixedLenFeature([], tf.string)
-    if info.has_control:
-        spec[KEY_CONTROL] = tf.io.FixedLenFeature([], tf.string)
+    keys = [KEY_REGION_ID, KEY_CHROM, sequence_key(info)]
+    keys += [k for track in info.stored_tracks() for k in track_feature_keys(info, track)]
+    spec = {key: tf.io.FixedLenFeature([], tf.string) for key in keys}
+    spec[KEY_START] = tf.io.FixedLenFeature([], tf.int64)
     if info.has_background:
         spec[KEY_IS_BACKGROUND] = tf.io.FixedLenFeature([], tf.int64)
     return spec
 
 
+def _decoded_track(f, region_id: str, info: RecordsInfo, track: str) -> np.ndarray:
+    """One counts track of a parsed Example as float32 (stored_output_length, tasks, strands)."""
+    shape, enc = info.profile_shape, info.encoding(track)
+
+    def _array(key, dtype):
+        if key not in f:
+            raise SchemaError(f'record {region_id}: no {key} feature; metadata says it is there')
+        return np.frombuffer(f[key].bytes_list.value[0], dtype=dtype)
+
+    size = int(np.prod(shape))
+    if enc.layout == 'dense':
+        values = _array(TRACK_KEYS[track], enc.dtype)
+        if values.size != size:
+            raise SchemaError(
+                f'record {region_id}: {TRACK_KEYS[track]} holds {values.size} values, '
+                f'metadata says shape {shape}'
+            )
+        return values.astype(COUNTS_DTYPE).reshape(shape)
+    index_key, value_key = sparse_keys(TRACK_KEYS[track])
+    index = np.cumsum(_array(index_key, sparse_index_dtype(size)), dtype=np.int64)
+    values = _array(value_key, enc.dtype)
+    if index.size != values.size or (index.size and int(index.max()) >= size):
+        raise SchemaError(
+            f'record {region_id}: {index_key} and {value_key} do not fit shape {shape}'
+        )
+    dense = np.zeros(size, COUNTS_DTYPE)
+    dense[index] = values
+    return dense.reshape(shape)
+
+
 def decode_record(serialized: bytes, info: RecordsInfo) -> dict[str, Any]:
     """Decodes one serialised record into numpy arrays (for tests and tools, not training).
 
+    Records of every readable version decode alike.
+
     Returns:
-      A dict with 'region_id', 'chrom', 'start', 'one_hot' (uint8), 'profile' (float32) and,
-      when present, 'expected', 'control' and 'is_background' (bool).
+      A dict with 'region_id', 'chrom', 'start', 'one_hot' (uint8 (stored_length, 4)),
+      'profile' (float32) and, when present, 'expected', 'control' and 'is_background' (bool).
 
     Raises:
-      SchemaError: a byte field whose size does not match `info`.
+      SchemaError: a feature missing, or whose size does not match `info`.
     """
     import tensorflow as tf
 
-    example = tf.train.Example.FromString(serialized)
-    f = example.features.feature
+    f = tf.train.Example.FromString(serialized).features.feature
     region_id = f[KEY_REGION_ID].bytes_list.value[0].decode()
-
-    def _array(key, dtype, shape):
-        raw = f[key].bytes_list.value[0]
-        arr = np.frombuffer(raw, dtype=dtype)
-        if arr.size != int(np.prod(shape)):
-            raise SchemaError(
-                f'record {region_id}: {key} holds {arr.size} values, metadata says shape {shape}'
-            )
-        return arr.reshape(shape)
-
+    key = sequence_key(info)
+    seq = np.frombuffer(f[key].bytes_list.value[0], dtype=np.uint8)
+    expected_size = int(np.prod(info.one_hot_shape)) if key == KEY_ONE_HOT else info.stored_length
+    if seq.size != expected_size:
+        raise SchemaError(
+            f'record {region_id}: {key} holds {seq.size} values, metadata says '
+            f'{info.stored_length} bases'
+        )
     out = {
         'region_id': region_id,
         'chrom': f[KEY_CHROM].bytes_list.value[0].decode(),
         'start': int(f[KEY_START].int64_list.value[0]),
-        'one_hot': _array(KEY_ONE_HOT, ONE_HOT_DTYPE, info.one_hot_shape),
-        'profile': _array(KEY_PROFILE, COUNTS_DTYPE, info.profile_shape),
+        'one_hot': (
+            seq.reshape(info.one_hot_shape)
+            if key == KEY_ONE_HOT
+            else sequence.one_hot_from_tokens(seq)
+        ),
     }
-    for key, name in ((KEY_EXPECTED, 'expected'), (KEY_CONTROL, 'control')):
-        if key in f:
-            out[name] = _array(key, COUNTS_DTYPE, info.profile_shape)
+    for track in TRACK_KEYS:
+        if track == 'profile' or any(k in f for k in track_feature_keys(info, track)):
+            out[track] = _decoded_track(f, region_id, info, track)
     if KEY_IS_BACKGROUND in f:
         out['is_background'] = bool(f[KEY_IS_BACKGROUND].int64_list.value[0])
     return out

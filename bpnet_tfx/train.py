@@ -281,15 +281,17 @@ def _dry_run(config, info, strategy) -> None:
     with strategy.scope():
         model = model_lib.build_bpnet(config.model)
     model.summary(print_fn=lambda line, **_: print(line))
-    batch = next(
-        iter(
-            data.make_dataset(
-                config.records_dir,
-                info,
-                'train',
-                batch_size=config.batch_size,
-                training=True,
-                shuffle_buffer=1,
+    batch = data.model_inputs(
+        next(
+            iter(
+                data.make_dataset(
+                    config.records_dir,
+                    info,
+                    'train',
+                    batch_size=config.batch_size,
+                    training=True,
+                    shuffle_buffer=1,
+                )
             )
         )
     )

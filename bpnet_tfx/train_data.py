@@ -59,6 +59,7 @@ def measure_input_pipeline(config: TrainConfig, info: schema.RecordsInfo) -> flo
 
     @tf.function
     def _augment(batch, step):
+        batch = data.model_inputs(batch)
         return augment.augment_batch(
             batch['one_hot'],
             batch['profile'],

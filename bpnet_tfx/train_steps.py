@@ -208,6 +208,7 @@ def make_step_functions(
     _losses = _loss_function(model, config, info)
 
     def _replica_train(batch, step):
+        batch = data.model_inputs(batch)  # Tokens -> one-hot, counts -> float32, on the device.
         one_hot, profile, control = _augment_replica_batch(batch, step, config, info)
         with tf.GradientTape() as tape:
             nll, mse, per_example, peak = _losses(
@@ -221,6 +222,7 @@ def make_step_functions(
         return _step_sums(nll, mse, per_example, peak, info.tasks)
 
     def _replica_eval(batch):
+        batch = data.model_inputs(batch)
         return _step_sums(
             *_losses(
                 batch['one_hot'],

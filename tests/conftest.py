@@ -62,12 +62,17 @@ def write_records(
     with_expected: bool = False,
     output_length: int = 0,
     background_every: int = 0,
+    version: int = schema.SCHEMA_VERSION,
+    encodings: dict[str, schema.TrackEncoding] | None = None,
+    integer_counts: bool = False,
 ) -> schema.RecordsInfo:
     """Writes a records folder of synthetic windows, as make_records would lay it out.
 
     With `output_length`, the counts are the centred output_length (+ margins) of each window;
     with `background_every` = k, every k-th record is a background region (random sequence,
-    sparse noise counts) and every record carries the background flag.
+    sparse noise counts) and every record carries the background flag. `version` and
+    `encodings` choose the schema version and the tracks' encodings; `integer_counts` makes
+    the footprint counts integers, so that integer dtypes hold them.
     """
     import tensorflow as tf
 
@@ -87,8 +92,12 @@ def write_records(
             for i in range(num_shards)
         ]
         for i in range(n):
+            total = float(rng.integers(50, 400))
             one_hot, profile, _ = synthetic_window(
-                rng, stored, reverse=bool(i % 2), total=float(rng.integers(50, 400))
+                rng,
+                stored,
+                reverse=bool(i % 2),
+                total=2 * (total // 2) if integer_counts else total,
             )
             background = bool(background_every) and i % background_every == background_every - 1
             if background:
@@ -105,6 +114,8 @@ def write_records(
                 profile,
                 expected,
                 is_background=background if background_every else None,
+                encodings=encodings,
+                version=version,
             )
             writers[i % num_shards].write(record)
             if split == 'train' and not background:
@@ -123,6 +134,8 @@ def write_records(
         background_counts=background_counts,
         median_total_counts=(float(np.median(totals)),) if totals else (),
         source={'made_by': 'tests/conftest.py write_records'},
+        schema_version=version,
+        track_encodings={k: v.to_dict() for k, v in (encodings or {}).items()},
     )
     info.save(records_dir)
     return info
