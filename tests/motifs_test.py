@@ -401,11 +401,6 @@ def test_interaction_range_finds_the_boosted_distances():
     assert r['sign'] == -1 and r['range'] == [10, 29]
 
 
-def test_load_outputs_fixture_shape_for_reports(tmp_path):
-    """The report reads contribution folders through contributions.load_outputs."""
-    assert os.path.basename(contributions.ONE_HOT_FILENAME) == 'ohe.npz'
-
-
 def test_core_stops_at_a_long_gap_but_spans_short_ones():
     weak, strong = np.full((1, 4), 0.001), sequence.one_hot('A').astype(float)
     # strong x5, gap 2, strong x3, gap 8, a partner's edge x4 at 40% of the peak

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bpnet_tfx import contributions, folders
+from bpnet_tfx import contrib_output, folders
 from bpnet_tfx.errors import BpnetError
 from bpnet_tfx.motifs import meme, patterns
 
@@ -53,16 +53,16 @@ def import_modisco():
 
 
 def load_contrib(contrib_dir: str) -> dict[str, Any]:
-    """`contributions.load_outputs`, with one-line errors for a folder that is not one."""
+    """`contrib_output.load_outputs`, with one-line errors for a folder that is not one."""
     if not os.path.isdir(contrib_dir):
         raise DiscoveryError(f'{contrib_dir}: no such contribution folder')
-    if not os.path.isfile(os.path.join(contrib_dir, contributions.SUMMARY_FILENAME)):
+    if not os.path.isfile(os.path.join(contrib_dir, contrib_output.SUMMARY_FILENAME)):
         raise DiscoveryError(
-            f'{contrib_dir}: no {contributions.SUMMARY_FILENAME}; not a folder written by '
+            f'{contrib_dir}: no {contrib_output.SUMMARY_FILENAME}; not a folder written by '
             'python -m bpnet_tfx.contrib'
         )
     try:
-        return contributions.load_outputs(contrib_dir)
+        return contrib_output.load_outputs(contrib_dir)
     except (OSError, KeyError, ValueError) as e:
         raise DiscoveryError(f'{contrib_dir}: cannot read the contribution folder: {e}') from None
 
