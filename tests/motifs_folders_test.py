@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from bpnet_tfx import contributions, sequence
+from bpnet_tfx import contrib_output, contributions, sequence
 from bpnet_tfx.motifs import (
     discovery,
     experiments,
@@ -31,7 +31,7 @@ SITES = [(0, 40, False), (1, 90, True), (2, 120, False), (3, 30, True), (3, 150,
 def write_contrib(folder, one_hot, hyp, windows) -> str:
     """A contrib folder as contributions.compute_contributions lays it out."""
     os.makedirs(folder)
-    with open(os.path.join(folder, contributions.REGIONS_FILENAME), 'w') as f:
+    with open(os.path.join(folder, contrib_output.REGIONS_FILENAME), 'w') as f:
         f.writelines(f'{w.chrom}\t{w.start}\t{w.end}\t{w.name}\n' for w in windows)
     np.savez(os.path.join(folder, 'ohe.npz'), one_hot.transpose(0, 2, 1))
     for target, h in hyp.items():

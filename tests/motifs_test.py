@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from bpnet_tfx import contributions, sequence
+from bpnet_tfx import contrib_output, contributions, sequence
 from bpnet_tfx.motifs import (
     annotation,
     html_report,
@@ -403,7 +403,7 @@ def test_interaction_range_finds_the_boosted_distances():
 
 def test_load_outputs_fixture_shape_for_reports(tmp_path):
     """The report reads contribution folders through contributions.load_outputs."""
-    assert os.path.basename(contributions.ONE_HOT_FILENAME) == 'ohe.npz'
+    assert os.path.basename(contrib_output.ONE_HOT_FILENAME) == 'ohe.npz'
 
 
 def test_core_stops_at_a_long_gap_but_spans_short_ones():

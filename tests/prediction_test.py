@@ -826,9 +826,7 @@ def test_failed_tracks_leave_no_bigwig(tiny_export, genome, tmp_path):
     (tmp_path / 'out').mkdir()
     import unittest.mock
 
-    with unittest.mock.patch.object(
-        prediction, '_open_region', side_effect=errors.BpnetError('boom')
-    ):
+    with unittest.mock.patch.object(tracks, '_open_region', side_effect=errors.BpnetError('boom')):
         with pytest.raises(errors.BpnetError, match='boom'):
             tracks.predict_tracks(tiny_export[0], str(bed), fasta=fasta, output_prefix=str(prefix))
     assert os.listdir(tmp_path / 'out') == []

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bpnet_tfx import contributions, folders
+from bpnet_tfx import contrib_output, contributions, folders
 from bpnet_tfx.errors import BpnetError
 from bpnet_tfx.motifs import meme, patterns
 
@@ -56,9 +56,9 @@ def load_contrib(contrib_dir: str) -> dict[str, Any]:
     """`contributions.load_outputs`, with one-line errors for a folder that is not one."""
     if not os.path.isdir(contrib_dir):
         raise DiscoveryError(f'{contrib_dir}: no such contribution folder')
-    if not os.path.isfile(os.path.join(contrib_dir, contributions.SUMMARY_FILENAME)):
+    if not os.path.isfile(os.path.join(contrib_dir, contrib_output.SUMMARY_FILENAME)):
         raise DiscoveryError(
-            f'{contrib_dir}: no {contributions.SUMMARY_FILENAME}; not a folder written by '
+            f'{contrib_dir}: no {contrib_output.SUMMARY_FILENAME}; not a folder written by '
             'python -m bpnet_tfx.contrib'
         )
     try:
