@@ -68,6 +68,19 @@ class _Settings:
         return max(1, self.batch_size // per_window)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    """Which windows are scored, and from where (the input arguments of
+    `compute_contributions`)."""
+
+    records_dir: str | None
+    split: str
+    regions_bed: str | None
+    fasta: str | None
+    control_bigwigs: tuple[str | None, str | None]
+    max_regions: int | None
+
+
 # Scoring.
 
 
@@ -229,18 +242,10 @@ def _score_bed(
 # Checks before any work.
 
 
-def _check_arguments(
-    output_dir: str,
-    settings: _Settings,
-    *,
-    records_dir: str | None,
-    regions_bed: str | None,
-    fasta: str | None,
-    control_given: bool,
-    max_regions: int | None,
-    overwrite: bool,
-) -> None:
+def _check_arguments(output_dir: str, settings: _Settings, inputs: _Inputs, overwrite: bool):
     """Raises ContribError for flags that cannot work, before anything is loaded."""
+    records_dir, regions_bed, fasta = inputs.records_dir, inputs.regions_bed, inputs.fasta
+    max_regions = inputs.max_regions
     if bool(records_dir) == bool(regions_bed):
         raise ContribError('give exactly one of --records_dir and --regions_bed')
     if settings.method not in attribution.METHODS:
@@ -264,7 +269,7 @@ def _check_arguments(
         raise ContribError(f'{regions_bed}: no such BED file')
     if fasta and not os.path.isfile(fasta):
         raise ContribError(f'{fasta}: no such FASTA file')
-    if records_dir and control_given:
+    if records_dir and any(inputs.control_bigwigs):
         raise ContribError(
             '--control_pos_bigwig/--control_neg_bigwig go with --regions_bed; '
             'with --records_dir the records\' own control counts are used'
@@ -277,17 +282,13 @@ def _check_arguments(
 def _plan(
     scorer: attribution.Scorer,
     settings: _Settings,
-    *,
-    records_dir: str | None,
+    inputs: _Inputs,
     info: schema.RecordsInfo | None,
-    split: str,
-    regions_bed: str | None,
-    fasta: str | None,
-    max_regions: int | None,
-    control_bigwigs: tuple[str | None, str | None],
 ):
     """(the summary's 'input', its 'control', score(writer) -> (header, header_from)) of
-    records or BED input (`compute_contributions`' arguments); checks the controls."""
+    records or BED input; checks the controls."""
+    records_dir, split, regions_bed = inputs.records_dir, inputs.split, inputs.regions_bed
+    fasta, max_regions = inputs.fasta, inputs.max_regions
     if records_dir:
         control_from = contrib_windows.records_control(scorer.model, records_dir, info)
         source = {'records_dir': os.path.abspath(records_dir), 'split': split}
@@ -297,7 +298,7 @@ def _plan(
                 scorer, settings, writer, records_dir, info, split, max_regions, fasta
             )
     else:
-        controls = contrib_windows.bed_controls(scorer.model, *control_bigwigs)
+        controls = contrib_windows.bed_controls(scorer.model, *inputs.control_bigwigs)
         control_from = (
             None if controls is None else [[os.path.abspath(p) for p in pair] for pair in controls]
         )
@@ -375,56 +376,59 @@ def compute_contributions(
       BpnetError: bad flags or input (one line), an unreadable export or records.
     """
     start_time = time.perf_counter()
-    settings = _Settings(
-        method,
-        num_shuffles,
-        steps,
-        batch_size,
-        seed,
-        bool(reverse_complement_average),
-        (shard_index, num_shards),
-    )
+    rc_average, shard = bool(reverse_complement_average), (shard_index, num_shards)
+    settings = _Settings(method, num_shuffles, steps, batch_size, seed, rc_average, shard)
+    controls = (control_pos_bigwig, control_neg_bigwig)
+    inputs = _Inputs(records_dir, split, regions_bed, fasta, controls, max_regions)
     output_dir = os.path.abspath(output_dir)
-    _check_arguments(
-        output_dir,
-        settings,
-        records_dir=records_dir,
-        regions_bed=regions_bed,
-        fasta=fasta,
-        control_given=bool(control_pos_bigwig or control_neg_bigwig),
-        max_regions=max_regions,
-        overwrite=overwrite,
-    )
+    _check_arguments(output_dir, settings, inputs, overwrite)
     info = schema.RecordsInfo.load(records_dir) if records_dir else None  # before TensorFlow
     from bpnet_tfx import export
 
     scorer = attribution.Scorer(export.ExportedModel(saved_model))
-    source, control_from, score = _plan(
-        scorer,
-        settings,
-        records_dir=records_dir,
-        info=info,
-        split=split,
-        regions_bed=regions_bed,
-        fasta=fasta,
-        max_regions=max_regions,
-        control_bigwigs=(control_pos_bigwig, control_neg_bigwig),
-    )
+    source, control_from, score = _plan(scorer, settings, inputs, info)
+    summary = _summary(saved_model, scorer, settings, max_regions, source, control_from)
+    return _publish(output_dir, scorer, settings, summary, score, start_time)
+
+
+def _summary(
+    saved_model: str,
+    scorer: attribution.Scorer,
+    settings: _Settings,
+    max_regions: int | None,
+    source: dict[str, Any],
+    control_from: Any,
+) -> dict[str, Any]:
+    """summary.json's settings part: what was scored, how, and from which input."""
     summary = {
         'saved_model': os.path.abspath(saved_model),
         'input': source,
-        'method': method,
-        'num_shuffles': num_shuffles if settings.uses_references else None,
-        'steps': steps if method == 'ig' else None,
+        'method': settings.method,
+        'num_shuffles': settings.num_shuffles if settings.uses_references else None,
+        'steps': settings.steps if settings.method == 'ig' else None,
         'reverse_complement_average': settings.reverse_complement_average,
-        'seed': seed,
+        'seed': settings.seed,
         'max_regions': max_regions,
         'sequence_length': scorer.length,
         'control': control_from,
         'targets': [dataclasses.asdict(t) for t in scorer.targets],
     }
+    shard_index, num_shards = settings.shard
     if num_shards > 1:
         summary.update(shard_index=shard_index, num_shards=num_shards)
+    return summary
+
+
+def _publish(
+    output_dir: str,
+    scorer: attribution.Scorer,
+    settings: _Settings,
+    summary: dict[str, Any],
+    score,
+    start_time: float,
+) -> dict[str, Any]:
+    """Scores into a temporary sibling of `output_dir` with `score(writer)`, writes
+    summary.json there and renames it into place; returns `compute_contributions`' dict."""
 
     def write(tmp: str) -> dict[str, Any]:
         writer = contrib_output.FolderWriter(tmp, [t.name for t in scorer.targets])
@@ -438,8 +442,8 @@ def compute_contributions(
         **{k: written[k] for k in ('regions', 'seconds', 'method', 'header_from', 'control')},
         'output_dir': output_dir,
         'files': {k: os.path.join(output_dir, v) for k, v in written['files'].items()},
-        'num_shuffles': num_shuffles,
-        'steps': steps,
+        'num_shuffles': settings.num_shuffles,
+        'steps': settings.steps,
         'reverse_complement_average': settings.reverse_complement_average,
         'targets': [t.name for t in scorer.targets],
         'devices': len(scorer.model.devices),

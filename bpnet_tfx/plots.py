@@ -65,30 +65,8 @@ def plot_profiles(
         figsize=(WIDTH_PIXELS / _DPI, num_tasks * ROW_HEIGHT_PIXELS / _DPI),
         dpi=_DPI,
     )
-    signs = (1, -1) if num_strands == 2 else (1,)
     for t, ax in enumerate(axes[:, 0]):
-        if observed[t] is not None:
-            totals = observed[t].sum(axis=0)
-            norm = observed[t] / np.where(totals > 0, totals, 1.0)
-            for s, sign in enumerate(signs):
-                ax.fill_between(
-                    positions,
-                    sign * norm[:, s],
-                    step='mid',
-                    color=_OBSERVED_COLOURS[s],
-                    label=f'observed {strands[s]}',
-                )
-        for s, sign in enumerate(signs):
-            ax.plot(
-                positions,
-                sign * probs[:, t, s],
-                color=_PREDICTED_COLOURS[s],
-                lw=1.2,
-                label=f'predicted {strands[s]}',
-            )
-        for x in boundaries:
-            ax.axvline(x, color='0.5', lw=0.5, ls=':')
-        ax.axhline(0, color='black', lw=0.5)
+        _draw_row(ax, positions, probs[:, t], observed[t], strands, boundaries)
         how = '\n(+ strand up, - strand down)' if num_strands == 2 else ''
         ax.set_ylabel(f'fraction of {span} counts{how}')
         ax.set_title(
@@ -104,3 +82,43 @@ def plot_profiles(
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def _draw_row(
+    ax,
+    positions: np.ndarray,
+    probs: np.ndarray,
+    observed: np.ndarray | None,
+    strands: Sequence[str],
+    boundaries: Sequence[int],
+) -> None:
+    """Draws one task's curves on `ax`: observed fractions (if any) filled, predicted
+    probabilities as lines, the minus strand (of two) pointing down, window starts dotted.
+
+    Args:
+      probs: (L, strands) predicted fractions of one task.
+      observed: (L, strands) observed counts of that task, normalised here per strand, or None.
+    """
+    signs = (1, -1) if probs.shape[1] == 2 else (1,)
+    if observed is not None:
+        totals = observed.sum(axis=0)
+        norm = observed / np.where(totals > 0, totals, 1.0)
+        for s, sign in enumerate(signs):
+            ax.fill_between(
+                positions,
+                sign * norm[:, s],
+                step='mid',
+                color=_OBSERVED_COLOURS[s],
+                label=f'observed {strands[s]}',
+            )
+    for s, sign in enumerate(signs):
+        ax.plot(
+            positions,
+            sign * probs[:, s],
+            color=_PREDICTED_COLOURS[s],
+            lw=1.2,
+            label=f'predicted {strands[s]}',
+        )
+    for x in boundaries:
+        ax.axvline(x, color='0.5', lw=0.5, ls=':')
+    ax.axhline(0, color='black', lw=0.5)

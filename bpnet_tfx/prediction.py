@@ -256,22 +256,7 @@ def predict_region(
     _plot(span, output_png, pred, probs, observed_counts)
     output_tsv = output_tsv or os.path.splitext(output_png)[0] + '.tsv'
     _write_tsv(span, output_tsv, pred, probs, observed_counts)
-    has_observed = any(o is not None for o in observed_counts)
-    length = model.config.output_length
-    return {
-        'region': f'{chrom}:{start}-{end}',
-        'mode': mode,
-        'windows': [f'{chrom}:{w}-{w + length}' for w in starts],
-        'png': output_png,
-        'tsv': output_tsv,
-        'tasks': list(model.info.tasks),
-        'strands': list(model.info.strands),
-        'predicted_counts': pred.sum(axis=0).tolist(),
-        'note': note,
-        'observed_counts': [None if o is None else o.sum(axis=0).tolist() for o in observed_counts]
-        if has_observed
-        else None,
-    }
+    return _summary(span, output_png, output_tsv, pred, observed_counts, note)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,6 +269,27 @@ class _Span:
     end: int
     starts: list[int]
     mode: str
+
+
+def _summary(span: _Span, output_png: str, output_tsv: str, pred, observed, note: str):
+    """`predict_region`'s returned dict (its docstring lists the keys)."""
+    model, chrom = span.model, span.chrom
+    has_observed = any(o is not None for o in observed)
+    length = model.config.output_length
+    return {
+        'region': f'{chrom}:{span.start}-{span.end}',
+        'mode': span.mode,
+        'windows': [f'{chrom}:{w}-{w + length}' for w in span.starts],
+        'png': output_png,
+        'tsv': output_tsv,
+        'tasks': list(model.info.tasks),
+        'strands': list(model.info.strands),
+        'predicted_counts': pred.sum(axis=0).tolist(),
+        'note': note,
+        'observed_counts': [None if o is None else o.sum(axis=0).tolist() for o in observed]
+        if has_observed
+        else None,
+    }
 
 
 def _plot(span: _Span, output_png: str, pred, probs, observed) -> None:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # Annotations only: simulate.py imports this module.
-    from bpnet_tfx.simulate import MotifSpec, SimulationConfig
+if TYPE_CHECKING:  # Annotations only.
+    from bpnet_tfx.simulation_config import MotifSpec, SimulationConfig
 
 BASE_LETTERS = np.frombuffer(b'ACGTN', dtype=np.uint8)
 N_CODE = 4

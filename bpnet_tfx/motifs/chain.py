@@ -27,6 +27,32 @@ def _step(number: int, total: int, text: str) -> None:
     print(f'pipeline: step {number}/{total}: {text}', file=sys.stderr, flush=True)
 
 
+def _check(output_dir: str, overwrite: bool, motif_db: str | None) -> None:
+    """Raises BpnetError for an output folder in the way, an unreadable motif database or a
+    missing modisco-lite, before hours of work."""
+    if os.path.exists(output_dir) and not (overwrite and os.path.isdir(output_dir)):
+        raise BpnetError(f'{output_dir} exists; pass --overwrite to replace it')
+    if motif_db:
+        from bpnet_tfx.motifs import meme
+
+        meme.read_meme(motif_db)  # a bad database stops before hours of work
+    discovery.import_modisco()
+
+
+def _marginalize(saved_model: str, paths: dict[str, str], num_backgrounds: int) -> Any:
+    """Step 4 of 5: each discovered motif in shuffled backgrounds; the summary's
+    'marginalize'."""
+    _step(4, 5, 'marginalization of each discovered motif')
+    margin = experiments.run_marginalize(
+        saved_model,
+        paths['contrib'],
+        experiments.discovered_motifs(paths['discover']),
+        paths['marginalize'],
+        num_backgrounds=num_backgrounds,
+    )
+    return margin['motifs']
+
+
 def run_pipeline(
     saved_model: str,
     output_dir: str,
@@ -51,13 +77,7 @@ def run_pipeline(
     """
     start = time.perf_counter()
     output_dir = os.path.abspath(output_dir)
-    if os.path.exists(output_dir) and not (overwrite and os.path.isdir(output_dir)):
-        raise BpnetError(f'{output_dir} exists; pass --overwrite to replace it')
-    if motif_db:
-        from bpnet_tfx.motifs import meme
-
-        meme.read_meme(motif_db)  # a bad database stops before hours of work
-    discovery.import_modisco()
+    _check(output_dir, overwrite, motif_db)
     total = 4 + bool(marginalize_backgrounds)
 
     def write(tmp: str) -> dict[str, Any]:
@@ -90,15 +110,7 @@ def run_pipeline(
             'instances': scanned['instances'],
         }
         if marginalize_backgrounds:
-            _step(4, total, 'marginalization of each discovered motif')
-            margin = experiments.run_marginalize(
-                saved_model,
-                paths['contrib'],
-                experiments.discovered_motifs(paths['discover']),
-                paths['marginalize'],
-                num_backgrounds=marginalize_backgrounds,
-            )
-            summary['marginalize'] = margin['motifs']
+            summary['marginalize'] = _marginalize(saved_model, paths, marginalize_backgrounds)
         _step(total, total, 'report')
         html_report.write_report(
             paths['discover'],

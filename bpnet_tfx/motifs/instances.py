@@ -76,24 +76,10 @@ def scan(
     output_dir = os.path.abspath(output_dir)
     _check(output_dir, overwrite, match_percentile, contrib_percentile)
     summary, found = discovery.load_discovery(discover_dir)
-    if patterns_wanted:
-        known = {p.name for p in found}
-        missing = [n for n in patterns_wanted if n not in known]
-        if missing:
-            raise ScanError(
-                f'{discover_dir} has no pattern {missing[0]!r} (it has {", ".join(sorted(known))})'
-            )
-        found = [p for p in found if p.name in patterns_wanted]
-    if not found:
-        raise ScanError(f'{discover_dir}: no pattern to scan')
+    found = _select_patterns(discover_dir, found, patterns_wanted)
     source = discovery.load_contrib(summary['contrib_dir'])
     scanned = discovery.load_contrib(contrib_dir) if contrib_dir else source
-    for p in found:
-        if p.target not in scanned['hyp']:
-            raise ScanError(
-                f'{contrib_dir}: no target {p.target!r} for pattern {p.name} '
-                f'(it has {", ".join(scanned["hyp"])})'
-            )
+    _check_targets(contrib_dir, found, scanned)
     results, skipped = _scan_all(
         found,
         source,
@@ -118,17 +104,7 @@ def scan(
         'contrib_percentile': contrib_percentile,
         'min_seqlet_match': min_seqlet_match,
         'skipped': skipped,
-        'patterns': {
-            p.name: {
-                'core': list(p.core()),
-                'width': len(core.cwm),
-                'match_threshold': t.match,
-                'contribution_threshold': t.contribution,
-                'seqlets': len(t.seqlet_match),
-                'instances': int(len(h.row)),
-            }
-            for p, core, t, h in results
-        },
+        'patterns': _pattern_summaries(results),
     }
 
     def write(tmp: str) -> dict[str, Any]:
@@ -138,6 +114,47 @@ def scan(
         return out
 
     return folders.write_atomically(output_dir, write)
+
+
+def _select_patterns(discover_dir, found, patterns_wanted):
+    """The discovered patterns named in `patterns_wanted` (all when None or empty), in
+    discovery order; ScanError for an unknown name or nothing to scan."""
+    if patterns_wanted:
+        known = {p.name for p in found}
+        missing = [n for n in patterns_wanted if n not in known]
+        if missing:
+            raise ScanError(
+                f'{discover_dir} has no pattern {missing[0]!r} (it has {", ".join(sorted(known))})'
+            )
+        found = [p for p in found if p.name in patterns_wanted]
+    if not found:
+        raise ScanError(f'{discover_dir}: no pattern to scan')
+    return found
+
+
+def _check_targets(contrib_dir, found, scanned) -> None:
+    """ScanError unless the scanned contributions have every pattern's target."""
+    for p in found:
+        if p.target not in scanned['hyp']:
+            raise ScanError(
+                f'{contrib_dir}: no target {p.target!r} for pattern {p.name} '
+                f'(it has {", ".join(scanned["hyp"])})'
+            )
+
+
+def _pattern_summaries(results) -> dict[str, dict[str, Any]]:
+    """The summary's 'patterns': per scanned pattern its core, width, thresholds and counts."""
+    return {
+        p.name: {
+            'core': list(p.core()),
+            'width': len(core.cwm),
+            'match_threshold': t.match,
+            'contribution_threshold': t.contribution,
+            'seqlets': len(t.seqlet_match),
+            'instances': int(len(h.row)),
+        }
+        for p, core, t, h in results
+    }
 
 
 def _scan_all(found, source, scanned, settings, discover_dir):
