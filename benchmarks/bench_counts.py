@@ -22,11 +22,12 @@ import sys
 
 import common  # benchmarks/ is on sys.path when run as a script
 
-# name -> extra train flags, on top of --flagfile.
+# name -> extra train flags, on top of --flagfile (each names its counts head, since the
+# shipped configs set one).
 STUDY = {
-    'reference': [],
-    'weight_auto': ['--counts_loss_weight=auto'],
-    'init_bias': ['--init_counts_bias'],
+    'reference': ['--counts_head=global_pool'],
+    'weight_auto': ['--counts_head=global_pool', '--counts_loss_weight=auto'],
+    'init_bias': ['--counts_head=global_pool', '--init_counts_bias'],
     'normalized': ['--counts_head=normalized_pool', '--init_counts_bias'],
     'normalized_weight_auto': [
         '--counts_head=normalized_pool',

@@ -50,7 +50,9 @@ def planted_motif_model(tmp_path_factory):
             records_dir=records,
             model_dir=model_dir,
             export_dir=os.path.join(model_dir, 'export'),
-            model=model_lib.ModelConfig(sequence_length=400, filters=32, num_dilated_layers=6),
+            model=model_lib.ModelConfig(
+                sequence_length=400, filters=32, num_dilated_layers=6, counts_head='normalized_pool'
+            ),
             epochs=10,
             batch_size=32,
             learning_rate=4e-3,
