@@ -106,7 +106,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> s
             seconds=time.time() - t0,
         )
 
-    books, info = records_pipeline.into_place(
+    books, info = files_lib.write_into_place(
         output_dir,
         lambda tmp_dir: records_pipeline.write_records(
             tmp_dir,
@@ -119,6 +119,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> s
             task_names=[t.name for t in task_list],
             metadata=metadata,
         ),
+        last=schema.METADATA_FILENAME,
     )
     _report(books, info, plan, num_shards, output_dir)
     return info

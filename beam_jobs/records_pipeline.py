@@ -1,10 +1,10 @@
-"""Running the records job's Beam pipeline into a temporary folder, then moving it into place.
+"""Running the records job's Beam pipeline into a temporary folder.
 
-`into_place` gives a write a fresh temporary sibling of the output folder (removing ones that
-killed runs left) and moves it into place only when the write is done; `write_records` writes
-the shard plans, runs the pipeline (`run_pipeline`: graph from transforms.py, local runs on
-FnApiRunner, a bounded wait for the first worker, a worker's input error or a failed run as
-one line), balances the books (accounting.py) and writes rejected.tsv and metadata.json.
+`write_records` writes the shard plans, runs the pipeline (`_run_pipeline`: graph from
+transforms.py; runners.make_pipeline and runners.run_and_wait give local runs on FnApiRunner,
+a bounded wait for the first worker, and a worker's input error or a failed run as one line),
+balances the books (accounting.py) and writes rejected.tsv and metadata.json. make_records
+runs it through files.write_into_place, which moves the folder into place once it is done.
 """
 
 from __future__ import annotations
@@ -12,9 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import re
-import secrets
 from typing import Any, Callable, Sequence, TypeVar
 
 import apache_beam as beam
@@ -25,39 +22,8 @@ from beam_jobs import files as files_lib
 from beam_jobs.regions import RecordsInputError
 from bpnet_tfx import schema
 
-_LOCAL_RUNNERS = ('DirectRunner', 'SwitchingDirectRunner')
-_WORKER_ERROR_RE = re.compile(r'RecordsInputError: (.+)')  # In a remote worker's traceback.
-_STEP_SUFFIX_RE = re.compile(r" \[while running '[^']*'\]")  # Added by Beam to the message.
-
 _T = TypeVar('_T')
 _LOGGER = logging.getLogger(__name__)
-
-
-def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
-    """A pipeline on FnApiRunner when the local DirectRunner is asked for.
-
-    Beam 2.77's DirectRunner first tries the Prism runner, which downloads a binary (slow,
-    or a stall, without network) before falling back to FnApiRunner. FnApiRunner honours
-    --direct_num_workers and --direct_running_mode. Every other runner is left as given.
-    """
-    runner = options.view_as(StandardOptions).runner
-    if runner is None or runner.rsplit('.', 1)[-1] in _LOCAL_RUNNERS:
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-        return beam.Pipeline(runner=FnApiRunner(), options=options)
-    return beam.Pipeline(options=options)
-
-
-def _worker_error(error: Exception) -> RecordsInputError | None:
-    """The one-line input error raised inside a worker, if that is what failed the job."""
-    if isinstance(error, RecordsInputError):  # In-process runners re-raise its type.
-        text = str(error)
-    else:
-        match = _WORKER_ERROR_RE.search(str(error))
-        if match is None:
-            return None
-        text = match.group(1)
-    return RecordsInputError(_STEP_SUFFIX_RE.sub('', text).strip())
 
 
 def _build_pipeline(
@@ -103,7 +69,7 @@ def _run_pipeline(
         runners.resolve_args(list(pipeline_args), num_plans=len(graph_args['plan_sizes']))
     )
     options.view_as(SetupOptions).save_main_session = save_main_session
-    p = make_pipeline(options)
+    p = runners.make_pipeline(options)
     runner_name = runners.runner_name(options)
     tmp_dir = graph_args['tmp_dir']
     _LOGGER.info(
@@ -113,23 +79,17 @@ def _run_pipeline(
         tmp_dir,
     )
     started_path = files_lib.join(tmp_dir, transforms.STARTED_FILENAME)
-    try:
-        _build_pipeline(p, **graph_args)
-        # p.run() and a wait of our own, not `with p:`, so that a run whose workers never
-        # start can be told apart from a long one, and cancelled.
-        runners.wait_for(
-            p.run(),
-            runner_name=runner_name,
-            started=lambda: files_lib.exists(started_path),
-            timeout=worker_start_timeout,
-        )
-    except runners.WorkersDidNotStartError as e:
-        raise RecordsInputError(str(e)) from None
-    except Exception as e:
-        worker_error = _worker_error(e)
-        if worker_error is not None:
-            raise worker_error from None
-        raise runners.PipelineRunError.from_exception(runner_name, e) from e
+    _build_pipeline(p, **graph_args)
+    # p.run() and a wait of our own, not `with p:`, so that a run whose workers never start
+    # can be told apart from a long one, and cancelled.
+    runners.run_and_wait(
+        p,
+        runner_name=runner_name,
+        started=lambda: files_lib.exists(started_path),
+        timeout=worker_start_timeout,
+        user_errors=(RecordsInputError,),
+        wrap=RecordsInputError,
+    )
     summary_path = files_lib.join(tmp_dir, transforms.SUMMARY_FILENAME)
     summary = json.loads(files_lib.read_text(summary_path))
     files_lib.delete(summary_path)
@@ -137,28 +97,6 @@ def _run_pipeline(
         files_lib.delete(started_path)
     files_lib.delete(graph_args['plans_path'])
     return summary
-
-
-def into_place(output_dir: str, write: Callable[[str], _T]) -> _T:
-    """Runs `write(tmp_dir)` into a fresh temporary sibling of `output_dir`, then moves the
-    folder into place (metadata.json last); on any failure neither is left."""
-    if not files_lib.is_remote(output_dir):
-        os.makedirs(os.path.dirname(output_dir), exist_ok=True)
-    for stale in files_lib.remove_stale_dirs(output_dir.rstrip('/') + '.tmp-'):
-        # A killed run (SIGKILL, a lost driver) could not remove its own.
-        _LOGGER.warning(
-            'removed %s, left by an earlier run into %s that did not finish', stale, output_dir
-        )
-    token = secrets.token_hex(4)
-    tmp_dir = f'{output_dir.rstrip("/")}.tmp-{token}'
-    files_lib.make_dir(tmp_dir)
-    try:
-        result = write(tmp_dir)
-        files_lib.replace_dir(tmp_dir, output_dir, last=schema.METADATA_FILENAME)
-    except BaseException:
-        files_lib.remove_dir(tmp_dir)
-        raise
-    return result
 
 
 def write_records(

@@ -27,8 +27,8 @@ from beam_jobs import (
     input_checks,
     make_records,
     outliers,
-    records_pipeline,
     regions,
+    runners,
     window_rules,
     windows,
 )
@@ -899,7 +899,7 @@ def test_local_runner_skips_prism_other_runners_pass_through(runner, local):
     args = [f'--runner={runner}'] if runner else []
     options = PipelineOptions(args)
     if local:
-        assert isinstance(records_pipeline.make_pipeline(options).runner, FnApiRunner)
+        assert isinstance(runners.make_pipeline(options).runner, FnApiRunner)
     else:  # Not constructed (Dataflow needs credentials): the options are left as given.
         assert options.view_as(StandardOptions).runner == runner
 
