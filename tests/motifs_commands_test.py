@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import simulated_models
 
 from bpnet_tfx.motifs import instances, meme, recovery
 
@@ -34,57 +35,16 @@ def _motifs(*args, timeout=1200):
 def trained(tmp_path_factory):
     """A small BPNet trained on simulated data with the two demo motifs (and the
     cooperative rule), its records, the simulation and a motif database."""
-    from beam_jobs import make_records
-    from bpnet_tfx import model as model_lib
-    from bpnet_tfx import schema, simulate, trainer
-
     root = tmp_path_factory.mktemp('motifs_trained')
-    files = simulate.simulate(
-        str(root / 'sim'),
-        simulate.SimulationConfig(
-            seed=1, chrom_sizes=(('chr1', 150_000), ('chr2', 350_000), ('chr3', 300_000))
-        ),
-    )
-    records = str(root / 'records')
-    make_records.run(
-        [
-            f'--fasta={files.fasta}',
-            f'--peaks={files.peaks}',
-            f'--pos_bigwig={files.pos_bigwig}',
-            f'--neg_bigwig={files.neg_bigwig}',
-            f'--output_dir={records}',
-            '--valid_chroms=chr1',
-            '--sequence_length=400',
-            '--max_jitter=20',
-            '--runner=DirectRunner',
-        ]
-    )
-    info = schema.RecordsInfo.load(records)
-    model_dir = str(root / 'model')
-    summary = trainer.train(
-        trainer.TrainConfig(
-            records_dir=records,
-            model_dir=model_dir,
-            export_dir=os.path.join(model_dir, 'export'),
-            model=model_lib.ModelConfig(
-                sequence_length=400, filters=32, num_dilated_layers=6, counts_head='normalized_pool'
-            ),
-            epochs=25,
-            batch_size=32,
-            learning_rate=4e-3,
-            counts_loss_weight=10.0,
-            precision='float32',
-            input_benchmark_batches=0,
-        ),
-        info,
-    )
+    # 10 epochs (the shared fixture's) leave the contributions too weak to test recall.
+    model = simulated_models.train_planted_model(root, epochs=25)
     db = str(root / 'db.meme')
     meme.write_meme(db, meme.demo_database())
     return {
         'root': root,
-        'export': summary['export_dir'],
-        'records': records,
-        'files': files,
+        'export': model['export_dir'],
+        'records': model['records'],
+        'files': model['files'],
         'db': db,
     }
 

@@ -13,8 +13,13 @@ import pytest
 
 @pytest.fixture(scope='session')
 def planted_motif_model(tmp_path_factory):
+    """The recipe below trained 10 epochs in its own session folder."""
+    return train_planted_model(tmp_path_factory.mktemp('planted_motif_model'), epochs=10)
+
+
+def train_planted_model(root, epochs: int) -> dict:
     """800 peaks on 0.8 Mb (chr1, the validation chromosome, holds 150), 400-bp windows with a
-    20-bp jitter margin, a 32-filter 6-layer BPNet trained 10 epochs.
+    20-bp jitter margin, a 32-filter 6-layer BPNet trained `epochs` epochs under `root`.
 
     Returns a dict: files (simulate.DemoFiles), records, info, export_dir.
     """
@@ -22,7 +27,6 @@ def planted_motif_model(tmp_path_factory):
     from bpnet_tfx import model as model_lib
     from bpnet_tfx import schema, simulate, trainer
 
-    root = tmp_path_factory.mktemp('planted_motif_model')
     files = simulate.simulate(
         str(root / 'sim'),
         simulate.SimulationConfig(
@@ -53,7 +57,7 @@ def planted_motif_model(tmp_path_factory):
             model=model_lib.ModelConfig(
                 sequence_length=400, filters=32, num_dilated_layers=6, counts_head='normalized_pool'
             ),
-            epochs=10,
+            epochs=epochs,
             batch_size=32,
             learning_rate=4e-3,
             counts_loss_weight=10.0,
