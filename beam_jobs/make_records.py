@@ -36,7 +36,6 @@ if __name__ == '__main__':  # Before Beam's import logs its 'apitools not found'
 import logging
 import os
 import time
-import traceback
 from typing import Sequence
 
 from beam_jobs import (
@@ -172,17 +171,7 @@ def _report(
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the job; input errors become one line on stderr and exit status 2, a failed run
     one line and exit status 1 (with -v, after the runner's full error)."""
-    try:
-        run(argv)
-    except RecordsInputError as e:
-        print(f'make_records: error: {e}', file=sys.stderr)
-        return 2
-    except runners.PipelineRunError as e:
-        if logs.verbose_requested(sys.argv[1:] if argv is None else argv):
-            traceback.print_exception(e.__cause__ or e, file=sys.stderr)
-        print(f'make_records: error: {e}', file=sys.stderr)
-        return 1
-    return 0
+    return runners.job_main('make_records', run, argv, (RecordsInputError,))
 
 
 def _exit(code: int) -> None:

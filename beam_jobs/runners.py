@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+import sys
 import threading
 import time
 import traceback
@@ -24,6 +25,7 @@ from typing import Any, Callable, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from beam_jobs import logs
 from beam_jobs.regions import RecordsInputError
 
 DASK_RUNNER = 'apache_beam.runners.dask.dask_runner.DaskRunner'
@@ -256,3 +258,24 @@ def _close_dask_client(result: Any) -> None:
             client.close()
         except Exception:  # Best effort: the run's outcome is what matters.
             _LOGGER.warning('could not close the Dask client', exc_info=True)
+
+
+def job_main(
+    prog: str,
+    run: Callable[[Sequence[str] | None], Any],
+    argv: Sequence[str] | None,
+    input_errors: tuple[type[Exception], ...],
+) -> int:
+    """A Beam job's main: `run(argv)`; input errors become one line on stderr and exit status
+    2, a failed run one line and exit status 1 (with -v, after the runner's full error)."""
+    try:
+        run(argv)
+    except input_errors as e:
+        print(f'{prog}: error: {e}', file=sys.stderr)
+        return 2
+    except PipelineRunError as e:
+        if logs.verbose_requested(sys.argv[1:] if argv is None else argv):
+            traceback.print_exception(e.__cause__ or e, file=sys.stderr)
+        print(f'{prog}: error: {e}', file=sys.stderr)
+        return 1
+    return 0

@@ -39,7 +39,6 @@ import re
 import shutil
 import tempfile
 import time
-import traceback
 from typing import Any, Sequence
 
 import apache_beam as beam
@@ -417,17 +416,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the job; input errors become one line on stderr and exit status 2, a failed run
     one line and exit status 1 (with -v, after the runner's full error)."""
-    try:
-        run(argv)
-    except (BpnetError, RecordsInputError) as e:
-        print(f'{PROG}: error: {e}', file=sys.stderr)
-        return 2
-    except runners.PipelineRunError as e:
-        if logs.verbose_requested(sys.argv[1:] if argv is None else argv):
-            traceback.print_exception(e.__cause__ or e, file=sys.stderr)
-        print(f'{PROG}: error: {e}', file=sys.stderr)
-        return 1
-    return 0
+    return runners.job_main(PROG, run, argv, (BpnetError, RecordsInputError))
 
 
 if __name__ == '__main__':
