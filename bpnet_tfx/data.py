@@ -249,7 +249,7 @@ def make_dataset(
     def _prepare(serialized):
         batch = decode_batch(serialized, info)
         batch = {k: batch[k] for k in keys}
-        return batch if training else crop_centre(model_inputs(batch), info)
+        return batch if training else model_inputs(crop_centre(batch, info))
 
     return ds.map(_prepare, num_parallel_calls=AUTOTUNE, deterministic=not training).prefetch(
         AUTOTUNE
@@ -292,6 +292,6 @@ def make_eval_dataset(
     ds = _read_records(files, training=False, seed=None, input_context=None).batch(batch_size)
 
     def _prepare(serialized):
-        return crop_centre(model_inputs(decode_batch(serialized, info)), info)
+        return model_inputs(crop_centre(decode_batch(serialized, info), info))
 
     return ds.map(_prepare, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
