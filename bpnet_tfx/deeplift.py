@@ -11,11 +11,14 @@ then the K references of each, r_i1 .. r_iK. For a ReLU with pre-activations z (
 
 and every other op (convolutions, crops, residual adds, the counts head's average pool and
 dense layer, the control features) keeps its own gradient, being linear in the sequence or
-fixed. The gradient of a target that is linear in the outputs of the reference rows, taken at
-those rows, is then DeepLIFT's multiplier of x_i against r_ik: sum over bases of m * (x - r)
-= target(x) - target(r) exactly (summation to delta), layer by layer. Each input's forward
-pass runs once for its K references, and no gradient flows back through the input rows, so a
-window costs 1 + K rows forward and backward, not 2 K.
+fixed, except the summed counts heads' logsumexps (`model.RateSum`): their multiplier is the
+softmax averaged along the straight path between the two rows' log rates, scaled to the
+exact difference of the logsumexps (`paired_logsumexp`). The gradient of a target that is
+linear in the outputs of the reference rows, taken at those rows, is then DeepLIFT's
+multiplier of x_i against r_ik: sum over bases of m * (x - r) = target(x) - target(r) exactly
+(summation to delta), layer by layer. Each input's forward pass runs once for its K
+references, and no gradient flows back through the input rows, so a window costs 1 + K rows
+forward and backward, not 2 K.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 # Below this |z - z0| a unit's multiplier is its gradient at z (the limit of the ratio).
 RESCALE_EPSILON = 1e-6
+# Midpoints of the straight path that average a logsumexp's softmax (its multiplier).
+RATE_PATH_STEPS = 16
 
 
 class Pairing(threading.local):
@@ -73,6 +78,66 @@ def rescale_relu(z, inputs=None):
     return relu(z)
 
 
+def _softmax_over(t, axes: list[int]):
+    """Softmax of t over its consecutive `axes` together."""
+    import tensorflow as tf
+
+    shape = tf.shape(t)
+    flat = tf.concat([shape[: axes[0]], [-1], shape[axes[-1] + 1 :]], 0)
+    return tf.reshape(tf.nn.softmax(tf.reshape(t, flat), axis=axes[0]), shape)
+
+
+def paired_logsumexp(z, axes: tuple[int, ...], inputs=None):
+    """logsumexp of z over `axes` (keeping them) for a batch of `inputs` input rows followed by
+    their references, K each (as `rescale_relu`). At each reference row the gradient is the
+    DeepLIFT multiplier of its logsumexp against its input row: the softmax averaged along
+    the straight path from the reference's z to the input's (RATE_PATH_STEPS midpoints),
+    scaled so that sum(m * (z - z0)) equals the difference of the two logsumexps exactly.
+    The input rows get no gradient. With `inputs` None, plain logsumexp."""
+    import tensorflow as tf
+
+    if inputs is None:
+        return tf.reduce_logsumexp(z, axis=axes, keepdims=True)
+
+    @tf.custom_gradient
+    def lse(z):
+        y = tf.reduce_logsumexp(z, axis=axes, keepdims=True)
+
+        def grad(dy):
+            shape = tf.shape(z)
+            grouped = tf.concat([[inputs, -1], shape[1:]], axis=0)
+            zx, zr = z[:inputs][:, None], tf.reshape(z[inputs:], grouped)  # (N, 1|K, ...)
+            delta = zx - zr
+            shifted = [a + 1 for a in axes]
+            m = tf.zeros_like(zr)
+            for i in range(RATE_PATH_STEPS):
+                m += _softmax_over(zr + (i + 0.5) / RATE_PATH_STEPS * delta, shifted)
+            m /= RATE_PATH_STEPS
+            exact = tf.reduce_logsumexp(zx, shifted, keepdims=True) - tf.reduce_logsumexp(
+                zr, shifted, keepdims=True
+            )
+            approx = tf.reduce_sum(m * delta, shifted, keepdims=True)
+            tiny = tf.abs(approx) < RESCALE_EPSILON
+            m *= tf.where(tiny, tf.ones_like(approx), exact / tf.where(tiny, 1.0, approx))
+            m = tf.reshape(m, tf.shape(z[inputs:]))
+            return tf.concat([tf.zeros_like(z[:inputs]), dy[inputs:] * m], axis=0)
+
+        return y, grad
+
+    return lse(z)
+
+
+class PairedRateSum(model_lib.RateSum):
+    """`model.RateSum` whose logsumexps are `paired_logsumexp`: the rebuilt model's stand-in
+    (never saved); `pairing` is shared by all of a model's paired layers."""
+
+    pairing: Pairing | None = None
+
+    def _lse(self, x):
+        inputs = None if self.pairing is None else self.pairing.inputs
+        return paired_logsumexp(x, (1, 2) if self.joint else (1,), inputs)[:, 0]
+
+
 class RescaleConv1D(layers.Conv1D):
     """`layers.Conv1D` with activation None followed by `rescale_relu`: the rebuilt model's
     stand-in for a relu convolution (never saved); `pairing` is shared by all of a model's."""
@@ -88,6 +153,10 @@ def _swap_relu(layer, pairing: Pairing):
     config = layer.get_config()
     if isinstance(layer, layers.Conv1D) and config['activation'] == 'relu':
         swapped = RescaleConv1D.from_config({**config, 'activation': None})
+        swapped.pairing = pairing
+        return swapped
+    if isinstance(layer, model_lib.RateSum):
+        swapped = PairedRateSum.from_config(config)
         swapped.pairing = pairing
         return swapped
     activation = getattr(layer, 'activation', None)

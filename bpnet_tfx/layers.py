@@ -44,6 +44,7 @@ class Conv1D(keras.layers.Layer):
         padding: str = 'same',
         dilation_rate: int = 1,
         activation: str | None = None,
+        kernel_initializer: str = 'glorot_uniform',
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -51,11 +52,12 @@ class Conv1D(keras.layers.Layer):
             raise ValueError(f'unsupported padding {padding!r} or activation {activation!r}')
         self.filters, self.kernel_size = filters, kernel_size
         self.padding, self.dilation_rate, self.activation = padding, dilation_rate, activation
+        self.kernel_initializer = kernel_initializer
 
     def build(self, input_shape):
         self.kernel = self.add_weight(
             name='kernel',
-            initializer='glorot_uniform',
+            initializer=self.kernel_initializer,
             shape=(self.kernel_size, input_shape[-1], self.filters),
         )
         self.bias = self.add_weight(name='bias', shape=(self.filters,), initializer='zeros')
@@ -96,6 +98,7 @@ class Conv1D(keras.layers.Layer):
             'padding': self.padding,
             'dilation_rate': self.dilation_rate,
             'activation': self.activation,
+            'kernel_initializer': self.kernel_initializer,
         }
 
 

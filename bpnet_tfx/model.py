@@ -15,7 +15,7 @@ Two regimes. The reference (output_length = sequence_length) pads every convolut
 so outputs are as long as the input. The current one (bpnet v2, ChromBPNet; e.g. 2114 -> 1000)
 uses 'valid' convolutions: the stem, each dilated layer (its residual input cropped to match)
 and the profile head shrink the window, and the profile logits are then centre-cropped to
-output_length; the counts head pools the whole tower output. `crop_arithmetic` gives the
+output_length; the pooled counts heads pool the whole tower output. `crop_arithmetic` gives the
 lengths; an input too short for the requested output is refused.
 
 The convolutions are `layers.Conv1D` (keras.layers.Conv1D's weights and math, with CPU
@@ -30,6 +30,17 @@ features per channel (batch normalization over the global batch, synchronized ac
 at inference a fixed affine map, so the head stays linear in the pooled features), and the
 trainer can start the dense layer's bias at the typical log count (`log_counts_init`,
 `initial_log_counts`); docs/training.md has the study behind this.
+
+Two heads sum rates over the output window instead of pooling the whole tower, so that what
+the counts see is where the reads land: reads that a motif in the flanks of a wide input puts
+outside the window do not count. 'position_sum' gives each output position a log rate from a
+convolution like the profile head's (kernel profile_kernel_size over the tower, cropped to
+the output) and predicts the log of their sum. 'profile_sum' uses those log rates as
+corrections to the profile logits: log sum_p softmax(profile)_p exp(rate_p), the rates
+averaged where the profile head puts the reads. Both start flat (the rate convolution's
+kernel at zero, so every window starts at the typical log count), add the control's log
+total through a dense layer that starts at zero, and are exact logsumexps, which DeepLIFT
+pairs (bpnet_tfx/deeplift.py).
 
 `profile_loss='joint'` (ChromBPNet's choice) makes the strands share one multinomial over
 length x strands, so the counts head predicts one log(1 + total) over both strands per task
@@ -55,8 +66,13 @@ CONTROL_INPUT_NAME = 'control'
 CONTROL_SMOOTHING = 50  # bp window of the smoothed control profile.
 PROFILE_LOSSES = ('per_strand', 'joint')
 # 'global_pool': the reference counts head, a dense layer over the tower's average;
-# 'normalized_pool': the same average standardized per channel (batch normalization) first.
-COUNTS_HEADS = ('global_pool', 'normalized_pool')
+# 'normalized_pool': the same average standardized per channel (batch normalization) first;
+# 'position_sum' / 'profile_sum': a sum of per-position rates over the output window (module
+# docstring).
+COUNTS_HEADS = ('global_pool', 'normalized_pool', 'position_sum', 'profile_sum')
+# The summed counts heads multiply their log rates by this: Adam moves every weight by about
+# the learning rate a step, so the scale sets how fast the rates leave their flat start.
+RATE_SCALE = 1.0
 # Batch statistics of the pooled features move fast during training; a short memory keeps the
 # inference-time (moving) statistics close to them after a few dozen steps.
 COUNTS_NORM_MOMENTUM = 0.9
@@ -91,7 +107,9 @@ class ModelConfig:
       counts_head: 'global_pool' (the reference: a dense layer over the tower's average over
         positions, plus the control's log total) or 'normalized_pool' (those features
         standardized per channel by batch normalization before the dense layer; an affine
-        map at inference). See the module docstring.
+        map at inference), 'position_sum' (the log of a sum over the output window of
+        per-position rates) or 'profile_sum' (the rates weighted by the profile's softmax).
+        See the module docstring.
     """
 
     sequence_length: int = 1000
@@ -281,46 +299,60 @@ def _task_suffix(config: ModelConfig, task: int) -> str:
     return '' if config.num_tasks == 1 else f'_{task}'
 
 
-def _profile_head(x, config: ModelConfig, control=None, stock: bool = False):
+def _head_conv(x, config: ModelConfig, filters: int, name: str, stock=False, zero=False):
+    """A head's convolution over the tower (profile_kernel_size), centre-cropped to the output;
+    with `zero`, its kernel starts at zero."""
+    y = _conv(
+        stock,
+        filters,
+        config.profile_kernel_size,
+        padding=_padding(config),
+        kernel_initializer='zeros' if zero else 'glorot_uniform',
+        dtype=HEAD_DTYPE,
+        name=name,
+    )(x)
+    extra = config.crop_arithmetic()['profile_conv'] - config.output_length
+    if extra:
+        crop = name.replace('_conv', '_crop')
+        y = keras.layers.Cropping1D((extra // 2, extra // 2), dtype=HEAD_DTYPE, name=crop)(y)
+    return y
+
+
+def _control_profile_bias(control, config: ModelConfig, t: int, stock: bool = False):
+    """A learned 1x1 combination of task t's control profile, raw and smoothed."""
+    suffix = _task_suffix(config, t)
+    raw = TaskSlice(t, dtype=HEAD_DTYPE, name=f'control_profile{suffix}')(control)
+    smooth = keras.layers.AveragePooling1D(
+        CONTROL_SMOOTHING,
+        strides=1,
+        padding='same',
+        dtype=HEAD_DTYPE,
+        name=f'control_smooth{suffix}',
+    )(raw)
+    both = keras.layers.Concatenate(dtype=HEAD_DTYPE, name=f'control_features{suffix}')(
+        [raw, smooth]
+    )
+    return _conv(
+        stock, config.num_strands, 1, dtype=HEAD_DTYPE, name=f'control_profile_weights{suffix}'
+    )(both)
+
+
+def _task_logits(x, config: ModelConfig, control=None, stock: bool = False) -> list:
+    """Per task, the profile logits (batch, output_length, strands), with the control's bias."""
     logits = []
     for t in range(config.num_tasks):
         suffix = _task_suffix(config, t)
-        task_logits = _conv(
-            stock,
-            config.num_strands,
-            config.profile_kernel_size,
-            padding=_padding(config),
-            dtype=HEAD_DTYPE,
-            name=f'profile_conv{suffix}',
-        )(x)
-        extra = config.crop_arithmetic()['profile_conv'] - config.output_length
-        if extra:
-            task_logits = keras.layers.Cropping1D(
-                (extra // 2, extra // 2), dtype=HEAD_DTYPE, name=f'profile_crop{suffix}'
-            )(task_logits)
+        task_logits = _head_conv(x, config, config.num_strands, f'profile_conv{suffix}', stock)
         if control is not None:
-            raw = TaskSlice(t, dtype=HEAD_DTYPE, name=f'control_profile{suffix}')(control)
-            smooth = keras.layers.AveragePooling1D(
-                CONTROL_SMOOTHING,
-                strides=1,
-                padding='same',
-                dtype=HEAD_DTYPE,
-                name=f'control_smooth{suffix}',
-            )(raw)
-            both = keras.layers.Concatenate(dtype=HEAD_DTYPE, name=f'control_features{suffix}')(
-                [raw, smooth]
-            )
-            bias = _conv(
-                stock,
-                config.num_strands,
-                1,
-                dtype=HEAD_DTYPE,
-                name=f'control_profile_weights{suffix}',
-            )(both)
+            bias = _control_profile_bias(control, config, t, stock)
             task_logits = keras.layers.Add(dtype=HEAD_DTYPE, name=f'profile_with_control{suffix}')(
                 [task_logits, bias]
             )
         logits.append(task_logits)
+    return logits
+
+
+def _profile_head(logits: list, config: ModelConfig):
     stacked = _stack_tasks(
         logits, (config.output_length, config.num_tasks, config.num_strands), 'profile_tasks'
     )
@@ -345,16 +377,114 @@ def initial_log_counts(config: ModelConfig, median_total_counts) -> tuple[float,
     return tuple(math.log1p(float(m) / share) for m in median_total_counts)
 
 
-def _counts_head(x, config: ModelConfig, control=None, log_counts_init=None):
+@keras.saving.register_keras_serializable(package='bpnet_tfx')
+class RateSum(keras.layers.Layer):
+    """Per-position log rates (batch, length, strands) -> log of their sum over the window,
+    plus a trained offset per output unit.
+
+    Inputs: [rates], [rates, profile] or with a last (batch, units) shift (e.g. from the
+    control): with `weighted`, the rates are corrections to the profile logits `profile`,
+    and the output is the log of the profile-weighted sum of exp(rates):
+    logsumexp(profile + rates) - logsumexp(profile). Sums run over positions per strand
+    (`joint=False`: (batch, strands)) or over positions and strands (`joint=True`: (batch, 1)).
+    """
+
+    def __init__(
+        self, joint: bool, weighted: bool = False, initial_offset=0.0, scale=1.0, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.joint, self.weighted = joint, weighted
+        self.initial_offset, self.scale = float(initial_offset), float(scale)
+
+    def build(self, input_shape):
+        units = 1 if self.joint else input_shape[0][-1]
+        self.offset = self.add_weight(
+            name='offset', shape=(units,), initializer=Constant(self.initial_offset)
+        )
+
+    def _lse(self, x):
+        if self.joint:
+            return keras.ops.logsumexp(x, axis=(1, 2))[:, None]
+        return keras.ops.logsumexp(x, axis=1)
+
+    def call(self, inputs):
+        rates = inputs[0] * self.scale
+        if self.weighted:
+            total = self._lse(inputs[1] + rates) - self._lse(inputs[1])
+        else:
+            total = self._lse(rates)
+        total = total + self.offset
+        return total + inputs[-1] if len(inputs) > 1 + self.weighted else total
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            'joint': self.joint,
+            'weighted': self.weighted,
+            'initial_offset': self.initial_offset,
+            'scale': self.scale,
+        }
+
+
+def _rate_offset(config: ModelConfig, log_counts_init, t: int) -> float:
+    """A RateSum offset that makes zero log rates give the starting log count."""
+    start = 0.0 if log_counts_init is None else float(log_counts_init[t])
+    if config.counts_head == 'profile_sum':
+        return start
+    units = config.output_length * (config.num_strands if config.strands_out == 1 else 1)
+    return start - math.log(units)
+
+
+def _control_log_total(control, config: ModelConfig, t: int):
+    suffix = _task_suffix(config, t)
+    return LogTotal(dtype=HEAD_DTYPE, name=f'control_log_total{suffix}')(
+        TaskSlice(t, dtype=HEAD_DTYPE, name=f'control_counts{suffix}')(control)
+    )
+
+
+def _summed_counts_head(x, logits: list, config: ModelConfig, control, log_counts_init, stock):
+    """'position_sum' (log rates from a convolution) or 'profile_sum' (those rates as
+    corrections to the profile logits); the convolution starts at zero."""
+    outputs = []
+    for t in range(config.num_tasks):
+        suffix = _task_suffix(config, t)
+        rates = _head_conv(
+            x, config, config.num_strands, f'counts_rate_conv{suffix}', stock, zero=True
+        )
+        inputs = [rates]
+        if config.counts_head == 'profile_sum':
+            inputs.append(logits[t])
+        if control is not None:
+            inputs.append(
+                keras.layers.Dense(
+                    config.strands_out,
+                    use_bias=False,
+                    kernel_initializer='zeros',
+                    dtype=HEAD_DTYPE,
+                    name=f'counts_control_weight{suffix}',
+                )(_control_log_total(control, config, t))
+            )
+        outputs.append(
+            RateSum(
+                config.strands_out == 1,
+                config.counts_head == 'profile_sum',
+                _rate_offset(config, log_counts_init, t),
+                RATE_SCALE,
+                dtype=HEAD_DTYPE,
+                name=f'counts_rate_sum{suffix}',
+            )(inputs)
+        )
+    return outputs
+
+
+def _pooled_counts_head(x, config: ModelConfig, control=None, log_counts_init=None) -> list:
     pooled = keras.layers.GlobalAveragePooling1D(dtype=HEAD_DTYPE, name='counts_pool')(x)
     outputs = []
     for t in range(config.num_tasks):
         suffix = _task_suffix(config, t)
         features = pooled
         if control is not None:
-            total = LogTotal(dtype=HEAD_DTYPE, name=f'control_log_total{suffix}')(
-                TaskSlice(t, dtype=HEAD_DTYPE, name=f'control_counts{suffix}')(control)
-            )
+            total = _control_log_total(control, config, t)
             features = keras.layers.Concatenate(dtype=HEAD_DTYPE, name=f'counts_features{suffix}')(
                 [pooled, total]
             )
@@ -375,6 +505,16 @@ def _counts_head(x, config: ModelConfig, control=None, log_counts_init=None):
                 name=f'counts_dense{suffix}',
             )(features)
         )
+    return outputs
+
+
+def _counts_head(
+    x, logits: list, config: ModelConfig, control=None, log_counts_init=None, stock=False
+):
+    if config.counts_head in ('position_sum', 'profile_sum'):
+        outputs = _summed_counts_head(x, logits, config, control, log_counts_init, stock)
+    else:
+        outputs = _pooled_counts_head(x, config, control, log_counts_init)
     stacked = _stack_tasks(outputs, (config.num_tasks, config.strands_out), 'counts_tasks')
     return keras.layers.Activation('linear', dtype='float32', name=LOG_COUNTS)(stacked)
 
@@ -410,9 +550,10 @@ def build_bpnet(
         )
         inputs = {INPUT_NAME: one_hot, CONTROL_INPUT_NAME: control}
     body = _dilated_tower(_stem(one_hot, config, stock_layers), config, stock_layers)
+    logits = _task_logits(body, config, control, stock_layers)
     outputs = {
-        PROFILE: _profile_head(body, config, control, stock_layers),
-        LOG_COUNTS: _counts_head(body, config, control, log_counts_init),
+        PROFILE: _profile_head(logits, config),
+        LOG_COUNTS: _counts_head(body, logits, config, control, log_counts_init, stock_layers),
     }
     return keras.Model(inputs, outputs, name='bpnet')
 

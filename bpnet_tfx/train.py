@@ -75,12 +75,14 @@ _PROFILE_LOSS = flags.DEFINE_enum(
 _COUNTS_HEAD = flags.DEFINE_enum(
     'counts_head',
     'global_pool',
-    ['global_pool', 'normalized_pool'],
+    ['global_pool', 'normalized_pool', 'position_sum', 'profile_sum'],
     "global_pool: the reference counts head, a dense layer over the tower's average over "
     'positions; normalized_pool: the same average standardized per channel (batch '
     'normalization, statistics recomputed from 512 training windows after each epoch) before '
     'the dense layer, whose bias starts at the median log count: learns the counts much '
-    'faster (docs/training.md).',
+    'faster; position_sum: log of the sum over the output window of per-position rates from '
+    'a convolution like the profile head\'s; profile_sum: the same sum over the profile '
+    'logits themselves (docs/training.md, the counts head).',
 )
 _SHUFFLE_BUFFER = flags.DEFINE_integer(
     'shuffle_buffer', 10_000, 'Records in the training shuffle buffer.'

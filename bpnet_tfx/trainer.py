@@ -309,7 +309,7 @@ def _build(
     """The model, its optimizer and their checkpointer, in the strategy's scope."""
     init = None
     # The normalized head's features are centred, so its bias must carry the typical count.
-    if config.init_counts_bias or config.model.counts_head == 'normalized_pool':
+    if config.init_counts_bias or config.model.counts_head != 'global_pool':
         try:
             init = model_lib.initial_log_counts(config.model, info.median_total_counts)
         except ValueError:

@@ -137,10 +137,11 @@ def window_controls(control_model, starts):
     return np.stack([np.repeat(c[s : s + 200, None], 2, axis=1) for s in starts])
 
 
-def wide_joint_control_model(tmp_path):
-    """An untrained 2-task model with 60-bp inputs -> 20-bp outputs, the joint profile loss
-    and control tracks, exported with metadata naming its FASTA (chrA, 300 bp) and control
-    bigWig (both strands of both tasks).
+def wide_joint_control_model(tmp_path, counts_head: str = 'global_pool'):
+    """An untrained 2-task model with 60-bp inputs -> 20-bp outputs, the joint profile loss,
+    control tracks and `counts_head` (a summed head's rate convolutions and control weights
+    drawn at random instead of zero), exported with metadata naming its FASTA (chrA, 300 bp)
+    and control bigWig (both strands of both tasks).
 
     Returns a dict: export, model, seq, control (300,), x (window 100-160, (1, 60, 4)), ctrl
     (its control, the 20 bp centred in it, (1, 20, 2, 2)).
@@ -161,9 +162,13 @@ def wide_joint_control_model(tmp_path):
         profile_kernel_size=5,
         profile_loss='joint',
         use_control=True,
+        counts_head=counts_head,
     )
     model = model_lib.build_bpnet(config)
     rng = np.random.default_rng(0)
+    for v in model.variables:
+        if 'counts_rate_conv' in v.path or 'counts_control_weight' in v.path:
+            v.assign(rng.normal(0, 0.5, v.shape).astype(np.float32))
     seq = ''.join(rng.choice(list('ACGT'), 300))
     fasta = tmp_path / 'g.fa'
     fasta.write_text('>chrA\n' + seq + '\n')

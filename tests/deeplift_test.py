@@ -27,7 +27,13 @@ CONFIGS = {
     'normalized_counts_head': dict(
         sequence_length=64, filters=8, num_dilated_layers=2, counts_head='normalized_pool'
     ),
+    'position_sum_counts_head': dict(
+        sequence_length=64, num_tasks=2, filters=8, num_dilated_layers=2, counts_head='position_sum'
+    ),
 }
+CONFIGS['profile_sum_valid_joint'] = dict(
+    CONFIGS['wide_valid_padding'], profile_loss='joint', counts_head='profile_sum'
+)
 
 
 def _export(tmp_path, seed=0, **kwargs):
@@ -39,6 +45,10 @@ def _export(tmp_path, seed=0, **kwargs):
     keras.utils.set_random_seed(seed)
     config = model_lib.ModelConfig(**kwargs)
     model = model_lib.build_bpnet(config)
+    rng = np.random.default_rng(seed)
+    for v in model.variables:  # the summed counts heads' rate convolutions start at zero
+        if 'counts_rate_conv' in v.path and 'kernel' in v.path:
+            v.assign(rng.normal(0, 0.5, v.shape).astype(np.float32))
     tasks = tuple(f't{i}' for i in range(config.num_tasks))
     info = schema.RecordsInfo(
         sequence_length=config.sequence_length,
@@ -148,8 +158,9 @@ def test_rebuilt_normalized_counts_head_keeps_its_statistics(tmp_path):
 
 
 @pytest.mark.slow  # exports its own model
-def test_control_model_summation_to_delta_with_control_held_fixed(tmp_path):
-    made = wide_joint_control_model(tmp_path)
+@pytest.mark.parametrize('counts_head', ['global_pool', 'profile_sum'])
+def test_control_model_summation_to_delta_with_control_held_fixed(tmp_path, counts_head):
+    made = wide_joint_control_model(tmp_path, counts_head)
     scorer = attribution.Scorer(made['export'])
     x = np.concatenate([made['x'], _windows(1, 60, seed=4)])
     ctrl = np.concatenate([made['ctrl'], 2.0 * made['ctrl']])

@@ -326,3 +326,51 @@ def test_calibrate_counts_norm_sets_the_exact_statistics_of_the_first_examples()
     assert model_lib.calibrate_counts_norm(plain, [x], 30) == 0
     with pytest.raises(ValueError, match='at least 2 examples'):
         model_lib.calibrate_counts_norm(model, [x[:1]], 30)
+
+
+def _lse(x, axis):
+    top = x.max(axis=axis, keepdims=True)
+    return np.log(np.exp(x - top).sum(axis=axis, keepdims=True)) + top
+
+
+@pytest.mark.parametrize('head', ['position_sum', 'profile_sum'])
+@pytest.mark.parametrize('profile_loss', ['per_strand', 'joint'])
+def test_summed_counts_heads_sum_rates_over_the_output_window(head, profile_loss):
+    config = model_lib.ModelConfig(
+        sequence_length=60,
+        output_length=20,
+        num_tasks=2,
+        filters=8,
+        stem_kernel_size=5,
+        num_dilated_layers=2,
+        profile_kernel_size=5,
+        profile_loss=profile_loss,
+        counts_head=head,
+    )
+    model = model_lib.build_bpnet(config, log_counts_init=(5.0, 3.0))
+    x = np.random.default_rng(2).integers(0, 2, (3, 60, 4)).astype(np.float32)
+    # The rate convolutions start at zero: every window starts at the initial log count.
+    np.testing.assert_allclose(
+        model(x)['log_counts'].numpy()[..., 0], [[5.0, 3.0]] * 3, rtol=1e-6, atol=1e-6
+    )
+    rng = np.random.default_rng(3)
+    for t in (0, 1):
+        conv = model.get_layer(f'counts_rate_conv_{t}')
+        conv.kernel.assign(rng.normal(0, 0.5, conv.kernel.shape).astype(np.float32))
+    names = [f'{layer}_{t}' for t in (0, 1) for layer in ('counts_rate_crop', 'profile_crop')]
+    parts = type(model)(model.inputs, [model.get_layer(n).output for n in names])(x)
+    rates, logits = [p.numpy() for p in parts[0::2]], [p.numpy() for p in parts[1::2]]
+    assert rates[0].shape == (3, 20, 2)  # the output window, as the profile
+    axis = (1, 2) if profile_loss == 'joint' else 1
+    out = model(x)['log_counts'].numpy()
+    for t, start in enumerate((5.0, 3.0)):
+        if head == 'position_sum':
+            units = 20 * (2 if profile_loss == 'joint' else 1)
+            expected = _lse(rates[t], axis) + start - np.log(units)
+        else:
+            expected = _lse(logits[t] + rates[t], axis) - _lse(logits[t], axis) + start
+        np.testing.assert_allclose(out[:, t], expected.reshape(3, -1), rtol=1e-5, atol=1e-5)
+    assert model_lib.ModelConfig.from_dict(config.to_dict()) == config
+    rebuilt = type(model).from_config(model.get_config())
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_allclose(rebuilt(x)['log_counts'].numpy(), out, rtol=1e-6)

@@ -254,6 +254,17 @@ def test_init_counts_bias_starts_the_counts_head_at_the_median(small_records, tm
         [np.log1p(info.median_total_counts[0] / 2)] * 2,
         rtol=1e-6,
     )
+    # So do the summed heads: flat zero log rates over the 200-bp window sum to the median.
+    for head, offset in (('position_sum', -np.log(200)), ('profile_sum', 0.0)):
+        summed = dataclasses.replace(
+            normalized, model=dataclasses.replace(config.model, counts_head=head)
+        )
+        model, _, _ = trainer._build(summed, info, strategy, 'float32', True)
+        np.testing.assert_allclose(
+            model.get_layer('counts_rate_sum').offset.numpy(),
+            [np.log1p(info.median_total_counts[0] / 2) + offset] * 2,
+            rtol=1e-6,
+        )
     old = dataclasses.replace(info, median_total_counts=())
     with pytest.raises(trainer.TrainError, match='--init_counts_bias needs median_total_counts'):
         trainer._build(config, old, strategy, 'float32', True)
