@@ -49,6 +49,10 @@ STUDY = {
         '--init_counts_bias',
         '--noreverse_complement',
     ],
+    'position_sum': ['--counts_head=position_sum'],
+    'profile_sum': ['--counts_head=profile_sum'],
+    'profile_sum_weight_auto': ['--counts_head=profile_sum', '--counts_loss_weight=auto'],
+    'profile_sum_12_epochs': ['--counts_head=profile_sum', '--epochs=12'],
 }
 
 

@@ -48,9 +48,10 @@ _INIT_COUNTS_BIAS = flags.DEFINE_bool(
     'init_counts_bias',
     False,
     "Start each counts head's bias at log(1 + the training peaks' median total per strand) "
-    '(metadata.json) instead of 0. Always on with --counts_head=normalized_pool, whose '
-    'standardized features leave the typical count to the bias; with global_pool it leaves '
-    'the head stuck (docs/training.md), so off there reproduces the reference.',
+    '(metadata.json) instead of 0. Always on with the other counts heads (normalized_pool: '
+    'its standardized features leave the typical count to the bias; the summed heads: their '
+    'offset); with global_pool it leaves the head stuck (docs/training.md), so off there '
+    'reproduces the reference.',
 )
 _FILTERS = flags.DEFINE_integer('filters', 64, 'Channels of every body convolution.')
 _STEM_KERNEL_SIZE = flags.DEFINE_integer(
@@ -80,9 +81,10 @@ _COUNTS_HEAD = flags.DEFINE_enum(
     'positions; normalized_pool: the same average standardized per channel (batch '
     'normalization, statistics recomputed from 512 training windows after each epoch) before '
     'the dense layer, whose bias starts at the median log count: learns the counts much '
-    'faster; position_sum: log of the sum over the output window of per-position rates from '
-    'a convolution like the profile head\'s; profile_sum: the same sum over the profile '
-    'logits themselves (docs/training.md, the counts head).',
+    "faster; position_sum: log of the sum over the output window of per-position rates from "
+    "a convolution like the profile head's; profile_sum (the shipped configs): those rates "
+    "averaged with the profile's softmax as weights, i.e. read where the profile head puts "
+    'the reads (docs/training.md, the counts head).',
 )
 _SHUFFLE_BUFFER = flags.DEFINE_integer(
     'shuffle_buffer', 10_000, 'Records in the training shuffle buffer.'
