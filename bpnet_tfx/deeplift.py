@@ -48,6 +48,14 @@ class Pairing(threading.local):
     inputs = None
 
 
+def _input_and_reference_rows(z, inputs: int):
+    """A paired batch's `inputs` input rows as (N, 1, ...) and their references as (N, K, ...)."""
+    import tensorflow as tf
+
+    grouped = tf.concat([[inputs, -1], tf.shape(z)[1:]], axis=0)
+    return z[:inputs][:, None], tf.reshape(z[inputs:], grouped)
+
+
 def rescale_relu(z, inputs=None):
     """relu(z) of a batch of `inputs` input rows followed by their references (K rows each,
     input-major), whose gradient at each reference row is the rescale multiplier against its
@@ -62,10 +70,7 @@ def rescale_relu(z, inputs=None):
         y = tf.nn.relu(z)
 
         def grad(dy):
-            shape = tf.shape(z)
-            zx, zr = z[:inputs], z[inputs:]
-            grouped = tf.concat([[inputs, -1], shape[1:]], axis=0)
-            zx, zr = zx[:, None], tf.reshape(zr, grouped)  # (N, 1, ...) and (N, K, ...)
+            zx, zr = _input_and_reference_rows(z, inputs)
             delta = zx - zr
             near = tf.abs(delta) < RESCALE_EPSILON
             ratio = (tf.nn.relu(zx) - tf.nn.relu(zr)) / tf.where(near, tf.ones_like(delta), delta)
@@ -104,9 +109,7 @@ def paired_logsumexp(z, axes: tuple[int, ...], inputs=None):
         y = tf.reduce_logsumexp(z, axis=axes, keepdims=True)
 
         def grad(dy):
-            shape = tf.shape(z)
-            grouped = tf.concat([[inputs, -1], shape[1:]], axis=0)
-            zx, zr = z[:inputs][:, None], tf.reshape(z[inputs:], grouped)  # (N, 1|K, ...)
+            zx, zr = _input_and_reference_rows(z, inputs)
             delta = zx - zr
             shifted = [a + 1 for a in axes]
             m = tf.zeros_like(zr)

@@ -70,9 +70,8 @@ PROFILE_LOSSES = ('per_strand', 'joint')
 # 'position_sum' / 'profile_sum': a sum of per-position rates over the output window (module
 # docstring).
 COUNTS_HEADS = ('global_pool', 'normalized_pool', 'position_sum', 'profile_sum')
-# The summed counts heads multiply their log rates by this: Adam moves every weight by about
-# the learning rate a step, so the scale sets how fast the rates leave their flat start.
-RATE_SCALE = 1.0
+# The heads that sum per-position rates over the output window.
+SUMMED_COUNTS_HEADS = ('position_sum', 'profile_sum')
 # Batch statistics of the pooled features move fast during training; a short memory keeps the
 # inference-time (moving) statistics close to them after a few dozen steps.
 COUNTS_NORM_MOMENTUM = 0.9
@@ -389,12 +388,10 @@ class RateSum(keras.layers.Layer):
     (`joint=False`: (batch, strands)) or over positions and strands (`joint=True`: (batch, 1)).
     """
 
-    def __init__(
-        self, joint: bool, weighted: bool = False, initial_offset=0.0, scale=1.0, **kwargs
-    ):
+    def __init__(self, joint: bool, weighted: bool = False, initial_offset=0.0, **kwargs):
         super().__init__(**kwargs)
         self.joint, self.weighted = joint, weighted
-        self.initial_offset, self.scale = float(initial_offset), float(scale)
+        self.initial_offset = float(initial_offset)
 
     def build(self, input_shape):
         units = 1 if self.joint else input_shape[0][-1]
@@ -408,7 +405,7 @@ class RateSum(keras.layers.Layer):
         return keras.ops.logsumexp(x, axis=1)
 
     def call(self, inputs):
-        rates = inputs[0] * self.scale
+        rates = inputs[0]
         if self.weighted:
             total = self._lse(inputs[1] + rates) - self._lse(inputs[1])
         else:
@@ -422,7 +419,6 @@ class RateSum(keras.layers.Layer):
             'joint': self.joint,
             'weighted': self.weighted,
             'initial_offset': self.initial_offset,
-            'scale': self.scale,
         }
 
 
@@ -469,7 +465,6 @@ def _summed_counts_head(x, logits: list, config: ModelConfig, control, log_count
                 config.strands_out == 1,
                 config.counts_head == 'profile_sum',
                 _rate_offset(config, log_counts_init, t),
-                RATE_SCALE,
                 dtype=HEAD_DTYPE,
                 name=f'counts_rate_sum{suffix}',
             )(inputs)
@@ -511,7 +506,7 @@ def _pooled_counts_head(x, config: ModelConfig, control=None, log_counts_init=No
 def _counts_head(
     x, logits: list, config: ModelConfig, control=None, log_counts_init=None, stock=False
 ):
-    if config.counts_head in ('position_sum', 'profile_sum'):
+    if config.counts_head in SUMMED_COUNTS_HEADS:
         outputs = _summed_counts_head(x, logits, config, control, log_counts_init, stock)
     else:
         outputs = _pooled_counts_head(x, config, control, log_counts_init)

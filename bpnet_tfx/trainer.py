@@ -308,7 +308,8 @@ def _build(
 ) -> tuple[keras.Model, keras.optimizers.Optimizer, checkpointing.Checkpointer]:
     """The model, its optimizer and their checkpointer, in the strategy's scope."""
     init = None
-    # The normalized head's features are centred, so its bias must carry the typical count.
+    # The normalized head's features are centred, so its bias must carry the typical count;
+    # the summed heads' rates start flat, so their offset must.
     if config.init_counts_bias or config.model.counts_head != 'global_pool':
         try:
             init = model_lib.initial_log_counts(config.model, info.median_total_counts)

@@ -223,10 +223,13 @@ def test_deepshap_is_the_exact_shapley_value_of_an_additive_relu_model():
     np.testing.assert_allclose((hyp * x).sum(-1), shapley.mean(0), atol=1e-5)
 
 
-def test_scores_do_not_depend_on_the_batch(tmp_path):
-    scorer = attribution.Scorer(_export(tmp_path, **CONFIGS['same_padding']))
-    x = _windows(7, 100, seed=3)
-    regions = [f'chr1:{i * 100}-{(i + 1) * 100}' for i in range(7)]
+@pytest.mark.parametrize('name', ['same_padding', 'position_sum_counts_head'])
+def test_scores_do_not_depend_on_the_batch(tmp_path, name):
+    # The summed head's paired logsumexp groups each input's references within the batch.
+    scorer = attribution.Scorer(_export(tmp_path, **CONFIGS[name]))
+    length = CONFIGS[name]['sequence_length']
+    x = _windows(7, length, seed=3)
+    regions = [f'chr1:{i * length}-{(i + 1) * length}' for i in range(7)]
     refs = shuffle.dinuc_shuffle(x, 3, [shuffle.keyed_rng(0, r) for r in regions])
     all_at_once = scorer.deepshap(x, refs)
     for i in (0, 4, 6):
