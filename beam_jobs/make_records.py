@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sys
 
-from beam_jobs import logs  # No Beam import: it must come first on the command line.
+from beam_jobs.common import logs  # No Beam import: it must come first on the command line.
 
 if __name__ == '__main__':  # Before Beam's import logs its 'apitools not found' warning.
     logs.configure(logs.verbose_requested(sys.argv[1:]))
@@ -38,20 +38,26 @@ import os
 import time
 from typing import Sequence
 
-from beam_jobs import (
+from beam_jobs.common import files as files_lib
+from beam_jobs.common import runners
+from beam_jobs.records import (
     accounting,
     planning,
-    records_flags,
-    records_metadata,
-    records_pipeline,
     regions,
-    runners,
     shards,
     splits,
 )
-from beam_jobs import files as files_lib
-from beam_jobs import tasks as tasks_lib
-from bpnet_tfx import schema
+from beam_jobs.records import (
+    flags as records_flags,
+)
+from beam_jobs.records import (
+    metadata as records_metadata,
+)
+from beam_jobs.records import (
+    pipeline as records_pipeline,
+)
+from beam_jobs.records import tasks as tasks_lib
+from bpnet_tfx.records import schema
 
 RecordsInputError = regions.RecordsInputError
 

@@ -4,7 +4,7 @@
         --variants=calls.vcf.gz --output_dir=scores [--null_variants=100] \\
         [--runner=DataflowRunner ...]
 
-Same flags, rows and scores as the variants command (bpnet_tfx.variant_files and
+Same flags, rows and scores as the variants command (bpnet_tfx.variant_effects.variant_files and
 variant_effects do the parsing, windows and scoring for both), for millions of variants over
 many workers. The driver checks the export's metadata files (the workers load the SavedModel)
 and the FASTA, reads the variants file once (`read_variants`: a malformed line stops the job
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sys
 
-from beam_jobs import logs  # No Beam import: it must come first on the command line.
+from beam_jobs.common import logs  # No Beam import: it must come first on the command line.
 
 if __name__ == '__main__':  # Before Beam's import logs its 'apitools not found' warning.
     logs.configure(logs.verbose_requested(sys.argv[1:]), prog='score_variants')
@@ -46,14 +46,19 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from beam_jobs import files as files_lib
-from beam_jobs import inference, runners, transforms, variant_transforms
-from beam_jobs.regions import RecordsInputError
-from bpnet_tfx import genome_io, variant_effects, variant_files
-from bpnet_tfx.errors import BpnetError
-from bpnet_tfx.genome_io import GenomeError
-from bpnet_tfx.schema import SchemaError
-from bpnet_tfx.variant_files import VariantError
+from beam_jobs.common import files as files_lib
+from beam_jobs.common import runners
+from beam_jobs.common.errors import RecordsInputError
+from beam_jobs.records import transforms
+from beam_jobs.variants import handler as inference
+from beam_jobs.variants import transforms as variant_transforms
+from bpnet_tfx.common.errors import BpnetError
+from bpnet_tfx.genome import genome_io
+from bpnet_tfx.genome.genome_io import GenomeError
+from bpnet_tfx.records.schema import SchemaError
+from bpnet_tfx.variant_effects import scoring as variant_effects
+from bpnet_tfx.variant_effects import variant_files
+from bpnet_tfx.variant_effects.variant_files import VariantError
 
 PROG = 'score_variants'
 MERGED_FILENAME = 'scores.tsv'
@@ -277,7 +282,9 @@ def _run_pipeline(args, pipeline_args: Sequence[str], save_main_session: bool, *
     p = runners.make_pipeline(options)
     tmp_dir = graph['tmp_dir']
     started = files_lib.join(tmp_dir, STARTED_FILENAME)
-    from bpnet_tfx.export import ExportError  # TensorFlow: imported by now (load_export_info).
+    from bpnet_tfx.inference.export import (
+        ExportError,  # TensorFlow: imported by now (load_export_info).
+    )
 
     _build_pipeline(p, args, **graph)
     runners.run_and_wait(

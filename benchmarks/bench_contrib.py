@@ -57,7 +57,8 @@ def _peer_python(path: str) -> str:
 def _split_arrays(records_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """One-hot (N, 4, L) float32 and counts (N, 2, L) of a split's centred windows, as
     bpnet-lite takes them (channels first)."""
-    from bpnet_tfx import data, schema
+    from bpnet_tfx.records import dataset as data
+    from bpnet_tfx.records import schema
 
     info = schema.RecordsInfo.load(records_dir)
     xs, ys = [], []
@@ -95,7 +96,7 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def _train_settings(saved_model: str, args) -> dict:
     """The peer's training settings: the export's own (model size, train_config.json)."""
-    from bpnet_tfx import export
+    from bpnet_tfx.inference import export
 
     _, config = export.load_export_info(saved_model)
     train_config = os.path.join(os.path.dirname(os.path.abspath(saved_model)), 'train_config.json')
@@ -189,7 +190,8 @@ def main() -> None:
         if not os.path.isdir(path):
             sys.exit(f'bench_contrib: {path} not found; run `bash scripts/demo.sh` first')
 
-    from bpnet_tfx import contributions, schema
+    from bpnet_tfx.attribution import contributions
+    from bpnet_tfx.records import schema
 
     info = schema.RecordsInfo.load(args.records_dir)
     sites = args.motif_sites or os.path.join(

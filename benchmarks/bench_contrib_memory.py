@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.abspath(os.path.dirname(__file__)))
 _CHILD = '''
 import sys
 sys.path.insert(0, {repo!r})
-from bpnet_tfx import contributions
+from bpnet_tfx.attribution import contributions
 contributions.compute_contributions(
     {export!r}, {out!r}, regions_bed={bed!r}, fasta={fasta!r}, max_regions={n},
     num_shuffles=2, batch_size=64,
@@ -39,8 +39,9 @@ def _setup(folder: str, windows: int, filters: int, layers: int) -> tuple[str, s
     import keras
     import numpy as np
 
-    from bpnet_tfx import export, schema
-    from bpnet_tfx import model as model_lib
+    from bpnet_tfx.inference import export
+    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.records import schema
 
     length = 1000
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ seed: trains `--flagfile` with those flags on `--records` (make them first, e.g.
 `python -m beam_jobs.make_records --runner=DirectRunner --output_dir=demo_output/records`),
 evaluates the export on the validation split and prints a row: count_pearson,
 sequence_count_pearson_bound (the simulator's sequence-determined totals; see
-bpnet_tfx/evaluation.py), their ratio, profile NLL (and its oracle) and training seconds, per
+inference/evaluation.py), their ratio, profile NLL (and its oracle) and training seconds, per
 task too with several tasks; then one JSON line with every number. docs/training.md holds the
 table of the study and what it shows.
 """

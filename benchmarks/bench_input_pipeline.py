@@ -13,7 +13,7 @@ On synthetic records of the reference shape (1000 bp, 2 strands):
   1. examples/s of the input pipeline alone (list, interleave, parse, batch, jitter + reverse
      complement) against the model's training step alone (one fixed batch already in memory),
      at the same batch size. Target: pipeline >= 20x the step, so it never starves the model.
-  2. end-to-end training examples/s from records (bpnet_tfx.trainer) against the reference
+  2. end-to-end training examples/s from records (bpnet_tfx.training.trainer) against the reference
      notebook's way: numpy arrays in RAM passed to Keras `model.fit`, same model and batch.
      Target: >= 1.0x.
   3. peak RSS of a training process reading 100,000 records against one reading 10,000
@@ -41,8 +41,8 @@ from common import LENGTH, write_records  # noqa: E402
 
 
 def _config(records_dir, model_dir, batch_size, **kw):
-    from bpnet_tfx import model as model_lib
-    from bpnet_tfx import trainer
+    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.training import trainer
 
     return trainer.TrainConfig(
         records_dir=records_dir,
@@ -58,8 +58,10 @@ def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from bpnet_tfx import data, schema, trainer
-    from bpnet_tfx import model as model_lib
+    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.records import dataset as data
+    from bpnet_tfx.records import schema
+    from bpnet_tfx.training import trainer
 
     info = schema.RecordsInfo.load(records_dir)
     result = {}
@@ -130,8 +132,9 @@ def bench_speed(records_dir: str, batch_size: int, steps: int) -> dict:
 _MEMORY_CHILD = '''
 import resource, sys
 sys.path.insert(0, sys.argv[3])
-from bpnet_tfx import schema, trainer
-from bpnet_tfx import model as model_lib
+from bpnet_tfx.modeling import model as model_lib
+from bpnet_tfx.records import schema
+from bpnet_tfx.training import trainer
 info = schema.RecordsInfo.load(sys.argv[1])
 cfg = trainer.TrainConfig(records_dir=sys.argv[1], model_dir=sys.argv[2],
     export_dir=sys.argv[2] + '/export', model=model_lib.ModelConfig(sequence_length=1000),
@@ -245,7 +248,7 @@ def bench_decode(workdir: str, batch_size: int, args) -> dict:
             f'{regime.name + " shard bytes v1 / v2":34s} {sizes[1] / sizes[2]:9.2f}x '
             f'({sizes[1]:,} / {sizes[2]:,})'
         )
-        from bpnet_tfx import schema
+        from bpnet_tfx.records import schema
 
         info = schema.RecordsInfo.load(records[2])
         out[regime.name] = {

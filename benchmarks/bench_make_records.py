@@ -139,7 +139,7 @@ print(json.dumps({'seconds': time.perf_counter() - t0, 'n': sum(info.split_count
 _READER = r'''
 import json, sys, time
 files = json.loads(sys.argv[1]); length = int(sys.argv[2]); run_gap = int(sys.argv[3])
-from beam_jobs import regions, shards, windows
+from beam_jobs.records import regions, shards, windows
 peaks = regions.read_peaks(files['peaks'], sequence_length=length)
 spec = windows.WindowSpec(files['fasta'], [(files['pos'], files['neg'])], run_gap=run_gap)
 t0 = time.perf_counter()

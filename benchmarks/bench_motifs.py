@@ -28,7 +28,7 @@ sys.path.insert(0, REPO)
 
 def _simulation(records_dir: str) -> tuple[str, dict]:
     """(motif_sites.tsv, simulation.json's config) of the demo the records came from."""
-    from bpnet_tfx import schema
+    from bpnet_tfx.records import schema
 
     fasta = schema.RecordsInfo.load(records_dir).source['fasta']
     root = os.path.dirname(fasta)
@@ -46,13 +46,13 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
-    from bpnet_tfx.motifs import annotation, discovery, experiments, instances, recovery
+    from bpnet_tfx.motifs import experiments, formats, instances, recovery
 
     sites_path, config = _simulation(args.records_dir)
     discover_dir = os.path.join(args.pipeline_dir, 'discover')
-    summary, found = discovery.load_discovery(discover_dir)
-    contrib = discovery.load_contrib(summary['contrib_dir'])
-    matches = annotation.load_matches(discover_dir)
+    summary, found = formats.load_discovery(discover_dir)
+    contrib = formats.load_contrib(summary['contrib_dir'])
+    matches = formats.load_matches(discover_dir)
     out = {'patterns': {}, 'recovery': {}, 'spacing': {}}
     for p in found:
         best = matches.get(p.name, [{}])[0]

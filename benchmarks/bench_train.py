@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_train.py [--steps=100 --batch_size=64]
 
 Measured in one run on the demo data's records (made here with make_records):
-  1. bpnet_tfx.trainer at float32 (two seeds: the run-to-run spread), mixed_bfloat16, and
+  1. bpnet_tfx.training.trainer at float32 (two seeds: the run-to-run spread), mixed_bfloat16, and
      float32 + XLA: training examples/s and the validation loss after the same fixed number of
      steps (target: within 1% of float32).
   2. The run at the default precision (what --precision=auto picks) against the reference
@@ -69,8 +69,10 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype: str = 'float3
 def run_trainer(
     records_dir: str, batch_size: int, steps: int, precision: str, jit: bool, seed: int = 0
 ) -> dict:
-    from bpnet_tfx import devices, schema, trainer
-    from bpnet_tfx import model as model_lib
+    from bpnet_tfx.common import devices
+    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.records import schema
+    from bpnet_tfx.training import trainer
 
     info = schema.RecordsInfo.load(records_dir)
     model_dir = tempfile.mkdtemp(prefix=f'bench_train_{precision}_')
@@ -141,8 +143,8 @@ def main() -> None:
         compare_losses(records, args.batch_size, args.steps, args.precision_seeds)
         return
 
-    from bpnet_tfx import devices
-    from bpnet_tfx import model as model_lib
+    from bpnet_tfx.common import devices
+    from bpnet_tfx.modeling import model as model_lib
 
     default = devices.resolve_precision('auto')  # the runs below include it, no XLA, seed 0
     runs, repeats, notebook_rates = {}, [], []

@@ -84,8 +84,10 @@ def main() -> None:
 
     import keras
 
-    from bpnet_tfx import export, schema, variant_effects
-    from bpnet_tfx import model as model_lib
+    from bpnet_tfx.inference import export
+    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.records import schema
+    from bpnet_tfx.variant_effects import scoring as variant_effects
 
     keras.utils.set_random_seed(0)
     regime = (

@@ -27,7 +27,7 @@ def write_records(path: str, n: int, *, unique: int = 5000, seed: int = 0) -> No
     """n records (train) + 256 (valid); `unique` distinct windows, repeated to reach n."""
     import tensorflow as tf
 
-    from bpnet_tfx import schema
+    from bpnet_tfx.records import schema
 
     rng = np.random.default_rng(seed)
     os.makedirs(path, exist_ok=True)
@@ -84,8 +84,10 @@ def notebook_fit_rate(
     """
     import keras
 
-    from bpnet_tfx import data, losses, schema
-    from bpnet_tfx import model as model_lib
+    from bpnet_tfx.modeling import losses
+    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.records import dataset as data
+    from bpnet_tfx.records import schema
 
     info = schema.RecordsInfo.load(records_dir)
     n = steps * batch_size

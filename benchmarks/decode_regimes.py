@@ -42,7 +42,7 @@ REGIMES = (
 
 
 def _simulation(regime: Regime):
-    from bpnet_tfx import simulate
+    from bpnet_tfx.simulate import simulator as simulate
 
     base = simulate.SimulationConfig()
     if regime.tasks == 1:
@@ -61,7 +61,7 @@ def _simulation(regime: Regime):
 def make_records(workdir: str, regime: Regime, version: int) -> str:
     """Simulates the regime's data (cached) and writes its records in schema `version`."""
     from beam_jobs import make_records as job
-    from bpnet_tfx import simulate
+    from bpnet_tfx.simulate import simulator as simulate
 
     files = simulate.ensure_demo_data(os.path.join(workdir, 'sim'), _simulation(regime))
     tasks = []
@@ -98,7 +98,8 @@ os.sched_setaffinity(0, {int(sys.argv[4])})
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 sys.path.insert(0, sys.argv[5])
 import tensorflow as tf
-from bpnet_tfx import data, schema
+from bpnet_tfx.records import dataset as data
+from bpnet_tfx.records import schema
 records, batches, batch_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 finish = sys.argv[6] == 'host'
 info = schema.RecordsInfo.load(records)

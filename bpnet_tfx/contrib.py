@@ -39,7 +39,9 @@ import os
 
 from absl import app, flags
 
-from bpnet_tfx import attribution, cli, contributions
+from bpnet_tfx.attribution import contributions
+from bpnet_tfx.attribution import scorer as attribution
+from bpnet_tfx.common import cli
 
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
 _RECORDS_DIR = flags.DEFINE_string(
@@ -150,7 +152,7 @@ def main(argv):
         return
     if not _SAVED_MODEL.value:
         cli.fail('contrib', '--saved_model is needed (or --merge)')
-    from bpnet_tfx import devices
+    from bpnet_tfx.common import devices
 
     devices.configure_cpu_replicas(_CPU_REPLICAS.value)
     result = contributions.compute_contributions(

@@ -26,7 +26,7 @@ import time
 
 from absl import app, flags
 
-from bpnet_tfx import cli
+from bpnet_tfx.common import cli
 
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
 _RECORDS_DIR = flags.DEFINE_string('records_dir', None, 'Records folder to evaluate on.')
@@ -55,7 +55,8 @@ _PROGRESS_EVERY = flags.DEFINE_integer(
 
 def main(argv):
     del argv  # cli.run refuses extra arguments.
-    from bpnet_tfx import devices, evaluation
+    from bpnet_tfx.common import devices
+    from bpnet_tfx.inference import evaluation
 
     devices.configure_cpu_replicas(_CPU_REPLICAS.value)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from bpnet_tfx import cli
+from bpnet_tfx.common import cli
 
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
 _REGION = flags.DEFINE_string(
@@ -91,7 +91,8 @@ _CPU_REPLICAS = flags.DEFINE_integer(
 
 def main(argv):
     del argv  # cli.run refuses extra arguments.
-    from bpnet_tfx import devices, prediction, tracks
+    from bpnet_tfx.common import devices
+    from bpnet_tfx.inference import prediction, tracks
 
     devices.configure_cpu_replicas(_CPU_REPLICAS.value)
 

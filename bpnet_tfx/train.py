@@ -23,7 +23,7 @@ import shutil
 
 from absl import app, flags, logging
 
-from bpnet_tfx import cli
+from bpnet_tfx.common import cli
 
 _RECORDS_DIR = flags.DEFINE_string(
     'records_dir', None, 'Folder written by beam_jobs.make_records (holds metadata.json).'
@@ -186,7 +186,7 @@ _DRY_RUN = flags.DEFINE_bool(
 def _check_model_dir(config, overwrite: bool, chief: bool) -> None:
     """Refuses a model folder that holds a run of another architecture (unless overwrite);
     with overwrite, the chief removes its checkpoints."""
-    from bpnet_tfx import trainer
+    from bpnet_tfx.training import trainer
 
     path = os.path.join(config.model_dir, 'train_config.json')
     if not os.path.exists(path):
@@ -210,7 +210,7 @@ def _write_train_config(config, chief: bool) -> None:
 
     Every worker of a multi-worker run reads the file; a rerun's chief rewrites it meanwhile.
     """
-    from bpnet_tfx import checkpointing
+    from bpnet_tfx.training import checkpointing
 
     _check_model_dir(config, _OVERWRITE.value, chief)
     os.makedirs(config.model_dir, exist_ok=True)
@@ -223,8 +223,8 @@ def _write_train_config(config, chief: bool) -> None:
 
 def config_from_flags(info):
     """Turns flag values into a validated TrainConfig; the records fix the shapes."""
-    from bpnet_tfx import model as model_lib
-    from bpnet_tfx import trainer
+    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.training import trainer
 
     for name, value in (('epochs', _EPOCHS.value), ('batch_size', _BATCH_SIZE.value)):
         if value < 1:
@@ -279,8 +279,8 @@ def config_from_flags(info):
 
 def _dry_run(config, info, strategy) -> None:
     """Prints the model summary, the window length after every block and the first batch."""
-    from bpnet_tfx import data
-    from bpnet_tfx import model as model_lib
+    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.records import dataset as data
 
     with strategy.scope():
         model = model_lib.build_bpnet(config.model)
@@ -394,7 +394,9 @@ def main(argv):
     # CPU devices must be configured before TensorFlow initialises its devices, and a
     # multi-worker strategy must exist before any TensorFlow op runs.
     with cli.native_stderr_hidden():
-        from bpnet_tfx import devices, schema, trainer
+        from bpnet_tfx.common import devices
+        from bpnet_tfx.records import schema
+        from bpnet_tfx.training import trainer
 
         devices.configure_cpu_replicas(_CPU_REPLICAS.value)
         info = schema.RecordsInfo.load(_RECORDS_DIR.value)

@@ -6,7 +6,7 @@
 
 Per variant and task: predicted counts of ref and alt, their log2 fold change, the profile
 JSD and the largest per-base change, forward and reverse-complement averaged, with optional
-empirical p-values from null SNVs in the same window (see bpnet_tfx.variant_effects and
+empirical p-values from null SNVs in the same window (see bpnet_tfx.variant_effects.scoring and
 docs/variants.md). Variants that cannot be scored (REF not matching the FASTA, unknown
 chromosome, off the chromosome, symbolic alleles) keep their row with the reason in
 `status`. Bad input stops with one line on stderr and exit status 2.
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from bpnet_tfx import cli
+from bpnet_tfx.common import cli
 
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
 _FASTA = flags.DEFINE_string('fasta', None, 'Genome FASTA the variants are on.')
@@ -50,7 +50,7 @@ _CONTROL_NEG_BIGWIG = flags.DEFINE_string(
 
 def main(argv):
     del argv  # cli.run refuses extra arguments.
-    from bpnet_tfx import variant_effects
+    from bpnet_tfx.variant_effects import scoring as variant_effects
 
     result = variant_effects.score_variants(
         _SAVED_MODEL.value,

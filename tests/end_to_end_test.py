@@ -9,9 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import shared_data_dir
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.fixtures.paths import REPO, shared_data_dir
 
 
 def _cli(*args, timeout=600):

@@ -38,7 +38,7 @@ def main() -> None:
     if command not in COMMANDS:
         print(f'motifs: error: unknown command {command!r}\n{usage()}', file=sys.stderr)
         sys.exit(2)
-    module = importlib.import_module(f'bpnet_tfx.motifs.{COMMANDS[command][0]}')
+    module = importlib.import_module(f'bpnet_tfx.motifs.commands.{COMMANDS[command][0]}')
     # absl's --help shows the flags of the module named by argv[0] and __main__'s docstring.
     sys.argv = [module.__name__, *sys.argv[2:]]
     sys.modules['__main__'].__doc__ = module.__doc__

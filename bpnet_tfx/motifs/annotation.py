@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from bpnet_tfx.errors import BpnetError
-from bpnet_tfx.motifs import discovery, meme, patterns
+from bpnet_tfx.common.errors import BpnetError
+from bpnet_tfx.motifs import formats, meme, patterns
 
-ANNOTATIONS_FILENAME = 'annotations.tsv'
 COLUMNS = (
     'pattern',
     'rank',
@@ -34,7 +33,7 @@ COLUMNS = (
     'offset',
     'overlap',
 )
-SIGNIFICANT_Q = 0.05  # a database match names a pattern only at this q-value or below
+
 MIN_RELIABLE_DATABASE = 25  # memelite: below this, p-values depend strongly on the targets
 
 
@@ -102,7 +101,7 @@ def annotate(discover_dir: str, motif_db: str, *, top: int = 3) -> dict[str, Any
 
     Returns:
       {'patterns', 'database_motifs', 'best' ({pattern: best match label, or None when its
-       q-value exceeds SIGNIFICANT_Q}), 'best_q', 'seconds',
+       q-value exceeds formats.SIGNIFICANT_Q}), 'best_q', 'seconds',
        'output'}.
 
     Raises:
@@ -112,7 +111,7 @@ def annotate(discover_dir: str, motif_db: str, *, top: int = 3) -> dict[str, Any
     start = time.perf_counter()
     if top < 1:
         raise AnnotationError(f'--top must be >= 1, got {top}')
-    summary, found = discovery.load_discovery(discover_dir)
+    summary, found = formats.load_discovery(discover_dir)
     database = meme.read_meme(motif_db)
     if not found:
         raise AnnotationError(f'{discover_dir}: no pattern to annotate')
@@ -123,7 +122,7 @@ def annotate(discover_dir: str, motif_db: str, *, top: int = 3) -> dict[str, Any
             file=sys.stderr,
         )
     matches = match_patterns(found, database, min(top, len(database)))
-    path = os.path.join(discover_dir, ANNOTATIONS_FILENAME)
+    path = os.path.join(discover_dir, formats.ANNOTATIONS_FILENAME)
     tmp = f'{path}.tmp-{os.getpid()}'
     with open(tmp, 'w', newline='') as f:
         writer = csv.DictWriter(f, COLUMNS, delimiter='\t', lineterminator='\n')
@@ -142,7 +141,7 @@ def annotate(discover_dir: str, motif_db: str, *, top: int = 3) -> dict[str, Any
         'database_motifs': len(database),
         'best': {
             name: (rows[0]['match_alt'] or rows[0]['match'])
-            if rows[0]['q_value'] <= SIGNIFICANT_Q
+            if rows[0]['q_value'] <= formats.SIGNIFICANT_Q
             else None
             for name, rows in matches.items()
         },
@@ -150,15 +149,3 @@ def annotate(discover_dir: str, motif_db: str, *, top: int = 3) -> dict[str, Any
         'seconds': time.perf_counter() - start,
         'output': path,
     }
-
-
-def load_matches(discover_dir: str) -> dict[str, list[dict[str, Any]]]:
-    """annotations.tsv of a discovery folder as {pattern: rows best first}; {} if absent."""
-    path = os.path.join(discover_dir, ANNOTATIONS_FILENAME)
-    if not os.path.isfile(path):
-        return {}
-    out: dict[str, list[dict[str, Any]]] = {}
-    with open(path, newline='') as f:
-        for row in csv.DictReader(f, delimiter='\t'):
-            out.setdefault(row['pattern'], []).append(row)
-    return out

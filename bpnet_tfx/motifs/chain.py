@@ -18,9 +18,10 @@ import sys
 import time
 from typing import Any
 
-from bpnet_tfx import contributions, folders
-from bpnet_tfx.errors import BpnetError
-from bpnet_tfx.motifs import annotation, discovery, experiments, html_report, instances
+from bpnet_tfx.attribution import contributions
+from bpnet_tfx.common import folders
+from bpnet_tfx.common.errors import BpnetError
+from bpnet_tfx.motifs import annotation, discovery, experiments, formats, html_report, instances
 
 
 def _step(number: int, total: int, text: str) -> None:
@@ -118,7 +119,7 @@ def run_pipeline(
             instances=scanned['instances'],
         )
         summary['seconds'] = round(time.perf_counter() - start, 1)
-        discovery.write_json(os.path.join(tmp, 'summary.json'), summary)
+        formats.write_json(os.path.join(tmp, 'summary.json'), summary)
         return summary
 
     return folders.write_atomically(output_dir, write)

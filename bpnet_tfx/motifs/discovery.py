@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import sys
 import time
@@ -25,18 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from bpnet_tfx import contrib_output, folders
-from bpnet_tfx.errors import BpnetError
-from bpnet_tfx.motifs import meme, patterns
-
-SUMMARY_FILENAME = 'summary.json'
-MODISCO_FILENAME = 'modisco.h5'
-MEME_FILENAME = 'motifs.meme'
-REPORT_FILENAME = 'report.html'
-
-
-class DiscoveryError(BpnetError):
-    """Bad flags or input of motif discovery."""
+from bpnet_tfx.common import folders
+from bpnet_tfx.motifs import formats, meme, patterns
+from bpnet_tfx.motifs.formats import DiscoveryError  # noqa: F401 (raised here)
 
 
 def import_modisco():
@@ -50,21 +40,6 @@ def import_modisco():
             "pip install '.[motifs]'"
         ) from None
     return tfmodisco, modisco_io
-
-
-def load_contrib(contrib_dir: str) -> dict[str, Any]:
-    """`contrib_output.load_outputs`, with one-line errors for a folder that is not one."""
-    if not os.path.isdir(contrib_dir):
-        raise DiscoveryError(f'{contrib_dir}: no such contribution folder')
-    if not os.path.isfile(os.path.join(contrib_dir, contrib_output.SUMMARY_FILENAME)):
-        raise DiscoveryError(
-            f'{contrib_dir}: no {contrib_output.SUMMARY_FILENAME}; not a folder written by '
-            'python -m bpnet_tfx.contrib'
-        )
-    try:
-        return contrib_output.load_outputs(contrib_dir)
-    except (OSError, KeyError, ValueError) as e:
-        raise DiscoveryError(f'{contrib_dir}: cannot read the contribution folder: {e}') from None
 
 
 def crop_offset(length: int, window: int) -> int:
@@ -124,10 +99,12 @@ def discover_target(
     hyp = np.ascontiguousarray(contrib['hyp'][target][:, lo : lo + window], np.float32)
     pos, neg = _run_modisco(tfmodisco, one_hot, hyp, max_seqlets, verbose)
     os.makedirs(os.path.join(folder, target))
-    h5 = os.path.join(folder, target, MODISCO_FILENAME)
+    h5 = os.path.join(folder, target, formats.MODISCO_FILENAME)
     modisco_io.save_hdf5(h5, pos, neg, window)
     found = patterns.read_modisco_h5(h5, target, row_offset=lo)
-    meme.write_meme(os.path.join(folder, target, MEME_FILENAME), [p.meme_motif() for p in found])
+    meme.write_meme(
+        os.path.join(folder, target, formats.MEME_FILENAME), [p.meme_motif() for p in found]
+    )
     return found
 
 
@@ -176,7 +153,7 @@ def discover(
     """
     start_time = time.perf_counter()
     output_dir = os.path.abspath(output_dir)
-    contrib = load_contrib(contrib_dir)
+    contrib = formats.load_contrib(contrib_dir)
     chosen = _check(contrib, targets, window, max_seqlets, output_dir, overwrite, contrib_dir)
     if max_regions is not None:
         if max_regions < 1:
@@ -214,50 +191,10 @@ def discover(
             'targets': {t: [pattern_summary(p) for p in ps] for t, ps in found.items()},
             'seconds': round(time.perf_counter() - start_time, 1),
         }
-        write_json(os.path.join(tmp, SUMMARY_FILENAME), summary)
+        formats.write_json(os.path.join(tmp, formats.SUMMARY_FILENAME), summary)
         from bpnet_tfx.motifs import html_report
 
         html_report.write_report(tmp, contrib=contrib)
         return summary
 
     return folders.write_atomically(output_dir, write)
-
-
-def write_json(path: str, value: Any) -> None:
-    with open(path, 'w') as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-        f.write('\n')
-
-
-def resolve(summary: dict[str, Any], key: str, folder: str) -> str:
-    """The folder `summary[key]` names, found first by its path relative to `folder` (so
-    folders moved together, like the pipeline's, keep finding each other)."""
-    relative = summary.get(f'{key}_relative')
-    if relative is not None and os.path.isdir(os.path.join(folder, relative)):
-        return os.path.normpath(os.path.join(folder, relative))
-    return summary[key]
-
-
-def load_discovery(discover_dir: str) -> tuple[dict[str, Any], list[patterns.Pattern]]:
-    """(summary, patterns of every target) of a discovery folder; the summary's
-    'contrib_dir' resolved (`resolve`).
-
-    Raises:
-      DiscoveryError: not a discovery folder.
-    """
-    path = os.path.join(discover_dir, SUMMARY_FILENAME)
-    try:
-        with open(path) as f:
-            summary = json.load(f)
-        targets = dict(summary['targets'])
-        summary['contrib_dir'] = resolve(summary, 'contrib_dir', discover_dir)
-    except (OSError, ValueError, KeyError, TypeError):
-        raise DiscoveryError(
-            f'{discover_dir}: no readable {SUMMARY_FILENAME}; not a folder written by '
-            'python -m bpnet_tfx.motifs discover'
-        ) from None
-    found = []
-    for target in targets:
-        h5 = os.path.join(discover_dir, target, MODISCO_FILENAME)
-        found.extend(patterns.read_modisco_h5(h5, target, row_offset=summary['window_offset']))
-    return summary, found

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from bpnet_tfx import folders, progress
-from bpnet_tfx.motifs import discovery, insilico, instances
+from bpnet_tfx.common import folders, progress
+from bpnet_tfx.motifs import formats, insilico, instances
 
 _SEQUENCE = set('ACGT')
 
@@ -38,7 +38,7 @@ def parse_motifs(specs: list[str]) -> dict[str, str]:
 
 def discovered_motifs(discover_dir: str) -> dict[str, str]:
     """{pattern name: consensus of its trimmed CWM} of a discovery folder's positive patterns."""
-    _, found = discovery.load_discovery(discover_dir)
+    _, found = formats.load_discovery(discover_dir)
     return {p.name: p.trimmed().consensus() for p in found if p.sign > 0}
 
 
@@ -50,8 +50,8 @@ def _setup(saved_model, contrib_dir, output_dir, overwrite, num_backgrounds, bat
     for flag, value in (('num_backgrounds', num_backgrounds), ('batch_size', batch_size)):
         if value is not None and value < 1:
             raise insilico.InSilicoError(f'--{flag} must be >= 1, got {value}')
-    contrib = discovery.load_contrib(contrib_dir)
-    from bpnet_tfx import export
+    contrib = formats.load_contrib(contrib_dir)
+    from bpnet_tfx.inference import export
 
     model = export.ExportedModel(saved_model)
     insilico.check_model(model)
@@ -143,7 +143,7 @@ def run_marginalize(
             'tasks': tasks,
             'seconds': round(time.perf_counter() - start, 1),
         }
-        discovery.write_json(os.path.join(tmp, 'summary.json'), summary)
+        formats.write_json(os.path.join(tmp, 'summary.json'), summary)
         return summary
 
     return folders.write_atomically(os.path.abspath(output_dir), write)
@@ -219,7 +219,7 @@ def run_space(
             'background_counts': spacing.background.tolist(),
             'seconds': round(time.perf_counter() - start, 1),
         }
-        discovery.write_json(os.path.join(tmp, 'summary.json'), summary)
+        formats.write_json(os.path.join(tmp, 'summary.json'), summary)
         return summary
 
     return folders.write_atomically(os.path.abspath(output_dir), write)
@@ -292,7 +292,7 @@ def run_ablate(
             },
             'seconds': round(time.perf_counter() - start, 1),
         }
-        discovery.write_json(os.path.join(tmp, 'summary.json'), summary)
+        formats.write_json(os.path.join(tmp, 'summary.json'), summary)
         return summary
 
     return folders.write_atomically(os.path.abspath(output_dir), write)

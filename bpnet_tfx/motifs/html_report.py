@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bpnet_tfx.motifs import annotation, logos, patterns
+from bpnet_tfx.motifs import formats, logos, patterns
 
 EXAMPLES = 3  # example seqlets shown per pattern
 EXAMPLE_FLANK = 20  # bp of contribution track shown either side of an example seqlet
@@ -115,11 +115,11 @@ def pattern_section(
             ),
         ]
     )
-    if matches and float(matches[0]['q_value']) <= annotation.SIGNIFICANT_Q:
+    if matches and float(matches[0]['q_value']) <= formats.SIGNIFICANT_Q:
         name = html.escape(matches[0]['match_alt'] or matches[0]['match'])
         best = f' &middot; best match <b>{name}</b> (q = {float(matches[0]["q_value"]):.1e})'
     elif matches:
-        best = f' &middot; no significant database match (q > {annotation.SIGNIFICANT_Q})'
+        best = f' &middot; no significant database match (q > {formats.SIGNIFICANT_Q})'
     else:
         best = ''
     counted = {None: '', -1: ' &middot; not scanned (its seqlets do not match its CWM)'}.get(
@@ -182,12 +182,11 @@ def write_report(
 ) -> str:
     """Renders the report of a discovery folder (with its annotations.tsv if there is one)
     to `output_html` (default: its report.html), written beside and renamed into place."""
-    from bpnet_tfx.motifs import discovery
 
-    summary, found = discovery.load_discovery(discover_dir)
+    summary, found = formats.load_discovery(discover_dir)
     if contrib is None and os.path.isdir(summary['contrib_dir']):
-        contrib = discovery.load_contrib(summary['contrib_dir'])
-    matches = annotation.load_matches(discover_dir)
+        contrib = formats.load_contrib(summary['contrib_dir'])
+    matches = formats.load_matches(discover_dir)
     page = render(
         summary,
         found,
@@ -196,7 +195,7 @@ def write_report(
         instances=instances,
         extra_html=extra_html,
     )
-    path = output_html or os.path.join(discover_dir, discovery.REPORT_FILENAME)
+    path = output_html or os.path.join(discover_dir, formats.REPORT_FILENAME)
     tmp = f'{path}.tmp-{os.getpid()}'
     with open(tmp, 'w') as f:
         f.write(page)

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from bpnet_tfx import sequence, shuffle
-from bpnet_tfx.errors import BpnetError
+from bpnet_tfx.attribution import shuffle
+from bpnet_tfx.common.errors import BpnetError
+from bpnet_tfx.genome import sequence
 
 
 class InSilicoError(BpnetError):

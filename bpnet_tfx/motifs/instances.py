@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from bpnet_tfx import folders
-from bpnet_tfx.errors import BpnetError
-from bpnet_tfx.motifs import discovery, scanning
+from bpnet_tfx.common import folders
+from bpnet_tfx.common.errors import BpnetError
+from bpnet_tfx.motifs import formats, scanning
 
 BED_FILENAME = 'instances.bed'
 TSV_FILENAME = 'instances.tsv'
@@ -75,10 +75,10 @@ def scan(
     start_time = time.perf_counter()
     output_dir = os.path.abspath(output_dir)
     _check(output_dir, overwrite, match_percentile, contrib_percentile)
-    summary, found = discovery.load_discovery(discover_dir)
+    summary, found = formats.load_discovery(discover_dir)
     found = _select_patterns(discover_dir, found, patterns_wanted)
-    source = discovery.load_contrib(summary['contrib_dir'])
-    scanned = discovery.load_contrib(contrib_dir) if contrib_dir else source
+    source = formats.load_contrib(summary['contrib_dir'])
+    scanned = formats.load_contrib(contrib_dir) if contrib_dir else source
     _check_targets(contrib_dir, found, scanned)
     results, skipped = _scan_all(
         found,
@@ -110,7 +110,7 @@ def scan(
     def write(tmp: str) -> dict[str, Any]:
         out['instances'] = _write_outputs(tmp, scanned['windows'], results)
         out['seconds'] = round(time.perf_counter() - start_time, 1)
-        discovery.write_json(os.path.join(tmp, SUMMARY_FILENAME), out)
+        formats.write_json(os.path.join(tmp, SUMMARY_FILENAME), out)
         return out
 
     return folders.write_atomically(output_dir, write)
@@ -311,7 +311,7 @@ def load_scan_summary(scan_dir: str) -> dict[str, Any]:
     try:
         with open(os.path.join(scan_dir, SUMMARY_FILENAME)) as f:
             summary = json.load(f)
-        summary['contrib_dir'] = discovery.resolve(summary, 'contrib_dir', scan_dir)
+        summary['contrib_dir'] = formats.resolve(summary, 'contrib_dir', scan_dir)
     except (OSError, ValueError, KeyError, TypeError):
         raise ScanError(
             f'{scan_dir}: no readable {SUMMARY_FILENAME}; not a folder written by motifs scan'

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from bpnet_tfx.errors import BpnetError
+from bpnet_tfx.common.errors import BpnetError
 
 _ALPHABET_LINE = re.compile(r'^ALPHABET\s*=\s*(\S+)')
 _MATRIX_LINE = re.compile(r'^letter-probability matrix:(.*)$')
@@ -170,11 +170,11 @@ def consensus_pfm(consensus: str, purity: float = 0.85) -> np.ndarray:
 
 
 def demo_database(decoys: int = 40, seed: int = 0) -> list[Motif]:
-    """A small motif database for the simulated demo (`bpnet_tfx.simulate`): one motif per
+    """A small motif database for the simulated demo (`bpnet_tfx.simulate.simulator`): one motif per
     planted consensus (named SIM0001.., the simulator's motif name as alt name), a
     letter-shuffled copy of each, and `decoys` random motifs of 8-16 bp. Tests and the demo
     annotate against it; real work uses a real database such as JASPAR."""
-    from bpnet_tfx import simulate
+    from bpnet_tfx.simulate import simulator as simulate
 
     rng = np.random.default_rng(seed)
     planted = {

@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from bpnet_tfx.errors import BpnetError
+from bpnet_tfx.common.errors import BpnetError
 from bpnet_tfx.motifs import meme
 
 METACLUSTERS = ('pos_patterns', 'neg_patterns')

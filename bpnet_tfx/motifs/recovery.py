@@ -13,7 +13,7 @@ import collections
 import csv
 from typing import Any, Sequence
 
-from bpnet_tfx.errors import BpnetError
+from bpnet_tfx.common.errors import BpnetError
 
 
 def read_sites(path: str) -> list[tuple[str, int, int, str]]:

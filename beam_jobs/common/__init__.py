@@ -1,0 +1,1 @@
+"""Shared by the Beam jobs: errors, files (remote paths, publishing), runners, logs."""

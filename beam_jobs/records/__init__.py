@@ -1,0 +1,1 @@
+"""Everything only the records job (make_records) uses."""

@@ -1,0 +1,1 @@
+"""The variants job's transforms and its RunInference model handler."""

@@ -1,0 +1,1 @@
+"""Contribution scores: DeepSHAP/DeepLIFT, integrated gradients, ISM, windows and output."""

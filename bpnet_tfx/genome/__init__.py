@@ -1,0 +1,1 @@
+"""Genome files and sequence: one-hot encoding, reverse complement, FASTA/BED/bigWig I/O."""

@@ -1,0 +1,1 @@
+"""Using a trained model: SavedModel export, evaluation, metrics, prediction, tracks, plots."""

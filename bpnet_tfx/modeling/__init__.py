@@ -1,0 +1,1 @@
+"""The Keras BPNet: config, body, heads, layers and losses."""

@@ -1,0 +1,1 @@
+"""One absl main per motifs command (python -m bpnet_tfx.motifs COMMAND)."""

@@ -1,0 +1,1 @@
+"""The demo simulator: planted motifs, Poisson counts, FASTA/BED/bigWig output."""

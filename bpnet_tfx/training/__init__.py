@@ -1,0 +1,1 @@
+"""Training: config, steps, input pipeline, epochs, checkpoints, history, worker faults."""

@@ -1,0 +1,1 @@
+"""Variant effect scores and variant files (VCF/TSV)."""

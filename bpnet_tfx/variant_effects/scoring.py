@@ -1,0 +1,462 @@
+"""Variant effect scores: an exported model's predictions for the reference and alternate
+allele of each variant, compared per task (counts fold change, profile JSD).
+
+One implementation for the variants command (`score_variants`, a loop over the file) and the
+Beam job (beam_jobs/score_variants.py): both turn variants into `VariantInput`s with
+`VariantWindows` and score batches of them with `score_inputs`, which returns the TSV rows.
+
+Windows (as ChromBPNet's variant scorer builds them): for a variant at 0-based position p
+(VCF POS - 1) with REF of r bases and ALT of a bases, and a model input of L bases, both
+windows start at w = p - L // 2, so the variant's first base is at index L // 2 of the input
+(and, the output being centred in the input, at the centre of the output window). The
+reference window is the genome's [w, w + L). The alternate window is the same L // 2 bases
+of left flank, then ALT, then the genome from p + r on, cut at L bases: a deletion pulls in
+r - a more bases of right flank, an insertion drops a - r of them, so the left flank stays
+anchored and the input length stays the model's. Bases past a chromosome end are N (zero
+rows). Each window is predicted forward and reverse-complemented; the reverse-complement
+prediction is mapped back (positions reversed, strands swapped) and the two averaged before
+scoring. Control-track models get the control counts of the reference output window for
+both alleles.
+
+Scores per task, over the output window and both strands: ref_counts and alt_counts (total
+predicted counts), log2fc_counts = log2((alt + 1) / (ref + 1)) (pseudocount 1 count, counts
+clipped at 0 first), jsd_profile (Jensen-Shannon distance, base 2, between the ref and alt
+profiles, each normalised over length x strands jointly), max_abs_diff_profile (the largest
+|alt - ref| of predicted per-base counts). With `null_variants` = N, each scored variant
+gets N null SNVs at random positions of its own reference window (not its REF bases), alt a
+random other base, seeded by a SHA-256 of the variant's key, scored against the same
+reference prediction; the p-values are (1 + #{null |score| >= |score|}) / (N + 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import math
+import os
+import re
+import tempfile
+import time
+from typing import Callable, Iterable, Iterator, Sequence, TextIO
+
+import numpy as np
+
+from bpnet_tfx.common import progress
+from bpnet_tfx.genome import genome_io, sequence
+from bpnet_tfx.inference import metrics
+from bpnet_tfx.variant_effects.variant_files import Variant, VariantError, read_variants
+
+PSEUDOCOUNT = 1.0  # counts added to ref and alt before the log2 fold change
+SCORES = ('ref_counts', 'alt_counts', 'log2fc_counts', 'jsd_profile', 'max_abs_diff_profile')
+PVALUES = ('log2fc_pvalue', 'jsd_pvalue')
+STATUSES = ('ok', 'ref_mismatch', 'unknown_chrom', 'out_of_bounds', 'unsupported_allele')
+ROW_COLUMNS = ('chrom', 'pos', 'ref', 'alt', 'variant_id', 'status')
+_ALLELE = re.compile(r'^[ACGTN]+$')
+
+
+def variant_status(variant: Variant, genome, sizes: dict[str, int]) -> str:
+    """'ok', or why the variant cannot be scored (see STATUSES)."""
+    if not _ALLELE.match(variant.ref) or not _ALLELE.match(variant.alt):
+        return 'unsupported_allele'  # symbolic (<DEL>), '*', '.', IUPAC codes
+    if variant.chrom not in sizes:
+        return 'unknown_chrom'
+    p = variant.pos - 1
+    if p < 0 or p + len(variant.ref) > sizes[variant.chrom]:
+        return 'out_of_bounds'
+    if genome[variant.chrom][p : p + len(variant.ref)] != variant.ref:
+        return 'ref_mismatch'
+    return 'ok'
+
+
+def _padded_bases(genome, chrom: str, start: int, end: int) -> str:
+    size = len(genome[chrom])
+    lo, hi = max(start, 0), min(end, size)
+    if lo >= hi:
+        return 'N' * (end - start)
+    return 'N' * (lo - start) + genome[chrom][lo:hi] + 'N' * (end - hi)
+
+
+def variant_windows(genome, variant: Variant, length: int) -> tuple[str, str, int]:
+    """(reference, alternate) input sequences of `length` bases and the window's start; see
+    the module docstring for how indels are re-centred and trimmed or padded."""
+    p = variant.pos - 1
+    start = p - length // 2
+    ref = _padded_bases(genome, variant.chrom, start, start + length)
+    right = length - length // 2 - len(variant.alt)
+    rest = p + len(variant.ref)
+    alt = ref[: length // 2] + variant.alt
+    if right > 0:
+        alt += _padded_bases(genome, variant.chrom, rest, rest + right)
+    return ref, alt[:length], start
+
+
+def variant_seed(variant: Variant) -> int:
+    """A seed from SHA-256 of the variant's id and key: the same in every process and run."""
+    digest = hashlib.sha256(f'{variant.variant_id}\t{variant.key}'.encode()).digest()
+    return int.from_bytes(digest[:8], 'little')
+
+
+def null_windows(ref_one_hot: np.ndarray, variant: Variant, n: int) -> np.ndarray:
+    """(n, L, 4) copies of the reference window, each with one random base substituted at a
+    random position outside the variant's REF bases (seeded by `variant_seed`)."""
+    length = len(ref_one_hot)
+    rng = np.random.default_rng(variant_seed(variant))
+    lo = length // 2
+    hi = min(lo + len(variant.ref), length)
+    positions = rng.integers(0, length - (hi - lo), n)
+    positions = np.where(positions >= lo, positions + (hi - lo), positions)
+    shifts = rng.integers(1, 4, n)
+    out = np.repeat(ref_one_hot[None], n, axis=0)
+    for i, (at, shift) in enumerate(zip(positions, shifts)):
+        row = out[i, at]
+        base = int(np.argmax(row)) if row.sum() > 0 else 0
+        out[i, at] = 0
+        out[i, at, (base + shift) % 4] = 1
+    return out
+
+
+def predict_windows(model, one_hot: np.ndarray, control: np.ndarray | None):
+    """Forward and reverse-complement averaged predictions of (B, L, 4) windows.
+
+    Returns (per-base predicted counts (B, O, tasks, strands), profile weights of the same
+    shape: probabilities x predicted counts clipped at 1e-6, for the JSD of untrained models
+    whose counts may be < 0).
+    """
+    n = len(one_hot)
+    rc = np.ascontiguousarray(sequence.reverse_complement(one_hot))
+    if control is not None:
+        _, rc_control = sequence.reverse_complement(one_hot, control)
+        control = np.concatenate([control, np.ascontiguousarray(rc_control)])
+    out = model(np.concatenate([one_hot, rc]).astype(np.float32), control)
+    probs, counts = out['profile_probs'], out['counts'][:, None]
+    pred = probs * counts
+    weights = probs * np.maximum(counts, 1e-6)
+    _, pred_back = sequence.reverse_complement(rc, pred[n:])
+    _, weights_back = sequence.reverse_complement(rc, weights[n:])
+    return 0.5 * (pred[:n] + pred_back), 0.5 * (weights[:n] + weights_back)
+
+
+def effect_scores(
+    ref: tuple[np.ndarray, np.ndarray], alt: tuple[np.ndarray, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Scores (B, tasks) of alt against ref predictions (each from `predict_windows`)."""
+    (ref_pred, ref_w), (alt_pred, alt_w) = ref, alt
+    ref_counts = ref_pred.sum(axis=(1, 3))
+    alt_counts = alt_pred.sum(axis=(1, 3))
+    log2fc = np.log2(
+        (np.maximum(alt_counts, 0) + PSEUDOCOUNT) / (np.maximum(ref_counts, 0) + PSEUDOCOUNT)
+    )
+
+    def joint(w):  # (B, O, T, S) -> (B, O * S, T): one distribution over length x strands
+        return np.moveaxis(w, 3, 2).reshape(len(w), -1, w.shape[2])
+
+    return {
+        'ref_counts': ref_counts,
+        'alt_counts': alt_counts,
+        'log2fc_counts': log2fc,
+        'jsd_profile': metrics.jensen_shannon_distance(joint(ref_w), joint(alt_w)),
+        'max_abs_diff_profile': np.abs(alt_pred - ref_pred).max(axis=(1, 3)),
+    }
+
+
+def _control_window(controls, chrom: str, start: int, end: int, size: int) -> np.ndarray:
+    """(end - start, tasks, strands) control counts; 0 past the chromosome's ends."""
+    lo, hi = max(start, 0), min(end, size)
+    strands = max(len(p) for p in controls)
+    out = np.zeros((end - start, len(controls), strands), np.float32)
+    if lo < hi:
+        out[lo - start : hi - start] = genome_io.read_tracks(controls, chrom, lo, hi)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantInput:
+    """A variant made ready for the model: its status and, when 'ok', its two windows.
+
+    Attributes:
+      variant: the variant.
+      status: 'ok', or why it is not scored (see STATUSES).
+      ref, alt: the reference and alternate input sequences, L bases each ('' unless ok).
+      control: (O, tasks, strands) control counts of the reference output window, for a
+        model with control tracks; else None.
+    """
+
+    variant: Variant
+    status: str
+    ref: str = ''
+    alt: str = ''
+    control: np.ndarray | None = None
+
+
+class VariantWindows:
+    """Checks variants against a FASTA and cuts their windows (`variant_windows`).
+
+    Args:
+      genome: an open FASTA (`genome_io.open_fasta`).
+      length: the model's input length L.
+      output_length: its output length O.
+      controls: per task, the (plus, minus) control bigWigs of a control-track model; None
+        for a model without.
+    """
+
+    def __init__(self, genome, length: int, output_length: int, controls=None):
+        self.genome, self.length, self.output_length = genome, length, output_length
+        self.controls = controls
+        self.sizes = genome_io.chrom_sizes(genome)
+
+    def __call__(self, variant: Variant) -> VariantInput:
+        """The variant's status and, when 'ok', its windows (and control counts).
+
+        Raises:
+          genome_io.GenomeError: a control bigWig cannot be read or lacks the chromosome.
+        """
+        status = variant_status(variant, self.genome, self.sizes)
+        if status != 'ok':
+            return VariantInput(variant, status)
+        ref, alt, start = variant_windows(self.genome, variant, self.length)
+        control = None
+        if self.controls:
+            lo = start + (self.length - self.output_length) // 2
+            size = self.sizes[variant.chrom]
+            control = _control_window(
+                self.controls, variant.chrom, lo, lo + self.output_length, size
+            )
+        return VariantInput(variant, status, ref, alt, control)
+
+
+def model_tasks(model) -> list[str]:
+    """The task names of an `export.ExportedModel`, as the output columns name them."""
+    return list(model.info.tasks)[: model.config.num_tasks]
+
+
+def header(tasks: Sequence[str], with_pvalues: bool) -> list[str]:
+    """The output's columns: ROW_COLUMNS, then `<task>.<score>` per task."""
+    names = SCORES + (PVALUES if with_pvalues else ())
+    return list(ROW_COLUMNS) + [f'{t}.{s}' for t in tasks for s in names]
+
+
+def _format(x: float) -> str:
+    return 'nan' if not math.isfinite(x) else f'{x:.6g}'
+
+
+def _predict(model, one_hot: np.ndarray, control: np.ndarray | None, batch_size: int):
+    """`predict_windows` over `one_hot` in model calls of `batch_size` windows."""
+    preds, weights = [], []
+    for i in range(0, len(one_hot), batch_size):
+        c = None if control is None else control[i : i + batch_size]
+        p, w = predict_windows(model, one_hot[i : i + batch_size], c)
+        preds.append(p)
+        weights.append(w)
+    return np.concatenate(preds), np.concatenate(weights)
+
+
+def _null_pvalues(model, inputs, refs, control, ref_pred, scores, k: int, batch_size: int):
+    """Adds PVALUES to `scores`: k null SNVs per variant (`null_windows`), scored against its
+    reference prediction, a few variants' nulls at a time (memory bounded by batch_size)."""
+    n = len(inputs)
+    draws = {'log2fc_counts': [], 'jsd_profile': []}
+    group = max(1, batch_size // k)  # variants whose nulls are built at once
+    for lo in range(0, n, group):
+        hi = min(lo + group, n)
+        nulls = np.concatenate([null_windows(refs[i], inputs[i].variant, k) for i in range(lo, hi)])
+        null_pred = _predict(
+            model,
+            nulls,
+            None if control is None else np.repeat(control[lo:hi], k, axis=0),
+            batch_size,
+        )
+        rep = tuple(np.repeat(a[lo:hi], k, axis=0) for a in ref_pred)
+        null = effect_scores(rep, null_pred)
+        for score, parts in draws.items():
+            parts.append(np.abs(null[score]).reshape(hi - lo, k, -1))
+    for name, score in (('log2fc_pvalue', 'log2fc_counts'), ('jsd_pvalue', 'jsd_profile')):
+        observed = np.abs(scores[score])  # (n, T)
+        at_least = np.concatenate(draws[score]) >= observed[:, None] - 1e-12
+        scores[name] = (1 + at_least.sum(axis=1)) / (k + 1)
+
+
+def _score_ok(model, inputs: Sequence[VariantInput], null_variants: int, batch_size: int):
+    """Scores (len(inputs), tasks) of 'ok' inputs, p-values included with null_variants."""
+    refs = np.stack([sequence.one_hot(x.ref) for x in inputs]).astype(np.float32)
+    alts = np.stack([sequence.one_hot(x.alt) for x in inputs]).astype(np.float32)
+    control = np.stack([x.control for x in inputs]) if inputs[0].control is not None else None
+    n = len(inputs)
+    pred, weights = _predict(
+        model,
+        np.concatenate([refs, alts]),
+        None if control is None else np.concatenate([control, control]),
+        batch_size,
+    )
+    ref_pred, alt_pred = (pred[:n], weights[:n]), (pred[n:], weights[n:])
+    scores = effect_scores(ref_pred, alt_pred)
+    if null_variants:
+        _null_pvalues(model, inputs, refs, control, ref_pred, scores, null_variants, batch_size)
+    return scores
+
+
+def score_inputs(
+    model, inputs: Sequence[VariantInput], *, null_variants: int = 0, batch_size: int = 64
+) -> list[str]:
+    """The output rows of `inputs`, in their order: one tab-separated line (no newline) each,
+    the columns of `header`; inputs that are not 'ok' get 'nan' scores.
+
+    Args:
+      model: an `export.ExportedModel`.
+      inputs: from `VariantWindows`.
+      null_variants: null SNVs per variant for the p-value columns; 0 = none.
+      batch_size: windows per model call (ref and alt count apart; each call also predicts
+        their reverse complements). Scores do not depend on it.
+    """
+    ok = [x for x in inputs if x.status == 'ok']
+    scores = _score_ok(model, ok, null_variants, batch_size) if ok else {}
+    names = SCORES + (PVALUES if null_variants else ())
+    num_tasks = model.config.num_tasks
+    rows, i = [], 0
+    for x in inputs:
+        v = x.variant
+        row = [v.chrom, str(v.pos), v.ref, v.alt, v.variant_id, x.status]
+        if x.status == 'ok':
+            row += [_format(scores[name][i, t]) for t in range(num_tasks) for name in names]
+            i += 1
+        else:
+            row += ['nan'] * (num_tasks * len(names))
+        rows.append('\t'.join(row))
+    return rows
+
+
+def check_options(batch_size: int, null_variants: int, max_variants: int) -> None:
+    """Raises VariantError for a batch size below 1 or a negative count."""
+    if batch_size < 1:
+        raise VariantError(f'--batch_size must be at least 1, got {batch_size}')
+    if null_variants < 0 or max_variants < 0:
+        raise VariantError('--null_variants and --max_variants must not be negative')
+
+
+def check_scored(path: str, read: int, by_status: dict[str, int]) -> None:
+    """Raises VariantError when no variant of the `read` rows of `path` was scored."""
+    if by_status.get('ok'):
+        return
+    counts = ', '.join(f'{k} {n}' for k, n in by_status.items() if n)
+    raise VariantError(
+        f'{path}: no variant scored ({read} read'
+        + (f': {counts}' if counts else '')
+        + "); check the FASTA matches the variants' genome build and chromosome names"
+    )
+
+
+def summary_line(label: str, read: int, by_status: dict[str, int], seconds: float, output: str):
+    """'<label>: 10 read, 9 scored (ok 9, ref_mismatch 1) in 2.0 s (4.5 variants/s) -> out'."""
+    statuses = ', '.join(f'{k} {n}' for k, n in by_status.items() if n)
+    scored = by_status.get('ok', 0)
+    rate = scored / max(seconds, 1e-9)
+    return (
+        f'{label}: {read} read, {scored} scored ({statuses}) in {seconds:.1f} s '
+        f'({rate:.1f} variants/s) -> {output}'
+    )
+
+
+def _batches(inputs: Iterable[VariantInput], batch_size: int) -> Iterator[list[VariantInput]]:
+    """Runs of consecutive inputs each holding `batch_size` 'ok' ones (the last: the rest)."""
+    pending, waiting = [], 0
+    for x in inputs:
+        pending.append(x)
+        waiting += x.status == 'ok'
+        if waiting >= batch_size:
+            yield pending
+            pending, waiting = [], 0
+    if pending:
+        yield pending
+
+
+def _write_beside(output: str, write: Callable[[TextIO], object]) -> object:
+    """Calls `write(file)` on a hidden temporary file beside `output`, then renames it into
+    place; on any failure the temporary file is removed and `output` left as it was."""
+    out_dir = os.path.dirname(os.path.abspath(output))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(output)}.', dir=out_dir)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            result = write(f)
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return result
+
+
+def score_variants(
+    saved_model: str,
+    fasta: str,
+    variants: str,
+    output: str,
+    *,
+    batch_size: int = 64,
+    control_pos_bigwig: str | None = None,
+    control_neg_bigwig: str | None = None,
+    max_variants: int = 0,
+    null_variants: int = 0,
+    label: str = 'variants',
+) -> dict:
+    """Scores every variant of `variants` and writes the TSV `output` (rows in input order),
+    written beside it and renamed into place.
+
+    Args:
+      saved_model: folder written by train's export.
+      fasta: the genome the variants are on.
+      variants: VCF (plain or gzip/bgzip) or TSV chrom, pos (1-based), ref, alt.
+      output: the TSV to write (columns: see docs/variants.md).
+      batch_size: variants per batch (each batch predicts 4 windows per variant: ref, alt,
+        each forward and reverse-complemented, plus 2 per null variant).
+      control_pos_bigwig, control_neg_bigwig: control bigWigs of a control-track model;
+        default the records' ones.
+      max_variants: score at most this many variants (rows after splitting ALTs); 0 = all.
+      null_variants: null SNVs per variant for the empirical p-values; 0 = no p-values.
+      label: the name on progress lines.
+
+    Returns:
+      {'read', 'scored', 'by_status' {status: rows}, 'seconds', 'output', 'tasks'}.
+
+    Raises:
+      VariantError: a malformed line, bad arguments, or no variant scored.
+      genome_io.GenomeError: unreadable FASTA or bigWig; export.ExportError / SchemaError.
+    """
+    from bpnet_tfx.inference import export
+
+    check_options(batch_size, null_variants, max_variants)
+    started = time.perf_counter()
+    model = export.ExportedModel(saved_model)
+    controls = model.control_bigwigs(control_pos_bigwig, control_neg_bigwig)
+    config, tasks = model.config, model_tasks(model)
+    by_status = dict.fromkeys(STATUSES, 0)
+
+    def write(f: TextIO) -> int:
+        with genome_io.open_fasta(fasta) as genome:
+            windows = VariantWindows(genome, config.sequence_length, config.output_length, controls)
+            f.write('\t'.join(header(tasks, bool(null_variants))) + '\n')
+            shown = progress.Progress(label, 'variants', None, every=max(1000, batch_size))
+            read = 0
+            chosen = itertools.islice(read_variants(variants), max_variants or None)
+            for batch in _batches(map(windows, chosen), batch_size):
+                read += len(batch)
+                for x in batch:
+                    by_status[x.status] += 1
+                rows = score_inputs(
+                    model, batch, null_variants=null_variants, batch_size=batch_size
+                )
+                f.write(''.join(row + '\n' for row in rows))
+                shown.update(read)
+            check_scored(variants, read, by_status)  # before the last progress line: one line
+            shown.update(read, final=True)
+        return read
+
+    read = _write_beside(output, write)
+    return {
+        'read': read,
+        'scored': by_status['ok'],
+        'by_status': {k: n for k, n in by_status.items() if n},
+        'seconds': time.perf_counter() - started,
+        'output': output,
+        'tasks': tasks,
+    }

@@ -1,0 +1,176 @@
+"""Tests of layers.Conv1D: stock Keras math, exact CPU rewrites, saved configs still load."""
+
+import numpy as np
+import pytest
+
+from bpnet_tfx.modeling import layers
+from bpnet_tfx.modeling import model as model_lib
+
+
+@pytest.mark.parametrize(
+    'config',
+    [
+        model_lib.ModelConfig(sequence_length=200, filters=16),
+        model_lib.ModelConfig(
+            sequence_length=500,
+            output_length=100,
+            stem_kernel_size=21,
+            profile_kernel_size=75,
+            num_dilated_layers=6,
+            filters=16,
+        ),
+        model_lib.ModelConfig(sequence_length=200, num_tasks=2, use_control=True, filters=16),
+    ],
+    ids=['reference', 'valid_padding', 'two_tasks_control'],
+)
+def test_our_conv_layer_equals_stock_keras_conv1d(config):
+    # build_bpnet's Conv1D (tf.nn.conv1d + bias_add + relu) is keras.layers.Conv1D's math:
+    # the same weights in the same order, the same outputs.
+    ours = model_lib.build_bpnet(config)
+    stock = model_lib.build_bpnet(config, stock_layers=True)
+    assert {type(layer).__name__ for layer in stock.layers} & {'Conv1D'}
+    assert [w.shape for w in ours.get_weights()] == [w.shape for w in stock.get_weights()]
+    stock.set_weights(ours.get_weights())
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 2, (3, config.sequence_length, 4)).astype(np.float32)
+    inputs = (
+        x
+        if not config.use_control
+        else {
+            model_lib.INPUT_NAME: x,
+            model_lib.CONTROL_INPUT_NAME: rng.poisson(2.0, (3, config.output_length, 2, 2)).astype(
+                np.float32
+            ),
+        }
+    )
+    got, want = ours(inputs), stock(inputs)
+    for key in want:
+        np.testing.assert_allclose(
+            np.asarray(got[key]), np.asarray(want[key]), rtol=1e-4, atol=1e-4
+        )
+    assert isinstance(ours.get_layer('dilated_conv_2'), layers.Conv1D)
+    layer = ours.get_layer('dilated_conv_2')
+    assert layers.Conv1D.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def _reference_conv(x, kernel, padding: str, dilation: int):
+    """The dilated convolution as a dilation-1 one with zeros between the kernel's taps: an
+    independent computation whose gradients every CPU kernel can take (TensorFlow's without
+    oneDNN cannot differentiate tf.nn.conv1d at dilations above 1)."""
+    import tensorflow as tf
+
+    taps = kernel.shape[0]
+    wide = tf.scatter_nd(
+        [[k * dilation] for k in range(taps)],
+        kernel,
+        ((taps - 1) * dilation + 1, *kernel.shape[1:]),
+    )
+    return tf.nn.conv1d(x, wide, stride=1, padding=padding.upper())
+
+
+@pytest.mark.parametrize('padding', ['same', 'valid'])
+@pytest.mark.parametrize('taps,dilation,filters', [(25, 1, 2), (4, 1, 1), (3, 4, 2), (6, 3, 8)])
+def test_few_filter_conv_equals_conv1d_with_gradients(padding, taps, dilation, filters):
+    # The profile head's matmul-and-shifted-sum form: outputs, input and kernel gradients as
+    # tf.nn.conv1d's, for odd and even kernels, with dilation, at the largest filter count.
+    import tensorflow as tf
+
+    assert filters <= layers.Conv1D.SHIFTED_MATMUL_MAX_FILTERS
+    rng = np.random.default_rng(taps * dilation + filters)
+    x = tf.constant(rng.normal(size=(3, 41, 5)).astype(np.float32))
+    kernel = tf.Variable(rng.normal(size=(taps, 5, filters)).astype(np.float32))
+    layer = layers.Conv1D(filters, taps, padding=padding, dilation_rate=dilation)
+    layer.build(x.shape)
+    layer.kernel.assign(kernel)
+    weights = tf.constant(
+        rng.normal(size=(3, 41 - (0 if padding == 'same' else (taps - 1) * dilation), filters)),
+        tf.float32,
+    )
+    results = []
+    for conv in (lambda v: layer(v), lambda v: _reference_conv(v, layer.kernel, padding, dilation)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = conv(x)
+            loss = tf.reduce_sum(y * weights)
+        results.append([y, *tape.gradient(loss, [x, layer.kernel])])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('padding', ['same', 'valid'])
+@pytest.mark.parametrize('taps,dilation', [(3, 2), (4, 3), (25, 8), (3, 32), (4, 64), (3, 48)])
+def test_dilated_conv_gradients_equal_the_reference(padding, taps, dilation):
+    # Dilated layers take their gradients without dilated backward kernels: outputs, input
+    # and kernel gradients as the zero-inserted reference's, for a length that is not a
+    # multiple of the dilation, odd and even kernels, the reference's stem-sized kernel, and
+    # dilations that are not powers of two.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(taps + dilation)
+    x = tf.constant(rng.normal(size=(3, 301, 5)).astype(np.float32))
+    layer = layers.Conv1D(16, taps, padding=padding, dilation_rate=dilation)
+    layer.build(x.shape)
+    out_length = 301 - (0 if padding == 'same' else (taps - 1) * dilation)
+    weights = tf.constant(rng.normal(size=(3, out_length, 16)), tf.float32)
+    results = []
+    for conv in (
+        lambda v: layer(v),
+        lambda v: tf.nn.bias_add(_reference_conv(v, layer.kernel, padding, dilation), layer.bias),
+    ):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = conv(x)
+            loss = tf.reduce_sum(y * weights)
+        results.append([y, *tape.gradient(loss, [x, layer.kernel, layer.bias])])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_a_dilated_model_trains_in_a_compiled_step():
+    # The whole tower under tf.function, as the trainer runs it: gradients exist and are
+    # finite at every dilation (TensorFlow's stock CPU gradient fails here without oneDNN).
+    import tensorflow as tf
+
+    config = model_lib.ModelConfig(sequence_length=300, filters=8, num_dilated_layers=7)
+    model = model_lib.build_bpnet(config)
+    x = tf.constant(np.random.default_rng(0).integers(0, 2, (2, 300, 4)), tf.float32)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            out = model(x, training=True)
+            loss = tf.reduce_sum(out['profile'] ** 2) + tf.reduce_sum(out['log_counts'])
+        return tape.gradient(loss, model.trainable_variables)
+
+    grads = step()
+    assert len(grads) == len(model.trainable_variables)
+    assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+
+
+def test_config_saved_when_conv1d_lived_in_model_py_still_loads():
+    # Keras 3 stored the module next to the registered name; the registered name wins.
+    import keras
+
+    config = {
+        'filters': 4,
+        'kernel_size': 3,
+        'padding': 'valid',
+        'dilation_rate': 2,
+        'activation': 'relu',
+        'name': 'dilated_conv_1',
+        'trainable': True,
+        'dtype': 'float32',
+    }
+    old = {
+        'module': 'bpnet_tfx.modeling.model',
+        'class_name': 'Conv1D',
+        'config': config,
+        'registered_name': 'bpnet_tfx>Conv1D',
+    }
+    layer = keras.saving.deserialize_keras_object(old)
+    assert type(layer) is layers.Conv1D and model_lib.Conv1D is layers.Conv1D
+    got = layer.get_config()
+    assert {k: got[k] for k in config if k != 'dtype'} == {
+        k: v for k, v in config.items() if k != 'dtype'
+    }
+    assert keras.saving.serialize_keras_object(layer)['registered_name'] == 'bpnet_tfx>Conv1D'

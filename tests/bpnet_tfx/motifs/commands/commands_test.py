@@ -1,0 +1,227 @@
+"""The motifs commands as a user runs them (subprocesses, so all slow): bad input exits 2 with
+one line and leaves nothing; the whole chain on a model trained on simulated data names both
+planted motifs, finds their sites, and its report renders in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bpnet_tfx.motifs import instances, meme, recovery
+from tests.fixtures import simulated_models
+from tests.fixtures.paths import REPO
+
+
+def _motifs(*args, timeout=1200):
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    return subprocess.run(
+        [sys.executable, '-m', 'bpnet_tfx.motifs', *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+    )
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """A small BPNet trained on simulated data with the two demo motifs (and the
+    cooperative rule), its records, the simulation and a motif database."""
+    root = tmp_path_factory.mktemp('motifs_trained')
+    # 10 epochs (the shared fixture's) leave the contributions too weak to test recall.
+    model = simulated_models.train_planted_model(root, epochs=25)
+    db = str(root / 'db.meme')
+    meme.write_meme(db, meme.demo_database())
+    return {
+        'root': root,
+        'export': model['export_dir'],
+        'records': model['records'],
+        'files': model['files'],
+        'db': db,
+    }
+
+
+@pytest.mark.slow
+def test_pipeline_names_both_motifs_and_finds_their_sites(trained, tmp_path):
+    out = tmp_path / 'interpretation'
+    proc = _motifs(
+        'pipeline',
+        f'--saved_model={trained["export"]}',
+        f'--records_dir={trained["records"]}',
+        f'--output_dir={out}',
+        f'--motif_db={trained["db"]}',
+        '--num_shuffles=5',
+        '--window=200',
+        '--marginalize=8',
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'pipeline: step 5/5: report' in proc.stderr
+    assert f'-> {out}/report.html' in proc.stdout
+    for name in (
+        'contrib/ohe.npz',
+        'discover/profile/modisco.h5',
+        'discover/counts/motifs.meme',
+        'discover/annotations.tsv',
+        'scan/instances.bed',
+        'scan/counts.tsv',
+        'marginalize/marginalize.tsv',
+        'report.html',
+        'summary.json',
+    ):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / 'summary.json').read_text())
+    named = {best for best in summary['annotation'].values()}
+    assert {'oct4_sox2', 'klf4'} <= named, summary['annotation']
+    from bpnet_tfx.attribution import contributions
+
+    windows = contributions.load_outputs(str(out / 'contrib'))['windows']
+    hits = instances.load_instances(str(out / 'scan'))
+    with open(trained['files'].motif_sites) as f:
+        planted = list(csv.DictReader(f, delimiter='\t'))
+    exact = [
+        (s['#chrom'], int(s['start']), int(s['end']), s['motif'])
+        for s in planted
+        if s['mismatches'] == '0'
+    ]
+    result = recovery.recovery(hits, recovery.read_sites(trained['files'].motif_sites), windows)
+    strong = recovery.recovery(hits, exact, windows)
+    print(
+        json.dumps(
+            {t: (r['precision'], r['recall'], strong[t]['recall']) for t, r in result.items()}
+        )
+    )
+    # This small model (25 epochs on 650 windows) scores the one-mismatch sites (35% of the
+    # strength) weakly; the demo's numbers are in docs/benchmarks.md. Its training is not
+    # bit-reproducible on CPU (threaded kernels): with the reference counts head repeated runs
+    # gave profile precision 0.74-1.0 (1.0 in both runs with the normalized head it trains
+    # now), so the bound sits below that range, far above chance.
+    assert result['profile']['precision'] >= 0.7 and strong['profile']['recall'] >= 0.85
+    assert result['profile']['recall'] >= 0.6
+    with open(out / 'marginalize' / 'marginalize.tsv') as f:
+        changes = {
+            r['motif']: float(r['log_counts_change']) for r in csv.DictReader(f, delimiter='\t')
+        }
+    oct4 = [m for m, best in summary['annotation'].items() if best == 'oct4_sox2']
+    assert all(changes[m] > 0.1 for m in oct4), changes  # a binding motif raises the counts
+    chromium = shutil.which('chromium')
+    if chromium is None:
+        pytest.skip('no chromium (apt-get install chromium) for the screenshot check')
+    shot = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, 'scripts', 'report_screenshot.py'),
+            str(out / 'report.html'),
+            str(tmp_path / 'report.png'),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(shot.stdout[-2000:])
+    assert shot.returncode == 0, shot.stdout[-2000:] + shot.stderr[-2000:]
+    assert f'{4 * len(summary["annotation"])}/{4 * len(summary["annotation"])} logos drawn' in (
+        shot.stdout
+    )
+
+
+@pytest.mark.slow
+def test_screenshot_check_flags_a_blank_logo(tmp_path):
+    if shutil.which('chromium') is None:
+        pytest.skip('no chromium (apt-get install chromium)')
+    from bpnet_tfx.motifs import logos
+
+    page = tmp_path / 'page.html'
+    page.write_text(
+        '<html><body>'
+        + logos.logo_svg([[1.0, 0, 0, 0], [0, 0.5, 0.5, 0]], element_id='drawn')
+        + logos.logo_svg([[0.0, 0, 0, 0]], element_id='blank')
+        + '</body></html>'
+    )
+    shot = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, 'scripts', 'report_screenshot.py'),
+            str(page),
+            str(tmp_path / 'page.png'),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert shot.returncode == 1
+    assert 'drawn: ok' in shot.stdout and 'blank: BLANK' in shot.stdout
+
+
+BAD = [
+    (
+        ['discover', '--contrib_dir=/nonexistent', '--output_dir={tmp}/o'],
+        'motifs discover: error: /nonexistent: no such contribution folder',
+    ),
+    (
+        ['annotate', '--discover_dir={tmp}', '--motif_db={tmp}/x.meme'],
+        'not a folder written by python -m bpnet_tfx.motifs discover',
+    ),
+    (['scan', '--discover_dir={tmp}', '--output_dir={tmp}/o'], 'motifs scan: error: '),
+    (
+        ['scan', '--discover_dir={tmp}', '--output_dir={tmp}/o', '--match_percentile=150'],
+        '--match_percentile must be within 0..100',
+    ),
+    (
+        [
+            'marginalize',
+            '--saved_model={tmp}',
+            '--motifs=a=ACGN',
+            '--contrib_dir={tmp}',
+            '--output_dir={tmp}/o',
+        ],
+        'is not NAME=SEQUENCE',
+    ),
+    (
+        [
+            'space',
+            '--saved_model={tmp}',
+            '--contrib_dir={tmp}',
+            '--motif_a=A',
+            '--motif_b=C',
+            '--output_dir={tmp}/o',
+            '--max_distance=0',
+        ],
+        '--max_distance must be >= 1',
+    ),
+    (
+        ['ablate', '--saved_model={tmp}', '--scan_dir={tmp}', '--output_dir={tmp}/o'],
+        'not a folder written by motifs scan',
+    ),
+    (
+        [
+            'pipeline',
+            '--saved_model={tmp}',
+            '--records_dir={tmp}',
+            '--output_dir={tmp}/o',
+            '--motif_db={tmp}/x.meme',
+        ],
+        'x.meme:1: not a MEME file',
+    ),
+    (['nonsense'], "motifs: error: unknown command 'nonsense'"),
+]
+
+
+@pytest.mark.slow  # subprocesses
+@pytest.mark.parametrize(
+    'args, message', BAD, ids=[' '.join(a[:1]) + str(i) for i, (a, _) in enumerate(BAD)]
+)
+def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, args, message):
+    (tmp_path / 'x.meme').write_text('not meme\n')
+    proc = _motifs(*[a.format(tmp=tmp_path) for a in args], timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if 'error' in line]
+    assert errors and message in errors[0], proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(('o', '.o'))]
