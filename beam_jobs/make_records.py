@@ -34,12 +34,11 @@ if __name__ == '__main__':  # Before Beam's import logs its 'apitools not found'
     logs.configure(logs.verbose_requested(sys.argv[1:]))
 
 import logging
-import os
 import time
 from typing import Sequence
 
+from beam_jobs.common import arguments, runners
 from beam_jobs.common import files as files_lib
-from beam_jobs.common import runners
 from beam_jobs.records import (
     accounting,
     planning,
@@ -81,7 +80,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> s
         reading the windows.
     """
     t0 = time.time()
-    args, pipeline_args = records_flags.parser(__doc__.split('\n\n')[0]).parse_known_args(argv)
+    args, pipeline_args = arguments.parse(records_flags.parser(__doc__.split('\n\n')[0]), argv)
     records_flags.check_flags(args)
     runners.resolve_args(pipeline_args, num_plans=0)  # A runner Beam lacks stops us here.
     config = records_flags.plan_config(args)
@@ -180,21 +179,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return runners.job_main('make_records', run, argv, (RecordsInputError,))
 
 
-def _exit(code: int) -> None:
-    """Exits; after a failed run whose runner left threads waiting (a job server still
-    waiting for workers that never start), without waiting for them."""
-    import threading
-
-    if code and any(
-        t.is_alive() and not t.daemon
-        for t in threading.enumerate()
-        if t is not threading.main_thread()
-    ):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
-
-
 if __name__ == '__main__':
-    _exit(main())
+    runners.exit_job(main())

@@ -46,8 +46,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+from beam_jobs.common import arguments, runners
 from beam_jobs.common import files as files_lib
-from beam_jobs.common import runners
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.records import transforms
 from beam_jobs.variants import handler as inference
@@ -375,7 +375,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
       runners.PipelineRunError: the run failed.
     """
     started = time.perf_counter()
-    args, pipeline_args = _parser().parse_known_args(argv)
+    args, pipeline_args = arguments.parse(_parser(), argv)
     _check_flags(args)
     runners.resolve_args(pipeline_args, num_plans=0)  # A runner Beam lacks stops us here.
     files_lib.check_output_dir(
@@ -427,4 +427,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    runners.exit_job(main())

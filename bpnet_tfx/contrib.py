@@ -37,7 +37,7 @@ from __future__ import annotations
 import glob
 import os
 
-from absl import app, flags
+from absl import flags
 
 from bpnet_tfx.attribution import contributions
 from bpnet_tfx.attribution import scorer as attribution
@@ -145,13 +145,17 @@ def _merge() -> None:
     )
 
 
+def _check_flags() -> None:
+    """Before TensorFlow starts."""
+    if not _MERGE.value and not _SAVED_MODEL.value:
+        cli.fail('contrib', '--saved_model is needed (or --merge)')
+
+
 def main(argv):
     del argv  # cli.run refuses extra arguments.
     if _MERGE.value:
         _merge()
         return
-    if not _SAVED_MODEL.value:
-        cli.fail('contrib', '--saved_model is needed (or --merge)')
     from bpnet_tfx.common import devices
 
     devices.configure_cpu_replicas(_CPU_REPLICAS.value)
@@ -195,4 +199,4 @@ def main(argv):
 
 if __name__ == '__main__':
     flags.mark_flags_as_required(['output_dir'])
-    app.run(cli.run('contrib', main))
+    cli.start('contrib', main, checks=_check_flags)

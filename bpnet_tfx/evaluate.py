@@ -24,7 +24,7 @@ import json
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 from bpnet_tfx.common import cli
 
@@ -51,6 +51,13 @@ _CPU_REPLICAS = flags.DEFINE_integer(
 _PROGRESS_EVERY = flags.DEFINE_integer(
     'progress_every', 50, 'Print a progress line every this many batches.'
 )
+
+
+def _check_records() -> None:
+    """Before TensorFlow starts: the records folder's metadata.json."""
+    from bpnet_tfx.records import schema
+
+    schema.RecordsInfo.load(_RECORDS_DIR.value)
 
 
 def main(argv):
@@ -84,4 +91,4 @@ def main(argv):
 
 if __name__ == '__main__':
     flags.mark_flags_as_required(['saved_model', 'records_dir'])
-    app.run(cli.run('evaluate', main))
+    cli.start('evaluate', main, checks=_check_records)

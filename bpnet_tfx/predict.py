@@ -26,7 +26,7 @@ lines and a summary only; -v 0 shows the logs.
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from bpnet_tfx.common import cli
 
@@ -89,6 +89,16 @@ _CPU_REPLICAS = flags.DEFINE_integer(
 )
 
 
+def _check_flags() -> None:
+    """The flags' combinations, before TensorFlow starts."""
+    if bool(_REGION.value) == bool(_REGIONS_BED.value):
+        cli.fail('predict', 'give exactly one of --region and --regions_bed')
+    if _REGION.value and not _OUTPUT_PNG.value:
+        cli.fail('predict', '--region needs --output_png')
+    if _REGIONS_BED.value and not _OUTPUT_PREFIX.value:
+        cli.fail('predict', '--regions_bed needs --output_prefix')
+
+
 def main(argv):
     del argv  # cli.run refuses extra arguments.
     from bpnet_tfx.common import devices
@@ -96,12 +106,6 @@ def main(argv):
 
     devices.configure_cpu_replicas(_CPU_REPLICAS.value)
 
-    if bool(_REGION.value) == bool(_REGIONS_BED.value):
-        cli.fail('predict', 'give exactly one of --region and --regions_bed')
-    if _REGION.value and not _OUTPUT_PNG.value:
-        cli.fail('predict', '--region needs --output_png')
-    if _REGIONS_BED.value and not _OUTPUT_PREFIX.value:
-        cli.fail('predict', '--regions_bed needs --output_prefix')
     if _REGIONS_BED.value:
         result = tracks.predict_tracks(
             _SAVED_MODEL.value,
@@ -143,4 +147,4 @@ def main(argv):
 
 if __name__ == '__main__':
     flags.mark_flags_as_required(['saved_model'])
-    app.run(cli.run('predict', main))
+    cli.start('predict', main, checks=_check_flags)

@@ -11,7 +11,11 @@ prints its progress lines and a summary; absl and TensorFlow logs show only with
 (`cli.run`). Writes to --model_dir:
 train_config.json, checkpoints/ (resumable state every epoch, best weights), logs/
 (TensorBoard), history.csv, train_summary.json, and the SavedModel (default
-<model_dir>/export). Re-running the same command after an interruption resumes.
+<model_dir>/export). Re-running the same command after an interruption (Ctrl-C keeps the last
+checkpoint) resumes; on a finished run it says so and does nothing unless --epochs asks for
+more; a rerun whose settings would change the weights is refused, naming them (reruns.py);
+--overwrite replaces the run. Flags and the records' metadata are checked before TensorFlow
+starts.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from bpnet_tfx.common import cli
+from bpnet_tfx.common.errors import BpnetError
 
 _RECORDS_DIR = flags.DEFINE_string(
     'records_dir', None, 'Folder written by beam_jobs.make_records (holds metadata.json).'
@@ -173,7 +177,11 @@ _CPU_REPLICAS = flags.DEFINE_integer(
 )
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed for weights, shuffling and augmentation.')
 _OVERWRITE = flags.DEFINE_bool(
-    'overwrite', False, 'Allow a model_dir that holds a run of a different architecture.'
+    'overwrite',
+    False,
+    'Replace the run in --model_dir: start afresh (its checkpoints, logs, history and summary '
+    'are removed first; its export is replaced when the new one is written). Without it, a '
+    'rerun resumes the run, or does nothing when the run is finished.',
 )
 _DRY_RUN = flags.DEFINE_bool(
     'dry_run',
@@ -183,42 +191,62 @@ _DRY_RUN = flags.DEFINE_bool(
 )
 
 
-def _check_model_dir(config, overwrite: bool, chief: bool) -> None:
-    """Refuses a model folder that holds a run of another architecture (unless overwrite);
-    with overwrite, the chief removes its checkpoints."""
-    from bpnet_tfx.training import trainer
+def _prepare_model_dir(config, chief: bool) -> dict | None:
+    """Replaces (--overwrite), or checks that a rerun may resume, the run in the model folder,
+    then (the chief only, atomically) saves train_config.json.
 
-    path = os.path.join(config.model_dir, 'train_config.json')
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        previous = json.load(f).get('model')
-    if previous == config.model.to_dict():
-        return
-    if not overwrite:
-        raise trainer.TrainError(
-            f'{config.model_dir} holds a run of another architecture '
-            f'({path}); use a new --model_dir or pass --overwrite'
-        )
-    # Its checkpoints cannot be resumed into this architecture: start afresh.
-    if chief:
-        shutil.rmtree(os.path.join(config.model_dir, 'checkpoints'), ignore_errors=True)
-
-
-def _write_train_config(config, chief: bool) -> None:
-    """Checks the model folder and (the chief only, atomically) saves train_config.json.
-
-    Every worker of a multi-worker run reads the file; a rerun's chief rewrites it meanwhile.
+    Returns:
+      The summary of a run that is already finished for --epochs (nothing to do), or None.
     """
-    from bpnet_tfx.training import checkpointing
+    from bpnet_tfx.training import checkpointing, reruns
 
-    _check_model_dir(config, _OVERWRITE.value, chief)
+    if _OVERWRITE.value:
+        if chief:
+            reruns.clear_run(config.model_dir)
+    else:
+        reruns.check_resumable(config.model_dir, config.to_dict())
+        finished = reruns.finished_run(config.model_dir, config.epochs)
+        if finished:
+            return finished
     os.makedirs(config.model_dir, exist_ok=True)
-    if chief:
+    if chief:  # Every worker of a multi-worker run reads it; a rerun's chief rewrites it.
         checkpointing.replace_file(
-            os.path.join(config.model_dir, 'train_config.json'),
+            os.path.join(config.model_dir, reruns.CONFIG_FILENAME),
             json.dumps(config.to_dict(), indent=2, sort_keys=True) + '\n',
         )
+    return None
+
+
+def _check_numbers() -> None:
+    for name, value in (('epochs', _EPOCHS.value), ('batch_size', _BATCH_SIZE.value)):
+        if value < 1:
+            raise BpnetError(f'--{name} must be >= 1, got {value}')
+    if not _LEARNING_RATE.value > 0:
+        raise BpnetError(f'--learning_rate must be > 0, got {_LEARNING_RATE.value}')
+
+
+def _check_flags() -> None:
+    """The checks that need no TensorFlow (training.config imports it): numbers in range, a
+    records folder with metadata."""
+    from bpnet_tfx.records import schema
+
+    _check_numbers()
+    if os.path.isfile(_MODEL_DIR.value):
+        raise BpnetError(f'--model_dir={_MODEL_DIR.value} is a file, not a folder')
+    schema.RecordsInfo.load(_RECORDS_DIR.value)
+
+
+def _interrupted() -> str:
+    """What Ctrl-C leaves in the model folder, and how to go on."""
+    from bpnet_tfx.training import checkpointing
+
+    index = os.path.join(checkpointing.checkpoint_dir(_MODEL_DIR.value), 'checkpoint')
+    if not os.path.exists(index):
+        return f'no checkpoint in {_MODEL_DIR.value} yet; run the same command again to start'
+    again = (
+        'the command again without --overwrite' if _OVERWRITE.value else 'the same command again'
+    )
+    return f'the last checkpoint in {os.path.dirname(index)} is kept; run {again} to resume from it'
 
 
 def config_from_flags(info):
@@ -226,11 +254,7 @@ def config_from_flags(info):
     from bpnet_tfx.modeling import model as model_lib
     from bpnet_tfx.training import trainer
 
-    for name, value in (('epochs', _EPOCHS.value), ('batch_size', _BATCH_SIZE.value)):
-        if value < 1:
-            raise trainer.TrainError(f'--{name} must be >= 1, got {value}')
-    if not _LEARNING_RATE.value > 0:
-        raise trainer.TrainError(f'--learning_rate must be > 0, got {_LEARNING_RATE.value}')
+    _check_numbers()
     try:
         model_config = model_lib.ModelConfig(
             sequence_length=info.sequence_length,
@@ -353,6 +377,8 @@ _PROGRESS = {
         f'train: no improvement for {stale} epochs: learning rate -> {learning_rate:g}'
     ),
     'epoch': _epoch_line,
+    'export': lambda path, weights: f'train: exporting {weights} to {path}',
+    'exported': lambda path, seconds: f'train: exported in {seconds:.0f} s',
     'early_stop': lambda epoch, monitor, stale, best_epoch: (
         f'train: early stop after epoch {epoch}: no improvement of {monitor} for {stale} '
         f'epochs (best: epoch {best_epoch})'
@@ -408,7 +434,12 @@ def main(argv):
         if _DRY_RUN.value:
             _dry_run(config, info, strategy)
             return
-        _write_train_config(config, trainer.is_chief(strategy))
+        finished = _prepare_model_dir(config, trainer.is_chief(strategy))
+        if finished:
+            from bpnet_tfx.training import reruns
+
+            print(reruns.finished_line(config.model_dir, finished))
+            return
         summary = trainer.train(config, info, strategy=strategy, progress=_print_progress)
     if not summary.get('chief', True):
         print(
@@ -421,4 +452,4 @@ def main(argv):
 
 if __name__ == '__main__':
     flags.mark_flags_as_required(['records_dir', 'model_dir'])
-    app.run(cli.run('train', main))
+    cli.start('train', main, checks=_check_flags, interrupted=_interrupted)

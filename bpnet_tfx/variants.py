@@ -9,12 +9,15 @@ JSD and the largest per-base change, forward and reverse-complement averaged, wi
 empirical p-values from null SNVs in the same window (see bpnet_tfx.variant_effects.scoring and
 docs/variants.md). Variants that cannot be scored (REF not matching the FASTA, unknown
 chromosome, off the chromosome, symbolic alleles) keep their row with the reason in
-`status`. Bad input stops with one line on stderr and exit status 2.
+`status`. Bad input stops with one line on stderr and exit status 2; a missing or empty
+variants file, or a malformed first line, before TensorFlow starts.
 """
 
 from __future__ import annotations
 
-from absl import app, flags
+import contextlib
+
+from absl import flags
 
 from bpnet_tfx.common import cli
 
@@ -48,6 +51,18 @@ _CONTROL_NEG_BIGWIG = flags.DEFINE_string(
 )
 
 
+def _check_variants_file() -> None:
+    """Before TensorFlow starts (variant_files is pure Python): a variants file that exists and
+    whose first variant parses."""
+    from bpnet_tfx.variant_effects import variant_files
+
+    with contextlib.closing(variant_files.read_variants(_VARIANTS.value)) as variants:
+        if next(variants, None) is None:
+            raise variant_files.VariantError(
+                f'{_VARIANTS.value}: no variant in the file (no line after the header)'
+            )
+
+
 def main(argv):
     del argv  # cli.run refuses extra arguments.
     from bpnet_tfx.variant_effects import scoring as variant_effects
@@ -72,4 +87,4 @@ def main(argv):
 
 if __name__ == '__main__':
     flags.mark_flags_as_required(['saved_model', 'fasta', 'variants', 'output'])
-    app.run(cli.run('variants', main))
+    cli.start('variants', main, checks=_check_variants_file)

@@ -13,6 +13,7 @@ echo "== 1/4 records (Apache Beam, DirectRunner)"
 $PY -m beam_jobs.make_records --runner=DirectRunner --output_dir=$OUT/records --overwrite
 
 echo "== 2/4 training (configs/demo.flags)"
+# --overwrite replaces an earlier demo's model: a rerun trains afresh on the records just remade.
 $PY -m bpnet_tfx.train --flagfile=configs/demo.flags --overwrite
 
 echo "== 3/4 evaluation on the validation chromosome (chr1)"

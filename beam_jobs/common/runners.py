@@ -7,7 +7,8 @@ partition per shard file unless the user chose; `wait_for` waits for a started r
 one whose workers never run a step (a worker pool whose `python` lacks Beam waits silently
 forever); `run_and_wait` runs a built pipeline that way and turns a worker's input error
 into the job's one-line error; `PipelineRunError` is any other failed run as one line:
-runner, step, error, shard file; `make_pipeline` runs DirectRunner as FnApiRunner.
+runner, step, error, shard file; `make_pipeline` runs DirectRunner as FnApiRunner; `job_main`
+and `exit_job` are a job's command line (one-line errors, Ctrl-C, exit statuses).
 No graph is built here; docs/runners.md has the commands per runner.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
 import sys
 import threading
@@ -46,6 +48,7 @@ _SHARD_RE = re.compile(re.escape(SHARD_NOTE) + r'(\S+)')
 _POLL_S = 1.0
 _LOCAL_RUNNERS = ('DirectRunner', 'SwitchingDirectRunner')
 _LOGGER = logging.getLogger(__name__)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 
 
 class WorkersDidNotStartError(RuntimeError):
@@ -267,9 +270,18 @@ def job_main(
     input_errors: tuple[type[Exception], ...],
 ) -> int:
     """A Beam job's main: `run(argv)`; input errors become one line on stderr and exit status
-    2, a failed run one line and exit status 1 (with -v, after the runner's full error)."""
+    2, a failed run one line and exit status 1 (with -v, after the runner's full error), Ctrl-C
+    one line and exit status 130 (the output folder appears only once complete, and its
+    temporary sibling is removed)."""
     try:
         run(argv)
+    except KeyboardInterrupt:
+        print(
+            f'{prog}: interrupted: no output was written (it appears only once complete); run '
+            'the same command again',
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     except input_errors as e:
         print(f'{prog}: error: {e}', file=sys.stderr)
         return 2
@@ -279,3 +291,18 @@ def job_main(
         print(f'{prog}: error: {e}', file=sys.stderr)
         return 1
     return 0
+
+
+def exit_job(code: int) -> None:
+    """Exits a job's command line with `code`; after a failed or interrupted run whose runner
+    left threads waiting (a job server still waiting for workers that never start, a runner's
+    worker threads), without waiting for them."""
+    if code and any(
+        t.is_alive() and not t.daemon
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+    ):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -70,7 +70,8 @@ Events (only the chief reports): 'skipped_shard' (path, records, message), 'resu
 (checkpoint, epoch, step), 'start' (records, valid_records: None without validation,
 steps_per_epoch, batch_size, replicas, input_examples_per_second), 'learning_rate' (stale,
 learning_rate), 'epoch' (epoch, epochs, row, seconds), 'early_stop' (epoch, monitor, stale,
-best_epoch)."""
+best_epoch), 'export' (path, weights: "epoch 3's weights") before the export and
+'exported' (path, seconds) after it."""
 
 
 def _ignore(event: str, **values: Any) -> None:
@@ -204,7 +205,7 @@ def _train(
             'final': rows[-1] if rows else None,
             'replicas': strategy.num_replicas_in_sync,
         }
-    export_path = _export(model, ckpt if validate else None, config, info)
+    export_path = _export(model, ckpt if validate else None, config, info, report)
     summary = {
         **_summary(runner, ckpt, rows, validate),
         'skipped_corrupt_records': skipped,
@@ -352,11 +353,16 @@ def _export(
     best: checkpointing.Checkpointer | None,
     config: TrainConfig,
     info: schema.RecordsInfo,
+    report: Progress,
 ) -> str:
-    """Exports the best epoch's weights (`best`), or the model's as they are (None).
+    """Exports the best epoch's weights (`best`), or the model's as they are (None), between
+    the 'export' and 'exported' events.
 
     Serves in float32 whatever the training precision: same weights, full-precision math.
     """
+    start = time.perf_counter()
+    weights = f"epoch {best.best['epoch']}'s weights" if best else "the last epoch's weights"
+    report('export', path=config.export_dir, weights=weights)
     if best is not None:
         best.load_best_weights()  # calibrated before that epoch's validation
     else:
@@ -364,7 +370,9 @@ def _export(
     with devices.dtype_policy('float32'):
         serving_model = model_lib.build_bpnet(config.model)
     serving_model.set_weights(model.get_weights())
-    return export.export_saved_model(serving_model, info, config.model, config.export_dir)
+    path = export.export_saved_model(serving_model, info, config.model, config.export_dir)
+    report('exported', path=path, seconds=time.perf_counter() - start)
+    return path
 
 
 def _summary(

@@ -1,4 +1,6 @@
-"""Tests of the train main: dry run, one-line errors, quiet logs, resume after a kill, workers."""
+"""Tests of the train main: dry run, one-line errors, quiet logs, resume after a kill or Ctrl-C,
+reruns of a finished run (nothing to do), of other settings (refused) and with --overwrite
+(afresh), workers."""
 
 import csv
 import json
@@ -13,6 +15,12 @@ from tests.fixtures.paths import REPO
 
 # An absl or TensorFlow C++ log line: 'I1204 20:01:02.000 ...', 'W0000 00:00:...', 'INFO:...'.
 LOG_LINE = re.compile(r'^([IWEF]\d{4} |INFO:|WARNING:)', re.MULTILINE)
+TF_LINE = re.compile(r'^train: starting TensorFlow\.\.\. ready \(\d+\.\d s\)$')
+
+
+def _messages(stderr: str) -> list[str]:
+    """The lines of stderr but the TensorFlow start-up progress line."""
+    return [line for line in stderr.strip().splitlines() if not TF_LINE.match(line)]
 
 
 def _train(*flags, env_extra=None, timeout=300):
@@ -68,7 +76,9 @@ def test_cli_dry_run_and_one_line_errors(small_records, tmp_path):
         assert 'Traceback' not in proc.stderr
         assert 'train: error:' in proc.stderr and message in proc.stderr
     proc = run(f'--records_dir={records_dir}', '--no_such_flag=1')
-    assert proc.returncode != 0 and 'no_such_flag' in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.startswith(
+        "train: error: Unknown command line flag 'no_such_flag'"
+    )
 
 
 @pytest.mark.slow
@@ -91,7 +101,12 @@ def test_model_dir_of_another_architecture_is_refused(small_records, tmp_path):
         env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2'),
         timeout=300,
     )
-    assert proc.returncode == 2 and 'another architecture' in proc.stderr
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert _messages(proc.stderr) == [
+        f'train: error: {model_dir} holds a run with other settings (train_config.json): '
+        '--filters 3 -> 64; rerun with its settings to resume it, pass --overwrite to replace '
+        'it, or use a new --model_dir'
+    ]
 
 
 @pytest.mark.slow
@@ -269,11 +284,11 @@ def test_records_without_validation_stop_in_one_line_or_train_with_validation_no
     base = [f'--records_dir={records_dir}', f'--model_dir={tmp_path / "m"}', *_TINY]
     proc = _train(*base)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
+    lines = _messages(proc.stderr)
     assert len(lines) == 1 and lines[0].startswith('train: error: ')
     assert records_dir in lines[0] and '--validation=none' in lines[0]
     proc = _train(*base, '--validation=none', '--patience=2')
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+    assert proc.returncode == 2 and _messages(proc.stderr) == [
         'train: error: --patience needs a validation loss; it cannot be used with --validation=none'
     ]
     proc = _train(*base, '--validation=none')
@@ -304,8 +319,10 @@ def test_default_run_prints_progress_only_and_v0_shows_logs(small_records, tmp_p
     lines = proc.stdout.strip().splitlines()
     assert lines[0].startswith('train: 64 training records, 8 steps/epoch of 8')
     assert [ln.split(':')[0] for ln in lines[1:3]] == ['epoch 1/2', 'epoch 2/2']
-    assert lines[-1].startswith('train: 2 epochs, best epoch') and len(lines) == 4
-    assert proc.stderr == ''
+    assert lines[3] == f"train: exporting epoch 2's weights to {tmp_path / 'a' / 'export'}"
+    assert re.fullmatch(r'train: exported in \d+ s', lines[4]), lines
+    assert lines[-1].startswith('train: 2 epochs, best epoch') and len(lines) == 6
+    assert TF_LINE.match(proc.stderr) and proc.stderr.count('\n') == 1, proc.stderr
     proc = subprocess.run(
         cmd + [f'--model_dir={tmp_path / "b"}', '-v', '0'],
         capture_output=True,
@@ -345,7 +362,7 @@ def test_a_killed_worker_stops_the_other_in_one_line_and_a_rerun_resumes(
     role = 'chief' if victim == 0 else 'worker'
     print(f'the survivor of a killed {role} exited after {waited:.1f} s')
     assert survivor.returncode == 2, err[-3000:]
-    lines = err.strip().splitlines()
+    lines = _messages(err)
     assert len(lines) == 1, err[-3000:]
     assert lines[0].startswith(f'train: error: lost worker /job:worker/task:{victim} ('), lines
     assert 'start every worker again with the same command' in lines[0]
@@ -355,8 +372,8 @@ def test_a_killed_worker_stops_the_other_in_one_line_and_a_rerun_resumes(
     # Rerunning both (same command, same TF_CONFIG) resumes and finishes the 3 epochs.
     procs = _start_workers(records_dir, model_dir, workers, *flags, quiet=True)
     outs = [p.communicate(timeout=400) for p in procs]
-    errs = [err[-3000:] for _, err in outs]
-    assert [p.returncode for p in procs] == [0, 0] and errs == ['', ''], errs
+    errs = [_messages(err) for _, err in outs]
+    assert [p.returncode for p in procs] == [0, 0] and errs == [[], []], errs
     assert 'train: resuming from ' in outs[0][0] and 'train: 3 epochs' in outs[0][0]
     assert 'worker done after 3 epochs' in outs[1][0]
     rows = list(csv.DictReader(open(model_dir / 'history.csv')))
@@ -365,3 +382,77 @@ def test_a_killed_worker_stops_the_other_in_one_line_and_a_rerun_resumes(
     assert summary['epochs'] == 3 and summary['replicas'] == 2
     assert (model_dir / 'export' / 'saved_model.pb').exists()
     assert [p.name for p in model_dir.iterdir() if p.name.startswith('.worker')] == []
+
+
+def _train_until(line_start, *flags):
+    """Runs train until it prints a line starting with `line_start`, then sends it SIGINT."""
+    import signal
+
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'bpnet_tfx.train', *flags],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in proc.stdout:
+        if line.startswith(line_start):
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=240)
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+def test_reruns_finish_resume_after_ctrl_c_refuse_other_settings_or_start_afresh(
+    small_records, tmp_path
+):
+    records_dir, _ = small_records
+    model_dir = tmp_path / 'm'
+    base = [f'--records_dir={records_dir}', f'--model_dir={model_dir}', *_TINY]
+    proc = _train(*base)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    history = (model_dir / 'history.csv').read_text()
+    summary = (model_dir / 'train_summary.json').read_text()
+
+    # The same command on the finished run: one line, nothing trained or written.
+    proc = _train(*base)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == (
+        f'train: {model_dir} holds a finished run (2 epochs) -> {model_dir}/export; nothing to '
+        'do (--epochs above 2 trains on, --overwrite trains it again from the start)\n'
+    )
+    assert (model_dir / 'history.csv').read_text() == history
+    assert (model_dir / 'train_summary.json').read_text() == summary
+
+    # Settings that change the weights: refused, naming each difference.
+    proc = _train(*base, '--learning_rate=0.002', '--batch_size=16', '--cache')
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert _messages(proc.stderr) == [
+        f'train: error: {model_dir} holds a run with other settings (train_config.json): '
+        '--batch_size 8 -> 16, --learning_rate 0.001 -> 0.002; rerun with its settings to '
+        'resume it, pass --overwrite to replace it, or use a new --model_dir'
+    ]
+
+    # More epochs train on; Ctrl-C stops in one line and keeps the last checkpoint.
+    code, err = _train_until('epoch 3/40', *base, '--epochs=40')
+    assert code == 130, err[-3000:]
+    assert _messages(err) == [
+        f'train: interrupted: the last checkpoint in {model_dir}/checkpoints is kept; run the '
+        'same command again to resume from it'
+    ]
+    proc = _train(*base, '--epochs=4')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'train: resuming from ' in proc.stdout
+    rows = list(csv.DictReader(open(model_dir / 'history.csv')))
+    assert [int(r['epoch']) for r in rows] == [1, 2, 3, 4]
+
+    # --overwrite replaces the run: it starts afresh.
+    proc = _train(*base, '--overwrite', '--epochs=1', '--learning_rate=0.002')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'resuming' not in proc.stdout
+    rows = list(csv.DictReader(open(model_dir / 'history.csv')))
+    assert [int(r['epoch']) for r in rows] == [1]
+    config = json.loads((model_dir / 'train_config.json').read_text())
+    assert config['learning_rate'] == 0.002 and config['epochs'] == 1

@@ -9,7 +9,7 @@ per instance and task, per_pattern.tsv the means (`motifs.insilico`, `motifs.exp
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from bpnet_tfx.common import cli
 
@@ -44,4 +44,4 @@ def main(argv):
 
 def run() -> None:
     flags.mark_flags_as_required(['saved_model', 'scan_dir', 'output_dir'])
-    app.run(cli.run('motifs ablate', main))
+    cli.start('motifs ablate', main)

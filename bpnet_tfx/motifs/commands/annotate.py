@@ -8,7 +8,7 @@ re-renders DIR/report.html with them (`motifs.annotation`).
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from bpnet_tfx.common import cli
 
@@ -35,4 +35,4 @@ def main(argv):
 
 def run() -> None:
     flags.mark_flags_as_required(['discover_dir', 'motif_db'])
-    app.run(cli.run('motifs annotate', main))
+    cli.start('motifs annotate', main)

@@ -10,7 +10,7 @@ Needs the motifs extra (pip install '.[motifs]').
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from bpnet_tfx.common import cli
 
@@ -63,4 +63,4 @@ def main(argv):
 
 def run() -> None:
     flags.mark_flags_as_required(['contrib_dir', 'output_dir'])
-    app.run(cli.run('motifs discover', main))
+    cli.start('motifs discover', main)

@@ -9,7 +9,7 @@ change in predicted log counts and profile (`motifs.insilico`, `motifs.experimen
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from bpnet_tfx.common import cli
 
@@ -61,4 +61,4 @@ def main(argv):
 
 def run() -> None:
     flags.mark_flags_as_required(['saved_model', 'output_dir'])
-    app.run(cli.run('motifs marginalize', main))
+    cli.start('motifs marginalize', main)

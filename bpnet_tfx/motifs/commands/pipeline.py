@@ -10,7 +10,7 @@ contrib -> discover -> annotate -> scan -> [marginalize] -> report, all in --out
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from bpnet_tfx.common import cli
 
@@ -67,4 +67,4 @@ def main(argv):
 
 def run() -> None:
     flags.mark_flags_as_required(['saved_model', 'output_dir'])
-    app.run(cli.run('motifs pipeline', main))
+    cli.start('motifs pipeline', main)

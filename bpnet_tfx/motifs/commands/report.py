@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from bpnet_tfx.common import cli
 
@@ -40,4 +40,4 @@ def main(argv):
 
 def run() -> None:
     flags.mark_flags_as_required(['discover_dir'])
-    app.run(cli.run('motifs report', main))
+    cli.start('motifs report', main)

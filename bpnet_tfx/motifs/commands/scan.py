@@ -9,7 +9,7 @@ summary.json (`motifs.instances`, `motifs.scanning`).
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from bpnet_tfx.common import cli
 
@@ -67,4 +67,4 @@ def main(argv):
 
 def run() -> None:
     flags.mark_flags_as_required(['discover_dir', 'output_dir'])
-    app.run(cli.run('motifs scan', main))
+    cli.start('motifs scan', main)

@@ -10,7 +10,7 @@ its sign; spacing.tsv and spacing.png (`motifs.insilico`, `motifs.experiments`).
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from bpnet_tfx.common import cli
 
@@ -57,4 +57,4 @@ def main(argv):
 
 def run() -> None:
     flags.mark_flags_as_required(['saved_model', 'contrib_dir', 'motif_a', 'motif_b', 'output_dir'])
-    app.run(cli.run('motifs space', main))
+    cli.start('motifs space', main)
