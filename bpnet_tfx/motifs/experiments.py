@@ -241,7 +241,7 @@ def run_ablate(
         saved_model, scan['contrib_dir'], output_dir, overwrite, None, batch_size, seed
     )
     hits = instances.load_hits(scan_dir, contrib['windows'])
-    print(f'ablate: {len(hits)} instances', file=sys.stderr, flush=True)
+    print(f'ablate: {len(hits)} hits in windows (instances.tsv rows)', file=sys.stderr, flush=True)
     change = insilico.ablate(model, contrib['one_hot'], hits, seed, batch_size)
     tasks = _tasks(model)
     per_pattern = {}
