@@ -40,15 +40,18 @@ class ScanError(BpnetError):
     """Bad flags or input of the scan command."""
 
 
+def check_thresholds(match_percentile: float, contrib_percentile: float) -> None:
+    """Raises ScanError for a percentile outside 0..100."""
+    if not 0 <= match_percentile <= 100:
+        raise ScanError(f'--match_percentile must be within 0..100, got {match_percentile}')
+    if not 0 <= contrib_percentile <= 100:
+        raise ScanError(f'--contrib_percentile must be within 0..100, got {contrib_percentile}')
+
+
 def _check(output_dir, overwrite, match_percentile, contrib_percentile):
     if os.path.exists(output_dir) and not (overwrite and os.path.isdir(output_dir)):
         raise ScanError(f'{output_dir} exists; pass --overwrite to replace it')
-    for flag, value in (
-        ('match_percentile', match_percentile),
-        ('contrib_percentile', contrib_percentile),
-    ):
-        if not 0 <= value <= 100:
-            raise ScanError(f'--{flag} must be within 0..100, got {value}')
+    check_thresholds(match_percentile, contrib_percentile)
 
 
 def scan(

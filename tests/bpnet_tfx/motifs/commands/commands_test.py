@@ -59,10 +59,11 @@ def test_pipeline_names_both_motifs_and_finds_their_sites(trained, tmp_path):
         f'--motif_db={trained["db"]}',
         '--num_shuffles=5',
         '--window=200',
-        '--marginalize=8',
+        '--marginalize',
+        '--num_backgrounds=8',
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'pipeline: step 5/5: report' in proc.stderr
+    assert 'pipeline: step 6/6: report' in proc.stderr
     assert f'-> {out}/report.html' in proc.stdout
     for name in (
         'contrib/ohe.npz',
@@ -208,6 +209,17 @@ BAD = [
             '--motif_db={tmp}/x.meme',
         ],
         'x.meme:1: not a MEME file',
+    ),
+    (
+        [
+            'pipeline',
+            '--saved_model={tmp}',
+            '--records_dir={tmp}',
+            '--output_dir={tmp}/o',
+            '--min_seqlet_match=0.2',
+            '--match_percentile=150',
+        ],
+        'motifs pipeline: error: --match_percentile must be within 0..100, got 150.0',
     ),
     (['nonsense'], "motifs: error: unknown command 'nonsense'"),
 ]
