@@ -165,6 +165,15 @@ BAD = [
         ['discover', '--contrib_dir=/nonexistent', '--output_dir={tmp}/o'],
         'motifs discover: error: /nonexistent: no such contribution folder',
     ),
+    (  # the database is read before hours of discovery, not after them
+        [
+            'discover',
+            '--contrib_dir=/nonexistent',
+            '--output_dir={tmp}/o',
+            '--motif_db={tmp}/x.meme',
+        ],
+        'x.meme:1: not a MEME file',
+    ),
     (
         ['annotate', '--discover_dir={tmp}', '--motif_db={tmp}/x.meme'],
         'not a folder written by python -m bpnet_tfx.motifs discover',
