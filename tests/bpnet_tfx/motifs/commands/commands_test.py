@@ -51,8 +51,7 @@ def trained(tmp_path_factory):
 @pytest.mark.slow
 def test_pipeline_names_both_motifs_and_finds_their_sites(trained, tmp_path):
     out = tmp_path / 'interpretation'
-    proc = _motifs(
-        'pipeline',
+    flags = (
         f'--saved_model={trained["export"]}',
         f'--records_dir={trained["records"]}',
         f'--output_dir={out}',
@@ -62,6 +61,7 @@ def test_pipeline_names_both_motifs_and_finds_their_sites(trained, tmp_path):
         '--marginalize',
         '--num_backgrounds=8',
     )
+    proc = _motifs('pipeline', *flags)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'pipeline: step 6/6: report' in proc.stderr
     assert f'-> {out}/report.html' in proc.stdout
@@ -111,6 +111,15 @@ def test_pipeline_names_both_motifs_and_finds_their_sites(trained, tmp_path):
         }
     oct4 = [m for m, best in summary['annotation'].items() if best == 'oct4_sox2']
     assert all(changes[m] > 0.1 for m in oct4), changes  # a binding motif raises the counts
+    for root, _, names in os.walk(out):  # no output names the steps' temporary folders
+        for name in names:
+            assert '.tmp-' not in name and '.tmp-' not in open(os.path.join(root, name)).read(
+                errors='replace'
+            ), name
+    again = _motifs('pipeline', *flags)  # finished: every step kept, only the report again
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count('done before, kept') == 5, again.stderr[-3000:]
+    assert json.loads((out / 'summary.json').read_text())['steps'] == summary['steps']
     chromium = shutil.which('chromium')
     if chromium is None:
         pytest.skip('no chromium (apt-get install chromium) for the screenshot check')
