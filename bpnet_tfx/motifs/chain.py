@@ -157,9 +157,9 @@ def _say(text: str) -> None:
 
 
 def _save(output_dir: str, state: dict[str, Any]) -> None:
-    """Writes summary.json: the record of every finished step, renamed into place."""
+    """Writes summary.json (`summary` of the record), renamed into place."""
     path = os.path.join(output_dir, 'summary.json')
-    formats.write_json(f'{path}.tmp-{os.getpid()}', state)
+    formats.write_json(f'{path}.tmp-{os.getpid()}', summary(state))
     os.replace(f'{path}.tmp-{os.getpid()}', path)
 
 
@@ -227,7 +227,7 @@ def _forget(output_dir: str, state: dict, first: str) -> None:
 # The steps: each runs its library into its folder and returns its part of the summary.
 
 
-def _contrib(o: PipelineOptions, out: str, _: dict) -> dict[str, Any]:
+def _contrib(o: PipelineOptions, out: str) -> dict[str, Any]:
     result = contributions.compute_contributions(
         o.saved_model,
         os.path.join(out, 'contrib'),
@@ -249,7 +249,7 @@ def _contrib(o: PipelineOptions, out: str, _: dict) -> dict[str, Any]:
     return {'regions': result['regions']}
 
 
-def _discover(o: PipelineOptions, out: str, _: dict) -> dict[str, Any]:
+def _discover(o: PipelineOptions, out: str) -> dict[str, Any]:
     found = discovery.discover(
         os.path.join(out, 'contrib'),
         os.path.join(out, 'discover'),
@@ -263,12 +263,12 @@ def _discover(o: PipelineOptions, out: str, _: dict) -> dict[str, Any]:
     return {'patterns': {t: len(v) for t, v in found['targets'].items()}}
 
 
-def _annotate(o: PipelineOptions, out: str, _: dict) -> dict[str, Any]:
+def _annotate(o: PipelineOptions, out: str) -> dict[str, Any]:
     result = annotation.annotate(os.path.join(out, 'discover'), o.motif_db, top=o.top)
     return {'annotation': result['best']}
 
 
-def _scan(o: PipelineOptions, out: str, _: dict) -> dict[str, Any]:
+def _scan(o: PipelineOptions, out: str) -> dict[str, Any]:
     scanned = instances.scan(
         os.path.join(out, 'discover'),
         os.path.join(out, 'scan'),
@@ -281,7 +281,7 @@ def _scan(o: PipelineOptions, out: str, _: dict) -> dict[str, Any]:
     return {'instances': scanned['instances']}
 
 
-def _marginalize(o: PipelineOptions, out: str, _: dict) -> dict[str, Any]:
+def _marginalize(o: PipelineOptions, out: str) -> dict[str, Any]:
     motifs = experiments.discovered_motifs(os.path.join(out, 'discover'))
     if not motifs:
         raise PipelineError('discovery found no positive pattern to insert')
@@ -298,7 +298,7 @@ def _marginalize(o: PipelineOptions, out: str, _: dict) -> dict[str, Any]:
     return {'marginalize': result['motifs']}
 
 
-_RUN: dict[str, Callable[[PipelineOptions, str, dict], dict[str, Any]]] = {
+_RUN: dict[str, Callable[[PipelineOptions, str], dict[str, Any]]] = {
     'contrib': _contrib,
     'discover': _discover,
     'annotate': _annotate,
@@ -307,11 +307,15 @@ _RUN: dict[str, Callable[[PipelineOptions, str, dict], dict[str, Any]]] = {
 }
 
 
+_RESULTS = ('regions', 'patterns', 'annotation', 'instances', 'marginalize', 'seconds')
+
+
 def summary(state: dict[str, Any]) -> dict[str, Any]:
-    """The pipeline's summary: the record, with every finished step's results at the top
-    ('regions', 'patterns', 'annotation', 'instances', 'marginalize') and 'seconds', the
-    time of all finished steps."""
-    out = {'annotation': None, 'instances': {}, **state}
+    """The pipeline's summary (summary.json): the record, with every finished step's results
+    at the top ('regions', 'patterns', 'annotation', 'instances', 'marginalize') and
+    'seconds', the time of all finished steps."""
+    out = {'annotation': None, 'instances': {}}
+    out.update((k, v) for k, v in state.items() if k not in _RESULTS)
     for step in STEPS:
         if step in state['steps']:
             out.update(state['steps'][step]['result'])
@@ -373,7 +377,7 @@ def run_pipeline(o: PipelineOptions) -> dict[str, Any]:
         _say(f'step {k}/{total}: {TITLES[step]}')
         start = time.perf_counter()
         try:
-            result = _RUN[step](o, output_dir, state)
+            result = _RUN[step](o, output_dir)
         except BpnetError as e:
             kept = _stop(output_dir, state, step, str(e), created)
             raise PipelineError(f'step {k}/{total} ({step}) stopped: {e}{kept}') from None

@@ -82,6 +82,7 @@ def test_a_stopped_step_keeps_the_finished_ones_and_a_rerun_continues(stand_ins,
     record = json.loads((out / 'summary.json').read_text())
     assert sorted(record['steps']) == ['contrib', 'discover']
     assert record['stopped']['step'] == 'scan' and 'no instance' in record['stopped']['error']
+    assert (record['regions'], record['patterns'], record['instances']) == (4, {'profile': 1}, {})
     assert 'instances' not in (out / 'report.html').read_text()  # not scanned yet
     _no_temporary_path(out)
 
@@ -92,6 +93,9 @@ def test_a_stopped_step_keeps_the_finished_ones_and_a_rerun_continues(stand_ins,
     assert 'stopped' not in summary
     record = json.loads((out / 'summary.json').read_text())
     assert sorted(record['steps']) == ['contrib', 'discover', 'scan'] and 'stopped' not in record
+    assert {k: record[k] for k in ('regions', 'patterns', 'instances')} == {
+        k: summary[k] for k in ('regions', 'patterns', 'instances')
+    }
     assert f'{len(SITES)} instances' in (out / 'report.html').read_text()
     _no_temporary_path(out)
 

@@ -113,9 +113,8 @@ def test_pipeline_names_both_motifs_and_finds_their_sites(trained, tmp_path):
     assert all(changes[m] > 0.1 for m in oct4), changes  # a binding motif raises the counts
     for root, _, names in os.walk(out):  # no output names the steps' temporary folders
         for name in names:
-            assert '.tmp-' not in name and '.tmp-' not in open(os.path.join(root, name)).read(
-                errors='replace'
-            ), name
+            text = open(os.path.join(root, name), errors='replace').read()
+            assert '.tmp-' not in name and '.tmp-' not in text, name
     again = _motifs('pipeline', *flags)  # finished: every step kept, only the report again
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count('done before, kept') == 5, again.stderr[-3000:]
