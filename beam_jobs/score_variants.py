@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         "the records' one.",
     )
     add('--control_neg_bigwig', help="Minus-strand control bigWig; default: the records' one.")
+    add(
+        '--pad_chrom_ends',
+        action='store_true',
+        help='Score variants whose windows run past a chromosome end, with N past the end; by '
+        "default they keep their row with status 'chrom_end' and no scores.",
+    )
     _add_job_flags(parser)
     return parser
 
@@ -245,7 +251,11 @@ def _build_pipeline(p: beam.Pipeline, args, *, tmp_dir: str, model, controls, pl
         | 'MakeVariantWindows'
         >> beam.ParDo(
             variant_transforms.VariantWindowsFn(
-                args.fasta, config.sequence_length, config.output_length, controls
+                args.fasta,
+                config.sequence_length,
+                config.output_length,
+                controls,
+                pad_chrom_ends=args.pad_chrom_ends,
             )
         )
     )
@@ -350,7 +360,7 @@ def _score(tmp_dir: str, args, pipeline_args, save_main_session: bool, model, co
             f'for {read} variants in {plan["num_shards"]} shards'
         )
     by_status = {s: summary['by_status'].get(s, 0) for s in variant_effects.STATUSES}
-    variant_effects.check_scored(args.variants, read, by_status)
+    variant_effects.check_scored(args.variants, read, by_status, args.fasta)
     if not args.skip_merge:
         _merge(tmp_dir, plan['num_shards'])
     return read, {k: n for k, n in by_status.items() if n}, plan['num_shards']

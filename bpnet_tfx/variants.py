@@ -2,15 +2,16 @@
 
     python -m bpnet_tfx.variants --saved_model=DIR --fasta=FILE --variants=FILE \
         --output=scores.tsv [--batch_size=64 --null_variants=0 --max_variants=0 \
-        --control_pos_bigwig=FILE --control_neg_bigwig=FILE]
+        --control_pos_bigwig=FILE --control_neg_bigwig=FILE --pad_chrom_ends]
 
 Per variant and task: predicted counts of ref and alt, their log2 fold change, the profile
 JSD and the largest per-base change, forward and reverse-complement averaged, with optional
 empirical p-values from null SNVs in the same window (see bpnet_tfx.variant_effects.scoring and
 docs/variants.md). Variants that cannot be scored (REF not matching the FASTA, unknown
-chromosome, off the chromosome, symbolic alleles) keep their row with the reason in
-`status`. Bad input stops with one line on stderr and exit status 2; a missing or empty
-variants file, or a malformed first line, before TensorFlow starts.
+chromosome, off the chromosome, a window running past a chromosome end unless
+--pad_chrom_ends, symbolic alleles) keep their row with the reason in `status`. Bad input
+stops with one line on stderr and exit status 2; a missing or empty variants file, or a
+malformed first line, before TensorFlow starts.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ _CONTROL_POS_BIGWIG = flags.DEFINE_string(
 _CONTROL_NEG_BIGWIG = flags.DEFINE_string(
     'control_neg_bigwig', None, "Minus-strand control bigWig; default: the records' one."
 )
+_PAD_CHROM_ENDS = flags.DEFINE_boolean(
+    'pad_chrom_ends',
+    False,
+    'Score variants whose windows run past a chromosome end, with N past the end; by '
+    "default they keep their row with status 'chrom_end' and no scores.",
+)
 
 
 def _check_variants_file() -> None:
@@ -59,7 +66,8 @@ def _check_variants_file() -> None:
     with contextlib.closing(variant_files.read_variants(_VARIANTS.value)) as variants:
         if next(variants, None) is None:
             raise variant_files.VariantError(
-                f'{_VARIANTS.value}: no variant in the file (no line after the header)'
+                f'{_VARIANTS.value}: no variant to score: the file is empty or holds only '
+                'header and comment lines'
             )
 
 
@@ -77,6 +85,7 @@ def main(argv):
         control_neg_bigwig=_CONTROL_NEG_BIGWIG.value,
         max_variants=_MAX_VARIANTS.value,
         null_variants=_NULL_VARIANTS.value,
+        pad_chrom_ends=_PAD_CHROM_ENDS.value,
     )
     print(
         variant_effects.summary_line(

@@ -55,13 +55,17 @@ class VariantWindowsFn(beam.DoFn):
     to local disk first, with the FASTA's .fai).
     """
 
-    def __init__(self, fasta: str, length: int, output_length: int, controls=None):
+    def __init__(
+        self, fasta: str, length: int, output_length: int, controls=None, pad_chrom_ends=False
+    ):
         """Args:
         fasta: the genome FASTA (local path or URL).
         length, output_length: the model's input and output lengths.
         controls: per task, the (plus, minus) control bigWigs, or None.
+        pad_chrom_ends: score windows past a chromosome end N-padded (else 'chrom_end').
         """
         self._fasta, self._length, self._output_length = fasta, length, output_length
+        self._pad_chrom_ends = pad_chrom_ends
         self._controls = [tuple(pair) for pair in controls] if controls else None
         self._genome = None
         self._windows = None
@@ -77,7 +81,7 @@ class VariantWindowsFn(beam.DoFn):
         controls = [tuple(local[p] for p in pair) for pair in self._controls or ()]
         self._genome = genome_io.open_fasta(local[self._fasta])
         self._windows = variant_effects.VariantWindows(
-            self._genome, self._length, self._output_length, controls or None
+            self._genome, self._length, self._output_length, controls or None, self._pad_chrom_ends
         )
 
     def teardown(self):

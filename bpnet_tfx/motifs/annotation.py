@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bpnet_tfx.common.errors import BpnetError
-from bpnet_tfx.motifs import formats, meme, patterns
+from bpnet_tfx.motifs import formats, kernels, meme, patterns
 
 COLUMNS = (
     'pattern',
@@ -68,6 +68,7 @@ def match_patterns(
 ) -> dict[str, list[dict[str, Any]]]:
     """{pattern name: its `top` best database matches, best first}."""
     tomtom = _tomtom()
+    kernels.warm_tomtom(tomtom, 'annotate')  # a first compilation is a phase with its lines
     qs = [np.ascontiguousarray(p.trimmed().pfm.T) for p in queries]
     ts = [np.ascontiguousarray(m.pfm.T) for m in database]
     with warnings.catch_warnings():
@@ -95,6 +96,16 @@ def match_patterns(
     return out
 
 
+def check_inputs(motif_db: str, top: int) -> list[meme.Motif]:
+    """The database's motifs, after checking `top`, the database and that memelite is
+    installed; raises AnnotationError or MemeError."""
+    if top < 1:
+        raise AnnotationError(f'--top must be >= 1, got {top}')
+    database = meme.read_meme(motif_db)
+    _tomtom()
+    return database
+
+
 def annotate(discover_dir: str, motif_db: str, *, top: int = 3) -> dict[str, Any]:
     """Matches every pattern of a discovery folder against `motif_db`; writes
     annotations.tsv there and re-renders its report.html with the matches.
@@ -109,10 +120,8 @@ def annotate(discover_dir: str, motif_db: str, *, top: int = 3) -> dict[str, Any
         DiscoveryError for a folder that is not a discovery folder.
     """
     start = time.perf_counter()
-    if top < 1:
-        raise AnnotationError(f'--top must be >= 1, got {top}')
     summary, found = formats.load_discovery(discover_dir)
-    database = meme.read_meme(motif_db)
+    database = check_inputs(motif_db, top)
     if not found:
         raise AnnotationError(f'{discover_dir}: no pattern to annotate')
     if len(database) < MIN_RELIABLE_DATABASE:

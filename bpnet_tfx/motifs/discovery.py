@@ -10,7 +10,8 @@ does, with its own defaults otherwise (2 Leiden runs, seqlet FDR 0.05). The fold
   report.html             the self-contained report (`html_report.write_report`)
 
 modisco-lite is the `motifs` extra (`pip install '.[motifs]'`); without it discovery stops
-with one line saying so. It runs in this process; its numba kernels compile on first use.
+with one line saying so. It runs in this process; its numba kernels compile on first use
+(`kernels`), which the line before the first target says.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from typing import Any
 import numpy as np
 
 from bpnet_tfx.common import folders
-from bpnet_tfx.motifs import formats, meme, patterns
+from bpnet_tfx.motifs import formats, kernels, meme, patterns
 from bpnet_tfx.motifs.formats import DiscoveryError  # noqa: F401 (raised here)
+
+MIN_WINDOW = 2 * 20  # bp: modisco-lite's 20-bp sliding window, with room on both sides
 
 
 def import_modisco():
@@ -47,14 +50,22 @@ def crop_offset(length: int, window: int) -> int:
     return length // 2 - window // 2
 
 
+def check_settings(window: int, max_seqlets: int, max_regions: int | None) -> None:
+    """Raises DiscoveryError for settings no contribution folder can take."""
+    if max_seqlets < 1:
+        raise DiscoveryError(f'--max_seqlets must be >= 1, got {max_seqlets}')
+    if window < MIN_WINDOW:
+        raise DiscoveryError(f'--window must be at least {MIN_WINDOW} bp, got {window}')
+    if max_regions is not None and max_regions < 1:
+        raise DiscoveryError(f'--max_regions must be >= 1, got {max_regions}')
+
+
 def _check(contrib, targets, window, max_seqlets, output_dir, overwrite, contrib_dir):
     """The targets to run, after checking every argument; raises DiscoveryError."""
     if os.path.exists(output_dir) and not (overwrite and os.path.isdir(output_dir)):
         raise DiscoveryError(f'{output_dir} exists; pass --overwrite to replace it')
-    if max_seqlets < 1:
-        raise DiscoveryError(f'--max_seqlets must be >= 1, got {max_seqlets}')
     length = contrib['one_hot'].shape[1]
-    if not 2 * 20 <= window <= length:
+    if not MIN_WINDOW <= window <= length:
         raise DiscoveryError(
             f'--window must be between 40 and the windows\' length ({length} bp), got {window}'
         )
@@ -108,6 +119,44 @@ def discover_target(
     return found
 
 
+def _discover_all(contrib, chosen, folder, window, max_seqlets, verbose):
+    """{target: its patterns} of every chosen target, with a line before and after each (the
+    first in a process also compiles modisco-lite's numba kernels)."""
+    found: dict[str, list[patterns.Pattern]] = {}
+    rows = len(contrib['one_hot'])
+    for i, target in enumerate(chosen, 1):
+        t0 = time.perf_counter()
+        print(
+            f'discover: {i}/{len(chosen)} targets: {target}: TF-MoDISco on {rows} rows x '
+            f'{window} bp{kernels.modisco_note()} ...',
+            file=sys.stderr,
+            flush=True,
+        )
+        found[target] = discover_target(contrib, target, folder, window, max_seqlets, verbose)
+        kernels.modisco_ran()
+        seqlets = sum(len(p.seqlets) for p in found[target])
+        print(
+            f'discover: {i}/{len(chosen)} targets: {target}: {len(found[target])} patterns '
+            f'from {seqlets} seqlets in {time.perf_counter() - t0:.0f} s',
+            file=sys.stderr,
+            flush=True,
+        )
+    return found
+
+
+def _no_pattern_hints(contrib, window, max_regions, rows, all_rows) -> str:
+    """What may help when modisco-lite finds no pattern, naming only this command's flags."""
+    length = int(contrib['one_hot'].shape[1])
+    hints = []
+    if max_regions is not None and rows == max_regions:
+        hints.append(f'raise --max_regions (now {max_regions} of {all_rows} rows)')
+    elif contrib['summary'].get('max_regions') == all_rows:
+        hints.append(f'score more regions with contrib (it scored only the first {all_rows})')
+    if window < length:
+        hints.append(f'widen --window (now {window} of {length} bp)')
+    return ' or '.join(hints) or 'every region was used in full: train the model longer'
+
+
 def pattern_summary(p: patterns.Pattern) -> dict[str, Any]:
     """The summary.json entry of one pattern."""
     lo, hi = p.core()
@@ -153,32 +202,23 @@ def discover(
     """
     start_time = time.perf_counter()
     output_dir = os.path.abspath(output_dir)
+    check_settings(window, max_seqlets, max_regions)
     contrib = formats.load_contrib(contrib_dir)
     chosen = _check(contrib, targets, window, max_seqlets, output_dir, overwrite, contrib_dir)
+    all_rows = len(contrib['one_hot'])
     if max_regions is not None:
-        if max_regions < 1:
-            raise DiscoveryError(f'--max_regions must be >= 1, got {max_regions}')
         contrib['one_hot'] = contrib['one_hot'][:max_regions]
         contrib['hyp'] = {k: v[:max_regions] for k, v in contrib['hyp'].items()}
     import_modisco()  # before any work: a missing extra is a one-line error
     rows = len(contrib['one_hot'])
 
     def write(tmp: str) -> dict[str, Any]:
-        found: dict[str, list[patterns.Pattern]] = {}
-        for i, target in enumerate(chosen, 1):
-            t0 = time.perf_counter()
-            found[target] = discover_target(contrib, target, tmp, window, max_seqlets, verbose)
-            seqlets = sum(len(p.seqlets) for p in found[target])
-            print(
-                f'discover: {i}/{len(chosen)} targets: {target}: {len(found[target])} patterns '
-                f'from {seqlets} seqlets in {time.perf_counter() - t0:.0f} s',
-                file=sys.stderr,
-                flush=True,
-            )
+        found = _discover_all(contrib, chosen, tmp, window, max_seqlets, verbose)
         if not any(found.values()):
             raise DiscoveryError(
                 f'{contrib_dir}: modisco-lite found no pattern in {rows} rows of '
-                f'{", ".join(chosen)}; score more regions (contrib --max_regions) or widen --window'
+                f'{", ".join(chosen)}; '
+                + _no_pattern_hints(contrib, window, max_regions, rows, all_rows)
             )
         summary = {
             'contrib_dir': os.path.abspath(contrib_dir),

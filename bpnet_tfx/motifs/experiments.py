@@ -22,15 +22,16 @@ from bpnet_tfx.motifs import formats, insilico, instances
 _SEQUENCE = set('ACGT')
 
 
-def parse_motifs(specs: list[str]) -> dict[str, str]:
-    """'NAME=ACGT...' items (or bare sequences, named by themselves) -> {name: sequence}."""
+def parse_motifs(specs: list[str], flag: str = 'motifs') -> dict[str, str]:
+    """'NAME=ACGT...' items (or bare sequences, named by themselves) of the flag `flag` ->
+    {name: sequence}."""
     out = {}
     for spec in specs:
         name, _, seq = spec.rpartition('=')
         seq = seq.upper()
         if not seq or not set(seq) <= _SEQUENCE:
             raise insilico.InSilicoError(
-                f'--motifs: {spec!r} is not NAME=SEQUENCE with an ACGT sequence'
+                f'--{flag}: {spec!r} is not NAME=SEQUENCE with an ACGT sequence'
             )
         out[name or seq] = seq
     return out
@@ -42,14 +43,20 @@ def discovered_motifs(discover_dir: str) -> dict[str, str]:
     return {p.name: p.trimmed().consensus() for p in found if p.sign > 0}
 
 
+def check_backgrounds(num_backgrounds: int) -> None:
+    """Raises InSilicoError for fewer than one background."""
+    if num_backgrounds < 1:
+        raise insilico.InSilicoError(f'--num_backgrounds must be >= 1, got {num_backgrounds}')
+
+
 def _setup(saved_model, contrib_dir, output_dir, overwrite, num_backgrounds, batch_size, seed):
-    """(model, backgrounds) after the checks every experiment shares."""
+    """(model, backgrounds) after the checks every experiment shares (the callers check
+    `num_backgrounds`)."""
     output_dir = os.path.abspath(output_dir)
     if os.path.exists(output_dir) and not (overwrite and os.path.isdir(output_dir)):
         raise insilico.InSilicoError(f'{output_dir} exists; pass --overwrite to replace it')
-    for flag, value in (('num_backgrounds', num_backgrounds), ('batch_size', batch_size)):
-        if value is not None and value < 1:
-            raise insilico.InSilicoError(f'--{flag} must be >= 1, got {value}')
+    if batch_size < 1:
+        raise insilico.InSilicoError(f'--batch_size must be >= 1, got {batch_size}')
     contrib = formats.load_contrib(contrib_dir)
     from bpnet_tfx.inference import export
 
@@ -91,7 +98,8 @@ def run_marginalize(
     """Marginalization of each motif; writes the marginalize folder. Returns its summary."""
     start = time.perf_counter()
     if not motifs:
-        raise insilico.InSilicoError('no motif to insert: give --motifs or --discover_dir')
+        raise insilico.InSilicoError('no motif to insert')
+    check_backgrounds(num_backgrounds)
     model, _, bg = _setup(
         saved_model, contrib_dir, output_dir, overwrite, num_backgrounds, batch_size, seed
     )
@@ -166,6 +174,7 @@ def run_space(
     start = time.perf_counter()
     if max_distance < 1:
         raise insilico.InSilicoError(f'--max_distance must be >= 1, got {max_distance}')
+    check_backgrounds(num_backgrounds)
     model, _, bg = _setup(
         saved_model, contrib_dir, output_dir, overwrite, num_backgrounds, batch_size, seed
     )
@@ -241,7 +250,7 @@ def run_ablate(
         saved_model, scan['contrib_dir'], output_dir, overwrite, None, batch_size, seed
     )
     hits = instances.load_hits(scan_dir, contrib['windows'])
-    print(f'ablate: {len(hits)} instances', file=sys.stderr, flush=True)
+    print(f'ablate: {len(hits)} hits in windows (instances.tsv rows)', file=sys.stderr, flush=True)
     change = insilico.ablate(model, contrib['one_hot'], hits, seed, batch_size)
     tasks = _tasks(model)
     per_pattern = {}

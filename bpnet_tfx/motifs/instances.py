@@ -9,6 +9,11 @@ folder's windows (`scanning`), written as one folder.
                     match, contribution, and both as percentiles of the pattern's seqlets
   counts.tsv        per window (regions.bed order), the number of instances of each pattern
   summary.json      settings, per pattern its thresholds and instance count
+
+An instance count is always a count of instances.bed lines: genomic sites (chrom, start,
+strand) of a pattern, each once however many overlapping windows hold it. The progress
+lines, summary.json and the report count them so; instances.tsv and counts.tsv have a row or
+count per window, so a site in two windows is there twice ('window_hits' in summary.json).
 """
 
 from __future__ import annotations
@@ -35,15 +40,18 @@ class ScanError(BpnetError):
     """Bad flags or input of the scan command."""
 
 
+def check_thresholds(match_percentile: float, contrib_percentile: float) -> None:
+    """Raises ScanError for a percentile outside 0..100."""
+    if not 0 <= match_percentile <= 100:
+        raise ScanError(f'--match_percentile must be within 0..100, got {match_percentile}')
+    if not 0 <= contrib_percentile <= 100:
+        raise ScanError(f'--contrib_percentile must be within 0..100, got {contrib_percentile}')
+
+
 def _check(output_dir, overwrite, match_percentile, contrib_percentile):
     if os.path.exists(output_dir) and not (overwrite and os.path.isdir(output_dir)):
         raise ScanError(f'{output_dir} exists; pass --overwrite to replace it')
-    for flag, value in (
-        ('match_percentile', match_percentile),
-        ('contrib_percentile', contrib_percentile),
-    ):
-        if not 0 <= value <= 100:
-            raise ScanError(f'--{flag} must be within 0..100, got {value}')
+    check_thresholds(match_percentile, contrib_percentile)
 
 
 def scan(
@@ -104,7 +112,7 @@ def scan(
         'contrib_percentile': contrib_percentile,
         'min_seqlet_match': min_seqlet_match,
         'skipped': skipped,
-        'patterns': _pattern_summaries(results),
+        'patterns': _pattern_summaries(results, scanned['windows']),
     }
 
     def write(tmp: str) -> dict[str, Any]:
@@ -142,8 +150,18 @@ def _check_targets(contrib_dir, found, scanned) -> None:
             )
 
 
-def _pattern_summaries(results) -> dict[str, dict[str, Any]]:
-    """The summary's 'patterns': per scanned pattern its core, width, thresholds and counts."""
+def instance_sites(windows, hits) -> set[tuple[str, int, int]]:
+    """The genomic sites (chrom, start, strand) of one pattern's hits: its instances, each
+    once whichever windows hold it (the module docstring's instance count)."""
+    return {
+        (windows[int(r)].chrom, windows[int(r)].start + int(s), int(strand))
+        for r, s, strand in zip(hits.row, hits.start, hits.strand)
+    }
+
+
+def _pattern_summaries(results, windows) -> dict[str, dict[str, Any]]:
+    """The summary's 'patterns': per scanned pattern its core, width, thresholds, instances
+    and hits in windows."""
     return {
         p.name: {
             'core': list(p.core()),
@@ -151,7 +169,8 @@ def _pattern_summaries(results) -> dict[str, dict[str, Any]]:
             'match_threshold': t.match,
             'contribution_threshold': t.contribution,
             'seqlets': len(t.seqlet_match),
-            'instances': int(len(h.row)),
+            'instances': len(instance_sites(windows, h)),
+            'window_hits': int(len(h.row)),
         }
         for p, core, t, h in results
     }
@@ -184,8 +203,10 @@ def _scan_all(found, source, scanned, settings, discover_dir):
             continue
         hits = scanning.find_hits(core, _observed(scanned, p.target), thresholds)
         results.append((p, core, thresholds, hits))
+        sites = len(instance_sites(scanned['windows'], hits))
+        in_windows = f', {len(hits.row)} hits in windows' if len(hits.row) != sites else ''
         print(
-            f'scan: {i}/{len(found)} patterns: {p.name}: {len(hits.row)} instances '
+            f'scan: {i}/{len(found)} patterns: {p.name}: {sites} instances{in_windows} '
             f'(match >= {thresholds.match:.3f}, contribution >= {thresholds.contribution:.3g})',
             file=sys.stderr,
             flush=True,

@@ -12,11 +12,12 @@ windows start at w = p - L // 2, so the variant's first base is at index L // 2 
 reference window is the genome's [w, w + L). The alternate window is the same L // 2 bases
 of left flank, then ALT, then the genome from p + r on, cut at L bases: a deletion pulls in
 r - a more bases of right flank, an insertion drops a - r of them, so the left flank stays
-anchored and the input length stays the model's. Bases past a chromosome end are N (zero
-rows). Each window is predicted forward and reverse-complemented; the reverse-complement
-prediction is mapped back (positions reversed, strands swapped) and the two averaged before
-scoring. Control-track models get the control counts of the reference output window for
-both alleles.
+anchored and the input length stays the model's. A variant whose reference or alternate
+window would run past a chromosome end gets the status 'chrom_end' and no scores, unless
+`pad_chrom_ends` asks for N (zero rows) past the end. Each window is predicted forward and
+reverse-complemented; the reverse-complement prediction is mapped back (positions reversed,
+strands swapped) and the two averaged before scoring. Control-track models get the control
+counts of the reference output window for both alleles.
 
 Scores per task, over the output window and both strands: ref_counts and alt_counts (total
 predicted counts), log2fc_counts = log2((alt + 1) / (ref + 1)) (pseudocount 1 count, counts
@@ -35,7 +36,6 @@ import hashlib
 import itertools
 import math
 import os
-import re
 import tempfile
 import time
 from typing import Callable, Iterable, Iterator, Sequence, TextIO
@@ -45,28 +45,23 @@ import numpy as np
 from bpnet_tfx.common import progress
 from bpnet_tfx.genome import genome_io, sequence
 from bpnet_tfx.inference import metrics
-from bpnet_tfx.variant_effects.variant_files import Variant, VariantError, read_variants
+from bpnet_tfx.variant_effects.statuses import (  # noqa: F401 (the callers' API)
+    STATUSES,
+    check_options,
+    check_scored,
+    runs_past_chrom_end,
+    variant_status,
+)
+from bpnet_tfx.variant_effects.variant_files import (  # noqa: F401 (VariantError: the API)
+    Variant,
+    VariantError,
+    read_variants,
+)
 
 PSEUDOCOUNT = 1.0  # counts added to ref and alt before the log2 fold change
 SCORES = ('ref_counts', 'alt_counts', 'log2fc_counts', 'jsd_profile', 'max_abs_diff_profile')
 PVALUES = ('log2fc_pvalue', 'jsd_pvalue')
-STATUSES = ('ok', 'ref_mismatch', 'unknown_chrom', 'out_of_bounds', 'unsupported_allele')
 ROW_COLUMNS = ('chrom', 'pos', 'ref', 'alt', 'variant_id', 'status')
-_ALLELE = re.compile(r'^[ACGTN]+$')
-
-
-def variant_status(variant: Variant, genome, sizes: dict[str, int]) -> str:
-    """'ok', or why the variant cannot be scored (see STATUSES)."""
-    if not _ALLELE.match(variant.ref) or not _ALLELE.match(variant.alt):
-        return 'unsupported_allele'  # symbolic (<DEL>), '*', '.', IUPAC codes
-    if variant.chrom not in sizes:
-        return 'unknown_chrom'
-    p = variant.pos - 1
-    if p < 0 or p + len(variant.ref) > sizes[variant.chrom]:
-        return 'out_of_bounds'
-    if genome[variant.chrom][p : p + len(variant.ref)] != variant.ref:
-        return 'ref_mismatch'
-    return 'ok'
 
 
 def _padded_bases(genome, chrom: str, start: int, end: int) -> str:
@@ -198,11 +193,15 @@ class VariantWindows:
       output_length: its output length O.
       controls: per task, the (plus, minus) control bigWigs of a control-track model; None
         for a model without.
+      pad_chrom_ends: score windows that run past a chromosome end, N-padded; by default
+        they get the status 'chrom_end'.
     """
 
-    def __init__(self, genome, length: int, output_length: int, controls=None):
+    def __init__(
+        self, genome, length: int, output_length: int, controls=None, pad_chrom_ends=False
+    ):
         self.genome, self.length, self.output_length = genome, length, output_length
-        self.controls = controls
+        self.controls, self.pad_chrom_ends = controls, pad_chrom_ends
         self.sizes = genome_io.chrom_sizes(genome)
 
     def __call__(self, variant: Variant) -> VariantInput:
@@ -212,6 +211,9 @@ class VariantWindows:
           genome_io.GenomeError: a control bigWig cannot be read or lacks the chromosome.
         """
         status = variant_status(variant, self.genome, self.sizes)
+        if status == 'ok' and not self.pad_chrom_ends:
+            if runs_past_chrom_end(variant, self.length, self.sizes[variant.chrom]):
+                status = 'chrom_end'
         if status != 'ok':
             return VariantInput(variant, status)
         ref, alt, start = variant_windows(self.genome, variant, self.length)
@@ -325,26 +327,6 @@ def score_inputs(
     return rows
 
 
-def check_options(batch_size: int, null_variants: int, max_variants: int) -> None:
-    """Raises VariantError for a batch size below 1 or a negative count."""
-    if batch_size < 1:
-        raise VariantError(f'--batch_size must be at least 1, got {batch_size}')
-    if null_variants < 0 or max_variants < 0:
-        raise VariantError('--null_variants and --max_variants must not be negative')
-
-
-def check_scored(path: str, read: int, by_status: dict[str, int]) -> None:
-    """Raises VariantError when no variant of the `read` rows of `path` was scored."""
-    if by_status.get('ok'):
-        return
-    counts = ', '.join(f'{k} {n}' for k, n in by_status.items() if n)
-    raise VariantError(
-        f'{path}: no variant scored ({read} read'
-        + (f': {counts}' if counts else '')
-        + "); check the FASTA matches the variants' genome build and chromosome names"
-    )
-
-
 def summary_line(label: str, read: int, by_status: dict[str, int], seconds: float, output: str):
     """'<label>: 10 read, 9 scored (ok 9, ref_mismatch 1) in 2.0 s (4.5 variants/s) -> out'."""
     statuses = ', '.join(f'{k} {n}' for k, n in by_status.items() if n)
@@ -397,6 +379,7 @@ def score_variants(
     control_neg_bigwig: str | None = None,
     max_variants: int = 0,
     null_variants: int = 0,
+    pad_chrom_ends: bool = False,
     label: str = 'variants',
 ) -> dict:
     """Scores every variant of `variants` and writes the TSV `output` (rows in input order),
@@ -413,6 +396,8 @@ def score_variants(
         default the records' ones.
       max_variants: score at most this many variants (rows after splitting ALTs); 0 = all.
       null_variants: null SNVs per variant for the empirical p-values; 0 = no p-values.
+      pad_chrom_ends: score variants whose windows run past a chromosome end with N
+        padding; by default their status is 'chrom_end'.
       label: the name on progress lines.
 
     Returns:
@@ -425,6 +410,8 @@ def score_variants(
     from bpnet_tfx.inference import export
 
     check_options(batch_size, null_variants, max_variants)
+    if next(read_variants(variants), None) is None:  # before the model loads
+        check_scored(variants, 0, {})
     started = time.perf_counter()
     model = export.ExportedModel(saved_model)
     controls = model.control_bigwigs(control_pos_bigwig, control_neg_bigwig)
@@ -433,7 +420,9 @@ def score_variants(
 
     def write(f: TextIO) -> int:
         with genome_io.open_fasta(fasta) as genome:
-            windows = VariantWindows(genome, config.sequence_length, config.output_length, controls)
+            windows = VariantWindows(
+                genome, config.sequence_length, config.output_length, controls, pad_chrom_ends
+            )
             f.write('\t'.join(header(tasks, bool(null_variants))) + '\n')
             shown = progress.Progress(label, 'variants', None, every=max(1000, batch_size))
             read = 0
@@ -447,7 +436,8 @@ def score_variants(
                 )
                 f.write(''.join(row + '\n' for row in rows))
                 shown.update(read)
-            check_scored(variants, read, by_status)  # before the last progress line: one line
+            # Before the last progress line: an error is then one line.
+            check_scored(variants, read, by_status, fasta)
             shown.update(read, final=True)
         return read
 

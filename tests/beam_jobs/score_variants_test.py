@@ -59,7 +59,7 @@ def _vcf_rows(seq, n=14, seed=1):
         ('chrZ', 5, '.', 'A', 'C'),  # unknown_chrom
         ('chrU', 80, '.', 'TA', 'T'),  # out_of_bounds
         ('chrT', 600, '.', seq[599], '<DEL>'),  # unsupported_allele
-        ('chrT', 51, '.', seq[50:53], seq[50]),  # deletion
+        ('chrT', 51, '.', seq[50:53], seq[50]),  # deletion; window past chrT's start: chrom_end
         ('chrT', 900, 'ins', seq[899], seq[899] + 'AC'),  # insertion
         ('chrT', 700, '.', seq[699], f'{_other(seq[699])},{seq[699]}'),  # two ALTs, one REF=ALT
     ]
@@ -182,7 +182,8 @@ def test_command_line_prints_progress_and_one_summary_line(model_and_genome, tmp
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith('score_variants: 11 read, 7 scored (ok 7, ref_mismatch 1, ')
+    assert proc.stdout.startswith('score_variants: 11 read, 6 scored (ok 6, ref_mismatch 1, ')
+    assert 'chrom_end 1' in proc.stdout
     assert proc.stdout.count('\n') == 1 and 'scores.tsv (1 shard)' in proc.stdout
     assert all(line.startswith('score_variants: ') for line in proc.stderr.splitlines())
 
@@ -232,7 +233,15 @@ def test_remote_inputs_and_output(model_and_genome, fake_remote, tmp_path):
 _BAD = {
     'malformed_line': ('chrT\tx\tA\tC\n', (), 'in.tsv:1: malformed variant line'),
     'none_scored': ('chrZ\t10\tA\tC\n', (), 'no variant scored (1 read: unknown_chrom 1)'),
-    'empty_file': ('', (), 'no variant scored (0 read)'),
+    'empty_file': ('', (), 'in.tsv: no variant to score: the file is empty or holds only'),
+    'header_only': (
+        '##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\n',
+        (),
+        'no variant to score: the file is empty or holds only header and comment lines',
+    ),
+    'unknown_chroms': ('IV\t10\tA\tC\n', (), "chromosome 'IV' not in the FASTA"),
+    # chrT starts TGGCC: base 5 is C, its window starts 95 bp before chrT's start.
+    'all_at_chrom_ends': ('chrT\t5\tC\tA\n', (), 'chrom_end 1); windows past a chromosome'),
     'missing_file': (None, (), 'no such variants file'),
     'bad_shards': ('chrT\t5\tA\tC\n', ('--num_shards=0',), '--num_shards must be auto or'),
     'bad_batch': ('chrT\t5\tA\tC\n', ('--batch_size=0',), '--batch_size must be at least 1'),
@@ -255,6 +264,19 @@ def test_bad_input_is_one_line_exit_2_and_no_output(model_and_genome, tmp_path, 
     assert err[-1].startswith('score_variants: error: ') and message in err[-1], err
     assert len(err) == 1 or err[0].startswith('score_variants: 1 variants read from '), err
     assert sorted(os.listdir(tmp_path)) == (['in.tsv'] if text is not None else [])
+
+
+def test_pad_chrom_ends_scores_the_ends_as_the_command_does(model_and_genome, tmp_path):
+    seq = model_and_genome[2]
+    rows = [f'chrT\t{p}\t.\t{seq[p - 1]}\t{_other(seq[p - 1])}\n' for p in (20, 500, 990)]
+    vcf = _write_vcf(tmp_path / 'ends.vcf.gz', rows)
+    _, default = _command(model_and_genome, vcf, tmp_path / 'default.tsv')
+    assert list(default['status']) == ['chrom_end', 'ok', 'chrom_end']
+    _, expected = _command(model_and_genome, vcf, tmp_path / 'cli.tsv', pad_chrom_ends=True)
+    assert list(expected['status']) == ['ok', 'ok', 'ok']
+    summary = _job(model_and_genome, vcf, tmp_path / 'out', '--pad_chrom_ends')
+    assert summary['by_status'] == {'ok': 3}
+    _assert_same_scores(_read(tmp_path / 'out' / 'scores.tsv'), expected)
 
 
 def test_missing_flags_and_an_existing_output_are_refused(model_and_genome, tmp_path, capsys):

@@ -1,7 +1,7 @@
 """`python -m bpnet_tfx.motifs discover`: TF-MoDISco on every target of a contrib folder.
 
     python -m bpnet_tfx.motifs discover --contrib_dir=DIR --output_dir=DIR \
-        [--targets=profile,counts] [--window=400] [--max_seqlets=2000] [--motif_db=FILE]
+        [--targets=profile,counts] [--window=400] [--max_seqlets=2000] [--motif_db=FILE --top=3]
 
 Writes per target modisco.h5 and motifs.meme, summary.json and report.html
 (`motifs.discovery`); with --motif_db the patterns are also annotated (`motifs annotate`).
@@ -31,6 +31,7 @@ _MAX_REGIONS = flags.DEFINE_integer('max_regions', 0, 'Use only the first N regi
 _MOTIF_DB = flags.DEFINE_string(
     'motif_db', None, 'MEME motif database to annotate the patterns with (optional).'
 )
+_TOP = flags.DEFINE_integer('top', 3, 'With --motif_db: best database matches kept per pattern.')
 _OVERWRITE = flags.DEFINE_boolean(
     'overwrite', False, 'Replace an existing --output_dir once the new one is done.'
 )
@@ -40,6 +41,8 @@ def main(argv):
     del argv
     from bpnet_tfx.motifs import annotation, discovery
 
+    if _MOTIF_DB.value:  # before the discovery, not after it
+        annotation.check_inputs(_MOTIF_DB.value, _TOP.value)
     summary = discovery.discover(
         _CONTRIB_DIR.value,
         _OUTPUT_DIR.value,
@@ -53,7 +56,7 @@ def main(argv):
     found = {t: len(ps) for t, ps in summary['targets'].items()}
     line = ', '.join(f'{t} {n}' for t, n in found.items())
     if _MOTIF_DB.value:
-        result = annotation.annotate(_OUTPUT_DIR.value, _MOTIF_DB.value)
+        result = annotation.annotate(_OUTPUT_DIR.value, _MOTIF_DB.value, top=_TOP.value)
         line += f'; annotated against {result["database_motifs"]} database motifs'
     print(
         f'discover: patterns per target: {line} ({summary["rows"]} regions, '

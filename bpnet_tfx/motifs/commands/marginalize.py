@@ -41,6 +41,12 @@ def main(argv):
         contrib_dir = contrib_dir or formats.load_discovery(_DISCOVER_DIR.value)[0]['contrib_dir']
     if not contrib_dir:
         raise insilico.InSilicoError('give --contrib_dir (or --discover_dir)')
+    if not motifs:
+        raise insilico.InSilicoError(
+            f'no motif to insert: {_DISCOVER_DIR.value} has no positive pattern; give --motifs'
+            if _DISCOVER_DIR.value
+            else 'no motif to insert: give --motifs or --discover_dir'
+        )
     summary = experiments.run_marginalize(
         _SAVED_MODEL.value,
         contrib_dir,

@@ -32,8 +32,8 @@ def main(argv):
     del argv
     from bpnet_tfx.motifs import experiments
 
-    (a,) = experiments.parse_motifs([_MOTIF_A.value]).items()
-    (b,) = experiments.parse_motifs([_MOTIF_B.value]).items()
+    (a,) = experiments.parse_motifs([_MOTIF_A.value], 'motif_a').items()
+    (b,) = experiments.parse_motifs([_MOTIF_B.value], 'motif_b').items()
     summary = experiments.run_space(
         _SAVED_MODEL.value,
         _CONTRIB_DIR.value,

@@ -213,7 +213,7 @@ def test_mains_refuse_bad_flags_and_files_in_one_line_before_tensorflow(tmp_path
                 f'--variants={vcf}',
                 f'--output={tmp_path}/s.tsv',
             ),
-            f'variants: error: {vcf}: no variant in the file',
+            f'variants: error: {vcf}: no variant to score: the file is empty',
         ),
     ]
     for args, start in cases:

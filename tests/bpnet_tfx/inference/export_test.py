@@ -162,3 +162,37 @@ def test_inconsistent_export_metadata_is_refused(tiny_export, tmp_path):
         export.load_saved_model(export_dir, config, 'serving_x')
     with pytest.raises(schema.SchemaError, match='no such folder'):
         export.load_export_info(str(tmp_path / 'nowhere'))
+
+
+@pytest.mark.slow  # saved_model_cli loads the export in a fresh process
+def test_the_saved_model_cli_example_in_the_docs_runs(tiny_export, tmp_path):
+    from tests.fixtures.paths import REPO
+
+    export_dir, model, _, info = tiny_export
+    docs = open(os.path.join(REPO, 'docs', 'inference.md')).read()
+    section = docs.split('### From the shell: `saved_model_cli`', 1)[1]
+    script = section.split('```bash\n', 1)[1].split('```', 1)[0]
+    assert 'L = 1000' in script and 'demo_output/model/export' in script
+    tools = os.path.dirname(sys.executable)  # the environment's python and saved_model_cli
+    script = (
+        script.replace('L = 1000', f'L = {info.sequence_length}')
+        .replace('demo_output/model/export', export_dir)
+        .replace('python -c', f'{sys.executable} -c')
+        .replace('saved_model_cli run', f'{os.path.join(tools, "saved_model_cli")} run')
+    )
+    proc = subprocess.run(
+        ['bash', '-e', '-c', script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(tmp_path),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    length = info.sequence_length
+    seqs = ['ACGT' * (length // 4), 'acgtN' * (length // 5)]
+    one_hot = np.stack([sequence.one_hot(s) for s in seqs]).astype(np.float32)
+    expected = np.expm1(model(one_hot, training=False)['log_counts'].numpy())
+    counts = np.load(tmp_path / 'predictions' / 'counts.npy')
+    np.testing.assert_allclose(counts, expected, rtol=1e-5, atol=1e-5)
+    assert proc.stdout.strip().startswith('[[')  # the last line prints them

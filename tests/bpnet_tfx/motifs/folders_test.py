@@ -285,3 +285,36 @@ def test_scan_does_not_depend_on_region_order(folders, tmp_path):
     assert (tmp_path / 'a' / 'instances.bed').read_text() == (
         tmp_path / 'b' / 'instances.bed'
     ).read_text()
+
+
+def test_instance_counts_are_genomic_sites_in_lines_summary_and_report(folders, tmp_path, capsys):
+    """A site in two overlapping windows is one instance everywhere a count is given (the
+    progress line, summary.json, instances.bed, the report); instances.tsv lists both hits."""
+    contrib_dir, discover_dir, windows = folders
+    contrib = contributions.load_outputs(contrib_dir)
+    shift = 10  # a fifth window: the fourth's, 10 bp to the right; both hold its two sites
+    w = windows[3]
+    overlapping = write_contrib(
+        str(tmp_path / 'overlapping'),
+        np.concatenate([contrib['one_hot'], np.roll(contrib['one_hot'][3:], -shift, 1)]),
+        {
+            'profile': np.concatenate(
+                [contrib['hyp']['profile'], np.roll(contrib['hyp']['profile'][3:], -shift, 1)]
+            )
+        },
+        [*windows, contributions.Window(w.chrom, w.start + shift, w.end + shift, 'peak3b')],
+    )
+    capsys.readouterr()
+    out = str(tmp_path / 'scan')
+    summary = instances.scan(discover_dir, out, contrib_dir=overlapping)
+    line = [x for x in capsys.readouterr().err.splitlines() if 'profile/pos_0:' in x]
+    assert len(line) == 1 and f'profile/pos_0: {len(SITES)} instances, ' in line[0], line
+    assert f'{len(SITES) + 2} hits in windows' in line[0]
+    assert summary['instances'] == {'profile/pos_0': len(SITES)}
+    assert summary['patterns']['profile/pos_0']['instances'] == len(SITES)
+    assert summary['patterns']['profile/pos_0']['window_hits'] == len(SITES) + 2
+    assert instances.instance_counts(out) == {'profile/pos_0': len(SITES)}
+    with open(os.path.join(out, instances.TSV_FILENAME)) as f:
+        assert len(f.readlines()) == 1 + len(SITES) + 2
+    page = open(html_report.write_report(discover_dir, instances=summary['instances'])).read()
+    assert f'{len(SITES)} instances' in page

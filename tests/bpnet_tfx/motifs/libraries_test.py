@@ -452,7 +452,12 @@ def test_command_flag_defaults_are_the_library_defaults():
     for module, fn, names in (
         ('scan.py', instances.scan, ('match_percentile', 'contrib_percentile', 'min_seqlet_match')),
         ('discover.py', discovery.discover, ('window', 'max_seqlets')),
-        ('pipeline.py', chain.run_pipeline, ('window', 'max_seqlets')),
+        (
+            'pipeline.py',
+            chain.PipelineOptions,
+            ('window', 'max_seqlets', 'match_percentile', 'contrib_percentile', 'min_seqlet_match')
+            + ('method', 'num_shuffles', 'steps', 'batch_size', 'seed', 'top', 'num_backgrounds'),
+        ),
     ):
         flags, lib = flag_defaults(module), defaults(fn)
         for name in names:

@@ -2,6 +2,8 @@
 against direct model calls, statuses, batch-size and order independence, null p-values and
 control-track models (tiny untrained exports, no subprocesses)."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -155,11 +157,13 @@ def test_scores_do_not_depend_on_batch_size_or_order(tiny_export, genome, tmp_pa
     rows.append(('chrT', 51, seq[50:53], seq[50]))
     rows.append(('chrT', 900, seq[899], seq[899] + 'AC'))
     path = _tsv(tmp_path / 'v.tsv', rows)
-    _, one = _score(tiny_export, fasta, path, tmp_path, batch_size=1, null_variants=5)
-    _, many = _score(tiny_export, fasta, path, tmp_path, batch_size=64, null_variants=5)
+    pad = dict(null_variants=5, pad_chrom_ends=True)  # the N-padded windows at the ends too
+    _, one = _score(tiny_export, fasta, path, tmp_path, batch_size=1, **pad)
+    _, many = _score(tiny_export, fasta, path, tmp_path, batch_size=64, **pad)
     order = rng.permutation(len(rows))
     shuffled = _tsv(tmp_path / 'w.tsv', [rows[i] for i in order])
-    _, moved = _score(tiny_export, fasta, shuffled, tmp_path, batch_size=4, null_variants=5)
+    _, moved = _score(tiny_export, fasta, shuffled, tmp_path, batch_size=4, **pad)
+    assert set(one['status']) == {'ok'}
     moved = moved.set_index('variant_id').loc[one['variant_id']].reset_index()
     scores = [c for c in one.columns if '.' in c]
     for other in (many, moved):
@@ -189,6 +193,66 @@ def test_no_variant_scored_is_an_error_and_writes_nothing(tiny_export, genome, t
     with pytest.raises(VariantError, match=r'no variant scored \(2 read: unknown_chrom 1, out_of'):
         variant_effects.score_variants(tiny_export[0], fasta, path, str(out))
     assert list((tmp_path / 'out').iterdir()) == []
+
+
+def test_windows_past_a_chromosome_end_get_their_own_status_unless_padded(
+    tiny_export, genome, tmp_path
+):
+    fasta, seq = genome  # chrT: 1000 bp; the model's input: 200 bp, the variant at index 100
+    rows = [
+        ('chrT', 101, seq[100], _other(seq[100])),  # window [0, 200): inside
+        ('chrT', 100, seq[99], _other(seq[99])),  # [-1, 199): past the start
+        ('chrT', 901, seq[900], _other(seq[900])),  # [800, 1000): inside
+        ('chrT', 902, seq[901], _other(seq[901])),  # [801, 1001): past the end
+        ('chrT', 899, seq[898:901], seq[898]),  # ref [798, 998), alt reads to 1000: inside
+        ('chrT', 900, seq[899:902], seq[899]),  # ref [799, 999), alt reads to 1001: past
+    ]
+    path = _tsv(tmp_path / 'v.tsv', rows)
+    result, table = _score(tiny_export, fasta, path, tmp_path)
+    expected = ['ok', 'chrom_end', 'ok', 'chrom_end', 'ok', 'chrom_end']
+    assert list(table['status']) == expected
+    assert result['by_status'] == {'ok': 3, 'chrom_end': 3}
+    assert table.iloc[[1, 3, 5], 6:].isna().all().all()
+    line = variant_effects.summary_line('variants', 6, result['by_status'], 1.0, 'o.tsv')
+    assert 'ok 3, chrom_end 3' in line
+    padded, table_padded = _score(tiny_export, fasta, path, tmp_path, pad_chrom_ends=True)
+    assert padded['by_status'] == {'ok': 6}
+    assert not table_padded.iloc[:, 6:].isna().any().any()
+    scores = [c for c in table.columns if '.' in c]
+    np.testing.assert_allclose(
+        table_padded.iloc[[0, 2, 4]][scores], table.iloc[[0, 2, 4]][scores], rtol=1e-6
+    )
+    ends = _tsv(tmp_path / 'ends.tsv', [rows[1], rows[3]])
+    with pytest.raises(VariantError, match=r'\(2 read: chrom_end 2\); .*--pad_chrom_ends scores'):
+        variant_effects.score_variants(tiny_export[0], fasta, ends, str(tmp_path / 'x.tsv'))
+
+
+@pytest.mark.parametrize(
+    'text',
+    ['', '##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\n', 'chrom\tpos\tref\talt\n'],
+    ids=['empty', 'vcf_header_only', 'tsv_header_only'],
+)
+def test_a_file_without_variants_says_so_before_the_model_loads(genome, tmp_path, text):
+    path = tmp_path / 'v.vcf'
+    path.write_text(text)
+    with pytest.raises(VariantError) as e:  # no export there: the file is checked first
+        variant_effects.score_variants(str(tmp_path), genome[0], str(path), str(tmp_path / 'o'))
+    assert str(e.value) == (
+        f'{path}: no variant to score: the file is empty or holds only header and comment lines'
+    )
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(('o', '.o'))]
+
+
+def test_unknown_chromosomes_are_named_with_the_fastas_names(tiny_export, genome, tmp_path):
+    fasta, _ = genome
+    path = _tsv(tmp_path / 'v.tsv', [('chrT', 5000, 'A', 'C'), ('IV', 5, 'A', 'C')])
+    with pytest.raises(VariantError) as e:
+        variant_effects.score_variants(tiny_export[0], fasta, path, str(tmp_path / 'o.tsv'))
+    assert str(e.value) == (
+        f'{path}: no variant scored (2 read: unknown_chrom 1, out_of_bounds 1); '
+        f"chromosome 'IV' not in the FASTA {fasta} (it has chrT, chrU); "
+        "positions past a chromosome's end: check the genome build"
+    )
 
 
 def test_control_model_reads_the_control_at_the_locus(tmp_path):

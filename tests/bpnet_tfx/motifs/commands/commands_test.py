@@ -51,18 +51,19 @@ def trained(tmp_path_factory):
 @pytest.mark.slow
 def test_pipeline_names_both_motifs_and_finds_their_sites(trained, tmp_path):
     out = tmp_path / 'interpretation'
-    proc = _motifs(
-        'pipeline',
+    flags = (
         f'--saved_model={trained["export"]}',
         f'--records_dir={trained["records"]}',
         f'--output_dir={out}',
         f'--motif_db={trained["db"]}',
         '--num_shuffles=5',
         '--window=200',
-        '--marginalize=8',
+        '--marginalize',
+        '--num_backgrounds=8',
     )
+    proc = _motifs('pipeline', *flags)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'pipeline: step 5/5: report' in proc.stderr
+    assert 'pipeline: step 6/6: report' in proc.stderr
     assert f'-> {out}/report.html' in proc.stdout
     for name in (
         'contrib/ohe.npz',
@@ -110,6 +111,14 @@ def test_pipeline_names_both_motifs_and_finds_their_sites(trained, tmp_path):
         }
     oct4 = [m for m, best in summary['annotation'].items() if best == 'oct4_sox2']
     assert all(changes[m] > 0.1 for m in oct4), changes  # a binding motif raises the counts
+    for root, _, names in os.walk(out):  # no output names the steps' temporary folders
+        for name in names:
+            text = open(os.path.join(root, name), errors='replace').read()
+            assert '.tmp-' not in name and '.tmp-' not in text, name
+    again = _motifs('pipeline', *flags)  # finished: every step kept, only the report again
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count('done before, kept') == 5, again.stderr[-3000:]
+    assert json.loads((out / 'summary.json').read_text())['steps'] == summary['steps']
     chromium = shutil.which('chromium')
     if chromium is None:
         pytest.skip('no chromium (apt-get install chromium) for the screenshot check')
@@ -164,6 +173,15 @@ BAD = [
         ['discover', '--contrib_dir=/nonexistent', '--output_dir={tmp}/o'],
         'motifs discover: error: /nonexistent: no such contribution folder',
     ),
+    (  # the database is read before hours of discovery, not after them
+        [
+            'discover',
+            '--contrib_dir=/nonexistent',
+            '--output_dir={tmp}/o',
+            '--motif_db={tmp}/x.meme',
+        ],
+        'x.meme:1: not a MEME file',
+    ),
     (
         ['annotate', '--discover_dir={tmp}', '--motif_db={tmp}/x.meme'],
         'not a folder written by python -m bpnet_tfx.motifs discover',
@@ -208,6 +226,17 @@ BAD = [
             '--motif_db={tmp}/x.meme',
         ],
         'x.meme:1: not a MEME file',
+    ),
+    (
+        [
+            'pipeline',
+            '--saved_model={tmp}',
+            '--records_dir={tmp}',
+            '--output_dir={tmp}/o',
+            '--min_seqlet_match=0.2',
+            '--match_percentile=150',
+        ],
+        'motifs pipeline: error: --match_percentile must be within 0..100, got 150.0',
     ),
     (['nonsense'], "motifs: error: unknown command 'nonsense'"),
 ]
