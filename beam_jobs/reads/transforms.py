@@ -106,10 +106,7 @@ class CountRegionFn(beam.DoFn):
                 raise RecordsInputError(
                     f'{self._plan.sources[i].path}: cannot read {chrom}:{lo}-{hi}: {e}'
                 ) from None
-            keys = ends.keys
-            if rule.filters.dedup == 'position':
-                keys = reads.unique_ends(keys, ends.mates)
-            total += reads.count_keys(keys, start, end - start)
+            total += reads.count_keys(reads.counted_keys(ends, rule), start, end - start)
             tallies[i] = ends.tally
         _counter('regions_counted').inc()
         yield (contig, start), {'counts': _sparse(total, start), 'tallies': tallies}
@@ -256,9 +253,12 @@ class WriteRegionFn(beam.DoFn):
                 ends.setdefault(i, []).append(pair)
         for i, pairs in sorted(ends.items()):
             keys = np.concatenate([k for k, _ in pairs])
-            if self._plan.sources[i].rule.filters.dedup == 'position':
-                keys = reads.unique_ends(keys, np.concatenate([m for _, m in pairs]))
-            total += reads.count_keys(keys, start, length)
+            mates = np.concatenate([m for _, m in pairs]) if pairs[0][1] is not None else None
+            found = reads.Keys(keys, mates, {})
+            total += reads.count_keys(
+                reads.counted_keys(found, self._plan.sources[i].rule), start, length
+            )
+            reads.add_tallies(tallies.setdefault(i, {}), found.tally)
         rows = _sparse(total, start)
         if rows.size:
             self._write(region_filename(contig, start), rows)

@@ -280,6 +280,18 @@ def unique_ends(keys: np.ndarray, mates: np.ndarray | None) -> np.ndarray:
     return np.unique(np.stack([keys, mates], axis=1), axis=0)[:, 0]
 
 
+def counted_keys(ends: Keys, rule: CountRule) -> np.ndarray:
+    """The keys that count: all of them, or under position deduplication one per (key, mate
+    key); the ends dropped as duplicates move from 'counted' to 'duplicate' in the tally."""
+    if rule.filters.dedup != 'position':
+        return ends.keys
+    keys = unique_ends(ends.keys, ends.mates)
+    removed = ends.keys.size - keys.size
+    if removed:
+        add_tallies(ends.tally, {'duplicate': removed, 'counted': -removed})
+    return keys
+
+
 def count_keys(keys: np.ndarray, start: int, length: int) -> np.ndarray:
     """Counts (length, 2) uint32 (plus, minus) of ends keyed 2 * base + strand, bases in
     [start, start + length)."""
