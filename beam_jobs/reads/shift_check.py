@@ -29,6 +29,7 @@ MAX_LAG = 20  # Offsets looked at, in bp, either way.
 MAX_PEAKS = 500
 PEAK_HALF_WINDOW = 500  # bp on each side of a peak centre.
 MAX_READS = 1_000_000
+MIN_PAIRS = 100  # Coinciding ends beyond the other offsets' level needed to tell the lag.
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -100,8 +101,8 @@ def lag_of(keys: np.ndarray, where: str) -> Lag:
     best = int(np.argmax(pairs))
     baseline = float(np.median(pairs))
     excess = pairs[best] - baseline
-    # Stands out: well above the other offsets' noise and their level.
-    clear = excess > 5 * math.sqrt(baseline + 1) and excess > 0.2 * baseline
+    # Stands out: well above the other offsets' noise and their level, from enough pairs.
+    clear = excess > max(5 * math.sqrt(baseline + 1), 0.2 * baseline, MIN_PAIRS)
     return Lag(best - MAX_LAG, bool(clear), int(keys.size), where)
 
 

@@ -151,7 +151,7 @@ class StreamEndsFn(beam.DoFn):
                     reads.add_tallies(
                         tally,
                         {
-                            'reads': chunk.lines,
+                            'reads': chunk.lines * (2 if source.kind == 'fragments' else 1),
                             'counted': chunk.keys.size,
                             'off_contig': chunk.off_contig,
                         },
@@ -202,7 +202,9 @@ def _sam_chunks(path, rule, genome, tally, chunk=read_files.CHUNK_LINES):
                 yield read_files.TextChunk(
                     np.full(int(inside.sum()), names[chrom], np.int64),
                     keys[inside],
-                    ends.mates[inside] if ends.mates is not None else np.zeros(0, np.int64),
+                    ends.mates[inside]
+                    if ends.mates is not None
+                    else np.full(len(keys), -1)[inside],
                     len(batch),
                     off,
                 )

@@ -26,27 +26,6 @@ def _counts(chunks):
     return out
 
 
-def _text_counts(path, shift, fragments):
-    """A plain loop over the lines."""
-    out = {c: np.zeros((n, 2), np.int64) for c, n in CONTIGS}
-    opener = gzip.open if path.endswith('.gz') else open
-    with opener(path, 'rt') as f:
-        for line in f:
-            if line.startswith('#') or not line.strip():
-                continue
-            cols = line.rstrip('\n').split('\t')
-            chrom, start, end = cols[0], int(cols[1]), int(cols[2])
-            ends = (
-                [(start + shift[0], 0), (end - 1 + shift[1], 1)]
-                if fragments
-                else ([(end - 1 + shift[1], 1)] if cols[5] == '-' else [(start + shift[0], 0)])
-            )
-            for base, strand in ends:
-                if 0 <= base < SIZES[chrom]:
-                    out[chrom][base, strand] += 1
-    return out
-
-
 @pytest.mark.parametrize('suffix', ['.tagAlign', '.tagAlign.gz', '.bed'])
 @pytest.mark.parametrize('assay', ['chip-exo', 'atac'])
 def test_tagalign_ends_equal_the_same_reads_from_a_bam(tmp_path, suffix, assay):
@@ -56,7 +35,7 @@ def test_tagalign_ends_equal_the_same_reads_from_a_bam(tmp_path, suffix, assay):
     rule = reads.make_rule(assay, filters=reads.ReadFilters(**NO_FILTERS))
     got = _counts(read_files.text_chunks(path, 'tagalign', SIZES, rule, chunk_lines=97))
     from_bam = reads_fixtures.independent_counts(bam, shift=rule.shift, **NO_FILTERS)
-    by_lines = _text_counts(path, rule.shift, fragments=False)
+    by_lines = reads_fixtures.text_counts(path, rule.shift, fragments=False)
     for chrom in SIZES:
         np.testing.assert_array_equal(got[chrom], from_bam[chrom])
         np.testing.assert_array_equal(got[chrom], by_lines[chrom])
@@ -71,7 +50,7 @@ def test_fragments_give_both_ends(tmp_path, suffix, assay):
     rule = reads.make_rule(assay, fragments=True)
     chunks = list(read_files.text_chunks(path, 'fragments', SIZES, rule, chunk_lines=128))
     assert sum(c.lines for c in chunks) == 500 and len(chunks) == 4
-    got, expected = _counts(chunks), _text_counts(path, rule.shift, fragments=True)
+    got, expected = _counts(chunks), reads_fixtures.text_counts(path, rule.shift, fragments=True)
     for chrom in SIZES:
         np.testing.assert_array_equal(got[chrom], expected[chrom])
     ends = sum(int(g.sum()) for g in got.values())
@@ -98,7 +77,7 @@ def test_a_line_pandas_cannot_split_is_read_line_by_line(tmp_path):
     rule = reads.make_rule('atac', fragments=True)
     chunks = list(read_files.text_chunks(path, 'fragments', SIZES, rule, chunk_lines=64))
     assert sum(c.lines for c in chunks) == 300
-    got, expected = _counts(chunks), _text_counts(path, rule.shift, fragments=True)
+    got, expected = _counts(chunks), reads_fixtures.text_counts(path, rule.shift, fragments=True)
     for chrom in SIZES:
         np.testing.assert_array_equal(got[chrom], expected[chrom])
 
