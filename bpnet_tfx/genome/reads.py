@@ -257,20 +257,14 @@ def alignment_keys(reads: Iterable[Any], rule: CountRule, start: int, end: int, 
                     else -1
                 )
     keys = np.frombuffer(out, np.int64) if out else np.zeros(0, np.int64)
-    tally = _drop_reasons(flagged, mask)
-    tally.update(improper_pair=improper_n, second_mate=second_n, low_mapq=low_n)
-    tally = {k: v for k, v in tally.items() if v}
-    tally['counted'] = len(keys)
+    dropped = _drop_reasons(flagged, mask)
+    dropped.update(improper_pair=improper_n, second_mate=second_n, low_mapq=low_n)
+    dropped.update(off_contig=off, counted=len(keys))
+    tally = {k: v for k, v in dropped.items() if v or k == 'counted'}
     tally['reads'] = sum(tally.values())
-    if off:
-        tally['off_contig'] = off
-        tally['reads'] += off
-    mate_keys = (
-        (np.frombuffer(mates, np.int64) if mates else np.zeros(0, np.int64))
-        if (want_mates)
-        else None
-    )
-    return Keys(keys, mate_keys, tally)
+    if not want_mates:
+        return Keys(keys, None, tally)
+    return Keys(keys, np.frombuffer(mates, np.int64) if mates else np.zeros(0, np.int64), tally)
 
 
 def unique_ends(keys: np.ndarray, mates: np.ndarray | None) -> np.ndarray:
