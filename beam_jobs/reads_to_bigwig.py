@@ -66,6 +66,11 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> c
     if shift is None and reads.ASSAYS[args.assay].checks_shift:
         for line in shift_check.check_shift(plan, shift_check.peak_centres(args.peaks)):
             print(f'reads_to_bigwig: {line}', file=sys.stderr)
+    print(
+        f'reads_to_bigwig: counting {len(plan.sources)} file(s) by the {args.assay} rule '
+        f'({len(plan.regions(plan.indexed_contigs))} regions of indexed files)',
+        flush=True,
+    )
     result = counting.count_to_bigwigs(
         plan,
         outputs,

@@ -80,7 +80,13 @@ def test_mixed_files_are_summed_by_the_rules(mixed, tmp_path, capsys):
     assert tally['reads'] == 800 + 80 + 40 and tally['duplicate'] > 0 and tally['low_mapq'] > 0
     assert result.tallies[paths[3]]['reads'] == 600  # Two ends per fragment.
     out = capsys.readouterr().out
-    assert out.startswith('reads_to_bigwig: counted ') and 'of 4 file(s) (left out: ' in out
+    lines = out.splitlines()
+    assert (
+        lines[0]
+        == 'reads_to_bigwig: counting 4 file(s) by the chip-seq rule (5 regions of indexed files)'
+    )
+    assert lines[1].startswith('reads_to_bigwig: counted ') and 'of 4 file(s) (left out: ' in out
+    assert len(lines) == 2
 
 
 @pytest.mark.slow  # Runs the job four times, once in worker processes.
@@ -188,3 +194,33 @@ def test_outputs_are_not_replaced_without_overwrite(tmp_path, capsys):
     )
     assert 'x.pos.bw exists; give --overwrite' in capsys.readouterr().err
     assert (tmp_path / 'x.pos.bw').read_text() == 'old'
+
+
+@pytest.mark.slow  # A fresh Python running the job.
+def test_the_command_line_is_quiet_unless_verbose(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.fixtures.paths import REPO
+
+    bam = reads_fixtures.write_alignments(
+        str(tmp_path / 'g.bam'), reads_fixtures.random_reads(np.random.default_rng(1), 200)
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2')
+    proc = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'beam_jobs.reads_to_bigwig',
+            f'--reads={bam}',
+            '--assay=chip-exo',
+            f'--output_prefix={tmp_path}/x',
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ''
+    assert [line.split(' ')[1] for line in proc.stdout.splitlines()] == ['counting', 'counted']
