@@ -83,12 +83,12 @@ def fasta_sizes(path: str) -> dict[str, int]:
 
 
 def _alignment_contigs(path: str, fasta: str | None, kind: str) -> dict[str, int]:
-    """{contig: length} of the contigs of a BAM/CRAM/SAM that hold reads (SAM: all in its
-    header)."""
+    """{contig: length} of the contigs of a BAM/CRAM/SAM that hold reads (SAM and CRAM, whose
+    index gives no counts: all in its header)."""
     f = read_files.open_alignments(path, fasta)
     try:
         sizes = read_files.alignment_contigs(f, path)
-        if kind == 'sam':
+        if kind != 'bam':
             return sizes
         return {c: sizes[c] for c in read_files.contigs_with_reads(f)}
     finally:

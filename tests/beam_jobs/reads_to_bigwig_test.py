@@ -224,3 +224,35 @@ def test_the_command_line_is_quiet_unless_verbose(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ''
     assert [line.split(' ')[1] for line in proc.stdout.splitlines()] == ['counting', 'counted']
+
+
+@pytest.mark.slow  # Runs the job twice.
+def test_a_cram_counts_as_its_bam(tmp_path):
+    import pysam
+
+    fasta = reads_fixtures.write_fasta(str(tmp_path / 'g.fa'))
+    pysam.faidx(fasta)
+    bam = reads_fixtures.write_alignments(
+        str(tmp_path / 'r.bam'), reads_fixtures.random_reads(np.random.default_rng(4), 400)
+    )
+    cram = str(tmp_path / 'r.cram')
+    pysam.view('-C', '-T', fasta, '-o', cram, bam, catch_stdout=False)
+    pysam.index(cram)
+    for path, name in ((bam, 'bam'), (cram, 'cram')):
+        reads_to_bigwig.run(
+            [
+                f'--reads={path}',
+                '--assay=procap',
+                f'--fasta={fasta}',
+                f'--output_prefix={tmp_path}/{name}',
+            ]
+        )
+    expected = reads_fixtures.independent_counts(bam, first_mates_only=True)
+    for strand, suffix in enumerate(('.pos.bw', '.neg.bw')):
+        values = _values(f'{tmp_path}/cram{suffix}')
+        assert (
+            open(f'{tmp_path}/cram{suffix}', 'rb').read()
+            == open(f'{tmp_path}/bam{suffix}', 'rb').read()
+        )
+        for c, _ in CONTIGS:
+            np.testing.assert_array_equal(values[c], expected[c][:, strand])
