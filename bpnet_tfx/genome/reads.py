@@ -209,6 +209,22 @@ class Keys:
     tally: dict[str, int]
 
 
+def _fast_flags(rule: CountRule) -> list[bool]:
+    """Per flag value (12 bits): a read with it counts whenever its mapping quality does, and
+    needs no mate key."""
+    f = rule.filters
+    table = []
+    for flag in range(1 << 12):
+        paired = flag & _PAIRED
+        table.append(
+            not flag & f.drop_mask
+            and not (paired and not f.keep_improper_pairs and not flag & _PROPER)
+            and not (paired and rule.first_mates_only and flag & _READ2)
+            and not (paired and f.dedup == 'position')
+        )
+    return table
+
+
 def alignment_keys(reads: Iterable[Any], rule: CountRule, start: int, end: int, size: int) -> Keys:
     """The ends of `reads` (pysam AlignedSegments of one contig of length `size`) that count
     in [start, end) after the shift. A region that starts at 0 also tallies the ends shifted
@@ -219,52 +235,100 @@ def alignment_keys(reads: Iterable[Any], rule: CountRule, start: int, end: int, 
       Keys; tally: 'reads' (all seen with their end in the region, or dropped), 'counted',
       one entry per drop reason, 'off_contig'.
     """
-    f = rule.filters
-    mask, min_mapq, improper = f.drop_mask, f.min_mapq, not f.keep_improper_pairs
-    first_only, want_mates = rule.first_mates_only, f.dedup == 'position'
-    plus, minus = rule.shift
-    out, mates = array.array('q'), array.array('q')
-    flagged: dict[int, int] = {}
-    improper_n = second_n = low_n = off = 0
+    # Most reads need only their flag looked up and their end kept (fast); the others go
+    # through every check one by one (_SlowReads), tallied where their end falls.
+    fast, min_mapq = _fast_flags(rule), rule.filters.min_mapq
+    starts, ends = array.array('q'), array.array('q')
+    add_start, add_end = starts.append, ends.append
+    slow = _SlowReads(rule, start, end, size)
     for read in reads:
         flag = read.flag
+        if fast[flag] and read.mapping_quality >= min_mapq:
+            if flag & _REVERSE:
+                add_end(read.reference_end)
+            else:
+                add_start(read.reference_start)
+        else:
+            slow.add(read, flag)
+    plus = _as_array(starts) + rule.shift[0]
+    minus = _as_array(ends) - 1 + rule.shift[1]
+    keys = [slow.keys()]
+    for bases, strand in ((plus, PLUS), (minus, MINUS)):
+        inside = (bases >= start) & (bases < end)
+        keys.append(2 * bases[inside] + strand)
+        slow.off += int(
+            ((bases < 0) & (start == 0)).sum() + ((bases >= size) & (end == size)).sum()
+        )
+    keys = np.concatenate(keys)
+    mates = None
+    if rule.filters.dedup == 'position':
+        mates = np.concatenate([slow.mate_keys(), np.full(keys.size - slow.count, -1, np.int64)])
+    return Keys(keys, mates, slow.tally(keys.size))
+
+
+def _as_array(values: array.array) -> np.ndarray:
+    return np.frombuffer(values, np.int64) if values else np.zeros(0, np.int64)
+
+
+class _SlowReads:
+    """Reads that need more than a flag lookup: each check in turn, tallied by reason."""
+
+    def __init__(self, rule: CountRule, start: int, end: int, size: int):
+        f = rule.filters
+        self._rule, self._start, self._end, self._size = rule, start, end, size
+        self._mask, self._improper = f.drop_mask, not f.keep_improper_pairs
+        self._want_mates = f.dedup == 'position'
+        self._keys, self._mates = array.array('q'), array.array('q')
+        self._flagged: dict[int, int] = {}
+        self.improper = self.second = self.low = self.off = 0
+
+    @property
+    def count(self) -> int:
+        return len(self._keys)
+
+    def add(self, read: Any, flag: int) -> None:
+        start, end = self._start, self._end
         if flag & _UNMAPPED:  # Placed beside its mate: tallied where it is placed.
             if start <= read.reference_start < end:
-                flagged[flag] = flagged.get(flag, 0) + 1
-            continue
+                self._flagged[flag] = self._flagged.get(flag, 0) + 1
+            return
         if flag & _REVERSE:
-            base = read.reference_end - 1 + minus
+            base = read.reference_end - 1 + self._rule.shift[1]
         else:
-            base = read.reference_start + plus
+            base = read.reference_start + self._rule.shift[0]
         if not start <= base < end:
-            if (base < 0 and start == 0) or (base >= size and end == size):
-                off += 1
-            continue
-        if flag & mask:
-            flagged[flag] = flagged.get(flag, 0) + 1
-        elif flag & _PAIRED and improper and not flag & _PROPER:
-            improper_n += 1
-        elif flag & _PAIRED and first_only and flag & _READ2:
-            second_n += 1
-        elif read.mapping_quality < min_mapq:
-            low_n += 1
+            if (base < 0 and start == 0) or (base >= self._size and end == self._size):
+                self.off += 1
+        elif flag & self._mask:
+            self._flagged[flag] = self._flagged.get(flag, 0) + 1
+        elif flag & _PAIRED and self._improper and not flag & _PROPER:
+            self.improper += 1
+        elif flag & _PAIRED and self._rule.first_mates_only and flag & _READ2:
+            self.second += 1
+        elif read.mapping_quality < self._rule.filters.min_mapq:
+            self.low += 1
         else:
-            out.append(2 * base + (flag & _REVERSE) // _REVERSE)
-            if want_mates:
-                mates.append(
+            self._keys.append(2 * base + (flag & _REVERSE) // _REVERSE)
+            if self._want_mates:
+                self._mates.append(
                     2 * read.next_reference_start + (flag & _MATE_REVERSE) // _MATE_REVERSE
                     if flag & _PAIRED
                     else -1
                 )
-    keys = np.frombuffer(out, np.int64) if out else np.zeros(0, np.int64)
-    dropped = _drop_reasons(flagged, mask)
-    dropped.update(improper_pair=improper_n, second_mate=second_n, low_mapq=low_n)
-    dropped.update(off_contig=off, counted=len(keys))
-    tally = {k: v for k, v in dropped.items() if v or k == 'counted'}
-    tally['reads'] = sum(tally.values())
-    if not want_mates:
-        return Keys(keys, None, tally)
-    return Keys(keys, np.frombuffer(mates, np.int64) if mates else np.zeros(0, np.int64), tally)
+
+    def keys(self) -> np.ndarray:
+        return _as_array(self._keys)
+
+    def mate_keys(self) -> np.ndarray:
+        return _as_array(self._mates)
+
+    def tally(self, counted: int) -> dict[str, int]:
+        dropped = _drop_reasons(self._flagged, self._mask)
+        dropped.update(improper_pair=self.improper, second_mate=self.second, low_mapq=self.low)
+        dropped.update(off_contig=self.off, counted=counted)
+        tally = {k: v for k, v in dropped.items() if v or k == 'counted'}
+        tally['reads'] = sum(tally.values())
+        return tally
 
 
 def unique_ends(keys: np.ndarray, mates: np.ndarray | None) -> np.ndarray:
