@@ -78,6 +78,8 @@ def counted_reads(
     if not tracks:
         yield CountedReads(None, [], args)
         return
+    if not args.fasta:
+        raise RecordsInputError('reads need --fasta: the genome the records are cut from')
     shift = reads_flags.check_count_flags(args)
     output_dir = records_output(args.output_dir)
     files_lib.check_output_dir(output_dir, args.overwrite, marker=schema.METADATA_FILENAME)
@@ -121,6 +123,8 @@ def _tracks(args: argparse.Namespace, demo_output_dir: str) -> tuple[list[dict],
         out.append({'task': task, 'kind': kind, 'paths': paths, 'peaks': args.peaks})
     if out and not args.output_dir:
         raise RecordsInputError('--output_dir is required with your own data')
+    if out and not args.peaks:
+        raise RecordsInputError('--reads needs --peaks (or a --tasks_spec naming each task\'s)')
     return out, None
 
 
@@ -129,11 +133,10 @@ def _spec_tracks(args: argparse.Namespace) -> tuple[list[dict], dict | None]:
     if args.reads or args.control_reads:
         raise RecordsInputError('--tasks_spec names every file of every task; drop --reads')
     path = args.tasks_spec
-    try:
-        text = files_lib.read_text(path)
-    except OSError as e:
-        raise RecordsInputError(f'{path}: cannot read tasks spec: {e}') from None
-    spec = _load(path, text)
+    try:  # A spec that cannot be read or parsed is the records job's to report.
+        spec = _load(path, files_lib.read_text(path))
+    except (OSError, ValueError):
+        return [], None
     tasks = spec.get('tasks') if isinstance(spec, dict) else None
     if not isinstance(tasks, list) or not any(
         isinstance(t, dict) and ('reads' in t or 'control_reads' in t) for t in tasks
@@ -168,17 +171,15 @@ def _spec_tracks(args: argparse.Namespace) -> tuple[list[dict], dict | None]:
 
 
 def _load(path: str, text: str) -> Any:
+    """A JSON (.json) or YAML spec; raises ValueError (yaml's errors are ValueErrors here)."""
     if path.endswith('.json'):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise RecordsInputError(f'{path}:{e.lineno}: not valid JSON: {e.msg}') from None
+        return json.loads(text)
     import yaml
 
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise RecordsInputError(f'{path}: not valid YAML: {e}') from None
+        raise ValueError(str(e)) from None
 
 
 def _demo_tracks(args: argparse.Namespace, demo_output_dir: str) -> tuple[list[dict], dict]:

@@ -143,6 +143,7 @@ def test_the_demo_from_reads_gives_the_demo_records(tmp_path, monkeypatch):
             '--demo_from_reads makes its own data; drop --peaks',
         ),
         (['--reads=missing.bam', '--assay=chip-exo'], 'missing.bam: reads file not found'),
+        (['--reads=a.bam', '--assay=chip-exo', '--peaks='], '--reads needs --peaks'),
     ],
 )
 def test_bad_reads_flags_are_one_line(inputs, tmp_path, capsys, flags, message):
