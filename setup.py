@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     'isal>=1.9,<2',  # ISA-L gzip for the records job: faster than zlib (docs/benchmarks.md).
     'pyfaidx>=0.9.2,<0.10',
     'pyBigWig>=0.3.29,<0.4',
+    'pysam>=0.24,<0.25',  # BAM/CRAM/SAM reads (beam_jobs.reads_to_bigwig, make_records --reads).
     'numpy>=2.4,<2.5',
     'pandas>=3.1,<3.2',
     'scipy>=1.16,<2',

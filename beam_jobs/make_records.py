@@ -39,6 +39,7 @@ from typing import Sequence
 
 from beam_jobs.common import arguments, runners
 from beam_jobs.common import files as files_lib
+from beam_jobs.reads import records_inputs as reads_inputs
 from beam_jobs.records import (
     accounting,
     planning,
@@ -80,9 +81,25 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> s
         reading the windows.
     """
     t0 = time.time()
-    args, pipeline_args = arguments.parse(records_flags.parser(__doc__.split('\n\n')[0]), argv)
+    parser = records_flags.parser(__doc__.split('\n\n')[0])
+    reads_inputs.add_records_flags(parser)
+    args, pipeline_args = arguments.parse(parser, argv)
     records_flags.check_flags(args)
     runners.resolve_args(pipeline_args, num_plans=0)  # A runner Beam lacks stops us here.
+    # Reads (--reads, a spec's reads, --demo_from_reads) are counted into bigWigs first.
+    demo_dir = records_flags.DEMO_OUTPUT_DIR
+    with reads_inputs.counted_reads(args, pipeline_args, demo_output_dir=demo_dir) as counted:
+        return _run(args, pipeline_args, save_main_session, t0, counted)
+
+
+def _run(
+    args,
+    pipeline_args: Sequence[str],
+    save_main_session: bool,
+    t0: float,
+    counted: reads_inputs.CountedReads,
+) -> schema.RecordsInfo:
+    """The records job once the flags are read and any reads counted."""
     config = records_flags.plan_config(args)
     num_shards_flag = shards.parse_num_shards(args.num_shards)
     fasta, task_list, demo = records_flags.inputs(args)
@@ -110,9 +127,9 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> s
             seconds=time.time() - t0,
         )
 
-    books, info = files_lib.write_into_place(
-        output_dir,
-        lambda tmp_dir: records_pipeline.write_records(
+    def write(tmp_dir: str) -> tuple[accounting.Tally, schema.RecordsInfo]:
+        counted.save(tmp_dir)  # reads.json and --write_bigwigs' bigWigs, when from reads.
+        return records_pipeline.write_records(
             tmp_dir,
             args=args,
             pipeline_args=pipeline_args,
@@ -122,9 +139,9 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> s
             spec=spec,
             task_names=[t.name for t in task_list],
             metadata=metadata,
-        ),
-        last=schema.METADATA_FILENAME,
-    )
+        )
+
+    books, info = files_lib.write_into_place(output_dir, write, last=schema.METADATA_FILENAME)
     _report(books, info, plan, num_shards, output_dir)
     return info
 

@@ -38,6 +38,14 @@ def join(folder: str, name: str) -> str:
     return FileSystems.join(folder, name) if is_remote(folder) else os.path.join(folder, name)
 
 
+def resolve(path: str, folder: str) -> str:
+    """`path` as named from a file in `folder`: URLs and absolute paths as they are, relative
+    ones joined to the folder (a tasks spec's paths are relative to the spec)."""
+    if '://' in path or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(folder, path))
+
+
 def exists(path: str) -> bool:
     return FileSystems.exists(path) if is_remote(path) else os.path.lexists(path)
 

@@ -14,6 +14,7 @@ import json
 import os
 from typing import Any, Sequence
 
+from beam_jobs.common import files as files_lib
 from beam_jobs.common.errors import RecordsInputError
 
 _REQUIRED = ('name', 'peaks', 'pos_bigwig', 'neg_bigwig')
@@ -48,12 +49,6 @@ class Task:
         return [self.peaks] + [
             p for kind in ('counts', 'control', 'expected') for p in (self.pair(kind) or ())
         ]
-
-
-def _resolve(path: str, folder: str) -> str:
-    if '://' in path or os.path.isabs(path):
-        return path
-    return os.path.normpath(os.path.join(folder, path))
 
 
 def _load(path: str, text: str) -> Any:
@@ -176,7 +171,8 @@ def read_tasks_spec(path: str, text: str | None = None) -> list[Task]:
             if not isinstance(value, str) or not value.strip():
                 raise RecordsInputError(f'{where}: {key} must be a non-empty string')
         values = {
-            k: (v.strip() if k == 'name' else _resolve(v.strip(), folder)) for k, v in entry.items()
+            k: (v.strip() if k == 'name' else files_lib.resolve(v.strip(), folder))
+            for k, v in entry.items()
         }
         tasks.append(Task(**values))
     names = [t.name for t in tasks]

@@ -1,0 +1,1 @@
+"""Counting reads files into bigWigs: reads_to_bigwig, and make_records --reads."""
