@@ -29,7 +29,6 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import RunInference
 
 from beam_jobs.common import files as files_lib
 from beam_jobs.inference import handler as inference
@@ -170,7 +169,7 @@ class ScoreShards(beam.PTransform):
         )
 
     def expand(self, plans):
-        return plans | 'RunInference' >> RunInference(self._handler)
+        return plans | 'RunShards' >> inference.RunUnbatched(self._handler)
 
 
 class WriteFolderFn(beam.DoFn):

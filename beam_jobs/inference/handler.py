@@ -191,3 +191,20 @@ def RunExportedModel(keyed, handler: ExportedModelHandler):
     """(key, example) -> (key, output) through RunInference with `handler`; keys pass through
     untouched, so outputs can be put back in order or grouped after the (unordered) run."""
     return keyed | 'RunInference' >> RunInference(KeyedModelHandler(handler))
+
+
+def _as_batch(example: Any) -> list[Any]:
+    return [example]
+
+
+@beam.ptransform_fn
+def RunUnbatched(examples, handler: ExportedModelHandler):
+    """example -> output through RunInference with `handler`, one example a call, without
+    Beam's BatchElements: Beam 2.77's Dask runner drops what a DoFn emits in finish_bundle,
+    where BatchElements flushes a bundle's last batch, so batched elements are lost there.
+    For jobs whose examples are whole shards of work."""
+    return (
+        examples
+        | 'OneExampleBatches' >> beam.Map(_as_batch)
+        | 'RunInference' >> RunInference(handler.with_no_batching())
+    )

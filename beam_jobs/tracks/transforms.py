@@ -20,7 +20,6 @@ from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.ml.inference.base import RunInference
 
 from beam_jobs.common import files as files_lib
 from beam_jobs.inference import handler as inference
@@ -121,7 +120,7 @@ class PredictShards(beam.PTransform):
         )
 
     def expand(self, plans):
-        return plans | 'RunInference' >> RunInference(self._handler)
+        return plans | 'RunShards' >> inference.RunUnbatched(self._handler)
 
 
 class WriteTrackFn(beam.DoFn):

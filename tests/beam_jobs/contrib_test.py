@@ -77,6 +77,34 @@ def test_bed_job_equals_the_command_at_any_batch_size_shards_and_workers(inputs,
         assert summary['beam_job']['shards'] == (1 if 'one_shard' in name else 3)
 
 
+@pytest.mark.slow  # Three runs: DirectRunner, Portable (LOOPBACK), Dask (2 worker processes).
+def test_portable_and_dask_runners_write_the_direct_runners_folder(inputs, tmp_path):
+    export, fasta, bed = inputs
+    flags = (f'--regions_bed={bed}', f'--fasta={fasta}', '--num_shards=3')
+    direct = _job(export, tmp_path / 'direct', *flags)
+    portable = _job(export, tmp_path / 'portable', *flags, *inference_jobs.PORTABLE_FLAGS)
+    with inference_jobs.dask_cluster() as address:
+        dask = _job(
+            export,
+            tmp_path / 'dask',
+            *flags,
+            *inference_jobs.DASK_FLAGS,
+            f'--dask_client_address={address}',
+        )
+    for other in (portable, dask):
+        a, b = contributions.load_outputs(str(other)), contributions.load_outputs(str(direct))
+        assert a['windows'] == b['windows']
+        np.testing.assert_array_equal(a['one_hot'], b['one_hot'])
+        for target, hyp in b['hyp'].items():
+            np.testing.assert_array_equal(a['hyp'][target], hyp)
+            np.testing.assert_equal(
+                inference_jobs.track(other / target / 'contrib.bw'),
+                inference_jobs.track(direct / target / 'contrib.bw'),
+            )
+        assert (other / 'regions.bed').read_bytes() == (direct / 'regions.bed').read_bytes()
+        assert sorted(os.listdir(other)) == sorted(os.listdir(direct))
+
+
 @pytest.mark.slow  # A job run and the command.
 def test_records_job_equals_the_command(tiny_export, tmp_path):
     export, _, records_dir, _ = tiny_export

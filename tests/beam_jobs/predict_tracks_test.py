@@ -75,6 +75,36 @@ def test_job_equals_the_command_at_any_batch_size_shards_and_workers(inputs, tmp
         ]
 
 
+@pytest.mark.slow  # Three runs: DirectRunner, Portable (LOOPBACK), Dask (2 worker processes).
+def test_portable_and_dask_runners_write_the_direct_runners_tracks(inputs, tmp_path):
+    export, fasta, bed = inputs
+    flags = (f'--regions_bed={bed}', '--num_shards=3')
+    direct = _job(export, fasta, tmp_path / 'direct' / 'pred', *flags)
+    portable = _job(
+        export, fasta, tmp_path / 'portable' / 'pred', *flags, *inference_jobs.PORTABLE_FLAGS
+    )
+    with inference_jobs.dask_cluster() as address:
+        dask = _job(
+            export,
+            fasta,
+            tmp_path / 'dask' / 'pred',
+            *flags,
+            *inference_jobs.DASK_FLAGS,
+            f'--dask_client_address={address}',
+        )
+    for other in (portable, dask):
+        for key, path in direct['tracks'].items():
+            got = inference_jobs.track(other['tracks'][key])
+            np.testing.assert_equal(got, inference_jobs.track(path))
+        with open(other['regions_bed']) as a, open(direct['regions_bed']) as b:
+            assert a.read() == b.read()
+        assert sorted(os.listdir(os.path.dirname(other['regions_bed']))) == [
+            'pred.regions.bed',
+            'pred.t.neg.bw',
+            'pred.t.pos.bw',
+        ]
+
+
 def _n_runs(fasta_path):
     """{chrom: [(start, end)] of N runs}, straight from the FASTA text."""
     runs, chrom = {}, None
