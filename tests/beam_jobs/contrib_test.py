@@ -105,6 +105,31 @@ def test_portable_and_dask_runners_write_the_direct_runners_folder(inputs, tmp_p
         assert sorted(os.listdir(other)) == sorted(os.listdir(direct))
 
 
+@pytest.mark.slow  # A whole run and the command.
+def test_remote_inputs_and_output(inputs, fake_remote, tmp_path):
+    import shutil
+
+    root, prefix = fake_remote
+    export, fasta, bed = inputs
+    shutil.copytree(export, root / 'export')
+    shutil.copy(fasta, root / 'genome.fa')
+    shutil.copy(bed, root / 'regions.bed')
+    command = _command(export, tmp_path / 'cli', regions_bed=bed, fasta=fasta)
+    flags = (f'--regions_bed={prefix}regions.bed', f'--fasta={prefix}genome.fa', '--num_shards=2')
+    _job(f'{prefix}export', f'{prefix}out', *flags)
+    a, b = contributions.load_outputs(str(root / 'out')), contributions.load_outputs(str(command))
+    assert a['windows'] == b['windows']
+    for target, hyp in b['hyp'].items():
+        np.testing.assert_allclose(a['hyp'][target], hyp, rtol=1e-5, atol=1e-6)
+    assert sorted(os.listdir(root / 'out')) == sorted(os.listdir(command))
+    assert sorted(os.listdir(root)) == [
+        'export',
+        'genome.fa',
+        'out',
+        'regions.bed',
+    ]
+
+
 @pytest.mark.slow  # A job run and the command.
 def test_records_job_equals_the_command(tiny_export, tmp_path):
     export, _, records_dir, _ = tiny_export

@@ -105,6 +105,29 @@ def test_portable_and_dask_runners_write_the_direct_runners_tracks(inputs, tmp_p
         ]
 
 
+@pytest.mark.slow  # A whole run.
+def test_remote_inputs_and_output(inputs, fake_remote, tmp_path):
+    import shutil
+
+    root, prefix = fake_remote
+    export, fasta, bed = inputs
+    shutil.copytree(export, root / 'export')
+    shutil.copy(fasta, root / 'genome.fa')
+    shutil.copy(bed, root / 'regions.bed')
+    expected = _command(export, fasta, bed, tmp_path / 'cli' / 'pred')
+    flags = [f'--regions_bed={prefix}regions.bed', '--num_shards=2']
+    result = _job(f'{prefix}export', f'{prefix}genome.fa', f'{prefix}out/pred', *flags)
+    assert result['tracks']['t +'] == f'{prefix}out/pred.t.pos.bw'
+    assert sorted(os.listdir(root / 'out')) == [
+        'pred.regions.bed',
+        'pred.t.neg.bw',
+        'pred.t.pos.bw',
+    ]
+    for key, path in expected['tracks'].items():
+        local = root / 'out' / os.path.basename(path)
+        inference_jobs.assert_same_track(local, path, atol=1e-6, rtol=1e-6)
+
+
 def _n_runs(fasta_path):
     """{chrom: [(start, end)] of N runs}, straight from the FASTA text."""
     runs, chrom = {}, None
