@@ -5,8 +5,9 @@
         --genome_wide_mb=1,2,4] [--smoke]
 
 An untrained model (stem kernel 21, 8 dilated layers, profile kernel 75 for 2114 -> 1000 bp,
-otherwise the library's defaults; --smoke: 260 -> 200 bp, 2 layers; untrained weights cost what trained ones do) exported to a
-temporary folder, and a random genome of --genome_mb Mb in two chromosomes with N runs. Rows:
+otherwise the library's defaults; --smoke: 260 -> 200 bp, 2 layers; untrained weights cost what
+trained ones do) exported to a temporary folder, and a random genome of --genome_mb Mb in two
+chromosomes with N runs. Rows:
 
 - tracks: `predict --regions_bed` (`tracks.predict_tracks`) against `beam_jobs.predict_tracks`
   (--runner=DirectRunner in-process, or N worker processes) on the same --peaks BED lines;
