@@ -184,7 +184,7 @@ def _regions(args, genome, sizes: dict[str, int], fasta: str, length: int) -> di
             f'{fasta}: no stretch of {", ".join(chroms[:5])} holds a {length}-bp window '
             f'between N runs; {found.skipped()}'
         )
-    note = f'genome-wide over {len(chroms)} chromosome(s), {found.skipped()}'
+    note = f'{len(chroms)} chromosome(s) -> {len(found.regions)} stretches between N runs'
     return {'regions': found.regions, 'note': note, 'skipped': found}
 
 
@@ -291,7 +291,8 @@ def _predict(tmp_dir: str, args, pipeline_args, save_main_session, plan) -> tupl
     )
     print(
         f'{PROG}: {plan["note"]}; {plan["windows"]:,} windows over {plan["bases"]:,} bp in '
-        f'{plan["shards"]} shard(s)',
+        f'{plan["shards"]} shard(s)'
+        + (f'; {plan["skipped"].skipped()}' if 'skipped' in plan else ''),
         file=sys.stderr,
         flush=True,
     )
@@ -352,10 +353,12 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
         **{k: summary[k] for k in ('windows', 'bases', 'shards', 'note')},
         **{k: summary[k] for k in ('bed_regions', 'skipped') if k in summary},
     }
+    skipped = f'; {result["skipped"].skipped()}' if 'skipped' in result else ''
     print(
         f'{PROG}: {summary["note"]}, {result["windows"]:,} windows, {result["bases"]:,} bases '
         f'in {result["shards"]} shard(s), {result["seconds"]:.1f} s -> '
         + ', '.join(result['tracks'].values())
+        + skipped
     )
     return result
 

@@ -7,6 +7,8 @@ exit status 2 and no output; a failed run publishes nothing."""
 
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from bpnet_tfx.inference import prediction, tracks
 from tests.fixtures import inference_jobs
 from tests.fixtures.control_models import wide_joint_control_model
 from tests.fixtures.inference_jobs import BED_LINES
+from tests.fixtures.paths import REPO
 
 
 @pytest.fixture(scope='module')
@@ -206,6 +209,27 @@ def test_control_model_matches_the_command_and_worker_errors_publish_nothing(tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith('predict_tracks: error: ') and "'chrB' not in the bigWig" in err[-1]
     assert os.listdir(out) == []
+
+
+@pytest.mark.slow  # A subprocess.
+def test_command_line_prints_progress_and_one_summary_line(inputs, tmp_path):
+    export, fasta, _ = inputs
+    args = [f'--saved_model={export}', f'--fasta={fasta}', '--genome_wide', '--num_shards=2']
+    proc = subprocess.run(
+        [sys.executable, '-m', 'beam_jobs.predict_tracks', *args, f'--output_prefix={tmp_path}/p'],
+        cwd=REPO,
+        env={**os.environ, 'PYTHONPATH': REPO},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith('predict_tracks: 3 chromosome(s) -> 3 stretches between N runs')
+    assert proc.stdout.count('\n') == 1 and proc.stdout.rstrip().endswith(
+        'skipped 1 N run(s) (300 bp), 0 stretch(es) shorter than a window (0 bp), '
+        '1 chromosome(s) shorter than a window (chrC)'
+    )
+    assert all(line.startswith('predict_tracks: ') for line in proc.stderr.splitlines())
 
 
 def test_a_failed_run_publishes_nothing_and_stale_folders_go(inputs, tmp_path, monkeypatch, capsys):
