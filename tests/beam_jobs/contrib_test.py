@@ -6,8 +6,6 @@ BED or a records split, also for a multi-task control model; bad input is one li
 
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +15,6 @@ from bpnet_tfx.attribution import contributions, output
 from tests.fixtures import inference_jobs
 from tests.fixtures.control_models import wide_joint_control_model
 from tests.fixtures.inference_jobs import BED_LINES
-from tests.fixtures.paths import REPO
 
 SETTINGS = {'num_shuffles': 2, 'seed': 3}
 
@@ -177,14 +174,7 @@ def test_control_model_matches_the_command_and_worker_errors_publish_nothing(tmp
 def test_command_line_prints_progress_and_one_summary_line(inputs, tmp_path):
     export, fasta, bed = inputs
     args = [f'--saved_model={export}', f'--fasta={fasta}', f'--regions_bed={bed}']
-    proc = subprocess.run(
-        [sys.executable, '-m', 'beam_jobs.contrib', *args, f'--output_dir={tmp_path}/out'],
-        cwd=REPO,
-        env={**os.environ, 'PYTHONPATH': REPO},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = inference_jobs.run_cli('beam_jobs.contrib', *args, f'--output_dir={tmp_path}/out')
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith('contrib: 7 regions (deepshap) in 1 shard(s), ')
     assert proc.stdout.count('\n') == 1

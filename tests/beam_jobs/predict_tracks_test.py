@@ -7,8 +7,6 @@ exit status 2 and no output; a failed run publishes nothing."""
 
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,7 +17,6 @@ from bpnet_tfx.inference import prediction, tracks
 from tests.fixtures import inference_jobs
 from tests.fixtures.control_models import wide_joint_control_model
 from tests.fixtures.inference_jobs import BED_LINES
-from tests.fixtures.paths import REPO
 
 
 @pytest.fixture(scope='module')
@@ -215,13 +212,8 @@ def test_control_model_matches_the_command_and_worker_errors_publish_nothing(tmp
 def test_command_line_prints_progress_and_one_summary_line(inputs, tmp_path):
     export, fasta, _ = inputs
     args = [f'--saved_model={export}', f'--fasta={fasta}', '--genome_wide', '--num_shards=2']
-    proc = subprocess.run(
-        [sys.executable, '-m', 'beam_jobs.predict_tracks', *args, f'--output_prefix={tmp_path}/p'],
-        cwd=REPO,
-        env={**os.environ, 'PYTHONPATH': REPO},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = inference_jobs.run_cli(
+        'beam_jobs.predict_tracks', *args, f'--output_prefix={tmp_path}/p'
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith('predict_tracks: 3 chromosome(s) -> 3 stretches between N runs')
