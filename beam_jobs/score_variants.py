@@ -49,8 +49,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from beam_jobs.common import arguments, runners
 from beam_jobs.common import files as files_lib
 from beam_jobs.common.errors import RecordsInputError
+from beam_jobs.inference import handler as inference
 from beam_jobs.records import transforms
-from beam_jobs.variants import handler as inference
 from beam_jobs.variants import transforms as variant_transforms
 from bpnet_tfx.common.errors import BpnetError
 from bpnet_tfx.genome import genome_io

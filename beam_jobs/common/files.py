@@ -214,15 +214,22 @@ def replace_dir(tmp_dir: str, output_dir: str, *, last: str) -> None:
         folders.publish(tmp_dir, output_dir)
         return
     if FileSystems.exists(output_dir) or FileSystems.exists(join(output_dir, last)):
-        old_files = list_files(output_dir)
+        old_files = _tree(output_dir)
         # metadata.json first, so that a half-deleted folder no longer claims to be complete.
         old_files.sort(key=lambda p: not p.endswith('/' + last))
         if old_files:
             FileSystems.delete(old_files)
-    sources = list_files(tmp_dir)
-    sources.sort(key=lambda p: p.endswith('/' + last))
-    FileSystems.rename(sources, [join(output_dir, p.rsplit('/', 1)[-1]) for p in sources])
+    sources = _tree(tmp_dir)
+    sources.sort(key=lambda p: p == join(tmp_dir, last))
+    start = len(tmp_dir.rstrip('/')) + 1  # Files in subfolders keep their relative paths.
+    FileSystems.rename(sources, [join(output_dir, p[start:]) for p in sources])
     remove_dir(tmp_dir)
+
+
+def _tree(folder: str) -> list[str]:
+    """Paths of every file under a remote folder, those in its subfolders too, sorted."""
+    pattern = folder.rstrip('/') + '/**'
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 
 
 def remove_dir(folder: str) -> None:
@@ -230,8 +237,8 @@ def remove_dir(folder: str) -> None:
     try:
         if not is_remote(folder):
             shutil.rmtree(folder, ignore_errors=True)
-        elif FileSystems.exists(folder) or list_files(folder):
-            files = list_files(folder)
+        elif FileSystems.exists(folder) or _tree(folder):
+            files = _tree(folder)
             if files:
                 FileSystems.delete(files)
             if FileSystems.exists(folder):

@@ -1,1 +1,1 @@
-"""The variants job's transforms and its RunInference model handler."""
+"""The variants job's transforms (its model handler is beam_jobs/inference/handler.py)."""

@@ -5,7 +5,7 @@ chunks, one JSON line each: {"first": index of its first variant, "variants": [[
 ref, alt, variant_id], ...]}. On the workers, `VariantWindowsFn` turns a chunk into one
 ((index, status), `VariantInput`) per variant (`bpnet_tfx.variant_effects.scoring.VariantWindows`:
 the allele checks and windows of the variants command); `ScoreVariants` runs them through
-RunInference with `beam_jobs.variants.handler.ExportedModelHandler` and
+RunInference with `beam_jobs.inference.handler.ExportedModelHandler` and
 `variant_effects.score_inputs` (the command's scoring), giving ((index, status), TSV row);
 `WriteScoreShards` groups the rows by shard (contiguous ranges of input indices), sorts each
 shard by index and writes it with the header; `WriteScoreSummary` writes what the driver needs
@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 import apache_beam as beam
 
 from beam_jobs.common import files as files_lib
-from beam_jobs.variants import handler as inference
+from beam_jobs.inference import handler as inference
 from bpnet_tfx.variant_effects import scoring as variant_effects
 from bpnet_tfx.variant_effects.variant_files import Variant
 

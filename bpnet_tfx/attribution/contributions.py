@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import time
+import types
 from typing import Any
 
 import numpy as np
@@ -174,18 +175,7 @@ def _score_records(
 ) -> tuple[list[tuple[str, int]], str]:
     """Scores the first `max_regions` centred windows of the records' `split` (those of the
     shard); returns the bigWig header and where it came from."""
-    config = scorer.config
-    if (info.sequence_length, info.num_tasks, info.num_strands) != (
-        config.sequence_length,
-        config.num_tasks,
-        config.num_strands,
-    ):
-        raise ContribError(
-            f'{scorer.model.path} takes {config.sequence_length}-bp windows of '
-            f'{config.num_tasks} task(s) x {config.num_strands} strand(s); '
-            f'{records_dir} holds {info.sequence_length}-bp windows of '
-            f'{info.num_tasks} x {info.num_strands}'
-        )
+    check_records_fit(scorer.config, scorer.model.path, records_dir, info)
     total = info.split_counts.get(split)
     if total is not None and max_regions is not None:
         total = min(total, max_regions)
@@ -502,3 +492,72 @@ def merge_contributions(
         'output_dir': output_dir,
         'files': {k: os.path.join(output_dir, v) for k, v in written['files'].items()},
     }
+
+
+# For jobs that score the windows elsewhere (beam_jobs.contrib): the command's batch sizing,
+# scoring of one batch and summary settings, from plain arguments.
+
+
+def windows_per_call(
+    method: str, num_shuffles: int, batch_size: int, length: int, reverse_complement_average: bool
+) -> int:
+    """Windows per model call for `batch_size` model inputs, as the command groups them."""
+    settings = _Settings(method, num_shuffles, 1, batch_size, 0, reverse_complement_average)
+    return settings.windows_per_call(length)
+
+
+def score_batch(
+    scorer: attribution.Scorer,
+    windows: list[Window],
+    one_hot: np.ndarray,
+    control: np.ndarray | None,
+    **settings: Any,
+) -> list[np.ndarray]:
+    """Per target hyp (B, L, 4) of one batch of windows, scored as the command scores them
+    (each window's references from `shuffle.keyed_rng(seed, window.region)`).
+
+    Args:
+      scorer, windows, one_hot, control: the scorer; the batch's windows, one-hot (B, L, 4)
+        and control counts or None.
+      settings: method, num_shuffles, steps, batch_size, seed, reverse_complement_average
+        (`compute_contributions`' arguments).
+    """
+    settings = _Settings(**settings)
+    score = _scorer_call(scorer, settings)
+    if not settings.uses_references:
+        return score(one_hot, None, control)
+    batches = [(windows, one_hot, control)]
+    ((_, x, refs, c),) = _with_references(batches, settings.num_shuffles, settings.seed)
+    return score(x, refs, c)
+
+
+def summary_settings(
+    saved_model: str,
+    targets: list[attribution.Target],
+    sequence_length: int,
+    *,
+    source: dict[str, Any],
+    control_from: Any,
+    max_regions: int | None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """summary.json's settings part (`compute_contributions`' folder) for windows scored
+    elsewhere; `settings` as for `score_batch`."""
+    scorer = types.SimpleNamespace(length=sequence_length, targets=targets)
+    return _summary(saved_model, scorer, _Settings(**settings), max_regions, source, control_from)
+
+
+def check_records_fit(config, model_path: str, records_dir: str, info: schema.RecordsInfo):
+    """Raises ContribError unless the records hold windows of the model's length, tasks and
+    strands."""
+    if (info.sequence_length, info.num_tasks, info.num_strands) != (
+        config.sequence_length,
+        config.num_tasks,
+        config.num_strands,
+    ):
+        raise ContribError(
+            f'{model_path} takes {config.sequence_length}-bp windows of '
+            f'{config.num_tasks} task(s) x {config.num_strands} strand(s); '
+            f'{records_dir} holds {info.sequence_length}-bp windows of '
+            f'{info.num_tasks} x {info.num_strands}'
+        )

@@ -203,6 +203,7 @@ def _predict_merged(
     *,
     batch_size: int,
     reverse_complement: bool,
+    show_progress: bool = True,
 ) -> int:
     """Predicts every window of the merged regions in batches; each region is written as soon
     as its last window is in, in order. Returns the number of windows."""
@@ -212,7 +213,7 @@ def _predict_merged(
     jobs = [_Window(k, w) for k, starts in enumerate(tiles) for w in starts]
     pending: dict[int, _Region] = {}
     written = 0
-    report = progress.Progress('predict', 'windows', len(jobs))
+    report = progress.Progress('predict', 'windows', len(jobs)) if show_progress else None
     for b in range(0, len(jobs), batch_size):
         batch = jobs[b : b + batch_size]
         for job in batch:
@@ -236,5 +237,31 @@ def _predict_merged(
         while written in pending and pending[written].windows_left == 0:
             writer.add(pending.pop(written), info.tasks, info.strands)
             written += 1
-        report.update(b + len(batch), final=b + len(batch) == len(jobs))
+        if report:
+            report.update(b + len(batch), final=b + len(batch) == len(jobs))
     return len(jobs)
+
+
+def predict_spans(
+    model, genome, controls, spans: list[tuple[str, int, int]], add, *, batch_size: int
+) -> int:
+    """Predicts regions as `predict_tracks` predicts its merged regions (tiled, forward and
+    reverse complement averaged, overlaps averaged), without a progress line; calls
+    `add(chrom, start, values)` with each region's (end - start, tasks, strands) float64
+    values, in order. For jobs that write the tracks elsewhere (beam_jobs.predict_tracks).
+    Returns the number of windows."""
+
+    class _Collect:
+        def add(self, region: _Region, tasks, strands) -> None:
+            add(region.chrom, region.start, region.sums / region.cover[:, None, None])
+
+    return _predict_merged(
+        model,
+        genome,
+        controls,
+        spans,
+        _Collect(),
+        batch_size=batch_size,
+        reverse_complement=True,
+        show_progress=False,
+    )

@@ -1,4 +1,4 @@
-"""Tests of beam_jobs.variants.handler: the RunInference model handler over an export runs any
+"""Tests of beam_jobs.inference.handler: the RunInference model handler over an export runs any
 batch function (here plain forward + reverse-complement predictions, not variants), keyed
 outputs follow their inputs whatever the batch size, and a remote export is copied first."""
 
@@ -12,7 +12,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 
-from beam_jobs.variants import handler as inference
+from beam_jobs.inference import handler as inference
 from bpnet_tfx.inference import export
 
 

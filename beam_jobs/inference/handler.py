@@ -11,9 +11,10 @@ input); and the module imports tensorflow_hub, which is not a dependency of the 
 process as `inference.export.ExportedModel` (the wrapper every inference path uses: control
 checks, task axis) and hands each batch to a job's `batch_fn(model, examples)`, which returns
 one output per example. Nothing here knows about variants: prediction or contribution jobs
-pass their own `batch_fn` (docs/runners.md). Batches are `batch_size` examples (fewer at the
-end of a bundle): Beam's BatchElements with its minimum and maximum both set, so memory per
-call is bounded and the same on every runner.
+pass their own `batch_fn` (docs/runners.md), and a `model_fn` that builds what a worker keeps
+beside the model (an opened FASTA, a contribution scorer) once per process. Batches are
+`batch_size` examples (fewer at the end of a bundle): Beam's BatchElements with its minimum and
+maximum both set, so memory per call is bounded and the same on every runner.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class ExportInfo:
 
     info: Any
     config: Any
+    path: str = ''
 
     def control_bigwigs(self, pos: str | None = None, neg: str | None = None):
         from bpnet_tfx.inference import export
@@ -66,7 +68,7 @@ def load_export_info(saved_model: str) -> ExportInfo:
     from bpnet_tfx.inference import export
 
     if not files_lib.is_remote(saved_model):
-        return ExportInfo(*export.load_export_info(saved_model))
+        return ExportInfo(*export.load_export_info(saved_model), path=saved_model)
     local = tempfile.mkdtemp(prefix='bpnet-export-info-')
     try:
         for name in (schema.METADATA_FILENAME, export.MODEL_CONFIG_FILENAME):
@@ -77,7 +79,7 @@ def load_export_info(saved_model: str) -> ExportInfo:
             raise schema.SchemaError(
                 f'{saved_model}: no {schema.METADATA_FILENAME}; is it a bpnet_tfx export?'
             )
-        return ExportInfo(*export.load_export_info(local))
+        return ExportInfo(*export.load_export_info(local), path=saved_model)
     finally:
         shutil.rmtree(local, ignore_errors=True)
 
@@ -123,6 +125,10 @@ class ExportedModelHandler(ModelHandler):
       progress: (label, unit): a progress line on stderr every `progress_every` examples
         each worker has done ('score_variants: 2000 variants, 4.1 variants/s'); None: none.
       progress_every: see `progress`.
+      model_fn: `model_fn(ExportedModel)` -> what `batch_fn` gets as its model, made once per
+        worker process (default: the ExportedModel itself); a module function or partial.
+      weight: `weight(example)` -> how many units one example counts for in the progress
+        line (default 1: examples).
     """
 
     def __init__(
@@ -135,6 +141,8 @@ class ExportedModelHandler(ModelHandler):
         verbose: bool = False,
         progress: tuple[str, str] | None = None,
         progress_every: int = 1000,
+        model_fn: Callable[[Any], Any] | None = None,
+        weight: Callable[[Any], int] | None = None,
     ):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         self._saved_model = saved_model
@@ -145,28 +153,29 @@ class ExportedModelHandler(ModelHandler):
         self._progress_every = progress_every
         self._progress = None  # Made in the worker, at its first batch.
         self._done = 0
+        self._model_fn = model_fn
+        self._weight = weight
 
     def load_model(self):
         # Several SDK processes may share a worker's GPU: each takes memory as it needs it,
         # not all of it at start (TensorFlow's default).
         os.environ.setdefault('TF_FORCE_GPU_ALLOW_GROWTH', 'true')
-        return load_export(self._saved_model, self._verbose)
+        model = load_export(self._saved_model, self._verbose)
+        return self._model_fn(model) if self._model_fn else model
 
     def run_inference(
         self, batch: Sequence[Any], model, inference_args: dict[str, Any] | None = None
     ) -> Iterable[Any]:
+        if self._progress_args and self._progress is None:  # Its clock starts now.
+            label, unit = self._progress_args
+            self._progress = progress_lib.Progress(label, unit, None, every=self._progress_every)
         outputs = list(self._batch_fn(model, list(batch)))
         if len(outputs) != len(batch):
             raise ValueError(
                 f'batch_fn returned {len(outputs)} outputs for a batch of {len(batch)} examples'
             )
-        if self._progress_args:
-            if self._progress is None:
-                label, unit = self._progress_args
-                self._progress = progress_lib.Progress(
-                    label, unit, None, every=self._progress_every
-                )
-            self._done += len(batch)
+        if self._progress is not None:
+            self._done += sum(map(self._weight, batch)) if self._weight else len(batch)
             self._progress.update(self._done)
         return outputs
 
@@ -182,3 +191,20 @@ def RunExportedModel(keyed, handler: ExportedModelHandler):
     """(key, example) -> (key, output) through RunInference with `handler`; keys pass through
     untouched, so outputs can be put back in order or grouped after the (unordered) run."""
     return keyed | 'RunInference' >> RunInference(KeyedModelHandler(handler))
+
+
+def _as_batch(example: Any) -> list[Any]:
+    return [example]
+
+
+@beam.ptransform_fn
+def RunUnbatched(examples, handler: ExportedModelHandler):
+    """example -> output through RunInference with `handler`, one example a call, without
+    Beam's BatchElements: Beam 2.77's Dask runner drops what a DoFn emits in finish_bundle,
+    where BatchElements flushes a bundle's last batch, so batched elements are lost there.
+    For jobs whose examples are whole shards of work."""
+    return (
+        examples
+        | 'OneExampleBatches' >> beam.Map(_as_batch)
+        | 'RunInference' >> RunInference(handler.with_no_batching())
+    )

@@ -1,0 +1,2 @@
+"""What the inference jobs share: the RunInference model handler over an export, and the
+publishing of prefix outputs."""

@@ -1,0 +1,1 @@
+"""The predict_tracks job's regions, shard plans and transforms."""
