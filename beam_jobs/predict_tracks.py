@@ -39,8 +39,8 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
+from beam_jobs.common import arguments, runners
 from beam_jobs.common import files as files_lib
-from beam_jobs.common import runners
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.inference import handler as inference
 from beam_jobs.inference import outputs
@@ -329,7 +329,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
       runners.PipelineRunError: the run failed.
     """
     started = time.perf_counter()
-    args, pipeline_args = _parser().parse_known_args(argv)
+    args, pipeline_args = arguments.parse(_parser(), argv)
     _check_flags(args)
     runners.resolve_args(pipeline_args, num_plans=0)  # A runner Beam lacks stops us here.
     with inference.tensorflow_quiet(args.verbose):

@@ -28,12 +28,42 @@ def parse(
       RecordsInputError: an argument that is no flag of the job nor a Beam pipeline option,
         or a Beam option's value that Beam cannot parse; one line, with the closest flag.
     """
-    args, rest = parser.parse_known_args(argv)
+    try:
+        args, rest = _one_line_errors(parser).parse_known_args(argv)
+    except RecordsInputError:
+        # A misspelled flag is the likelier cause of a missing required one: name it first.
+        _refuse_unknown(parser, _optional(parser).parse_known_args(argv)[1])
+        raise
+    _refuse_unknown(parser, rest)
+    return args, rest
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, rest: Sequence[str]) -> None:
     beam_parser = _beam_parser(rest)
     unknown = beam_parser.parse_known_args(rest)[1]
     if unknown:
         raise RecordsInputError(_unknown_message(unknown, parser, beam_parser))
-    return args, rest
+
+
+def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """`parser`, whose errors (a missing required flag, a bad value) raise one line instead
+    of printing the usage and exiting."""
+
+    def error(message: str):
+        raise RecordsInputError(message)
+
+    parser.error = error
+    return parser
+
+
+def _optional(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A copy of `parser` with no required flag (to find unknown arguments on their own)."""
+    import copy
+
+    relaxed = copy.deepcopy(parser)
+    for action in relaxed._actions:
+        action.required = False
+    return relaxed
 
 
 def _beam_parser(args: Sequence[str]) -> argparse.ArgumentParser:

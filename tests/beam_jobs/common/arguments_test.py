@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -139,3 +140,23 @@ def test_sigint_during_a_run_is_one_line_exit_130_and_leaves_nothing(tmp_path):
         'run the same command again\n'
     )
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    'job, flag, closest',
+    [
+        ('predict_tracks', '--regions_beds=x.bed', '--regions_bed'),
+        ('contrib', '--num_shuffle=3', '--num_shuffles'),
+        ('reads_to_bigwig', '--read=x.bam', '--reads'),
+    ],
+)
+def test_every_job_refuses_a_misspelled_flag_naming_the_closest(job, flag, closest):
+    """Each Beam job main parses through arguments.parse: a misspelled flag is one line naming
+    the closest flag, before any input is read."""
+    import importlib
+
+    from beam_jobs.common.errors import RecordsInputError
+
+    module = importlib.import_module(f'beam_jobs.{job}')
+    with pytest.raises(RecordsInputError, match=re.escape(closest)):
+        module.run([flag, '--runner=DirectRunner'])
