@@ -223,7 +223,7 @@ def _write_train_config(config, chief: bool) -> None:
 
 def config_from_flags(info):
     """Turns flag values into a validated TrainConfig; the records fix the shapes."""
-    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.modeling.config import ModelConfig
     from bpnet_tfx.training import trainer
 
     for name, value in (('epochs', _EPOCHS.value), ('batch_size', _BATCH_SIZE.value)):
@@ -232,7 +232,7 @@ def config_from_flags(info):
     if not _LEARNING_RATE.value > 0:
         raise trainer.TrainError(f'--learning_rate must be > 0, got {_LEARNING_RATE.value}')
     try:
-        model_config = model_lib.ModelConfig(
+        model_config = ModelConfig(
             sequence_length=info.sequence_length,
             output_length=info.output_length,
             profile_loss=_PROFILE_LOSS.value,
@@ -279,11 +279,11 @@ def config_from_flags(info):
 
 def _dry_run(config, info, strategy) -> None:
     """Prints the model summary, the window length after every block and the first batch."""
-    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.modeling.model import build_bpnet
     from bpnet_tfx.records import dataset as data
 
     with strategy.scope():
-        model = model_lib.build_bpnet(config.model)
+        model = build_bpnet(config.model)
     model.summary(print_fn=lambda line, **_: print(line))
     batch = data.model_inputs(
         next(

@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING
 import keras
 
 from bpnet_tfx.modeling import layers
-from bpnet_tfx.modeling import model as model_lib
+from bpnet_tfx.modeling.config import CONTROL_INPUT_NAME, INPUT_NAME
+from bpnet_tfx.modeling.heads import RateSum
+from bpnet_tfx.modeling.model import build_bpnet
 
 if TYPE_CHECKING:
     from bpnet_tfx.inference import export
@@ -130,7 +132,7 @@ def paired_logsumexp(z, axes: tuple[int, ...], inputs=None):
     return lse(z)
 
 
-class PairedRateSum(model_lib.RateSum):
+class PairedRateSum(RateSum):
     """`model.RateSum` whose logsumexps are `paired_logsumexp`: the rebuilt model's stand-in
     (never saved); `pairing` is shared by all of a model's paired layers."""
 
@@ -158,7 +160,7 @@ def _swap_relu(layer, pairing: Pairing):
         swapped = RescaleConv1D.from_config({**config, 'activation': None})
         swapped.pairing = pairing
         return swapped
-    if isinstance(layer, model_lib.RateSum):
+    if isinstance(layer, RateSum):
         swapped = PairedRateSum.from_config(config)
         swapped.pairing = pairing
         return swapped
@@ -210,8 +212,8 @@ def paired_outputs(paired: keras.Model, one_hot, references, control=None):
     inputs = rows
     if control is not None:
         inputs = {
-            model_lib.INPUT_NAME: rows,
-            model_lib.CONTROL_INPUT_NAME: tf.concat([control, tf.repeat(control, k, axis=0)], 0),
+            INPUT_NAME: rows,
+            CONTROL_INPUT_NAME: tf.concat([control, tf.repeat(control, k, axis=0)], 0),
         }
     paired.pairing.inputs = n
     try:
@@ -237,7 +239,7 @@ def rescale_model(exported: export.ExportedModel) -> keras.Model:
     """
     from bpnet_tfx.inference import export
 
-    rebuilt = paired_model(model_lib.build_bpnet(exported.config))
+    rebuilt = paired_model(build_bpnet(exported.config))
     # The export tracks the Keras model, so its variables keep their Keras paths.
     saved = {v.name.removesuffix(':0'): v for v in exported.variables}
     for v in rebuilt.variables:

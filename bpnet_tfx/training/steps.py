@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from bpnet_tfx.modeling import losses
-from bpnet_tfx.modeling import model as model_lib
+from bpnet_tfx.modeling.config import CONTROL_INPUT_NAME, INPUT_NAME, LOG_COUNTS, PROFILE
 from bpnet_tfx.records import augment, schema
 from bpnet_tfx.records import dataset as data
 from bpnet_tfx.training.config import TrainConfig, task_weights
@@ -45,9 +45,9 @@ def _loss_function(model: keras.Model, config: TrainConfig, info: schema.Records
             )
         inputs = tf.cast(one_hot, tf.float32)
         if use_control:
-            inputs = {model_lib.INPUT_NAME: inputs, model_lib.CONTROL_INPUT_NAME: control}
+            inputs = {INPUT_NAME: inputs, CONTROL_INPUT_NAME: control}
         out = model(inputs, training=training)
-        logits, pred_log_counts = out[model_lib.PROFILE], out[model_lib.LOG_COUNTS]
+        logits, pred_log_counts = out[PROFILE], out[LOG_COUNTS]
         if num_tasks == 1:  # Give every tensor a task axis: (batch, [length,] tasks, strands).
             counts, logits = counts[:, :, None], logits[:, :, None]
             log_counts, pred_log_counts = log_counts[:, None], pred_log_counts[:, None]

@@ -182,11 +182,12 @@ def test_control_model_needs_its_control_bigwigs(genome, tmp_path):
     import keras
 
     from bpnet_tfx.inference import export
+    from bpnet_tfx.modeling import config as config_lib
     from bpnet_tfx.modeling import model as model_lib
     from bpnet_tfx.records import schema
 
     keras.utils.set_random_seed(0)
-    config = model_lib.ModelConfig(
+    config = config_lib.ModelConfig(
         sequence_length=200, filters=8, num_dilated_layers=2, use_control=True
     )
     info = schema.RecordsInfo(

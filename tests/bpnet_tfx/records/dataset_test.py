@@ -181,7 +181,7 @@ def test_sparse_tracks_decode_in_a_batch_as_each_record_alone(length, dtype):
 @pytest.mark.slow  # Trains and exports a tiny model.
 def test_version_1_records_still_train_and_evaluate_like_version_2(tmp_path):
     from bpnet_tfx.inference import evaluation
-    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.modeling import config as config_lib
     from bpnet_tfx.training import trainer
     from tests.fixtures.records import write_records
 
@@ -199,7 +199,7 @@ def test_version_1_records_still_train_and_evaluate_like_version_2(tmp_path):
         batch_size=16,
         shuffle_buffer=64,
         input_benchmark_batches=0,
-        model=model_lib.ModelConfig(sequence_length=80, filters=8, num_dilated_layers=2),
+        model=config_lib.ModelConfig(sequence_length=80, filters=8, num_dilated_layers=2),
     )
     summary = trainer.train(config, v1)
     assert summary['epochs'] == 2 and np.isfinite(summary['final']['loss'])
