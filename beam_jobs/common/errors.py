@@ -6,6 +6,20 @@ raises it too, and the driver finds it in the runner's error (records_pipeline.p
 
 from __future__ import annotations
 
+import contextlib
+
+from bpnet_tfx.common.errors import BpnetError
+
 
 class RecordsInputError(ValueError):
     """Input files or flags the records job cannot use; the message is one line."""
+
+
+@contextlib.contextmanager
+def records_input_errors():
+    """Re-raises a bpnet_tfx user error inside the block (e.g. a malformed BED line from
+    bpnet_tfx.genome.bed) as RecordsInputError, with the same one-line message."""
+    try:
+        yield
+    except BpnetError as e:
+        raise RecordsInputError(str(e)) from None

@@ -1,7 +1,7 @@
 """The contrib job: contribution scores of every window of records or a BED, as one folder.
 
 Windows come from a records split (the centred windows; region ids give their coordinates) or
-from a BED file (each line the model-length window centred on it, `genome_io.bed_windows`), in
+from a BED file (each line the model-length window centred on it, `bed.bed_windows`), in
 input order; `max_regions` keeps the first N. Window 'chrom:start-end' draws its references
 from `shuffle.keyed_rng(seed, 'chrom:start-end')`, so its scores depend on neither the batch
 size, nor where it sits in the input (nor on whether it came from records or a BED), nor the

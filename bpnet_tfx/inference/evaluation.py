@@ -20,7 +20,7 @@ import numpy as np
 
 from bpnet_tfx.common import progress
 from bpnet_tfx.common.errors import BpnetError
-from bpnet_tfx.genome import genome_io
+from bpnet_tfx.genome import bigwig, genome_io
 from bpnet_tfx.inference import metrics
 from bpnet_tfx.records import schema
 
@@ -54,7 +54,7 @@ class _SequenceTotals:
     window, per task and strand; `open` gives None for records without such tracks."""
 
     def __init__(self, pairs: list[tuple[str, str]], output_offset: int, output_length: int):
-        self._handles = [[genome_io.open_bigwig(path) for path in pair] for pair in pairs]
+        self._handles = [[bigwig.open_bigwig(path) for path in pair] for pair in pairs]
         self._offset, self._length = output_offset, output_length
 
     @classmethod

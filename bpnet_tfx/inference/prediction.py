@@ -27,58 +27,16 @@ from typing import Any
 import numpy as np
 
 from bpnet_tfx.common.errors import BpnetError
-from bpnet_tfx.genome import genome_io
+from bpnet_tfx.genome import bigwig, genome_io
+from bpnet_tfx.genome.windows import centred_window, stitch, tile_windows
+
+# merge_regions is re-exported, as tile_windows and stitch are: callers tile regions from here.
+from bpnet_tfx.genome.windows import merge_regions as merge_regions
 from bpnet_tfx.inference import plots
 
 
 class PredictError(BpnetError):
     """Bad region, flags or inputs, reported in one line."""
-
-
-def tile_windows(start: int, end: int, length: int) -> list[int]:
-    """Starts of the `length`-bp windows tiling [start, end) (which is at least `length` long).
-
-    Windows start at `start` every `length` bp; the last one ends exactly at `end`, so it
-    overlaps the one before it unless the region's length is a multiple of `length`.
-    """
-    if end - start < length:
-        raise ValueError(f'[{start}, {end}) is shorter than one {length}-bp window')
-    starts = list(range(start, end - length + 1, length))
-    if starts[-1] + length < end:
-        starts.append(end - length)
-    return starts
-
-
-def stitch(values: np.ndarray, starts: list[int], start: int, end: int) -> np.ndarray:
-    """Per-base mean of window values (windows, length, ...) placed at `starts` over [start, end).
-
-    Raises:
-      ValueError: a base of [start, end) no window covers.
-    """
-    length = values.shape[1]
-    total = np.zeros((end - start, *values.shape[2:]), np.float64)
-    cover = np.zeros(end - start, np.int64)
-    for value, w in zip(values, starts):
-        total[w - start : w - start + length] += value
-        cover[w - start : w - start + length] += 1
-    if (cover == 0).any():
-        raise ValueError('the windows leave bases of the region uncovered')
-    return total / cover.reshape(-1, *([1] * (total.ndim - 1)))
-
-
-def merge_regions(
-    intervals: list[tuple[str, int, int]], chrom_order: list[str]
-) -> list[tuple[str, int, int]]:
-    """Sorts intervals by (chromosome in `chrom_order`, start) and merges overlapping or
-    adjacent ones."""
-    rank = {c: i for i, c in enumerate(chrom_order)}
-    merged: list[list] = []
-    for chrom, start, end in sorted(intervals, key=lambda x: (rank[x[0]], x[1], x[2])):
-        if merged and merged[-1][0] == chrom and start <= merged[-1][2]:
-            merged[-1][2] = max(merged[-1][2], end)
-        else:
-            merged.append([chrom, start, end])
-    return [tuple(m) for m in merged]
 
 
 def fasta_of(model, fasta: str | None) -> str:
@@ -142,7 +100,7 @@ def _read_observed(
     paths: tuple[str, ...], num_strands: int, chrom: str, start: int, end: int, origin: str
 ) -> np.ndarray:
     """(end - start, strands) observed counts; one strand sums the given bigWigs."""
-    track = genome_io.read_tracks([paths], chrom, start, end, origin=origin)[:, 0]
+    track = bigwig.read_tracks([paths], chrom, start, end, origin=origin)[:, 0]
     return track.sum(axis=-1, keepdims=True) if num_strands == 1 else track
 
 
@@ -155,7 +113,7 @@ def _region_windows(start: int, end: int, length: int) -> tuple[int, int, list[i
     mode, note = 'window', ''
     if end - start < length:
         note = f'region is {end - start} bp, shorter than the model\'s {length} bp: '
-        start, end = genome_io.centred_window(start, end, length)
+        start, end = centred_window(start, end, length)
         mode = 'centred'
     starts = [start] if end - start == length else tile_windows(start, end, length)
     if mode == 'centred':
@@ -179,7 +137,7 @@ def _predict_span(
     one_hot = genome_io.padded_one_hot(genome, chrom, start - offset, end + offset)
     control = None
     if controls:
-        track = genome_io.read_tracks(controls, chrom, start, end)
+        track = bigwig.read_tracks(controls, chrom, start, end)
         control = np.stack([track[w - start : w - start + length] for w in starts])
     out = model(np.stack([one_hot[w - start : w - start + input_length] for w in starts]), control)
     window_probs, window_counts = out['profile_probs'], out['counts']  # (W, O, T, S), (W, T, S)

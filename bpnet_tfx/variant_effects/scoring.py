@@ -43,7 +43,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TextIO
 import numpy as np
 
 from bpnet_tfx.common import progress
-from bpnet_tfx.genome import genome_io, sequence
+from bpnet_tfx.genome import bigwig, genome_io, sequence
 from bpnet_tfx.inference import metrics
 from bpnet_tfx.variant_effects.variant_files import Variant, VariantError, read_variants
 
@@ -166,7 +166,7 @@ def _control_window(controls, chrom: str, start: int, end: int, size: int) -> np
     strands = max(len(p) for p in controls)
     out = np.zeros((end - start, len(controls), strands), np.float32)
     if lo < hi:
-        out[lo - start : hi - start] = genome_io.read_tracks(controls, chrom, lo, hi)
+        out[lo - start : hi - start] = bigwig.read_tracks(controls, chrom, lo, hi)
     return out
 
 

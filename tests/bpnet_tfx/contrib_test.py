@@ -78,7 +78,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_
     bed.write_text('chrT\t100\t200\nchrT\t300\n')
     flags = {'saved_model': export_dir, 'regions_bed': str(bed), 'fasta': genome}
     message = {
-        'malformed_line': f'{bed}:2: malformed BED line',
+        'malformed_line': f'{bed}:2: malformed line: 2 column(s)',
         'no_model': 'nowhere: no such folder',
         'no_fasta': 'missing.fa: no such FASTA file',
     }[case]
