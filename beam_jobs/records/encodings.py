@@ -6,7 +6,7 @@ integer type that holds every bigWig's maximum (exact, from the bigWig header) w
 read over a sample of the planned windows are all integers, float32 otherwise (normalised or
 noise-free tracks). Layout: sparse (indices and values of the non-zero counts) when the sample's
 non-zero fraction makes it at most SPARSE_MAX_RATIO of the dense bytes, dense otherwise.
-The workers check every window against the choice (`schema.encode_record` refuses a value
+The workers check every window against the choice (`codec.encode_record` refuses a value
 the dtype cannot hold), so a sample that missed a fractional value stops the job with one
 line rather than writing a wrong record. No Beam here.
 """

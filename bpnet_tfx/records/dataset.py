@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from bpnet_tfx.records import schema
+from bpnet_tfx.records import codec, schema
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -93,8 +93,8 @@ def decode_batch(serialized: tf.Tensor, info: schema.RecordsInfo) -> dict[str, t
        (batch,) float32 0/1 when the records mark background regions}. `model_inputs` turns
       this into what the model takes.
     """
-    parsed = tf.io.parse_example(serialized, schema.feature_spec(info))
-    seq = tf.io.decode_raw(parsed[schema.sequence_key(info)], tf.uint8)
+    parsed = tf.io.parse_example(serialized, codec.feature_spec(info))
+    seq = tf.io.decode_raw(parsed[codec.sequence_key(info)], tf.uint8)
     out = {'region_id': parsed[schema.KEY_REGION_ID]}
     if info.schema_version >= 2:
         out['tokens'] = tf.reshape(seq, (-1, info.stored_length))

@@ -11,8 +11,8 @@ import pytest
 from bpnet_tfx.genome import sequence
 from bpnet_tfx.inference import evaluation, metrics
 from bpnet_tfx.modeling import losses
+from bpnet_tfx.records import codec, schema
 from bpnet_tfx.records import dataset as data
-from bpnet_tfx.records import schema
 from tests.fixtures.paths import REPO
 
 
@@ -109,7 +109,7 @@ def hand_export(tmp_path):
     ) as w:
         for i, (seq, counts) in enumerate(zip(HAND_SEQUENCES, HAND_COUNTS)):
             w.write(
-                schema.encode_record(
+                codec.encode_record(
                     f'chrH:{8 * i}-{8 * i + 8}',
                     'chrH',
                     8 * i,
