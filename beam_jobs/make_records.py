@@ -96,21 +96,8 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> s
         args, records_flags.window_spec(args, fasta, task_list), plan
     )
 
-    def metadata(books: accounting.Tally) -> schema.RecordsInfo:
-        return records_metadata.records_info(
-            args,
-            pipeline_args,
-            fasta=fasta,
-            task_list=task_list,
-            demo=demo,
-            blacklist=blacklist,
-            plan=plan,
-            books=books,
-            num_shards=num_shards,
-            spec=spec,
-            seconds=time.time() - t0,
-        )
-
+    inputs = dict(fasta=fasta, task_list=task_list, demo=demo, blacklist=blacklist)
+    metadata = _metadata(args, pipeline_args, inputs, plan, num_shards, spec, t0)
     books, info = files_lib.write_into_place(
         output_dir,
         lambda tmp_dir: records_pipeline.write_records(
@@ -128,6 +115,24 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> s
     )
     _report(books, info, plan, num_shards, output_dir)
     return info
+
+
+def _metadata(args, pipeline_args, inputs: dict, plan, num_shards, spec, t0: float):
+    """books -> the RecordsInfo to write as metadata.json, its seconds counted from `t0`."""
+
+    def metadata(books: accounting.Tally) -> schema.RecordsInfo:
+        return records_metadata.records_info(
+            args,
+            pipeline_args,
+            **inputs,
+            plan=plan,
+            books=books,
+            num_shards=num_shards,
+            spec=spec,
+            seconds=time.time() - t0,
+        )
+
+    return metadata
 
 
 def _plan(

@@ -407,6 +407,11 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
         return summary
 
     summary = files_lib.write_into_place(args.output_dir, write, last=SUMMARY_FILENAME)
+    _print_summary(args, summary)
+    return summary
+
+
+def _print_summary(args, summary: dict[str, Any]) -> None:
     output = files_lib.join(
         args.output_dir,
         variant_transforms.SHARD_PATTERN if args.skip_merge else MERGED_FILENAME,
@@ -417,7 +422,6 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
         )
         + f" ({summary['num_shards']} shard{'s' if summary['num_shards'] > 1 else ''})"
     )
-    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -288,6 +288,37 @@ def _peak_gc(fasta, peaks: Sequence[Region], chunk_bp: int) -> np.ndarray:
     )
 
 
+def _background_regions(
+    candidates: Sequence,
+    chosen: np.ndarray,
+    sequence_length: int,
+    valid: Sequence[ChromSpan],
+    test: Sequence[ChromSpan],
+) -> tuple[Region, ...]:
+    """The chosen candidates (indices into all chromosomes' candidates in turn) as background
+    Regions, numbered from 1, each in the split of its centre."""
+    names = np.concatenate(
+        [np.zeros(0, np.int64)] + [np.full(len(c.starts), i) for i, c in enumerate(candidates)]
+    ).astype(np.int64)
+    starts = np.concatenate([np.zeros(0, np.int64)] + [c.starts for c in candidates])
+    regions = []
+    for k, i in enumerate(chosen, start=1):
+        chrom, start = candidates[names[i]].chrom, int(starts[i])
+        centre = start + sequence_length // 2
+        regions.append(
+            Region(
+                chrom,
+                start,
+                start + sequence_length,
+                assign_split(chrom, centre, valid, test),
+                k,
+                -1,
+                True,
+            )
+        )
+    return tuple(regions)
+
+
 def sample_background(
     fasta,
     peaks: Sequence[Region],
@@ -336,29 +367,11 @@ def sample_background(
         max_n_fraction=max_n_fraction,
         chunk_bp=chunk_bp,
     )
-    names = np.concatenate(
-        [np.zeros(0, np.int64)] + [np.full(len(c.starts), i) for i, c in enumerate(candidates)]
-    ).astype(np.int64)
-    starts = np.concatenate([np.zeros(0, np.int64)] + [c.starts for c in candidates])
     gc = np.concatenate([np.zeros(0)] + [c.gc for c in candidates])
     chosen = sample_matched(peak_gc, gc, requested, seed=seed)
-    regions = []
-    for k, i in enumerate(chosen, start=1):
-        chrom, start = candidates[names[i]].chrom, int(starts[i])
-        centre = start + sequence_length // 2
-        regions.append(
-            Region(
-                chrom,
-                start,
-                start + sequence_length,
-                assign_split(chrom, centre, valid, test),
-                k,
-                -1,
-                True,
-            )
-        )
+    regions = _background_regions(candidates, chosen, sequence_length, valid, test)
     return BackgroundSample(
-        tuple(regions),
+        regions,
         requested,
         len(gc),
         ks_statistic(peak_gc, gc[chosen]) if len(chosen) else float('nan'),
