@@ -127,6 +127,17 @@ def _region_windows(start: int, end: int, length: int) -> tuple[int, int, list[i
     return start, end, starts, mode, note
 
 
+def _tiled_region(region: str, length: int) -> tuple[str, int, int, list[int], str, str]:
+    """(chrom, start, end, window starts, mode, note) of a 'chrom:start-end' region for a
+    model of output `length`; prints the note."""
+    chrom, start, end = genome_io.parse_region(region)
+    start, end, starts, mode, note = _region_windows(start, end, length)
+    note = note.replace('{chrom}', chrom)
+    if note:
+        print(f'predict: {note}')
+    return chrom, start, end, starts, mode, note
+
+
 def _predict_span(
     model, genome, controls, chrom: str, start: int, end: int, starts: list[int]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -163,13 +174,10 @@ def predict_region(
 ) -> dict[str, Any]:
     """Predicts `region`, writes the plot and TSV, and returns a summary dict.
 
-    A region of the model's output length O is one window. A shorter one is replaced by the
-    window centred on it; a longer one is tiled (`tile_windows`), the per-base predicted counts
-    of overlapping windows averaged. The plotted and tabulated `pred_prob_*` are each task's
-    and strand's predicted counts as a fraction of the plotted span's (the model's softmax for
-    one window), against the observed counts as fractions of the span's observed counts. The
-    plot has one row per task, both strands in it (plus up, minus down; an unstranded model's
-    one strand up). Predictions are the forward strand's (no reverse-complement averaging).
+    Windows: module docstring. The plotted and tabulated `pred_prob_*` are each task's and
+    strand's predicted counts as a fraction of the span's (the model's softmax for one window),
+    against the observed counts as fractions of the span's observed counts; one plot row per
+    task. Predictions are the forward strand's (no reverse-complement averaging).
 
     Observed tracks: `pos_bigwig`/`neg_bigwig` (comma-separated, one per task), by default
     each task's files from the records' metadata; a task without both is plotted without
@@ -197,19 +205,14 @@ def predict_region(
         else ([None] * model.config.num_tasks, '')
     )
     controls = model.control_bigwigs(control_pos_bigwig, control_neg_bigwig)
-    chrom, start, end = genome_io.parse_region(region)
-    start, end, starts, mode, note = _region_windows(start, end, model.config.output_length)
-    note = note.replace('{chrom}', chrom)
-    if note:
-        print(f'predict: {note}')
+    chrom, start, end, starts, mode, note = _tiled_region(region, model.config.output_length)
     with genome_io.open_fasta(fasta) as genome:
         genome_io.check_interval(genome_io.chrom_sizes(genome), fasta, chrom, start, end)
         pred, probs = _predict_span(model, genome, controls, chrom, start, end, starts)
+    strands = model.config.num_strands
     observed_counts = [
-        None
-        if paths is None
-        else _read_observed(paths, model.config.num_strands, chrom, start, end, origin)
-        for paths in observed_paths
+        None if p is None else _read_observed(p, strands, chrom, start, end, origin)
+        for p in observed_paths
     ]
     span = _Span(model, chrom, start, end, starts, mode)
     _plot(span, output_png, pred, probs, observed_counts)

@@ -88,6 +88,12 @@ class _TrackWriter:
         for track in self.tracks.values():
             track.close(ok)
 
+    def __enter__(self) -> _TrackWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(ok=exc_type is None)
+
 
 def predict_tracks(
     saved_model: str,
@@ -102,12 +108,11 @@ def predict_tracks(
 ) -> dict[str, Any]:
     """Writes bigWig tracks of predicted counts per task and strand over the BED's regions.
 
-    Each track holds, at every base of the merged regions (see the module docstring), the
-    predicted counts: profile probabilities x predicted total counts, averaged over the forward
-    and reverse-complement predictions and over overlapping windows. The header lists every
-    FASTA chromosome with its size, in FASTA order; entries are sorted the same way. Also
-    writes '<prefix>.regions.bed', the merged regions predicted. Values do not depend on
-    `batch_size` or on the order of the BED's lines.
+    Each track holds, at every base of the merged regions (module docstring), the predicted
+    counts (probabilities x total counts), averaged over strands of the sequence and over
+    overlapping windows; its header and entries follow the FASTA's order. Also writes
+    '<prefix>.regions.bed', the merged regions. Values do not depend on `batch_size` or on
+    the order of the BED's lines.
 
     Args:
       saved_model: the export.
@@ -137,21 +142,10 @@ def predict_tracks(
         bed = bed_files.bed_windows(regions_bed, sizes, length, fasta=fasta, keep_longer=True)
         merged = merge_regions([(w.chrom, w.start, w.end) for w in bed], list(sizes))
         paths = track_paths(output_prefix, model.info.tasks, model.info.strands)
-        writer = _TrackWriter(paths, sizes)
-        ok = False
-        try:
+        with _TrackWriter(paths, sizes) as writer:
             windows = _predict_merged(
-                model,
-                genome,
-                controls,
-                merged,
-                writer,
-                batch_size=batch_size,
-                reverse_complement=reverse_complement,
+                model, genome, controls, merged, writer, batch_size, reverse_complement
             )
-            ok = True
-        finally:
-            writer.close(ok)
     regions_out = f'{output_prefix}.regions.bed'
     with open(regions_out, 'w') as f:
         f.writelines(f'{c}\t{s}\t{e}\n' for c, s, e in merged)
@@ -189,7 +183,6 @@ def _predict_merged(
     controls,
     merged: list[tuple[str, int, int]],
     writer: _TrackWriter,
-    *,
     batch_size: int,
     reverse_complement: bool,
 ) -> int:

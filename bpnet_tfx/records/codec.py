@@ -89,6 +89,29 @@ def _track_entries(region_id: str, track: str, values: np.ndarray, enc: TrackEnc
     }
 
 
+def _tracks_entries(
+    region_id: str,
+    tracks: Mapping[str, np.ndarray | None],
+    encodings: Mapping[str, TrackEncoding],
+    version: int,
+) -> dict:
+    """The feature entries of every given track, each shaped like the profile."""
+    profile = tracks['profile']
+    entries = {}
+    for track, values in tracks.items():
+        if values is None:
+            continue
+        values = np.asarray(values)
+        if values.shape != profile.shape:
+            raise SchemaError(
+                f'{region_id}: {track} shape {values.shape} differs from '
+                f'profile shape {profile.shape}'
+            )
+        enc = DEFAULT_ENCODING if version == 1 else encodings.get(track, DEFAULT_ENCODING)
+        entries.update(_track_entries(region_id, track, values, enc))
+    return entries
+
+
 def encode_record(
     region_id: str,
     chrom: str,
@@ -142,18 +165,8 @@ def encode_record(
         KEY_START: example_wire.int64_entry(KEY_START, int(start)),
         seq_key: seq_entry,
     }
-    encodings = encodings or {}
-    for track, values in (('profile', profile), ('expected', expected), ('control', control)):
-        if values is None:
-            continue
-        values = np.asarray(values)
-        if values.shape != profile.shape:
-            raise SchemaError(
-                f'{region_id}: {track} shape {values.shape} differs from '
-                f'profile shape {profile.shape}'
-            )
-        enc = DEFAULT_ENCODING if version == 1 else encodings.get(track, DEFAULT_ENCODING)
-        feature.update(_track_entries(region_id, track, values, enc))
+    tracks = {'profile': profile, 'expected': expected, 'control': control}
+    feature.update(_tracks_entries(region_id, tracks, encodings or {}, version))
     if is_background is not None:
         feature[KEY_IS_BACKGROUND] = example_wire.int64_entry(
             KEY_IS_BACKGROUND, int(bool(is_background))
