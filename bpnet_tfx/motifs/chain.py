@@ -77,30 +77,22 @@ def run_pipeline(
       BpnetError: bad arguments or inputs of any step (nothing is left behind).
     """
     start = time.perf_counter()
-    output_dir = os.path.abspath(output_dir)
+    output_dir, contrib_options = os.path.abspath(output_dir), contrib_options or {}
     _check(output_dir, overwrite, motif_db)
     total = 4 + bool(marginalize_backgrounds)
+    regions = dict(records_dir=records_dir, split=split, regions_bed=regions_bed, fasta=fasta)
 
     def write(tmp: str) -> dict[str, Any]:
         paths = {k: os.path.join(tmp, k) for k in ('contrib', 'discover', 'scan', 'marginalize')}
         _step(1, total, 'contribution scores')
         contrib = contributions.compute_contributions(
-            saved_model,
-            paths['contrib'],
-            records_dir=records_dir,
-            split=split,
-            regions_bed=regions_bed,
-            fasta=fasta,
-            max_regions=max_regions,
-            **(contrib_options or {}),
+            saved_model, paths['contrib'], **regions, max_regions=max_regions, **contrib_options
         )
         _step(2, total, 'motif discovery (TF-MoDISco)')
         found = discovery.discover(
             paths['contrib'], paths['discover'], window=window, max_seqlets=max_seqlets
         )
-        annotated = None
-        if motif_db:
-            annotated = annotation.annotate(paths['discover'], motif_db)
+        annotated = annotation.annotate(paths['discover'], motif_db) if motif_db else None
         _step(3, total, 'CWM scanning')
         scanned = instances.scan(paths['discover'], paths['scan'])
         summary = {
@@ -113,10 +105,9 @@ def run_pipeline(
         if marginalize_backgrounds:
             summary['marginalize'] = _marginalize(saved_model, paths, marginalize_backgrounds)
         _step(total, total, 'report')
+        report = os.path.join(tmp, 'report.html')
         html_report.write_report(
-            paths['discover'],
-            output_html=os.path.join(tmp, 'report.html'),
-            instances=scanned['instances'],
+            paths['discover'], output_html=report, instances=scanned['instances']
         )
         summary['seconds'] = round(time.perf_counter() - start, 1)
         formats.write_json(os.path.join(tmp, 'summary.json'), summary)

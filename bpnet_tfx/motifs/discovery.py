@@ -121,6 +121,41 @@ def pattern_summary(p: patterns.Pattern) -> dict[str, Any]:
     }
 
 
+def _shapes(contrib: dict[str, Any], window: int, max_seqlets: int) -> dict[str, int]:
+    """summary.json's rows, sequence length, window (and its offset) and max_seqlets."""
+    length = int(contrib['one_hot'].shape[1])
+    return {
+        'rows': len(contrib['one_hot']),
+        'sequence_length': length,
+        'window': window,
+        'window_offset': crop_offset(length, window),
+        'max_seqlets': max_seqlets,
+    }
+
+
+def _discover_targets(
+    contrib: dict[str, Any],
+    chosen: list[str],
+    tmp: str,
+    window: int,
+    max_seqlets: int,
+    verbose: bool,
+) -> dict[str, list[patterns.Pattern]]:
+    """{target: patterns} of each chosen target, with a progress line on stderr for each."""
+    found: dict[str, list[patterns.Pattern]] = {}
+    for i, target in enumerate(chosen, 1):
+        t0 = time.perf_counter()
+        found[target] = discover_target(contrib, target, tmp, window, max_seqlets, verbose)
+        seqlets = sum(len(p.seqlets) for p in found[target])
+        print(
+            f'discover: {i}/{len(chosen)} targets: {target}: {len(found[target])} patterns '
+            f'from {seqlets} seqlets in {time.perf_counter() - t0:.0f} s',
+            file=sys.stderr,
+            flush=True,
+        )
+    return found
+
+
 def discover(
     contrib_dir: str,
     output_dir: str,
@@ -164,17 +199,7 @@ def discover(
     rows = len(contrib['one_hot'])
 
     def write(tmp: str) -> dict[str, Any]:
-        found: dict[str, list[patterns.Pattern]] = {}
-        for i, target in enumerate(chosen, 1):
-            t0 = time.perf_counter()
-            found[target] = discover_target(contrib, target, tmp, window, max_seqlets, verbose)
-            seqlets = sum(len(p.seqlets) for p in found[target])
-            print(
-                f'discover: {i}/{len(chosen)} targets: {target}: {len(found[target])} patterns '
-                f'from {seqlets} seqlets in {time.perf_counter() - t0:.0f} s',
-                file=sys.stderr,
-                flush=True,
-            )
+        found = _discover_targets(contrib, chosen, tmp, window, max_seqlets, verbose)
         if not any(found.values()):
             raise DiscoveryError(
                 f'{contrib_dir}: modisco-lite found no pattern in {rows} rows of '
@@ -183,11 +208,7 @@ def discover(
         summary = {
             'contrib_dir': os.path.abspath(contrib_dir),
             'contrib_dir_relative': os.path.relpath(contrib_dir, output_dir),
-            'rows': rows,
-            'sequence_length': int(contrib['one_hot'].shape[1]),
-            'window': window,
-            'window_offset': crop_offset(int(contrib['one_hot'].shape[1]), window),
-            'max_seqlets': max_seqlets,
+            **_shapes(contrib, window, max_seqlets),
             'targets': {t: [pattern_summary(p) for p in ps] for t, ps in found.items()},
             'seconds': round(time.perf_counter() - start_time, 1),
         }

@@ -241,6 +241,28 @@ def _write_beside(output: str, write: Callable[[TextIO], object]) -> object:
     return result
 
 
+def _score_into(
+    f: TextIO,
+    model,
+    inputs: Iterable[VariantInput],
+    by_status: dict[str, int],
+    null_variants: int,
+    batch_size: int,
+    shown: progress.Progress,
+) -> int:
+    """Scores `inputs` in batches, writing their rows to `f` and counting their statuses into
+    `by_status`; returns how many were read."""
+    read = 0
+    for batch in _batches(inputs, batch_size):
+        read += len(batch)
+        for x in batch:
+            by_status[x.status] += 1
+        rows = score_inputs(model, batch, null_variants=null_variants, batch_size=batch_size)
+        f.write(''.join(row + '\n' for row in rows))
+        shown.update(read)
+    return read
+
+
 def score_variants(
     saved_model: str,
     fasta: str,
@@ -262,10 +284,9 @@ def score_variants(
       fasta: the genome the variants are on.
       variants: VCF (plain or gzip/bgzip) or TSV chrom, pos (1-based), ref, alt.
       output: the TSV to write (columns: see docs/variants.md).
-      batch_size: variants per batch (each batch predicts 4 windows per variant: ref, alt,
-        each forward and reverse-complemented, plus 2 per null variant).
-      control_pos_bigwig, control_neg_bigwig: control bigWigs of a control-track model;
-        default the records' ones.
+      batch_size: variants per batch (4 windows each: ref and alt, both strands; plus 2 per
+        null variant).
+      control_pos_bigwig, control_neg_bigwig: a control-track model's; default the records'.
       max_variants: score at most this many variants (rows after splitting ALTs); 0 = all.
       null_variants: null SNVs per variant for the empirical p-values; 0 = no p-values.
       label: the name on progress lines.
@@ -291,17 +312,8 @@ def score_variants(
             windows = VariantWindows(genome, config.sequence_length, config.output_length, controls)
             f.write('\t'.join(header(tasks, bool(null_variants))) + '\n')
             shown = progress.Progress(label, 'variants', None, every=max(1000, batch_size))
-            read = 0
-            chosen = itertools.islice(read_variants(variants), max_variants or None)
-            for batch in _batches(map(windows, chosen), batch_size):
-                read += len(batch)
-                for x in batch:
-                    by_status[x.status] += 1
-                rows = score_inputs(
-                    model, batch, null_variants=null_variants, batch_size=batch_size
-                )
-                f.write(''.join(row + '\n' for row in rows))
-                shown.update(read)
+            chosen = map(windows, itertools.islice(read_variants(variants), max_variants or None))
+            read = _score_into(f, model, chosen, by_status, null_variants, batch_size, shown)
             check_scored(variants, read, by_status)  # before the last progress line: one line
             shown.update(read, final=True)
         return read
