@@ -5,12 +5,12 @@
         --pos_bigwig=pos.bw --neg_bigwig=neg.bw --output_dir=records --valid_chroms=chr1
     python -m beam_jobs.make_records --fasta=g.fa --tasks_spec=tasks.yaml --output_dir=records
 
-The driver reads its flags (records_flags.py), reads and checks the peaks of every task and
+The driver reads its flags (records/flags.py), reads and checks the peaks of every task and
 chooses the windows (planning.py: duplicates, windows past a chromosome end, blacklisted
 windows and count outliers set aside, GC-matched background windows added), deals them out to
 the shard files (shards.py), writes the plans beside the output and runs the pipeline
-(transforms.py, run by records_pipeline.py) into a temporary sibling folder; then it balances
-the books (accounting.py), writes metadata.json (records_metadata.py) and rejected.tsv there
+(transforms.py, run by records/pipeline.py) into a temporary sibling folder; then it balances
+the books (accounting.py), writes metadata.json (records/metadata.py) and rejected.tsv there
 and moves the folder into place, so a failed run leaves no output folder. A split the user
 asked for (--valid_chroms, by default chr1; --test_chroms) that can give no record stops the
 job unless --allow_empty_splits. With no data flags at all it makes (or reuses) the simulated

@@ -9,8 +9,8 @@ variant_effects do the parsing, windows and scoring for both), for millions of v
 many workers. The driver checks the export's metadata files (the workers load the SavedModel)
 and the FASTA, reads the variants file once (`read_variants`: a malformed line stops the job
 before any worker starts) and writes it in chunks into a temporary sibling of --output_dir;
-the pipeline (variant_transforms.py) makes each variant's
-windows, scores them through RunInference with the export (inference.py) and writes the rows
+the pipeline (variants/transforms.py) makes each variant's
+windows, scores them through RunInference with the export (variants/handler.py) and writes the rows
 as shard files, contiguous ranges of the input in input order; the driver then merges the
 shards into scores.tsv, writes summary.json and moves the folder into place, so a failed run
 leaves no output. `--runner=DirectRunner` (the default) runs Beam's FnApiRunner in-process;
@@ -362,7 +362,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
     Args:
       argv: command-line arguments; the ones this job does not define go to Beam.
       save_main_session: pickle the main session for workers (not needed: the code is in
-        variant_transforms.py and inference.py, shipped with --setup_file).
+        variants/transforms.py and variants/handler.py, shipped with --setup_file).
 
     Returns:
       The summary written as summary.json: {'read', 'scored', 'by_status', 'num_shards',

@@ -1,7 +1,7 @@
 """The one error of the records job a user can cause: bad flags or input files.
 
 `make_records.main` prints its message as one line on stderr with exit status 2; a worker
-raises it too, and the driver finds it in the runner's error (records_pipeline.py).
+raises it too, and the driver finds it in the runner's error (records/pipeline.py).
 """
 
 from __future__ import annotations

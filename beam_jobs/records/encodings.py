@@ -28,10 +28,9 @@ from bpnet_tfx.records import schema
 # Spec field -> the record's track name.
 TRACKS = (('counts', 'profile'), ('control', 'control'), ('expected', 'expected'))
 SAMPLE_WINDOWS = 512  # Windows read for the integer check and the non-zero fraction.
-# Sparse when its bytes are at most this share of the dense bytes. Decoding costs about 4 ns
-# per stored (inflated) byte, and a sparse value about 75 ns more (the running sum of the
-# gaps, the scatter): for uint8 counts sparse pays below about 5% non-zero values, which is
-# 0.15 of the dense bytes (docs/benchmarks.md, bench_input_pipeline.py --parts=decode).
+# Sparse when its bytes are at most this share of the dense bytes: a sparse value costs much
+# more to decode than a stored byte (the running sum of the gaps, the scatter), so sparse pays
+# only well below the dense size (docs/records.md).
 SPARSE_MAX_RATIO = 0.15
 AUTO = 'auto'
 

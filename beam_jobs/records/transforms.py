@@ -43,7 +43,7 @@ SHARDS = 'shards'  # Part name of (split, records written) outputs, one per file
 SUMMARY_FILENAME = '_job_summary.json'  # Read and removed by the driver.
 STARTED_FILENAME = '_workers_started'  # Written by the first worker to run; the driver waits
 # for it (--worker_start_timeout) and removes it.
-# ISA-L deflate level of the GZIP shard files (0-3; tfrecord_writer.py): level 1 compresses
+# ISA-L deflate level of the GZIP shard files (0-3; records/writer.py): level 1 compresses
 # about as well as zlib's level 1, several times faster (docs/benchmarks.md).
 COMPRESSION_LEVEL = 1
 

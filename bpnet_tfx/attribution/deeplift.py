@@ -1,24 +1,18 @@
 """DeepLIFT's rescale rule for an exported BPNet: its Keras model rebuilt with every ReLU paired.
 
 `rescale_model(exported)` rebuilds the export's Keras model from model_config.json
-(`model.build_bpnet`) with the SavedModel's weights (matched by variable path and shape), every
-relu convolution replaced by one whose ReLU takes DeepLIFT's rescale rule as its gradient.
-`paired_outputs(model, x, refs)` calls it on one batch of N (1 + K) rows: the N inputs x_i,
-then the K references of each, r_i1 .. r_iK. For a ReLU with pre-activations z (of x_i) and z0
-(of r_ik), the gradient passed back to row r_ik is the multiplier
+(`model.build_bpnet`) with the SavedModel's weights, every relu convolution replaced by one
+whose ReLU takes DeepLIFT's rescale rule as its gradient. `paired_outputs(model, x, refs)` calls
+it on one batch of N (1 + K) rows: the N inputs x_i, then the K references of each. A ReLU with
+pre-activations z (of x_i) and z0 (of r_ik) passes back to row r_ik the multiplier
 
-    m = (relu(z) - relu(z0)) / (z - z0),  or relu'(z) where |z - z0| < RESCALE_EPSILON,
+    m = (relu(z) - relu(z0)) / (z - z0),  or relu'(z) where |z - z0| < RESCALE_EPSILON;
 
-and every other op (convolutions, crops, residual adds, the counts head's average pool and
-dense layer, the control features) keeps its own gradient, being linear in the sequence or
-fixed, except the summed counts heads' logsumexps (`model.RateSum`): their multiplier is the
-softmax averaged along the straight path between the two rows' log rates, scaled to the
-exact difference of the logsumexps (`paired_logsumexp`). The gradient of a target that is
-linear in the outputs of the reference rows, taken at those rows, is then DeepLIFT's
-multiplier of x_i against r_ik: sum over bases of m * (x - r) = target(x) - target(r) exactly
-(summation to delta), layer by layer. Each input's forward pass runs once for its K
-references, and no gradient flows back through the input rows, so a window costs 1 + K rows
-forward and backward, not 2 K.
+the summed counts heads' logsumexps (`heads.RateSum`) pass back the softmax averaged along the
+straight path between the two rows' log rates (`paired_logsumexp`); every other op is linear
+in the sequence or fixed and keeps its gradient. So sum over bases of m * (x - r) =
+target(x) - target(r) exactly, and a window costs 1 + K rows forward and backward, not 2 K
+(docs/interpretation.md).
 """
 
 from __future__ import annotations
@@ -133,7 +127,7 @@ def paired_logsumexp(z, axes: tuple[int, ...], inputs=None):
 
 
 class PairedRateSum(RateSum):
-    """`model.RateSum` whose logsumexps are `paired_logsumexp`: the rebuilt model's stand-in
+    """`heads.RateSum` whose logsumexps are `paired_logsumexp`: the rebuilt model's stand-in
     (never saved); `pairing` is shared by all of a model's paired layers."""
 
     pairing: Pairing | None = None

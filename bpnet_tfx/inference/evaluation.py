@@ -4,7 +4,7 @@ Metrics are pure functions of all the split's windows (`metrics.py`), pooled in 
 they do not depend on the batch size. Background records are left out. The thin main
 `evaluate.py` turns flags into a call of `evaluate()` and prints `format_table()`.
 
-On records made from the simulator (`simulate.py`), whose metadata names expected bigWigs with
+On records made from the simulator (`simulator.py`), whose metadata names expected bigWigs with
 the sequence-determined tracks beside them, every window's log(1 + total) of those tracks over
 its output window is correlated with the observed log counts: `sequence_count_pearson_bound`,
 what a counts head that knew exactly what the sequence determines would score, next to

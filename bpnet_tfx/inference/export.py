@@ -12,13 +12,10 @@ export alone says what windows it expects. A model trained with control tracks t
 second input in both signatures, `control`: float32 (batch, output_length, tasks, strands)
 counts. Profile outputs are output_length long, centred in the input window.
 
-Outputs are per strand whatever the training loss. For a model trained with
-profile_loss='joint' (one softmax over length x strands, one total count), `profile_probs` is
-still the softmax over positions within each strand (the joint distribution conditioned on the
-strand), `counts` splits the predicted total between the strands in proportion to each
-strand's share of the joint distribution, `log_counts` is log(1 + counts) per strand and
-`log_total_counts` the model's own log(1 + total). So evaluation, prediction and contribution
-scores treat both kinds of model alike.
+Outputs are per strand whatever the training loss: for a model trained with
+profile_loss='joint', `profile_probs` is the joint softmax conditioned on each strand, `counts`
+splits the predicted total by each strand's share, and `log_total_counts` is the model's own
+log(1 + total); so evaluation, prediction and contributions treat both kinds alike.
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ COUNT_DTYPES = ('uint8', 'uint16', 'uint32', 'float32')  # Stored dtypes, smalle
 LAYOUTS = ('dense', 'sparse')
 STRANDS = ('+', '-')  # plus then minus; reverse complement swaps them.
 
-# Model targets and outputs: the names data.py gives targets and model.py gives outputs.
+# Model targets and outputs: the names dataset.py gives targets and modeling/config.py outputs.
 TARGET_PROFILE = 'profile'  # counts (batch, length[, tasks], strands); model: logits.
 TARGET_LOG_COUNTS = 'log_counts'  # log(1 + total counts) (batch[, tasks], strands).
 

@@ -3,7 +3,7 @@ motif instances, and the expected (noise-free) read intensities of every task an
 both as drawn (with each peak's lognormal factor and the control's bias field) and as the
 sequence alone determines them (those factors at their mean, 1).
 
-`simulate.py` draws each chromosome with `simulate_chrom` and writes the files; the random
+`simulator.py` draws each chromosome with `simulate_chrom` and writes the files; the random
 stream is consumed in a fixed order, so a config always gives the same data.
 """
 

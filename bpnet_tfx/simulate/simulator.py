@@ -12,21 +12,12 @@ expected strand bigWigs per task, and motif_sites.tsv listing every planted inst
 `ensure_demo_data` keeps one copy per config fingerprint in a cache directory, published by an
 atomic rename so that racing processes are safe.
 
-What the sequence determines. An instance's strength is its motif's `strength`, times
-`weak_site_factor` if it carries a mismatch, times the cooperative boost; a peak's broad
-component follows the sum of its instances. The cooperative rule (`SimulationConfig`'s
-`cooperative_motifs`, `cooperative_distance`, `cooperative_boost`, written to simulation.json
-under 'cooperativity' too): an instance of one of the two motifs whose centre lies within the
-distance range (inclusive, bp between motif centres, either order and orientation, any tasks) of
-an instance of the other gets its strength multiplied by the boost (> 1 cooperative, < 1
-competitive), footprint and broad component alike, once however many partners it has
-(`simulated_chrom.cooperative_boosts`); motif_sites.tsv gives each instance's factor in its
-`boost` column. Everything else is noise the sequence does not determine: a lognormal factor per
-peak and task (`peak_factor_sigma`, mean 1), the control's bias field (mean 1) and the Poisson
-draw. The `<task>.sequence.{pos,neg}.bw` tracks hold the expected reads with those factors at
-their mean, i.e. E[observed | genome]; `evaluation` sums them over each window to report
-`sequence_count_pearson_bound`, the log-count Pearson correlation of these sequence-determined
-totals with the observed ones, the reference a counts head is measured against.
+What the sequence determines: an instance's strength (its motif's, times the weak-site factor
+and the cooperative boost, `simulated_chrom.cooperative_boosts`; motif_sites.tsv's `boost`
+column). Everything else is noise: a lognormal factor per peak and task, the control's bias field
+and the Poisson draw. The `<task>.sequence.{pos,neg}.bw` tracks hold the expected reads with that
+noise at its mean, E[observed | genome], from which `evaluation` reports
+`sequence_count_pearson_bound`, the reference a counts head is measured against.
 """
 
 from __future__ import annotations
