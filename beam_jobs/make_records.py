@@ -5,12 +5,12 @@
         --pos_bigwig=pos.bw --neg_bigwig=neg.bw --output_dir=records --valid_chroms=chr1
     python -m beam_jobs.make_records --fasta=g.fa --tasks_spec=tasks.yaml --output_dir=records
 
-The driver reads its flags (records_flags.py), reads and checks the peaks of every task and
+The driver reads its flags (records/flags.py), reads and checks the peaks of every task and
 chooses the windows (planning.py: duplicates, windows past a chromosome end, blacklisted
 windows and count outliers set aside, GC-matched background windows added), deals them out to
 the shard files (shards.py), writes the plans beside the output and runs the pipeline
-(transforms.py, run by records_pipeline.py) into a temporary sibling folder; then it balances
-the books (accounting.py), writes metadata.json (records_metadata.py) and rejected.tsv there
+(transforms.py, run by records/pipeline.py) into a temporary sibling folder; then it balances
+the books (accounting.py), writes metadata.json (records/metadata.py) and rejected.tsv there
 and moves the folder into place, so a failed run leaves no output folder. A split the user
 asked for (--valid_chroms, by default chr1; --test_chroms) that can give no record stops the
 job unless --allow_empty_splits. With no data flags at all it makes (or reuses) the simulated
@@ -112,20 +112,8 @@ def _run(
         args, records_flags.window_spec(args, fasta, task_list), plan
     )
 
-    def metadata(books: accounting.Tally) -> schema.RecordsInfo:
-        return records_metadata.records_info(
-            args,
-            pipeline_args,
-            fasta=fasta,
-            task_list=task_list,
-            demo=demo,
-            blacklist=blacklist,
-            plan=plan,
-            books=books,
-            num_shards=num_shards,
-            spec=spec,
-            seconds=time.time() - t0,
-        )
+    inputs = dict(fasta=fasta, task_list=task_list, demo=demo, blacklist=blacklist)
+    metadata = _metadata(args, pipeline_args, inputs, plan, num_shards, spec, t0)
 
     def write(tmp_dir: str) -> tuple[accounting.Tally, schema.RecordsInfo]:
         counted.save(tmp_dir)  # reads.json and --write_bigwigs' bigWigs, when from reads.
@@ -144,6 +132,24 @@ def _run(
     books, info = files_lib.write_into_place(output_dir, write, last=schema.METADATA_FILENAME)
     _report(books, info, plan, num_shards, output_dir)
     return info
+
+
+def _metadata(args, pipeline_args, inputs: dict, plan, num_shards, spec, t0: float):
+    """books -> the RecordsInfo to write as metadata.json, its seconds counted from `t0`."""
+
+    def metadata(books: accounting.Tally) -> schema.RecordsInfo:
+        return records_metadata.records_info(
+            args,
+            pipeline_args,
+            **inputs,
+            plan=plan,
+            books=books,
+            num_shards=num_shards,
+            spec=spec,
+            seconds=time.time() - t0,
+        )
+
+    return metadata
 
 
 def _plan(

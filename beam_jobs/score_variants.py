@@ -9,8 +9,8 @@ variant_effects do the parsing, windows and scoring for both), for millions of v
 many workers. The driver checks the export's metadata files (the workers load the SavedModel)
 and the FASTA, reads the variants file once (`read_variants`: a malformed line stops the job
 before any worker starts) and writes it in chunks into a temporary sibling of --output_dir;
-the pipeline (variant_transforms.py) makes each variant's
-windows, scores them through RunInference with the export (inference.py) and writes the rows
+the pipeline (variants/transforms.py) makes each variant's
+windows, scores them through RunInference with the export (variants/handler.py) and writes the rows
 as shard files, contiguous ranges of the input in input order; the driver then merges the
 shards into scores.tsv, writes summary.json and moves the folder into place, so a failed run
 leaves no output. `--runner=DirectRunner` (the default) runs Beam's FnApiRunner in-process;
@@ -372,7 +372,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
     Args:
       argv: command-line arguments; the ones this job does not define go to Beam.
       save_main_session: pickle the main session for workers (not needed: the code is in
-        variant_transforms.py and inference.py, shipped with --setup_file).
+        variants/transforms.py and variants/handler.py, shipped with --setup_file).
 
     Returns:
       The summary written as summary.json: {'read', 'scored', 'by_status', 'num_shards',
@@ -417,6 +417,11 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
         return summary
 
     summary = files_lib.write_into_place(args.output_dir, write, last=SUMMARY_FILENAME)
+    _print_summary(args, summary)
+    return summary
+
+
+def _print_summary(args, summary: dict[str, Any]) -> None:
     output = files_lib.join(
         args.output_dir,
         variant_transforms.SHARD_PATTERN if args.skip_merge else MERGED_FILENAME,
@@ -427,7 +432,6 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
         )
         + f" ({summary['num_shards']} shard{'s' if summary['num_shards'] > 1 else ''})"
     )
-    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,7 +27,7 @@ def write_records(path: str, n: int, *, unique: int = 5000, seed: int = 0) -> No
     """n records (train) + 256 (valid); `unique` distinct windows, repeated to reach n."""
     import tensorflow as tf
 
-    from bpnet_tfx.records import schema
+    from bpnet_tfx.records import codec, schema
 
     rng = np.random.default_rng(seed)
     os.makedirs(path, exist_ok=True)
@@ -50,7 +50,7 @@ def write_records(path: str, n: int, *, unique: int = 5000, seed: int = 0) -> No
         for i in range(count):
             one_hot, profile = pool[i % len(pool)]
             writers[i % len(writers)].write(
-                schema.encode_record(
+                codec.encode_record(
                     f'chrB:{i * stored}-{(i + 1) * stored}', 'chrB', i * stored, one_hot, profile
                 )
             )

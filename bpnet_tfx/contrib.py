@@ -12,7 +12,7 @@ Per window and head (profile, counts), hypothetical contributions by DeepSHAP (D
 rescale rule) against --num_shuffles dinucleotide-shuffled references (with --method=ig, by
 integrated gradients from the same references x --steps path steps; with --method=ism, by
 in-silico mutagenesis of every base), with --reverse_complement_average also of each
-window's reverse complement, mapped back and averaged in; formulas in attribution.py, the job in
+window's reverse complement, mapped back and averaged in; formulas in scorer.py, the job in
 contributions.py. --records_dir takes the split's centred windows; --regions_bed one window per
 BED line, centred on the line's interval and resized to the model's length. Writes
 OUTPUT_DIR/regions.bed (input order), ohe.npz, and per head <head>/shap.npz (N x 4 x L under

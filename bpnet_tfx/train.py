@@ -251,12 +251,12 @@ def _interrupted() -> str:
 
 def config_from_flags(info):
     """Turns flag values into a validated TrainConfig; the records fix the shapes."""
-    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.modeling.config import ModelConfig
     from bpnet_tfx.training import trainer
 
     _check_numbers()
     try:
-        model_config = model_lib.ModelConfig(
+        model_config = ModelConfig(
             sequence_length=info.sequence_length,
             output_length=info.output_length,
             profile_loss=_PROFILE_LOSS.value,
@@ -303,11 +303,11 @@ def config_from_flags(info):
 
 def _dry_run(config, info, strategy) -> None:
     """Prints the model summary, the window length after every block and the first batch."""
-    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.modeling.model import build_bpnet
     from bpnet_tfx.records import dataset as data
 
     with strategy.scope():
-        model = model_lib.build_bpnet(config.model)
+        model = build_bpnet(config.model)
     model.summary(print_fn=lambda line, **_: print(line))
     batch = data.model_inputs(
         next(

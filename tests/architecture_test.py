@@ -26,6 +26,7 @@ FLOORS = (
 BEAM_SHARED_ALLOWED = (
     'bpnet_tfx.common',
     'bpnet_tfx.genome',
+    'bpnet_tfx.records.codec',
     'bpnet_tfx.records.schema',
     'bpnet_tfx.records.wire',
     'bpnet_tfx.simulate',

@@ -1,29 +1,12 @@
 """GC-matched background regions away from peaks (make_records --background_ratio).
 
 The driver samples R x (peak windows) background windows before the pipeline runs; they then
-flow through the same extraction and sharding as peaks, with KEY_IS_BACKGROUND = 1.
-
-Candidates (`candidate_windows`): on each chromosome that holds a peak, the parts of the
-chromosome outside every excluded interval (every peak's stored window, jitter margin included,
-and every blacklist interval) are tiled from their left end with stored windows
-(sequence_length + 2 * max_jitter long) that touch but do not overlap; so no candidate shares a
-base with a peak's stored window or a blacklist interval, none leaves its chromosome, and no two
-candidates overlap. The FASTA is read in chunks of about `chunk_bp` bases as numpy bytes; a
-candidate whose stored window holds more than `max_n_fraction` non-ACGT bases is left out (the
-extraction step's own rule, so the pipeline never rejects a background window).
-
-GC fraction (`window_gc`): G + C over A + C + G + T bases (any case) of the input window, the
-sequence window without the jitter margin; N and other IUPAC codes count for neither.
-
-Matching (`sample_matched`): peak and candidate GC fractions go into bins of `bin_width`
-(0.01); the number wanted is spread over the bins in proportion to the peaks' histogram
-(largest remainders), each bin draws that many of its candidates without replacement, and a
-bin that runs short takes the rest from the nearest bins with candidates left (the lower bin
-first at equal distance). Everything comes from one `numpy.random.Generator(seed)` over
-candidates in a fixed order (chromosomes in FASTA order, then position), so a seed gives the
-same regions on every run. With fewer candidates than wanted, all are taken (a shortfall the
-driver reports). `ks_statistic` measures the match: the two-sample Kolmogorov-Smirnov
-statistic of the peaks' and the background's GC fractions. No Beam here.
+flow through the same extraction and sharding as peaks, with KEY_IS_BACKGROUND = 1. Candidates
+tile the chromosomes outside every peak's stored window and the blacklist
+(`candidate_windows`); their GC fractions (`window_gc`: G + C over the ACGT bases of the input
+window) are matched to the peaks' bin by bin (`sample_matched`), all from one seeded generator
+over candidates in a fixed order, so a seed gives the same regions on every run; `ks_statistic`
+measures the match. docs/records.md describes it for users. No Beam here.
 """
 
 from __future__ import annotations
@@ -140,7 +123,15 @@ def candidate_windows(
     max_n_fraction: float,
     chunk_bp: int = CHUNK_BP,
 ) -> list[Candidates]:
-    """Candidate background windows, with their GC fractions (see the module docstring).
+    """Candidate background windows, with their GC fractions.
+
+    On each chromosome, the parts outside every excluded interval (every peak's stored window,
+    jitter margin included, and every blacklist interval) are tiled from their left end with
+    stored windows (sequence_length + 2 * max_jitter long) that touch but do not overlap; so no
+    candidate shares a base with an excluded interval, none leaves its chromosome, and no two
+    overlap. A candidate whose stored window holds more than `max_n_fraction` non-ACGT bases is
+    left out (the extraction step's own rule, so the pipeline never rejects a background
+    window). The FASTA is read in chunks of about `chunk_bp` bases as numpy bytes.
 
     Args:
       fasta: an open `pyfaidx.Fasta` (as_raw=True).
@@ -191,7 +182,13 @@ def sample_matched(
     seed: int,
     bin_width: float = BIN_WIDTH,
 ) -> np.ndarray:
-    """Indices into `candidate_gc` of n candidates whose GC follows the peaks' (see module).
+    """Indices into `candidate_gc` of n candidates whose GC follows the peaks'.
+
+    Peak and candidate GC fractions go into bins of `bin_width`; the number wanted is spread
+    over the bins in proportion to the peaks' histogram (largest remainders), each bin draws
+    that many of its candidates without replacement, and a bin that runs short takes the rest
+    from the nearest bins with candidates left (the lower bin first at equal distance). With
+    fewer candidates than wanted, all are taken (a shortfall the driver reports).
 
     Args:
       peak_gc: (peaks,) GC fractions of the peak windows.
@@ -288,6 +285,37 @@ def _peak_gc(fasta, peaks: Sequence[Region], chunk_bp: int) -> np.ndarray:
     )
 
 
+def _background_regions(
+    candidates: Sequence,
+    chosen: np.ndarray,
+    sequence_length: int,
+    valid: Sequence[ChromSpan],
+    test: Sequence[ChromSpan],
+) -> tuple[Region, ...]:
+    """The chosen candidates (indices into all chromosomes' candidates in turn) as background
+    Regions, numbered from 1, each in the split of its centre."""
+    names = np.concatenate(
+        [np.zeros(0, np.int64)] + [np.full(len(c.starts), i) for i, c in enumerate(candidates)]
+    ).astype(np.int64)
+    starts = np.concatenate([np.zeros(0, np.int64)] + [c.starts for c in candidates])
+    regions = []
+    for k, i in enumerate(chosen, start=1):
+        chrom, start = candidates[names[i]].chrom, int(starts[i])
+        centre = start + sequence_length // 2
+        regions.append(
+            Region(
+                chrom,
+                start,
+                start + sequence_length,
+                assign_split(chrom, centre, valid, test),
+                k,
+                -1,
+                True,
+            )
+        )
+    return tuple(regions)
+
+
 def sample_background(
     fasta,
     peaks: Sequence[Region],
@@ -336,29 +364,11 @@ def sample_background(
         max_n_fraction=max_n_fraction,
         chunk_bp=chunk_bp,
     )
-    names = np.concatenate(
-        [np.zeros(0, np.int64)] + [np.full(len(c.starts), i) for i, c in enumerate(candidates)]
-    ).astype(np.int64)
-    starts = np.concatenate([np.zeros(0, np.int64)] + [c.starts for c in candidates])
     gc = np.concatenate([np.zeros(0)] + [c.gc for c in candidates])
     chosen = sample_matched(peak_gc, gc, requested, seed=seed)
-    regions = []
-    for k, i in enumerate(chosen, start=1):
-        chrom, start = candidates[names[i]].chrom, int(starts[i])
-        centre = start + sequence_length // 2
-        regions.append(
-            Region(
-                chrom,
-                start,
-                start + sequence_length,
-                assign_split(chrom, centre, valid, test),
-                k,
-                -1,
-                True,
-            )
-        )
+    regions = _background_regions(candidates, chosen, sequence_length, valid, test)
     return BackgroundSample(
-        tuple(regions),
+        regions,
         requested,
         len(gc),
         ks_statistic(peak_gc, gc[chosen]) if len(chosen) else float('nan'),

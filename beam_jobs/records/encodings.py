@@ -6,7 +6,7 @@ integer type that holds every bigWig's maximum (exact, from the bigWig header) w
 read over a sample of the planned windows are all integers, float32 otherwise (normalised or
 noise-free tracks). Layout: sparse (indices and values of the non-zero counts) when the sample's
 non-zero fraction makes it at most SPARSE_MAX_RATIO of the dense bytes, dense otherwise.
-The workers check every window against the choice (`schema.encode_record` refuses a value
+The workers check every window against the choice (`codec.encode_record` refuses a value
 the dtype cannot hold), so a sample that missed a fractional value stops the job with one
 line rather than writing a wrong record. No Beam here.
 """
@@ -28,10 +28,9 @@ from bpnet_tfx.records import schema
 # Spec field -> the record's track name.
 TRACKS = (('counts', 'profile'), ('control', 'control'), ('expected', 'expected'))
 SAMPLE_WINDOWS = 512  # Windows read for the integer check and the non-zero fraction.
-# Sparse when its bytes are at most this share of the dense bytes. Decoding costs about 4 ns
-# per stored (inflated) byte, and a sparse value about 75 ns more (the running sum of the
-# gaps, the scatter): for uint8 counts sparse pays below about 5% non-zero values, which is
-# 0.15 of the dense bytes (docs/benchmarks.md, bench_input_pipeline.py --parts=decode).
+# Sparse when its bytes are at most this share of the dense bytes: a sparse value costs much
+# more to decode than a stored byte (the running sum of the gaps, the scatter), so sparse pays
+# only well below the dense size (docs/records.md).
 SPARSE_MAX_RATIO = 0.15
 AUTO = 'auto'
 

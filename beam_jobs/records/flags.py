@@ -64,6 +64,12 @@ def parser(description: str) -> argparse.ArgumentParser:
     _add_window_flags(parser)
     _add_encoding_flags(parser)
     _add_split_flags(parser)
+    _add_job_flags(parser)
+    return parser
+
+
+def _add_job_flags(parser) -> None:
+    """Shards, overwriting, the demo data set, the runner's start timeout and logging."""
     parser.add_argument(
         '--num_shards',
         default='auto',
@@ -103,7 +109,6 @@ def parser(description: str) -> argparse.ArgumentParser:
         'progress and the summary only). Command line only: run() leaves '
         "the caller's logging as it is.",
     )
-    return parser
 
 
 def _add_data_flags(data) -> None:

@@ -89,6 +89,29 @@ def fai_chrom_sizes(path: str, name: str | None = None) -> dict[str, int]:
     return sizes
 
 
+def _bigwig_headers(
+    bigwig_paths: Sequence[str], names: Mapping[str, str], sizes: Mapping[str, int], fasta_name: str
+) -> dict[str, dict[str, int]]:
+    """{name: {chromosome: length}} of each bigWig, once each, checked against the FASTA's
+    sizes and for negative values."""
+    headers = {}
+    for path in dict.fromkeys(bigwig_paths):
+        name = names.get(path, path)
+        chroms, min_value = bigwig_header(path, name)
+        if min_value < 0:
+            raise RecordsInputError(
+                f'{name}: holds negative values (min {min_value:g}); counts must be >= 0'
+            )
+        for chrom, length in chroms.items():
+            if chrom in sizes and sizes[chrom] != length:
+                raise RecordsInputError(
+                    f'{name}: {chrom} is {length} bp but {sizes[chrom]} bp in {fasta_name}; '
+                    'are they from the same assembly?'
+                )
+        headers[name] = chroms
+    return headers
+
+
 def check_inputs(
     regions: Sequence[Region],
     *,
@@ -122,21 +145,7 @@ def check_inputs(
     sizes = (
         dict(fasta_sizes) if fasta_sizes is not None else fasta_chrom_sizes(fasta_path, fasta_name)
     )
-    headers = {}
-    for path in dict.fromkeys(bigwig_paths):
-        name = names.get(path, path)
-        chroms, min_value = bigwig_header(path, name)
-        if min_value < 0:
-            raise RecordsInputError(
-                f'{name}: holds negative values (min {min_value:g}); counts must be >= 0'
-            )
-        for chrom, length in chroms.items():
-            if chrom in sizes and sizes[chrom] != length:
-                raise RecordsInputError(
-                    f'{name}: {chrom} is {length} bp but {sizes[chrom]} bp in {fasta_name}; '
-                    'are they from the same assembly?'
-                )
-        headers[name] = chroms
+    headers = _bigwig_headers(bigwig_paths, names, sizes, fasta_name)
     checked = set()
     for r in regions:
         if r.chrom in checked:

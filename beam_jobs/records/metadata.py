@@ -37,7 +37,6 @@ def records_info(
         extra['outlier_thresholds'] = dict(zip(task_names, plan.thresholds.tolist()))
     if plan.background is not None:
         extra['background'] = _background(args, plan.background, books)
-    first = task_list[0]
     return schema.RecordsInfo(
         sequence_length=args.sequence_length,
         output_length=args.output_length,
@@ -53,31 +52,7 @@ def records_info(
         track_encodings={t: e.to_dict() for t, e in spec.encodings.items()},
         median_total_counts=books.median_total_counts,
         source={
-            'fasta': fasta,
-            # Task 0's files under the single-task names, which predict.py reads.
-            'peaks': first.peaks,
-            'pos_bigwig': first.pos_bigwig,
-            'neg_bigwig': first.neg_bigwig,
-            **(
-                {
-                    'expected_pos_bigwig': first.expected_pos_bigwig,
-                    'expected_neg_bigwig': first.expected_neg_bigwig,
-                }
-                if first.expected_pos_bigwig
-                else {}
-            ),
-            'tasks': [{k: v for k, v in vars(t).items() if v} for t in task_list],
-            'tasks_spec': args.tasks_spec,
-            'blacklist': blacklist,
-            'demo': demo,
-            'flags': vars(args),
-            'pipeline_args': list(pipeline_args),
-            'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-            'versions': {
-                'apache_beam': beam.__version__,
-                'tensorflow': _version('tensorflow'),
-                'bpnet_tfx': _version('bpnet-tfx'),
-            },
+            **_inputs(args, pipeline_args, fasta, task_list, demo, blacklist),
             'peaks_read': books.peaks_read,
             'records_written': books.written,
             'peaks_written': books.peaks_written,
@@ -89,6 +64,45 @@ def records_info(
             'seconds': round(seconds, 1),
         },
     )
+
+
+def _inputs(
+    args: argparse.Namespace,
+    pipeline_args: Sequence[str],
+    fasta: str,
+    task_list: Sequence[tasks_lib.Task],
+    demo: bool,
+    blacklist: str | None,
+) -> dict[str, Any]:
+    """metadata.json's source: the input files, flags and versions the records came from."""
+    first = task_list[0]
+    return {
+        'fasta': fasta,
+        # Task 0's files under the single-task names, which predict.py reads.
+        'peaks': first.peaks,
+        'pos_bigwig': first.pos_bigwig,
+        'neg_bigwig': first.neg_bigwig,
+        **(
+            {
+                'expected_pos_bigwig': first.expected_pos_bigwig,
+                'expected_neg_bigwig': first.expected_neg_bigwig,
+            }
+            if first.expected_pos_bigwig
+            else {}
+        ),
+        'tasks': [{k: v for k, v in vars(t).items() if v} for t in task_list],
+        'tasks_spec': args.tasks_spec,
+        'blacklist': blacklist,
+        'demo': demo,
+        'flags': vars(args),
+        'pipeline_args': list(pipeline_args),
+        'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'versions': {
+            'apache_beam': beam.__version__,
+            'tensorflow': _version('tensorflow'),
+            'bpnet_tfx': _version('bpnet-tfx'),
+        },
+    }
 
 
 def _background(

@@ -54,17 +54,7 @@ def window_totals(
 
     names = names or {}
     out = np.zeros((len(regions), len(bigwig_pairs)), np.float64)
-    order = sorted(
-        range(len(regions)), key=lambda i: (regions[i].chrom, regions[i].start, regions[i].end)
-    )
-    starts = np.array([regions[i].start + trim for i in order], np.int64).reshape(-1)
-    ends = np.array([regions[i].end - trim for i in order], np.int64).reshape(-1)
-    runs = regions_lib.group_runs(
-        [(regions[i].start, regions[i].end) for i in order],
-        gap=run_gap,
-        max_span=max_span,
-        chroms=[regions[i].chrom for i in order],
-    )
+    order, starts, ends, runs = _sorted_runs(regions, trim, run_gap, max_span)
     for t, pair in enumerate(bigwig_pairs):
         for path in pair:
             bw = pyBigWig.open(path)
@@ -84,6 +74,23 @@ def window_totals(
             finally:
                 bw.close()
     return out
+
+
+def _sorted_runs(regions: Sequence[Region], trim: int, run_gap: int, max_span: int):
+    """(order, counts window starts, ends, runs): the regions sorted by (chrom, start, end),
+    their counts windows in that order, and the runs of them read with one call."""
+    order = sorted(
+        range(len(regions)), key=lambda i: (regions[i].chrom, regions[i].start, regions[i].end)
+    )
+    starts = np.array([regions[i].start + trim for i in order], np.int64).reshape(-1)
+    ends = np.array([regions[i].end - trim for i in order], np.int64).reshape(-1)
+    runs = regions_lib.group_runs(
+        [(regions[i].start, regions[i].end) for i in order],
+        gap=run_gap,
+        max_span=max_span,
+        chroms=[regions[i].chrom for i in order],
+    )
+    return order, starts, ends, runs
 
 
 def _window_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -66,26 +66,9 @@ def plan_windows(
         spans = {'valid': config.valid, 'test': config.test}
         peaks = _read_peaks(config, task_list, local)
         windows, duplicates, merged = window_rules.merge_tasks(peaks)
-        sizes = input_checks.check_inputs(
-            windows,
-            peaks_path=[t.peaks for t in task_list],
-            fasta_path=local.get(fasta, fasta),
-            bigwig_paths=[local[p] for t in task_list for p in t.files()[1:]],
-            names=names,
-            fasta_sizes=fasta_sizes,
-        )
+        sizes = _check_inputs(config, task_list, fasta, local, fasta_sizes, windows, peaks)
         blacklist_intervals = (
             window_rules.read_blacklist(local[blacklist], name=blacklist) if blacklist else None
-        )
-        accounting.stop_or_warn(
-            splits.split_problems(
-                {f'{s}_chroms': v for s, v in spans.items()},
-                peaks,
-                sizes,
-                fasta,
-                defaults=config.default_flags,
-            ),
-            config.allow_empty_splits,
         )
         peaks_at = PeaksAt(merged)
         counts = [tuple(local[p] for p in t.pair('counts')) for t in task_list]
@@ -115,6 +98,39 @@ def plan_windows(
     )
     _stop_on_empty_splits(plan, config)
     return plan
+
+
+def _check_inputs(
+    config: PlanConfig,
+    task_list: Sequence[tasks_lib.Task],
+    fasta: str,
+    local: dict[str, str],
+    fasta_sizes: dict[str, int] | None,
+    windows: list[Region],
+    peaks: list[Region],
+) -> dict[str, int]:
+    """Checks the input files against each other and the splits against the peaks (stopping
+    or warning, `accounting.stop_or_warn`); returns the chromosome sizes."""
+    sizes = input_checks.check_inputs(
+        windows,
+        peaks_path=[t.peaks for t in task_list],
+        fasta_path=local.get(fasta, fasta),
+        bigwig_paths=[local[p] for t in task_list for p in t.files()[1:]],
+        names={v: k for k, v in local.items()},
+        fasta_sizes=fasta_sizes,
+    )
+    spans = {'valid': config.valid, 'test': config.test}
+    accounting.stop_or_warn(
+        splits.split_problems(
+            {f'{s}_chroms': v for s, v in spans.items()},
+            peaks,
+            sizes,
+            fasta,
+            defaults=config.default_flags,
+        ),
+        config.allow_empty_splits,
+    )
+    return sizes
 
 
 def _read_peaks(

@@ -2,8 +2,9 @@
 
 The records job's driver reads the peaks files here, before any pipeline runs: each data line
 gives one `Region`, a window of `sequence_length` bp centred on the peak summit (narrowPeak
-column 10) or on the interval midpoint, in the split its centre falls in (splits.py). A
-malformed line is a one-line `RecordsInputError` naming the file and line. Checking the files
+column 10) or on the interval midpoint (bpnet_tfx/genome/bed.py reads the lines), in the split
+its centre falls in (splits.py). A malformed line is a one-line `RecordsInputError` naming the
+file and line. Checking the files
 against each other is input_checks.py's, choosing which windows to keep planning.py's;
 `group_runs` groups nearby windows for reading (both the driver's totals and the workers'
 reads). No Beam here.
@@ -12,12 +13,12 @@ reads). No Beam here.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import sys
-from typing import Iterator, Sequence
+from typing import Sequence
 
-from beam_jobs.common.errors import RecordsInputError
+from beam_jobs.common.errors import RecordsInputError, records_input_errors
 from beam_jobs.records.splits import TRAIN, ChromSpan, assign_split
+from bpnet_tfx.genome import bed
 
 # Why a peak leaves: decided by the driver (planning.py) or the extraction step (windows.py).
 DUPLICATE = 'duplicate'  # A second peak of the same task giving the same window.
@@ -25,9 +26,6 @@ OUT_OF_BOUNDS = 'out_of_bounds'  # The stored window (jitter margin included) le
 BLACKLISTED = 'blacklisted'  # The stored window overlaps a --blacklist interval.
 OUTLIER_COUNTS = 'outlier_counts'  # Total counts above the --outlier_quantile rule.
 TOO_MANY_N = 'too_many_n'  # More than --max_n_fraction non-ACGT bases (the extraction step).
-
-_HEADER_PREFIXES = ('track', 'browser', '#')
-_NARROWPEAK_COLUMNS = 10  # BED6+4; column 10 is the summit offset from the start.
 
 
 @dataclasses.dataclass(frozen=True, slots=True)  # Slots: the driver holds one per peak.
@@ -67,92 +65,6 @@ class Region:
         return self.start + (self.end - self.start) // 2
 
 
-def _open_text(path: str):
-    with open(path, 'rb') as f:
-        magic = f.read(2)
-    if magic == b'\x1f\x8b':
-        return gzip.open(path, 'rt')
-    return open(path, 'rt')
-
-
-def data_lines(
-    path: str, name: str | None = None, kind: str = 'peaks'
-) -> Iterator[tuple[int, list[str]]]:
-    """Yields (line number, columns) for each data line; header and blank lines skipped.
-
-    `name` is the path to name in messages (the original of a local copy).
-    """
-    name = name or path
-    try:
-        with _open_text(path) as f:
-            for line_no, line in enumerate(f, start=1):
-                line = line.rstrip('\r\n')
-                if not line.strip() or line.startswith(_HEADER_PREFIXES):
-                    continue
-                yield line_no, (line.split('\t') if '\t' in line else line.split())
-    except UnicodeDecodeError:
-        raise RecordsInputError(f'{name}: not a text BED/narrowPeak file') from None
-    except (OSError, EOFError) as e:  # Missing, unreadable, or a broken gzip stream.
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise RecordsInputError(f'{name}: cannot read {kind} file: {reason}') from None
-
-
-def _int_column(path: str, line_no: int, name: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise RecordsInputError(f'{path}:{line_no}: {name} {value!r} is not an integer') from None
-    return number
-
-
-def bed_interval(path: str, line_no: int, columns: Sequence[str]) -> tuple[str, int, int]:
-    """Returns (chrom, start, end) of one BED line.
-
-    Raises:
-      RecordsInputError: fewer than 3 columns, an empty chromosome name, non-integer or
-        negative coordinates, or start > end.
-    """
-    if len(columns) < 3:
-        raise RecordsInputError(
-            f'{path}:{line_no}: malformed line: {len(columns)} column(s), need at least 3 '
-            '(chrom, start, end)'
-        )
-    chrom = columns[0].strip()
-    if not chrom:
-        raise RecordsInputError(f'{path}:{line_no}: malformed line: empty chromosome name')
-    start = _int_column(path, line_no, 'start', columns[1])
-    end = _int_column(path, line_no, 'end', columns[2])
-    if start < 0 or end < 0:
-        raise RecordsInputError(f'{path}:{line_no}: negative coordinate ({start}, {end})')
-    if start > end:
-        raise RecordsInputError(f'{path}:{line_no}: start {start} > end {end}')
-    return chrom, start, end
-
-
-def peak_centre(path: str, line_no: int, columns: Sequence[str]) -> tuple[str, int]:
-    """Returns (chrom, centre) of one peaks line.
-
-    The centre is start + summit offset (column 10) for narrowPeak lines (exactly 10 columns)
-    whose offset is not -1, and the midpoint (start + end) // 2 otherwise, so 1-bp summit
-    intervals centre on themselves.
-
-    Raises:
-      RecordsInputError: fewer than 3 columns, non-integer or negative coordinates,
-        start > end, or a summit offset outside the peak.
-    """
-    chrom, start, end = bed_interval(path, line_no, columns)
-    if len(columns) == _NARROWPEAK_COLUMNS:
-        summit = _int_column(path, line_no, 'summit offset (column 10)', columns[9])
-        if summit != -1:
-            if summit < 0 or summit > end - start:
-                raise RecordsInputError(
-                    f'{path}:{line_no}: summit offset {summit} is outside the peak '
-                    f'(length {end - start})'
-                )
-            return chrom, start + summit
-    return chrom, (start + end) // 2
-
-
 def read_peaks(
     path: str,
     *,
@@ -183,20 +95,21 @@ def read_peaks(
         raise RecordsInputError(f'sequence_length must be positive, got {sequence_length}')
     name = name or path
     regions = []
-    for line_no, columns in data_lines(path, name):
-        chrom, centre = peak_centre(name, line_no, columns)
-        chrom = sys.intern(chrom)  # One string per chromosome, not per peak.
-        start = centre - sequence_length // 2
-        regions.append(
-            Region(
-                chrom,
-                start,
-                start + sequence_length,
-                assign_split(chrom, centre, valid, test),
-                line_no,
-                task,
+    with records_input_errors():  # the BED reader's one-line errors, as the job's
+        for line_no, columns in bed.data_lines(path, name, kind='peaks'):
+            chrom, centre = bed.peak_centre(name, line_no, columns)
+            chrom = sys.intern(chrom)  # One string per chromosome, not per peak.
+            start = centre - sequence_length // 2
+            regions.append(
+                Region(
+                    chrom,
+                    start,
+                    start + sequence_length,
+                    assign_split(chrom, centre, valid, test),
+                    line_no,
+                    task,
+                )
             )
-        )
     if not regions:
         raise RecordsInputError(f'{name}: empty peaks file (no data lines)')
     return regions

@@ -119,6 +119,29 @@ def check_all_or_none(tasks: Sequence[Task], where: str) -> None:
             )
 
 
+def _task(entry, where: str, folder: str) -> Task:
+    """One entry of a tasks spec as a Task, its paths resolved against `folder`."""
+    if not isinstance(entry, dict):
+        raise RecordsInputError(f'{where}: a task is a mapping of keys {list(_REQUIRED)}')
+    missing = [k for k in _REQUIRED if k not in entry]
+    if missing:
+        raise RecordsInputError(f'{where}: missing key(s) {", ".join(missing)}')
+    unknown = sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise RecordsInputError(
+            f'{where}: unknown key(s) {", ".join(unknown)}; known: '
+            f'{", ".join(_REQUIRED + _OPTIONAL)}'
+        )
+    for key, value in entry.items():
+        if not isinstance(value, str) or not value.strip():
+            raise RecordsInputError(f'{where}: {key} must be a non-empty string')
+    values = {
+        k: (v.strip() if k == 'name' else files_lib.resolve(v.strip(), folder))
+        for k, v in entry.items()
+    }
+    return Task(**values)
+
+
 def read_tasks_spec(path: str, text: str | None = None) -> list[Task]:
     """Reads a tasks spec: a mapping with a `tasks` list of task mappings.
 
@@ -153,28 +176,7 @@ def read_tasks_spec(path: str, text: str | None = None) -> list[Task]:
     if unknown:
         raise RecordsInputError(f'{path}: unknown top-level key(s) {unknown}; only tasks')
     folder = os.path.dirname(path) if '://' not in path else path.rsplit('/', 1)[0]
-    tasks = []
-    for i, entry in enumerate(spec['tasks'], start=1):
-        where = f'{path}: task {i}'
-        if not isinstance(entry, dict):
-            raise RecordsInputError(f'{where}: a task is a mapping of keys {list(_REQUIRED)}')
-        missing = [k for k in _REQUIRED if k not in entry]
-        if missing:
-            raise RecordsInputError(f'{where}: missing key(s) {", ".join(missing)}')
-        unknown = sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL))
-        if unknown:
-            raise RecordsInputError(
-                f'{where}: unknown key(s) {", ".join(unknown)}; known: '
-                f'{", ".join(_REQUIRED + _OPTIONAL)}'
-            )
-        for key, value in entry.items():
-            if not isinstance(value, str) or not value.strip():
-                raise RecordsInputError(f'{where}: {key} must be a non-empty string')
-        values = {
-            k: (v.strip() if k == 'name' else files_lib.resolve(v.strip(), folder))
-            for k, v in entry.items()
-        }
-        tasks.append(Task(**values))
+    tasks = [_task(entry, f'{path}: task {i}', folder) for i, entry in enumerate(spec['tasks'], 1)]
     names = [t.name for t in tasks]
     for name in names:
         if names.count(name) > 1:

@@ -5,7 +5,7 @@ each, to a file; `ReadShardPlans` reads each line from its byte range of that fi
 holds one small (path, offset, size) tuple per shard file, not the plans), and `WriteShards`
 turns each `ShardPlan` into its file: `WriteShardFn` opens a `windows.WindowReader` once per
 worker (`setup`), reads each chunk of the plan, encodes the windows
-(`bpnet_tfx.records.schema.encode_record`) and streams them into the file in (chrom, start) order.
+(`bpnet_tfx.records.codec.encode_record`) and streams them into the file in (chrom, start) order.
 Records never travel between steps, so no step holds more than one chunk of records, and the
 files are the same bytes on every run and runner. `WriteJobSummary` writes what the driver
 needs back (records per split, rejections, training totals for the median:
@@ -43,7 +43,7 @@ SHARDS = 'shards'  # Part name of (split, records written) outputs, one per file
 SUMMARY_FILENAME = '_job_summary.json'  # Read and removed by the driver.
 STARTED_FILENAME = '_workers_started'  # Written by the first worker to run; the driver waits
 # for it (--worker_start_timeout) and removes it.
-# ISA-L deflate level of the GZIP shard files (0-3; tfrecord_writer.py): level 1 compresses
+# ISA-L deflate level of the GZIP shard files (0-3; records/writer.py): level 1 compresses
 # about as well as zlib's level 1, several times faster (docs/benchmarks.md).
 COMPRESSION_LEVEL = 1
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import bisect
 from typing import Iterable, Mapping
 
-from beam_jobs.records import regions as regions_lib
+from beam_jobs.common.errors import records_input_errors
 from beam_jobs.records.regions import Region
+from bpnet_tfx.genome import bed
 
 
 def drop_duplicates(regions: Iterable[Region]) -> tuple[list[Region], list[Region]]:
@@ -99,10 +100,9 @@ def read_blacklist(path: str, name: str | None = None) -> Blacklist:
       RecordsInputError: an unreadable file or a malformed line, naming the file and line.
     """
     name = name or path
-    lines = regions_lib.data_lines(path, name, kind='blacklist')
-    return Blacklist(
-        [regions_lib.bed_interval(name, line_no, columns) for line_no, columns in lines]
-    )
+    with records_input_errors():
+        lines = bed.data_lines(path, name, kind='blacklist')
+        return Blacklist([bed.interval(name, line_no, columns) for line_no, columns in lines])
 
 
 def drop_blacklisted(

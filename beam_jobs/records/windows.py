@@ -21,7 +21,7 @@ from beam_jobs.records import regions as regions_lib
 from beam_jobs.records.regions import OUT_OF_BOUNDS, TOO_MANY_N, Region
 from beam_jobs.records.shards import MAX_CHUNK_SPAN, Chunk
 from bpnet_tfx.genome import sequence
-from bpnet_tfx.records import schema
+from bpnet_tfx.records import codec, schema
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +98,7 @@ class Window:
           RecordsInputError: a value the chosen integer dtype cannot hold.
         """
         try:
-            return schema.encode_record(
+            return codec.encode_record(
                 self.region.region_id,
                 self.region.chrom,
                 self.start,

@@ -3,7 +3,7 @@
 The driver reads the variants file (`variant_files.read_variants`) and writes it as
 chunks, one JSON line each: {"first": index of its first variant, "variants": [[chrom, pos,
 ref, alt, variant_id], ...]}. On the workers, `VariantWindowsFn` turns a chunk into one
-((index, status), `VariantInput`) per variant (`bpnet_tfx.variant_effects.scoring.VariantWindows`:
+((index, status), `VariantInput`) per variant (`bpnet_tfx.variant_effects.alleles.VariantWindows`:
 the allele checks and windows of the variants command); `ScoreVariants` runs them through
 RunInference with `beam_jobs.inference.handler.ExportedModelHandler` and
 `variant_effects.score_inputs` (the command's scoring), giving ((index, status), TSV row);

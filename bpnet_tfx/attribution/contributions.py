@@ -1,7 +1,7 @@
 """The contrib job: contribution scores of every window of records or a BED, as one folder.
 
 Windows come from a records split (the centred windows; region ids give their coordinates) or
-from a BED file (each line the model-length window centred on it, `genome_io.bed_windows`), in
+from a BED file (each line the model-length window centred on it, `bed.bed_windows`), in
 input order; `max_regions` keeps the first N. Window 'chrom:start-end' draws its references
 from `shuffle.keyed_rng(seed, 'chrom:start-end')`, so its scores depend on neither the batch
 size, nor where it sits in the input (nor on whether it came from records or a BED), nor the
@@ -17,7 +17,6 @@ the folder a one-shot run writes.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import json
 import os
@@ -25,53 +24,20 @@ import time
 import types
 from typing import Any
 
-import numpy as np
-
-from bpnet_tfx.attribution import (
-    output as contrib_output,
-)
-from bpnet_tfx.attribution import (
-    scorer as attribution,
-)
-from bpnet_tfx.attribution import (
-    shuffle,
-)
-from bpnet_tfx.attribution import (
-    windows as contrib_windows,
-)
+from bpnet_tfx.attribution import output as contrib_output
+from bpnet_tfx.attribution import scorer as attribution
+from bpnet_tfx.attribution import window_scoring
+from bpnet_tfx.attribution import windows as contrib_windows
 from bpnet_tfx.attribution.output import Window, load_outputs  # noqa: F401 (the public API)
+from bpnet_tfx.attribution.window_scoring import (  # noqa: F401 (check_records_fit: public)
+    Settings,
+    check_records_fit,
+    score_bed,
+    score_records,
+)
 from bpnet_tfx.attribution.windows import ContribError, bed_windows  # noqa: F401
-from bpnet_tfx.common import folders, progress
-from bpnet_tfx.genome import genome_io
+from bpnet_tfx.common import folders
 from bpnet_tfx.records import schema
-
-
-@dataclasses.dataclass(frozen=True)
-class _Settings:
-    """How every window is scored (the arguments of `compute_contributions`)."""
-
-    method: str
-    num_shuffles: int
-    steps: int
-    batch_size: int
-    seed: int
-    reverse_complement_average: bool = False
-    shard: tuple[int, int] = (0, 1)  # (index, count)
-
-    @property
-    def uses_references(self) -> bool:
-        return self.method in ('ig', 'deepshap')
-
-    def windows_per_call(self, length: int) -> int:
-        """Windows per data batch: ig feeds windows x K inputs a step, deepshap windows x
-        (1 + K) (each window before its references), ism ~3 L mutants a window; twice as
-        many with the reverse complements."""
-        per_window = {'ig': self.num_shuffles, 'deepshap': 1 + self.num_shuffles}.get(
-            self.method, 3 * length
-        )
-        if self.reverse_complement_average:
-            per_window *= 2
-        return max(1, self.batch_size // per_window)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,157 +53,10 @@ class _Inputs:
     max_regions: int | None
 
 
-# Scoring.
-
-
-def _with_references(batches, num_shuffles: int, seed: int):
-    """Yields (windows, one_hot, references, control); the next batch's shuffles are made in
-    a thread while the device works on the current one. Each window's references come from
-    `shuffle.keyed_rng(seed, window.region)`, whatever the batching and order. Only the
-    sequence is shuffled: the control stays the window's observed one."""
-
-    def prepare(batch_windows, one_hot, control):
-        one_hot = one_hot.astype(np.float32)
-        rngs = [shuffle.keyed_rng(seed, w.region) for w in batch_windows]
-        return batch_windows, one_hot, shuffle.dinuc_shuffle(one_hot, num_shuffles, rngs), control
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = None
-        for batch_windows, one_hot, control in batches:
-            ready = pool.submit(prepare, batch_windows, one_hot, control)
-            if pending is not None:
-                yield pending.result()
-            pending = ready
-        if pending is not None:
-            yield pending.result()
-
-
-def _scorer_call(scorer: attribution.Scorer, settings: _Settings):
-    """(one_hot, references, control) -> per target hyp, the batch split over the model's
-    devices (reverse complement averaged where asked)."""
-    from bpnet_tfx.common import devices
-
-    score = {
-        'ig': lambda x, refs, c: scorer.integrated_gradients(x, refs, settings.steps, c),
-        'deepshap': scorer.deepshap,
-        'ism': lambda x, refs, c: scorer.mutagenesis(x, settings.batch_size, c),
-    }[settings.method]
-
-    def split(x, refs, c):
-        return devices.split_batch(score, (x, refs, c), scorer.model.devices)
-
-    if not settings.reverse_complement_average:
-        return split
-    return lambda x, refs, c: attribution.reverse_complement_average(split, x, refs, c)
-
-
-def _score_all(
-    scorer: attribution.Scorer,
-    batches,
-    total: int | None,
-    settings: _Settings,
-    writer: contrib_output.FolderWriter,
-) -> int:
-    """Scores every window of `batches` into `writer`; returns how many."""
-    score = _scorer_call(scorer, settings)
-    if settings.uses_references:
-        work = (
-            (w, x, score(x, refs, control))
-            for w, x, refs, control in _with_references(
-                batches, settings.num_shuffles, settings.seed
-            )
-        )
-    else:
-        work = ((w, x, score(x, None, c)) for w, x, c in batches)
-    report = progress.Progress('contrib', 'regions', total)
-    for batch_windows, one_hot, out in work:
-        writer.add(batch_windows, one_hot, out)
-        report.update(len(writer.windows))
-    report.update(len(writer.windows), final=True)
-    return len(writer.windows)
-
-
-def _shard_rows(total: int, shard: tuple[int, int]) -> int:
-    """How many of `total` input rows fall to `shard` (rows j with j % count == index)."""
-    index, count = shard
-    return max(0, (total - index + count - 1) // count)
-
-
-def _score_records(
-    scorer: attribution.Scorer,
-    settings: _Settings,
-    writer: contrib_output.FolderWriter,
-    records_dir: str,
-    info: schema.RecordsInfo,
-    split: str,
-    max_regions: int | None,
-    fasta: str | None,
-) -> tuple[list[tuple[str, int]], str]:
-    """Scores the first `max_regions` centred windows of the records' `split` (those of the
-    shard); returns the bigWig header and where it came from."""
-    check_records_fit(scorer.config, scorer.model.path, records_dir, info)
-    total = info.split_counts.get(split)
-    if total is not None and max_regions is not None:
-        total = min(total, max_regions)
-    batches = contrib_windows.records_batches(
-        records_dir,
-        info,
-        split,
-        settings.windows_per_call(scorer.length),
-        max_regions,
-        settings.shard,
-    )
-    total = None if total is None else _shard_rows(total, settings.shard)
-    if not _score_all(scorer, batches, total, settings, writer):
-        raise ContribError(
-            f'{records_dir}: the {split} split holds no records'
-            + (_shard_note(settings.shard) if settings.shard[1] > 1 else '')
-        )
-    return contrib_windows.records_header(records_dir, info, fasta, writer.windows)
-
-
-def _shard_note(shard: tuple[int, int]) -> str:
-    return f' for --shard_index={shard[0]} of --num_shards={shard[1]}'
-
-
-def _score_bed(
-    scorer: attribution.Scorer,
-    settings: _Settings,
-    writer: contrib_output.FolderWriter,
-    regions_bed: str,
-    fasta: str | None,
-    max_regions: int | None,
-    controls: list[tuple[str, str]] | None,
-) -> tuple[list[tuple[str, int]], str]:
-    """Scores the windows of the BED's first `max_regions` lines (those of the shard); the
-    header is the FASTA's (by default the one the model's records were made from)."""
-    fasta = fasta or scorer.info.source.get('fasta')
-    if not fasta:
-        raise ContribError('--fasta is needed: the model\'s metadata names no FASTA')
-    index, count = settings.shard
-    with genome_io.open_fasta(fasta) as genome:
-        sizes = genome_io.chrom_sizes(genome)
-        selected = bed_windows(regions_bed, sizes, scorer.length, fasta=fasta)[:max_regions]
-        if index >= len(selected):
-            raise ContribError(
-                f'{regions_bed}: {len(selected)} windows leave none{_shard_note(settings.shard)}'
-            )
-        selected = selected[index::count]
-        batches = contrib_windows.bed_batches(
-            genome,
-            selected,
-            settings.windows_per_call(scorer.length),
-            controls,
-            scorer.control_shape[0] if controls else None,
-        )
-        _score_all(scorer, batches, len(selected), settings, writer)
-    return list(sizes.items()), fasta
-
-
 # Checks before any work.
 
 
-def _check_arguments(output_dir: str, settings: _Settings, inputs: _Inputs, overwrite: bool):
+def _check_arguments(output_dir: str, settings: Settings, inputs: _Inputs, overwrite: bool):
     """Raises ContribError for flags that cannot work, before anything is loaded."""
     records_dir, regions_bed, fasta = inputs.records_dir, inputs.regions_bed, inputs.fasta
     max_regions = inputs.max_regions
@@ -276,7 +95,7 @@ def _check_arguments(output_dir: str, settings: _Settings, inputs: _Inputs, over
 
 def _plan(
     scorer: attribution.Scorer,
-    settings: _Settings,
+    settings: Settings,
     inputs: _Inputs,
     info: schema.RecordsInfo | None,
 ):
@@ -289,7 +108,7 @@ def _plan(
         source = {'records_dir': os.path.abspath(records_dir), 'split': split}
 
         def score(writer):
-            return _score_records(
+            return score_records(
                 scorer, settings, writer, records_dir, info, split, max_regions, fasta
             )
     else:
@@ -300,7 +119,7 @@ def _plan(
         source = {'regions_bed': os.path.abspath(regions_bed)}
 
         def score(writer):
-            header = _score_bed(scorer, settings, writer, regions_bed, fasta, max_regions, controls)
+            header = score_bed(scorer, settings, writer, regions_bed, fasta, max_regions, controls)
             source['fasta'] = os.path.abspath(header[1])
             return header
 
@@ -330,49 +149,35 @@ def compute_contributions(
 ) -> dict[str, Any]:
     """Computes contribution scores of every window and writes the output folder.
 
-    Windows, sharding and layout: module docstring. A model trained with control tracks gets
-    each window's observed control counts, held fixed: the records' control feature, or, with
-    `regions_bed`, the control bigWigs (by default each task's files named in the model's
-    metadata, as `predict` reads them).
+    Windows, sharding and layout: module docstring. A model with control tracks gets each
+    window's observed control counts, held fixed (the records' or the control bigWigs').
 
     Args:
       saved_model, output_dir: the export; the folder to create.
-      records_dir, split: records folder and its split (give this or `regions_bed`).
-      regions_bed: BED of regions.
-      fasta: genome FASTA for `regions_bed`, by default the records' (with records: the
-        bigWig header).
-      control_pos_bigwig, control_neg_bigwig: control bigWigs for `regions_bed` and a model
-        trained with control tracks (given ones apply to every task); default: the
-        metadata's.
-      method: 'ig' (integrated gradients from dinucleotide shuffles), 'deepshap' (DeepLIFT
-        rescale multipliers against the same shuffles) or 'ism'.
-      num_shuffles, steps: K references per window (ig, deepshap), S midpoint steps per
-        path (ig).
-      batch_size: model inputs per device call: windows x K path points (ig; at least one
-        window), windows x (1 + K) (deepshap: each window and its references), or mutated
-        windows (ism); halved in windows with `reverse_complement_average`. Scores do not
+      records_dir, split: records folder and its split; or `regions_bed`, a BED of regions.
+      fasta: genome FASTA for `regions_bed` (with records: the header); default: the records'.
+      control_pos_bigwig, control_neg_bigwig: control bigWigs for `regions_bed` (for every
+        task); default: each task's in the model's metadata.
+      method: 'ig', 'deepshap' or 'ism' (`scorer.METHODS`).
+      num_shuffles, steps: K references per window (ig, deepshap), S midpoint steps (ig).
+      batch_size: model inputs per device call (`Settings.windows_per_call`); scores do not
         depend on it.
-      seed: window 'chrom:start-end' draws its references from shuffle.keyed_rng(seed,
-        'chrom:start-end').
+      seed: window 'chrom:start-end' draws its references from shuffle.keyed_rng(seed, it).
       max_regions: only the first this many windows, in input order (None: all).
       overwrite: replace an existing `output_dir` (only once the new one is complete).
-      reverse_complement_average: score each window and its reverse complement (control
-        strands swapped; against its references' reverse complements) and average, the
-        reverse complement's scores mapped back (`attribution.reverse_complement_average`).
-      shard_index, num_shards: score only rows j with j % num_shards == shard_index (a
-        shard, for `merge_contributions`).
+      reverse_complement_average: average with the reverse complement's scores, mapped back.
+      shard_index, num_shards: score only rows j with j % num_shards == shard_index.
 
     Returns:
-      {'regions', 'seconds', 'output_dir', 'files', 'method', 'num_shuffles', 'steps',
-       'reverse_complement_average', 'targets', 'header_from', 'control' (None, 'records',
-       or the bigWig pairs per task), 'devices'}.
+      {'regions', 'seconds', 'output_dir', 'files', 'targets', 'header_from', 'devices',
+       'control' (None, 'records' or the bigWig pairs per task) and the settings}.
 
     Raises:
       BpnetError: bad flags or input (one line), an unreadable export or records.
     """
     start_time = time.perf_counter()
     rc_average, shard = bool(reverse_complement_average), (shard_index, num_shards)
-    settings = _Settings(method, num_shuffles, steps, batch_size, seed, rc_average, shard)
+    settings = Settings(method, num_shuffles, steps, batch_size, seed, rc_average, shard)
     controls = (control_pos_bigwig, control_neg_bigwig)
     inputs = _Inputs(records_dir, split, regions_bed, fasta, controls, max_regions)
     output_dir = os.path.abspath(output_dir)
@@ -389,7 +194,7 @@ def compute_contributions(
 def _summary(
     saved_model: str,
     scorer: attribution.Scorer,
-    settings: _Settings,
+    settings: Settings,
     max_regions: int | None,
     source: dict[str, Any],
     control_from: Any,
@@ -417,7 +222,7 @@ def _summary(
 def _publish(
     output_dir: str,
     scorer: attribution.Scorer,
-    settings: _Settings,
+    settings: Settings,
     summary: dict[str, Any],
     score,
     start_time: float,
@@ -502,19 +307,18 @@ def windows_per_call(
     method: str, num_shuffles: int, batch_size: int, length: int, reverse_complement_average: bool
 ) -> int:
     """Windows per model call for `batch_size` model inputs, as the command groups them."""
-    settings = _Settings(method, num_shuffles, 1, batch_size, 0, reverse_complement_average)
+    settings = Settings(method, num_shuffles, 1, batch_size, 0, reverse_complement_average)
     return settings.windows_per_call(length)
 
 
 def score_batch(
     scorer: attribution.Scorer,
     windows: list[Window],
-    one_hot: np.ndarray,
-    control: np.ndarray | None,
+    one_hot,
+    control,
     **settings: Any,
-) -> list[np.ndarray]:
-    """Per target hyp (B, L, 4) of one batch of windows, scored as the command scores them
-    (each window's references from `shuffle.keyed_rng(seed, window.region)`).
+):
+    """Per target hyp (B, L, 4) of one batch of windows, scored as the command scores them.
 
     Args:
       scorer, windows, one_hot, control: the scorer; the batch's windows, one-hot (B, L, 4)
@@ -522,13 +326,7 @@ def score_batch(
       settings: method, num_shuffles, steps, batch_size, seed, reverse_complement_average
         (`compute_contributions`' arguments).
     """
-    settings = _Settings(**settings)
-    score = _scorer_call(scorer, settings)
-    if not settings.uses_references:
-        return score(one_hot, None, control)
-    batches = [(windows, one_hot, control)]
-    ((_, x, refs, c),) = _with_references(batches, settings.num_shuffles, settings.seed)
-    return score(x, refs, c)
+    return window_scoring.score_batch(scorer, windows, one_hot, control, Settings(**settings))
 
 
 def summary_settings(
@@ -544,20 +342,4 @@ def summary_settings(
     """summary.json's settings part (`compute_contributions`' folder) for windows scored
     elsewhere; `settings` as for `score_batch`."""
     scorer = types.SimpleNamespace(length=sequence_length, targets=targets)
-    return _summary(saved_model, scorer, _Settings(**settings), max_regions, source, control_from)
-
-
-def check_records_fit(config, model_path: str, records_dir: str, info: schema.RecordsInfo):
-    """Raises ContribError unless the records hold windows of the model's length, tasks and
-    strands."""
-    if (info.sequence_length, info.num_tasks, info.num_strands) != (
-        config.sequence_length,
-        config.num_tasks,
-        config.num_strands,
-    ):
-        raise ContribError(
-            f'{model_path} takes {config.sequence_length}-bp windows of '
-            f'{config.num_tasks} task(s) x {config.num_strands} strand(s); '
-            f'{records_dir} holds {info.sequence_length}-bp windows of '
-            f'{info.num_tasks} x {info.num_strands}'
-        )
+    return _summary(saved_model, scorer, Settings(**settings), max_regions, source, control_from)

@@ -1,24 +1,18 @@
 """DeepLIFT's rescale rule for an exported BPNet: its Keras model rebuilt with every ReLU paired.
 
 `rescale_model(exported)` rebuilds the export's Keras model from model_config.json
-(`model.build_bpnet`) with the SavedModel's weights (matched by variable path and shape), every
-relu convolution replaced by one whose ReLU takes DeepLIFT's rescale rule as its gradient.
-`paired_outputs(model, x, refs)` calls it on one batch of N (1 + K) rows: the N inputs x_i,
-then the K references of each, r_i1 .. r_iK. For a ReLU with pre-activations z (of x_i) and z0
-(of r_ik), the gradient passed back to row r_ik is the multiplier
+(`model.build_bpnet`) with the SavedModel's weights, every relu convolution replaced by one
+whose ReLU takes DeepLIFT's rescale rule as its gradient. `paired_outputs(model, x, refs)` calls
+it on one batch of N (1 + K) rows: the N inputs x_i, then the K references of each. A ReLU with
+pre-activations z (of x_i) and z0 (of r_ik) passes back to row r_ik the multiplier
 
-    m = (relu(z) - relu(z0)) / (z - z0),  or relu'(z) where |z - z0| < RESCALE_EPSILON,
+    m = (relu(z) - relu(z0)) / (z - z0),  or relu'(z) where |z - z0| < RESCALE_EPSILON;
 
-and every other op (convolutions, crops, residual adds, the counts head's average pool and
-dense layer, the control features) keeps its own gradient, being linear in the sequence or
-fixed, except the summed counts heads' logsumexps (`model.RateSum`): their multiplier is the
-softmax averaged along the straight path between the two rows' log rates, scaled to the
-exact difference of the logsumexps (`paired_logsumexp`). The gradient of a target that is
-linear in the outputs of the reference rows, taken at those rows, is then DeepLIFT's
-multiplier of x_i against r_ik: sum over bases of m * (x - r) = target(x) - target(r) exactly
-(summation to delta), layer by layer. Each input's forward pass runs once for its K
-references, and no gradient flows back through the input rows, so a window costs 1 + K rows
-forward and backward, not 2 K.
+the summed counts heads' logsumexps (`heads.RateSum`) pass back the softmax averaged along the
+straight path between the two rows' log rates (`paired_logsumexp`); every other op is linear
+in the sequence or fixed and keeps its gradient. So sum over bases of m * (x - r) =
+target(x) - target(r) exactly, and a window costs 1 + K rows forward and backward, not 2 K
+(docs/interpretation.md).
 """
 
 from __future__ import annotations
@@ -29,7 +23,9 @@ from typing import TYPE_CHECKING
 import keras
 
 from bpnet_tfx.modeling import layers
-from bpnet_tfx.modeling import model as model_lib
+from bpnet_tfx.modeling.config import CONTROL_INPUT_NAME, INPUT_NAME
+from bpnet_tfx.modeling.heads import RateSum
+from bpnet_tfx.modeling.model import build_bpnet
 
 if TYPE_CHECKING:
     from bpnet_tfx.inference import export
@@ -130,8 +126,8 @@ def paired_logsumexp(z, axes: tuple[int, ...], inputs=None):
     return lse(z)
 
 
-class PairedRateSum(model_lib.RateSum):
-    """`model.RateSum` whose logsumexps are `paired_logsumexp`: the rebuilt model's stand-in
+class PairedRateSum(RateSum):
+    """`heads.RateSum` whose logsumexps are `paired_logsumexp`: the rebuilt model's stand-in
     (never saved); `pairing` is shared by all of a model's paired layers."""
 
     pairing: Pairing | None = None
@@ -158,7 +154,7 @@ def _swap_relu(layer, pairing: Pairing):
         swapped = RescaleConv1D.from_config({**config, 'activation': None})
         swapped.pairing = pairing
         return swapped
-    if isinstance(layer, model_lib.RateSum):
+    if isinstance(layer, RateSum):
         swapped = PairedRateSum.from_config(config)
         swapped.pairing = pairing
         return swapped
@@ -210,8 +206,8 @@ def paired_outputs(paired: keras.Model, one_hot, references, control=None):
     inputs = rows
     if control is not None:
         inputs = {
-            model_lib.INPUT_NAME: rows,
-            model_lib.CONTROL_INPUT_NAME: tf.concat([control, tf.repeat(control, k, axis=0)], 0),
+            INPUT_NAME: rows,
+            CONTROL_INPUT_NAME: tf.concat([control, tf.repeat(control, k, axis=0)], 0),
         }
     paired.pairing.inputs = n
     try:
@@ -237,7 +233,7 @@ def rescale_model(exported: export.ExportedModel) -> keras.Model:
     """
     from bpnet_tfx.inference import export
 
-    rebuilt = paired_model(model_lib.build_bpnet(exported.config))
+    rebuilt = paired_model(build_bpnet(exported.config))
     # The export tracks the Keras model, so its variables keep their Keras paths.
     saved = {v.name.removesuffix(':0'): v for v in exported.variables}
     for v in rebuilt.variables:

@@ -26,7 +26,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from bpnet_tfx.common.errors import BpnetError
-from bpnet_tfx.inference import prediction
+from bpnet_tfx.genome import bigwig
+from bpnet_tfx.genome.windows import merge_regions, stitch
 
 REGIONS_FILENAME = 'regions.bed'
 ONE_HOT_FILENAME = 'ohe.npz'
@@ -153,17 +154,15 @@ def average_overlaps(
 
     Yields:
       (chrom, start, values) of the windows' union, merged where windows overlap or touch
-      and sorted (`prediction.merge_regions`); each base once, with the mean over the windows
-      covering it (`prediction.stitch`), whatever the windows' order.
+      and sorted (`windows.merge_regions`); each base once, with the mean over the windows
+      covering it (`windows.stitch`), whatever the windows' order.
     """
     rank = {c: i for i, c in enumerate(chrom_order)}
     order = sorted(
         range(len(windows)),
         key=lambda i: (rank[windows[i].chrom], windows[i].start, windows[i].end),
     )
-    merged = prediction.merge_regions(
-        [(w.chrom, w.start, w.end) for w in windows], list(chrom_order)
-    )
+    merged = merge_regions([(w.chrom, w.start, w.end) for w in windows], list(chrom_order))
     k = 0
     for chrom, start, end in merged:  # the sorted windows fall into the merged regions in turn
         members = []
@@ -171,23 +170,15 @@ def average_overlaps(
             members.append(order[k])
             k += 1
         starts = [windows[i].start for i in members]
-        yield chrom, start, prediction.stitch(values[members], starts, start, end)
+        yield chrom, start, stitch(values[members], starts, start, end)
 
 
 def write_bigwig(path: str, header: Sequence[tuple[str, int]], windows: Sequence[Window], values):
     """Writes per-base `values` (N, L; see `average_overlaps`) of `windows` as a bigWig,
     overlaps averaged."""
-    import pyBigWig
-
-    bw = pyBigWig.open(path, 'w')
-    if bw is None:
-        raise OutputError(f'{path}: cannot write bigWig')
-    try:
-        bw.addHeader(list(header))
+    with bigwig.BigWigWriter(path, header) as bw:
         for chrom, start, run in average_overlaps(windows, values, [c for c, _ in header]):
-            bw.addEntries(chrom, start, values=run.astype(np.float64), span=1, step=1)
-    finally:
-        bw.close()
+            bw.add_values(chrom, start, run)
 
 
 def read_windows(output_dir: str) -> list[Window]:

@@ -1,47 +1,16 @@
-"""Contribution scores of an exported BPNet, as modisco-lite inputs and bigWig tracks.
+"""Contribution scores of an exported BPNet: integrated gradients, DeepSHAP and ISM, as
+modisco-lite inputs (hypothetical contributions) and bigWig tracks (observed-base ones).
 
-Integrated gradients and ISM are computed through the SavedModel's `serving_default` signature
-(gradients flow through a loaded concrete function), DeepSHAP through the Keras model rebuilt
-from the export's model config and weights; the export alone suffices. Two targets per task,
-BPNet's: the profile target sum over positions l and strands s of
-stop_gradient(softmax_l(z))[l, s] * z[l, s], where z are the profile logits (the softmax runs
-over positions, per strand), and the counts target sum over strands of log_counts
-(log(1 + counts) per strand). For a model trained with the joint profile loss (one multinomial
-over length x strands) the softmax runs over positions and strands together and the counts
-target is the model's own log(1 + total) (`log_total_counts`), as ChromBPNet explains its
-heads. The logits span the model's output window (output_length bp, centred in the input);
-contributions cover the whole input window.
-
-Integrated gradients (`method='ig'`): each window x gets K
-dinucleotide-shuffled references r_k (`shuffle.dinuc_shuffle`, exact Altschul-Erikson); g_k is the
-gradient of the target averaged over S midpoint steps of the straight path from r_k to x
-(alpha = (i + 1/2) / S). The hypothetical contribution of base b at position l is the
-contribution b would have there, the multipliers projected onto e_b as in DeepSHAP:
-
-    hyp[l, b] = mean_k  g_k[l, :] . (e_b - r_k[l, :])  =  mean_k (g_k[l, b] - g_k[l, :] . r_k[l, :])
-
-and the actual (observed-base) contribution is hyp[l, :] . x[l, :] = mean_k g_k[l, :] .
-(x[l, :] - r_k[l, :]), the integrated-gradients attribution of position l averaged over the
-references (zero at N). DeepSHAP (`method='deepshap'`) takes the same formula with g_k the
-DeepLIFT multipliers of x against r_k (rescale rule at every ReLU, `deeplift`), computed in one
-backward pass through the Keras model rebuilt with the export's weights; the profile target of
-r_k uses x's softmax weights, so sum over l of g_k[l, :] . (x[l, :] - r_k[l, :]) = f(x) -
-f(r_k) exactly. In-silico mutagenesis (`method='ism'`) scores every single-base
-substitution: delta[l, b] = score(x with b at l) - score(x) (zero at the observed base), and
-hyp[l, b] = delta[l, b] - mean_b' delta[l, b'], so that the observed-base contribution is minus
-the mean effect of changing that base. ISM's profile score uses the reference window's own
-probabilities as fixed weights, sum p_ref[l, s] * z'[l, s] (the target's stop_gradient at x),
-and its counts score is the same sum of log_counts; it needs 3 L + 1 forward passes per window.
-
-Models trained with control tracks take each window's observed control counts as a second
-input. The control is context, not an input to explain: it is held fixed at the window's
-observed counts for every path point, reference and mutant (never interpolated, shuffled or
-mutated), so contributions explain f(x, c) - mean_k f(r_k, c) for the window's control c.
-Controls come from the records (made with controls) or, for BED regions, from the control
-bigWigs; a control model given neither is refused rather than fed zeros.
-
-The scorers run on the default device; `contributions` runs them over records or BED
-regions and writes the output folder.
+Two targets per task, BPNet's: the profile target, sum of stop_gradient(softmax(z)) * z over
+the profile logits z of the output window (over positions and strands together for a model
+trained with the joint loss), and the counts target, the sum of log_counts over strands (the
+joint model's own log(1 + total)). IG and ISM run through the SavedModel's signature, DeepSHAP
+through the Keras model rebuilt from the export (`deeplift`); the export alone suffices. A
+control-track model's control counts are held fixed at the window's observed ones for every
+reference, path point and mutant; a control model given none is refused. The formulas (the
+hypothetical contribution of each base, the references, the ISM centring) are in
+docs/interpretation.md. The scorers run on the default device; `contributions` runs them over
+records or BED regions and writes the output folder.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Windows of the contrib job: from a records split or from a BED file and a FASTA.
 
 Each window is the model-length window a record's id names (its centred window), or the one
-centred on a BED line's interval (`genome_io.bed_windows`), in input order; batches carry
+centred on a BED line's interval (`bed.bed_windows`), in input order; batches carry
 their one-hot sequence and, for models with control tracks, the control counts. With
 `shard=(index, count)` only rows j of the input with j % count == index are kept.
 """
@@ -16,7 +16,8 @@ import numpy as np
 
 from bpnet_tfx.attribution.output import Window, extent_header
 from bpnet_tfx.common.errors import BpnetError
-from bpnet_tfx.genome import genome_io, sequence
+from bpnet_tfx.genome import bed, bigwig, genome_io, sequence
+from bpnet_tfx.genome.windows import centred_window
 from bpnet_tfx.records import schema
 
 
@@ -29,7 +30,7 @@ def bed_windows(
 ) -> list[Window]:
     """One window per BED line, in the file's order: the `length`-bp window centred on the
     interval's midpoint (shorter and longer intervals alike), shifted inside the chromosome
-    where it would run past an end (`genome_io.bed_windows`); named by the BED's 4th column,
+    where it would run past an end (`bed.bed_windows`); named by the BED's 4th column,
     or 'chrom:start-end' of the window.
 
     Raises:
@@ -39,7 +40,7 @@ def bed_windows(
     """
     windows = [
         Window(w.chrom, w.start, w.end, w.name or '')
-        for w in genome_io.bed_windows(regions_bed, sizes, length, fasta=fasta)
+        for w in bed.bed_windows(regions_bed, sizes, length, fasta=fasta)
     ]
     return [w if w.name else dataclasses.replace(w, name=w.region) for w in windows]
 
@@ -63,7 +64,7 @@ def bed_batches(
             try:
                 control = np.stack(
                     [
-                        genome_io.read_tracks(
+                        bigwig.read_tracks(
                             controls, w.chrom, w.start + trim, w.start + trim + control_length
                         )
                         for w in part
@@ -83,7 +84,7 @@ def _record_window(records_dir: str, region_id: str, length: int) -> Window:
             "'chrom:start-end'; cannot place it in the genome"
         ) from None
     # Ids name the centred window; one that includes the jitter margin shares its centre.
-    start, end = genome_io.centred_window(start, end, length)
+    start, end = centred_window(start, end, length)
     return Window(chrom, start, end, region_id)
 
 

@@ -1,1 +1,1 @@
-"""Genome files and sequence: one-hot encoding, reverse complement, FASTA/BED/bigWig I/O."""
+"""Genome files and sequence: one-hot encoding, FASTA, BED and bigWig I/O, window tiling."""

@@ -1,16 +1,14 @@
-"""Reading the genome side of inference: FASTA windows, bigWig tracks, BED lines and regions.
+"""FASTA files and region text: opening a FASTA, checking an interval against its chromosomes,
+one-hot windows padded past chromosome ends, and 'chrom:start-end' regions.
 
-Shared by prediction, contribution scores and evaluation helpers. BED and region coordinates
-are 0-based and half-open. Every error a user can cause is a `GenomeError` naming the file and
-line (or region) and what to do.
+`GenomeError`, the one error of genome files (here, bed.py, bigwig.py), names the file and line
+(or region) and what to do. Coordinates are 0-based and half-open.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import gzip
 import re
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -100,155 +98,3 @@ def parse_region(text: str) -> tuple[str, int, int]:
     if start >= end:
         raise GenomeError(f'region {text!r}: start must be below end')
     return chrom, start, end
-
-
-def centred_window(start: int, end: int, length: int) -> tuple[int, int]:
-    """The window of `length` bp centred on the midpoint of [start, end)."""
-    centre = (start + end) // 2
-    return centre - length // 2, centre - length // 2 + length
-
-
-def window_inside(start: int, end: int, length: int, size: int) -> tuple[int, int]:
-    """The `length`-bp window centred on [start, end), shifted inside a chromosome of `size`
-    bp where it would run past an end (`size` >= `length`)."""
-    s, e = centred_window(start, end, length)
-    shift = max(0, -s) - max(0, e - size)
-    return s + shift, e + shift
-
-
-@dataclasses.dataclass(frozen=True)
-class BedLine:
-    """One interval of a BED file; `number` is its 1-based line number, `name` column 4."""
-
-    number: int
-    chrom: str
-    start: int
-    end: int
-    name: str | None = None
-
-
-def read_bed(path: str) -> Iterator[BedLine]:
-    """Yields the intervals of a BED file (plain or gzipped), in file order.
-
-    Blank, '#', 'track' and 'browser' lines are skipped; columns past the 4th are ignored.
-
-    Raises:
-      GenomeError: an unreadable file, or a line without chrom, start < end, as
-        'file:line: ...'.
-    """
-    opener = gzip.open if path.endswith('.gz') else open
-    try:
-        f = opener(path, 'rt')
-    except OSError as e:
-        raise GenomeError(f'{path}: cannot open BED: {e.strerror or e}') from None
-    with f:
-        try:
-            for number, line in enumerate(f, 1):
-                if not line.strip() or line.startswith(('#', 'track', 'browser')):
-                    continue
-                yield _bed_line(path, number, line)
-        except (OSError, UnicodeDecodeError, EOFError) as e:
-            raise GenomeError(f'{path}: cannot read BED: {e}') from None
-
-
-def _bed_line(path: str, number: int, line: str) -> BedLine:
-    cols = line.rstrip('\r\n').split('\t')
-    if len(cols) < 3:
-        cols = line.split()
-    try:
-        chrom, start, end = cols[0], int(cols[1]), int(cols[2])
-    except (IndexError, ValueError):
-        raise GenomeError(
-            f'{path}:{number}: malformed BED line {line.strip()!r}; expected chrom, start, end'
-        ) from None
-    if not chrom or start < 0 or start >= end:
-        raise GenomeError(
-            f'{path}:{number}: malformed BED line {line.strip()!r}; needs 0 <= start < end'
-        )
-    name = cols[3].strip() if len(cols) >= 4 and cols[3].strip() else None
-    return BedLine(number, chrom, start, end, name)
-
-
-def bed_windows(
-    path: str,
-    sizes: Mapping[str, int],
-    length: int,
-    *,
-    fasta: str = 'the FASTA',
-    keep_longer: bool = False,
-) -> list[BedLine]:
-    """Each BED line as the `length`-bp window centred on it, shifted inside its chromosome
-    (`window_inside`), in file order; names kept. With `keep_longer`, lines longer than
-    `length` are kept whole instead.
-
-    Raises:
-      GenomeError: a malformed line, a chromosome not in `sizes`, an interval past the
-        chromosome's end or a chromosome shorter than the window ('file:line: ...'), or no
-        lines.
-    """
-    windows = []
-    for line in read_bed(path):
-        where = f'{path}:{line.number}: '
-        check_interval(sizes, fasta, line.chrom, line.start, line.end, where)
-        size = sizes[line.chrom]
-        if size < length:
-            raise GenomeError(
-                f'{where}{line.chrom} is {size:,} bp, shorter than the model\'s {length}-bp window'
-            )
-        if keep_longer and line.end - line.start >= length:
-            windows.append(line)
-            continue
-        start, end = window_inside(line.start, line.end, length, size)
-        windows.append(dataclasses.replace(line, start=start, end=end))
-    if not windows:
-        raise GenomeError(f'{path}: no regions')
-    return windows
-
-
-def open_bigwig(path: str):
-    """Opens a bigWig for reading.
-
-    Raises:
-      GenomeError: it cannot be opened.
-    """
-    import pyBigWig
-
-    try:
-        bw = pyBigWig.open(path)
-    except (RuntimeError, OSError):
-        bw = None
-    if bw is None:
-        raise GenomeError(f'{path}: cannot open bigWig')
-    return bw
-
-
-def read_tracks(
-    pairs: Sequence[Sequence[str]], chrom: str, start: int, end: int, *, origin: str = ''
-) -> np.ndarray:
-    """(end - start, len(pairs), strands) float32 counts from per-task bigWig pairs (missing
-    values are 0).
-
-    Args:
-      pairs: per task, the bigWigs of each strand (plus, minus).
-      chrom, start, end: the interval.
-      origin: where the paths came from, for the message when `chrom` is missing (e.g. "the
-        default from the records' metadata.json; give --pos_bigwig").
-
-    Raises:
-      GenomeError: a bigWig cannot be opened or lacks `chrom`.
-    """
-    strands = max(len(p) for p in pairs)
-    out = np.zeros((end - start, len(pairs), strands), np.float32)
-    for t, pair in enumerate(pairs):
-        for s, path in enumerate(pair):
-            bw = open_bigwig(path)
-            try:
-                if chrom not in bw.chroms():
-                    raise GenomeError(
-                        f'{path}: chromosome {chrom!r} not in the bigWig'
-                        + (f' ({origin})' if origin else '')
-                    )
-                out[:, t, s] = np.nan_to_num(bw.values(chrom, start, end, numpy=True))
-            finally:
-                bw.close()
-    return out

@@ -4,7 +4,7 @@ Metrics are pure functions of all the split's windows (`metrics.py`), pooled in 
 they do not depend on the batch size. Background records are left out. The thin main
 `evaluate.py` turns flags into a call of `evaluate()` and prints `format_table()`.
 
-On records made from the simulator (`simulate.py`), whose metadata names expected bigWigs with
+On records made from the simulator (`simulator.py`), whose metadata names expected bigWigs with
 the sequence-determined tracks beside them, every window's log(1 + total) of those tracks over
 its output window is correlated with the observed log counts: `sequence_count_pearson_bound`,
 what a counts head that knew exactly what the sequence determines would score, next to
@@ -20,7 +20,7 @@ import numpy as np
 
 from bpnet_tfx.common import progress
 from bpnet_tfx.common.errors import BpnetError
-from bpnet_tfx.genome import genome_io
+from bpnet_tfx.genome import bigwig, genome_io
 from bpnet_tfx.inference import metrics
 from bpnet_tfx.records import schema
 
@@ -54,7 +54,7 @@ class _SequenceTotals:
     window, per task and strand; `open` gives None for records without such tracks."""
 
     def __init__(self, pairs: list[tuple[str, str]], output_offset: int, output_length: int):
-        self._handles = [[genome_io.open_bigwig(path) for path in pair] for pair in pairs]
+        self._handles = [[bigwig.open_bigwig(path) for path in pair] for pair in pairs]
         self._offset, self._length = output_offset, output_length
 
     @classmethod
@@ -202,6 +202,35 @@ def _peak_batches(
         yield batch
 
 
+def _pool_split(
+    model, records_dir: str, info: schema.RecordsInfo, split: str, batch_size: int, every: int
+) -> tuple[_Pools, dict[str, int]]:
+    """Predicts every peak window of the split into the metric pools, with progress lines
+    every `every` batches; returns the pools and {'background': records left out}."""
+    pools = _Pools(info, _SequenceTotals.open(info))
+    counter = {'background': 0}
+    report = progress.Progress(
+        'evaluate',
+        'examples',
+        info.split_counts.get(split),
+        every=max(1, every) * batch_size,
+    )
+    try:
+        for batch in _peak_batches(records_dir, info, split, batch_size, counter):
+            pools.add(batch, model(batch['one_hot'], batch.get('control')))
+            report.update(pools.done)
+    finally:
+        if pools.sequence_totals is not None:
+            pools.sequence_totals.close()
+    if not pools.done:
+        raise EvaluateError(
+            f'{records_dir}: the {split} split holds no '
+            + ('peak records' if counter['background'] else 'records')
+        )
+    report.update(pools.done, final=True)
+    return pools, counter
+
+
 def evaluate(
     saved_model: str,
     records_dir: str,
@@ -243,27 +272,7 @@ def evaluate(
     model = export.ExportedModel(saved_model)
     info = schema.RecordsInfo.load(records_dir)
     check_model_fits_records(model, info, records_dir, allow_task_mismatch=allow_task_mismatch)
-    pools = _Pools(info, _SequenceTotals.open(info))
-    counter = {'background': 0}
-    report = progress.Progress(
-        'evaluate',
-        'examples',
-        info.split_counts.get(split),
-        every=max(1, progress_every) * batch_size,
-    )
-    try:
-        for batch in _peak_batches(records_dir, info, split, batch_size, counter):
-            pools.add(batch, model(batch['one_hot'], batch.get('control')))
-            report.update(pools.done)
-    finally:
-        if pools.sequence_totals is not None:
-            pools.sequence_totals.close()
-    if not pools.done:
-        raise EvaluateError(
-            f'{records_dir}: the {split} split holds no '
-            + ('peak records' if counter['background'] else 'records')
-        )
-    report.update(pools.done, final=True)
+    pools, counter = _pool_split(model, records_dir, info, split, batch_size, progress_every)
     result: dict[str, Any] = {
         'saved_model': os.path.abspath(saved_model),
         'records_dir': os.path.abspath(records_dir),

@@ -12,13 +12,10 @@ export alone says what windows it expects. A model trained with control tracks t
 second input in both signatures, `control`: float32 (batch, output_length, tasks, strands)
 counts. Profile outputs are output_length long, centred in the input window.
 
-Outputs are per strand whatever the training loss. For a model trained with
-profile_loss='joint' (one softmax over length x strands, one total count), `profile_probs` is
-still the softmax over positions within each strand (the joint distribution conditioned on the
-strand), `counts` splits the predicted total between the strands in proportion to each
-strand's share of the joint distribution, `log_counts` is log(1 + counts) per strand and
-`log_total_counts` the model's own log(1 + total). So evaluation, prediction and contribution
-scores treat both kinds of model alike.
+Outputs are per strand whatever the training loss: for a model trained with
+profile_loss='joint', `profile_probs` is the joint softmax conditioned on each strand, `counts`
+splits the predicted total by each strand's share, and `log_total_counts` is the model's own
+log(1 + total); so evaluation, prediction and contributions treat both kinds alike.
 """
 
 from __future__ import annotations
@@ -34,7 +31,13 @@ import tensorflow as tf
 from bpnet_tfx.common import devices as devices_lib
 from bpnet_tfx.common.errors import BpnetError
 from bpnet_tfx.genome import sequence
-from bpnet_tfx.modeling import model as model_lib
+from bpnet_tfx.modeling.config import (
+    CONTROL_INPUT_NAME,
+    INPUT_NAME,
+    LOG_COUNTS,
+    PROFILE,
+    ModelConfig,
+)
 from bpnet_tfx.records import schema
 
 MODEL_CONFIG_FILENAME = 'model_config.json'
@@ -73,14 +76,10 @@ def per_strand_outputs(
 def _outputs(
     model: keras.Model, one_hot: tf.Tensor, control: tf.Tensor | None = None
 ) -> dict[str, tf.Tensor]:
-    inputs = (
-        one_hot
-        if control is None
-        else {model_lib.INPUT_NAME: one_hot, model_lib.CONTROL_INPUT_NAME: control}
-    )
+    inputs = one_hot if control is None else {INPUT_NAME: one_hot, CONTROL_INPUT_NAME: control}
     out = model(inputs, training=False)
-    joint = int(out[model_lib.LOG_COUNTS].shape[-1]) != int(out[model_lib.PROFILE].shape[-1])
-    return per_strand_outputs(out[model_lib.PROFILE], out[model_lib.LOG_COUNTS], joint)
+    joint = int(out[LOG_COUNTS].shape[-1]) != int(out[PROFILE].shape[-1])
+    return per_strand_outputs(out[PROFILE], out[LOG_COUNTS], joint)
 
 
 def encode_sequences(sequences: tf.Tensor, length: int) -> tf.Tensor:
@@ -116,7 +115,7 @@ def encode_sequences(sequences: tf.Tensor, length: int) -> tf.Tensor:
 
 
 def export_saved_model(
-    model: keras.Model, info: schema.RecordsInfo, config: model_lib.ModelConfig, path: str
+    model: keras.Model, info: schema.RecordsInfo, config: ModelConfig, path: str
 ) -> str:
     """Writes `model` as a SavedModel at `path`, with metadata.json and model_config.json.
 
@@ -183,7 +182,7 @@ def _not_an_export(path: str, problem: str) -> schema.SchemaError:
     return schema.SchemaError(f'{path}: {problem}; is it a bpnet_tfx export?')
 
 
-def load_export_info(path: str) -> tuple[schema.RecordsInfo, model_lib.ModelConfig]:
+def load_export_info(path: str) -> tuple[schema.RecordsInfo, ModelConfig]:
     """Reads the metadata and model config stored beside a SavedModel.
 
     Raises:
@@ -200,7 +199,7 @@ def load_export_info(path: str) -> tuple[schema.RecordsInfo, model_lib.ModelConf
     config_path = os.path.join(path, MODEL_CONFIG_FILENAME)
     try:
         with open(config_path) as f:
-            config = model_lib.ModelConfig.from_dict(json.load(f))
+            config = ModelConfig.from_dict(json.load(f))
     except FileNotFoundError:
         raise _not_an_export(path, f'no {MODEL_CONFIG_FILENAME}') from None
     except (OSError, ValueError, TypeError) as e:
@@ -221,7 +220,7 @@ def load_export_info(path: str) -> tuple[schema.RecordsInfo, model_lib.ModelConf
     return info, config
 
 
-def load_saved_model(path: str, config: model_lib.ModelConfig, name: str = SIGNATURE):
+def load_saved_model(path: str, config: ModelConfig, name: str = SIGNATURE):
     """Loads the SavedModel at `path` and checks its signature `name` takes `config`'s windows.
 
     Returns:
@@ -398,7 +397,7 @@ class ExportedModel:
 
 def control_bigwigs(
     info: schema.RecordsInfo,
-    config: model_lib.ModelConfig,
+    config: ModelConfig,
     pos: str | None = None,
     neg: str | None = None,
 ) -> list[tuple[str, str]] | None:

@@ -67,14 +67,8 @@ def plot_profiles(
     )
     for t, ax in enumerate(axes[:, 0]):
         _draw_row(ax, positions, probs[:, t], observed[t], strands, boundaries)
-        how = '\n(+ strand up, - strand down)' if num_strands == 2 else ''
-        ax.set_ylabel(f'fraction of {span} counts{how}')
-        ax.set_title(
-            f'{title}  {row_titles[t]}' if num_tasks == 1 else row_titles[t],
-            fontsize=10 if num_tasks > 1 else None,
-        )
-        ax.legend(loc='upper right', fontsize=8, ncol=num_strands)
-        ax.ticklabel_format(axis='x', style='plain', useOffset=False)
+        row_title = f'{title}  {row_titles[t]}' if num_tasks == 1 else row_titles[t]
+        _label_row(ax, row_title, num_tasks, num_strands, span)
     axes[-1, 0].set_xlabel('position (bp)')
     if num_tasks > 1:
         fig.suptitle(title)
@@ -82,6 +76,15 @@ def plot_profiles(
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def _label_row(ax, row_title: str, num_tasks: int, num_strands: int, span: str) -> None:
+    """A row's axis label, title, legend and plain x ticks."""
+    how = '\n(+ strand up, - strand down)' if num_strands == 2 else ''
+    ax.set_ylabel(f'fraction of {span} counts{how}')
+    ax.set_title(row_title, fontsize=10 if num_tasks > 1 else None)
+    ax.legend(loc='upper right', fontsize=8, ncol=num_strands)
+    ax.ticklabel_format(axis='x', style='plain', useOffset=False)
 
 
 def _draw_row(

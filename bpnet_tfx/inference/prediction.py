@@ -27,58 +27,16 @@ from typing import Any
 import numpy as np
 
 from bpnet_tfx.common.errors import BpnetError
-from bpnet_tfx.genome import genome_io
+from bpnet_tfx.genome import bigwig, genome_io
+from bpnet_tfx.genome.windows import centred_window, stitch, tile_windows
+
+# merge_regions is re-exported, as tile_windows and stitch are: callers tile regions from here.
+from bpnet_tfx.genome.windows import merge_regions as merge_regions
 from bpnet_tfx.inference import plots
 
 
 class PredictError(BpnetError):
     """Bad region, flags or inputs, reported in one line."""
-
-
-def tile_windows(start: int, end: int, length: int) -> list[int]:
-    """Starts of the `length`-bp windows tiling [start, end) (which is at least `length` long).
-
-    Windows start at `start` every `length` bp; the last one ends exactly at `end`, so it
-    overlaps the one before it unless the region's length is a multiple of `length`.
-    """
-    if end - start < length:
-        raise ValueError(f'[{start}, {end}) is shorter than one {length}-bp window')
-    starts = list(range(start, end - length + 1, length))
-    if starts[-1] + length < end:
-        starts.append(end - length)
-    return starts
-
-
-def stitch(values: np.ndarray, starts: list[int], start: int, end: int) -> np.ndarray:
-    """Per-base mean of window values (windows, length, ...) placed at `starts` over [start, end).
-
-    Raises:
-      ValueError: a base of [start, end) no window covers.
-    """
-    length = values.shape[1]
-    total = np.zeros((end - start, *values.shape[2:]), np.float64)
-    cover = np.zeros(end - start, np.int64)
-    for value, w in zip(values, starts):
-        total[w - start : w - start + length] += value
-        cover[w - start : w - start + length] += 1
-    if (cover == 0).any():
-        raise ValueError('the windows leave bases of the region uncovered')
-    return total / cover.reshape(-1, *([1] * (total.ndim - 1)))
-
-
-def merge_regions(
-    intervals: list[tuple[str, int, int]], chrom_order: list[str]
-) -> list[tuple[str, int, int]]:
-    """Sorts intervals by (chromosome in `chrom_order`, start) and merges overlapping or
-    adjacent ones."""
-    rank = {c: i for i, c in enumerate(chrom_order)}
-    merged: list[list] = []
-    for chrom, start, end in sorted(intervals, key=lambda x: (rank[x[0]], x[1], x[2])):
-        if merged and merged[-1][0] == chrom and start <= merged[-1][2]:
-            merged[-1][2] = max(merged[-1][2], end)
-        else:
-            merged.append([chrom, start, end])
-    return [tuple(m) for m in merged]
 
 
 def fasta_of(model, fasta: str | None) -> str:
@@ -142,7 +100,7 @@ def _read_observed(
     paths: tuple[str, ...], num_strands: int, chrom: str, start: int, end: int, origin: str
 ) -> np.ndarray:
     """(end - start, strands) observed counts; one strand sums the given bigWigs."""
-    track = genome_io.read_tracks([paths], chrom, start, end, origin=origin)[:, 0]
+    track = bigwig.read_tracks([paths], chrom, start, end, origin=origin)[:, 0]
     return track.sum(axis=-1, keepdims=True) if num_strands == 1 else track
 
 
@@ -155,7 +113,7 @@ def _region_windows(start: int, end: int, length: int) -> tuple[int, int, list[i
     mode, note = 'window', ''
     if end - start < length:
         note = f'region is {end - start} bp, shorter than the model\'s {length} bp: '
-        start, end = genome_io.centred_window(start, end, length)
+        start, end = centred_window(start, end, length)
         mode = 'centred'
     starts = [start] if end - start == length else tile_windows(start, end, length)
     if mode == 'centred':
@@ -169,6 +127,17 @@ def _region_windows(start: int, end: int, length: int) -> tuple[int, int, list[i
     return start, end, starts, mode, note
 
 
+def _tiled_region(region: str, length: int) -> tuple[str, int, int, list[int], str, str]:
+    """(chrom, start, end, window starts, mode, note) of a 'chrom:start-end' region for a
+    model of output `length`; prints the note."""
+    chrom, start, end = genome_io.parse_region(region)
+    start, end, starts, mode, note = _region_windows(start, end, length)
+    note = note.replace('{chrom}', chrom)
+    if note:
+        print(f'predict: {note}')
+    return chrom, start, end, starts, mode, note
+
+
 def _predict_span(
     model, genome, controls, chrom: str, start: int, end: int, starts: list[int]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +148,7 @@ def _predict_span(
     one_hot = genome_io.padded_one_hot(genome, chrom, start - offset, end + offset)
     control = None
     if controls:
-        track = genome_io.read_tracks(controls, chrom, start, end)
+        track = bigwig.read_tracks(controls, chrom, start, end)
         control = np.stack([track[w - start : w - start + length] for w in starts])
     out = model(np.stack([one_hot[w - start : w - start + input_length] for w in starts]), control)
     window_probs, window_counts = out['profile_probs'], out['counts']  # (W, O, T, S), (W, T, S)
@@ -205,13 +174,10 @@ def predict_region(
 ) -> dict[str, Any]:
     """Predicts `region`, writes the plot and TSV, and returns a summary dict.
 
-    A region of the model's output length O is one window. A shorter one is replaced by the
-    window centred on it; a longer one is tiled (`tile_windows`), the per-base predicted counts
-    of overlapping windows averaged. The plotted and tabulated `pred_prob_*` are each task's
-    and strand's predicted counts as a fraction of the plotted span's (the model's softmax for
-    one window), against the observed counts as fractions of the span's observed counts. The
-    plot has one row per task, both strands in it (plus up, minus down; an unstranded model's
-    one strand up). Predictions are the forward strand's (no reverse-complement averaging).
+    Windows: module docstring. The plotted and tabulated `pred_prob_*` are each task's and
+    strand's predicted counts as a fraction of the span's (the model's softmax for one window),
+    against the observed counts as fractions of the span's observed counts; one plot row per
+    task. Predictions are the forward strand's (no reverse-complement averaging).
 
     Observed tracks: `pos_bigwig`/`neg_bigwig` (comma-separated, one per task), by default
     each task's files from the records' metadata; a task without both is plotted without
@@ -239,19 +205,14 @@ def predict_region(
         else ([None] * model.config.num_tasks, '')
     )
     controls = model.control_bigwigs(control_pos_bigwig, control_neg_bigwig)
-    chrom, start, end = genome_io.parse_region(region)
-    start, end, starts, mode, note = _region_windows(start, end, model.config.output_length)
-    note = note.replace('{chrom}', chrom)
-    if note:
-        print(f'predict: {note}')
+    chrom, start, end, starts, mode, note = _tiled_region(region, model.config.output_length)
     with genome_io.open_fasta(fasta) as genome:
         genome_io.check_interval(genome_io.chrom_sizes(genome), fasta, chrom, start, end)
         pred, probs = _predict_span(model, genome, controls, chrom, start, end, starts)
+    strands = model.config.num_strands
     observed_counts = [
-        None
-        if paths is None
-        else _read_observed(paths, model.config.num_strands, chrom, start, end, origin)
-        for paths in observed_paths
+        None if p is None else _read_observed(p, strands, chrom, start, end, origin)
+        for p in observed_paths
     ]
     span = _Span(model, chrom, start, end, starts, mode)
     _plot(span, output_png, pred, probs, observed_counts)

@@ -3,7 +3,7 @@
 Each BED interval shorter than the model's output length O becomes the O-bp window centred on
 its midpoint (longer ones are kept whole), shifted inside the chromosome if needed; these are
 sorted in FASTA order, merged where they overlap or touch, and every merged region is tiled
-with O-bp windows (`prediction.tile_windows`), overlaps averaged, so every base gets one value.
+with O-bp windows (`genome.windows.tile_windows`), overlaps averaged, so every base gets one value.
 Tracks average the forward prediction with the reverse-complement one. Windows are predicted
 in batches (each split over the model's devices, `export.ExportedModel`), and every merged
 region is written as soon as its last window is in, so memory holds only the regions being
@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 from typing import Any
 
 import numpy as np
 
 from bpnet_tfx.common import progress
-from bpnet_tfx.genome import genome_io
-from bpnet_tfx.inference.prediction import PredictError, fasta_of, merge_regions, tile_windows
+from bpnet_tfx.genome import bed as bed_files
+from bpnet_tfx.genome import bigwig, genome_io
+from bpnet_tfx.genome.windows import merge_regions, tile_windows
+from bpnet_tfx.inference.prediction import PredictError, fasta_of
 
 
 def track_paths(
@@ -64,40 +65,34 @@ class _Window:
 
 
 class _TrackWriter:
-    """Writes the tracks beside their final names and renames them into place when done, so
-    a failed run leaves no half-written bigWig."""
+    """Every task's and strand's track, each written beside its final name and renamed into
+    place when done (`bigwig.BigWigWriter`), so a failed run leaves no half-written bigWig."""
 
     def __init__(self, paths: dict[tuple[str, str], str], sizes: dict[str, int]):
-        import pyBigWig
-
         os.makedirs(os.path.dirname(os.path.abspath(next(iter(paths.values())))), exist_ok=True)
-        token = secrets.token_hex(4)
-        self.paths = paths
-        self.tmp = {key: f'{path}.tmp-{token}' for key, path in paths.items()}
-        self.tracks = {key: pyBigWig.open(path, 'w') for key, path in self.tmp.items()}
-        for bw in self.tracks.values():
-            bw.addHeader(list(sizes.items()))
+        self.tracks: dict[tuple[str, str], bigwig.BigWigWriter] = {}
+        try:
+            for key, path in paths.items():
+                self.tracks[key] = bigwig.BigWigWriter(path, sizes.items(), temporary=True)
+        except BaseException:
+            self.close(ok=False)
+            raise
 
     def add(self, region: _Region, tasks, strands) -> None:
         values = region.sums / region.cover[:, None, None]
         for t, task in enumerate(tasks):
             for s, strand in enumerate(strands):
-                self.tracks[task, strand].addEntries(
-                    region.chrom,
-                    region.start,
-                    values=values[:, t, s].astype(np.float64),
-                    span=1,
-                    step=1,
-                )
+                self.tracks[task, strand].add_values(region.chrom, region.start, values[:, t, s])
 
     def close(self, ok: bool) -> None:
-        for bw in self.tracks.values():
-            bw.close()
-        for key, tmp in self.tmp.items():
-            if ok:
-                os.replace(tmp, self.paths[key])
-            elif os.path.exists(tmp):
-                os.remove(tmp)
+        for track in self.tracks.values():
+            track.close(ok)
+
+    def __enter__(self) -> _TrackWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(ok=exc_type is None)
 
 
 def predict_tracks(
@@ -113,12 +108,11 @@ def predict_tracks(
 ) -> dict[str, Any]:
     """Writes bigWig tracks of predicted counts per task and strand over the BED's regions.
 
-    Each track holds, at every base of the merged regions (see the module docstring), the
-    predicted counts: profile probabilities x predicted total counts, averaged over the forward
-    and reverse-complement predictions and over overlapping windows. The header lists every
-    FASTA chromosome with its size, in FASTA order; entries are sorted the same way. Also
-    writes '<prefix>.regions.bed', the merged regions predicted. Values do not depend on
-    `batch_size` or on the order of the BED's lines.
+    Each track holds, at every base of the merged regions (module docstring), the predicted
+    counts (probabilities x total counts), averaged over strands of the sequence and over
+    overlapping windows; its header and entries follow the FASTA's order. Also writes
+    '<prefix>.regions.bed', the merged regions. Values do not depend on `batch_size` or on
+    the order of the BED's lines.
 
     Args:
       saved_model: the export.
@@ -145,24 +139,13 @@ def predict_tracks(
     length = model.config.output_length
     with genome_io.open_fasta(fasta) as genome:
         sizes = genome_io.chrom_sizes(genome)
-        bed = genome_io.bed_windows(regions_bed, sizes, length, fasta=fasta, keep_longer=True)
+        bed = bed_files.bed_windows(regions_bed, sizes, length, fasta=fasta, keep_longer=True)
         merged = merge_regions([(w.chrom, w.start, w.end) for w in bed], list(sizes))
         paths = track_paths(output_prefix, model.info.tasks, model.info.strands)
-        writer = _TrackWriter(paths, sizes)
-        ok = False
-        try:
+        with _TrackWriter(paths, sizes) as writer:
             windows = _predict_merged(
-                model,
-                genome,
-                controls,
-                merged,
-                writer,
-                batch_size=batch_size,
-                reverse_complement=reverse_complement,
+                model, genome, controls, merged, writer, batch_size, reverse_complement
             )
-            ok = True
-        finally:
-            writer.close(ok)
     regions_out = f'{output_prefix}.regions.bed'
     with open(regions_out, 'w') as f:
         f.writelines(f'{c}\t{s}\t{e}\n' for c, s, e in merged)
@@ -187,7 +170,7 @@ def _open_region(
         start,
         end,
         one_hot=genome_io.padded_one_hot(genome, chrom, start - margin, end + margin),
-        control=genome_io.read_tracks(controls, chrom, start, end) if controls else None,
+        control=bigwig.read_tracks(controls, chrom, start, end) if controls else None,
         sums=np.zeros(shape),
         cover=np.zeros(end - start),
         windows_left=windows,
@@ -200,7 +183,6 @@ def _predict_merged(
     controls,
     merged: list[tuple[str, int, int]],
     writer: _TrackWriter,
-    *,
     batch_size: int,
     reverse_complement: bool,
     show_progress: bool = True,

@@ -198,3 +198,8 @@ def _shifted_matmul_conv(x, kernel, padding: str, dilation: int):
     )
     aligned = tf.reshape(flat, (batch, filters, taps, padded + dilation))[..., :out_length]
     return tf.transpose(tf.reduce_sum(aligned, axis=2), (0, 2, 1))
+
+
+def conv1d(stock: bool, filters: int, kernel_size: int, **kwargs):
+    """A Conv1D layer: ours, or with `stock` keras.layers.Conv1D (the same math)."""
+    return (keras.layers.Conv1D if stock else Conv1D)(filters, kernel_size, **kwargs)

@@ -170,6 +170,18 @@ def pattern_summary(p: patterns.Pattern) -> dict[str, Any]:
     }
 
 
+def _shapes(contrib: dict[str, Any], window: int, max_seqlets: int) -> dict[str, int]:
+    """summary.json's rows, sequence length, window (and its offset) and max_seqlets."""
+    length = int(contrib['one_hot'].shape[1])
+    return {
+        'rows': len(contrib['one_hot']),
+        'sequence_length': length,
+        'window': window,
+        'window_offset': crop_offset(length, window),
+        'max_seqlets': max_seqlets,
+    }
+
+
 def discover(
     contrib_dir: str,
     output_dir: str,
@@ -223,11 +235,7 @@ def discover(
         summary = {
             'contrib_dir': os.path.abspath(contrib_dir),
             'contrib_dir_relative': os.path.relpath(contrib_dir, output_dir),
-            'rows': rows,
-            'sequence_length': int(contrib['one_hot'].shape[1]),
-            'window': window,
-            'window_offset': crop_offset(int(contrib['one_hot'].shape[1]), window),
-            'max_seqlets': max_seqlets,
+            **_shapes(contrib, window, max_seqlets),
             'targets': {t: [pattern_summary(p) for p in ps] for t, ps in found.items()},
             'seconds': round(time.perf_counter() - start_time, 1),
         }

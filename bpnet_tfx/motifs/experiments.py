@@ -84,6 +84,90 @@ def _tasks(model) -> list[str]:
     return list(model.info.tasks)
 
 
+def _write_marginalize_tsv(path: str, result: dict, tasks: list[str]) -> None:
+    """marginalize.tsv: one line per motif and task."""
+    rows = [
+        (
+            name,
+            seq_r['motif'],
+            t,
+            f'{seq_r["log_counts_change"][i]:.4f}',
+            f'{seq_r["log_counts_sd"][i]:.4f}',
+            f'{seq_r["counts"][i]:.2f}',
+            f'{seq_r["background_counts"][i]:.2f}',
+        )
+        for name, seq_r in result.items()
+        for i, t in enumerate(tasks)
+    ]
+    _write_tsv(
+        path,
+        [
+            'motif',
+            'sequence',
+            'task',
+            'log_counts_change',
+            'log_counts_sd',
+            'counts',
+            'background_counts',
+        ],
+        rows,
+    )
+
+
+def _write_spacing_tsv(path: str, spacing, tasks: list[str]) -> None:
+    """spacing.tsv: one line per distance and task."""
+    rows = [
+        (
+            int(d),
+            t,
+            f'{spacing.pair[k, i]:.3f}',
+            f'{spacing.single_a[i]:.3f}',
+            f'{spacing.single_b[k, i]:.3f}',
+            f'{spacing.ratio[k, i]:.4f}',
+        )
+        for k, d in enumerate(spacing.distances)
+        for i, t in enumerate(tasks)
+    ]
+    _write_tsv(
+        path,
+        ['distance', 'task', 'pair_change', 'a_change', 'b_change', 'ratio'],
+        rows,
+    )
+
+
+def _write_ablation_tsvs(folder: str, hits, change, per_pattern: dict, tasks: list[str]) -> None:
+    """ablation.tsv (one line per instance) and per_pattern.tsv (the mean change per pattern)."""
+    _write_tsv(
+        os.path.join(folder, 'ablation.tsv'),
+        [
+            'region',
+            'chrom',
+            'start',
+            'end',
+            'strand',
+            'pattern',
+            *[f'log_counts_change/{t}' for t in tasks],
+        ],
+        [
+            (
+                h['region'],
+                h['chrom'],
+                h['genome_start'],
+                h['genome_end'],
+                h['strand'],
+                h['pattern'],
+                *[f'{v:.4f}' for v in c],
+            )
+            for h, c in zip(hits, change)
+        ],
+    )
+    _write_tsv(
+        os.path.join(folder, 'per_pattern.tsv'),
+        ['pattern', 'instances', *[f'mean_log_counts_change/{t}' for t in tasks]],
+        [(p, len(v), *[f'{x:.4f}' for x in np.mean(v, axis=0)]) for p, v in per_pattern.items()],
+    )
+
+
 def run_marginalize(
     saved_model,
     contrib_dir,
@@ -111,32 +195,7 @@ def run_marginalize(
     tasks = _tasks(model)
 
     def write(tmp):
-        rows = [
-            (
-                name,
-                seq_r['motif'],
-                t,
-                f'{seq_r["log_counts_change"][i]:.4f}',
-                f'{seq_r["log_counts_sd"][i]:.4f}',
-                f'{seq_r["counts"][i]:.2f}',
-                f'{seq_r["background_counts"][i]:.2f}',
-            )
-            for name, seq_r in result.items()
-            for i, t in enumerate(tasks)
-        ]
-        _write_tsv(
-            os.path.join(tmp, 'marginalize.tsv'),
-            [
-                'motif',
-                'sequence',
-                'task',
-                'log_counts_change',
-                'log_counts_sd',
-                'counts',
-                'background_counts',
-            ],
-            rows,
-        )
+        _write_marginalize_tsv(os.path.join(tmp, 'marginalize.tsv'), result, tasks)
         from bpnet_tfx.motifs import syntax_plots
 
         syntax_plots.marginalization_png(os.path.join(tmp, 'profiles.png'), result, tasks)
@@ -194,23 +253,7 @@ def run_space(
     ranges = {t: insilico.interaction_range(spacing, i) for i, t in enumerate(tasks)}
 
     def write(tmp):
-        rows = [
-            (
-                int(d),
-                t,
-                f'{spacing.pair[k, i]:.3f}',
-                f'{spacing.single_a[i]:.3f}',
-                f'{spacing.single_b[k, i]:.3f}',
-                f'{spacing.ratio[k, i]:.4f}',
-            )
-            for k, d in enumerate(spacing.distances)
-            for i, t in enumerate(tasks)
-        ]
-        _write_tsv(
-            os.path.join(tmp, 'spacing.tsv'),
-            ['distance', 'task', 'pair_change', 'a_change', 'b_change', 'ratio'],
-            rows,
-        )
+        _write_spacing_tsv(os.path.join(tmp, 'spacing.tsv'), spacing, tasks)
         from bpnet_tfx.motifs import syntax_plots
 
         syntax_plots.spacing_png(
@@ -258,38 +301,7 @@ def run_ablate(
         per_pattern.setdefault(h['pattern'], []).append(c)
 
     def write(tmp):
-        _write_tsv(
-            os.path.join(tmp, 'ablation.tsv'),
-            [
-                'region',
-                'chrom',
-                'start',
-                'end',
-                'strand',
-                'pattern',
-                *[f'log_counts_change/{t}' for t in tasks],
-            ],
-            [
-                (
-                    h['region'],
-                    h['chrom'],
-                    h['genome_start'],
-                    h['genome_end'],
-                    h['strand'],
-                    h['pattern'],
-                    *[f'{v:.4f}' for v in c],
-                )
-                for h, c in zip(hits, change)
-            ],
-        )
-        _write_tsv(
-            os.path.join(tmp, 'per_pattern.tsv'),
-            ['pattern', 'instances', *[f'mean_log_counts_change/{t}' for t in tasks]],
-            [
-                (p, len(v), *[f'{x:.4f}' for x in np.mean(v, axis=0)])
-                for p, v in per_pattern.items()
-            ],
-        )
+        _write_ablation_tsvs(tmp, hits, change, per_pattern, tasks)
         summary = {
             'saved_model': os.path.abspath(saved_model),
             'scan_dir': os.path.abspath(scan_dir),

@@ -80,6 +80,27 @@ def pattern_section(
     """The report's section of one pattern."""
     core = p.trimmed()
     sign = 'positive' if p.sign > 0 else '<span class="neg">negative</span>'
+    if matches and float(matches[0]['q_value']) <= formats.SIGNIFICANT_Q:
+        name = html.escape(matches[0]['match_alt'] or matches[0]['match'])
+        best = f' &middot; best match <b>{name}</b> (q = {float(matches[0]["q_value"]):.1e})'
+    elif matches:
+        best = f' &middot; no significant database match (q > {formats.SIGNIFICANT_Q})'
+    else:
+        best = ''
+    counted = {None: '', -1: ' &middot; not scanned (its seqlets do not match its CWM)'}.get(
+        instances, f' &middot; {instances} instances'
+    )
+    return (
+        f'<div class="pattern" id="pattern-{p.meme_name}"><h3>{html.escape(p.name)}</h3>'
+        f'<p>{len(p.seqlets)} seqlets &middot; {sign} &middot; consensus '
+        f'<code>{core.consensus()}</code>{best}{counted}</p>'
+        f'<div class="logos">{_logos(p, core)}</div>{_matches_table(matches)}'
+        f'{_examples(p, core, contrib)}</div>'
+    )
+
+
+def _logos(p: patterns.Pattern, core: patterns.Pattern) -> str:
+    """The SVG logos of a pattern's trimmed core: CWM, its reverse, hypothetical CWM, PFM."""
     rc = patterns.reverse_complement_matrix
     logo_args = dict(column_width=16.0, height=80.0)
     pfm = logos.pfm_heights(core.pfm)
@@ -91,7 +112,7 @@ def pattern_section(
             max(tallest, 1e-3),
             f'PFM (bits, scaled up: {tallest:.2f} full scale)',
         )
-    logo_html = ''.join(
+    return ''.join(
         [
             logos.logo_svg(core.cwm, title='CWM', element_id=f'cwm-{p.meme_name}', **logo_args),
             logos.logo_svg(
@@ -114,23 +135,6 @@ def pattern_section(
                 **logo_args,
             ),
         ]
-    )
-    if matches and float(matches[0]['q_value']) <= formats.SIGNIFICANT_Q:
-        name = html.escape(matches[0]['match_alt'] or matches[0]['match'])
-        best = f' &middot; best match <b>{name}</b> (q = {float(matches[0]["q_value"]):.1e})'
-    elif matches:
-        best = f' &middot; no significant database match (q > {formats.SIGNIFICANT_Q})'
-    else:
-        best = ''
-    counted = {None: '', -1: ' &middot; not scanned (its seqlets do not match its CWM)'}.get(
-        instances, f' &middot; {instances} instances'
-    )
-    return (
-        f'<div class="pattern" id="pattern-{p.meme_name}"><h3>{html.escape(p.name)}</h3>'
-        f'<p>{len(p.seqlets)} seqlets &middot; {sign} &middot; consensus '
-        f'<code>{core.consensus()}</code>{best}{counted}</p>'
-        f'<div class="logos">{logo_html}</div>{_matches_table(matches)}'
-        f'{_examples(p, core, contrib)}</div>'
     )
 
 

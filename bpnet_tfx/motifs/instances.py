@@ -88,13 +88,8 @@ def scan(
     source = formats.load_contrib(summary['contrib_dir'])
     scanned = formats.load_contrib(contrib_dir) if contrib_dir else source
     _check_targets(contrib_dir, found, scanned)
-    results, skipped = _scan_all(
-        found,
-        source,
-        scanned,
-        (match_percentile, contrib_percentile, min_seqlet_match),
-        discover_dir,
-    )
+    settings = (match_percentile, contrib_percentile, min_seqlet_match)
+    results, skipped = _scan_all(found, source, scanned, settings, discover_dir)
     total = sum(len(h.row) for *_, h in results)
     if total == 0:
         raise ScanError(
@@ -102,18 +97,8 @@ def scan(
             f'({len(skipped)} skipped as incoherent); lower --match_percentile / '
             '--contrib_percentile / --min_seqlet_match'
         )
-    out = {
-        'discover_dir': os.path.abspath(discover_dir),
-        'discover_dir_relative': os.path.relpath(discover_dir, output_dir),
-        'contrib_dir': os.path.abspath(contrib_dir or summary['contrib_dir']),
-        'contrib_dir_relative': os.path.relpath(contrib_dir or summary['contrib_dir'], output_dir),
-        'windows': len(scanned['windows']),
-        'match_percentile': match_percentile,
-        'contrib_percentile': contrib_percentile,
-        'min_seqlet_match': min_seqlet_match,
-        'skipped': skipped,
-        'patterns': _pattern_summaries(results, scanned['windows']),
-    }
+    scanned_dir = contrib_dir or summary['contrib_dir']
+    out = _summary(discover_dir, scanned_dir, output_dir, scanned, settings, skipped, results)
 
     def write(tmp: str) -> dict[str, Any]:
         out['instances'] = _write_outputs(tmp, scanned['windows'], results)
@@ -122,6 +107,23 @@ def scan(
         return out
 
     return folders.write_atomically(output_dir, write)
+
+
+def _summary(discover_dir, contrib_dir, output_dir, scanned, settings, skipped, results):
+    """summary.json of a scan folder, less 'instances' and 'seconds'."""
+    match_percentile, contrib_percentile, min_seqlet_match = settings
+    return {
+        'discover_dir': os.path.abspath(discover_dir),
+        'discover_dir_relative': os.path.relpath(discover_dir, output_dir),
+        'contrib_dir': os.path.abspath(contrib_dir),
+        'contrib_dir_relative': os.path.relpath(contrib_dir, output_dir),
+        'windows': len(scanned['windows']),
+        'match_percentile': match_percentile,
+        'contrib_percentile': contrib_percentile,
+        'min_seqlet_match': min_seqlet_match,
+        'skipped': skipped,
+        'patterns': _pattern_summaries(results, scanned['windows']),
+    }
 
 
 def _select_patterns(discover_dir, found, patterns_wanted):
@@ -220,6 +222,20 @@ def _observed(contrib: dict[str, Any], target: str) -> np.ndarray:
 
 def _write_outputs(folder, windows, results) -> dict[str, int]:
     """Writes instances.tsv, instances.bed and counts.tsv; returns BED lines per pattern."""
+    rows, counts = _instance_rows(windows, results)
+    _write_tsv(folder, rows)
+    per_pattern = _write_bed(folder, rows, [p.name for p, *_ in results])
+    with open(os.path.join(folder, COUNTS_FILENAME), 'w', newline='') as f:
+        writer = csv.writer(f, delimiter='\t', lineterminator='\n')
+        writer.writerow(['region', 'chrom', 'start', 'end'] + [p.name for p, *_ in results])
+        for w, c in zip(windows, counts):
+            writer.writerow([w.name, w.chrom, w.start, w.end, *c.tolist()])
+    return per_pattern
+
+
+def _instance_rows(windows, results) -> tuple[list[tuple], np.ndarray]:
+    """One row per instance in each window (chrom, start, end, pattern, strand, match,
+    contribution, their percentiles, region, row), and instances per window and pattern."""
     rows = []
     counts = np.zeros((len(windows), len(results)), np.int64)
     for k, (p, core, thresholds, hits) in enumerate(results):
@@ -244,6 +260,11 @@ def _write_outputs(folder, windows, results) -> dict[str, int]:
                     int(hits.row[j]),
                 )
             )
+    return rows, counts
+
+
+def _write_tsv(folder: str, rows: list[tuple]) -> None:
+    """instances.tsv: every instance in every window, in window order."""
     with open(os.path.join(folder, TSV_FILENAME), 'w', newline='') as f:
         writer = csv.writer(f, delimiter='\t', lineterminator='\n')
         writer.writerow(
@@ -277,21 +298,20 @@ def _write_outputs(folder, windows, results) -> dict[str, int]:
                     f'{100 * cp:.1f}',
                 ]
             )
+
+
+def _write_bed(folder: str, rows: list[tuple], names: list[str]) -> dict[str, int]:
+    """instances.bed: one line per genomic instance; returns the lines per pattern."""
     best: dict[tuple, tuple] = {}
     for r in rows:  # one BED line per genomic instance: the best match among windows
         key = r[:5]
         if key not in best or r[5] > best[key][5]:
             best[key] = r
-    per_pattern: dict[str, int] = {p.name: 0 for p, *_ in results}
+    per_pattern: dict[str, int] = {name: 0 for name in names}
     with open(os.path.join(folder, BED_FILENAME), 'w') as f:  # sorted: not in region order
         for r in sorted(best.values(), key=lambda r: (r[0], r[1], r[3], r[4])):
             f.write(f'{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\t{round(1000 * max(r[5], 0))}\t{r[4]}\n')
             per_pattern[r[3]] += 1
-    with open(os.path.join(folder, COUNTS_FILENAME), 'w', newline='') as f:
-        writer = csv.writer(f, delimiter='\t', lineterminator='\n')
-        writer.writerow(['region', 'chrom', 'start', 'end'] + [p.name for p, *_ in results])
-        for w, c in zip(windows, counts):
-            writer.writerow([w.name, w.chrom, w.start, w.end, *c.tolist()])
     return per_pattern
 
 

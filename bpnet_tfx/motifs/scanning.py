@@ -12,9 +12,8 @@ placed them: an offset is a hit when its match reaches the `match_percentile` (d
 and its contribution the `contrib_percentile` (default 1) of the seqlets' scores, as BPNet's
 `match_weighted_p >= 0.2, contrib_weighted_p >= 0.01` does with 20 and 1. The lower match
 default keeps weaker sites, whose one mismatched base lowers the match more than their
-contribution: on the demo's profile contributions BPNet's 20 recovers 82% of the planted
-sites, 5 recovers 97% at 96% precision (docs/benchmarks.md). Hits of one pattern in one window that
-overlap by half the width or more keep only the best match (the best strand included).
+contribution (the recovery on the demo: docs/motifs.md). Hits of one pattern in one window
+that overlap by half the width or more keep only the best match (the best strand included).
 """
 
 from __future__ import annotations

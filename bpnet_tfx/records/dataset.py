@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from bpnet_tfx.records import schema
+from bpnet_tfx.records import codec, schema
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -93,8 +93,8 @@ def decode_batch(serialized: tf.Tensor, info: schema.RecordsInfo) -> dict[str, t
        (batch,) float32 0/1 when the records mark background regions}. `model_inputs` turns
       this into what the model takes.
     """
-    parsed = tf.io.parse_example(serialized, schema.feature_spec(info))
-    seq = tf.io.decode_raw(parsed[schema.sequence_key(info)], tf.uint8)
+    parsed = tf.io.parse_example(serialized, codec.feature_spec(info))
+    seq = tf.io.decode_raw(parsed[codec.sequence_key(info)], tf.uint8)
     out = {'region_id': parsed[schema.KEY_REGION_ID]}
     if info.schema_version >= 2:
         out['tokens'] = tf.reshape(seq, (-1, info.stored_length))
@@ -242,6 +242,15 @@ def make_dataset(
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    prepare = _prepare_fn(info, training)
+    return ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=not training).prefetch(
+        AUTOTUNE
+    )
+
+
+def _prepare_fn(info: schema.RecordsInfo, training: bool):
+    """serialized batch -> the batch `make_dataset` yields: decoded, the features it needs;
+    finished on the host and centred unless `training`."""
     keys = ['tokens' if info.schema_version >= 2 else 'one_hot', 'profile']
     keys += ['control'] if info.has_control else []
     keys += ['is_background'] if info.has_background else []
@@ -251,9 +260,7 @@ def make_dataset(
         batch = {k: batch[k] for k in keys}
         return batch if training else model_inputs(crop_centre(batch, info))
 
-    return ds.map(_prepare, num_parallel_calls=AUTOTUNE, deterministic=not training).prefetch(
-        AUTOTUNE
-    )
+    return _prepare
 
 
 def scan_shards(files: list[str]) -> dict[str, Any]:

@@ -3,7 +3,7 @@ motif instances, and the expected (noise-free) read intensities of every task an
 both as drawn (with each peak's lognormal factor and the control's bias field) and as the
 sequence alone determines them (those factors at their mean, 1).
 
-`simulate.py` draws each chromosome with `simulate_chrom` and writes the files; the random
+`simulator.py` draws each chromosome with `simulate_chrom` and writes the files; the random
 stream is consumed in a fixed order, so a config always gives the same data.
 """
 
@@ -269,6 +269,61 @@ def _plant(
     codes[start : start + m] = site if forward else 3 - site[::-1]
 
 
+def _plant_peak(
+    rng: np.random.Generator,
+    codes: np.ndarray,
+    peak: int,
+    anchor: int,
+    config: SimulationConfig,
+    inst: dict[str, list[list[float]]],
+    sites: list[tuple],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plants one peak's motif instances into `codes`, appending them to `inst` and `sites`;
+    returns (sequence amplitude per task, the peak's lognormal factor per task, instance
+    centres)."""
+    n_tasks = len(config.tasks)
+    sigma = config.peak_factor_sigma
+    chosen = _choose_motifs(rng, config)
+    lengths = [len(m.consensus) for _, m in chosen]
+    starts = _place_instances(rng, anchor, lengths, config.instance_radius)
+    forward = rng.random(len(chosen)) < 0.5
+    weak = rng.random(len(chosen)) < config.weak_site_probability
+    factors = rng.lognormal(-0.5 * sigma**2, sigma, size=n_tasks)
+    centres = np.array([s + (m - 1) / 2 for s, m in zip(starts, lengths)])
+    boosts = cooperative_boosts([m.name for _, m in chosen], centres, config)
+    sequence_amplitude = np.zeros(n_tasks)
+    for (t, motif), start, centre, fwd, is_weak, boost in zip(
+        chosen, starts, centres, forward, weak, boosts
+    ):
+        _plant(rng, codes, motif, start, bool(fwd), bool(is_weak))
+        level = motif.strength * boost * (config.weak_site_factor if is_weak else 1.0)
+        sequence_amplitude[t] += level
+        task = config.tasks[t].name
+        inst[task].append(
+            [
+                centre,
+                float(fwd),
+                level * factors[t],
+                motif.plus_offset,
+                motif.minus_offset,
+                level,
+            ]
+        )
+        sites.append(
+            (
+                start,
+                start + len(motif.consensus),
+                '+' if fwd else '-',
+                motif.name,
+                task,
+                int(is_weak),
+                peak,
+                float(boost),
+            )
+        )
+    return sequence_amplitude, factors, centres
+
+
 def _draw_peaks(
     rng: np.random.Generator, codes: np.ndarray, anchors: list[int], config: SimulationConfig
 ) -> _Peaks:
@@ -278,51 +333,14 @@ def _draw_peaks(
     mismatch) and its cooperative boost; its amplitude multiplies that by the peak's lognormal
     factor for its task.
     """
-    n_tasks = len(config.tasks)
     inst: dict[str, list[list[float]]] = {t.name: [] for t in config.tasks}
     broad: dict[str, list[tuple[float, float, float]]] = {t.name: [] for t in config.tasks}
     summits, scores, sites = [], [], []
-    sigma = config.peak_factor_sigma
     broad_share = config.broad_fraction / (1.0 - config.broad_fraction)
     for peak, anchor in enumerate(anchors):
-        chosen = _choose_motifs(rng, config)
-        lengths = [len(m.consensus) for _, m in chosen]
-        starts = _place_instances(rng, anchor, lengths, config.instance_radius)
-        forward = rng.random(len(chosen)) < 0.5
-        weak = rng.random(len(chosen)) < config.weak_site_probability
-        factors = rng.lognormal(-0.5 * sigma**2, sigma, size=n_tasks)
-        centres = np.array([s + (m - 1) / 2 for s, m in zip(starts, lengths)])
-        boosts = cooperative_boosts([m.name for _, m in chosen], centres, config)
-        sequence_amplitude = np.zeros(n_tasks)
-        for (t, motif), start, centre, fwd, is_weak, boost in zip(
-            chosen, starts, centres, forward, weak, boosts
-        ):
-            _plant(rng, codes, motif, start, bool(fwd), bool(is_weak))
-            level = motif.strength * boost * (config.weak_site_factor if is_weak else 1.0)
-            sequence_amplitude[t] += level
-            task = config.tasks[t].name
-            inst[task].append(
-                [
-                    centre,
-                    float(fwd),
-                    level * factors[t],
-                    motif.plus_offset,
-                    motif.minus_offset,
-                    level,
-                ]
-            )
-            sites.append(
-                (
-                    start,
-                    start + len(motif.consensus),
-                    '+' if fwd else '-',
-                    motif.name,
-                    task,
-                    int(is_weak),
-                    peak,
-                    float(boost),
-                )
-            )
+        sequence_amplitude, factors, centres = _plant_peak(
+            rng, codes, peak, anchor, config, inst, sites
+        )
         jitter = config.summit_jitter_sd * np.clip(rng.normal(), -3.0, 3.0)
         summit = int(np.rint(np.mean(centres) + jitter))
         summits.append(summit)

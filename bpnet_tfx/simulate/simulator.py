@@ -12,21 +12,12 @@ expected strand bigWigs per task, and motif_sites.tsv listing every planted inst
 `ensure_demo_data` keeps one copy per config fingerprint in a cache directory, published by an
 atomic rename so that racing processes are safe.
 
-What the sequence determines. An instance's strength is its motif's `strength`, times
-`weak_site_factor` if it carries a mismatch, times the cooperative boost; a peak's broad
-component follows the sum of its instances. The cooperative rule (`SimulationConfig`'s
-`cooperative_motifs`, `cooperative_distance`, `cooperative_boost`, written to simulation.json
-under 'cooperativity' too): an instance of one of the two motifs whose centre lies within the
-distance range (inclusive, bp between motif centres, either order and orientation, any tasks) of
-an instance of the other gets its strength multiplied by the boost (> 1 cooperative, < 1
-competitive), footprint and broad component alike, once however many partners it has
-(`simulated_chrom.cooperative_boosts`); motif_sites.tsv gives each instance's factor in its
-`boost` column. Everything else is noise the sequence does not determine: a lognormal factor per
-peak and task (`peak_factor_sigma`, mean 1), the control's bias field (mean 1) and the Poisson
-draw. The `<task>.sequence.{pos,neg}.bw` tracks hold the expected reads with those factors at
-their mean, i.e. E[observed | genome]; `evaluation` sums them over each window to report
-`sequence_count_pearson_bound`, the log-count Pearson correlation of these sequence-determined
-totals with the observed ones, the reference a counts head is measured against.
+What the sequence determines: an instance's strength (its motif's, times the weak-site factor
+and the cooperative boost, `simulated_chrom.cooperative_boosts`; motif_sites.tsv's `boost`
+column). Everything else is noise: a lognormal factor per peak and task, the control's bias field
+and the Poisson draw. The `<task>.sequence.{pos,neg}.bw` tracks hold the expected reads with that
+noise at its mean, E[observed | genome], from which `evaluation` reports
+`sequence_count_pearson_bound`, the reference a counts head is measured against.
 """
 
 from __future__ import annotations
@@ -38,9 +29,9 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
-import pyBigWig
 
 from bpnet_tfx.common import folders
+from bpnet_tfx.genome import bigwig
 from bpnet_tfx.simulate import chrom as simulated_chrom
 from bpnet_tfx.simulate import config as simulation_config
 from bpnet_tfx.simulate.config import (  # noqa: F401 (simulate's public names)
@@ -56,9 +47,6 @@ _BASE_LETTERS = simulated_chrom.BASE_LETTERS
 _SITES_HEADER = '#chrom\tstart\tend\tstrand\tmotif\ttask\tmismatches\tpeak\tboost\n'
 # File name part of each TaskBigWigs field, in field order: <task>.<kind>.bw.
 _BIGWIG_KINDS = ('pos', 'neg', 'expected.pos', 'expected.neg', 'sequence.pos', 'sequence.neg')
-# Runs of equal expected value at least this long become one bedGraph entry; the varying stretches
-# between them are written as fixed-step values, which pyBigWig writes far faster.
-_MIN_RUN = 8
 
 
 class TaskBigWigs(NamedTuple):
@@ -217,39 +205,9 @@ def _fasta_record(chrom: str, codes: np.ndarray) -> bytes:
     return b'>' + chrom.encode() + b'\n' + body.tobytes() + (tail + b'\n' if tail else b'')
 
 
-def _write_observed(bw: Any, chrom: str, counts: np.ndarray) -> None:
-    """Writes the non-zero bases of integer-valued counts, span 1."""
-    starts = np.flatnonzero(counts).astype(np.int64)
-    if starts.size:
-        bw.addEntries(chrom, starts, values=counts[starts].astype(np.float64), span=1)
-
-
-def _write_dense(bw: Any, chrom: str, values: np.ndarray) -> None:
-    """Writes every base: long runs of one value as one entry, the rest as fixed-step values."""
-    n = values.size
-    change = np.flatnonzero(values[1:] != values[:-1]) + 1
-    run_starts = np.concatenate([[0], change])
-    run_ends = np.concatenate([change, [n]])
-    long_runs = np.flatnonzero(run_ends - run_starts >= _MIN_RUN)
-    position = 0
-    for r in long_runs.tolist():
-        start, end = int(run_starts[r]), int(run_ends[r])
-        if start > position:
-            bw.addEntries(
-                chrom, position, values=values[position:start].astype(np.float64), span=1, step=1
-            )
-        bw.addEntries([chrom], [start], ends=[end], values=[float(values[start])])
-        position = end
-    if position < n:
-        bw.addEntries(chrom, position, values=values[position:].astype(np.float64), span=1, step=1)
-
-
 def _open_bigwigs(paths: tuple[str, ...] | list[str], header: list[tuple[str, int]]) -> list:
-    """pyBigWig writers of `paths`, each with the chromosome header."""
-    handles = [pyBigWig.open(p, 'w') for p in paths]
-    for bw in handles:
-        bw.addHeader(header, maxZooms=10)
-    return handles
+    """bigWig writers of `paths`, each with the chromosome header."""
+    return [bigwig.BigWigWriter(p, header) for p in paths]
 
 
 def _write_tracks(
@@ -265,15 +223,15 @@ def _write_tracks(
     for task in config.tasks:
         pos_bw, neg_bw, exp_pos_bw, exp_neg_bw, seq_pos_bw, seq_neg_bw = bigwigs[task.name]
         exp_pos, exp_neg = sim.expected[task.name]
-        _write_dense(exp_pos_bw, chrom, exp_pos)
-        _write_dense(exp_neg_bw, chrom, exp_neg)
-        _write_dense(seq_pos_bw, chrom, sim.sequence_expected[task.name][0])
-        _write_dense(seq_neg_bw, chrom, sim.sequence_expected[task.name][1])
+        exp_pos_bw.add_runs(chrom, exp_pos)
+        exp_neg_bw.add_runs(chrom, exp_neg)
+        seq_pos_bw.add_runs(chrom, sim.sequence_expected[task.name][0])
+        seq_neg_bw.add_runs(chrom, sim.sequence_expected[task.name][1])
         # Draws from the float32 values stored, so the oracle likelihood is exact.
-        _write_observed(pos_bw, chrom, rng.poisson(exp_pos.astype(np.float64)))
-        _write_observed(neg_bw, chrom, rng.poisson(exp_neg.astype(np.float64)))
+        pos_bw.add_nonzero(chrom, rng.poisson(exp_pos.astype(np.float64)))
+        neg_bw.add_nonzero(chrom, rng.poisson(exp_neg.astype(np.float64)))
     for bw in controls:
-        _write_observed(bw, chrom, rng.poisson(sim.control.astype(np.float64)))
+        bw.add_nonzero(chrom, rng.poisson(sim.control.astype(np.float64)))
 
 
 def _write_all(root: str, config: SimulationConfig) -> DemoFiles:

@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from bpnet_tfx.common.errors import BpnetError
-from bpnet_tfx.modeling import model as model_lib
+from bpnet_tfx.modeling.config import ModelConfig
 from bpnet_tfx.records import schema
 
 
@@ -23,7 +23,7 @@ class TrainConfig:
     records_dir: str
     model_dir: str
     export_dir: str
-    model: model_lib.ModelConfig
+    model: ModelConfig
     epochs: int = 25
     batch_size: int = 512
     learning_rate: float = 1e-3

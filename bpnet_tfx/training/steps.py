@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from bpnet_tfx.modeling import losses
-from bpnet_tfx.modeling import model as model_lib
+from bpnet_tfx.modeling.config import CONTROL_INPUT_NAME, INPUT_NAME, LOG_COUNTS, PROFILE
 from bpnet_tfx.records import augment, schema
 from bpnet_tfx.records import dataset as data
 from bpnet_tfx.training.config import TrainConfig, task_weights
@@ -45,9 +45,9 @@ def _loss_function(model: keras.Model, config: TrainConfig, info: schema.Records
             )
         inputs = tf.cast(one_hot, tf.float32)
         if use_control:
-            inputs = {model_lib.INPUT_NAME: inputs, model_lib.CONTROL_INPUT_NAME: control}
+            inputs = {INPUT_NAME: inputs, CONTROL_INPUT_NAME: control}
         out = model(inputs, training=training)
-        logits, pred_log_counts = out[model_lib.PROFILE], out[model_lib.LOG_COUNTS]
+        logits, pred_log_counts = out[PROFILE], out[LOG_COUNTS]
         if num_tasks == 1:  # Give every tensor a task axis: (batch, [length,] tasks, strands).
             counts, logits = counts[:, :, None], logits[:, :, None]
             log_counts, pred_log_counts = log_counts[:, None], pred_log_counts[:, None]
@@ -108,27 +108,14 @@ def _augment_replica_batch(
     return one_hot, profile, augmented[2] if len(augmented) > 2 else None
 
 
-def make_step_functions(
-    strategy: tf.distribute.Strategy,
+def _replica_steps(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer,
     config: TrainConfig,
     info: schema.RecordsInfo,
 ) -> tuple[Callable, Callable]:
-    """Builds the distributed train and eval steps.
-
-    Both return per-batch sums over the global batch: {'loss', 'profile_nll' (summed over
-    tasks), 'log_counts_mse' (averaged over tasks), 'examples', 'peak_examples'} and, with
-    several tasks, 'profile_nll/<task>' and 'log_counts_mse/<task>'; dividing by 'examples'
-    (by 'peak_examples' for the profile NLLs) gives example-weighted means. Background
-    records (`is_background`) add nothing to the profile loss: they train the counts heads
-    only, as in bpnet v2 and ChromBPNet. With profile_loss='joint' the profile NLL is one
-    multinomial over length x strands and the counts target is log(1 + total of both strands).
-
-    Returns:
-      (train_step(iterator, step), eval_step(batch)), tf.functions to call in cross-replica
-      context.
-    """
+    """The per-replica train step (batch, step) and eval step (batch), each returning the
+    replica's sums (`_step_sums`)."""
     _losses = _loss_function(model, config, info)
 
     def _replica_train(batch, step):
@@ -157,6 +144,32 @@ def make_step_functions(
             ),
             info.tasks,
         )
+
+    return _replica_train, _replica_eval
+
+
+def make_step_functions(
+    strategy: tf.distribute.Strategy,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    config: TrainConfig,
+    info: schema.RecordsInfo,
+) -> tuple[Callable, Callable]:
+    """Builds the distributed train and eval steps.
+
+    Both return per-batch sums over the global batch: {'loss', 'profile_nll' (summed over
+    tasks), 'log_counts_mse' (averaged over tasks), 'examples', 'peak_examples'} and, with
+    several tasks, 'profile_nll/<task>' and 'log_counts_mse/<task>'; dividing by 'examples'
+    (by 'peak_examples' for the profile NLLs) gives example-weighted means. Background
+    records (`is_background`) add nothing to the profile loss: they train the counts heads
+    only, as in bpnet v2 and ChromBPNet. With profile_loss='joint' the profile NLL is one
+    multinomial over length x strands and the counts target is log(1 + total of both strands).
+
+    Returns:
+      (train_step(iterator, step), eval_step(batch)), tf.functions to call in cross-replica
+      context.
+    """
+    _replica_train, _replica_eval = _replica_steps(model, optimizer, config, info)
 
     def _reduce(per_replica):
         return {

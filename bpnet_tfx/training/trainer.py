@@ -28,9 +28,11 @@ from absl import logging
 
 from bpnet_tfx.common import devices
 from bpnet_tfx.inference import export
-from bpnet_tfx.modeling import model as model_lib
+from bpnet_tfx.modeling import heads
+from bpnet_tfx.modeling.config import ModelConfig
+from bpnet_tfx.modeling.model import build_bpnet
 from bpnet_tfx.records import schema
-from bpnet_tfx.training import checkpointing, epochs, history, worker_faults
+from bpnet_tfx.training import calibration, checkpointing, epochs, history, worker_faults
 from bpnet_tfx.training import inputs as train_data
 from bpnet_tfx.training.config import TrainConfig, TrainError, resolve_counts_loss_weight
 from bpnet_tfx.training.inputs import measure_input_pipeline
@@ -53,7 +55,7 @@ VALIDATIONS = ('records', 'none')
 make_strategy = devices.make_strategy
 
 
-def check_model_fits_records(config: model_lib.ModelConfig, info: schema.RecordsInfo) -> None:
+def check_model_fits_records(config: ModelConfig, info: schema.RecordsInfo) -> None:
     """Raises TrainError unless the model's input and output lengths are the records'."""
     if (config.sequence_length, config.output_length) != (info.sequence_length, info.output_length):
         raise TrainError(
@@ -276,7 +278,7 @@ def _epoch_runner(
     )
 
     def evaluate() -> dict[str, float]:
-        _calibrate_counts_norm(model, config, info)  # validate with this epoch's statistics
+        calibration.calibrate(model, config, info)  # validate with this epoch's statistics
         return train_data.evaluate(strategy, eval_step, config, info)
 
     return epochs.EpochRunner(
@@ -304,14 +306,14 @@ def _build(
     # the summed heads' rates start flat, so their offset must.
     if config.init_counts_bias or config.model.counts_head != 'global_pool':
         try:
-            init = model_lib.initial_log_counts(config.model, info.median_total_counts)
+            init = heads.initial_log_counts(config.model, info.median_total_counts)
         except ValueError:
             raise TrainError(
                 "--init_counts_bias needs median_total_counts per task in the records' "
                 'metadata.json; remake the records with this make_records or leave it off'
             ) from None
     with strategy.scope():
-        model = model_lib.build_bpnet(config.model, log_counts_init=init)
+        model = build_bpnet(config.model, log_counts_init=init)
         optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
         if precision == 'mixed_float16':
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -324,28 +326,6 @@ def _build(
             task_id=0 if chief else strategy.cluster_resolver.task_id,
         )
     return model, optimizer, ckpt
-
-
-def _calibrate_counts_norm(model: keras.Model, config: TrainConfig, info: schema.RecordsInfo):
-    """With counts_head='normalized_pool': the normalization's statistics from the first
-    training windows (centred, unaugmented) under the current weights."""
-    if not model_lib.counts_norm_layers(model):
-        return
-    from bpnet_tfx.records import dataset as data
-
-    n = model_lib.COUNTS_NORM_EXAMPLES
-    batches = data.make_eval_dataset(
-        config.records_dir, info, 'train', batch_size=min(config.batch_size, n)
-    )
-
-    def _inputs():
-        for batch in batches:
-            x = tf.cast(batch['one_hot'], tf.float32)
-            if config.model.use_control:
-                x = {model_lib.INPUT_NAME: x, model_lib.CONTROL_INPUT_NAME: batch['control']}
-            yield x
-
-    model_lib.calibrate_counts_norm(model, _inputs(), n)
 
 
 def _export(
@@ -366,9 +346,9 @@ def _export(
     if best is not None:
         best.load_best_weights()  # calibrated before that epoch's validation
     else:
-        _calibrate_counts_norm(model, config, info)
+        calibration.calibrate(model, config, info)
     with devices.dtype_policy('float32'):
-        serving_model = model_lib.build_bpnet(config.model)
+        serving_model = build_bpnet(config.model)
     serving_model.set_weights(model.get_weights())
     path = export.export_saved_model(serving_model, info, config.model, config.export_dir)
     report('exported', path=path, seconds=time.perf_counter() - start)

@@ -1,38 +1,16 @@
 """Variant effect scores: an exported model's predictions for the reference and alternate
-allele of each variant, compared per task (counts fold change, profile JSD).
+allele of each variant, compared per task (counts fold change, profile JSD, empirical p-values
+from null SNVs).
 
 One implementation for the variants command (`score_variants`, a loop over the file) and the
 Beam job (beam_jobs/score_variants.py): both turn variants into `VariantInput`s with
-`VariantWindows` and score batches of them with `score_inputs`, which returns the TSV rows.
-
-Windows (as ChromBPNet's variant scorer builds them): for a variant at 0-based position p
-(VCF POS - 1) with REF of r bases and ALT of a bases, and a model input of L bases, both
-windows start at w = p - L // 2, so the variant's first base is at index L // 2 of the input
-(and, the output being centred in the input, at the centre of the output window). The
-reference window is the genome's [w, w + L). The alternate window is the same L // 2 bases
-of left flank, then ALT, then the genome from p + r on, cut at L bases: a deletion pulls in
-r - a more bases of right flank, an insertion drops a - r of them, so the left flank stays
-anchored and the input length stays the model's. A variant whose reference or alternate
-window would run past a chromosome end gets the status 'chrom_end' and no scores, unless
-`pad_chrom_ends` asks for N (zero rows) past the end. Each window is predicted forward and
-reverse-complemented; the reverse-complement prediction is mapped back (positions reversed,
-strands swapped) and the two averaged before scoring. Control-track models get the control
-counts of the reference output window for both alleles.
-
-Scores per task, over the output window and both strands: ref_counts and alt_counts (total
-predicted counts), log2fc_counts = log2((alt + 1) / (ref + 1)) (pseudocount 1 count, counts
-clipped at 0 first), jsd_profile (Jensen-Shannon distance, base 2, between the ref and alt
-profiles, each normalised over length x strands jointly), max_abs_diff_profile (the largest
-|alt - ref| of predicted per-base counts). With `null_variants` = N, each scored variant
-gets N null SNVs at random positions of its own reference window (not its REF bases), alt a
-random other base, seeded by a SHA-256 of the variant's key, scored against the same
-reference prediction; the p-values are (1 + #{null |score| >= |score|}) / (N + 1).
+`VariantWindows` (alleles.py) and score batches of them with `score_inputs`, which returns the
+TSV rows. A window that would run past a chromosome end gets the status 'chrom_end' unless
+`pad_chrom_ends`. The windows, scores and p-values are defined in docs/variants.md.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import itertools
 import math
 import os
@@ -45,6 +23,7 @@ import numpy as np
 from bpnet_tfx.common import progress
 from bpnet_tfx.genome import genome_io, sequence
 from bpnet_tfx.inference import metrics
+from bpnet_tfx.variant_effects.alleles import VariantInput, VariantWindows, null_windows
 from bpnet_tfx.variant_effects.statuses import (  # noqa: F401 (the callers' API)
     STATUSES,
     check_options,
@@ -62,53 +41,6 @@ PSEUDOCOUNT = 1.0  # counts added to ref and alt before the log2 fold change
 SCORES = ('ref_counts', 'alt_counts', 'log2fc_counts', 'jsd_profile', 'max_abs_diff_profile')
 PVALUES = ('log2fc_pvalue', 'jsd_pvalue')
 ROW_COLUMNS = ('chrom', 'pos', 'ref', 'alt', 'variant_id', 'status')
-
-
-def _padded_bases(genome, chrom: str, start: int, end: int) -> str:
-    size = len(genome[chrom])
-    lo, hi = max(start, 0), min(end, size)
-    if lo >= hi:
-        return 'N' * (end - start)
-    return 'N' * (lo - start) + genome[chrom][lo:hi] + 'N' * (end - hi)
-
-
-def variant_windows(genome, variant: Variant, length: int) -> tuple[str, str, int]:
-    """(reference, alternate) input sequences of `length` bases and the window's start; see
-    the module docstring for how indels are re-centred and trimmed or padded."""
-    p = variant.pos - 1
-    start = p - length // 2
-    ref = _padded_bases(genome, variant.chrom, start, start + length)
-    right = length - length // 2 - len(variant.alt)
-    rest = p + len(variant.ref)
-    alt = ref[: length // 2] + variant.alt
-    if right > 0:
-        alt += _padded_bases(genome, variant.chrom, rest, rest + right)
-    return ref, alt[:length], start
-
-
-def variant_seed(variant: Variant) -> int:
-    """A seed from SHA-256 of the variant's id and key: the same in every process and run."""
-    digest = hashlib.sha256(f'{variant.variant_id}\t{variant.key}'.encode()).digest()
-    return int.from_bytes(digest[:8], 'little')
-
-
-def null_windows(ref_one_hot: np.ndarray, variant: Variant, n: int) -> np.ndarray:
-    """(n, L, 4) copies of the reference window, each with one random base substituted at a
-    random position outside the variant's REF bases (seeded by `variant_seed`)."""
-    length = len(ref_one_hot)
-    rng = np.random.default_rng(variant_seed(variant))
-    lo = length // 2
-    hi = min(lo + len(variant.ref), length)
-    positions = rng.integers(0, length - (hi - lo), n)
-    positions = np.where(positions >= lo, positions + (hi - lo), positions)
-    shifts = rng.integers(1, 4, n)
-    out = np.repeat(ref_one_hot[None], n, axis=0)
-    for i, (at, shift) in enumerate(zip(positions, shifts)):
-        row = out[i, at]
-        base = int(np.argmax(row)) if row.sum() > 0 else 0
-        out[i, at] = 0
-        out[i, at, (base + shift) % 4] = 1
-    return out
 
 
 def predict_windows(model, one_hot: np.ndarray, control: np.ndarray | None):
@@ -153,78 +85,6 @@ def effect_scores(
         'jsd_profile': metrics.jensen_shannon_distance(joint(ref_w), joint(alt_w)),
         'max_abs_diff_profile': np.abs(alt_pred - ref_pred).max(axis=(1, 3)),
     }
-
-
-def _control_window(controls, chrom: str, start: int, end: int, size: int) -> np.ndarray:
-    """(end - start, tasks, strands) control counts; 0 past the chromosome's ends."""
-    lo, hi = max(start, 0), min(end, size)
-    strands = max(len(p) for p in controls)
-    out = np.zeros((end - start, len(controls), strands), np.float32)
-    if lo < hi:
-        out[lo - start : hi - start] = genome_io.read_tracks(controls, chrom, lo, hi)
-    return out
-
-
-@dataclasses.dataclass(frozen=True)
-class VariantInput:
-    """A variant made ready for the model: its status and, when 'ok', its two windows.
-
-    Attributes:
-      variant: the variant.
-      status: 'ok', or why it is not scored (see STATUSES).
-      ref, alt: the reference and alternate input sequences, L bases each ('' unless ok).
-      control: (O, tasks, strands) control counts of the reference output window, for a
-        model with control tracks; else None.
-    """
-
-    variant: Variant
-    status: str
-    ref: str = ''
-    alt: str = ''
-    control: np.ndarray | None = None
-
-
-class VariantWindows:
-    """Checks variants against a FASTA and cuts their windows (`variant_windows`).
-
-    Args:
-      genome: an open FASTA (`genome_io.open_fasta`).
-      length: the model's input length L.
-      output_length: its output length O.
-      controls: per task, the (plus, minus) control bigWigs of a control-track model; None
-        for a model without.
-      pad_chrom_ends: score windows that run past a chromosome end, N-padded; by default
-        they get the status 'chrom_end'.
-    """
-
-    def __init__(
-        self, genome, length: int, output_length: int, controls=None, pad_chrom_ends=False
-    ):
-        self.genome, self.length, self.output_length = genome, length, output_length
-        self.controls, self.pad_chrom_ends = controls, pad_chrom_ends
-        self.sizes = genome_io.chrom_sizes(genome)
-
-    def __call__(self, variant: Variant) -> VariantInput:
-        """The variant's status and, when 'ok', its windows (and control counts).
-
-        Raises:
-          genome_io.GenomeError: a control bigWig cannot be read or lacks the chromosome.
-        """
-        status = variant_status(variant, self.genome, self.sizes)
-        if status == 'ok' and not self.pad_chrom_ends:
-            if runs_past_chrom_end(variant, self.length, self.sizes[variant.chrom]):
-                status = 'chrom_end'
-        if status != 'ok':
-            return VariantInput(variant, status)
-        ref, alt, start = variant_windows(self.genome, variant, self.length)
-        control = None
-        if self.controls:
-            lo = start + (self.length - self.output_length) // 2
-            size = self.sizes[variant.chrom]
-            control = _control_window(
-                self.controls, variant.chrom, lo, lo + self.output_length, size
-            )
-        return VariantInput(variant, status, ref, alt, control)
 
 
 def model_tasks(model) -> list[str]:
@@ -368,6 +228,28 @@ def _write_beside(output: str, write: Callable[[TextIO], object]) -> object:
     return result
 
 
+def _score_into(
+    f: TextIO,
+    model,
+    inputs: Iterable[VariantInput],
+    by_status: dict[str, int],
+    null_variants: int,
+    batch_size: int,
+    shown: progress.Progress,
+) -> int:
+    """Scores `inputs` in batches, writing their rows to `f` and counting their statuses into
+    `by_status`; returns how many were read."""
+    read = 0
+    for batch in _batches(inputs, batch_size):
+        read += len(batch)
+        for x in batch:
+            by_status[x.status] += 1
+        rows = score_inputs(model, batch, null_variants=null_variants, batch_size=batch_size)
+        f.write(''.join(row + '\n' for row in rows))
+        shown.update(read)
+    return read
+
+
 def score_variants(
     saved_model: str,
     fasta: str,
@@ -390,10 +272,9 @@ def score_variants(
       fasta: the genome the variants are on.
       variants: VCF (plain or gzip/bgzip) or TSV chrom, pos (1-based), ref, alt.
       output: the TSV to write (columns: see docs/variants.md).
-      batch_size: variants per batch (each batch predicts 4 windows per variant: ref, alt,
-        each forward and reverse-complemented, plus 2 per null variant).
-      control_pos_bigwig, control_neg_bigwig: control bigWigs of a control-track model;
-        default the records' ones.
+      batch_size: variants per batch (4 windows each: ref and alt, both strands; plus 2 per
+        null variant).
+      control_pos_bigwig, control_neg_bigwig: a control-track model's; default the records'.
       max_variants: score at most this many variants (rows after splitting ALTs); 0 = all.
       null_variants: null SNVs per variant for the empirical p-values; 0 = no p-values.
       pad_chrom_ends: score variants whose windows run past a chromosome end with N
@@ -425,19 +306,9 @@ def score_variants(
             )
             f.write('\t'.join(header(tasks, bool(null_variants))) + '\n')
             shown = progress.Progress(label, 'variants', None, every=max(1000, batch_size))
-            read = 0
-            chosen = itertools.islice(read_variants(variants), max_variants or None)
-            for batch in _batches(map(windows, chosen), batch_size):
-                read += len(batch)
-                for x in batch:
-                    by_status[x.status] += 1
-                rows = score_inputs(
-                    model, batch, null_variants=null_variants, batch_size=batch_size
-                )
-                f.write(''.join(row + '\n' for row in rows))
-                shown.update(read)
-            # Before the last progress line: an error is then one line.
-            check_scored(variants, read, by_status, fasta)
+            chosen = map(windows, itertools.islice(read_variants(variants), max_variants or None))
+            read = _score_into(f, model, chosen, by_status, null_variants, batch_size, shown)
+            check_scored(variants, read, by_status)  # before the last progress line: one line
             shown.update(read, final=True)
         return read
 

@@ -27,7 +27,7 @@ from beam_jobs.common import runners
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.records import input_checks, outliers, regions, window_rules, windows
 from bpnet_tfx.genome import sequence
-from bpnet_tfx.records import schema
+from bpnet_tfx.records import codec, schema
 from tests.fixtures import paths
 from tests.fixtures.paths import shared_data_dir
 
@@ -79,7 +79,7 @@ def _read_records(records_dir) -> dict[str, list[dict]]:
     for split in schema.SPLITS:
         files = sorted(glob.glob(schema.shard_pattern(str(records_dir), split)))
         out[split] = [
-            schema.decode_record(r.numpy(), info)
+            codec.decode_record(r.numpy(), info)
             for r in tf.data.TFRecordDataset(files, compression_type='GZIP')
         ]
     return out
@@ -920,7 +920,7 @@ def test_demo_mode(tmp_path, monkeypatch, capsys):
     assert schema.RecordsInfo.load(str(out)) == info
     # Spot-check one record's expected track against the bigWigs.
     first = glob.glob(schema.shard_pattern(str(out), 'valid'))[0]
-    rec = schema.decode_record(
+    rec = codec.decode_record(
         next(iter(tf.data.TFRecordDataset(first, compression_type='GZIP'))).numpy(), info
     )
     chrom, start = rec['chrom'], rec['start']

@@ -25,12 +25,13 @@ def model_and_genome(tmp_path_factory):
     import keras
 
     from bpnet_tfx.inference import export
+    from bpnet_tfx.modeling import config as config_lib
     from bpnet_tfx.modeling import model as model_lib
     from bpnet_tfx.records import schema
 
     tmp = tmp_path_factory.mktemp('score_variants')
     keras.utils.set_random_seed(0)
-    config = model_lib.ModelConfig(sequence_length=200, filters=8, num_dilated_layers=2)
+    config = config_lib.ModelConfig(sequence_length=200, filters=8, num_dilated_layers=2)
     info = schema.RecordsInfo(
         sequence_length=200, output_length=200, max_jitter=0, tasks=('synthetic',)
     )

@@ -78,7 +78,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_
     bed.write_text('chrT\t100\t200\nchrT\t300\n')
     flags = {'saved_model': export_dir, 'regions_bed': str(bed), 'fasta': genome}
     message = {
-        'malformed_line': f'{bed}:2: malformed BED line',
+        'malformed_line': f'{bed}:2: malformed line: 2 column(s)',
         'no_model': 'nowhere: no such folder',
         'no_fasta': 'missing.fa: no such FASTA file',
     }[case]
@@ -182,11 +182,12 @@ def test_control_model_needs_its_control_bigwigs(genome, tmp_path):
     import keras
 
     from bpnet_tfx.inference import export
+    from bpnet_tfx.modeling import config as config_lib
     from bpnet_tfx.modeling import model as model_lib
     from bpnet_tfx.records import schema
 
     keras.utils.set_random_seed(0)
-    config = model_lib.ModelConfig(
+    config = config_lib.ModelConfig(
         sequence_length=200, filters=8, num_dilated_layers=2, use_control=True
     )
     info = schema.RecordsInfo(

@@ -15,8 +15,8 @@ import tensorflow as tf
 from beam_jobs import make_records
 from beam_jobs.records import encodings
 from beam_jobs.records.regions import Region
+from bpnet_tfx.records import codec, schema
 from bpnet_tfx.records import dataset as data
-from bpnet_tfx.records import schema
 from tests.fixtures.paths import shared_data_dir
 
 DATA = shared_data_dir()
@@ -87,7 +87,7 @@ def _decoded(records_dir):
     out = {}
     for path in sorted(glob.glob(os.path.join(records_dir, '*.tfrecord.gz'))):
         for r in tf.data.TFRecordDataset(path, compression_type='GZIP'):
-            rec = schema.decode_record(r.numpy(), info)
+            rec = codec.decode_record(r.numpy(), info)
             out[rec['region_id']] = rec
     return info, out
 

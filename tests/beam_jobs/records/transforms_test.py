@@ -17,7 +17,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs.records import shards, transforms, windows
 from beam_jobs.records.regions import Region
-from bpnet_tfx.records import schema
+from bpnet_tfx.records import codec, schema
 from tests.beam_jobs.records.windows_test import (
     KEPT,
     NUM_SHARDS,
@@ -42,7 +42,7 @@ def _pipeline() -> test_pipeline.TestPipeline:
 
 def _read_shard(path: str, info: schema.RecordsInfo) -> list[dict]:
     return [
-        schema.decode_record(r.numpy(), info)
+        codec.decode_record(r.numpy(), info)
         for r in tf.data.TFRecordDataset(path, compression_type='GZIP')
     ]
 

@@ -77,8 +77,8 @@ def test_bed_lines_become_centred_model_windows(tmp_path, line, expected):
 @pytest.mark.parametrize(
     'line,message',
     [
-        ('chrA\t10', 'r.bed:2: malformed BED line'),
-        ('chrA\tten\t20', 'r.bed:2: malformed BED line'),
+        ('chrA\t10', r'r.bed:2: malformed line: 2 column\(s\), need at least 3'),
+        ('chrA\tten\t20', "r.bed:2: start 'ten' is not an integer"),
         ('chrZ\t10\t20', "r.bed:2: chromosome 'chrZ' not in"),
         ('chrA\t900\t1001', 'r.bed:2: region chrA:900-1001 runs past the end of chrA'),
         ('chrB\t10\t20', 'r.bed:2: chrB is 150 bp, shorter than'),

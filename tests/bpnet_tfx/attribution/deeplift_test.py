@@ -42,11 +42,12 @@ def _export(tmp_path, seed=0, **kwargs):
     import keras
 
     from bpnet_tfx.inference import export
+    from bpnet_tfx.modeling import config as config_lib
     from bpnet_tfx.modeling import model as model_lib
     from bpnet_tfx.records import schema
 
     keras.utils.set_random_seed(seed)
-    config = model_lib.ModelConfig(**kwargs)
+    config = config_lib.ModelConfig(**kwargs)
     model = model_lib.build_bpnet(config)
     rng = np.random.default_rng(seed)
     for v in model.variables:  # the summed counts heads' rate convolutions start at zero
@@ -140,11 +141,12 @@ def test_rebuilt_normalized_counts_head_keeps_its_statistics(tmp_path):
     import keras
 
     from bpnet_tfx.inference import export
+    from bpnet_tfx.modeling import config as config_lib
     from bpnet_tfx.modeling import model as model_lib
     from bpnet_tfx.records import schema
 
     keras.utils.set_random_seed(0)
-    config = model_lib.ModelConfig(**CONFIGS['normalized_counts_head'])
+    config = config_lib.ModelConfig(**CONFIGS['normalized_counts_head'])
     model = model_lib.build_bpnet(config, log_counts_init=(4.0,))
     norm = model.get_layer('counts_norm')
     rng = np.random.default_rng(3)

@@ -61,11 +61,14 @@ def test_every_task_of_a_multi_task_model_gets_its_own_targets(tmp_path):
     import tensorflow as tf
 
     from bpnet_tfx.inference import export
+    from bpnet_tfx.modeling import config as config_lib
     from bpnet_tfx.modeling import model as model_lib
     from bpnet_tfx.records import schema
 
     keras.utils.set_random_seed(1)
-    config = model_lib.ModelConfig(sequence_length=64, num_tasks=2, filters=4, num_dilated_layers=1)
+    config = config_lib.ModelConfig(
+        sequence_length=64, num_tasks=2, filters=4, num_dilated_layers=1
+    )
     model = model_lib.build_bpnet(config)
     info = schema.RecordsInfo(sequence_length=64, max_jitter=0, tasks=('Oct4', 'Sox 2'))
     path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))

@@ -11,8 +11,8 @@ import pytest
 from bpnet_tfx.genome import sequence
 from bpnet_tfx.inference import evaluation, metrics
 from bpnet_tfx.modeling import losses
+from bpnet_tfx.records import codec, schema
 from bpnet_tfx.records import dataset as data
-from bpnet_tfx.records import schema
 from tests.fixtures.paths import REPO
 
 
@@ -100,7 +100,7 @@ def hand_export(tmp_path):
     import tensorflow as tf
 
     from bpnet_tfx.inference import export
-    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.modeling import config as config_lib
 
     records_dir = str(tmp_path / 'hand_records')
     os.makedirs(records_dir)
@@ -109,7 +109,7 @@ def hand_export(tmp_path):
     ) as w:
         for i, (seq, counts) in enumerate(zip(HAND_SEQUENCES, HAND_COUNTS)):
             w.write(
-                schema.encode_record(
+                codec.encode_record(
                     f'chrH:{8 * i}-{8 * i + 8}',
                     'chrH',
                     8 * i,
@@ -137,7 +137,7 @@ def hand_export(tmp_path):
     model = keras.Model(inputs, {'profile': logits, 'log_counts': log_counts})
     model.get_layer('bias').set_weights([np.zeros((32, 16), np.float32), HAND_LOGITS.reshape(16)])
     model.get_layer('log_counts').set_weights([HAND_COUNTS_KERNEL, HAND_COUNTS_BIAS])
-    config = model_lib.ModelConfig(sequence_length=8, filters=1, num_dilated_layers=1)
+    config = config_lib.ModelConfig(sequence_length=8, filters=1, num_dilated_layers=1)
     path = export.export_saved_model(model, info, config, str(tmp_path / 'hand_export'))
     return path, records_dir
 
@@ -323,6 +323,7 @@ def test_metrics_do_not_depend_on_batch_size(tmp_path):
     import keras
 
     from bpnet_tfx.inference import export
+    from bpnet_tfx.modeling import config as config_lib
     from bpnet_tfx.modeling import model as model_lib
     from tests.fixtures.records import write_records
 
@@ -335,7 +336,7 @@ def test_metrics_do_not_depend_on_batch_size(tmp_path):
         background_every=4,
     )
     keras.utils.set_random_seed(0)
-    config = model_lib.ModelConfig(sequence_length=200, filters=8, num_dilated_layers=2)
+    config = config_lib.ModelConfig(sequence_length=200, filters=8, num_dilated_layers=2)
     path = export.export_saved_model(
         model_lib.build_bpnet(config), info, config, str(tmp_path / 'export')
     )
@@ -456,7 +457,7 @@ def test_trained_counts_head_reaches_most_of_the_sequence_bound(tmp_path):
     model, 8 epochs at learning rate 4e-3, reached 0.74-0.88 of it over five runs, seeds 0-3;
     normalized_pool 0.84-0.89; the reference global_pool 0.54.)"""
     from beam_jobs import make_records
-    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.modeling import config as config_lib
     from bpnet_tfx.simulate import simulator as simulate
     from bpnet_tfx.training import trainer
 
@@ -489,7 +490,7 @@ def test_trained_counts_head_reaches_most_of_the_sequence_bound(tmp_path):
             records_dir=records,
             model_dir=model_dir,
             export_dir=os.path.join(model_dir, 'export'),
-            model=model_lib.ModelConfig(
+            model=config_lib.ModelConfig(
                 sequence_length=400,
                 filters=32,
                 num_dilated_layers=6,

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from bpnet_tfx.modeling import config as config_lib
 from bpnet_tfx.modeling import layers
 from bpnet_tfx.modeling import model as model_lib
 
@@ -10,8 +11,8 @@ from bpnet_tfx.modeling import model as model_lib
 @pytest.mark.parametrize(
     'config',
     [
-        model_lib.ModelConfig(sequence_length=200, filters=16),
-        model_lib.ModelConfig(
+        config_lib.ModelConfig(sequence_length=200, filters=16),
+        config_lib.ModelConfig(
             sequence_length=500,
             output_length=100,
             stem_kernel_size=21,
@@ -19,7 +20,7 @@ from bpnet_tfx.modeling import model as model_lib
             num_dilated_layers=6,
             filters=16,
         ),
-        model_lib.ModelConfig(sequence_length=200, num_tasks=2, use_control=True, filters=16),
+        config_lib.ModelConfig(sequence_length=200, num_tasks=2, use_control=True, filters=16),
     ],
     ids=['reference', 'valid_padding', 'two_tasks_control'],
 )
@@ -37,8 +38,8 @@ def test_our_conv_layer_equals_stock_keras_conv1d(config):
         x
         if not config.use_control
         else {
-            model_lib.INPUT_NAME: x,
-            model_lib.CONTROL_INPUT_NAME: rng.poisson(2.0, (3, config.output_length, 2, 2)).astype(
+            config_lib.INPUT_NAME: x,
+            config_lib.CONTROL_INPUT_NAME: rng.poisson(2.0, (3, config.output_length, 2, 2)).astype(
                 np.float32
             ),
         }
@@ -131,7 +132,7 @@ def test_a_dilated_model_trains_in_a_compiled_step():
     # finite at every dilation (TensorFlow's stock CPU gradient fails here without oneDNN).
     import tensorflow as tf
 
-    config = model_lib.ModelConfig(sequence_length=300, filters=8, num_dilated_layers=7)
+    config = config_lib.ModelConfig(sequence_length=300, filters=8, num_dilated_layers=7)
     model = model_lib.build_bpnet(config)
     x = tf.constant(np.random.default_rng(0).integers(0, 2, (2, 300, 4)), tf.float32)
 
@@ -168,7 +169,7 @@ def test_config_saved_when_conv1d_lived_in_model_py_still_loads():
         'registered_name': 'bpnet_tfx>Conv1D',
     }
     layer = keras.saving.deserialize_keras_object(old)
-    assert type(layer) is layers.Conv1D and model_lib.Conv1D is layers.Conv1D
+    assert type(layer) is layers.Conv1D
     got = layer.get_config()
     assert {k: got[k] for k in config if k != 'dtype'} == {
         k: v for k, v in config.items() if k != 'dtype'

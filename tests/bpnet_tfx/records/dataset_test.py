@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from bpnet_tfx.genome import sequence
+from bpnet_tfx.records import codec, schema
 from bpnet_tfx.records import dataset as data
-from bpnet_tfx.records import schema
 
 
 def test_training_batches_keep_the_margin_and_stay_compact(small_records):
@@ -110,7 +110,7 @@ def test_evaluation_windows_are_centred_and_unaugmented(small_records):
     records = []
     for f in data.list_shards(path, 'valid'):
         for r in tf.data.TFRecordDataset(f, compression_type='GZIP'):
-            records.append(schema.decode_record(r.numpy(), info))
+            records.append(codec.decode_record(r.numpy(), info))
     by_id = {r['region_id']: r for r in records}
     for batch in data.make_eval_dataset(path, info, 'valid', batch_size=4):
         for i, rid in enumerate(batch['region_id'].numpy()):
@@ -161,7 +161,7 @@ def test_sparse_tracks_decode_in_a_batch_as_each_record_alone(length, dtype):
     profiles[1][:] = 0  # A record without a non-zero value.
     profiles[2][0, 0, 0] = 7  # A non-zero value at flat index 0.
     records = [
-        schema.encode_record(
+        codec.encode_record(
             f'r{i}',
             'c',
             0,
@@ -175,13 +175,13 @@ def test_sparse_tracks_decode_in_a_batch_as_each_record_alone(length, dtype):
     assert batch['profile'].dtype == tf.as_dtype(dtype)
     for i, p in enumerate(profiles):
         np.testing.assert_array_equal(batch['profile'][i].numpy(), p)
-        np.testing.assert_array_equal(schema.decode_record(records[i], info)['profile'], p)
+        np.testing.assert_array_equal(codec.decode_record(records[i], info)['profile'], p)
 
 
 @pytest.mark.slow  # Trains and exports a tiny model.
 def test_version_1_records_still_train_and_evaluate_like_version_2(tmp_path):
     from bpnet_tfx.inference import evaluation
-    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.modeling import config as config_lib
     from bpnet_tfx.training import trainer
     from tests.fixtures.records import write_records
 
@@ -199,7 +199,7 @@ def test_version_1_records_still_train_and_evaluate_like_version_2(tmp_path):
         batch_size=16,
         shuffle_buffer=64,
         input_benchmark_batches=0,
-        model=model_lib.ModelConfig(sequence_length=80, filters=8, num_dilated_layers=2),
+        model=config_lib.ModelConfig(sequence_length=80, filters=8, num_dilated_layers=2),
     )
     summary = trainer.train(config, v1)
     assert summary['epochs'] == 2 and np.isfinite(summary['final']['loss'])

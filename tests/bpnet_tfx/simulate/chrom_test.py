@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from bpnet_tfx.genome import genome_io
+from bpnet_tfx.genome import bigwig
 from bpnet_tfx.simulate import chrom as simulated_chrom
 from bpnet_tfx.simulate import simulator as simulate
 
@@ -27,7 +27,7 @@ _CONFIG = simulate.SimulationConfig(
 
 def _track(path: str, chrom: str) -> np.ndarray:
     size = dict(_CONFIG.chrom_sizes)[chrom]  # chr1 is as long in every config here.
-    return genome_io.read_tracks([[path]], chrom, 0, size)[:, 0, 0].astype(np.float64)
+    return bigwig.read_tracks([[path]], chrom, 0, size)[:, 0, 0].astype(np.float64)
 
 
 def _sites(files: simulate.DemoFiles) -> list[dict]:

@@ -5,10 +5,11 @@ import os
 import keras
 import numpy as np
 
+from bpnet_tfx.modeling import config as config_lib
 from bpnet_tfx.modeling import model as model_lib
 from bpnet_tfx.training import checkpointing
 
-_CONFIG = model_lib.ModelConfig(sequence_length=32, filters=4, num_dilated_layers=1)
+_CONFIG = config_lib.ModelConfig(sequence_length=32, filters=4, num_dilated_layers=1)
 
 
 def _state(model_dir, chief=True):

@@ -7,7 +7,7 @@ import pytest
 
 from beam_jobs import make_records
 from bpnet_tfx.inference import evaluation, export
-from bpnet_tfx.modeling import model as model_lib
+from bpnet_tfx.modeling import config as config_lib
 from bpnet_tfx.records import schema
 from bpnet_tfx.simulate import simulator as simulate
 from bpnet_tfx.training import trainer
@@ -62,7 +62,7 @@ def multitask_run(tmp_path_factory):
         records_dir=records,
         model_dir=model_dir,
         export_dir=os.path.join(model_dir, 'export'),
-        model=model_lib.ModelConfig(
+        model=config_lib.ModelConfig(
             sequence_length=400, num_tasks=2, filters=32, num_dilated_layers=5, use_control=True
         ),
         epochs=6,

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from bpnet_tfx.common import devices
+from bpnet_tfx.modeling import config as config_lib
 from bpnet_tfx.modeling import model as model_lib
 from bpnet_tfx.records import dataset as data
 from bpnet_tfx.records import schema
+from bpnet_tfx.training import calibration, trainer
 from bpnet_tfx.training import inputs as train_data
-from bpnet_tfx.training import trainer
 from tests.fixtures.paths import REPO
 
 
@@ -45,7 +46,7 @@ def _config(records_dir, model_dir, info, **kw):
         counts_loss_weight=1.0,
         shuffle_buffer=100,
         input_benchmark_batches=2,
-        model=model_lib.ModelConfig(
+        model=config_lib.ModelConfig(
             sequence_length=info.sequence_length, filters=8, num_dilated_layers=3
         ),
     )
@@ -60,6 +61,7 @@ from bpnet_tfx.common import devices
 from bpnet_tfx.training import trainer
 devices.configure_cpu_replicas(2)
 import keras, tensorflow as tf
+from bpnet_tfx.modeling import config as config_lib
 from bpnet_tfx.modeling import model as model_lib
 from bpnet_tfx.records import schema
 from tests.fixtures.records import synthetic_window
@@ -71,7 +73,7 @@ batch = {'one_hot': np.stack([w[0] for w in windows]),
 info = schema.RecordsInfo(sequence_length=64, max_jitter=0, tasks=('t',))
 cfg = trainer.TrainConfig(records_dir='', model_dir='', export_dir='', batch_size=8,
     counts_loss_weight=3.0, reverse_complement=False, jitter=False,
-    model=model_lib.ModelConfig(sequence_length=64, filters=8, num_dilated_layers=2))
+    model=config_lib.ModelConfig(sequence_length=64, filters=8, num_dilated_layers=2))
 cpus = [d.name for d in tf.config.list_logical_devices('CPU')]
 out = {}
 for n in (1, 2):
@@ -233,7 +235,7 @@ def test_init_counts_bias_starts_the_counts_head_at_the_median(small_records, tm
         records_dir=records_dir,
         model_dir=str(tmp_path / 'model'),
         export_dir=str(tmp_path / 'model' / 'export'),
-        model=model_lib.ModelConfig(sequence_length=200, filters=8, num_dilated_layers=2),
+        model=config_lib.ModelConfig(sequence_length=200, filters=8, num_dilated_layers=2),
         init_counts_bias=True,
     )
     strategy = tf.distribute.get_strategy()
@@ -391,7 +393,7 @@ def _wide_records(tmp_path, background_every=4):
 
 
 def _wide_model(info, **kw):
-    return model_lib.ModelConfig(
+    return config_lib.ModelConfig(
         sequence_length=info.sequence_length,
         output_length=info.output_length,
         filters=8,
@@ -467,7 +469,7 @@ def test_wide_input_model_with_background_trains_exports_and_evaluates(tmp_path,
         records_dir,
         str(tmp_path / 'other'),
         info,
-        model=model_lib.ModelConfig(sequence_length=96, filters=8, num_dilated_layers=2),
+        model=config_lib.ModelConfig(sequence_length=96, filters=8, num_dilated_layers=2),
     )
     with pytest.raises(trainer.TrainError, match='records hold 96-bp sequences and 40-bp'):
         trainer.train(other, info)
@@ -559,7 +561,7 @@ def test_normalized_counts_head_exports_calibrated_statistics(small_records, tmp
         info,
         validation=validation,
         input_benchmark_batches=0,
-        model=model_lib.ModelConfig(
+        model=config_lib.ModelConfig(
             sequence_length=200, filters=8, num_dilated_layers=3, counts_head='normalized_pool'
         ),
     )
@@ -570,7 +572,7 @@ def test_normalized_counts_head_exports_calibrated_statistics(small_records, tmp
         pooled(batch['one_hot'].numpy().astype(np.float32)).numpy()
         for batch in data.make_eval_dataset(records_dir, info, 'train', batch_size=16)
     ]
-    features = np.concatenate(windows)[: model_lib.COUNTS_NORM_EXAMPLES]
+    features = np.concatenate(windows)[: calibration.COUNTS_NORM_EXAMPLES]
     assert len(features) == 64  # every training window (fewer than 512)
     norm = rebuilt.get_layer('counts_norm')
     np.testing.assert_allclose(norm.moving_mean.numpy(), features.mean(0), rtol=1e-4, atol=1e-6)

@@ -1,6 +1,6 @@
-"""Tests of variant_effects: VCF/TSV parsing, window building for SNVs and indels, scores
-against direct model calls, statuses, batch-size and order independence, null p-values and
-control-track models (tiny untrained exports, no subprocesses)."""
+"""Tests of variant effect scoring: scores against direct model calls, statuses, batch-size and
+order independence, null p-values and control-track models (tiny untrained exports, no
+subprocesses)."""
 
 import os
 
@@ -11,7 +11,7 @@ import pytest
 from bpnet_tfx.genome import sequence
 from bpnet_tfx.inference import export
 from bpnet_tfx.variant_effects import scoring as variant_effects
-from bpnet_tfx.variant_effects.scoring import Variant, VariantError
+from bpnet_tfx.variant_effects.variant_files import VariantError
 from tests.fixtures.control_models import wide_joint_control_model
 
 
@@ -38,47 +38,6 @@ def _tsv(path, rows, header=True):
     text = 'chrom\tpos\tref\talt\n' if header else ''
     path.write_text(text + ''.join('\t'.join(map(str, r)) + '\n' for r in rows))
     return str(path)
-
-
-# Windows.
-
-
-def test_snv_and_indel_windows_keep_the_left_flank_and_the_length(genome):
-    import pyfaidx
-
-    fasta, seq = genome
-    g = pyfaidx.Fasta(fasta, as_raw=True, sequence_always_upper=True)
-    L, p = 20, 500  # p 0-based; the variant's first base lands at index 10
-    w = p - L // 2
-    snv = Variant('chrT', p + 1, seq[p], _other(seq[p]), 'x')
-    ref, alt, start = variant_effects.variant_windows(g, snv, L)
-    assert start == w and ref == seq[w : w + L]
-    assert alt == seq[w:p] + snv.alt + seq[p + 1 : w + L]
-    deletion = Variant('chrT', p + 1, seq[p : p + 4], seq[p], 'x')
-    _, alt, _ = variant_effects.variant_windows(g, deletion, L)
-    assert alt == seq[w : p + 1] + seq[p + 4 : w + L + 3]  # 3 more bases of right flank
-    insertion = Variant('chrT', p + 1, seq[p], seq[p] + 'GGG', 'x')
-    _, alt, _ = variant_effects.variant_windows(g, insertion, L)
-    assert alt == seq[w : p + 1] + 'GGG' + seq[p + 1 : w + L - 3]  # 3 fewer
-    for v in (snv, deletion, insertion):
-        assert all(len(s) == L for s in variant_effects.variant_windows(g, v, L)[:2])
-    edge = Variant('chrT', 3, seq[2], _other(seq[2]), 'x')
-    ref, alt, start = variant_effects.variant_windows(g, edge, L)
-    assert start == -8 and ref == 'N' * 8 + seq[:12] and alt[10] == edge.alt
-
-
-def test_null_windows_change_one_base_outside_the_ref_allele_and_are_seeded(genome):
-    _, seq = genome
-    ref = sequence.one_hot(seq[:200]).astype(np.float32)
-    v = Variant('chrT', 101, seq[100:103], 'A', 'x')
-    nulls = variant_effects.null_windows(ref, v, 50)
-    changed = (nulls != ref[None]).any(-1)
-    assert (changed.sum(-1) == 1).all()
-    assert not changed[:, 100:103].any()
-    assert (nulls.sum(-1) == 1).all()
-    np.testing.assert_array_equal(nulls, variant_effects.null_windows(ref, v, 50))
-    other = variant_effects.null_windows(ref, Variant('chrT', 101, seq[100:103], 'C', 'x'), 50)
-    assert (other != nulls).any()
 
 
 # Scores.
