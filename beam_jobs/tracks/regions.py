@@ -1,10 +1,10 @@
 """The regions predict_tracks predicts, and their split into shards of windows.
 
-A BED gives the command's merged regions (`genome_io.bed_windows` with longer lines kept whole,
-then `prediction.merge_regions`). `--genome_wide` gives every stretch of each chromosome between
+A BED gives the command's merged regions (`genome.bed.bed_windows` with longer lines kept whole,
+then `genome.windows.merge_regions`). `--genome_wide` gives every stretch of each chromosome between
 runs of at least `min_gap` non-ACGT bases (N runs): a stretch shorter than one window is
 skipped, and so is a chromosome shorter than one; nothing runs past a chromosome end, as the
-last window of a stretch ends at its end (`prediction.tile_windows`). The chromosomes are read
+last window of a stretch ends at its end (`genome.windows.tile_windows`). The chromosomes are read
 in blocks, so memory holds one block, not a chromosome.
 
 `plan_shards` cuts the windows of all regions, in order, into shards of about equal numbers of
@@ -20,8 +20,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from bpnet_tfx.genome import genome_io
-from bpnet_tfx.inference import prediction
+from bpnet_tfx.genome import bed as bed_lib
+from bpnet_tfx.genome import windows as windows_lib
 
 _ACGT = np.frombuffer(b'ACGT', np.uint8)
 _BLOCK = 1 << 22  # bases read at a time when looking for N runs
@@ -111,12 +111,14 @@ def bed_regions(regions_bed: str, sizes: dict[str, int], length: int, fasta: str
     Raises:
       genome_io.GenomeError: a bad BED line ('file:line: ...'), or no regions.
     """
-    bed = genome_io.bed_windows(regions_bed, sizes, length, fasta=fasta, keep_longer=True)
-    return len(bed), prediction.merge_regions([(w.chrom, w.start, w.end) for w in bed], list(sizes))
+    bed = bed_lib.bed_windows(regions_bed, sizes, length, fasta=fasta, keep_longer=True)
+    return len(bed), windows_lib.merge_regions(
+        [(w.chrom, w.start, w.end) for w in bed], list(sizes)
+    )
 
 
 def window_count(start: int, end: int, length: int) -> int:
-    """How many windows `prediction.tile_windows` tiles [start, end) with."""
+    """How many windows `genome.windows.tile_windows` tiles [start, end) with."""
     return -(-(end - start) // length)
 
 

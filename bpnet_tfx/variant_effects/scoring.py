@@ -308,7 +308,7 @@ def score_variants(
             shown = progress.Progress(label, 'variants', None, every=max(1000, batch_size))
             chosen = map(windows, itertools.islice(read_variants(variants), max_variants or None))
             read = _score_into(f, model, chosen, by_status, null_variants, batch_size, shown)
-            check_scored(variants, read, by_status)  # before the last progress line: one line
+            check_scored(variants, read, by_status, fasta)  # before the last progress line
             shown.update(read, final=True)
         return read
 

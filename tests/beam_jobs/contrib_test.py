@@ -212,7 +212,7 @@ _BAD = {
     'bad_shards': (('--regions_bed={bed}', '--num_shards=x'), '--num_shards must be auto or'),
     'bad_batch': (('--regions_bed={bed}', '--batch_size=0'), '--batch_size must be >= 1'),
     'missing_bed': (('--regions_bed={tmp}/none.bed',), 'none.bed: no such BED file'),
-    'bad_bed_line': (('--regions_bed={tmp}/bad.bed',), 'bad.bed:2: malformed BED line'),
+    'bad_bed_line': (('--regions_bed={tmp}/bad.bed',), "bad.bed:2: start 'x' is not an integer"),
     'controls_with_records': (
         ('--records_dir={tmp}', '--control_pos_bigwig=c.bw'),
         '--control_pos_bigwig/--control_neg_bigwig go with --regions_bed',

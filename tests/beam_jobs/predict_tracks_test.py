@@ -253,7 +253,7 @@ _BAD = {
     'bad_shards': (('--regions_bed={bed}', '--num_shards=0'), '--num_shards must be auto or'),
     'bad_batch': (('--regions_bed={bed}', '--batch_size=0'), '--batch_size must be >= 1'),
     'unknown_chrom': (('--genome_wide', '--chroms=chrA,chrZ'), '--chroms: chrZ not in the FASTA'),
-    'bad_bed_line': (('--regions_bed={tmp}/bad.bed',), 'bad.bed:2: malformed BED line'),
+    'bad_bed_line': (('--regions_bed={tmp}/bad.bed',), "bad.bed:2: start 'x' is not an integer"),
     'not_an_export': (('--regions_bed={bed}', '--saved_model={tmp}'), 'is it a bpnet_tfx export?'),
     'only_short_chroms': (('--genome_wide', '--chroms=chrC'), 'no stretch of chrC holds a 200-bp'),
 }
