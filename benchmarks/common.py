@@ -19,6 +19,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -113,7 +114,7 @@ def compare(
     load: Callable[[], float] = lambda: os.getloadavg()[0],
     cores: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> dict[str, Any]:
     """Measures `arms` in interleaved pairs under `protocol` and summarizes `ratios`.
 
@@ -255,6 +256,26 @@ def run_command(args: list[str], *, quiet: bool = False) -> float:
     stdout = subprocess.DEVNULL if quiet else None
     subprocess.run(args, check=True, cwd=REPO, env=env, stdout=stdout)
     return time.perf_counter() - start
+
+
+def run_child(name: str, *args: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Runs benchmarks.children.<name> ARGS in a fresh Python in the checkout (TensorFlow's C++
+    logs off) and returns its last output line, a JSON object. Stops with the child's error.
+
+    `name` may also be 'peak_rss:<child>', which runs the child under children.peak_rss: its
+    result then also carries the child's peak resident set ('rss_mb').
+    """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', **(env or {}))
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (REPO, env.get('PYTHONPATH')) if p)
+    command = []
+    if name.startswith('peak_rss:'):
+        command = [sys.executable, '-m', 'benchmarks.children.peak_rss']
+        name = name.partition(':')[2]
+    command += [sys.executable, '-m', f'benchmarks.children.{name}', *args]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+    if proc.returncode:
+        raise RuntimeError(f'benchmarks.children.{name} failed:\n{proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def write_records(path: str, n: int, *, unique: int = 5000, seed: int = 0) -> None:
