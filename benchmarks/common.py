@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -95,6 +96,15 @@ def _lookup(values: Mapping[str, Mapping[str, float]], ref: str) -> float:
     return values[arm][metric or 'value']
 
 
+def own_cpu_seconds() -> float:
+    """CPU seconds of this process and of the children it has waited for."""
+    me, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _run_pair(
     arms: Mapping[str, Arm], order: Sequence[str], load: Callable[[], float]
 ) -> tuple[dict[str, dict[str, float]], list[float]]:
@@ -115,6 +125,8 @@ def compare(
     cores: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
     log: Callable[[str], None] = lambda line: print(line, flush=True),
+    cpu: Callable[[], float] = own_cpu_seconds,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Any]:
     """Measures `arms` in interleaved pairs under `protocol` and summarizes `ratios`.
 
@@ -123,13 +135,15 @@ def compare(
         or {metric: number}).
       ratios: what to report, from the arms of one pair.
       protocol: pairs, retries and the load limit.
-      load, cores, sleep, log: the 1-minute load average, the core count (default
-        os.cpu_count()), waiting and progress lines; tests pass fakes.
+      load, cores, sleep, log, cpu, clock: the 1-minute load average, the core count
+        (default os.cpu_count()), waiting, progress lines, this process tree's CPU seconds
+        and the wall clock; tests pass fakes.
 
     Returns:
       {'max_load', 'protocol', 'pairs': [every attempt: 'pair', 'attempt', 'order', 'loads',
-       'load', 'counts', 'values', 'ratios'], 'ratios': {name: summary (see `summarize`)},
-       'result': whether every pair counts}.
+       'load', 'own_cpu' (the cores the benchmark itself kept busy over the pair, part of
+       the load), 'counts', 'values', 'ratios'], 'ratios': {name: summary (see
+       `summarize`)}, 'result': whether every pair counts}.
     """
     if protocol.pairs < 1 or protocol.retries < 0:
         raise ValueError(f'bad protocol {protocol}')
@@ -141,13 +155,16 @@ def compare(
         for attempt in range(protocol.retries + 1):
             if attempt:
                 sleep(protocol.pause_s)
+            cpu0, wall0 = cpu(), clock()
             values, loads = _run_pair(arms, order, load)
+            own = (cpu() - cpu0) / max(clock() - wall0, 1e-9)
             row = {
                 'pair': pair,
                 'attempt': attempt,
                 'order': list(order),
                 'loads': [round(x, 2) for x in loads],
                 'load': round(max(loads), 2),
+                'own_cpu': round(own, 2),
                 'counts': max(loads) <= max_load,
                 'values': values,
                 'ratios': {
@@ -193,7 +210,7 @@ def _pair_line(row: Mapping[str, Any], protocol: Protocol) -> str:
     verdict = 'counts' if row['counts'] else 'load too high, not a result'
     return (
         f"  pair {row['pair'] + 1}/{protocol.pairs} (attempt {row['attempt'] + 1}): "
-        f"load {row['load']:.2f}: {ratios} [{verdict}]"
+        f"load {row['load']:.2f} (ours {row['own_cpu']:.1f}): {ratios} [{verdict}]"
     )
 
 

@@ -99,6 +99,22 @@ def test_retries_are_bounded_and_a_pair_always_under_load_is_not_a_result():
     assert 'NOT A RESULT (0 of 3 pairs under the load limit)' in row
 
 
+def test_each_pair_records_the_cores_the_benchmark_itself_kept_busy():
+    ticks = iter([0.0, 10.0, 10.0, 25.0])  # the wall clock around two pairs
+    cpus = iter([0.0, 18.0, 100.0, 115.0])  # CPU seconds of this process and its children
+    out = common.compare(
+        {'a': lambda: 2.0, 'b': lambda: 1.0},
+        [common.Ratio('a / b', 'a', 'b')],
+        common.Protocol(pairs=2),
+        load=lambda: 1.9,
+        cores=2,
+        log=lambda line: None,
+        cpu=lambda: next(cpus),
+        clock=lambda: next(ticks),
+    )
+    assert [p['own_cpu'] for p in out['pairs']] == [1.8, 1.0]
+
+
 def test_metrics_of_an_arm_and_fewer_than_three_pairs_are_never_a_result():
     arms = {
         'peer': lambda: {'counts': 4.0, 'profile': 2.0, 'faster': 4.0},
