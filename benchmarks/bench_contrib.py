@@ -14,13 +14,15 @@ protocol, and planted-motif auROC, on the same windows with the same references 
    batch size, learning rate and counts loss weight as the export's train_config.json; then
    `bpnetlite.attribute.deep_lift_shap` (tangermeme's, with bpnet-lite's profile logit
    scaling registered, as bpnet-lite calls it; float32, --num_shuffles dinucleotide shuffles
-   like ours, the same model inputs per call) on the same windows, each head timed on its own,
-   warnings on. The peer's scores must be complete (summed scores within 1% of the output
-   differences to the references, and no tangermeme convergence warning of 1% or more), or
-   the benchmark stops: wrong scores are no speed to compare against. It runs in a separate
-   venv (--peer_python, default .peer-venv/, created on first use with torch, bpnet-lite and
-   tangermeme; PEER_TORCH=<requirement or wheel> picks the torch build), never the
-   project's. The trained peer is kept in --peer_dir and reused while its settings match.
+   like ours, the same model inputs per call) on the same windows, each head timed on its own
+   after an untimed call on one window (the shuffle's JIT and torch's start-up: favours the
+   peer, since ours is timed whole), warnings on. The peer's scores must be complete (summed
+   scores within 1% of the output differences to the references, and no tangermeme
+   convergence warning of 1% or more), or the benchmark stops: wrong scores are no speed to
+   compare against. It runs in a separate venv (--peer_python, default .peer-venv/, created
+   on first use with torch, bpnet-lite and tangermeme; PEER_TORCH=<requirement or wheel> picks
+   the torch build), never the project's. The trained peer is kept in --peer_dir and reused
+   while its settings match.
 3. Planted-motif auROC per tool and head (from the last pair's scores): |observed-base
    contribution| of every position of the windows, labelled by the simulator's motif sites
    (motif_sites.tsv beside the demo's FASTA).
