@@ -2,7 +2,8 @@
 
 For each peak count it simulates a genome (random sequence; one 1-bp summit every
 `--spacing` bp on average; stranded counts only near summits) with numpy + pyBigWig, then
-runs, each in a fresh subprocess so that peak RSS is that run's own:
+runs, each in a fresh subprocess (benchmarks/children/) so that peak RSS is that run's own,
+every approach once a pair, pairs interleaved under common.py's protocol:
 
 - `notebook`: what the reference notebook does: a Python loop over peaks reading each window
   with pyfaidx and pyBigWig, one-hot encoding with a dict lookup per base, and keeping
@@ -13,17 +14,17 @@ runs, each in a fresh subprocess so that peak RSS is that run's own:
   --outlier_quantile pass included, which the notebook does not do);
 - `make_records_mt` (when --mode is given, by default multi_threading): the same with
   `--direct_num_workers=N --direct_running_mode=MODE`;
-- `read_by_window` / `read_by_run` (smallest size only): `windows.WindowReader` reading
+- `read_by_window` / `read_by_run` (smallest size only): make_records' WindowReader reading
   every window without encoding, with one FASTA fetch and one bigWig `values()` call per
   window, or per run of nearby windows (the job's way).
 
 Time is wall-clock around the work in the subprocess (imports of numpy/pyfaidx/pyBigWig for the
 notebook, and of beam_jobs for make_records, excluded; make_records never imports
 TensorFlow). Peak RSS is the largest resident set of the subprocess or any process it started
-(`getrusage(RUSAGE_CHILDREN).ru_maxrss` read by a fresh parent). Prints one
-table row per measurement and one JSON line at the end:
+(`getrusage(RUSAGE_CHILDREN).ru_maxrss` read by a fresh parent). Prints a line per pair, the
+table of ratios (median, min-max, loads) and one JSON line:
 
-    .venv/bin/python benchmarks/bench_make_records.py --peaks=25000,100000
+    .venv/bin/python -m benchmarks.bench_make_records --peaks=25000,100000
 """
 
 from __future__ import annotations
@@ -31,14 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import common
+
 _CHROMS = 8
 _LENGTH = 1000  # --sequence_length of both approaches.
 
@@ -101,74 +101,77 @@ def make_data(root: str, num_peaks: int, spacing: int, seed: int = 0) -> dict[st
     return files
 
 
-_NOTEBOOK = r'''
-import json, sys, time
-import numpy as np, pyBigWig, pyfaidx
-files = json.loads(sys.argv[1]); length = int(sys.argv[2])
-t0 = time.perf_counter()
-fasta = pyfaidx.Fasta(files['fasta'])
-pos, neg = pyBigWig.open(files['pos']), pyBigWig.open(files['neg'])
-mapping = {'A': [1, 0, 0, 0], 'C': [0, 1, 0, 0], 'G': [0, 0, 1, 0], 'T': [0, 0, 0, 1]}
-seqs, profiles = [], []
-for line in open(files['peaks']):
-    chrom, start, end = line.split()[:3]
-    centre = (int(start) + int(end)) // 2
-    s, e = centre - length // 2, centre - length // 2 + length
-    seq = str(fasta[chrom][s:e]).upper()
-    seqs.append(np.array([mapping.get(b, [0, 0, 0, 0]) for b in seq], dtype=np.uint8))
-    profiles.append(np.stack([np.nan_to_num(np.array(pos.values(chrom, s, e))),
-                              np.nan_to_num(np.array(neg.values(chrom, s, e)))], axis=-1))
-X, y = np.stack(seqs), np.stack(profiles).astype(np.float32)
-print(json.dumps({'seconds': time.perf_counter() - t0, 'n': len(X)}))
-'''
-
-_MAKE_RECORDS = r'''
-import json, sys, time
-files = json.loads(sys.argv[1]); length = int(sys.argv[2]); out = sys.argv[3]
-runner_flags = sys.argv[4:]
-from beam_jobs import make_records
-t0 = time.perf_counter()
-info = make_records.run([
-    f'--fasta={files["fasta"]}', f'--peaks={files["peaks"]}', f'--pos_bigwig={files["pos"]}',
-    f'--neg_bigwig={files["neg"]}', f'--output_dir={out}', f'--sequence_length={length}',
-    '--valid_chroms=chr1', '--runner=DirectRunner', *runner_flags])
-print(json.dumps({'seconds': time.perf_counter() - t0, 'n': sum(info.split_counts.values())}))
-'''
+def _shards_mb(records_dir: str) -> float:
+    names = [f for f in os.listdir(records_dir) if f.endswith('.tfrecord.gz')]
+    return sum(os.path.getsize(os.path.join(records_dir, f)) for f in names) / 1e6
 
 
-_READER = r'''
-import json, sys, time
-files = json.loads(sys.argv[1]); length = int(sys.argv[2]); run_gap = int(sys.argv[3])
-from beam_jobs.records import regions, shards, windows
-peaks = regions.read_peaks(files['peaks'], sequence_length=length)
-spec = windows.WindowSpec(files['fasta'], [(files['pos'], files['neg'])], run_gap=run_gap)
-t0 = time.perf_counter()
-reader = windows.WindowReader(spec).open()
-n = sum(1 for chunk in shards.make_chunks(peaks) for _ in reader.read(chunk))
-print(json.dumps({'seconds': time.perf_counter() - t0, 'n': n}))
-'''
+def _child_arm(child: str, peaks: int, args: tuple, flags: tuple = (), writes: bool = False):
+    """An arm running benchmarks.children.<child> ARGS [OUTPUT_DIR] FLAGS under peak_rss:
+    peaks/s, seconds, peak RSS (and the shards' size when it `writes` records)."""
+
+    def run() -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = [os.path.join(tmp, 'records')] if writes else []
+            r = common.run_child(f'peak_rss:{child}', *args, *out, *flags)
+            result = {'value': peaks / r['seconds'], 'seconds': r['seconds'], 'rss_mb': r['rss_mb']}
+            if writes:
+                result['shards_mb'] = _shards_mb(out[0])
+        return result
+
+    return run
 
 
-def _measure(code: str, *args: str) -> dict:
-    """Runs `code` in a fresh Python via a wrapper that reports its children's peak RSS."""
-    wrapper = (
-        'import resource, subprocess, sys, json\n'
-        'p = subprocess.run(sys.argv[1:], capture_output=True, text=True, cwd=%r)\n'
-        'if p.returncode: sys.exit(p.stderr[-3000:])\n'
-        'r = json.loads(p.stdout.strip().splitlines()[-1])\n'
-        'r["rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n'
-        'print(json.dumps(r))\n' % REPO
+def _arms(sizes: list[int], data: dict[int, dict[str, str]], args) -> tuple[dict, list]:
+    """The arms of one pair (every approach at every size) and the ratios reported."""
+    arms, ratios = {}, []
+    for n in sizes:
+        files = (json.dumps(data[n]), str(_LENGTH))
+        arms[f'notebook_{n}'] = _child_arm('notebook_records', n, files)
+        arms[f'make_records_{n}'] = _child_arm('make_records_run', n, files, writes=True)
+        ratios.append(
+            common.Ratio(
+                f'make_records / notebook, {n:,} peaks',
+                f'make_records_{n}',
+                f'notebook_{n}',
+                '>= 5x',
+            )
+        )
+        if args.mode:
+            arms[f'make_records_mt_{n}'] = _child_arm(
+                'make_records_run',
+                n,
+                files,
+                (f'--direct_num_workers={args.workers}', f'--direct_running_mode={args.mode}'),
+                writes=True,
+            )
+            ratios.append(
+                common.Ratio(
+                    f'{args.workers} {args.mode} workers / 1, {n:,} peaks',
+                    f'make_records_mt_{n}',
+                    f'make_records_{n}',
+                )
+            )
+    small, large = min(sizes), max(sizes)
+    if large != small:
+        ratios.append(
+            common.Ratio(
+                f'peak RSS {large:,} / {small:,} peaks',
+                f'make_records_{large}.rss_mb',
+                f'make_records_{small}.rss_mb',
+                '<= 1.2x',
+            )
+        )
+    # Reading alone (no encoding): one FASTA fetch and one values() call per run of nearby
+    # windows, against one per window.
+    for name, gap in (('read_by_window', 0), ('read_by_run', 20_000)):
+        arms[name] = _child_arm(
+            'window_reader', small, (json.dumps(data[small]), str(_LENGTH), str(gap))
+        )
+    ratios.append(
+        common.Ratio(f'read by run / by window, {small:,} peaks', 'read_by_run', 'read_by_window')
     )
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    proc = subprocess.run(
-        [sys.executable, '-c', wrapper, sys.executable, '-c', code, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if proc.returncode:
-        raise RuntimeError(proc.stderr)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return arms, ratios
 
 
 def main(argv=None) -> None:
@@ -197,89 +200,28 @@ def main(argv=None) -> None:
         default=os.path.join(tempfile.gettempdir(), 'bench_make_records'),
         help='Where simulated inputs are cached between runs.',
     )
+    common.add_protocol_flags(parser)
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.peaks.split(',') if x]
-    results = []
-    print(f'{"peaks":>8} {"approach":<14} {"seconds":>8} {"peaks/s":>9} {"peak RSS MB":>12}')
+    data = {}
     for n in sizes:
         t = time.perf_counter()
-        files = make_data(os.path.join(args.data_dir, f'{n}-{args.spacing}'), n, args.spacing)
+        data[n] = make_data(os.path.join(args.data_dir, f'{n}-{args.spacing}'), n, args.spacing)
         print(f'# data for {n} peaks ready in {time.perf_counter() - t:.1f} s', flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            runs = {
-                'notebook': _measure(_NOTEBOOK, json.dumps(files), str(_LENGTH)),
-                'make_records': _measure(
-                    _MAKE_RECORDS, json.dumps(files), str(_LENGTH), os.path.join(tmp, 'records')
-                ),
-            }
-            if args.mode:
-                runs['make_records_mt'] = _measure(
-                    _MAKE_RECORDS,
-                    json.dumps(files),
-                    str(_LENGTH),
-                    os.path.join(tmp, 'records_mt'),
-                    f'--direct_num_workers={args.workers}',
-                    f'--direct_running_mode={args.mode}',
-                )
-            records_dir = os.path.join(tmp, 'records')
-            shards_mb = (
-                sum(
-                    os.path.getsize(os.path.join(records_dir, f))
-                    for f in os.listdir(records_dir)
-                    if f.endswith('.tfrecord.gz')
-                )
-                / 1e6
-            )
-        for name, r in runs.items():
-            r.update(peaks=n, approach=name, peaks_per_s=n / r['seconds'])
-            results.append(r)
-            print(
-                f'{n:>8} {name:<14} {r["seconds"]:>8.1f} {r["peaks_per_s"]:>9.0f} '
-                f'{r["rss_mb"]:>12.0f}',
-                flush=True,
-            )
-        for name in runs:
-            if name != 'notebook':
-                ratio = runs['notebook']['seconds'] / runs[name]['seconds']
-                runs[name]['speedup'] = ratio
-                print(f'{n:>8} {"speed-up":<14} {ratio:>8.1f}x  ({name})')
-        runs['make_records']['shards_mb'] = shards_mb
-        print(f'{n:>8} {"shard files":<14} {shards_mb:>8.1f} MB')
-        if n == min(sizes):
-            # Reading alone (no encoding, one process): one FASTA fetch and one values() call
-            # per run of nearby windows, against one per window.
-            for name, gap in (('read_by_window', 0), ('read_by_run', 20_000)):
-                r = _measure(_READER, json.dumps(files), str(_LENGTH), str(gap))
-                r.update(peaks=n, approach=name, peaks_per_s=n / r['seconds'])
-                results.append(r)
-                print(
-                    f'{n:>8} {name:<14} {r["seconds"]:>8.1f} {r["peaks_per_s"]:>9.0f} '
-                    f'{r["rss_mb"]:>12.0f}',
-                    flush=True,
-                )
-    ours = {r['peaks']: r for r in results if r['approach'] == 'make_records'}
-    summary = {
-        'benchmark': 'make_records',
-        'spacing_bp': args.spacing,
-        'sequence_length': _LENGTH,
-        'workers': args.workers,
-        'mode': args.mode,
-        'cpus': os.cpu_count(),
-        'results': results,
-    }
-    if len(ours) > 1:
-        small, large = ours[min(ours)], ours[max(ours)]
-        summary['rss_ratio'] = large['rss_mb'] / small['rss_mb']
-        # Throughput without the fixed start-up (imports, pipeline set-up, worker start).
-        summary['marginal_peaks_per_s'] = (large['peaks'] - small['peaks']) / (
-            large['seconds'] - small['seconds']
-        )
-        print(
-            f'make_records peak RSS {large["peaks"]} / {small["peaks"]} peaks: '
-            f'{summary["rss_ratio"]:.2f}x; marginal {summary["marginal_peaks_per_s"]:.0f} '
-            'peaks/s'
-        )
-    print(json.dumps(summary))
+    arms, ratios = _arms(sizes, data, args)
+    result = common.compare(arms, ratios, common.protocol_from_args(args))
+    counted = [p for p in result['pairs'] if p['counts']] or result['pairs']
+    shards = {n: counted[0]['values'][f'make_records_{n}']['shards_mb'] for n in sizes}
+    print('shard files: ' + ', '.join(f'{n:,} peaks {mb:.1f} MB' for n, mb in shards.items()))
+    common.report(
+        'bench_make_records',
+        {'make_records': result},
+        spacing_bp=args.spacing,
+        sequence_length=_LENGTH,
+        workers=args.workers,
+        mode=args.mode,
+        shards_mb=shards,
+    )
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """Records of schema version 1 against version 2: decoding speed per core and size.
 
-Used by bench_input_pipeline.py (`--parts=decode`). Two regimes, from simulated ChIP-nexus-like
+Used by bench_input_pipeline.py (`--parts=decode`); the measuring runs in
+benchmarks/children/decode_rate.py. Two regimes, from simulated ChIP-nexus-like
 data written by the records job exactly as a user's would be (observed counts, no noise-free
 track):
   - single: 1000-bp windows, one task, no jitter margin (the reference experiment's shape);
@@ -19,10 +20,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks import common
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,59 +91,12 @@ def make_records(workdir: str, regime: Regime, version: int) -> str:
     return out
 
 
-_CHILD = r'''
-import json, os, resource, sys, time
-os.sched_setaffinity(0, {int(sys.argv[4])})
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-sys.path.insert(0, sys.argv[5])
-import tensorflow as tf
-from bpnet_tfx.records import dataset as data
-from bpnet_tfx.records import schema
-records, batches, batch_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-finish = sys.argv[6] == 'host'
-info = schema.RecordsInfo.load(records)
-ds = data.make_dataset(records, info, 'train', batch_size=batch_size, training=True, seed=0)
-if finish:
-    ds = ds.map(data.model_inputs)
-it = iter(ds)
-first = next(it)
-nbytes = sum(v.numpy().nbytes for k, v in first.items()) / batch_size
-for _ in range(20):
-    next(it)
-def cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-start, start_cpu = time.perf_counter(), cpu()
-for _ in range(batches):
-    next(it)
-n = batches * batch_size
-print(json.dumps({'examples_per_cpu_second': n / (cpu() - start_cpu),
-                  'examples_per_second': n / (time.perf_counter() - start),
-                  'decoded_bytes': nbytes}))
-'''
-
-
 def measure(records: str, *, batches: int, batch_size: int, core: int, finish: str) -> dict:
     """Examples/s and decoded bytes/example of the training input pipeline on one core;
     finish='host' also turns tokens into one-hot and counts into float32 on the host."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-c',
-            _CHILD,
-            records,
-            str(batches),
-            str(batch_size),
-            str(core),
-            REPO,
-            finish,
-        ],
-        capture_output=True,
-        text=True,
+    return common.run_child(
+        'decode_rate', records, str(batches), str(batch_size), str(core), finish
     )
-    if proc.returncode:
-        raise RuntimeError(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def shard_bytes(records: str) -> int:

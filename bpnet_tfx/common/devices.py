@@ -91,7 +91,7 @@ def resolve_precision(name: str) -> str:
     of steps stays within 1% of float32's. mixed_bfloat16 has not met that rule (its loss is
     higher, even with the heads in float32), so it is asked for with --precision, e.g. on
     GPUs where it is much faster. The measurements behind this choice, with their machines,
-    are in docs/benchmarks.md (benchmarks/bench_train.py makes them).
+    are in docs/benchmarks.md (benchmarks/studies/precision.py makes them).
     """
     if name not in PRECISIONS:
         raise DeviceError(f'--precision must be one of {", ".join(PRECISIONS)}, got {name!r}')

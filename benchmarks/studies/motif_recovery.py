@@ -7,7 +7,8 @@ against the simulator's cooperative rule.
         --records_dir=demo_output/records --output_dir=demo_output/interpretation \
         --motif_db=demo_output/demo_motifs.meme    # (meme.demo_database(), written by this
                                                    # script when missing)
-    .venv/bin/python benchmarks/bench_motifs.py [--pipeline_dir=demo_output/interpretation]
+    .venv/bin/python -m benchmarks.studies.motif_recovery \
+        [--pipeline_dir=demo_output/interpretation]
 
 Reads the pipeline folder (its contrib, discover and scan folders), the planted sites and the
 rule from the simulation beside the records' FASTA, runs `motifs space` for the rule's two
@@ -20,10 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 
 def _simulation(records_dir: str) -> tuple[str, dict]:

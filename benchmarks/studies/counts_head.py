@@ -1,6 +1,6 @@
 """The counts-head study: training variants on simulated records, count Pearson against its bound.
 
-    python benchmarks/bench_counts.py [--records=demo_output/records] \
+    python -m benchmarks.studies.counts_head [--records=demo_output/records] \
         [--flagfile=configs/demo.flags] [--seeds=0,1] [--variant=NAME ...] [--output_dir=DIR]
 
 For every variant (a set of extra train flags, STUDY below; all of them without --variant) and
@@ -20,7 +20,7 @@ import json
 import os
 import sys
 
-import common  # benchmarks/ is on sys.path when run as a script
+from benchmarks import common
 
 # name -> extra train flags, on top of --flagfile (each names its counts head, since the
 # shipped configs set one).

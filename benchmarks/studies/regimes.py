@@ -1,6 +1,6 @@
 """The 2114 -> 1000 regime against the reference 1000 -> 1000 one, on the embedded demo data.
 
-    python benchmarks/bench_regimes.py [OUTPUT_DIR] [--epochs N]
+    python -m benchmarks.studies.regimes [OUTPUT_DIR] [--epochs N]
 
 Makes two record sets from the same simulated genome and peaks (make_records, DirectRunner):
 1000-bp windows (the reference), and 2114-bp inputs with 1000-bp counts plus GC-matched
@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-import common  # benchmarks/ is on sys.path when run as a script
+from benchmarks import common
 
 REGIMES = {
     '1000->1000': {'records': [], 'flagfile': 'configs/demo.flags'},
