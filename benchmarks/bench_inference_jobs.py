@@ -189,6 +189,11 @@ def _job_vs_command(tmp, what: str, specs: dict, workers, protocol) -> tuple[dic
     return result, diffs
 
 
+def _genome_arm(mb: float) -> str:
+    """An arm's name for a genome of `mb` Mb (no dot: common.Ratio reads 'arm.metric')."""
+    return f'genome_{round(mb * 1000)}kb'
+
+
 def _genome_wide(tmp: str, args, export: str, protocol) -> dict:
     """The genome-wide job in-process on each genome size: peak RSS largest / smallest."""
     arms, outputs = {}, {}
@@ -197,8 +202,8 @@ def _genome_wide(tmp: str, args, export: str, protocol) -> dict:
         _genome(genome, int(mb * 1e6), seed=2)
         flags = [f'--saved_model={export}', f'--fasta={genome}', '--genome_wide']
         spec = {'kind': 'genome_wide_job', 'flags': [*flags, '--runner=DirectRunner']}
-        arms[f'{mb}Mb'] = _arm(tmp, f'{mb}Mb', spec, outputs)
-    small, large = f'{min(args.genome_wide_mb)}Mb', f'{max(args.genome_wide_mb)}Mb'
+        arms[_genome_arm(mb)] = _arm(tmp, _genome_arm(mb), spec, outputs)
+    small, large = (_genome_arm(f(args.genome_wide_mb)) for f in (min, max))
     ratios = [
         common.Ratio(
             f'genome-wide peak RSS {large} / {small}',
