@@ -1,29 +1,29 @@
-"""Genome-scale inference jobs against their commands: windows per second and peak memory.
+"""Genome-scale inference jobs against their commands, in interleaved pairs under common.py's
+protocol: windows per second, and the genome-wide job's peak memory against its windows.
 
-    .venv/bin/python benchmarks/bench_inference_jobs.py [--sequence_length=2114 \
-        --output_length=1000 --filters=64 --genome_mb=2 --peaks=500 --workers=1,2 \
-        --genome_wide_mb=1,2,4] [--smoke]
+    .venv/bin/python -m benchmarks.bench_inference_jobs [--sequence_length=2114 \\
+        --output_length=1000 --filters=64 --genome_mb=2 --peaks=500 --workers=1,2 \\
+        --genome_wide_mb=1,4] [--smoke --pairs=1]
 
 An untrained model (stem kernel 21, 8 dilated layers, profile kernel 75 for 2114 -> 1000 bp,
 otherwise the library's defaults; --smoke: 260 -> 200 bp, 2 layers; untrained weights cost what
 trained ones do) exported to a temporary folder, and a random genome of --genome_mb Mb in two
-chromosomes with N runs. Rows:
+chromosomes with N runs. Comparisons:
 
-- tracks: `predict --regions_bed` (`tracks.predict_tracks`) against `beam_jobs.predict_tracks`
-  (--runner=DirectRunner in-process, or N worker processes) on the same --peaks BED lines;
-- contrib: `contributions.compute_contributions` against `beam_jobs.contrib` on the same BED
-  (deepshap, --num_shuffles references);
-- genome_wide: `beam_jobs.predict_tracks --genome_wide` (in-process) on random genomes of each
-  --genome_wide_mb size: windows against the peak resident memory of the process (and of its
-  worker processes), which should stay flat as the windows grow.
+- tracks: `beam_jobs.predict_tracks` (--runner=DirectRunner in-process, or N worker processes,
+  for each --workers value) against `predict --regions_bed` (`tracks.predict_tracks`) on the
+  same --peaks BED lines; the job's last tracks against the command's (max |difference|);
+- contrib: `beam_jobs.contrib` against `contributions.compute_contributions` on the same BED
+  (deepshap, --num_shuffles references); the job's last scores against the command's;
+- genome_wide: `beam_jobs.predict_tracks --genome_wide` (in-process) on a random genome of each
+  --genome_wide_mb size: the peak resident memory of the largest against the smallest, which
+  should stay flat as the windows grow.
 
-Every measurement runs in a fresh process (this script with --_child), so each one pays its
-own imports and export loading, and its peak memory (ru_maxrss) is its own. Windows/s is the
-windows over the wall time of the call (export loading, pipeline building and writing
-included). The job's tracks are checked against the command's (max |difference|). Prints a
-row per measurement and one JSON line at the end. Self-contained: no benchmarks/common.py.
---smoke runs a tiny version (minutes: 8 fresh processes; a check that the script works, no
-numbers).
+Every run is a fresh process (this module with --_child), so each pays its own imports and
+export loading, and its peak memory (ru_maxrss) is its own. Windows/s is the windows over the
+wall time of the call (export loading, pipeline building and writing included). Prints a line
+per pair, the table and one JSON line. --smoke runs a tiny version: a check that the script
+works, no numbers.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -40,33 +39,19 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from benchmarks import common, workloads
 
 
 def _export(folder: str, args) -> str:
-    import keras
-
-    from bpnet_tfx.inference import export
     from bpnet_tfx.modeling import model as model_lib
-    from bpnet_tfx.records import schema
 
-    keras.utils.set_random_seed(0)
     shape = {'sequence_length': args.sequence_length, 'output_length': args.output_length}
     if (args.sequence_length, args.output_length) == (2114, 1000):
         shape.update(stem_kernel_size=21, num_dilated_layers=8, profile_kernel_size=75)
     elif args.smoke:
         shape.update(stem_kernel_size=5, num_dilated_layers=2, profile_kernel_size=5)
     config = model_lib.ModelConfig(filters=args.filters, **shape)
-    info = schema.RecordsInfo(
-        sequence_length=args.sequence_length,
-        output_length=args.output_length,
-        max_jitter=0,
-        tasks=('t',),
-    )
-    return export.export_saved_model(
-        model_lib.build_bpnet(config), info, config, os.path.join(folder, 'export')
-    )
+    return workloads.untrained_export(folder, config, tasks=('t',))
 
 
 def _genome(path: str, size: int, seed: int = 0) -> dict[str, int]:
@@ -122,45 +107,53 @@ def _child(spec: dict) -> dict:
     elif kind == 'contrib_job':
         from beam_jobs import contrib
 
-        windows = contrib.run(spec['flags'])['regions']
+        windows = contrib.run([*spec['flags'], f'--output_dir={out}'])['regions']
     else:
         from beam_jobs import predict_tracks
 
-        windows = predict_tracks.run(spec['flags'])['windows']
+        windows = predict_tracks.run([*spec['flags'], f'--output_prefix={out}'])['windows']
     seconds = time.perf_counter() - start
     mb = 1 / 1024  # ru_maxrss is in KiB on Linux
     return {
-        'seconds': round(seconds, 2),
+        'value': windows / seconds,
+        'seconds': seconds,
         'windows': windows,
-        'windows_per_s': round(windows / seconds, 2),
-        'peak_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * mb),
-        'workers_peak_mb': round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * mb),
+        'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * mb,
+        'workers_peak_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * mb,
     }
 
 
 def _measure(spec: dict) -> dict:
-    env = {**os.environ, 'PYTHONPATH': REPO, 'TF_CPP_MIN_LOG_LEVEL': '3'}
+    """Runs `spec` in a fresh Python (this module with --_child); its result line."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (common.REPO, env.get('PYTHONPATH')) if p)
+    command = [sys.executable, '-m', 'benchmarks.bench_inference_jobs', '--_child']
     proc = subprocess.run(
-        [sys.executable, __file__, '--_child', json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
+        [*command, json.dumps(spec)], capture_output=True, text=True, cwd=common.REPO, env=env
     )
     if proc.returncode:
-        raise SystemExit(f'{spec["kind"]} failed:\n{proc.stderr[-3000:]}')
+        sys.exit(f'bench_inference_jobs: {spec["kind"]} failed:\n{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _max_difference(a_prefix: str, b_prefix: str) -> float:
+def _arm(tmp: str, name: str, spec: dict, outputs: dict):
+    """One fresh-process run of `spec` into a new output, its path kept in outputs[name]."""
+
+    def run() -> dict:
+        out = os.path.join(tempfile.mkdtemp(dir=tmp, prefix=f'{name}-'), 'out')
+        outputs[name] = out
+        return _measure({**spec, 'out': out})
+
+    return run
+
+
+def _tracks_difference(a_prefix: str, b_prefix: str) -> float:
+    """Max |difference| of two predicted track sets where both have values."""
     import pyBigWig
 
     worst = 0.0
     for strand in ('pos', 'neg'):
-        a, b = (
-            pyBigWig.open(f'{a_prefix}.t.{strand}.bw'),
-            pyBigWig.open(f'{b_prefix}.t.{strand}.bw'),
-        )
+        a, b = (pyBigWig.open(f'{p}.t.{strand}.bw') for p in (a_prefix, b_prefix))
         for chrom, n in a.chroms().items():
             x, y = a.values(chrom, 0, n, numpy=True), b.values(chrom, 0, n, numpy=True)
             both = ~np.isnan(x) & ~np.isnan(y)
@@ -170,40 +163,86 @@ def _max_difference(a_prefix: str, b_prefix: str) -> float:
     return worst
 
 
-def _rows(args, tmp: str) -> list[dict]:
+def _contrib_difference(a_dir: str, b_dir: str) -> float:
+    """Max |difference| of two contribution folders' hypothetical scores, every target."""
+    from bpnet_tfx.attribution import contributions
+
+    a, b = contributions.load_outputs(a_dir), contributions.load_outputs(b_dir)
+    if a['windows'] != b['windows'] or set(a['hyp']) != set(b['hyp']):
+        return float('inf')
+    return max(float(np.abs(a['hyp'][t] - b['hyp'][t]).max()) for t in a['hyp'])
+
+
+def _job_vs_command(tmp, what: str, specs: dict, workers, protocol) -> tuple[dict, dict]:
+    """Compares the job at each worker count against the command; (comparison, max |diff|)."""
+    outputs = {}
+    arms = {name: _arm(tmp, name, spec, outputs) for name, spec in specs.items()}
+    ratios = [
+        common.Ratio(f'{what} job, {w} worker(s) / command, windows/s', f'job_{w}w', 'command')
+        for w in workers
+    ]
+    print(f'{what}: the job at {workers} worker(s) against the command', flush=True)
+    result = common.compare(arms, ratios, protocol)
+    differ = _tracks_difference if what == 'tracks' else _contrib_difference
+    diffs = {f'{w}w': differ(outputs[f'job_{w}w'], outputs['command']) for w in workers}
+    print(f"  the job's {what} against the command's: max |diff| {diffs}", flush=True)
+    return result, diffs
+
+
+def _genome_arm(mb: float) -> str:
+    """An arm's name for a genome of `mb` Mb (no dot: common.Ratio reads 'arm.metric')."""
+    return f'genome_{round(mb * 1000)}kb'
+
+
+def _genome_wide(tmp: str, args, export: str, protocol) -> dict:
+    """The genome-wide job in-process on each genome size: peak RSS largest / smallest."""
+    arms, outputs = {}, {}
+    for mb in args.genome_wide_mb:
+        genome = os.path.join(tmp, f'genome_{mb}.fa')
+        _genome(genome, int(mb * 1e6), seed=2)
+        flags = [f'--saved_model={export}', f'--fasta={genome}', '--genome_wide']
+        spec = {'kind': 'genome_wide_job', 'flags': [*flags, '--runner=DirectRunner']}
+        arms[_genome_arm(mb)] = _arm(tmp, _genome_arm(mb), spec, outputs)
+    small, large = (_genome_arm(f(args.genome_wide_mb)) for f in (min, max))
+    ratios = [
+        common.Ratio(
+            f'genome-wide peak RSS {large} / {small}',
+            f'{large}.peak_mb',
+            f'{small}.peak_mb',
+            'flat',
+        ),
+        common.Ratio(
+            f'genome-wide windows {large} / {small}', f'{large}.windows', f'{small}.windows'
+        ),
+    ]
+    print(f'genome_wide: peak memory at {args.genome_wide_mb} Mb', flush=True)
+    return common.compare(arms, ratios, protocol)
+
+
+def _comparisons(args, tmp: str) -> tuple[dict, dict]:
     export = _export(tmp, args)
     fasta = os.path.join(tmp, 'genome.fa')
     sizes = _genome(fasta, int(args.genome_mb * 1e6))
     bed = os.path.join(tmp, 'peaks.bed')
     _bed(bed, sizes, args.peaks, args.sequence_length)
     base = {'export': export, 'fasta': fasta, 'bed': bed, 'num_shuffles': args.num_shuffles}
-    common = [f'--saved_model={export}', f'--fasta={fasta}', f'--regions_bed={bed}']
-    rows = []
-    command = os.path.join(tmp, 'tracks_command', 'pred')
-    row = _measure({**base, 'kind': 'tracks_command', 'out': command})
-    rows.append({'job': 'tracks', 'how': 'command', **row})
+    shared = [f'--saved_model={export}', f'--fasta={fasta}', f'--regions_bed={bed}']
+    protocol = common.protocol_from_args(args)
+    tracks = {'command': {**base, 'kind': 'tracks_command'}}
+    contrib = {'command': {**base, 'kind': 'contrib_command'}}
     for w in args.workers:
-        prefix = os.path.join(tmp, f'tracks_job{w}', 'pred')
-        flags = [*common, f'--output_prefix={prefix}', *_job_flags(w)]
-        row = _measure({**base, 'kind': 'tracks_job', 'out': prefix, 'flags': flags})
-        row['max_difference'] = _max_difference(prefix, command)
-        rows.append({'job': 'tracks', 'how': f'job, {w} worker(s)', **row})
-    row = _measure({**base, 'kind': 'contrib_command', 'out': os.path.join(tmp, 'contrib_cli')})
-    rows.append({'job': 'contrib', 'how': 'command', **row})
-    for w in args.workers:
-        out = os.path.join(tmp, f'contrib_job{w}')
-        flags = [*common, f'--output_dir={out}', f'--num_shuffles={args.num_shuffles}']
-        row = _measure({**base, 'kind': 'contrib_job', 'out': out, 'flags': flags + _job_flags(w)})
-        rows.append({'job': 'contrib', 'how': f'job, {w} worker(s)', **row})
-    for mb in args.genome_wide_mb:
-        genome = os.path.join(tmp, f'genome_{mb}.fa')
-        _genome(genome, int(mb * 1e6), seed=2)
-        prefix = os.path.join(tmp, f'genome_wide_{mb}', 'pred')
-        flags = [f'--saved_model={export}', f'--fasta={genome}', '--genome_wide']
-        flags += [f'--output_prefix={prefix}', '--runner=DirectRunner']
-        row = _measure({**base, 'kind': 'genome_wide_job', 'out': prefix, 'flags': flags})
-        rows.append({'job': 'genome_wide', 'how': f'{mb} Mb, job in-process', **row})
-    return rows
+        flags = [*shared, *_job_flags(w)]
+        tracks[f'job_{w}w'] = {**base, 'kind': 'tracks_job', 'flags': flags}
+        contrib[f'job_{w}w'] = {
+            **base,
+            'kind': 'contrib_job',
+            'flags': [*flags, f'--num_shuffles={args.num_shuffles}'],
+        }
+    comparisons, diffs = {}, {}
+    for what, specs in (('tracks', tracks), ('contrib', contrib)):
+        comparisons[what], diffs[what] = _job_vs_command(tmp, what, specs, args.workers, protocol)
+    comparisons['genome_wide'] = _genome_wide(tmp, args, export, protocol)
+    return comparisons, diffs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -216,9 +255,10 @@ def _parser() -> argparse.ArgumentParser:
     add('--peaks', type=int, default=500, help='BED lines (1-bp summits).')
     add('--num_shuffles', type=int, default=10, help='Contrib references per window.')
     add('--workers', default='1,2', help='Worker processes of the jobs, comma-separated.')
-    add('--genome_wide_mb', default='1,2,4', help='Genome sizes of the memory rows, Mb.')
+    add('--genome_wide_mb', default='1,4', help='Genome sizes of the memory comparison, Mb.')
     add('--smoke', action='store_true', help='A tiny run that checks the script, no numbers.')
     add('--_child', help=argparse.SUPPRESS)
+    common.add_protocol_flags(parser)
     return parser
 
 
@@ -233,17 +273,16 @@ def main() -> None:
         args.genome_wide_mb = '0.01,0.02'
     args.workers = [int(w) for w in args.workers.split(',')]
     args.genome_wide_mb = [float(m) for m in args.genome_wide_mb.split(',')]
+    if len(set(args.genome_wide_mb)) < 2:
+        sys.exit('bench_inference_jobs: error: --genome_wide_mb needs two sizes or more')
     with tempfile.TemporaryDirectory(prefix='bench_inference_jobs-') as tmp:
-        rows = _rows(args, tmp)
-    for row in rows:
-        extra = f", max |diff| {row['max_difference']:.1e}" if 'max_difference' in row else ''
-        print(
-            f"{row['job']:12s} {row['how']:22s} {row['windows']:7d} windows "
-            f"{row['seconds']:8.1f} s {row['windows_per_s']:9.2f} windows/s  peak "
-            f"{row['peak_mb']} MB (workers {row['workers_peak_mb']} MB){extra}"
-        )
-    machine = f'{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}'
-    print(json.dumps({'machine': machine, 'args': vars(args), 'rows': rows}))
+        comparisons, diffs = _comparisons(args, tmp)
+    common.report(
+        'bench_inference_jobs',
+        comparisons,
+        settings={k: v for k, v in vars(args).items() if k != '_child'},
+        max_abs_diff_job_vs_command=diffs,
+    )
 
 
 if __name__ == '__main__':

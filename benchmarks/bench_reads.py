@@ -1,18 +1,20 @@
-"""Reads to bigWigs: `beam_jobs.reads_to_bigwig` against bam2bw on the same BAM.
+"""Reads to bigWigs: `beam_jobs.reads_to_bigwig` against bam2bw on the same BAM, reads/s and
+reads/s per core in interleaved pairs under common.py's protocol.
 
-    python benchmarks/bench_reads.py --reads=10000000 \\
-        --bam2bw=/work/peer-venv-bam2bw/bin/bam2bw          # the docs/benchmarks.md row
-    python benchmarks/bench_reads.py --reads=200000         # a quick check, ours only
+    .venv/bin/python -m benchmarks.bench_reads --reads=10000000 \\
+        --bam2bw=/path/to/bam2bw-venv/bin/bam2bw        # the docs/benchmarks.md row
+    .venv/bin/python -m benchmarks.bench_reads --reads=20000 --pairs=1 --bam2bw=...  # a check
 
 Makes (once, under --work_dir) a sorted, indexed BAM of about --reads single-end reads with the
 simulator's read writer (bpnet_tfx/simulate/reads.py: varied CIGARs, both strands, MAPQ 60, no
-flags, so every filter keeps every read), then times each tool --repeats times on it: wall
-seconds and the CPU seconds of the command (user + system of the process and its children),
-from which reads/s and reads/s per core (reads / CPU seconds). Ours runs on the local runner
-in one process (--direct_num_workers=1), both write the same number of zoom levels. Then the
-two tools' bigWigs are compared base by base on every contig: the counts must be identical.
-bam2bw lives in its own virtual environment (pip install bam2bw==0.5.1 there); it is never a
-dependency of this project. Run it on a quiet machine; record the numbers in docs/benchmarks.md.
+flags, so every filter keeps every read). A pair runs each tool once on it, as a command: wall
+seconds and the command's CPU seconds (user + system of the process and its children), from
+which reads/s and reads/s per core (reads / CPU seconds). Ours runs on the local runner in one
+process (--direct_num_workers=1); both write the same number of zoom levels. The two tools'
+last bigWigs are then compared base by base on every contig: the counts must be identical, or
+the benchmark stops (wrong counts are no speed to compare against). bam2bw lives in its own
+virtual environment (pip install bam2bw==0.5.1 there); it is never a dependency of this
+project. Prints a line per pair, the table and one JSON line.
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from benchmarks import common
 
 CONTIG_SIZE = 5_000_000
 
@@ -61,93 +62,109 @@ def _make_bam(work_dir: str, n_reads: int, seed: int) -> tuple[str, str]:
 
 
 def _timed(args: list[str]) -> tuple[float, float]:
-    """(wall s, CPU s) of a command; stops on failure."""
+    """(wall s, CPU s) of a command run in the checkout; stops on failure."""
     print('$ ' + ' '.join(args), flush=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    subprocess.run(args, check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (common.REPO, env.get('PYTHONPATH')) if p)
+    subprocess.run(args, check=True, cwd=common.REPO, env=env, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
 
 
-def _same_counts(ours: tuple[str, str], theirs: tuple[str, str]) -> bool:
+def _arm(command: list[str], n: int):
+    """One run of `command` on the n reads: reads/s ('value'), reads/s per core, seconds."""
+
+    def run() -> dict:
+        wall, cpu = _timed(command)
+        return {'value': n / wall, 'per_core': n / cpu, 'seconds': wall, 'cpu_seconds': cpu}
+
+    return run
+
+
+def _differences(ours: tuple[str, str], theirs: tuple[str, str]) -> list[str]:
+    """Where the two tools' bigWigs (positive, negative strand) differ: contigs or counts."""
     import pyBigWig
 
+    found = []
     for a, b in zip(ours, theirs):
         x, y = pyBigWig.open(a), pyBigWig.open(b)
         try:
+            if x.chroms() != y.chroms():
+                found.append(f'{a} and {b} name other contigs or sizes')
+                continue
             for chrom, size in x.chroms().items():
                 u = np.nan_to_num(x.values(chrom, 0, size, numpy=True))
                 v = np.nan_to_num(y.values(chrom, 0, size, numpy=True))
                 if not np.array_equal(u, v):
-                    print(f'counts differ on {chrom} ({a} vs {b})')
-                    return False
+                    found.append(f'counts differ on {chrom} at {int((u != v).sum())} bases ({a})')
         finally:
             x.close()
             y.close()
-    return True
+    return found
 
 
-def _report(name: str, n: int, runs: list[tuple[float, float]]) -> None:
-    wall = min(w for w, _ in runs)
-    cpu = min(c for _, c in runs)
-    print(
-        f'{name}: {n:,} reads, best of {len(runs)}: {wall:.1f} s wall, {cpu:.1f} s CPU; '
-        f'{n / wall:,.0f} reads/s, {n / cpu:,.0f} reads/s per core',
-        flush=True,
-    )
-
-
-def main() -> None:
+def _flags() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--reads', type=int, default=10_000_000, help='Reads in the test BAM.')
     p.add_argument('--work_dir', default='/tmp/bench_reads', help='Where the BAM and outputs go.')
-    p.add_argument('--repeats', type=int, default=3, help='Timed runs of each tool.')
-    p.add_argument('--bam2bw', default='', help='The bam2bw command (its own venv); empty: skip.')
+    p.add_argument(
+        '--bam2bw', required=True, help='The bam2bw command (in its own venv), the baseline.'
+    )
     p.add_argument('--zooms', type=int, default=10, help='bigWig zoom levels bam2bw writes.')
     p.add_argument('--seed', type=int, default=0, help='Seed of the simulated counts and reads.')
-    args = p.parse_args()
+    common.add_protocol_flags(p)
+    return p
+
+
+def main() -> None:
+    args = _flags().parse_args()
+    if not os.path.exists(args.bam2bw):
+        sys.exit(
+            f'bench_reads: error: --bam2bw={args.bam2bw} not found (pip install '
+            'bam2bw==0.5.1 in a venv of its own and pass its bin/bam2bw)'
+        )
     os.makedirs(args.work_dir, exist_ok=True)
     bam, sizes = _make_bam(args.work_dir, args.reads, args.seed)
     import pysam
 
     with pysam.AlignmentFile(bam) as f:
         n = f.mapped
-    ours_prefix = os.path.join(args.work_dir, 'ours')
-    ours = [
-        _timed(
-            [
-                sys.executable,
-                '-m',
-                'beam_jobs.reads_to_bigwig',
-                f'--reads={bam}',
-                '--assay=chip-seq',
-                f'--chrom_sizes={sizes}',
-                f'--output_prefix={ours_prefix}',
-                '--overwrite',
-                '--direct_num_workers=1',
-                '--direct_running_mode=in_memory',
-            ]
-        )
-        for _ in range(args.repeats)
-    ]
-    _report('reads_to_bigwig', n, ours)
-    if not args.bam2bw:
-        return
-    theirs_prefix = os.path.join(args.work_dir, 'bam2bw')
-    theirs = [
-        _timed([args.bam2bw, bam, '-s', sizes, '-n', theirs_prefix, '-z', str(args.zooms)])
-        for _ in range(args.repeats)
-    ]
-    _report('bam2bw', n, theirs)
-    same = _same_counts(
-        (ours_prefix + '.pos.bw', ours_prefix + '.neg.bw'),
-        (theirs_prefix + '.+.bw', theirs_prefix + '.-.bw'),
+    ours, theirs = (os.path.join(args.work_dir, name) for name in ('ours', 'bam2bw'))
+    job = [sys.executable, '-m', 'beam_jobs.reads_to_bigwig', f'--reads={bam}']
+    job += ['--assay=chip-seq', f'--chrom_sizes={sizes}', f'--output_prefix={ours}']
+    job += ['--overwrite', '--direct_num_workers=1', '--direct_running_mode=in_memory']
+    peer = [args.bam2bw, bam, '-s', sizes, '-n', theirs, '-z', str(args.zooms)]
+    print(f'{n:,} reads; ours in one process, bam2bw with {args.zooms} zoom levels', flush=True)
+    result = common.compare(
+        {'reads_to_bigwig': _arm(job, n), 'bam2bw': _arm(peer, n)},
+        [
+            common.Ratio('reads_to_bigwig / bam2bw, reads/s', 'reads_to_bigwig', 'bam2bw'),
+            common.Ratio(
+                'reads_to_bigwig / bam2bw, reads/s per core',
+                'reads_to_bigwig.per_core',
+                'bam2bw.per_core',
+            ),
+        ],
+        common.protocol_from_args(args),
     )
-    print(f'identical counts: {same}')
+    differences = _differences(
+        (ours + '.pos.bw', ours + '.neg.bw'), (theirs + '.+.bw', theirs + '.-.bw')
+    )
+    print(f'identical counts base by base: {not differences}', flush=True)
+    common.report(
+        'bench_reads',
+        {'reads': result},
+        reads=n,
+        zooms=args.zooms,
+        identical_counts=not differences,
+        differences=differences,
+    )
+    if differences:
+        sys.exit('bench_reads: error: ' + '; '.join(differences))
 
 
 if __name__ == '__main__':
