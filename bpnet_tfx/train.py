@@ -347,9 +347,8 @@ def _start_line(
 ) -> str:
     batch = f'{batch_size} ({batch_reason})' if batch_reason else f'{batch_size}'
     line = (
-        f'train: {records} training records, {steps_per_epoch} '
-        f'step{"s" if steps_per_epoch != 1 else ""}/epoch of batch {batch} over {replicas} '
-        'replica(s); '
+        f'train: {records} training records, {steps_per_epoch} steps/epoch of {batch} over '
+        f'{replicas} replica(s); '
     )
     line += f'validating on {valid_records}' if valid_records is not None else 'no validation'
     if math.isfinite(input_examples_per_second):
@@ -405,9 +404,9 @@ def _summary_line(summary) -> str:
         )
     steps = ''
     if 'steps' in summary:
-        steps = f" ({summary['steps']} steps of batch {summary['batch_size']})"
+        steps = f"{summary['steps']} steps of {summary['batch_size']}, "
     return (
-        f"train: {summary['epochs']} epochs{steps}, {result}, "
+        f"train: {summary['epochs']} epochs, {result}, {steps}"
         f"{_rate(summary['examples_per_second'])} examples/s training, "
         f"{_rate(summary['input_examples_per_second'])} examples/s input pipeline alone, on "
         f"{summary['replicas']} replica(s), {summary['wall_seconds']:.0f} s -> "

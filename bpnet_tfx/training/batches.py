@@ -1,9 +1,10 @@
 """How a run batches its training records: the effective batch, the steps in an epoch, and
 the warning for a training set too small to learn from.
 
-An epoch is one pass over the training records: ceil(records / batch) steps of the effective
-batch, which is the requested one unless that exceeds the records (then the records, rounded
-down to a multiple of the replicas), so a small set is never repeated within one step.
+An epoch is one pass over the training records: ceil(records / batch) steps. The batch is the
+requested one unless the records hold fewer than `MIN_STEPS` of it; then it is lowered (to a
+multiple of the replicas) so that an epoch has at least `MIN_STEPS` steps, a small set is never
+repeated within a step, and the run warns that the set is small.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
-# Fewer training records than this many requested batches: too few optimizer steps per epoch
-# to learn from, so the run warns.
-MIN_BATCHES = 4
-# The batch the warning suggests gives an epoch about this many steps.
-SUGGESTED_STEPS = 8
+# Fewer training records than this many requested batches: the batch is lowered so that an
+# epoch has this many steps, and the run warns that the set is small to learn from.
+MIN_STEPS = 4
+# Optimizer steps the warning suggests a small set trains for.
+SUGGESTED_STEPS = 300
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,28 +50,22 @@ def plan_batches(
       steps_per_epoch: an explicit --steps_per_epoch, or None for one pass over the records.
 
     Returns:
-      The plan; `batch_size` never exceeds `records` unless `records` < `replicas` (each
-      replica needs one example).
+      The plan; its batch never exceeds `records // MIN_STEPS` when it was lowered, nor
+      `records` unless `records` < `replicas` (each replica needs one example).
     """
-    effective, reason = batch_size, None
-    if batch_size > records:
-        effective = max(replicas, records // replicas * replicas)
-        reason = f'--batch_size={batch_size} is more than the {records} training records'
-        if effective != records:
-            reason += f', rounded to a multiple of the {replicas} replicas'
+    if records >= MIN_STEPS * batch_size:
+        steps = steps_per_epoch or math.ceil(records / batch_size)
+        return BatchPlan(batch_size, batch_size, steps)
+    effective = max(replicas, records // MIN_STEPS // replicas * replicas)
     steps = steps_per_epoch or math.ceil(records / effective)
-    return BatchPlan(batch_size, effective, steps, reason, _warning(records, batch_size, steps))
-
-
-def _warning(records: int, batch_size: int, steps: int) -> str | None:
-    """The small-data warning, when `records` hold fewer than MIN_BATCHES requested batches."""
-    if records >= MIN_BATCHES * batch_size:
-        return None
-    suggested = max(1, records // SUGGESTED_STEPS)
-    return (
-        f'{records} training records are fewer than {MIN_BATCHES} batches of {batch_size}, so '
-        f'an epoch is {steps} optimizer step{"s" if steps != 1 else ""} and the model may learn '
-        f'little: add training peaks if you can, or pass --batch_size={suggested} (about '
-        f'{SUGGESTED_STEPS} steps an epoch) and enough --epochs for a few hundred steps, with '
-        '--patience to stop when the validation loss no longer improves'
+    reason = (
+        f'--batch_size={batch_size} lowered: the {records} training records would make '
+        f'{math.ceil(records / batch_size)} step(s) an epoch, fewer than {MIN_STEPS}'
     )
+    warning = (
+        f'{records} training records are few to learn from: add peaks if you can (e.g. a '
+        'looser peak-calling threshold), and train for a few hundred steps (here '
+        f'--epochs={math.ceil(SUGGESTED_STEPS / steps)}) with --patience=10 to stop when the '
+        'validation loss no longer improves'
+    )
+    return BatchPlan(batch_size, effective, steps, reason, warning)
