@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 
 from absl import flags, logging
 
@@ -39,7 +40,12 @@ _EXPORT_DIR = flags.DEFINE_string(
     'export_dir', None, 'Where to write the SavedModel; default <model_dir>/export.'
 )
 _EPOCHS = flags.DEFINE_integer('epochs', 25, 'Passes over the training records.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 512, 'Global batch size, over all replicas.')
+_BATCH_SIZE = flags.DEFINE_integer(
+    'batch_size',
+    512,
+    'Global batch size in examples, over all replicas; one larger than the training records '
+    'trains with the records instead (the first line says so).',
+)
 _LEARNING_RATE = flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
 _COUNTS_LOSS_WEIGHT = flags.DEFINE_string(
     'counts_loss_weight',
@@ -349,15 +355,24 @@ def _epoch_line(epoch, epochs, row, seconds) -> str:
             f' | val loss {row["val_loss"]:.2f} (profile {row["val_profile_nll"]:.2f}, '
             f'counts {row["val_log_counts_mse"]:.3f})'
         )
-    return line + f' | {row["examples_per_second"]:.0f} ex/s, {seconds:.0f} s'
+    rate = row['examples_per_second']
+    rate = f'{rate:.0f} ex/s' if math.isfinite(rate) else 'first step (tracing)'
+    return line + f' | {rate}, {seconds:.{1 if seconds < 10 else 0}f} s'
 
 
 def _start_line(
-    records, valid_records, steps_per_epoch, batch_size, replicas, input_examples_per_second
+    records,
+    valid_records,
+    steps_per_epoch,
+    batch_size,
+    replicas,
+    input_examples_per_second,
+    batch_reason=None,
 ) -> str:
+    batch = f'{batch_size} ({batch_reason})' if batch_reason else f'{batch_size}'
     line = (
-        f'train: {records} training records, {steps_per_epoch} steps/epoch of '
-        f'{batch_size} over {replicas} replica(s); '
+        f'train: {records} training records, {steps_per_epoch} steps/epoch of {batch} over '
+        f'{replicas} replica(s); '
     )
     line += f'validating on {valid_records}' if valid_records is not None else 'no validation'
     if math.isfinite(input_examples_per_second):
@@ -387,8 +402,16 @@ _PROGRESS = {
 
 
 def _print_progress(event: str, **values) -> None:
-    """The trainer's progress callback: one line per event on stdout."""
+    """The trainer's progress callback: one line per event on stdout (warnings: stderr)."""
+    if event == 'warning':
+        print(f'train: warning: {values["message"]}', file=sys.stderr, flush=True)
+        return
     print(_PROGRESS[event](**values), flush=True)
+
+
+def _rate(value: float) -> str:
+    """A throughput for the summary line: 'n/a' when nothing was timed."""
+    return f'{value:.0f}' if math.isfinite(value) and value > 0 else 'n/a'
 
 
 def _summary_line(summary) -> str:
@@ -405,10 +428,13 @@ def _summary_line(summary) -> str:
             f"{best.get('val_loss', float('nan')):.2f}; profile NLL "
             f"{best.get('val_profile_nll', float('nan')):.2f})"
         )
+    steps = ''
+    if 'steps' in summary:
+        steps = f"{summary['steps']} steps of {summary['batch_size']}, "
     return (
-        f"train: {summary['epochs']} epochs, {result}, "
-        f"{summary['examples_per_second']:.0f} examples/s training, "
-        f"{summary['input_examples_per_second']:.0f} examples/s input pipeline alone, on "
+        f"train: {summary['epochs']} epochs, {result}, {steps}"
+        f"{_rate(summary['examples_per_second'])} examples/s training, "
+        f"{_rate(summary['input_examples_per_second'])} examples/s input pipeline alone, on "
         f"{summary['replicas']} replica(s), {summary['wall_seconds']:.0f} s -> "
         f"{summary['export_dir']}"
     )

@@ -63,7 +63,9 @@ def test_reb1_records_train_evaluate_predict(tmp_path):
     assert 'train: 3 epochs' in out.stdout
     summary = json.loads((model / 'train_summary.json').read_text())
     assert summary['epochs'] == 3 and summary['strategy'] == 'MirroredStrategy'
-    assert summary['examples_seen'] == 3 * -(-n_train // 8) * 8
+    # Fewer than 4 batches of 8: the batch is lowered so that an epoch has 4 steps or more.
+    assert summary['batch_size'] == n_train // 4 and summary['steps_per_epoch'] >= 4
+    assert summary['examples_seen'] == 3 * summary['steps_per_epoch'] * summary['batch_size']
     history = summary['final']
     assert {'loss', 'val_loss', 'profile_nll', 'val_profile_nll'} <= set(history)
     assert (model / 'export' / 'saved_model.pb').exists()

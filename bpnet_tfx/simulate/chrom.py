@@ -246,7 +246,8 @@ def _choose_motifs(
         else:
             n = int(rng.random() < config.cobinding_probability)
         for k in range(n):
-            motif = task.motifs[0] if k == 0 else task.motifs[rng.integers(len(task.motifs))]
+            first = k == 0 and not config.any_first_motif
+            motif = task.motifs[0] if first else task.motifs[rng.integers(len(task.motifs))]
             chosen.append((t, motif))
     return chosen
 
@@ -269,6 +270,18 @@ def _plant(
     codes[start : start + m] = site if forward else 3 - site[::-1]
 
 
+def _plant_repressor(
+    rng: np.random.Generator, codes: np.ndarray, config: SimulationConfig, start: int, peak: int
+) -> tuple[int, int, str, str, str, int, int, float]:
+    """Writes a peak's repressor instance (random orientation, exact) into `codes`; returns its
+    site row, task '.' (it acts on every task) and the repressor factor as its boost."""
+    motif = config.repressor
+    forward = bool(rng.random() < 0.5)
+    _plant(rng, codes, motif, start, forward, False)
+    end = start + len(motif.consensus)
+    return (start, end, '+' if forward else '-', motif.name, '.', 0, peak, config.repressor_factor)
+
+
 def _plant_peak(
     rng: np.random.Generator,
     codes: np.ndarray,
@@ -285,7 +298,12 @@ def _plant_peak(
     sigma = config.peak_factor_sigma
     chosen = _choose_motifs(rng, config)
     lengths = [len(m.consensus) for _, m in chosen]
-    starts = _place_instances(rng, anchor, lengths, config.instance_radius)
+    # Drawn only with a repressor, so configs without one keep their random stream.
+    repressed = config.repressor is not None and rng.random() < config.repressor_probability
+    extra = [len(config.repressor.consensus)] if repressed else []
+    starts = _place_instances(rng, anchor, lengths + extra, config.instance_radius)
+    if repressed:
+        sites.append(_plant_repressor(rng, codes, config, starts.pop(), peak))
     forward = rng.random(len(chosen)) < 0.5
     weak = rng.random(len(chosen)) < config.weak_site_probability
     factors = rng.lognormal(-0.5 * sigma**2, sigma, size=n_tasks)
@@ -297,6 +315,7 @@ def _plant_peak(
     ):
         _plant(rng, codes, motif, start, bool(fwd), bool(is_weak))
         level = motif.strength * boost * (config.weak_site_factor if is_weak else 1.0)
+        level *= config.repressor_factor if repressed else 1.0
         sequence_amplitude[t] += level
         task = config.tasks[t].name
         inst[task].append(
@@ -359,6 +378,7 @@ def _task_tracks(
     config: SimulationConfig,
     bias: np.ndarray | None,
     sequence: bool,
+    background: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One task's expected (plus, minus) reads, float64, before N masking.
 
@@ -369,8 +389,11 @@ def _task_tracks(
       config: the simulation.
       bias: the control's bias field, or None (no control, or its mean, 1).
       sequence: use the sequence amplitudes (lognormal factors at 1) instead of the drawn ones.
+      background: the background per base (`gc_background`), or None for `background_rate`.
     """
     pos = np.full(size, config.background_rate, dtype=np.float64)
+    if background is not None:
+        pos = background.copy()
     neg = pos.copy()
     # With a control, background and broad signal follow the bias field and the footprints
     # do not.
@@ -400,6 +423,29 @@ def _task_tracks(
 _Tracks = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+def gc_background(codes: np.ndarray, config: SimulationConfig) -> np.ndarray | None:
+    """The GC-dependent background per base (float64), or None without one.
+
+    `background_rate * exp(gc_background_slope * (gc - gc_mean))`, gc the GC fraction of the
+    non-N bases among the `gc_background_window` bp centred on each base (gc_mean where all
+    are N).
+    """
+    if not config.gc_background_slope:
+        return None
+    half = config.gc_background_window // 2
+    lo = np.clip(np.arange(codes.size) - half, 0, codes.size)
+    hi = np.clip(np.arange(codes.size) + half + 1, 0, codes.size)
+
+    def window_sums(mask: np.ndarray) -> np.ndarray:
+        total = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+        return (total[hi] - total[lo]).astype(np.float64)
+
+    n = window_sums(codes != N_CODE)
+    gc = window_sums((codes == 1) | (codes == 2))
+    fraction = np.where(n > 0, gc / np.maximum(n, 1.0), config.gc_mean)
+    return config.background_rate * np.exp(config.gc_background_slope * (fraction - config.gc_mean))
+
+
 def _expected_tracks(
     rng: np.random.Generator, codes: np.ndarray, peaks: _Peaks, config: SimulationConfig
 ) -> tuple[_Tracks, _Tracks, np.ndarray | None]:
@@ -417,11 +463,13 @@ def _expected_tracks(
         control[n_mask] = 0.0
         control = control.astype(np.float32)
     expected, sequence_expected = {}, {}
+    background = gc_background(codes, config)
     for task in config.tasks:
         rows = np.array(peaks.inst[task.name], dtype=np.float64).reshape(-1, 6)
         broad = np.array(peaks.broad[task.name], dtype=np.float64).reshape(-1, 3)
         for out, sequence in ((expected, False), (sequence_expected, True)):
-            pos, neg = _task_tracks(size, rows, broad, config, None if sequence else bias, sequence)
+            known = bias if not sequence or config.bound_with_control else None
+            pos, neg = _task_tracks(size, rows, broad, config, known, sequence, background)
             # No read maps inside an assembly gap.
             pos[n_mask] = 0.0
             neg[n_mask] = 0.0

@@ -16,6 +16,16 @@ import re
 # Part of the fingerprint: bump it whenever the same config would give different files.
 FORMAT_VERSION = 2
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9_.-]+$')
+# SimulationConfig fields added for the designs: left out of fingerprints at their defaults.
+_DESIGN_FIELDS = (
+    'any_first_motif',
+    'repressor',
+    'repressor_probability',
+    'repressor_factor',
+    'gc_background_slope',
+    'gc_background_window',
+    'bound_with_control',
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +139,19 @@ class SimulationConfig:
         instances, so the rule is exact within each peak.
       cooperative_boost: strength factor of an instance with a partner in range (> 1
         cooperative, < 1 competitive).
+      any_first_motif: draw every instance's motif uniformly from its task's motifs, the
+        first too (default: the first is always the task's first motif).
+      repressor: a motif that leaves no footprint but multiplies every instance of its peak,
+        all tasks, footprint and broad component alike, by `repressor_factor`; None for none.
+      repressor_probability: chance that a peak gets one repressor instance (placed within
+        `instance_radius` of its anchor like the others).
+      repressor_factor: the repressor's strength factor (< 1 represses).
+      gc_background_slope: the background per base is `background_rate` times
+        exp(slope * (local GC - gc_mean)), local GC over the `gc_background_window` bp centred
+        on the base (N bases left out); 0 for a uniform background.
+      gc_background_window: bp of sequence the local GC is measured over.
+      bound_with_control: the sequence tracks keep the control's bias field (what a model that
+        sees the control can know) instead of setting it to 1.
     """
 
     seed: int = 0
@@ -168,6 +191,13 @@ class SimulationConfig:
     cooperative_motifs: tuple[str, ...] = ('oct4_sox2', 'klf4')
     cooperative_distance: tuple[int, int] = (20, 40)
     cooperative_boost: float = 2.0
+    any_first_motif: bool = False
+    repressor: MotifSpec | None = None
+    repressor_probability: float = 0.0
+    repressor_factor: float = 1.0
+    gc_background_slope: float = 0.0
+    gc_background_window: int = 500
+    bound_with_control: bool = False
 
     def __post_init__(self):
         object.__setattr__(
@@ -194,6 +224,30 @@ class SimulationConfig:
         if not 0.0 <= self.broad_fraction < 1.0:
             raise ValueError(f'broad_fraction {self.broad_fraction} must be in [0, 1).')
         self._check_cooperativity()
+        self._check_designs()
+
+    def _check_designs(self) -> None:
+        """The fields the simulator designs added (`simulate.designs`)."""
+        if self.repressor is not None:
+            if self.repressor.name in {m.name for t in self.tasks for m in t.motifs}:
+                raise ValueError(f'repressor {self.repressor.name!r} is also a task motif.')
+            if not 0.0 <= self.repressor_probability <= 1.0:
+                raise ValueError('repressor_probability must be in [0, 1].')
+            if not self.repressor_factor > 0:
+                raise ValueError('repressor_factor must be positive.')
+        if self.gc_background_window < 1:
+            raise ValueError('gc_background_window must be >= 1.')
+        if self.bound_with_control and not self.control_rate > 0:
+            raise ValueError('bound_with_control needs a control (control_rate > 0).')
+
+    def to_dict(self) -> dict:
+        """The config as plain data; the fields the designs added are left out while they hold
+        their defaults, so that configs made before them keep their fingerprints."""
+        data = dataclasses.asdict(self)
+        for field in dataclasses.fields(self):
+            if field.name in _DESIGN_FIELDS and data[field.name] == field.default:
+                del data[field.name]
+        return data
 
     def _check_cooperativity(self) -> None:
         if not self.cooperative_motifs:
@@ -218,7 +272,7 @@ class SimulationConfig:
     def fingerprint(self) -> str:
         """Short stable hash of the config (and the simulator's format version), for cache paths."""
         canonical = json.dumps(
-            {'format_version': FORMAT_VERSION, 'config': dataclasses.asdict(self)},
+            {'format_version': FORMAT_VERSION, 'config': self.to_dict()},
             sort_keys=True,
             separators=(',', ':'),
         )

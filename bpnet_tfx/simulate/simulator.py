@@ -299,7 +299,7 @@ def _write_tables(
     manifest = {
         'format_version': simulation_config.FORMAT_VERSION,
         'fingerprint': config.fingerprint(),
-        'config': dataclasses.asdict(config),
+        'config': config.to_dict(),
         'peaks_per_chrom': peak_counts,
         'cooperativity': {
             'motifs': list(config.cooperative_motifs),

@@ -64,12 +64,15 @@ class EpochRunner:
         """Trains epoch `epoch` (0-based; a resumed one from its next step) and validates.
 
         Returns:
-          (history row of example-weighted means, training seconds).
+          (history row of example-weighted means, the epoch's training seconds including a
+          first step's tracing). The row's examples_per_second is over the steps after the
+          run's first, NaN when the epoch had none.
         """
         ckpt = self._ckpt
         done_in_epoch = ckpt.steps_done - epoch * self.steps_per_epoch
         sums = collections.defaultdict(float)
         timed, t0 = 0.0, time.perf_counter()
+        started = t0
         try:
             for _ in range(max(done_in_epoch, 0), self.steps_per_epoch):
                 out = self._train_step(self._iterator, ckpt.step.value())
@@ -91,11 +94,13 @@ class EpochRunner:
         self.train_examples += int(sums['examples'])
         self.timed_examples += timed
         row = means(sums)
-        row['examples_per_second'] = timed / max(seconds, 1e-9)
+        # An epoch of one step, the run's first, has no timed step: no rate rather than 0.
+        row['examples_per_second'] = timed / max(seconds, 1e-9) if timed else float('nan')
         row['input_examples_per_second'] = self.input_rate
+        wall = time.perf_counter() - started
         if self._evaluate is not None:
             row.update(self._evaluate())
-        return row, seconds
+        return row, wall
 
 
 def train_epochs(

@@ -16,6 +16,7 @@ Progress goes to a callback (`Progress`), never to stdout.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -32,7 +33,14 @@ from bpnet_tfx.modeling import heads
 from bpnet_tfx.modeling.config import ModelConfig
 from bpnet_tfx.modeling.model import build_bpnet
 from bpnet_tfx.records import schema
-from bpnet_tfx.training import calibration, checkpointing, epochs, history, worker_faults
+from bpnet_tfx.training import (
+    batches,
+    calibration,
+    checkpointing,
+    epochs,
+    history,
+    worker_faults,
+)
 from bpnet_tfx.training import inputs as train_data
 from bpnet_tfx.training.config import TrainConfig, TrainError, resolve_counts_loss_weight
 from bpnet_tfx.training.inputs import measure_input_pipeline
@@ -68,9 +76,11 @@ def check_model_fits_records(config: ModelConfig, info: schema.RecordsInfo) -> N
 Progress = Callable[..., None]
 """progress(event, **values): how the trainer reports to its caller (train.main prints it).
 
-Events (only the chief reports): 'skipped_shard' (path, records, message), 'resume'
-(checkpoint, epoch, step), 'start' (records, valid_records: None without validation,
-steps_per_epoch, batch_size, replicas, input_examples_per_second), 'learning_rate' (stale,
+Events (only the chief reports): 'skipped_shard' (path, records, message), 'warning'
+(message: a training set too small to learn from), 'resume' (checkpoint, epoch, step), 'start'
+(records, valid_records: None without validation, steps_per_epoch, batch_size: the effective
+one, replicas, input_examples_per_second, batch_reason: why the batch is not the requested
+one, or None), 'learning_rate' (stale,
 learning_rate), 'epoch' (epoch, epochs, row, seconds), 'early_stop' (epoch, monitor, stale,
 best_epoch), 'export' (path, weights: "epoch 3's weights") before the export and
 'exported' (path, seconds) after it."""
@@ -176,6 +186,7 @@ def _train(
     # the model folder (logs, best weights, export, summary) and reports progress.
     chief = is_chief(strategy)
     report = (progress or _ignore) if chief else _ignore
+    plan, config = _plan_batches(config, info, strategy, report)
     model, optimizer, ckpt = _build(config, info, strategy, precision, chief)
     splits = ('train', 'valid') if validate else ('train',)
     skipped = (
@@ -187,7 +198,7 @@ def _train(
     if latest:
         report('resume', checkpoint=latest, epoch=ckpt.epochs_done, step=ckpt.steps_done)
     runner = _epoch_runner(config, info, strategy, model, optimizer, ckpt, validate)
-    _report_start(report, config, info, strategy, runner, precision)
+    _report_start(report, config, info, strategy, runner, precision, plan.reason)
     start = time.perf_counter()
     rows = epochs.train_epochs(
         runner,
@@ -211,6 +222,10 @@ def _train(
     summary = {
         **_summary(runner, ckpt, rows, validate),
         'skipped_corrupt_records': skipped,
+        'requested_batch_size': plan.requested,
+        'batch_size': plan.batch_size,
+        'steps_per_epoch': plan.steps_per_epoch,
+        'steps': ckpt.steps_done,
         'wall_seconds': time.perf_counter() - start,
         **_run_facts(config, strategy, precision, model),
         'export_dir': export_path,
@@ -219,6 +234,27 @@ def _train(
         json.dump(summary, f, indent=2, sort_keys=True)
         f.write('\n')
     return summary
+
+
+def _plan_batches(
+    config: TrainConfig,
+    info: schema.RecordsInfo,
+    strategy: tf.distribute.Strategy,
+    report: Progress,
+) -> tuple[batches.BatchPlan, TrainConfig]:
+    """The run's batching (`batches.plan_batches`), its warning reported, and the config
+    with the effective batch and steps per epoch."""
+    plan = batches.plan_batches(
+        info.split_counts['train'],
+        config.batch_size,
+        strategy.num_replicas_in_sync,
+        config.steps_per_epoch,
+    )
+    if plan.warning:
+        report('warning', message=plan.warning)
+    return plan, dataclasses.replace(
+        config, batch_size=plan.batch_size, steps_per_epoch=plan.steps_per_epoch
+    )
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -234,6 +270,7 @@ def _report_start(
     strategy: tf.distribute.Strategy,
     runner: epochs.EpochRunner,
     precision: str,
+    batch_reason: str | None = None,
 ) -> None:
     """Logs where the run computes and reports its 'start' event."""
     logging.info(
@@ -250,6 +287,7 @@ def _report_start(
         batch_size=config.batch_size,
         replicas=strategy.num_replicas_in_sync,
         input_examples_per_second=runner.input_rate,
+        batch_reason=batch_reason,
     )
 
 
