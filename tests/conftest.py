@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     'tests.fixtures.records',  # small_records, tiny_export
+    'tests.fixtures.genomes',  # genome, track_genome
     'tests.fixtures.fake_remote',  # fake_remote
     'tests.fixtures.control_models',  # control_model: trained once a session
     'tests.fixtures.simulated_models',  # planted_motif_model: simulated, recorded, trained once

@@ -3,8 +3,6 @@ errors, and contribution mass on planted motifs of simulated data, from records 
 training to scores."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -13,29 +11,12 @@ import pytest
 from scipy import stats
 
 from bpnet_tfx.attribution import contributions
-from tests.fixtures.paths import REPO
+from tests.fixtures.genomes import GENOME_SIZES, write_bigwig
+from tests.fixtures.mains import run_main
 
 
 def _contrib(*flags, timeout=600):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.run(
-        [sys.executable, '-m', 'bpnet_tfx.contrib', *flags],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture
-def genome(tmp_path):
-    rng = np.random.default_rng(0)
-    fasta = tmp_path / 'genome.fa'
-    with open(fasta, 'w') as f:
-        for chrom, size in (('chrT', 1000), ('chrU', 300)):
-            seq = ''.join(rng.choice(list('ACGT'), size))
-            f.write(f'>{chrom}\n' + '\n'.join(seq[i : i + 60] for i in range(0, size, 60)) + '\n')
-    return str(fasta)
+    return run_main('bpnet_tfx.contrib', *flags, timeout=timeout)
 
 
 @pytest.mark.slow  # a subprocess
@@ -47,7 +28,7 @@ def test_bed_regions_by_mutagenesis(tiny_export, genome, tmp_path):
     proc = _contrib(
         f'--saved_model={export_dir}',
         f'--regions_bed={bed}',
-        f'--fasta={genome}',
+        f'--fasta={genome.fasta}',
         f'--output_dir={out}',
         '--method=ism',
         '--batch_size=256',
@@ -76,7 +57,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_
     export_dir = tiny_export[0]
     bed = tmp_path / 'regions.bed'
     bed.write_text('chrT\t100\t200\nchrT\t300\n')
-    flags = {'saved_model': export_dir, 'regions_bed': str(bed), 'fasta': genome}
+    flags = {'saved_model': export_dir, 'regions_bed': str(bed), 'fasta': genome.fasta}
     message = {
         'malformed_line': f'{bed}:2: malformed BED line',
         'no_model': 'nowhere: no such folder',
@@ -190,16 +171,18 @@ def test_control_model_needs_its_control_bigwigs(genome, tmp_path):
         sequence_length=200, filters=8, num_dilated_layers=2, use_control=True
     )
     info = schema.RecordsInfo(
-        sequence_length=200, max_jitter=0, tasks=('t',), has_control=True, source={'fasta': genome}
+        sequence_length=200,
+        max_jitter=0,
+        tasks=('t',),
+        has_control=True,
+        source={'fasta': genome.fasta},
     )
     export_dir = export.export_saved_model(
         model_lib.build_bpnet(config), info, config, str(tmp_path / 'export')
     )
-    control = tmp_path / 'control.bw'
-    bw = pyBigWig.open(str(control), 'w')
-    bw.addHeader([('chrT', 1000), ('chrU', 300)])
-    bw.addEntries('chrT', 0, values=np.arange(1000, dtype=np.float64) % 5, span=1, step=1)
-    bw.close()
+    control = write_bigwig(
+        tmp_path / 'control.bw', {'chrT': np.arange(1000) % 5}, sizes=GENOME_SIZES
+    )
     bed = tmp_path / 'regions.bed'
     bed.write_text('chrT\t400\t600\n')
     flags = [f'--saved_model={export_dir}', f'--regions_bed={bed}', '--num_shuffles=2', '--steps=2']

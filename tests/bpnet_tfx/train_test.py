@@ -2,28 +2,18 @@
 
 import csv
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.fixtures.paths import REPO
+from tests.fixtures.mains import main_env, run_main, start_main
 
 # An absl or TensorFlow C++ log line: 'I1204 20:01:02.000 ...', 'W0000 00:00:...', 'INFO:...'.
 LOG_LINE = re.compile(r'^([IWEF]\d{4} |INFO:|WARNING:)', re.MULTILINE)
 
 
-def _train(*flags, env_extra=None, timeout=300):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2', **(env_extra or {}))
-    return subprocess.run(
-        [sys.executable, '-m', 'bpnet_tfx.train', *flags],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+def _train(*flags, **kwargs):
+    return run_main('bpnet_tfx.train', *flags, **kwargs)
 
 
 def _wide_records(tmp_path):
@@ -46,13 +36,9 @@ def _wide_records(tmp_path):
 @pytest.mark.slow
 def test_cli_dry_run_and_one_line_errors(small_records, tmp_path):
     records_dir, _ = small_records
-    base = [sys.executable, '-m', 'bpnet_tfx.train', f'--model_dir={tmp_path / "m"}']
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
 
     def run(*flags):
-        return subprocess.run(
-            base + list(flags), capture_output=True, text=True, env=env, timeout=300
-        )
+        return _train(f'--model_dir={tmp_path / "m"}', *flags)
 
     proc = run(f'--records_dir={records_dir}', '--dry_run', '--batch_size=8')
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -77,20 +63,7 @@ def test_model_dir_of_another_architecture_is_refused(small_records, tmp_path):
     model_dir = tmp_path / 'm'
     model_dir.mkdir()
     (model_dir / 'train_config.json').write_text(json.dumps({'model': {'filters': 3}}))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'bpnet_tfx.train',
-            f'--records_dir={records_dir}',
-            f'--model_dir={model_dir}',
-            '--epochs=1',
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2'),
-        timeout=300,
-    )
+    proc = _train(f'--records_dir={records_dir}', f'--model_dir={model_dir}', '--epochs=1')
     assert proc.returncode == 2 and 'another architecture' in proc.stderr
 
 
@@ -101,10 +74,7 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_epochs(small_records,
 
     records_dir, _ = small_records
     model_dir = tmp_path / 'm'
-    cmd = [
-        sys.executable,
-        '-m',
-        'bpnet_tfx.train',
+    flags = [
         f'--records_dir={records_dir}',
         f'--model_dir={model_dir}',
         '--epochs=4',
@@ -115,8 +85,7 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_epochs(small_records,
         '--input_benchmark_batches=0',
         '--precision=float32',
     ]
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_main('bpnet_tfx.train', *flags)
     deadline = time.time() + 240
     index = model_dir / 'checkpoints' / 'checkpoint'
     while not index.exists() and time.time() < deadline and proc.poll() is None:
@@ -125,7 +94,7 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_epochs(small_records,
     proc.wait()
     assert index.exists() and proc.returncode == -signal.SIGKILL
     assert not (model_dir / 'train_summary.json').exists()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = _train(*flags)
     assert done.returncode == 0, done.stderr[-3000:]
     assert 'resuming from' in done.stdout
     summary = json.loads((model_dir / 'train_summary.json').read_text())
@@ -151,30 +120,19 @@ def _start_workers(records_dir, model_dir, workers, *flags, quiet=False):
     procs = []
     for index in range(len(workers)):
         tf_config = {'cluster': {'worker': workers}, 'task': {'type': 'worker', 'index': index}}
-        env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
-        if not quiet:
-            env['TF_CPP_MIN_LOG_LEVEL'] = '2'
-        env.update(PYTHONPATH=REPO, TF_CONFIG=json.dumps(tf_config))
         procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    '-m',
-                    'bpnet_tfx.train',
-                    f'--records_dir={records_dir}',
-                    f'--model_dir={model_dir}',
-                    '--strategy=multi_worker',
-                    '--batch_size=8',
-                    '--filters=8',
-                    '--num_dilated_layers=3',
-                    '--input_benchmark_batches=0',
-                    '--precision=float32',
-                    *flags,
-                ],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
+            start_main(
+                'bpnet_tfx.train',
+                f'--records_dir={records_dir}',
+                f'--model_dir={model_dir}',
+                '--strategy=multi_worker',
+                '--batch_size=8',
+                '--filters=8',
+                '--num_dilated_layers=3',
+                '--input_benchmark_batches=0',
+                '--precision=float32',
+                *flags,
+                env=main_env(tf_logs=quiet, TF_CONFIG=json.dumps(tf_config)),
             )
         )
     return procs
@@ -203,26 +161,16 @@ def test_two_workers_on_loopback_train_and_only_the_chief_writes(small_records, 
 @pytest.mark.slow
 def test_cli_dry_run_reports_receptive_field_and_crops(tmp_path):
     records_dir = _wide_records(tmp_path)
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'bpnet_tfx.train',
-            f'--records_dir={records_dir}',
-            f'--model_dir={tmp_path / "m"}',
-            '--dry_run',
-            '--batch_size=8',
-            '--filters=8',
-            '--stem_kernel_size=9',
-            '--num_dilated_layers=2',
-            '--profile_kernel_size=25',
-            '--profile_loss=joint',
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    proc = _train(
+        f'--records_dir={records_dir}',
+        f'--model_dir={tmp_path / "m"}',
+        '--dry_run',
+        '--batch_size=8',
+        '--filters=8',
+        '--stem_kernel_size=9',
+        '--num_dilated_layers=2',
+        '--profile_kernel_size=25',
+        '--profile_loss=joint',
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'receptive field: 45 bp' in proc.stdout  # 9 + 2 * (2 + 4) + 25 - 1
@@ -232,20 +180,11 @@ def test_cli_dry_run_reports_receptive_field_and_crops(tmp_path):
     ) in proc.stdout
     assert 'valid padding, profile loss joint' in proc.stdout
     # Layers that cannot fit the records' lengths: one line, exit 2.
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'bpnet_tfx.train',
-            f'--records_dir={records_dir}',
-            f'--model_dir={tmp_path / "m"}',
-            '--dry_run',
-            '--num_dilated_layers=5',
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    proc = _train(
+        f'--records_dir={records_dir}',
+        f'--model_dir={tmp_path / "m"}',
+        '--dry_run',
+        '--num_dilated_layers=5',
     )
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert 'too short' in proc.stderr
@@ -288,16 +227,9 @@ def test_records_without_validation_stop_in_one_line_or_train_with_validation_no
 @pytest.mark.slow
 def test_default_run_prints_progress_only_and_v0_shows_logs(small_records, tmp_path):
     records_dir, _ = small_records
-    env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
-    env['PYTHONPATH'] = REPO
-    cmd = [sys.executable, '-m', 'bpnet_tfx.train', f'--records_dir={records_dir}', *_TINY]
-    proc = subprocess.run(
-        cmd + [f'--model_dir={tmp_path / "a"}'],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    env = main_env(tf_logs=True)  # what a user's shell gives
+    flags = [f'--records_dir={records_dir}', *_TINY]
+    proc = _train(*flags, f'--model_dir={tmp_path / "a"}', env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     output = proc.stdout + proc.stderr
     assert not LOG_LINE.search(output), output[-3000:]
@@ -306,13 +238,7 @@ def test_default_run_prints_progress_only_and_v0_shows_logs(small_records, tmp_p
     assert [ln.split(':')[0] for ln in lines[1:3]] == ['epoch 1/2', 'epoch 2/2']
     assert lines[-1].startswith('train: 2 epochs, best epoch') and len(lines) == 4
     assert proc.stderr == ''
-    proc = subprocess.run(
-        cmd + [f'--model_dir={tmp_path / "b"}', '-v', '0'],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    proc = _train(*flags, f'--model_dir={tmp_path / "b"}', '-v', '0', env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r'^I\d{4} .*train config: ', proc.stderr, re.MULTILINE), proc.stderr[-3000:]
 

@@ -2,8 +2,6 @@
 simulated data: SNVs that break planted motifs against SNVs near peaks away from motifs."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -11,32 +9,16 @@ import pytest
 from scipy import stats
 
 from bpnet_tfx.variant_effects import scoring as variant_effects
-from tests.fixtures.paths import REPO
+from tests.fixtures.mains import run_main
 
 
 def _variants(*flags, timeout=300):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.run(
-        [sys.executable, '-m', 'bpnet_tfx.variants', *flags],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture
-def genome(tmp_path):
-    rng = np.random.default_rng(0)
-    seq = ''.join(rng.choice(list('ACGT'), 1000))
-    fasta = tmp_path / 'genome.fa'
-    fasta.write_text('>chrT\n' + '\n'.join(seq[i : i + 60] for i in range(0, 1000, 60)) + '\n')
-    return str(fasta), seq
+    return run_main('bpnet_tfx.variants', *flags, timeout=timeout)
 
 
 @pytest.mark.slow  # a subprocess
 def test_command_scores_a_vcf_and_prints_a_summary(tiny_export, genome, tmp_path):
-    fasta, seq = genome
+    fasta, seq = genome.fasta, genome.seq
     vcf = tmp_path / 'in.vcf'
     vcf.write_text(
         '##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\n'
@@ -76,7 +58,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_
     out = tmp_path / 'scores.tsv'
     proc = _variants(
         f'--saved_model={tiny_export[0]}',
-        f'--fasta={genome[0]}',
+        f'--fasta={genome.fasta}',
         f'--variants={path}',
         f'--output={out}',
     )

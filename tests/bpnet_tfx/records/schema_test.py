@@ -350,13 +350,13 @@ def test_encoded_records_parse_with_parse_example(version):
 
 
 def test_encode_record_does_not_import_tensorflow():
-    import subprocess
-    import sys
+    from tests.fixtures.mains import run_python
 
     code = (
         'import sys, numpy as np; from bpnet_tfx.records import schema; '
         'schema.encode_record("r", "c", 0, np.zeros((4, 4)), np.zeros((4, 1, 2)), '
         'is_background=True); print("tensorflow" in sys.modules)'
     )
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    out = run_python('-c', code)
+    assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == 'False'

@@ -8,26 +8,19 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from bpnet_tfx.motifs import instances, meme, recovery
 from tests.fixtures import simulated_models
+from tests.fixtures.mains import main_env, run_main, run_python
 from tests.fixtures.paths import REPO
+
+SCREENSHOT = os.path.join(REPO, 'scripts', 'report_screenshot.py')
 
 
 def _motifs(*args, timeout=1200):
-    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
-    return subprocess.run(
-        [sys.executable, '-m', 'bpnet_tfx.motifs', *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=env,
-    )
+    return run_main('bpnet_tfx.motifs', *args, timeout=timeout, env=main_env(PYTHONUNBUFFERED='1'))
 
 
 @pytest.fixture(scope='module')
@@ -113,17 +106,7 @@ def test_pipeline_names_both_motifs_and_finds_their_sites(trained, tmp_path):
     chromium = shutil.which('chromium')
     if chromium is None:
         pytest.skip('no chromium (apt-get install chromium) for the screenshot check')
-    shot = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, 'scripts', 'report_screenshot.py'),
-            str(out / 'report.html'),
-            str(tmp_path / 'report.png'),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    shot = run_python(SCREENSHOT, out / 'report.html', tmp_path / 'report.png')
     print(shot.stdout[-2000:])
     assert shot.returncode == 0, shot.stdout[-2000:] + shot.stderr[-2000:]
     assert f'{4 * len(summary["annotation"])}/{4 * len(summary["annotation"])} logos drawn' in (
@@ -144,17 +127,7 @@ def test_screenshot_check_flags_a_blank_logo(tmp_path):
         + logos.logo_svg([[0.0, 0, 0, 0]], element_id='blank')
         + '</body></html>'
     )
-    shot = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, 'scripts', 'report_screenshot.py'),
-            str(page),
-            str(tmp_path / 'page.png'),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    shot = run_python(SCREENSHOT, page, tmp_path / 'page.png')
     assert shot.returncode == 1
     assert 'drawn: ok' in shot.stdout and 'blank: BLANK' in shot.stdout
 
