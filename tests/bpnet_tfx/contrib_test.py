@@ -12,7 +12,7 @@ from scipy import stats
 
 from bpnet_tfx.attribution import contributions
 from tests.fixtures.genomes import GENOME_SIZES, write_bigwig
-from tests.fixtures.mains import run_main
+from tests.fixtures.mains import run_main, run_main_cases
 
 
 def _contrib(*flags, timeout=600):
@@ -51,13 +51,13 @@ def test_bed_regions_by_mutagenesis(tiny_export, genome, tmp_path):
     bw.close()
 
 
-@pytest.mark.slow  # a subprocess
-@pytest.mark.parametrize('case', ['malformed_line', 'no_model', 'no_fasta'])
-def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_path, case):
-    export_dir = tiny_export[0]
-    bed = tmp_path / 'regions.bed'
+def _bad_input_case(tmp_path, case, export_dir, fasta) -> tuple[list[str], str]:
+    """The flags of one bad-input case (its files in tmp_path/case) and its error message."""
+    folder = tmp_path / case
+    folder.mkdir()
+    bed = folder / 'regions.bed'
     bed.write_text('chrT\t100\t200\nchrT\t300\n')
-    flags = {'saved_model': export_dir, 'regions_bed': str(bed), 'fasta': genome.fasta}
+    flags = {'saved_model': export_dir, 'regions_bed': str(bed), 'fasta': fasta}
     message = {
         'malformed_line': f'{bed}:2: malformed BED line',
         'no_model': 'nowhere: no such folder',
@@ -65,15 +65,25 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_
     }[case]
     if case == 'no_model':
         bed.write_text('chrT\t100\t200\n')
-        flags['saved_model'] = str(tmp_path / 'nowhere')
+        flags['saved_model'] = str(folder / 'nowhere')
     if case == 'no_fasta':
-        flags['fasta'] = str(tmp_path / 'missing.fa')
-    proc = _contrib(*(f'--{k}={v}' for k, v in flags.items()), f'--output_dir={tmp_path / "o"}')
-    assert proc.returncode == 2
-    assert 'Traceback' not in proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('contrib: error:')]
-    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(('o', '.o'))]
+        flags['fasta'] = str(folder / 'missing.fa')
+    return [*(f'--{k}={v}' for k, v in flags.items()), f'--output_dir={folder / "o"}'], message
+
+
+@pytest.mark.slow  # a subprocess
+def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_path):
+    cases = {
+        case: _bad_input_case(tmp_path, case, tiny_export[0], genome.fasta)
+        for case in ('malformed_line', 'no_model', 'no_fasta')
+    }
+    procs = run_main_cases('bpnet_tfx.contrib', [flags for flags, _ in cases.values()])
+    for (case, (_, message)), proc in zip(cases.items(), procs):
+        assert proc.returncode == 2, (case, proc.stderr[-2000:])
+        assert 'Traceback' not in proc.stderr, case
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('contrib: error:')]
+        assert len(errors) == 1 and message in errors[0], (case, proc.stderr[-2000:])
+        assert not [p for p in os.listdir(tmp_path / case) if p.startswith(('o', '.o'))], case
 
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.fixtures.mains import main_env, run_main, start_main
+from tests.fixtures.mains import main_env, run_main, run_main_cases, start_main
 
 # An absl or TensorFlow C++ log line: 'I1204 20:01:02.000 ...', 'W0000 00:00:...', 'INFO:...'.
 LOG_LINE = re.compile(r'^([IWEF]\d{4} |INFO:|WARNING:)', re.MULTILINE)
@@ -36,25 +36,28 @@ def _wide_records(tmp_path):
 @pytest.mark.slow
 def test_cli_dry_run_and_one_line_errors(small_records, tmp_path):
     records_dir, _ = small_records
-
-    def run(*flags):
-        return _train(f'--model_dir={tmp_path / "m"}', *flags)
-
-    proc = run(f'--records_dir={records_dir}', '--dry_run', '--batch_size=8')
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert 'parameters: 120,964' in proc.stdout and 'receptive field: 2093 bp' in proc.stdout
-    assert not (tmp_path / 'm').exists()  # a dry run writes nothing
-    for flags, message in (
+    errors = (
         ([f'--records_dir={tmp_path / "nowhere"}'], 'nowhere'),
         ([f'--records_dir={records_dir}', '--batch_size=0'], 'batch_size'),
         ([f'--records_dir={records_dir}', '--counts_loss_weight=x'], 'counts_loss_weight'),
-    ):
-        proc = run(*flags, '--dry_run')
+    )
+    model_dir = f'--model_dir={tmp_path / "m"}'
+    dry, *procs, unknown = run_main_cases(
+        'bpnet_tfx.train',
+        [
+            [model_dir, f'--records_dir={records_dir}', '--dry_run', '--batch_size=8'],
+            *([model_dir, *flags, '--dry_run'] for flags, _ in errors),
+            [model_dir, f'--records_dir={records_dir}', '--no_such_flag=1'],
+        ],
+    )
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert 'parameters: 120,964' in dry.stdout and 'receptive field: 2093 bp' in dry.stdout
+    assert not (tmp_path / 'm').exists()  # a dry run writes nothing
+    for (_, message), proc in zip(errors, procs):
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert 'Traceback' not in proc.stderr
         assert 'train: error:' in proc.stderr and message in proc.stderr
-    proc = run(f'--records_dir={records_dir}', '--no_such_flag=1')
-    assert proc.returncode != 0 and 'no_such_flag' in proc.stderr
+    assert unknown.returncode != 0 and 'no_such_flag' in unknown.stderr
 
 
 @pytest.mark.slow
@@ -161,16 +164,21 @@ def test_two_workers_on_loopback_train_and_only_the_chief_writes(small_records, 
 @pytest.mark.slow
 def test_cli_dry_run_reports_receptive_field_and_crops(tmp_path):
     records_dir = _wide_records(tmp_path)
-    proc = _train(
-        f'--records_dir={records_dir}',
-        f'--model_dir={tmp_path / "m"}',
-        '--dry_run',
-        '--batch_size=8',
-        '--filters=8',
-        '--stem_kernel_size=9',
-        '--num_dilated_layers=2',
-        '--profile_kernel_size=25',
-        '--profile_loss=joint',
+    dirs = [f'--records_dir={records_dir}', f'--model_dir={tmp_path / "m"}', '--dry_run']
+    proc, too_short = run_main_cases(
+        'bpnet_tfx.train',
+        [
+            [
+                *dirs,
+                '--batch_size=8',
+                '--filters=8',
+                '--stem_kernel_size=9',
+                '--num_dilated_layers=2',
+                '--profile_kernel_size=25',
+                '--profile_loss=joint',
+            ],
+            [*dirs, '--num_dilated_layers=5'],  # layers that cannot fit the records' lengths
+        ],
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'receptive field: 45 bp' in proc.stdout  # 9 + 2 * (2 + 4) + 25 - 1
@@ -180,14 +188,8 @@ def test_cli_dry_run_reports_receptive_field_and_crops(tmp_path):
     ) in proc.stdout
     assert 'valid padding, profile loss joint' in proc.stdout
     # Layers that cannot fit the records' lengths: one line, exit 2.
-    proc = _train(
-        f'--records_dir={records_dir}',
-        f'--model_dir={tmp_path / "m"}',
-        '--dry_run',
-        '--num_dilated_layers=5',
-    )
-    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
-    assert 'too short' in proc.stderr
+    assert too_short.returncode == 2 and 'Traceback' not in too_short.stderr
+    assert 'too short' in too_short.stderr
 
 
 _TINY = [
@@ -206,13 +208,14 @@ def test_records_without_validation_stop_in_one_line_or_train_with_validation_no
     records_dir = str(tmp_path / 'records')
     write_records(records_dir, split_counts={'train': 32}, sequence_length=200)
     base = [f'--records_dir={records_dir}', f'--model_dir={tmp_path / "m"}', *_TINY]
-    proc = _train(*base)
+    proc, patience = run_main_cases(
+        'bpnet_tfx.train', [base, [*base, '--validation=none', '--patience=2']]
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('train: error: ')
     assert records_dir in lines[0] and '--validation=none' in lines[0]
-    proc = _train(*base, '--validation=none', '--patience=2')
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+    assert patience.returncode == 2 and patience.stderr.strip().splitlines() == [
         'train: error: --patience needs a validation loss; it cannot be used with --validation=none'
     ]
     proc = _train(*base, '--validation=none')
@@ -238,7 +241,8 @@ def test_default_run_prints_progress_only_and_v0_shows_logs(small_records, tmp_p
     assert [ln.split(':')[0] for ln in lines[1:3]] == ['epoch 1/2', 'epoch 2/2']
     assert lines[-1].startswith('train: 2 epochs, best epoch') and len(lines) == 4
     assert proc.stderr == ''
-    proc = _train(*flags, f'--model_dir={tmp_path / "b"}', '-v', '0', env=env)
+    # -v 0 brings the logs back (a dry run logs the config too, without training again).
+    proc = _train(*flags, f'--model_dir={tmp_path / "b"}', '--dry_run', '-v', '0', env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r'^I\d{4} .*train config: ', proc.stderr, re.MULTILINE), proc.stderr[-3000:]
 

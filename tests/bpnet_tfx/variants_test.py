@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from bpnet_tfx.variant_effects import scoring as variant_effects
-from tests.fixtures.mains import run_main
+from tests.fixtures.mains import run_main, run_main_cases
 
 
 def _variants(*flags, timeout=300):
@@ -48,26 +48,24 @@ _BAD = {
 }
 
 
-@pytest.mark.slow  # subprocesses
-@pytest.mark.parametrize('case', sorted(_BAD))
-def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_path, case):
-    text, message = _BAD[case]
-    path = tmp_path / 'in.tsv'
-    if text is not None:
-        path.write_text(text)
-    out = tmp_path / 'scores.tsv'
-    proc = _variants(
-        f'--saved_model={tiny_export[0]}',
-        f'--fasta={genome.fasta}',
-        f'--variants={path}',
-        f'--output={out}',
-    )
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('variants: error: '), proc.stderr
-    assert message in lines[0]
-    assert not out.exists()
-    assert not [p for p in os.listdir(tmp_path) if p.startswith('.scores.tsv')]
+@pytest.mark.slow  # a subprocess
+def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_path):
+    cases = []
+    for case, (text, _) in _BAD.items():
+        (tmp_path / case).mkdir()
+        path = tmp_path / case / 'in.tsv'
+        if text is not None:
+            path.write_text(text)
+        flags = [f'--saved_model={tiny_export[0]}', f'--fasta={genome.fasta}', f'--variants={path}']
+        cases.append([*flags, f'--output={tmp_path / case / "scores.tsv"}'])
+    procs = run_main_cases('bpnet_tfx.variants', cases)
+    for (case, (_, message)), proc in zip(_BAD.items(), procs):
+        assert proc.returncode == 2, (case, proc.stderr[-3000:])
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('variants: error: '), (case, proc.stderr)
+        assert message in lines[0], case
+        assert not (tmp_path / case / 'scores.tsv').exists(), case
+        assert not [p for p in os.listdir(tmp_path / case) if p.startswith('.scores.tsv')], case
 
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:

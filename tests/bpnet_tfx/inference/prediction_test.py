@@ -12,7 +12,7 @@ from bpnet_tfx.genome import sequence
 from bpnet_tfx.inference import export, prediction, tracks
 from bpnet_tfx.records import schema
 from tests.fixtures.genomes import random_bases, write_fasta
-from tests.fixtures.mains import run_main
+from tests.fixtures.mains import run_main_cases
 
 
 def test_predict_region_plot_and_numbers(tiny_export, genome, tmp_path):
@@ -95,21 +95,6 @@ def test_bad_regions_are_one_line_errors(tiny_export, genome, tmp_path, region, 
             neg_bigwig=neg,
             output_png=str(tmp_path / 'p.png'),
         )
-
-
-@pytest.mark.slow  # runs the predict command in a subprocess
-def test_cli_error_has_no_traceback(tiny_export, genome, tmp_path):
-    fasta = genome.fasta
-    proc = run_main(
-        'bpnet_tfx.predict',
-        f'--saved_model={tiny_export[0]}',
-        f'--fasta={fasta}',
-        '--region=chrT:bad',
-        f'--output_png={tmp_path / "p.png"}',
-    )
-    assert proc.returncode == 2
-    assert 'predict: error: malformed region' in proc.stderr
-    assert 'Traceback' not in proc.stderr
 
 
 def _keras_counts(model, one_hot: np.ndarray) -> np.ndarray:
@@ -431,33 +416,37 @@ def test_savedmodel_of_another_length_is_refused(tiny_export, genome, tmp_path):
         )
 
 
-@pytest.mark.slow  # runs the predict command in subprocesses
-@pytest.mark.parametrize('case', ['bed', 'length'])
-def test_cli_errors_exit_2_without_traceback(tiny_export, genome, tmp_path, case):
-    fasta = genome.fasta
-    args = [f'--fasta={fasta}']
-    if case == 'bed':
-        bed = tmp_path / 'r.bed'
-        bed.write_text('chrT\t100\t200\nchrT 5\n')
-        args += [
+@pytest.mark.slow  # runs the predict command in a subprocess
+def test_cli_errors_exit_2_without_traceback(tiny_export, genome, tmp_path):
+    bed = tmp_path / 'r.bed'
+    bed.write_text('chrT\t100\t200\nchrT 5\n')
+    cases = {
+        'predict: error: malformed region': [
+            f'--saved_model={tiny_export[0]}',
+            '--region=chrT:bad',
+            f'--output_png={tmp_path / "p.png"}',
+        ],
+        f'predict: error: {bed}:2: malformed BED line': [
             f'--saved_model={tiny_export[0]}',
             f'--regions_bed={bed}',
             f'--output_prefix={tmp_path / "t"}',
-        ]
-        want = f'predict: error: {bed}:2: malformed BED line'
-    else:
-        args += [
+        ],
+        'export metadata inconsistent': [
             f'--saved_model={_export_of_another_length(tiny_export[0], tmp_path)}',
             '--region=chrT:400-500',
             f'--output_png={tmp_path / "p.png"}',
-        ]
-        want = 'export metadata inconsistent'
-    proc = run_main('bpnet_tfx.predict', *args)
-    assert proc.returncode == 2
-    assert want in proc.stderr
-    assert 'Traceback' not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if 'predict: error:' in line]
-    assert len(errors) == 1
+        ],
+    }
+    procs = run_main_cases(
+        'bpnet_tfx.predict', [[f'--fasta={genome.fasta}', *args] for args in cases.values()]
+    )
+    for want, proc in zip(cases, procs):
+        assert proc.returncode == 2, (want, proc.stderr[-2000:])
+        assert want in proc.stderr
+        assert 'Traceback' not in proc.stderr, want
+        errors = [line for line in proc.stderr.splitlines() if 'predict: error:' in line]
+        assert len(errors) == 1, proc.stderr
+    assert not (tmp_path / 'p.png').exists() and not list(tmp_path.glob('t*'))
 
 
 def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from bpnet_tfx.motifs import instances, meme, recovery
 from tests.fixtures import simulated_models
-from tests.fixtures.mains import main_env, run_main, run_python
+from tests.fixtures.mains import main_env, run_main, run_main_cases, run_python
 from tests.fixtures.paths import REPO
 
 SCREENSHOT = os.path.join(REPO, 'scripts', 'report_screenshot.py')
@@ -186,15 +186,20 @@ BAD = [
 ]
 
 
-@pytest.mark.slow  # subprocesses
-@pytest.mark.parametrize(
-    'args, message', BAD, ids=[' '.join(a[:1]) + str(i) for i, (a, _) in enumerate(BAD)]
-)
-def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, args, message):
-    (tmp_path / 'x.meme').write_text('not meme\n')
-    proc = _motifs(*[a.format(tmp=tmp_path) for a in args], timeout=300)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if 'error' in line]
-    assert errors and message in errors[0], proc.stderr[-2000:]
-    assert 'Traceback' not in proc.stderr
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(('o', '.o'))]
+@pytest.mark.slow  # a subprocess
+def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path):
+    folders = [tmp_path / str(i) for i in range(len(BAD))]
+    for folder in folders:
+        folder.mkdir()
+        (folder / 'x.meme').write_text('not meme\n')
+    procs = run_main_cases(
+        'bpnet_tfx.motifs',
+        [[a.format(tmp=folder) for a in args] for folder, (args, _) in zip(folders, BAD)],
+        env=main_env(PYTHONUNBUFFERED='1'),
+    )
+    for folder, (args, message), proc in zip(folders, BAD, procs):
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        errors = [line for line in proc.stderr.splitlines() if 'error' in line]
+        assert errors and message in errors[0], (args, proc.stderr[-2000:])
+        assert 'Traceback' not in proc.stderr, args
+        assert not [p for p in os.listdir(folder) if p.startswith(('o', '.o'))], args
