@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import re
 
 import pytest
@@ -16,13 +17,24 @@ def _train(*flags, **kwargs):
     return run_main('bpnet_tfx.train', *flags, **kwargs)
 
 
-def _wide_records(tmp_path):
-    from tests.fixtures.records import write_records
+_TINY = [
+    '--epochs=2',
+    '--batch_size=8',
+    '--filters=8',
+    '--num_dilated_layers=3',
+    '--input_benchmark_batches=0',
+]
 
-    path = str(tmp_path / 'wide_records')
+
+def _cli_case_folders(root) -> dict[str, str]:
+    """The records and model folders the dry runs and one-line errors read."""
+    from tests.fixtures.records import write_records, write_small_records
+
+    folders = {name: str(root / name) for name in ('records', 'wide', 'no_valid', 'arch')}
+    write_small_records(folders['records'])
     # 96 -> 40 bp with 2 dilated layers, stem 9, profile kernel 25: 8 + 12 + 24 = 44 + 12 spare.
     write_records(
-        path,
+        folders['wide'],
         split_counts={'train': 48, 'valid': 16},
         sequence_length=96,
         output_length=40,
@@ -30,43 +42,65 @@ def _wide_records(tmp_path):
         with_expected=True,
         background_every=4,
     )
-    return path
+    write_records(folders['no_valid'], split_counts={'train': 32}, sequence_length=200)
+    os.makedirs(folders['arch'])
+    with open(os.path.join(folders['arch'], 'train_config.json'), 'w') as f:
+        json.dump({'model': {'filters': 3}}, f)
+    return folders
+
+
+@pytest.fixture(scope='module')
+def cli_cases(tmp_path_factory) -> dict:
+    """The train command's dry runs and one-line errors, all run in one Python (they stop
+    before training): each case's CompletedProcess under its name, the folders under theirs,
+    and `root`, where the dry runs were told to write (they must not)."""
+    root = tmp_path_factory.mktemp('train_cli')
+    folders = _cli_case_folders(root)
+    records, model = f'--records_dir={folders["records"]}', f'--model_dir={root / "m"}'
+    wide = [f'--records_dir={folders["wide"]}', f'--model_dir={root / "w"}', '--dry_run']
+    no_valid = [f'--records_dir={folders["no_valid"]}', f'--model_dir={root / "v"}', *_TINY]
+    cases = {
+        'dry_run': [model, records, '--dry_run', '--batch_size=8'],
+        'nowhere': [model, f'--records_dir={root / "nowhere"}', '--dry_run'],
+        'batch_size': [model, records, '--batch_size=0', '--dry_run'],
+        'counts_loss_weight': [model, records, '--counts_loss_weight=x', '--dry_run'],
+        'unknown_flag': [model, records, '--no_such_flag=1'],
+        'another_architecture': [records, f'--model_dir={folders["arch"]}', '--epochs=1'],
+        'receptive_field': [
+            *wide,
+            '--batch_size=8',
+            '--filters=8',
+            '--stem_kernel_size=9',
+            '--num_dilated_layers=2',
+            '--profile_kernel_size=25',
+            '--profile_loss=joint',
+        ],
+        'too_short': [*wide, '--num_dilated_layers=5'],
+        'no_validation': no_valid,
+        'patience': [*no_valid, '--validation=none', '--patience=2'],
+    }
+    procs = run_main_cases('bpnet_tfx.train', list(cases.values()))
+    return {'root': root, **folders, **dict(zip(cases, procs))}
 
 
 @pytest.mark.slow
-def test_cli_dry_run_and_one_line_errors(small_records, tmp_path):
-    records_dir, _ = small_records
-    errors = (
-        ([f'--records_dir={tmp_path / "nowhere"}'], 'nowhere'),
-        ([f'--records_dir={records_dir}', '--batch_size=0'], 'batch_size'),
-        ([f'--records_dir={records_dir}', '--counts_loss_weight=x'], 'counts_loss_weight'),
-    )
-    model_dir = f'--model_dir={tmp_path / "m"}'
-    dry, *procs, unknown = run_main_cases(
-        'bpnet_tfx.train',
-        [
-            [model_dir, f'--records_dir={records_dir}', '--dry_run', '--batch_size=8'],
-            *([model_dir, *flags, '--dry_run'] for flags, _ in errors),
-            [model_dir, f'--records_dir={records_dir}', '--no_such_flag=1'],
-        ],
-    )
+def test_cli_dry_run_and_one_line_errors(cli_cases):
+    dry = cli_cases['dry_run']
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert 'parameters: 120,964' in dry.stdout and 'receptive field: 2093 bp' in dry.stdout
-    assert not (tmp_path / 'm').exists()  # a dry run writes nothing
-    for (_, message), proc in zip(errors, procs):
+    assert not (cli_cases['root'] / 'm').exists()  # a dry run writes nothing
+    for name in ('nowhere', 'batch_size', 'counts_loss_weight'):
+        proc = cli_cases[name]
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert 'Traceback' not in proc.stderr
-        assert 'train: error:' in proc.stderr and message in proc.stderr
+        assert 'train: error:' in proc.stderr and name in proc.stderr
+    unknown = cli_cases['unknown_flag']
     assert unknown.returncode != 0 and 'no_such_flag' in unknown.stderr
 
 
 @pytest.mark.slow
-def test_model_dir_of_another_architecture_is_refused(small_records, tmp_path):
-    records_dir, _ = small_records
-    model_dir = tmp_path / 'm'
-    model_dir.mkdir()
-    (model_dir / 'train_config.json').write_text(json.dumps({'model': {'filters': 3}}))
-    proc = _train(f'--records_dir={records_dir}', f'--model_dir={model_dir}', '--epochs=1')
+def test_model_dir_of_another_architecture_is_refused(cli_cases):
+    proc = cli_cases['another_architecture']
     assert proc.returncode == 2 and 'another architecture' in proc.stderr
 
 
@@ -162,24 +196,8 @@ def test_two_workers_on_loopback_train_and_only_the_chief_writes(small_records, 
 
 
 @pytest.mark.slow
-def test_cli_dry_run_reports_receptive_field_and_crops(tmp_path):
-    records_dir = _wide_records(tmp_path)
-    dirs = [f'--records_dir={records_dir}', f'--model_dir={tmp_path / "m"}', '--dry_run']
-    proc, too_short = run_main_cases(
-        'bpnet_tfx.train',
-        [
-            [
-                *dirs,
-                '--batch_size=8',
-                '--filters=8',
-                '--stem_kernel_size=9',
-                '--num_dilated_layers=2',
-                '--profile_kernel_size=25',
-                '--profile_loss=joint',
-            ],
-            [*dirs, '--num_dilated_layers=5'],  # layers that cannot fit the records' lengths
-        ],
-    )
+def test_cli_dry_run_reports_receptive_field_and_crops(cli_cases):
+    proc, too_short = cli_cases['receptive_field'], cli_cases['too_short']
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'receptive field: 45 bp' in proc.stdout  # 9 + 2 * (2 + 4) + 25 - 1
     assert (
@@ -192,25 +210,12 @@ def test_cli_dry_run_reports_receptive_field_and_crops(tmp_path):
     assert 'too short' in too_short.stderr
 
 
-_TINY = [
-    '--epochs=2',
-    '--batch_size=8',
-    '--filters=8',
-    '--num_dilated_layers=3',
-    '--input_benchmark_batches=0',
-]
-
-
 @pytest.mark.slow
-def test_records_without_validation_stop_in_one_line_or_train_with_validation_none(tmp_path):
-    from tests.fixtures.records import write_records
-
-    records_dir = str(tmp_path / 'records')
-    write_records(records_dir, split_counts={'train': 32}, sequence_length=200)
-    base = [f'--records_dir={records_dir}', f'--model_dir={tmp_path / "m"}', *_TINY]
-    proc, patience = run_main_cases(
-        'bpnet_tfx.train', [base, [*base, '--validation=none', '--patience=2']]
-    )
+def test_records_without_validation_stop_in_one_line_or_train_with_validation_none(
+    cli_cases, tmp_path
+):
+    records_dir = cli_cases['no_valid']
+    proc, patience = cli_cases['no_validation'], cli_cases['patience']
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('train: error: ')
@@ -218,7 +223,9 @@ def test_records_without_validation_stop_in_one_line_or_train_with_validation_no
     assert patience.returncode == 2 and patience.stderr.strip().splitlines() == [
         'train: error: --patience needs a validation loss; it cannot be used with --validation=none'
     ]
-    proc = _train(*base, '--validation=none')
+    proc = _train(
+        f'--records_dir={records_dir}', f'--model_dir={tmp_path / "m"}', *_TINY, '--validation=none'
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("train: 2 epochs, no validation: exported the last epoch's weights")
