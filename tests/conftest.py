@@ -5,5 +5,5 @@ pytest_plugins = [
     'tests.fixtures.genomes',  # genome, track_genome
     'tests.fixtures.fake_remote',  # fake_remote
     'tests.fixtures.control_models',  # control_model: trained once a session
-    'tests.fixtures.simulated_models',  # planted_motif_model: simulated, recorded, trained once
+    'tests.fixtures.simulated_models',  # planted_motif_model(_25_epochs): simulated once
 ]
