@@ -1,7 +1,7 @@
 """Registers the shared fixtures in tests/fixtures/ as plugins (tests import helpers from there)."""
 
 pytest_plugins = [
-    'tests.fixtures.records',  # small_records, tiny_export
+    'tests.fixtures.records',  # small_records, tiny_export, shared_tiny_export
     'tests.fixtures.genomes',  # genome, track_genome
     'tests.fixtures.fake_remote',  # fake_remote
     'tests.fixtures.control_models',  # control_model: trained once a session
