@@ -4,25 +4,15 @@ Every step runs as its own `python -m` process, as a user would run it.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.fixtures.paths import REPO, shared_data_dir
+from tests.fixtures.mains import run_main
+from tests.fixtures.paths import shared_data_dir
 
 
 def _cli(*args, timeout=600):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    proc = subprocess.run(
-        [sys.executable, '-m', *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        cwd=REPO,
-    )
+    proc = run_main(*args, timeout=timeout)
     assert proc.returncode == 0, f'{args[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}'
     assert 'Traceback' not in proc.stderr
     return proc

@@ -9,8 +9,6 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
-import sys
 
 import apache_beam as beam
 import numpy as np
@@ -28,10 +26,10 @@ from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.records import input_checks, outliers, regions, window_rules, windows
 from bpnet_tfx.genome import sequence
 from bpnet_tfx.records import codec, schema
-from tests.fixtures import paths
+from tests.fixtures.genomes import random_bases, write_bigwig, write_fasta
+from tests.fixtures.mains import run_main
 from tests.fixtures.paths import shared_data_dir
 
-REPO = pathlib.Path(paths.REPO)
 DATA = shared_data_dir()
 L, J = 1000, 50
 VALID_END = 100_000  # --valid_chroms=chrIV:0-100000
@@ -440,25 +438,17 @@ def test_rerun_gives_identical_bytes_and_needs_overwrite(tmp_path):
     _run(out, shards, '--overwrite')
     assert _shard_bytes(out) == first
     # Another process (protobuf map order varies per process) with two worker processes.
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'beam_jobs.make_records',
-            *_data_flags(),
-            f'--output_dir={tmp_path / "again"}',
-            f'--sequence_length={L}',
-            f'--max_jitter={J}',
-            f'--valid_chroms=chrIV:0-{VALID_END}',
-            shards,
-            '--runner=DirectRunner',
-            '--direct_num_workers=2',
-            '--direct_running_mode=multi_processing',
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_main(
+        'beam_jobs.make_records',
+        *_data_flags(),
+        f'--output_dir={tmp_path / "again"}',
+        f'--sequence_length={L}',
+        f'--max_jitter={J}',
+        f'--valid_chroms=chrIV:0-{VALID_END}',
+        shards,
+        '--runner=DirectRunner',
+        '--direct_num_workers=2',
+        '--direct_running_mode=multi_processing',
     )
     assert proc.returncode == 0, proc.stderr
     assert _shard_bytes(tmp_path / 'again') == first
@@ -649,7 +639,7 @@ def test_a_valid_split_the_pipeline_empties_stops_the_job(tmp_path, capsys):
     # The one valid peak (line 1, chr1:900-1100) is all N: the pipeline rejects it.
     flags, _ = _toy_genome(tmp_path, [10, 20, 30, 40, 50, 60])
     seq = (tmp_path / 'g.fa').read_text().split('\n')[1]
-    (tmp_path / 'g.fa').write_text('>chr1\n' + seq[:880] + 'N' * 240 + seq[1120:] + '\n')
+    write_fasta(tmp_path / 'g.fa', {'chr1': seq[:880] + 'N' * 240 + seq[1120:]}, width=None)
     flags = [f for f in flags if f not in ('--valid_chroms=chrX', '--allow_empty_splits')]
     out = tmp_path / 'out'
     assert (
@@ -683,19 +673,11 @@ def test_command_line_prints_progress_and_summary_only_unless_verbose(tmp_path):
     flags = [f for f in flags if f != '--valid_chroms=chrX'] + ['--valid_chroms=chr1:0-2,000']
     procs = {}
     for verbose in (False, True):
-        procs[verbose] = subprocess.run(
-            [
-                sys.executable,
-                '-m',
-                'beam_jobs.make_records',
-                *flags,
-                f'--output_dir={tmp_path / f"records{int(verbose)}"}',
-            ]
-            + (['-v'] if verbose else []),
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=300,
+        procs[verbose] = run_main(
+            'beam_jobs.make_records',
+            *flags,
+            f'--output_dir={tmp_path / f"records{int(verbose)}"}',
+            *(['-v'] if verbose else []),
         )
         assert procs[verbose].returncode == 0, procs[verbose].stderr
         assert procs[verbose].stdout.startswith('make_records: 4 peaks read, 4 records written')
@@ -707,12 +689,9 @@ def test_command_line_prints_progress_and_summary_only_unless_verbose(tmp_path):
 
 
 def _bigwig(path, chroms, value=1.0) -> str:
-    bw = pyBigWig.open(str(path), 'w')
-    bw.addHeader(list(chroms))
-    for chrom, _ in chroms:
-        bw.addEntries(chrom, [100], values=[value], span=1)
-    bw.close()
-    return str(path)
+    """A bigWig of the chromosomes `chroms` ((name, length) pairs): `value` at base 100 only."""
+    tracks = {c: np.where(np.arange(n) == 100, value, np.nan) for c, n in chroms}
+    return write_bigwig(path, tracks)
 
 
 _PEAK = 'chrIV\t1000\t1200\tp\t0\t.\t1\t-1\t-1\t100\n'
@@ -855,18 +834,11 @@ def test_bad_input_is_one_line_naming_the_file_and_exit_2(tmp_path, capsys, case
 def test_wrong_chromosome_names_from_the_command_line(tmp_path):
     peaks = tmp_path / 'peaks.bed'
     peaks.write_text('IV\t1000\t1001\n')
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'beam_jobs.make_records',
-            *_data_flags(peaks),
-            f'--output_dir={tmp_path / "records"}',
-            '--runner=DirectRunner',
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    proc = run_main(
+        'beam_jobs.make_records',
+        *_data_flags(peaks),
+        f'--output_dir={tmp_path / "records"}',
+        '--runner=DirectRunner',
         timeout=120,
     )
     assert proc.returncode == 2
@@ -1009,7 +981,7 @@ def _toy_genome(tmp_path, totals, far=None):
     totals[i] counts at its summit (split 1:3 between strands) and `far` = (i, offset,
     counts) puts extra counts `offset` bp from one summit."""
     rng = np.random.default_rng(5)
-    (tmp_path / 'g.fa').write_text('>chr1\n' + ''.join(rng.choice(list('ACGT'), 20_000)) + '\n')
+    write_fasta(tmp_path / 'g.fa', {'chr1': random_bases(rng, 20_000)}, width=None)
     summits = [1000 + 1500 * i for i in range(len(totals))]
     (tmp_path / 'p.bed').write_text(''.join(f'chr1\t{s}\t{s + 1}\n' for s in summits))
     values = np.zeros((2, 20_000))
@@ -1018,10 +990,7 @@ def _toy_genome(tmp_path, totals, far=None):
     if far:
         values[0, summits[far[0]] + far[1]] += far[2]
     for strand, name in enumerate(('pos', 'neg')):
-        bw = pyBigWig.open(str(tmp_path / f'{name}.bw'), 'w')
-        bw.addHeader([('chr1', 20_000)])
-        bw.addEntries('chr1', 0, values=values[strand].tolist(), span=1, step=1)
-        bw.close()
+        write_bigwig(tmp_path / f'{name}.bw', {'chr1': values[strand]})
     return [
         f'--fasta={tmp_path / "g.fa"}',
         f'--peaks={tmp_path / "p.bed"}',
@@ -1134,7 +1103,7 @@ def test_median_leaves_out_windows_the_pipeline_rejects(tmp_path, quantile):
     # Either way peak 1 (total 10), all N, is rejected in the pipeline and not in the median.
     flags, _ = _toy_genome(tmp_path, [10, 20, 30, 40, 50, 60])
     seq = (tmp_path / 'g.fa').read_text().split('\n')[1]
-    (tmp_path / 'g.fa').write_text('>chr1\n' + seq[:880] + 'N' * 240 + seq[1120:] + '\n')
+    write_fasta(tmp_path / 'g.fa', {'chr1': seq[:880] + 'N' * 240 + seq[1120:]}, width=None)
     info = make_records.run(
         flags + [f'--output_dir={tmp_path / "out"}', f'--outlier_quantile={quantile}']
     )

@@ -5,8 +5,6 @@ control-track models; remote inputs and output; bad input is one line, exit 2 an
 
 import gzip
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -16,12 +14,13 @@ from beam_jobs import score_variants
 from beam_jobs.variants import transforms as variant_transforms
 from bpnet_tfx.variant_effects import scoring as variant_effects
 from tests.fixtures.control_models import wide_joint_control_model
-from tests.fixtures.paths import REPO
+from tests.fixtures.genomes import write_fasta, write_genome
+from tests.fixtures.mains import run_main
 
 
 @pytest.fixture(scope='module')
 def model_and_genome(tmp_path_factory):
-    """(export, FASTA, sequence of chrT): an untrained 200 -> 200 bp model, a 1-kb genome."""
+    """(export, FASTA, sequence of chrT): an untrained 200 -> 200 bp model, write_genome's."""
     import keras
 
     from bpnet_tfx.inference import export
@@ -38,11 +37,8 @@ def model_and_genome(tmp_path_factory):
     path = export.export_saved_model(
         model_lib.build_bpnet(config), info, config, str(tmp / 'export')
     )
-    seq = ''.join(np.random.default_rng(0).choice(list('ACGT'), 1000))
-    fasta = tmp / 'genome.fa'
-    chrt = '\n'.join(seq[i : i + 60] for i in range(0, 1000, 60))
-    fasta.write_text(f'>chrT\n{chrt}\n>chrU\n{"ACGT" * 20}\n')
-    return path, str(fasta), seq
+    genome = write_genome(tmp)
+    return path, genome.fasta, genome.seq
 
 
 def _other(base):
@@ -58,7 +54,7 @@ def _vcf_rows(seq, n=14, seed=1):
     rows += [
         ('chrT', 401, '.', _other(seq[400]), seq[400]),  # ref_mismatch
         ('chrZ', 5, '.', 'A', 'C'),  # unknown_chrom
-        ('chrU', 80, '.', 'TA', 'T'),  # out_of_bounds
+        ('chrU', 300, '.', 'TA', 'T'),  # out_of_bounds: past chrU's 300 bp
         ('chrT', 600, '.', seq[599], '<DEL>'),  # unsupported_allele
         ('chrT', 51, '.', seq[50:53], seq[50]),  # deletion; window past chrT's start: chrom_end
         ('chrT', 900, 'ins', seq[899], seq[899] + 'AC'),  # insertion
@@ -167,20 +163,12 @@ def test_job_does_not_depend_on_batch_size_or_workers(model_and_genome, tmp_path
 def test_command_line_prints_progress_and_one_summary_line(model_and_genome, tmp_path):
     path, fasta, seq = model_and_genome
     vcf = _write_vcf(tmp_path / 'calls.vcf.gz', _vcf_rows(seq, n=3))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'beam_jobs.score_variants',
-            f'--saved_model={path}',
-            f'--fasta={fasta}',
-            f'--variants={vcf}',
-            f'--output_dir={tmp_path / "out"}',
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_main(
+        'beam_jobs.score_variants',
+        f'--saved_model={path}',
+        f'--fasta={fasta}',
+        f'--variants={vcf}',
+        f'--output_dir={tmp_path / "out"}',
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith('score_variants: 11 read, 6 scored (ok 6, ref_mismatch 1, ')
@@ -192,9 +180,8 @@ def test_command_line_prints_progress_and_one_summary_line(model_and_genome, tmp
 def test_control_model_matches_the_command_and_worker_errors_are_one_line(tmp_path, capsys):
     m = wide_joint_control_model(tmp_path)
     seq = m['seq']
-    fasta = tmp_path / 'two.fa'  # chrB is not in the control bigWig
-    fasta.write_text(f'>chrA\n{seq}\n>chrB\n{seq}\n')
-    model = (m['export'], str(fasta), seq)
+    fasta = write_fasta(tmp_path / 'two.fa', {'chrA': seq, 'chrB': seq})  # chrB: no control
+    model = (m['export'], fasta, seq)
     vcf = _write_vcf(tmp_path / 'a.vcf.gz', [f'chrA\t{p}\t.\t{seq[p - 1]}\tG\n' for p in (90, 131)])
     _, expected = _command(model, vcf, tmp_path / 'cli.tsv')
     _job(model, vcf, tmp_path / 'out', '--batch_size=1')

@@ -1,10 +1,8 @@
-"""Tests of the contrib command (each a subprocess, so all slow): BED input end to end, one-line
+"""Tests of the contrib command (in subprocesses, so all slow): BED input end to end, one-line
 errors, and contribution mass on planted motifs of simulated data, from records through
 training to scores."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -13,45 +11,101 @@ import pytest
 from scipy import stats
 
 from bpnet_tfx.attribution import contributions
-from tests.fixtures.paths import REPO
+from tests.fixtures.genomes import GENOME_SIZES, write_bigwig, write_genome
+from tests.fixtures.mains import run_main_cases
 
 
-def _contrib(*flags, timeout=600):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.run(
-        [sys.executable, '-m', 'bpnet_tfx.contrib', *flags],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
+def _control_export(root, fasta) -> str:
+    """An untrained single-task model with control tracks whose metadata names no control
+    bigWigs."""
+    import keras
+
+    from bpnet_tfx.inference import export
+    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.records import schema
+
+    keras.utils.set_random_seed(0)
+    config = model_lib.ModelConfig(
+        sequence_length=200, filters=8, num_dilated_layers=2, use_control=True
     )
+    info = schema.RecordsInfo(
+        sequence_length=200, max_jitter=0, tasks=('t',), has_control=True, source={'fasta': fasta}
+    )
+    model = model_lib.build_bpnet(config)
+    return export.export_saved_model(model, info, config, str(root / 'control_export'))
 
 
-@pytest.fixture
-def genome(tmp_path):
-    rng = np.random.default_rng(0)
-    fasta = tmp_path / 'genome.fa'
-    with open(fasta, 'w') as f:
-        for chrom, size in (('chrT', 1000), ('chrU', 300)):
-            seq = ''.join(rng.choice(list('ACGT'), size))
-            f.write(f'>{chrom}\n' + '\n'.join(seq[i : i + 60] for i in range(0, size, 60)) + '\n')
-    return str(fasta)
+def _bad_input_case(root, case, export_dir, fasta) -> tuple[list[str], str]:
+    """The flags of one bad-input case (its files in root/case) and its error message."""
+    folder = root / case
+    folder.mkdir()
+    bed = folder / 'regions.bed'
+    bed.write_text('chrT\t100\t200\nchrT\t300\n')
+    flags = {'saved_model': export_dir, 'regions_bed': str(bed), 'fasta': fasta}
+    message = {
+        'malformed_line': f'{bed}:2: malformed line: 2 column(s)',
+        'no_model': 'nowhere: no such folder',
+        'no_fasta': 'missing.fa: no such FASTA file',
+    }[case]
+    if case == 'no_model':
+        bed.write_text('chrT\t100\t200\n')
+        flags['saved_model'] = str(folder / 'nowhere')
+    if case == 'no_fasta':
+        flags['fasta'] = str(folder / 'missing.fa')
+    return [*(f'--{k}={v}' for k, v in flags.items()), f'--output_dir={folder / "o"}'], message
+
+
+BAD_INPUT = ('malformed_line', 'no_model', 'no_fasta')
+
+
+@pytest.fixture(scope='module')
+def contrib_runs(shared_tiny_export, tmp_path_factory) -> dict:
+    """The contrib command on tiny exports and the shared genome, every case in one Python
+    (run_main_cases): the bad inputs, a model with controls run without and with its control
+    bigWigs, and mutagenesis over BED regions. Returns each case's CompletedProcess, flags
+    and message under its name, and the files they read under root, genome, control."""
+    root = tmp_path_factory.mktemp('contrib_cli')
+    genome, export_dir = write_genome(root), shared_tiny_export
+    cases = {case: _bad_input_case(root, case, export_dir, genome.fasta) for case in BAD_INPUT}
+    control = write_bigwig(root / 'control.bw', {'chrT': np.arange(1000) % 5}, sizes=GENOME_SIZES)
+    (root / 'control.bed').write_text('chrT\t400\t600\n')
+    with_control = [
+        f'--saved_model={_control_export(root, genome.fasta)}',
+        f'--regions_bed={root / "control.bed"}',
+        '--num_shuffles=2',
+        '--steps=2',
+    ]
+    cases['control_missing'] = ([*with_control, f'--output_dir={root / "o"}'], '')
+    cases['control_given'] = (
+        [
+            *with_control,
+            f'--control_pos_bigwig={control}',
+            f'--control_neg_bigwig={control}',
+            f'--output_dir={root / "o"}',
+        ],
+        '',
+    )
+    (root / 'regions.bed').write_text('chrU\t140\t160\tsecond_in_fasta\nchrT\t0\t1000\n')
+    cases['ism'] = (
+        [
+            f'--saved_model={export_dir}',
+            f'--regions_bed={root / "regions.bed"}',
+            f'--fasta={genome.fasta}',
+            f'--output_dir={root / "out"}',
+            '--method=ism',
+            '--batch_size=256',
+        ],
+        '',
+    )
+    procs = run_main_cases('bpnet_tfx.contrib', [flags for flags, _ in cases.values()], timeout=600)
+    runs = {name: (proc, *case) for (name, case), proc in zip(cases.items(), procs)}
+    return {'root': root, 'genome': genome, 'control': control, **runs}
 
 
 @pytest.mark.slow  # a subprocess
-def test_bed_regions_by_mutagenesis(tiny_export, genome, tmp_path):
-    export_dir = tiny_export[0]
-    bed = tmp_path / 'regions.bed'
-    bed.write_text('chrU\t140\t160\tsecond_in_fasta\nchrT\t0\t1000\n')
-    out = tmp_path / 'out'
-    proc = _contrib(
-        f'--saved_model={export_dir}',
-        f'--regions_bed={bed}',
-        f'--fasta={genome}',
-        f'--output_dir={out}',
-        '--method=ism',
-        '--batch_size=256',
-    )
+def test_bed_regions_by_mutagenesis(contrib_runs):
+    proc, _, _ = contrib_runs['ism']
+    out = contrib_runs['root'] / 'out'
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith('contrib: 2 regions (ism) in ')
     assert 'profile/shap.npz' in proc.stdout and 'counts/contrib.bw' in proc.stdout
@@ -71,28 +125,15 @@ def test_bed_regions_by_mutagenesis(tiny_export, genome, tmp_path):
 
 
 @pytest.mark.slow  # a subprocess
-@pytest.mark.parametrize('case', ['malformed_line', 'no_model', 'no_fasta'])
-def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_path, case):
-    export_dir = tiny_export[0]
-    bed = tmp_path / 'regions.bed'
-    bed.write_text('chrT\t100\t200\nchrT\t300\n')
-    flags = {'saved_model': export_dir, 'regions_bed': str(bed), 'fasta': genome}
-    message = {
-        'malformed_line': f'{bed}:2: malformed line: 2 column(s)',
-        'no_model': 'nowhere: no such folder',
-        'no_fasta': 'missing.fa: no such FASTA file',
-    }[case]
-    if case == 'no_model':
-        bed.write_text('chrT\t100\t200\n')
-        flags['saved_model'] = str(tmp_path / 'nowhere')
-    if case == 'no_fasta':
-        flags['fasta'] = str(tmp_path / 'missing.fa')
-    proc = _contrib(*(f'--{k}={v}' for k, v in flags.items()), f'--output_dir={tmp_path / "o"}')
-    assert proc.returncode == 2
-    assert 'Traceback' not in proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('contrib: error:')]
-    assert len(errors) == 1 and message in errors[0], proc.stderr[-2000:]
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(('o', '.o'))]
+def test_bad_input_exits_2_with_one_line_and_no_output(contrib_runs):
+    for case in BAD_INPUT:
+        proc, _, message = contrib_runs[case]
+        assert proc.returncode == 2, (case, proc.stderr[-2000:])
+        assert 'Traceback' not in proc.stderr, case
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('contrib: error:')]
+        assert len(errors) == 1 and message in errors[0], (case, proc.stderr[-2000:])
+        folder = contrib_runs['root'] / case
+        assert not [p for p in os.listdir(folder) if p.startswith(('o', '.o'))], case
 
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -111,16 +152,15 @@ def test_profile_contributions_concentrate_on_planted_motifs(planted_motif_model
     files, records = planted_motif_model['files'], planted_motif_model['records']
     info = planted_motif_model['info']
     assert info.split_counts['valid'] == 150
-    summary = {'export_dir': planted_motif_model['export_dir']}
-
-    out = tmp_path / 'contrib'
-    proc = _contrib(
-        f'--saved_model={summary["export_dir"]}',
-        f'--records_dir={records}',
-        f'--output_dir={out}',
-        '--method=ig',
-        '--num_shuffles=5',
-        '--steps=10',
+    flags = [f'--saved_model={planted_motif_model["export_dir"]}', f'--records_dir={records}']
+    out, out_shap = tmp_path / 'contrib', tmp_path / 'contrib_deepshap'
+    proc, shap_proc = run_main_cases(  # IG, then DeepSHAP on the same model and windows
+        'bpnet_tfx.contrib',
+        [
+            [*flags, f'--output_dir={out}', '--method=ig', '--num_shuffles=5', '--steps=10'],
+            [*flags, f'--output_dir={out_shap}', '--method=deepshap', '--num_shuffles=5'],
+        ],
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'contrib: 150 regions (ig, 5 shuffled references x 10 steps)' in proc.stdout
@@ -156,16 +196,8 @@ def test_profile_contributions_concentrate_on_planted_motifs(planted_motif_model
         )
     bw.close()
     # DeepSHAP on the same model and windows ranks the motifs as well.
-    out_shap = tmp_path / 'contrib_deepshap'
-    proc = _contrib(
-        f'--saved_model={summary["export_dir"]}',
-        f'--records_dir={records}',
-        f'--output_dir={out_shap}',
-        '--method=deepshap',
-        '--num_shuffles=5',
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'contrib: 150 regions (deepshap, 5 shuffled references)' in proc.stdout
+    assert shap_proc.returncode == 0, shap_proc.stderr[-3000:]
+    assert 'contrib: 150 regions (deepshap, 5 shuffled references)' in shap_proc.stdout
     shap = contributions.load_outputs(str(out_shap))
     assert shap['windows'] == result['windows']
     observed = (shap['hyp']['profile'] * shap['one_hot']).sum(-1)
@@ -174,50 +206,20 @@ def test_profile_contributions_concentrate_on_planted_motifs(planted_motif_model
     assert auroc_shap >= 0.9
 
 
-@pytest.mark.slow  # subprocesses
-def test_control_model_needs_its_control_bigwigs(genome, tmp_path):
+@pytest.mark.slow  # a subprocess
+def test_control_model_needs_its_control_bigwigs(contrib_runs):
     """A model trained with control tracks: without control bigWigs (none recorded in its
     metadata, none given) one error line and no output; with them, scores and a summary
     naming them."""
-    import keras
-
-    from bpnet_tfx.inference import export
-    from bpnet_tfx.modeling import config as config_lib
-    from bpnet_tfx.modeling import model as model_lib
-    from bpnet_tfx.records import schema
-
-    keras.utils.set_random_seed(0)
-    config = config_lib.ModelConfig(
-        sequence_length=200, filters=8, num_dilated_layers=2, use_control=True
-    )
-    info = schema.RecordsInfo(
-        sequence_length=200, max_jitter=0, tasks=('t',), has_control=True, source={'fasta': genome}
-    )
-    export_dir = export.export_saved_model(
-        model_lib.build_bpnet(config), info, config, str(tmp_path / 'export')
-    )
-    control = tmp_path / 'control.bw'
-    bw = pyBigWig.open(str(control), 'w')
-    bw.addHeader([('chrT', 1000), ('chrU', 300)])
-    bw.addEntries('chrT', 0, values=np.arange(1000, dtype=np.float64) % 5, span=1, step=1)
-    bw.close()
-    bed = tmp_path / 'regions.bed'
-    bed.write_text('chrT\t400\t600\n')
-    flags = [f'--saved_model={export_dir}', f'--regions_bed={bed}', '--num_shuffles=2', '--steps=2']
-    proc = _contrib(*flags, f'--output_dir={tmp_path / "o"}')
+    proc, _, _ = contrib_runs['control_missing']
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('contrib: error:')]
     assert errors == [
         'contrib: error: this model was trained with control tracks: give '
         '--control_pos_bigwig and --control_neg_bigwig'
     ], proc.stderr[-2000:]
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(('o', '.o'))]
-    proc = _contrib(
-        *flags,
-        f'--control_pos_bigwig={control}',
-        f'--control_neg_bigwig={control}',
-        f'--output_dir={tmp_path / "o"}',
-    )
+    proc, _, _ = contrib_runs['control_given']  # run after the refused one: it left nothing
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = contributions.load_outputs(str(tmp_path / 'o'))['summary']
+    summary = contributions.load_outputs(str(contrib_runs['root'] / 'o'))['summary']
+    control = contrib_runs['control']
     assert summary['control'] == [[str(control), str(control)]]

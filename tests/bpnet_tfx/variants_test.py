@@ -1,9 +1,7 @@
-"""Tests of the variants command end to end (subprocesses, so slow) and the ground truth on
+"""Tests of the variants command end to end (in a subprocess, so slow) and the ground truth on
 simulated data: SNVs that break planted motifs against SNVs near peaks away from motifs."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -11,53 +9,8 @@ import pytest
 from scipy import stats
 
 from bpnet_tfx.variant_effects import scoring as variant_effects
-from tests.fixtures.paths import REPO
-
-
-def _variants(*flags, timeout=300):
-    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.run(
-        [sys.executable, '-m', 'bpnet_tfx.variants', *flags],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture
-def genome(tmp_path):
-    rng = np.random.default_rng(0)
-    seq = ''.join(rng.choice(list('ACGT'), 1000))
-    fasta = tmp_path / 'genome.fa'
-    fasta.write_text('>chrT\n' + '\n'.join(seq[i : i + 60] for i in range(0, 1000, 60)) + '\n')
-    return str(fasta), seq
-
-
-@pytest.mark.slow  # a subprocess
-def test_command_scores_a_vcf_and_prints_a_summary(tiny_export, genome, tmp_path):
-    fasta, seq = genome
-    vcf = tmp_path / 'in.vcf'
-    vcf.write_text(
-        '##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\n'
-        f'chrT\t300\trs1\t{seq[299]}\t{"A" if seq[299] != "A" else "C"}\n'
-        f'chrT\t500\t.\t{"A" if seq[499] != "A" else "C"}\tG\n'
-    )
-    out = tmp_path / 'scores.tsv'
-    proc = _variants(
-        f'--saved_model={tiny_export[0]}',
-        f'--fasta={fasta}',
-        f'--variants={vcf}',
-        f'--output={out}',
-        '--null_variants=4',
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'variants: 2 read, 1 scored (ok 1, ref_mismatch 1)' in proc.stdout
-    assert str(out) in proc.stdout
-    table = pd.read_csv(out, sep='\t')
-    assert list(table['status']) == ['ok', 'ref_mismatch']
-    assert 'synthetic.jsd_pvalue' in table.columns
-
+from tests.fixtures.genomes import write_genome
+from tests.fixtures.mains import run_main_cases
 
 _BAD = {
     'malformed_line': ('chrT\tx\tA\tC\n', 'in.tsv:1: malformed variant line'),
@@ -66,26 +19,60 @@ _BAD = {
 }
 
 
-@pytest.mark.slow  # subprocesses
-@pytest.mark.parametrize('case', sorted(_BAD))
-def test_bad_input_exits_2_with_one_line_and_no_output(tiny_export, genome, tmp_path, case):
-    text, message = _BAD[case]
-    path = tmp_path / 'in.tsv'
-    if text is not None:
-        path.write_text(text)
-    out = tmp_path / 'scores.tsv'
-    proc = _variants(
-        f'--saved_model={tiny_export[0]}',
-        f'--fasta={genome[0]}',
-        f'--variants={path}',
-        f'--output={out}',
+@pytest.fixture(scope='module')
+def variants_runs(shared_tiny_export, tmp_path_factory) -> dict:
+    """The variants command on the tiny export and the shared genome, every case in one
+    Python (run_main_cases): a VCF of one scorable SNV and one REF mismatch ('vcf'), and the
+    bad inputs of _BAD. Returns each case's CompletedProcess under its name, and root."""
+    root = tmp_path_factory.mktemp('variants_cli')
+    genome = write_genome(root)
+    flags = [f'--saved_model={shared_tiny_export}', f'--fasta={genome.fasta}']
+    seq = genome.seq
+    (root / 'in.vcf').write_text(
+        '##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\n'
+        f'chrT\t300\trs1\t{seq[299]}\t{"A" if seq[299] != "A" else "C"}\n'
+        f'chrT\t500\t.\t{"A" if seq[499] != "A" else "C"}\tG\n'
     )
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    lines = [ln for ln in proc.stderr.strip().splitlines() if 'starting TensorFlow' not in ln]
-    assert len(lines) == 1 and lines[0].startswith('variants: error: '), proc.stderr
-    assert message in lines[0]
-    assert not out.exists()
-    assert not [p for p in os.listdir(tmp_path) if p.startswith('.scores.tsv')]
+    cases = {
+        'vcf': [
+            *flags,
+            f'--variants={root / "in.vcf"}',
+            f'--output={root / "scores.tsv"}',
+            '--null_variants=4',
+        ]
+    }
+    for case, (text, _) in _BAD.items():
+        (root / case).mkdir()
+        path = root / case / 'in.tsv'
+        if text is not None:
+            path.write_text(text)
+        cases[case] = [*flags, f'--variants={path}', f'--output={root / case / "scores.tsv"}']
+    procs = run_main_cases('bpnet_tfx.variants', list(cases.values()))
+    return {'root': root, **dict(zip(cases, procs))}
+
+
+@pytest.mark.slow  # a subprocess
+def test_command_scores_a_vcf_and_prints_a_summary(variants_runs):
+    proc, out = variants_runs['vcf'], variants_runs['root'] / 'scores.tsv'
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'variants: 2 read, 1 scored (ok 1, ref_mismatch 1)' in proc.stdout
+    assert str(out) in proc.stdout
+    table = pd.read_csv(out, sep='\t')
+    assert list(table['status']) == ['ok', 'ref_mismatch']
+    assert 'synthetic.jsd_pvalue' in table.columns
+
+
+@pytest.mark.slow  # a subprocess
+def test_bad_input_exits_2_with_one_line_and_no_output(variants_runs):
+    tmp_path = variants_runs['root']
+    for case, (_, message) in _BAD.items():
+        proc = variants_runs[case]
+        assert proc.returncode == 2, (case, proc.stderr[-3000:])
+        lines = [ln for ln in proc.stderr.strip().splitlines() if 'starting TensorFlow' not in ln]
+        assert len(lines) == 1 and lines[0].startswith('variants: error: '), (case, proc.stderr)
+        assert message in lines[0], case
+        assert not (tmp_path / case / 'scores.tsv').exists(), case
+        assert not [p for p in os.listdir(tmp_path / case) if p.startswith('.scores.tsv')], case
 
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -29,13 +29,13 @@ from beam_jobs.common import runners
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.records import windows
 from tests.fixtures import paths
+from tests.fixtures.mains import main_env, run_main, start_main
 from tests.fixtures.paths import shared_data_dir
 
 REPO = pathlib.Path(paths.REPO)
 DATA = shared_data_dir()
 VENV_BIN = os.path.dirname(sys.executable)
 SHARDS = '--num_shards=train=3,valid=2'
-POOL = [sys.executable, '-m', 'apache_beam.runners.worker.worker_pool_main']
 _FAIL_READS = (
     'import beam_jobs.records.windows as w\n'
     'def _fail(self, chunk):\n'
@@ -71,19 +71,8 @@ def _shard_bytes(records_dir) -> dict[str, bytes]:
     }
 
 
-def _env(**extra) -> dict[str, str]:
-    return {**os.environ, 'PYTHONPATH': str(REPO), 'TF_CPP_MIN_LOG_LEVEL': '2', **extra}
-
-
 def _cli(*args, timeout=120, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, '-m', 'beam_jobs.make_records', *args],
-        cwd=REPO,
-        env=_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_main('beam_jobs.make_records', *args, env=main_env(**env), timeout=timeout)
 
 
 def _free_port() -> int:
@@ -97,12 +86,13 @@ def _worker_pool(tmp_path, *, path_first: str, pythonpath: str):
     """A Beam worker pool in its own process; its workers are `python` from `path_first`."""
     port = _free_port()
     log = open(tmp_path / f'pool-{port}.log', 'w')
-    proc = subprocess.Popen(
-        POOL + [f'--service_port={port}'],
+    proc = start_main(
+        'apache_beam.runners.worker.worker_pool_main',
+        f'--service_port={port}',
         stdout=log,
         stderr=log,
         start_new_session=True,
-        env=_env(PATH=f'{path_first}:{os.environ["PATH"]}', PYTHONPATH=pythonpath),
+        env=main_env(PATH=f'{path_first}:{os.environ["PATH"]}', PYTHONPATH=pythonpath),
     )
     try:
         deadline = time.monotonic() + 30
@@ -330,17 +320,11 @@ def test_workers_that_never_start_time_out_and_killed_runs_are_cleaned_up(tmp_pa
     out = tmp_path / 'records'
     with _worker_pool(tmp_path, path_first=str(bad), pythonpath=str(REPO)) as address:
         # No limit: this run waits until killed, and leaves its temporary folder.
-        waiting = subprocess.Popen(
-            [
-                sys.executable,
-                '-m',
-                'beam_jobs.make_records',
-                *_flags(out),
-                *_external(address),
-                '--worker_start_timeout=0',
-            ],
-            cwd=REPO,
-            env=_env(),
+        waiting = start_main(
+            'beam_jobs.make_records',
+            *_flags(out),
+            *_external(address),
+            '--worker_start_timeout=0',
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

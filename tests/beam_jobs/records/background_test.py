@@ -9,17 +9,11 @@ import scipy.stats
 
 from beam_jobs.records import background, regions, splits, window_rules
 from beam_jobs.records.regions import Region
+from tests.fixtures.genomes import write_fasta
 
 
 def _fasta(tmp_path, seqs: dict[str, str]) -> pyfaidx.Fasta:
-    path = tmp_path / 'genome.fa'
-    path.write_text(
-        ''.join(
-            f'>{c}\n' + '\n'.join(s[i : i + 60] for i in range(0, len(s), 60)) + '\n'
-            for c, s in seqs.items()
-        )
-    )
-    return pyfaidx.Fasta(str(path), as_raw=True)
+    return pyfaidx.Fasta(write_fasta(tmp_path / 'genome.fa', seqs), as_raw=True)
 
 
 def _gc(seq: str) -> float:

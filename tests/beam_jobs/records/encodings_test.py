@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import glob
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pyBigWig
@@ -17,6 +15,8 @@ from beam_jobs.records import encodings
 from beam_jobs.records.regions import Region
 from bpnet_tfx.records import codec, schema
 from bpnet_tfx.records import dataset as data
+from tests.fixtures.genomes import write_bigwig
+from tests.fixtures.mains import run_main
 from tests.fixtures.paths import shared_data_dir
 
 DATA = shared_data_dir()
@@ -32,17 +32,10 @@ REB1 = [
 
 
 def _bigwig(path, values: dict[int, float], size=1000):
-    bw = pyBigWig.open(str(path), 'w')
-    bw.addHeader([('c1', size)])
-    positions = sorted(values)
-    bw.addEntries(
-        ['c1'] * len(positions),
-        positions,
-        ends=[p + 1 for p in positions],
-        values=[float(values[p]) for p in positions],
-    )
-    bw.close()
-    return str(path)
+    """A bigWig of chromosome c1 with entries only at the positions of `values`."""
+    track = np.full(size, np.nan)
+    track[list(values)] = list(values.values())
+    return write_bigwig(path, {'c1': track})
 
 
 def test_survey_reads_the_header_maximum_integrality_and_density(tmp_path):
@@ -133,12 +126,9 @@ def test_fixed_encodings_and_a_non_integer_track(tmp_path):
         src = pyBigWig.open(str(DATA / f'Reb1.{strand}.bw'))
         values = np.nan_to_num(src.values('chrIV', 0, 300_000, numpy=True)) / 2
         src.close()
-        nz = np.flatnonzero(values)
-        halves[strand] = str(tmp_path / f'half.{strand}.bw')
-        bw = pyBigWig.open(halves[strand], 'w')
-        bw.addHeader([('chrIV', 300_000)])
-        bw.addEntries('chrIV', nz.tolist(), values=values[nz].tolist(), span=1)
-        bw.close()
+        halves[strand] = write_bigwig(  # entries where counts are
+            tmp_path / f'half.{strand}.bw', {'chrIV': np.where(values != 0, values, np.nan)}
+        )
     flags = [f for f in REB1 if 'bigwig' not in f]
     half = make_records.run(
         flags
@@ -157,12 +147,7 @@ def test_fixed_encodings_and_a_non_integer_track(tmp_path):
 @pytest.mark.slow  # A job in a fresh Python.
 def test_a_dtype_too_small_for_the_counts_is_one_line_and_leaves_no_output(tmp_path):
     out = tmp_path / 'records'
-    proc = subprocess.run(
-        [sys.executable, '-m', 'beam_jobs.make_records', *REB1]
-        + [f'--output_dir={out}', '--counts_dtype=uint8'],
-        capture_output=True,
-        text=True,
-    )
+    proc = run_main('beam_jobs.make_records', *REB1, f'--output_dir={out}', '--counts_dtype=uint8')
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pyBigWig
 import pytest
 
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.records import planning, splits
+from tests.fixtures.genomes import random_bases, write_bigwig, write_fasta
 
 
 def _write(path, text):
@@ -23,18 +23,9 @@ def toy(tmp_path):
     """chrA (3000 bp) and chrB (1000 bp) with flat counts, and a task whose peaks are there."""
     rng = np.random.default_rng(0)
     sizes = {'chrA': 3000, 'chrB': 1000}
-    fasta = _write(
-        tmp_path / 'g.fa',
-        ''.join(f'>{c}\n{"".join(rng.choice(list("ACGT"), n))}\n' for c, n in sizes.items()),
-    )
-    paths = {}
-    for name in ('pos', 'neg'):
-        paths[name] = str(tmp_path / f'{name}.bw')
-        bw = pyBigWig.open(paths[name], 'w')
-        bw.addHeader(list(sizes.items()))
-        for chrom, n in sizes.items():
-            bw.addEntries(chrom, 0, values=np.ones(n).tolist(), span=1, step=1)
-        bw.close()
+    fasta = write_fasta(tmp_path / 'g.fa', {c: random_bases(rng, n) for c, n in sizes.items()})
+    flat = {c: np.ones(n) for c, n in sizes.items()}
+    paths = {name: write_bigwig(tmp_path / f'{name}.bw', flat) for name in ('pos', 'neg')}
     # chrA: 500 (twice), 1500, 2950 (past the end); chrB: 500.
     peaks = _write(
         tmp_path / 'p.bed',

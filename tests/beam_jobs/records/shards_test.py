@@ -8,7 +8,7 @@ import pytest
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.records import shards
 from beam_jobs.records.regions import Region
-from tests.beam_jobs.records.windows_test import KEPT, NUM_SHARDS
+from tests.fixtures.windows import KEPT, NUM_SHARDS
 
 _BACKGROUND = Region('chr1', 130, 150, 'train', 1, -1, True)
 

@@ -1,4 +1,5 @@
-"""Tests of beam_jobs/records/transforms.py (shard files, job summary) on a tiny genome."""
+"""Tests of beam_jobs/records/transforms.py (shard files, job summary) on a tiny genome
+(track_genome, tests/fixtures/genomes.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_jobs.records import shards, transforms, windows
 from beam_jobs.records.regions import Region
 from bpnet_tfx.records import codec, schema
-from tests.beam_jobs.records.windows_test import (
+from tests.fixtures.windows import (
     KEPT,
     NUM_SHARDS,
     REGIONS,
@@ -26,9 +27,8 @@ from tests.beam_jobs.records.windows_test import (
     TRIM,
     J,
     L,
-    _direct,
-    _spec,
-    genome,  # noqa: F401  (a fixture)
+    direct_window,
+    window_spec,
 )
 
 
@@ -65,7 +65,7 @@ def _counters(result) -> dict[str, int]:
     }
 
 
-def _check_shards(genome, folder, plans, tasks, control):
+def _check_shards(track_genome, folder, plans, tasks, control):
     """Every planned file exists; its records match direct extraction, in plan order."""
     info = _info(tasks, control)
     pairs = [('pos', 'neg'), ('pos2', 'neg2')][:tasks]
@@ -76,14 +76,15 @@ def _check_shards(genome, folder, plans, tasks, control):
         expected = [r for c in plan.chunks for r in c.regions if r.region_id not in rejected]
         assert [rec['region_id'] for rec in records] == [r.region_id for r in expected]
         for rec, region in zip(records, expected):
-            one_hot, profile, start = _direct(genome, region, pairs)
+            one_hot, profile, start = direct_window(track_genome, region, pairs)
             assert (rec['chrom'], rec['start']) == (region.chrom, start)
             np.testing.assert_array_equal(rec['one_hot'], one_hot)
             np.testing.assert_array_equal(rec['profile'], profile)
             assert ('control' in rec) == control
             if control:
                 np.testing.assert_array_equal(
-                    rec['control'], _direct(genome, region, [('ctl_pos', 'ctl_neg')] * tasks)[1]
+                    rec['control'],
+                    direct_window(track_genome, region, [('ctl_pos', 'ctl_neg')] * tasks)[1],
                 )
         seen += [r.line for r in expected]
     assert sorted(seen) == sorted(r.line for r in KEPT)
@@ -92,20 +93,24 @@ def _check_shards(genome, folder, plans, tasks, control):
 @pytest.mark.parametrize(
     'tasks, control', [(1, False), (2, True)], ids=['one_task', 'two_tasks_control']
 )
-def test_write_shards(genome, tmp_path, tasks, control):
+def test_write_shards(track_genome, tmp_path, tasks, control):
     plans = shards.plan_shards(REGIONS, NUM_SHARDS)
     pairs = [('pos', 'neg'), ('pos2', 'neg2')][:tasks]
     centre = slice(J, J + L)
     totals = {}
     for r in KEPT:
         totals.setdefault(r.split, []).append(
-            tuple(float(x) for x in _direct(genome, r, pairs)[1][centre].sum(axis=(0, 2)))
+            tuple(
+                float(x) for x in direct_window(track_genome, r, pairs)[1][centre].sum(axis=(0, 2))
+            )
         )
     with _pipeline() as p:
         out = (
             p
             | beam.Create(plans)
-            | transforms.WriteShards(str(tmp_path), _spec(genome, tasks=tasks, control=control), L)
+            | transforms.WriteShards(
+                str(tmp_path), window_spec(track_genome, tasks=tasks, control=control), L
+            )
         )
         written = {s: sum(1 for r in KEPT if r.split == s) for s in ('train', 'valid', 'test')}
         assert_that(
@@ -119,7 +124,7 @@ def test_write_shards(genome, tmp_path, tasks, control):
             label='Totals',
         )
     assert sorted(os.listdir(tmp_path)) == sorted(p.filename for p in plans)
-    _check_shards(genome, str(tmp_path), plans, tasks, control)
+    _check_shards(track_genome, str(tmp_path), plans, tasks, control)
     assert _counters(p.result) == {
         'regions_in': len(REGIONS),
         'records_out': 5,
@@ -132,25 +137,25 @@ def test_write_shards(genome, tmp_path, tasks, control):
     }
 
 
-def test_write_shards_to_a_remote_folder(genome, fake_remote, tmp_path):
+def test_write_shards_to_a_remote_folder(track_genome, fake_remote, tmp_path):
     root, prefix = fake_remote
     plans = shards.plan_shards(REGIONS, NUM_SHARDS)
     with _pipeline() as p:
         _ = (
             p
             | beam.Create(plans)
-            | transforms.WriteShards(prefix + 'bucket/records', _spec(genome), L)
+            | transforms.WriteShards(prefix + 'bucket/records', window_spec(track_genome), L)
         )
     assert sorted(os.listdir(root / 'bucket' / 'records')) == sorted(p.filename for p in plans)
-    _check_shards(genome, str(root / 'bucket' / 'records'), plans, 1, False)
+    _check_shards(track_genome, str(root / 'bucket' / 'records'), plans, 1, False)
 
 
-def test_empty_plan_writes_an_empty_file(genome, tmp_path):
+def test_empty_plan_writes_an_empty_file(track_genome, tmp_path):
     with _pipeline() as p:
         out = (
             p
             | beam.Create([shards.ShardPlan('test', 0, 1)])
-            | transforms.WriteShards(str(tmp_path), _spec(genome), L)
+            | transforms.WriteShards(str(tmp_path), window_spec(track_genome), L)
         )
         assert_that(out['shards'], equal_to([('test', 0)]))
     assert _read_shard(str(tmp_path / 'test-00000-of-00001.tfrecord.gz'), _info()) == []
@@ -184,14 +189,17 @@ def test_write_job_summary(tmp_path):
 BACKGROUND = Region('chr1', 130, 150, 'train', 1, -1, True)
 
 
-def test_background_records_are_marked_and_left_out_of_the_totals(genome, tmp_path):
+def test_background_records_are_marked_and_left_out_of_the_totals(track_genome, tmp_path):
     regions_in = KEPT + [BACKGROUND]
     num_shards = {'train': 1, 'valid': 1, 'test': 1}
     plans = shards.plan_shards(regions_in, num_shards)
-    spec = dataclasses.replace(_spec(genome), output_trim=TRIM, mark_background=True)
+    spec = dataclasses.replace(window_spec(track_genome), output_trim=TRIM, mark_background=True)
     centre = slice(J, J + L - 2 * TRIM)
     peak_totals = [
-        (r.split, float(_direct(genome, r, [('pos', 'neg')])[1][TRIM:-TRIM][centre].sum()))
+        (
+            r.split,
+            float(direct_window(track_genome, r, [('pos', 'neg')])[1][TRIM:-TRIM][centre].sum()),
+        )
         for r in KEPT
     ]
     with _pipeline() as p:
@@ -221,7 +229,7 @@ def test_background_records_are_marked_and_left_out_of_the_totals(genome, tmp_pa
     }
     assert set(records) == {r.region_id for r in regions_in}
     assert {rid for rid, rec in records.items() if rec['is_background']} == {BACKGROUND.region_id}
-    one_hot, profile, _ = _direct(genome, BACKGROUND, [('pos', 'neg')])
+    one_hot, profile, _ = direct_window(track_genome, BACKGROUND, [('pos', 'neg')])
     np.testing.assert_array_equal(records[BACKGROUND.region_id]['one_hot'], one_hot)
     np.testing.assert_array_equal(records[BACKGROUND.region_id]['profile'], profile[TRIM:-TRIM])
 
@@ -239,11 +247,11 @@ def test_write_job_summary_of_empty_inputs(tmp_path):
         }
 
 
-def test_shard_file_appears_whole_or_not_at_all(genome, tmp_path, monkeypatch):
+def test_shard_file_appears_whole_or_not_at_all(track_genome, tmp_path, monkeypatch):
     # The DoFn writes a local shard under a name of its own and renames it into place: a
     # failed attempt leaves nothing, a good one only the shard.
     plan = shards.plan_shards(KEPT, NUM_SHARDS)[0]
-    fn = transforms.WriteShardFn(str(tmp_path), _spec(genome), L)
+    fn = transforms.WriteShardFn(str(tmp_path), window_spec(track_genome), L)
     fn.setup()
     try:
         real = windows.WindowReader.read

@@ -20,6 +20,7 @@ from bpnet_tfx.attribution import (
 )
 from bpnet_tfx.common import errors
 from tests.fixtures.control_models import CONTROL_STARTS, wide_joint_control_model, window_controls
+from tests.fixtures.genomes import write_fasta
 
 
 def _window_rngs(windows, seed=0):
@@ -200,8 +201,7 @@ def test_existing_output_is_kept_unless_overwrite(tiny_export, tmp_path):
 
 def test_bed_input_fails_before_writing_anything(tiny_export, tmp_path):
     export_dir = tiny_export[0]
-    fasta = tmp_path / 'g.fa'
-    fasta.write_text('>chrA\n' + 'ACGT' * 100 + '\n')
+    fasta = write_fasta(tmp_path / 'g.fa', {'chrA': 'ACGT' * 100})
     bed = tmp_path / 'r.bed'
     bed.write_text('chrA\t10\t20\nchrA\t390\t401\n')
     with pytest.raises(errors.BpnetError, match='r.bed:2: region chrA:390-401 runs past the end'):
@@ -393,20 +393,6 @@ BED_LINES = [
 ]
 
 
-@pytest.fixture
-def small_genome(tmp_path):
-    """A FASTA of chrT (1,000 bp) and chrU (300 bp), random bases."""
-    rng = np.random.default_rng(7)
-    path = tmp_path / 'small.fa'
-    path.write_text(
-        ''.join(
-            f'>{name}\n' + ''.join(rng.choice(list('ACGT'), size)) + '\n'
-            for name, size in (('chrT', 1000), ('chrU', 300))
-        )
-    )
-    return str(path)
-
-
 def _bed(path, lines):
     path.write_text(
         ''.join('\t'.join(str(c) for c in line if c is not None) + '\n' for line in lines)
@@ -419,19 +405,17 @@ def _scored(export_dir, out, **kwargs):
     return contributions.load_outputs(str(out))
 
 
-def _inputs(source, tiny_export, small_genome, tmp_path):
+def _inputs(source, tiny_export, genome, tmp_path):
     if source == 'bed':
-        return {'regions_bed': _bed(tmp_path / 'r.bed', BED_LINES), 'fasta': small_genome}
+        return {'regions_bed': _bed(tmp_path / 'r.bed', BED_LINES), 'fasta': genome.fasta}
     return {'records_dir': tiny_export[2]}
 
 
 @pytest.mark.slow  # several whole runs
 @pytest.mark.parametrize('source', ['bed', 'records'])
 @pytest.mark.parametrize('method', ['ig', 'ism', 'deepshap'])
-def test_scores_do_not_depend_on_the_batch_size(
-    tiny_export, small_genome, tmp_path, method, source
-):
-    inputs = _inputs(source, tiny_export, small_genome, tmp_path)
+def test_scores_do_not_depend_on_the_batch_size(tiny_export, genome, tmp_path, method, source):
+    inputs = _inputs(source, tiny_export, genome, tmp_path)
     # ISM: 3 windows (600 mutants each); 2,000 also groups several windows in a call.
     sizes, limit = ((1, 7, 128), None) if method != 'ism' else ((1, 7, 128, 2000), 3)
     runs = [
@@ -462,7 +446,7 @@ def _track(path):
 
 @pytest.mark.slow  # several whole runs
 def test_a_shuffled_bed_gives_each_window_the_same_scores_and_the_same_tracks(
-    tiny_export, small_genome, tmp_path
+    tiny_export, genome, tmp_path
 ):
     order = np.random.default_rng(1).permutation(len(BED_LINES))
     runs = [
@@ -470,7 +454,7 @@ def test_a_shuffled_bed_gives_each_window_the_same_scores_and_the_same_tracks(
             tiny_export[0],
             tmp_path / name,
             batch_size=7,
-            fasta=small_genome,
+            fasta=genome.fasta,
             regions_bed=_bed(tmp_path / f'{name}.bed', lines),
         )
         for name, lines in (('original', BED_LINES), ('shuffled', [BED_LINES[i] for i in order]))
@@ -496,10 +480,8 @@ def test_a_shuffled_bed_gives_each_window_the_same_scores_and_the_same_tracks(
 
 @pytest.mark.slow  # several whole runs
 @pytest.mark.parametrize('source', ['bed', 'records'])
-def test_max_regions_keeps_the_first_windows_in_input_order(
-    tiny_export, small_genome, tmp_path, source
-):
-    inputs = _inputs(source, tiny_export, small_genome, tmp_path)
+def test_max_regions_keeps_the_first_windows_in_input_order(tiny_export, genome, tmp_path, source):
+    inputs = _inputs(source, tiny_export, genome, tmp_path)
     full = _scored(tiny_export[0], tmp_path / 'all', batch_size=7, **inputs)
     first = _scored(tiny_export[0], tmp_path / 'first', batch_size=7, max_regions=4, **inputs)
     assert first['windows'] == full['windows'][:4]
@@ -528,8 +510,8 @@ def _folder_equal(one, other):
 
 
 @pytest.mark.parametrize('source', ['bed', 'records'])
-def test_merged_shards_equal_a_one_shot_run(source, tiny_export, small_genome, tmp_path):
-    inputs = _inputs(source, tiny_export, small_genome, tmp_path)
+def test_merged_shards_equal_a_one_shot_run(source, tiny_export, genome, tmp_path):
+    inputs = _inputs(source, tiny_export, genome, tmp_path)
     settings = dict(num_shuffles=2, batch_size=7, max_regions=5, **inputs)
     whole = tmp_path / 'whole'
     contributions.compute_contributions(tiny_export[0], str(whole), **settings)

@@ -8,43 +8,27 @@ import signal
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from absl import flags
 
 from bpnet_tfx.common import cli, errors
+from tests.fixtures.mains import main_env, run_main
 from tests.fixtures.paths import REPO
 
 # absl / TensorFlow C++ log lines ('I0000 00:00:...', 'W1204 ...'), Python logging, warnings.
 LOG_LINE = re.compile(r'^([IWEF]\d{4} |INFO:|WARNING:|ERROR:|.*Warning: )')
 
 
-def _run(*args):
-    env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
-    return subprocess.run(
-        [sys.executable, '-m', *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-@pytest.fixture
-def genome_bed(tmp_path):
-    rng = np.random.default_rng(0)
-    fasta = tmp_path / 'g.fa'
-    fasta.write_text('>chrT\n' + ''.join(rng.choice(list('ACGT'), 1000)) + '\n')
-    bed = tmp_path / 'r.bed'
-    bed.write_text('chrT\t100\t300\nchrT\t500\t600\n')
-    return str(fasta), str(bed)
+def _run(module, *args):
+    return run_main(module, *args, env=main_env(tf_logs=True))  # what a user's shell gives
 
 
 @pytest.mark.slow
-def test_default_runs_are_quiet_and_verbosity_brings_logs_back(tiny_export, genome_bed, tmp_path):
+def test_default_runs_are_quiet_and_verbosity_brings_logs_back(tiny_export, genome, tmp_path):
     export_dir, _, records_dir, _ = tiny_export
-    fasta, bed = genome_bed
+    fasta = genome.fasta
+    bed = tmp_path / 'r.bed'
+    bed.write_text('chrT\t100\t300\nchrT\t500\t600\n')
     commands = {
         'evaluate': [
             'bpnet_tfx.evaluate',

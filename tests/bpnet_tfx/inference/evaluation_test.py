@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,8 @@ from bpnet_tfx.inference import evaluation, metrics
 from bpnet_tfx.modeling import losses
 from bpnet_tfx.records import codec, schema
 from bpnet_tfx.records import dataset as data
-from tests.fixtures.paths import REPO
+from tests.fixtures.genomes import write_bigwig
+from tests.fixtures.mains import run_main
 
 
 def test_evaluate_matches_direct_computation(tiny_export):
@@ -281,21 +280,13 @@ def test_evaluate_hand_checked_set(hand_export):
 def test_evaluate_cli_json_and_progress(hand_export, tmp_path):
     export_dir, records_dir = hand_export
     out_json = tmp_path / 'eval' / 'valid.json'
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'bpnet_tfx.evaluate',
-            f'--saved_model={export_dir}',
-            f'--records_dir={records_dir}',
-            '--batch_size=1',
-            '--progress_every=1',
-            f'--output_json={out_json}',
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2'),
+    proc = run_main(
+        'bpnet_tfx.evaluate',
+        f'--saved_model={export_dir}',
+        f'--records_dir={records_dir}',
+        '--batch_size=1',
+        '--progress_every=1',
+        f'--output_json={out_json}',
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'evaluate: 1/2 examples (50%)' in proc.stderr
@@ -377,16 +368,6 @@ def test_a_model_folder_given_for_its_export_is_named(tiny_export, tmp_path):
         evaluation.evaluate(str(model_dir), tiny_export[2], 'valid')
 
 
-def _write_bigwig(path: str, sizes: dict[str, int], values: dict[str, np.ndarray]) -> None:
-    import pyBigWig
-
-    bw = pyBigWig.open(path, 'w')
-    bw.addHeader(list(sizes.items()))
-    for chrom, v in values.items():
-        bw.addEntries(chrom, 0, values=v.astype(np.float64), span=1, step=1)
-    bw.close()
-
-
 def test_sequence_count_pearson_bound_reads_the_simulators_tracks(tiny_export, tmp_path):
     """With `<task>.sequence.{pos,neg}.bw` beside the expected bigWigs the metadata names, the
     bound is the Pearson correlation of log(1 + their total over each output window) with the
@@ -401,7 +382,7 @@ def test_sequence_count_pearson_bound_reads_the_simulators_tracks(tiny_export, t
     tracks = {}
     for kind in ('expected.pos', 'expected.neg', 'sequence.pos', 'sequence.neg'):
         tracks[kind] = rng.gamma(0.5, 2.0, sizes['chrvalid']).astype(np.float32)
-        _write_bigwig(str(tmp_path / f'synthetic.{kind}.bw'), sizes, {'chrvalid': tracks[kind]})
+        write_bigwig(tmp_path / f'synthetic.{kind}.bw', {'chrvalid': tracks[kind]})
     meta_path = os.path.join(records_dir, schema.METADATA_FILENAME)
     with open(meta_path) as f:
         meta = json.load(f)

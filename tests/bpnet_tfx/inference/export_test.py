@@ -15,6 +15,7 @@ import tensorflow as tf
 from bpnet_tfx.genome import sequence
 from bpnet_tfx.inference import export
 from bpnet_tfx.records import schema
+from tests.fixtures.mains import main_env, run_python
 
 
 def test_encode_sequences_matches_numpy_one_hot():
@@ -92,22 +93,16 @@ def test_string_and_one_hot_signatures_agree_in_fresh_process(tiny_export, tmp_p
     np.save(tmp_path / 'one_hot.npy', one_hot)
     out = tmp_path / 'out.npz'
     # A fresh process where Keras and bpnet_tfx cannot even be imported.
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-S',
-            '-c',
-            textwrap.dedent(_SERVE),
-            export_dir,
-            str(tmp_path / 'seqs.json'),
-            str(tmp_path / 'one_hot.npy'),
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_python(
+        '-S',
+        '-c',
+        textwrap.dedent(_SERVE),
+        export_dir,
+        tmp_path / 'seqs.json',
+        tmp_path / 'one_hot.npy',
+        out,
         cwd=str(tmp_path),
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=_tensorflow_only_path(tmp_path)),
+        env=main_env(PYTHONPATH=_tensorflow_only_path(tmp_path)),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / 'out.npz.json').read_text())

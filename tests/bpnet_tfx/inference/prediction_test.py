@@ -1,8 +1,6 @@
 """Tests of prediction: one region (plot, TSV, centring, tiling), bigWig tracks, one-line errors."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -13,30 +11,13 @@ from bpnet_tfx.common import errors
 from bpnet_tfx.genome import sequence
 from bpnet_tfx.inference import export, prediction, tracks
 from bpnet_tfx.records import schema
-from tests.fixtures.paths import REPO
-
-
-@pytest.fixture
-def genome(tmp_path):
-    rng = np.random.default_rng(0)
-    seq = ''.join(np.array(list('ACGT'))[rng.integers(0, 4, 1000)])
-    fasta = tmp_path / 'genome.fa'
-    fasta.write_text('>chrT\n' + '\n'.join(seq[i : i + 60] for i in range(0, 1000, 60)) + '\n')
-    paths = []
-    for strand, scale in (('pos', 1.0), ('neg', 2.0)):
-        path = str(tmp_path / f'{strand}.bw')
-        bw = pyBigWig.open(path, 'w')
-        bw.addHeader([('chrT', 1000)])
-        values = (scale * (np.arange(1000) % 7)).astype(np.float64)
-        bw.addEntries('chrT', 0, values=values, span=1, step=1)
-        bw.close()
-        paths.append(path)
-    return str(fasta), seq, paths[0], paths[1]
+from tests.fixtures.genomes import random_bases, write_fasta
+from tests.fixtures.mains import run_main_cases
 
 
 def test_predict_region_plot_and_numbers(tiny_export, genome, tmp_path):
     export_dir, model, _, _ = tiny_export
-    fasta, seq, pos, neg = genome
+    fasta, seq, pos, neg = genome.fasta, genome.seq, genome.pos_bigwig, genome.neg_bigwig
     png = str(tmp_path / 'out' / 'plot.png')
     result = prediction.predict_region(
         export_dir, 'chrT:400-600', fasta=fasta, pos_bigwig=pos, neg_bigwig=neg, output_png=png
@@ -64,7 +45,7 @@ def test_single_task_bigwig_path_may_contain_a_comma(tiny_export, genome, tmp_pa
     import shutil
 
     export_dir = tiny_export[0]
-    fasta, _, pos, neg = genome
+    fasta, neg = genome.fasta, genome.neg_bigwig
     odd = str(tmp_path / 'plus,strand.bw')
     shutil.copy(neg, odd)  # the minus track's values, to tell the files apart
     result = prediction.predict_region(
@@ -81,7 +62,7 @@ def test_single_task_bigwig_path_may_contain_a_comma(tiny_export, genome, tmp_pa
 
 def test_other_lengths_are_centred(tiny_export, genome, tmp_path):
     export_dir = tiny_export[0]
-    fasta, _, pos, neg = genome
+    fasta, pos, neg = genome.fasta, genome.pos_bigwig, genome.neg_bigwig
     result = prediction.predict_region(
         export_dir,
         'chrT:450-551',
@@ -104,7 +85,7 @@ def test_other_lengths_are_centred(tiny_export, genome, tmp_path):
     ],
 )
 def test_bad_regions_are_one_line_errors(tiny_export, genome, tmp_path, region, message):
-    fasta, _, pos, neg = genome
+    fasta, pos, neg = genome.fasta, genome.pos_bigwig, genome.neg_bigwig
     with pytest.raises(errors.BpnetError, match=message):
         prediction.predict_region(
             tiny_export[0],
@@ -114,29 +95,6 @@ def test_bad_regions_are_one_line_errors(tiny_export, genome, tmp_path, region, 
             neg_bigwig=neg,
             output_png=str(tmp_path / 'p.png'),
         )
-
-
-@pytest.mark.slow  # runs the predict command in a subprocess
-def test_cli_error_has_no_traceback(tiny_export, genome, tmp_path):
-    fasta, _, _, _ = genome
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'bpnet_tfx.predict',
-            f'--saved_model={tiny_export[0]}',
-            f'--fasta={fasta}',
-            '--region=chrT:bad',
-            f'--output_png={tmp_path / "p.png"}',
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2'),
-    )
-    assert proc.returncode == 2
-    assert 'predict: error: malformed region' in proc.stderr
-    assert 'Traceback' not in proc.stderr
 
 
 def _keras_counts(model, one_hot: np.ndarray) -> np.ndarray:
@@ -150,7 +108,7 @@ def _keras_counts(model, one_hot: np.ndarray) -> np.ndarray:
 
 def test_long_region_is_tiled_and_stitched(tiny_export, genome, tmp_path):
     export_dir, model, _, _ = tiny_export
-    fasta, seq, pos, neg = genome
+    fasta, seq, pos, neg = genome.fasta, genome.seq, genome.pos_bigwig, genome.neg_bigwig
     png = str(tmp_path / 'tiled.png')
     result = prediction.predict_region(
         export_dir, 'chrT:300-750', fasta=fasta, pos_bigwig=pos, neg_bigwig=neg, output_png=png
@@ -206,7 +164,7 @@ def test_multi_task_plot_has_a_row_per_task(genome, tmp_path):
 
     from bpnet_tfx.modeling import config as config_lib
 
-    fasta, seq, pos, neg = genome
+    fasta, seq, pos, neg = genome.fasta, genome.seq, genome.pos_bigwig, genome.neg_bigwig
     # Task b's observed strands are swapped; task c has no observed tracks.
     path, model = _export(
         tmp_path,
@@ -264,7 +222,7 @@ def test_unstranded_plot_compares_one_strand_with_the_summed_tracks(genome, tmp_
 
     from bpnet_tfx.modeling import config as config_lib
 
-    fasta, seq, pos, neg = genome
+    fasta, seq, pos, neg = genome.fasta, genome.seq, genome.pos_bigwig, genome.neg_bigwig
     path, model = _export(
         tmp_path,
         'export',
@@ -303,7 +261,7 @@ def test_plot_of_a_wide_input_joint_model(genome, tmp_path):
     region is two output windows, each predicted from the 60 bp around it (N before 0)."""
     from bpnet_tfx.modeling import config as config_lib
 
-    fasta, seq, pos, neg = genome
+    fasta, seq = genome.fasta, genome.seq
     path, model = _export(
         tmp_path,
         'export',
@@ -346,13 +304,8 @@ def test_plot_of_a_wide_input_joint_model(genome, tmp_path):
 def two_chromosomes(tmp_path):
     """A FASTA with chrT (1000 bp) before chrA (700 bp): FASTA order is not name order."""
     rng = np.random.default_rng(1)
-    seqs = {
-        name: ''.join(np.array(list('ACGT'))[rng.integers(0, 4, n)])
-        for name, n in (('chrT', 1000), ('chrA', 700))
-    }
-    fasta = tmp_path / 'two.fa'
-    fasta.write_text(''.join(f'>{name}\n{s}\n' for name, s in seqs.items()))
-    return str(fasta), seqs
+    seqs = {name: random_bases(rng, n) for name, n in (('chrT', 1000), ('chrA', 700))}
+    return write_fasta(tmp_path / 'two.fa', seqs, width=None), seqs
 
 
 def test_bigwig_tracks_round_trip(tiny_export, two_chromosomes, tmp_path, capsys):
@@ -450,7 +403,7 @@ def _export_of_another_length(export_dir, tmp_path) -> str:
 
 
 def test_savedmodel_of_another_length_is_refused(tiny_export, genome, tmp_path):
-    fasta, _, pos, neg = genome
+    fasta, pos, neg = genome.fasta, genome.pos_bigwig, genome.neg_bigwig
     broken = _export_of_another_length(tiny_export[0], tmp_path)
     with pytest.raises(schema.SchemaError, match='export metadata inconsistent'):
         prediction.predict_region(
@@ -463,39 +416,37 @@ def test_savedmodel_of_another_length_is_refused(tiny_export, genome, tmp_path):
         )
 
 
-@pytest.mark.slow  # runs the predict command in subprocesses
-@pytest.mark.parametrize('case', ['bed', 'length'])
-def test_cli_errors_exit_2_without_traceback(tiny_export, genome, tmp_path, case):
-    fasta, _, _, _ = genome
-    args = [sys.executable, '-m', 'bpnet_tfx.predict', f'--fasta={fasta}']
-    if case == 'bed':
-        bed = tmp_path / 'r.bed'
-        bed.write_text('chrT\t100\t200\nchrT 5\n')
-        args += [
+@pytest.mark.slow  # runs the predict command in a subprocess
+def test_cli_errors_exit_2_without_traceback(tiny_export, genome, tmp_path):
+    bed = tmp_path / 'r.bed'
+    bed.write_text('chrT\t100\t200\nchrT 5\n')
+    cases = {
+        'predict: error: malformed region': [
+            f'--saved_model={tiny_export[0]}',
+            '--region=chrT:bad',
+            f'--output_png={tmp_path / "p.png"}',
+        ],
+        f'predict: error: {bed}:2: malformed line: 2 column(s)': [
             f'--saved_model={tiny_export[0]}',
             f'--regions_bed={bed}',
             f'--output_prefix={tmp_path / "t"}',
-        ]
-        want = f'predict: error: {bed}:2: malformed line: 2 column(s)'
-    else:
-        args += [
+        ],
+        'export metadata inconsistent': [
             f'--saved_model={_export_of_another_length(tiny_export[0], tmp_path)}',
             '--region=chrT:400-500',
             f'--output_png={tmp_path / "p.png"}',
-        ]
-        want = 'export metadata inconsistent'
-    proc = subprocess.run(
-        args,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2'),
+        ],
+    }
+    procs = run_main_cases(
+        'bpnet_tfx.predict', [[f'--fasta={genome.fasta}', *args] for args in cases.values()]
     )
-    assert proc.returncode == 2
-    assert want in proc.stderr
-    assert 'Traceback' not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if 'predict: error:' in line]
-    assert len(errors) == 1
+    for want, proc in zip(cases, procs):
+        assert proc.returncode == 2, (want, proc.stderr[-2000:])
+        assert want in proc.stderr
+        assert 'Traceback' not in proc.stderr, want
+        errors = [line for line in proc.stderr.splitlines() if 'predict: error:' in line]
+        assert len(errors) == 1, proc.stderr
+    assert not (tmp_path / 'p.png').exists() and not list(tmp_path.glob('t*'))
 
 
 def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
@@ -506,7 +457,7 @@ def test_model_with_controls_reads_control_bigwigs_or_refuses(genome, tmp_path):
     from bpnet_tfx.modeling import model as model_lib
     from bpnet_tfx.records import schema
 
-    fasta, seq, pos, neg = genome
+    fasta, seq, pos, neg = genome.fasta, genome.seq, genome.pos_bigwig, genome.neg_bigwig
     keras.utils.set_random_seed(0)
     config = config_lib.ModelConfig(
         sequence_length=200, filters=8, num_dilated_layers=2, use_control=True
@@ -591,7 +542,7 @@ def test_tracks_of_a_wide_input_model_read_past_the_output_and_pad_chromosome_en
     from bpnet_tfx.modeling import model as model_lib
     from bpnet_tfx.records import schema
 
-    fasta, seq, _, _ = genome
+    fasta, seq = genome.fasta, genome.seq
     keras.utils.set_random_seed(0)
     # 60-bp input -> 20-bp output: each output window sees 20 bp more on each side.
     config = config_lib.ModelConfig(
@@ -662,12 +613,8 @@ CHROM_SIZES = {'chrA': 3000, 'chrB': 900}
 def long_genome(tmp_path_factory):
     rng = np.random.default_rng(3)
     folder = tmp_path_factory.mktemp('genome')
-    seqs = {
-        c: ''.join(np.array(list('ACGT'))[rng.integers(0, 4, n)]) for c, n in CHROM_SIZES.items()
-    }
-    fasta = folder / 'genome.fa'
-    fasta.write_text(''.join(f'>{c}\n{s}\n' for c, s in seqs.items()))
-    return str(fasta), seqs
+    seqs = {c: random_bases(rng, n) for c, n in CHROM_SIZES.items()}
+    return write_fasta(folder / 'genome.fa', seqs, width=None), seqs
 
 
 def _untrained_export(folder, sequence_length, output_length):
@@ -799,9 +746,8 @@ def test_default_observed_tracks_of_another_genome_name_their_origin(genome, tmp
     metadata's defaults and how to turn them off; --noobserved then plots predictions only."""
     from bpnet_tfx.modeling import config as config_lib
 
-    _, seq, pos, neg = genome
-    other = tmp_path / 'other.fa'
-    other.write_text('>chrZ\n' + seq + '\n')
+    seq, pos, neg = genome.seq, genome.pos_bigwig, genome.neg_bigwig
+    other = write_fasta(tmp_path / 'other.fa', {'chrZ': seq}, width=None)
     path, _ = _export(
         tmp_path,
         'export',
@@ -826,7 +772,7 @@ def test_default_observed_tracks_of_another_genome_name_their_origin(genome, tmp
 def test_failed_tracks_leave_no_bigwig(tiny_export, genome, tmp_path):
     """A model with controls whose control bigWig lacks the chromosome fails mid-run: no
     track, finished or half-written, is left under the prefix."""
-    fasta, _, _, _ = genome
+    fasta = genome.fasta
     bed = tmp_path / 'r.bed'
     bed.write_text('chrT\t100\t300\n')
     prefix = tmp_path / 'out' / 'pred'

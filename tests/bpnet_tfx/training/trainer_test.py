@@ -3,8 +3,6 @@
 import csv
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -17,22 +15,7 @@ from bpnet_tfx.records import dataset as data
 from bpnet_tfx.records import schema
 from bpnet_tfx.training import calibration, trainer
 from bpnet_tfx.training import inputs as train_data
-from tests.fixtures.paths import REPO
-
-
-def _run_python(code: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        PYTHONPATH=REPO,
-        TF_CPP_MIN_LOG_LEVEL='2',
-    )
-    return subprocess.run(
-        [sys.executable, '-c', textwrap.dedent(code), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.fixtures.mains import run_python
 
 
 def _config(records_dir, model_dir, info, **kw):
@@ -108,7 +91,7 @@ json.dump(out, open(sys.argv[1], 'w'))
 @pytest.mark.slow
 def test_one_step_on_two_replicas_equals_one_replica(tmp_path):
     out_path = tmp_path / 'out.json'
-    proc = _run_python(_REPLICA_STEP, str(out_path))
+    proc = run_python('-c', _REPLICA_STEP, out_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(out_path.read_text())
     assert out['1']['replicas'] == 1 and out['2']['replicas'] == 2
@@ -148,8 +131,10 @@ def test_short_training_learns_exports_and_reloads_in_fresh_process(small_record
     np.save(tmp_path / 'x.npy', x)
 
     # A fresh process that imports only TensorFlow and numpy.
-    proc = _run_python(
-        '''
+    proc = run_python(
+        '-c',
+        textwrap.dedent(
+            '''
         import sys
         import numpy as np
         import tensorflow as tf
@@ -158,7 +143,8 @@ def test_short_training_learns_exports_and_reloads_in_fresh_process(small_record
         # TensorFlow may pull in Keras itself; our package must not be needed.
         assert not any(m.startswith('bpnet_tfx') for m in sys.modules)
         np.savez(sys.argv[3], **{k: v.numpy() for k, v in out.items()})
-    ''',
+    '''
+        ),
         export_dir,
         str(tmp_path / 'x.npy'),
         str(tmp_path / 'out.npz'),

@@ -13,21 +13,7 @@ from bpnet_tfx.inference import export
 from bpnet_tfx.variant_effects import scoring as variant_effects
 from bpnet_tfx.variant_effects.variant_files import VariantError
 from tests.fixtures.control_models import wide_joint_control_model
-
-
-def _write_fasta(path, chroms):
-    with open(path, 'w') as f:
-        for name, seq in chroms.items():
-            f.write(f'>{name}\n' + '\n'.join(seq[i : i + 60] for i in range(0, len(seq), 60)))
-            f.write('\n')
-    return str(path)
-
-
-@pytest.fixture
-def genome(tmp_path):
-    rng = np.random.default_rng(0)
-    seq = ''.join(rng.choice(list('ACGT'), 1000))
-    return _write_fasta(tmp_path / 'genome.fa', {'chrT': seq, 'chrU': 'ACGT' * 20}), seq
+from tests.fixtures.genomes import write_fasta
 
 
 def _other(base):
@@ -50,12 +36,12 @@ def _score(tiny_export, fasta, path, tmp_path, **kwargs):
 
 
 def test_scores_match_direct_predictions_and_statuses_keep_rows(tiny_export, genome, tmp_path):
-    fasta, seq = genome
+    fasta, seq, last = genome.fasta, genome.seq, genome.seqs['chrU'][-1]
     rows = [
         ('chrT', 400, seq[399], _other(seq[399])),
         ('chrT', 401, _other(seq[400]), seq[400]),  # REF disagrees with the FASTA
         ('chrZ', 5, 'A', 'C'),
-        ('chrU', 80, 'TA', 'T'),  # runs past chrU's 80 bp
+        ('chrU', 300, last + 'A', last),  # runs past chrU's 300 bp
         ('chrT', 600, seq[599], '<DEL>'),
         ('chrT', 700, seq[699:702], seq[699]),  # a deletion
         ('chrT', 800, seq[799], seq[799]),  # REF = ALT: no effect
@@ -110,7 +96,7 @@ def test_scores_match_direct_predictions_and_statuses_keep_rows(tiny_export, gen
 
 
 def test_scores_do_not_depend_on_batch_size_or_order(tiny_export, genome, tmp_path):
-    fasta, seq = genome
+    fasta, seq = genome.fasta, genome.seq
     rng = np.random.default_rng(1)
     rows = [('chrT', int(p) + 1, seq[p], _other(seq[p])) for p in rng.integers(0, 1000, 9)]
     rows.append(('chrT', 51, seq[50:53], seq[50]))
@@ -131,7 +117,7 @@ def test_scores_do_not_depend_on_batch_size_or_order(tiny_export, genome, tmp_pa
 
 
 def test_null_pvalues_are_empirical_fractions(tiny_export, genome, tmp_path):
-    fasta, seq = genome
+    fasta, seq = genome.fasta, genome.seq
     rows = [('chrT', p + 1, seq[p], _other(seq[p])) for p in (200, 450, 700)]
     _, table = _score(tiny_export, fasta, _tsv(tmp_path / 'v.tsv', rows), tmp_path, null_variants=9)
     for name in ('synthetic.log2fc_pvalue', 'synthetic.jsd_pvalue'):
@@ -146,7 +132,7 @@ def test_null_pvalues_are_empirical_fractions(tiny_export, genome, tmp_path):
 
 
 def test_no_variant_scored_is_an_error_and_writes_nothing(tiny_export, genome, tmp_path):
-    fasta, _ = genome
+    fasta = genome.fasta
     path = _tsv(tmp_path / 'v.tsv', [('chrZ', 5, 'A', 'C'), ('chrT', 5000, 'A', 'C')])
     out = tmp_path / 'out' / 'scores.tsv'
     with pytest.raises(VariantError, match=r'no variant scored \(2 read: unknown_chrom 1, out_of'):
@@ -217,7 +203,7 @@ def test_unknown_chromosomes_are_named_with_the_fastas_names(tiny_export, genome
 def test_control_model_reads_the_control_at_the_locus(tmp_path):
     m = wide_joint_control_model(tmp_path)
     seq = m['seq']
-    fasta = _write_fasta(tmp_path / 'g.fa', {'chrA': seq})  # the export's own FASTA
+    fasta = write_fasta(tmp_path / 'g.fa', {'chrA': seq})  # the export's own FASTA
     p = 130  # 0-based: input window 100-160, output window 120-140, as m['x'], m['ctrl']
     path = _tsv(tmp_path / 'v.tsv', [('chrA', p + 1, seq[p], _other(seq[p]))])
     out = tmp_path / 'scores.tsv'

@@ -8,35 +8,27 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from bpnet_tfx.motifs import instances, meme, recovery
-from tests.fixtures import simulated_models
+from tests.fixtures.mains import main_env, run_main, run_main_cases, run_python
 from tests.fixtures.paths import REPO
+
+SCREENSHOT = os.path.join(REPO, 'scripts', 'report_screenshot.py')
 
 
 def _motifs(*args, timeout=1200):
-    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
-    return subprocess.run(
-        [sys.executable, '-m', 'bpnet_tfx.motifs', *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=env,
-    )
+    return run_main('bpnet_tfx.motifs', *args, timeout=timeout, env=main_env(PYTHONUNBUFFERED='1'))
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(planted_motif_model_25_epochs, tmp_path_factory):
     """A small BPNet trained on simulated data with the two demo motifs (and the
     cooperative rule), its records, the simulation and a motif database."""
     root = tmp_path_factory.mktemp('motifs_trained')
-    # 10 epochs (the shared fixture's) leave the contributions too weak to test recall.
-    model = simulated_models.train_planted_model(root, epochs=25)
+    # 10 epochs (planted_motif_model's) leave the contributions too weak to test recall.
+    model = planted_motif_model_25_epochs
     db = str(root / 'db.meme')
     meme.write_meme(db, meme.demo_database())
     return {
@@ -122,17 +114,7 @@ def test_pipeline_names_both_motifs_and_finds_their_sites(trained, tmp_path):
     chromium = shutil.which('chromium')
     if chromium is None:
         pytest.skip('no chromium (apt-get install chromium) for the screenshot check')
-    shot = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, 'scripts', 'report_screenshot.py'),
-            str(out / 'report.html'),
-            str(tmp_path / 'report.png'),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    shot = run_python(SCREENSHOT, out / 'report.html', tmp_path / 'report.png')
     print(shot.stdout[-2000:])
     assert shot.returncode == 0, shot.stdout[-2000:] + shot.stderr[-2000:]
     assert f'{4 * len(summary["annotation"])}/{4 * len(summary["annotation"])} logos drawn' in (
@@ -153,17 +135,7 @@ def test_screenshot_check_flags_a_blank_logo(tmp_path):
         + logos.logo_svg([[0.0, 0, 0, 0]], element_id='blank')
         + '</body></html>'
     )
-    shot = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, 'scripts', 'report_screenshot.py'),
-            str(page),
-            str(tmp_path / 'page.png'),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    shot = run_python(SCREENSHOT, page, tmp_path / 'page.png')
     assert shot.returncode == 1
     assert 'drawn: ok' in shot.stdout and 'blank: BLANK' in shot.stdout
 
@@ -242,15 +214,20 @@ BAD = [
 ]
 
 
-@pytest.mark.slow  # subprocesses
-@pytest.mark.parametrize(
-    'args, message', BAD, ids=[' '.join(a[:1]) + str(i) for i, (a, _) in enumerate(BAD)]
-)
-def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, args, message):
-    (tmp_path / 'x.meme').write_text('not meme\n')
-    proc = _motifs(*[a.format(tmp=tmp_path) for a in args], timeout=300)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if 'error' in line]
-    assert errors and message in errors[0], proc.stderr[-2000:]
-    assert 'Traceback' not in proc.stderr
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(('o', '.o'))]
+@pytest.mark.slow  # a subprocess
+def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path):
+    folders = [tmp_path / str(i) for i in range(len(BAD))]
+    for folder in folders:
+        folder.mkdir()
+        (folder / 'x.meme').write_text('not meme\n')
+    procs = run_main_cases(
+        'bpnet_tfx.motifs',
+        [[a.format(tmp=folder) for a in args] for folder, (args, _) in zip(folders, BAD)],
+        env=main_env(PYTHONUNBUFFERED='1'),
+    )
+    for folder, (args, message), proc in zip(folders, BAD, procs):
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        errors = [line for line in proc.stderr.splitlines() if 'error' in line]
+        assert errors and message in errors[0], (args, proc.stderr[-2000:])
+        assert 'Traceback' not in proc.stderr, args
+        assert not [p for p in os.listdir(folder) if p.startswith(('o', '.o'))], args
