@@ -1,6 +1,7 @@
 """Registers the shared fixtures in tests/fixtures/ as plugins (tests import helpers from there)."""
 
 pytest_plugins = [
+    'tests.fixtures.motif_folders',  # folders: hand-made contrib and discovery folders
     'tests.fixtures.records',  # small_records, tiny_export, shared_tiny_export
     'tests.fixtures.genomes',  # genome, track_genome
     'tests.fixtures.fake_remote',  # fake_remote

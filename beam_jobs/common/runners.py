@@ -18,6 +18,7 @@ import importlib.util
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -273,24 +274,57 @@ def job_main(
     2, a failed run one line and exit status 1 (with -v, after the runner's full error), Ctrl-C
     one line and exit status 130 (the output folder appears only once complete, and its
     temporary sibling is removed)."""
+    interrupted = _InterruptFlag()
     try:
-        run(argv)
+        with interrupted:
+            run(argv)
     except KeyboardInterrupt:
-        print(
-            f'{prog}: interrupted: no output was written (it appears only once complete); run '
-            'the same command again',
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+        return _interrupted(prog)
     except input_errors as e:
+        if interrupted.seen:  # the runner wrapped the KeyboardInterrupt of a worker thread
+            return _interrupted(prog)
         print(f'{prog}: error: {e}', file=sys.stderr)
         return 2
     except PipelineRunError as e:
+        if interrupted.seen:
+            return _interrupted(prog)
         if logs.verbose_requested(sys.argv[1:] if argv is None else argv):
             traceback.print_exception(e.__cause__ or e, file=sys.stderr)
         print(f'{prog}: error: {e}', file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupted(prog: str) -> int:
+    print(
+        f'{prog}: interrupted: no output was written (it appears only once complete); run '
+        'the same command again',
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED
+
+
+class _InterruptFlag:
+    """Within `with`, SIGINT raises KeyboardInterrupt as Python's default does and is
+    remembered in `seen`: a runner may catch it in a step and re-raise it as a step failure."""
+
+    def __init__(self):
+        self.seen = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def exit_job(code: int) -> None:

@@ -208,11 +208,11 @@ def test_mains_refuse_bad_flags_and_files_in_one_line_before_tensorflow(tmp_path
 
 
 @pytest.mark.slow  # a subprocess that starts TensorFlow
-def test_ctrl_c_during_a_command_is_one_line_and_exit_130(tiny_export, genome_bed, tmp_path):
+def test_ctrl_c_during_a_command_is_one_line_and_exit_130(tiny_export, genome, tmp_path):
     """SIGINT once contrib has started (its TensorFlow start-up line): one line, status 130,
     and no output folder."""
     export_dir, _, _, _ = tiny_export
-    fasta, _ = genome_bed
+    fasta = genome.fasta
     bed = tmp_path / 'many.bed'
     bed.write_text(''.join(f'chrT\t{i}\t{i + 100}\n' for i in range(0, 900, 3)))
     env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}

@@ -190,4 +190,4 @@ def test_the_saved_model_cli_example_in_the_docs_runs(tiny_export, tmp_path):
     expected = np.expm1(model(one_hot, training=False)['log_counts'].numpy())
     counts = np.load(tmp_path / 'predictions' / 'counts.npy')
     np.testing.assert_allclose(counts, expected, rtol=1e-5, atol=1e-5)
-    assert proc.stdout.strip().startswith('[[')  # the last line prints them
+    assert proc.stdout.strip().endswith(']]')  # the last command prints them

@@ -17,11 +17,7 @@ import pytest
 from bpnet_tfx.attribution import contributions
 from bpnet_tfx.common.errors import BpnetError
 from bpnet_tfx.motifs import chain, discovery
-from tests.bpnet_tfx.motifs.folders_test import (  # noqa: F401 (folders: the fixture)
-    SITES,
-    folders,
-    write_discovery,
-)
+from tests.fixtures.motif_folders import SITES, write_discovery
 
 
 @pytest.fixture

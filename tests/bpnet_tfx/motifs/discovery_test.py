@@ -9,7 +9,7 @@ import os
 import pytest
 
 from bpnet_tfx.motifs import discovery, kernels
-from tests.bpnet_tfx.motifs.folders_test import LENGTH, folders  # noqa: F401 (the fixture)
+from tests.fixtures.motif_folders import LENGTH
 
 
 @pytest.fixture

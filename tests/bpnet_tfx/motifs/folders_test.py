@@ -5,16 +5,12 @@ scan, report and the in-silico runs are tested without modisco-lite (fast)."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 
-import h5py
 import numpy as np
 import pytest
 
 from bpnet_tfx.attribution import contributions
-from bpnet_tfx.attribution import output as contrib_output
-from bpnet_tfx.genome import sequence
 from bpnet_tfx.motifs import (
     discovery,
     experiments,
@@ -22,83 +18,9 @@ from bpnet_tfx.motifs import (
     html_report,
     insilico,
     instances,
-    patterns,
     recovery,
 )
-
-MOTIF = 'CTTTGCATAACAATG'
-LENGTH = 200
-SITES = [(0, 40, False), (1, 90, True), (2, 120, False), (3, 30, True), (3, 150, False)]
-
-
-def write_contrib(folder, one_hot, hyp, windows) -> str:
-    """A contrib folder as contributions.compute_contributions lays it out."""
-    os.makedirs(folder)
-    with open(os.path.join(folder, contrib_output.REGIONS_FILENAME), 'w') as f:
-        f.writelines(f'{w.chrom}\t{w.start}\t{w.end}\t{w.name}\n' for w in windows)
-    np.savez(os.path.join(folder, 'ohe.npz'), one_hot.transpose(0, 2, 1))
-    for target, h in hyp.items():
-        os.makedirs(os.path.join(folder, target))
-        np.savez(os.path.join(folder, target, 'shap.npz'), h.transpose(0, 2, 1))
-    with open(os.path.join(folder, 'summary.json'), 'w') as f:
-        json.dump({'targets': [{'name': t} for t in hyp]}, f)
-    return folder
-
-
-def write_discovery(folder, contrib_dir, seqlets) -> str:
-    """A discovery folder with one positive pattern (MOTIF's CWM, 5-bp flanks) whose seqlets
-    are (row, start, revcomp) in the 200-bp windows (window = whole row)."""
-    os.makedirs(os.path.join(folder, 'profile'))
-    cwm = np.concatenate(
-        [np.full((5, 4), 0.001), sequence.one_hot(MOTIF).astype(float), np.full((5, 4), 0.001)]
-    )
-    with h5py.File(os.path.join(folder, 'profile', formats.MODISCO_FILENAME), 'w') as f:
-        g = f.create_group('pos_patterns/pattern_0')
-        g['sequence'] = np.abs(cwm) / np.abs(cwm).sum(1, keepdims=True)
-        g['contrib_scores'] = cwm
-        g['hypothetical_contribs'] = cwm
-        s = g.create_group('seqlets')
-        s['example_idx'] = np.array([r for r, _, _ in seqlets])
-        s['start'] = np.array([a - 5 for _, a, _ in seqlets])
-        s['end'] = np.array([a - 5 + len(cwm) for _, a, _ in seqlets])
-        s['is_revcomp'] = np.array([rc for _, _, rc in seqlets])
-    formats.write_json(
-        os.path.join(folder, formats.SUMMARY_FILENAME),
-        {
-            'contrib_dir': os.path.abspath(contrib_dir),
-            'contrib_dir_relative': os.path.relpath(contrib_dir, folder),
-            'rows': 4,
-            'window': LENGTH,
-            'window_offset': 0,
-            'max_seqlets': 100,
-            'targets': {'profile': [{'name': 'profile/pos_0'}]},
-        },
-    )
-    return folder
-
-
-@pytest.fixture
-def folders(tmp_path):
-    """(contrib_dir, discover_dir, windows) with MOTIF planted at SITES."""
-    rng = np.random.default_rng(0)
-    one_hot = (
-        sequence.one_hot(''.join(rng.choice(list('ACGT'), 4 * LENGTH)))
-        .reshape(4, LENGTH, 4)
-        .astype(np.float32)
-    )
-    hyp = rng.normal(0, 0.02, (4, LENGTH, 4)).astype(np.float32)
-    for row, start, rc in SITES:
-        m = sequence.one_hot(MOTIF).astype(np.float32)
-        m = patterns.reverse_complement_matrix(m) if rc else m
-        one_hot[row, start : start + len(MOTIF)] = m
-        hyp[row, start : start + len(MOTIF)] = m * 0.5
-    windows = [
-        contributions.Window(f'chr{1 + i % 2}', 1000 * i, 1000 * i + LENGTH, f'peak{i}')
-        for i in range(4)
-    ]
-    contrib_dir = write_contrib(str(tmp_path / 'contrib'), one_hot, {'profile': hyp}, windows)
-    discover_dir = write_discovery(str(tmp_path / 'discover'), contrib_dir, SITES[:3])
-    return contrib_dir, discover_dir, windows
+from tests.fixtures.motif_folders import LENGTH, MOTIF, SITES, write_contrib
 
 
 def test_scan_writes_instances_bed_tsv_and_counts(folders, tmp_path):

@@ -143,7 +143,10 @@ def test_no_variant_scored_is_an_error_and_writes_nothing(tiny_export, genome, t
 def test_windows_past_a_chromosome_end_get_their_own_status_unless_padded(
     tiny_export, genome, tmp_path
 ):
-    fasta, seq = genome  # chrT: 1000 bp; the model's input: 200 bp, the variant at index 100
+    fasta, seq = (
+        genome.fasta,
+        genome.seq,
+    )  # chrT: 1000 bp; the model's input: 200 bp, the variant at index 100
     rows = [
         ('chrT', 101, seq[100], _other(seq[100])),  # window [0, 200): inside
         ('chrT', 100, seq[99], _other(seq[99])),  # [-1, 199): past the start
@@ -181,7 +184,7 @@ def test_a_file_without_variants_says_so_before_the_model_loads(genome, tmp_path
     path = tmp_path / 'v.vcf'
     path.write_text(text)
     with pytest.raises(VariantError) as e:  # no export there: the file is checked first
-        variant_effects.score_variants(str(tmp_path), genome[0], str(path), str(tmp_path / 'o'))
+        variant_effects.score_variants(str(tmp_path), genome.fasta, str(path), str(tmp_path / 'o'))
     assert str(e.value) == (
         f'{path}: no variant to score: the file is empty or holds only header and comment lines'
     )
@@ -189,7 +192,7 @@ def test_a_file_without_variants_says_so_before_the_model_loads(genome, tmp_path
 
 
 def test_unknown_chromosomes_are_named_with_the_fastas_names(tiny_export, genome, tmp_path):
-    fasta, _ = genome
+    fasta = genome.fasta
     path = _tsv(tmp_path / 'v.tsv', [('chrT', 5000, 'A', 'C'), ('IV', 5, 'A', 'C')])
     with pytest.raises(VariantError) as e:
         variant_effects.score_variants(tiny_export[0], fasta, path, str(tmp_path / 'o.tsv'))
