@@ -59,6 +59,33 @@ def test_split_batch_joins_the_parts_in_row_order():
     assert devices.inference_devices()  # at least the CPU
 
 
+def _on_two_logical_cpus(export_dir, records_dir, bed, fasta, tmp_path):
+    """contrib (into c2), evaluate (e2.json) and predict (p2) with --cpu_replicas=2, the three
+    mains in one subprocess."""
+    common = ['--cpu_replicas=2', f'--saved_model={export_dir}']
+    records = [*common, f'--records_dir={records_dir}']
+    return run_mains(
+        [
+            ('bpnet_tfx.contrib', [*records, f'--output_dir={tmp_path / "c2"}', '--batch_size=9']),
+            (
+                'bpnet_tfx.evaluate',
+                [*records, '--batch_size=5', f'--output_json={tmp_path / "e2.json"}'],
+            ),
+            (
+                'bpnet_tfx.predict',
+                [
+                    *common,
+                    f'--regions_bed={bed}',
+                    f'--fasta={fasta}',
+                    f'--output_prefix={tmp_path / "p2"}',
+                    '--batch_size=5',
+                ],
+            ),
+        ],
+        timeout=600,
+    )
+
+
 @pytest.mark.slow  # a subprocess
 def test_two_logical_cpus_give_the_one_device_outputs(tiny_export, genome, tmp_path):
     """contrib, predict --regions_bed and evaluate with each batch split over 2 logical CPUs
@@ -87,42 +114,7 @@ def test_two_logical_cpus_give_the_one_device_outputs(tiny_export, genome, tmp_p
             export_dir, str(bed), fasta=str(fasta), output_prefix=str(tmp_path / 'p1'), batch_size=5
         ),
     }
-    contrib, evaluate, predict = run_mains(
-        [
-            (
-                'bpnet_tfx.contrib',
-                [
-                    '--cpu_replicas=2',
-                    f'--saved_model={export_dir}',
-                    f'--records_dir={records_dir}',
-                    f'--output_dir={tmp_path / "c2"}',
-                    '--batch_size=9',
-                ],
-            ),
-            (
-                'bpnet_tfx.evaluate',
-                [
-                    '--cpu_replicas=2',
-                    f'--saved_model={export_dir}',
-                    f'--records_dir={records_dir}',
-                    '--batch_size=5',
-                    f'--output_json={tmp_path / "e2.json"}',
-                ],
-            ),
-            (
-                'bpnet_tfx.predict',
-                [
-                    '--cpu_replicas=2',
-                    f'--saved_model={export_dir}',
-                    f'--regions_bed={bed}',
-                    f'--fasta={fasta}',
-                    f'--output_prefix={tmp_path / "p2"}',
-                    '--batch_size=5',
-                ],
-            ),
-        ],
-        timeout=600,
-    )
+    contrib, evaluate, predict = _on_two_logical_cpus(export_dir, records_dir, bed, fasta, tmp_path)
     for proc in (contrib, evaluate, predict):
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert ', 2 devices)' in contrib.stdout
