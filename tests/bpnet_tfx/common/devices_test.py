@@ -5,7 +5,7 @@ import keras
 import pytest
 
 from bpnet_tfx.common import devices
-from tests.fixtures.mains import run_main
+from tests.fixtures.mains import run_mains
 
 
 def test_auto_precision_is_float32_and_unknown_names_are_refused():
@@ -59,17 +59,38 @@ def test_split_batch_joins_the_parts_in_row_order():
     assert devices.inference_devices()  # at least the CPU
 
 
-def _main(module, *flags):
-    proc = run_main(f'bpnet_tfx.{module}', '--cpu_replicas=2', *flags, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+def _on_two_logical_cpus(export_dir, records_dir, bed, fasta, tmp_path):
+    """contrib (into c2), evaluate (e2.json) and predict (p2) with --cpu_replicas=2, the three
+    mains in one subprocess."""
+    common = ['--cpu_replicas=2', f'--saved_model={export_dir}']
+    records = [*common, f'--records_dir={records_dir}']
+    return run_mains(
+        [
+            ('bpnet_tfx.contrib', [*records, f'--output_dir={tmp_path / "c2"}', '--batch_size=9']),
+            (
+                'bpnet_tfx.evaluate',
+                [*records, '--batch_size=5', f'--output_json={tmp_path / "e2.json"}'],
+            ),
+            (
+                'bpnet_tfx.predict',
+                [
+                    *common,
+                    f'--regions_bed={bed}',
+                    f'--fasta={fasta}',
+                    f'--output_prefix={tmp_path / "p2"}',
+                    '--batch_size=5',
+                ],
+            ),
+        ],
+        timeout=600,
+    )
 
 
-@pytest.mark.slow  # three subprocesses
+@pytest.mark.slow  # a subprocess
 def test_two_logical_cpus_give_the_one_device_outputs(tiny_export, genome, tmp_path):
     """contrib, predict --regions_bed and evaluate with each batch split over 2 logical CPUs
-    (configured before TensorFlow starts, in a subprocess) equal this process's one-device
-    results."""
+    (configured before TensorFlow starts, in a subprocess that runs the three mains) equal
+    this process's one-device results."""
     import json
 
     import numpy as np
@@ -93,36 +114,17 @@ def test_two_logical_cpus_give_the_one_device_outputs(tiny_export, genome, tmp_p
             export_dir, str(bed), fasta=str(fasta), output_prefix=str(tmp_path / 'p1'), batch_size=5
         ),
     }
-    out = _main(
-        'contrib',
-        f'--saved_model={export_dir}',
-        f'--records_dir={records_dir}',
-        f'--output_dir={tmp_path / "c2"}',
-        '--batch_size=9',
-    )
-    assert ', 2 devices)' in out
+    contrib, evaluate, predict = _on_two_logical_cpus(export_dir, records_dir, bed, fasta, tmp_path)
+    for proc in (contrib, evaluate, predict):
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ', 2 devices)' in contrib.stdout
     two = contributions.load_outputs(str(tmp_path / 'c2'))
     assert two['windows'] == one['contrib']['windows']
     for target, hyp in one['contrib']['hyp'].items():
         np.testing.assert_allclose(two['hyp'][target], hyp, rtol=1e-5, atol=1e-7)
-    _main(
-        'evaluate',
-        f'--saved_model={export_dir}',
-        f'--records_dir={records_dir}',
-        '--batch_size=5',
-        f'--output_json={tmp_path / "e2.json"}',
-    )
     metrics = json.loads((tmp_path / 'e2.json').read_text())['overall']
     for key, value in one['evaluate']['overall'].items():
         np.testing.assert_allclose(metrics[key], value, rtol=1e-5, err_msg=key)
-    _main(
-        'predict',
-        f'--saved_model={export_dir}',
-        f'--regions_bed={bed}',
-        f'--fasta={fasta}',
-        f'--output_prefix={tmp_path / "p2"}',
-        '--batch_size=5',
-    )
     for key, path in one['tracks']['tracks'].items():
         a, b = pyBigWig.open(path), pyBigWig.open(path.replace('p1.', 'p2.'))
         np.testing.assert_allclose(
