@@ -39,8 +39,8 @@ _EPOCHS = flags.DEFINE_integer('epochs', 25, 'Passes over the training records.'
 _BATCH_SIZE = flags.DEFINE_integer(
     'batch_size',
     512,
-    'Global batch size in examples, over all replicas; one larger than the training records '
-    'trains with the records instead (the first line says so).',
+    'Global batch size in examples, over all replicas; with fewer training records than 4 '
+    'batches, training uses records / 4 instead (the first line says so).',
 )
 _LEARNING_RATE = flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
 _COUNTS_LOSS_WEIGHT = flags.DEFINE_string(
