@@ -287,10 +287,16 @@ def _dry_run(config, info, strategy) -> None:
     """Prints the model summary, the window length after every block and the first batch."""
     from bpnet_tfx.modeling import model as model_lib
     from bpnet_tfx.records import dataset as data
+    from bpnet_tfx.training import batches
 
     with strategy.scope():
         model = model_lib.build_bpnet(config.model)
     model.summary(print_fn=lambda line, **_: print(line))
+    plan = batches.plan_batches(
+        info.split_counts.get('train', 0) or config.batch_size,
+        config.batch_size,
+        strategy.num_replicas_in_sync,
+    )
     batch = data.model_inputs(
         next(
             iter(
@@ -298,7 +304,7 @@ def _dry_run(config, info, strategy) -> None:
                     config.records_dir,
                     info,
                     'train',
-                    batch_size=config.batch_size,
+                    batch_size=plan.batch_size,
                     training=True,
                     shuffle_buffer=1,
                 )
