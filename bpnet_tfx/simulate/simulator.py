@@ -23,10 +23,14 @@ competitive), footprint and broad component alike, once however many partners it
 (`simulated_chrom.cooperative_boosts`); motif_sites.tsv gives each instance's factor in its
 `boost` column. Everything else is noise the sequence does not determine: a lognormal factor per
 peak and task (`peak_factor_sigma`, mean 1), the control's bias field (mean 1) and the Poisson
-draw. The `<task>.sequence.{pos,neg}.bw` tracks hold the expected reads with those factors at
-their mean, i.e. E[observed | genome]; `evaluation` sums them over each window to report
-`sequence_count_pearson_bound`, the log-count Pearson correlation of these sequence-determined
-totals with the observed ones, the reference a counts head is measured against.
+draw. The designs (`designs.py`) add what the sequence also determines: a repressor motif
+(it multiplies its whole peak by `repressor_factor`) and a background that follows the local GC
+content; with `bound_with_control` the control's bias counts as known. The
+`<task>.sequence.{pos,neg}.bw` tracks hold the expected reads with those factors at their mean
+(the bias field too, unless `bound_with_control`), i.e. E[observed | genome]; `evaluation`
+sums them over each window to report `sequence_count_pearson_bound`, the log-count Pearson
+correlation of these sequence-determined totals with the observed ones, the reference a counts
+head is measured against.
 """
 
 from __future__ import annotations
