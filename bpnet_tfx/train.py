@@ -42,8 +42,8 @@ _EPOCHS = flags.DEFINE_integer('epochs', 25, 'Passes over the training records.'
 _BATCH_SIZE = flags.DEFINE_integer(
     'batch_size',
     512,
-    'Global batch size in examples, over all replicas; one larger than the training records '
-    'trains with the records instead (the first line says so).',
+    'Global batch size in examples, over all replicas; with fewer training records than 4 '
+    'batches, training uses records / 4 instead (the first line says so).',
 )
 _LEARNING_RATE = flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
 _COUNTS_LOSS_WEIGHT = flags.DEFINE_string(
@@ -310,10 +310,16 @@ def _dry_run(config, info, strategy) -> None:
     """Prints the model summary, the window length after every block and the first batch."""
     from bpnet_tfx.modeling.model import build_bpnet
     from bpnet_tfx.records import dataset as data
+    from bpnet_tfx.training import batches
 
     with strategy.scope():
         model = build_bpnet(config.model)
     model.summary(print_fn=lambda line, **_: print(line))
+    plan = batches.plan_batches(
+        info.split_counts.get('train', 0) or config.batch_size,
+        config.batch_size,
+        strategy.num_replicas_in_sync,
+    )
     batch = data.model_inputs(
         next(
             iter(
@@ -321,7 +327,7 @@ def _dry_run(config, info, strategy) -> None:
                     config.records_dir,
                     info,
                     'train',
-                    batch_size=config.batch_size,
+                    batch_size=plan.batch_size,
                     training=True,
                     shuffle_buffer=1,
                 )

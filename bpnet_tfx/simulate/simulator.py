@@ -14,10 +14,11 @@ atomic rename so that racing processes are safe.
 
 What the sequence determines: an instance's strength (its motif's, times the weak-site factor
 and the cooperative boost, `simulated_chrom.cooperative_boosts`; motif_sites.tsv's `boost`
-column). Everything else is noise: a lognormal factor per peak and task, the control's bias field
-and the Poisson draw. The `<task>.sequence.{pos,neg}.bw` tracks hold the expected reads with that
-noise at its mean, E[observed | genome], from which `evaluation` reports
-`sequence_count_pearson_bound`, the reference a counts head is measured against.
+column), and in the designs (`designs.py`) a repressor motif and a GC-following background.
+Everything else is noise: a lognormal factor per peak and task, the control's bias field
+(unless `bound_with_control`) and the Poisson draw. The `<task>.sequence.{pos,neg}.bw` tracks
+hold the expected reads with that noise at its mean, E[observed | genome], from which
+`evaluation` reports `sequence_count_pearson_bound`; docs/training.md has the details.
 """
 
 from __future__ import annotations

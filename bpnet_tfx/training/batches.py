@@ -65,7 +65,7 @@ def plan_batches(
     warning = (
         f'{records} training records are few to learn from: add peaks if you can (e.g. a '
         'looser peak-calling threshold), and train for a few hundred steps (here '
-        f'--epochs={math.ceil(SUGGESTED_STEPS / steps)}) with --patience=10 to stop when the '
-        'validation loss no longer improves'
+        f'--epochs={math.ceil(SUGGESTED_STEPS / steps)}; the export keeps the epoch of the best '
+        'validation loss; without --patience, which a validation set this small stops too early)'
     )
     return BatchPlan(batch_size, effective, steps, reason, warning)
