@@ -7,5 +7,5 @@ pytest_plugins = [
     'tests.fixtures.fake_remote',  # fake_remote
     'tests.fixtures.reads',  # reads_bam: small BAMs, tagAlign and fragments files
     'tests.fixtures.control_models',  # control_model: trained once a session
-    'tests.fixtures.simulated_models',  # planted_motif_model(_25_epochs): simulated once
+    'tests.fixtures.simulated_models',  # planted_motif_model: simulated, recorded, trained once
 ]

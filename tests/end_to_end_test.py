@@ -7,15 +7,8 @@ import json
 
 import pytest
 
-from tests.fixtures.mains import run_main
+from tests.fixtures.mains import run_main_ok as _cli
 from tests.fixtures.paths import shared_data_dir
-
-
-def _cli(*args, timeout=600):
-    proc = run_main(*args, timeout=timeout)
-    assert proc.returncode == 0, f'{args[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}'
-    assert 'Traceback' not in proc.stderr
-    return proc
 
 
 @pytest.mark.slow

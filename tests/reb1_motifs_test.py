@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bpnet_tfx.motifs import meme
-from tests.end_to_end_test import _cli
+from tests.fixtures.mains import run_main_ok as _cli
 from tests.fixtures.paths import shared_data_dir
 
 REB1 = 'TTACCCG'

@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from bpnet_tfx.motifs import instances, meme, recovery
+from tests.fixtures import simulated_models
 from tests.fixtures.mains import main_env, run_main, run_main_cases, run_python
 from tests.fixtures.paths import REPO
 
@@ -23,12 +24,12 @@ def _motifs(*args, timeout=1200):
 
 
 @pytest.fixture(scope='module')
-def trained(planted_motif_model_25_epochs, tmp_path_factory):
+def trained(tmp_path_factory):
     """A small BPNet trained on simulated data with the two demo motifs (and the
     cooperative rule), its records, the simulation and a motif database."""
     root = tmp_path_factory.mktemp('motifs_trained')
-    # 10 epochs (planted_motif_model's) leave the contributions too weak to test recall.
-    model = planted_motif_model_25_epochs
+    # 10 epochs (the shared fixture's) leave the contributions too weak to test recall.
+    model = simulated_models.train_planted_model(root, epochs=25)
     db = str(root / 'db.meme')
     meme.write_meme(db, meme.demo_database())
     return {
