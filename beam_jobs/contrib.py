@@ -37,14 +37,13 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from beam_jobs.common import arguments, runners
+from beam_jobs.common import arguments, runners, shard_plans
 from beam_jobs.common import files as files_lib
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.contributions import plan as plan_lib
 from beam_jobs.contributions import transforms
 from beam_jobs.inference import handler as inference
 from beam_jobs.inference import outputs
-from beam_jobs.records import transforms as plan_transforms
 from bpnet_tfx.attribution import contributions
 from bpnet_tfx.attribution import scorer as attribution
 from bpnet_tfx.attribution import windows as contrib_windows
@@ -215,7 +214,7 @@ def _run_pipeline(args, pipeline_args, save_main_session, *, tmp_dir, plan) -> N
     _ = (
         p
         | 'ReadShardPlans'
-        >> plan_transforms.ReadShardPlans(files_lib.join(tmp_dir, PLANS_FILENAME), sizes, started)
+        >> shard_plans.ReadShardPlans(files_lib.join(tmp_dir, PLANS_FILENAME), sizes, started)
         | 'SpreadShards' >> beam.Reshuffle()
         | 'ScoreShards'
         >> transforms.ScoreShards(

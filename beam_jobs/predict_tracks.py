@@ -39,12 +39,11 @@ from typing import Any, Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from beam_jobs.common import arguments, runners
+from beam_jobs.common import arguments, runners, shard_plans
 from beam_jobs.common import files as files_lib
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.inference import handler as inference
 from beam_jobs.inference import outputs
-from beam_jobs.records import transforms as plan_transforms
 from beam_jobs.tracks import regions as regions_lib
 from beam_jobs.tracks import transforms
 from bpnet_tfx.common.errors import BpnetError
@@ -215,7 +214,7 @@ def _run_pipeline(args, pipeline_args, save_main_session, *, tmp_dir, plan) -> N
     _ = (
         p
         | 'ReadShardPlans'
-        >> plan_transforms.ReadShardPlans(
+        >> shard_plans.ReadShardPlans(
             files_lib.join(tmp_dir, PLANS_FILENAME), plan['sizes'], started
         )
         | 'SpreadShards' >> beam.Reshuffle()

@@ -46,11 +46,10 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from beam_jobs.common import arguments, runners
+from beam_jobs.common import arguments, runners, shard_plans
 from beam_jobs.common import files as files_lib
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.inference import handler as inference
-from beam_jobs.records import transforms
 from beam_jobs.variants import transforms as variant_transforms
 from bpnet_tfx.common.errors import BpnetError
 from bpnet_tfx.genome import genome_io
@@ -242,7 +241,7 @@ def _build_pipeline(p: beam.Pipeline, args, *, tmp_dir: str, model, controls, pl
     inputs = (
         p
         | 'ReadVariantChunks'
-        >> transforms.ReadShardPlans(
+        >> shard_plans.ReadShardPlans(
             files_lib.join(tmp_dir, CHUNKS_FILENAME),
             plan['sizes'],
             files_lib.join(tmp_dir, STARTED_FILENAME),

@@ -18,7 +18,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 from beam_jobs.common import files as files_lib
-from beam_jobs.common import runners
+from beam_jobs.common import runners, shard_plans
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.records import accounting, planning, shards, transforms, windows
 from bpnet_tfx.records import schema
@@ -42,7 +42,7 @@ def _build_pipeline(
     out = (
         p
         | 'ReadShardPlans'
-        >> transforms.ReadShardPlans(
+        >> shard_plans.ReadShardPlans(
             plans_path, plan_sizes, files_lib.join(tmp_dir, transforms.STARTED_FILENAME)
         )
         | 'WriteShards' >> transforms.WriteShards(tmp_dir, spec, output_length, totals)

@@ -1,8 +1,7 @@
 """DoFns and composite PTransforms of the records job: shard plans to shard files.
 
 The driver deals the windows out to shard files (shards.py) and writes the plans, one JSON line
-each, to a file; `ReadShardPlans` reads each line from its byte range of that file (the graph
-holds one small (path, offset, size) tuple per shard file, not the plans), and `WriteShards`
+each, to a file; `common.shard_plans.ReadShardPlans` reads each line back, and `WriteShards`
 turns each `ShardPlan` into its file: `WriteShardFn` opens a `windows.WindowReader` once per
 worker (`setup`), reads each chunk of the plan, encodes the windows
 (`bpnet_tfx.records.codec.encode_record`) and streams them into the file in (chrom, start) order.
@@ -24,7 +23,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import apache_beam as beam
 import numpy as np
@@ -140,51 +139,6 @@ class WriteShardFn(beam.DoFn):
 
 def _plan_json(plan: ShardPlan | str) -> str:
     return plan if isinstance(plan, str) else plan.to_json()
-
-
-class ReadShardPlanFn(beam.DoFn):
-    """(plans file, byte offset, size) -> the ShardPlan JSON line stored there.
-
-    Its `setup` also writes `started_path` (once per worker), which tells the driver that the
-    runner's workers run at all.
-    """
-
-    def __init__(self, started_path: str | None = None):
-        self._started_path = started_path
-
-    def setup(self):
-        if self._started_path:
-            files_lib.write_text(self._started_path, f'{os.getpid()}\n')
-
-    def process(self, place: tuple[str, int, int]) -> Iterable[str]:
-        path, offset, size = place
-        yield files_lib.read_range(path, offset, size).decode()
-
-
-class ReadShardPlans(beam.PTransform):
-    """Begins the pipeline: one ShardPlan JSON line per shard file, read by the workers.
-
-    Input: the pipeline. Output: str, one JSON line per plan. The lines stay in `path` (about
-    25 bytes per region); the graph holds only where each one is.
-    """
-
-    def __init__(self, path: str, sizes: Sequence[int], started_path: str | None = None):
-        """Args:
-        path: the plans file (local or remote), the lines back to back.
-        sizes: the byte size of each line, newline included, in file order.
-        started_path: a file for the first worker to write (see ReadShardPlanFn).
-        """
-        super().__init__()
-        offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)[:-1]]) if sizes else []
-        self._places = [(path, int(o), int(n)) for o, n in zip(offsets, sizes)]
-        self._started_path = started_path
-
-    def expand(self, pbegin):
-        return (
-            pbegin
-            | 'PlanPlaces' >> beam.Create(self._places)
-            | 'ReadPlanLines' >> beam.ParDo(ReadShardPlanFn(self._started_path))
-        )
 
 
 def _select(pair: tuple[str, Any], part: str) -> Iterable[Any]:

@@ -16,6 +16,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from beam_jobs.common import shard_plans
 from beam_jobs.records import shards, transforms, windows
 from beam_jobs.records.regions import Region
 from bpnet_tfx.records import codec, schema
@@ -282,8 +283,8 @@ def test_read_shard_plans_reads_each_line_and_marks_the_start(tmp_path):
     path.write_text(''.join(lines))
     started = tmp_path / transforms.STARTED_FILENAME
     with _pipeline() as p:
-        out = p | transforms.ReadShardPlans(str(path), [len(x) for x in lines], str(started))
+        out = p | shard_plans.ReadShardPlans(str(path), [len(x) for x in lines], str(started))
         assert_that(out, equal_to(lines))
     assert started.read_text().strip().isdigit()  # The worker's pid.
     with _pipeline() as p:
-        assert_that(p | transforms.ReadShardPlans(str(path), []), equal_to([]))
+        assert_that(p | shard_plans.ReadShardPlans(str(path), []), equal_to([]))
