@@ -114,7 +114,7 @@ class CountRegionFn(beam.DoFn):
 
 def _sparse(counts: np.ndarray, start: int) -> np.ndarray:
     """(n, 3) int64 rows (base, plus, minus) of the non-zero bases of (length, 2) counts."""
-    where = np.flatnonzero(counts.any(axis=1))
+    where = np.flatnonzero(counts[:, 0] | counts[:, 1])
     out = np.empty((where.size, 3), np.int64)
     out[:, 0] = where + start
     out[:, 1:] = counts[where]
@@ -242,6 +242,12 @@ class WriteRegionFn(beam.DoFn):
                     reads.add_tallies(tallies.setdefault(i, {}), t)
             yield (contig, start, 0, 0, 0, tallies)
             return
+        if len(parts) == 1 and set(parts[0]) <= {'counts', 'tallies'} and 'counts' in parts[0]:
+            # One indexed count of the region: its rows are already the sparse total.
+            for i, t in parts[0].get('tallies', {}).items():
+                reads.add_tallies(tallies.setdefault(i, {}), t)
+            yield self._written(contig, start, parts[0]['counts'], tallies)
+            return
         length = min(self._plan.region_size, self._plan.genome[contig][1] - start)
         total = np.zeros((length, 2), np.int64)
         ends: dict[int, list] = {}
@@ -261,11 +267,14 @@ class WriteRegionFn(beam.DoFn):
                 reads.counted_keys(found, self._plan.sources[i].rule), start, length
             )
             reads.add_tallies(tallies.setdefault(i, {}), found.tally)
-        rows = _sparse(total, start)
+        yield self._written(contig, start, _sparse(total, start), tallies)
+
+    def _written(self, contig: int, start: int, rows: np.ndarray, tallies: dict) -> tuple:
+        """Writes a region's non-zero rows (if any); its summary row."""
         if rows.size:
             self._write(region_filename(contig, start), rows)
         _counter('regions_written').inc()
-        yield (contig, start, len(rows), int(rows[:, 1].sum()), int(rows[:, 2].sum()), tallies)
+        return (contig, start, len(rows), int(rows[:, 1].sum()), int(rows[:, 2].sum()), tallies)
 
     def _write(self, name: str, rows: np.ndarray) -> None:
         dest = files_lib.join(files_lib.join(self._output_dir, REGIONS_DIR), name)
