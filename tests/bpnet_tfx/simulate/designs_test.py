@@ -17,6 +17,7 @@ import pytest
 from bpnet_tfx.simulate import chrom as simulated_chrom
 from bpnet_tfx.simulate import designs
 from bpnet_tfx.simulate import simulator as simulate
+from bpnet_tfx.simulate import tracks as sim_tracks
 
 _SCALE = 0.06  # about 30 isolated peaks per Mb of the full designs' 8 Mb
 _WINDOW = 1000
@@ -176,7 +177,7 @@ def test_gc_background_follows_the_local_gc(simulated):
     lookup = np.full(256, simulated_chrom.N_CODE, np.uint8)
     lookup[simulated_chrom.BASE_LETTERS[:4]] = np.arange(4)
     codes = lookup[np.frombuffer(str(genome['chr2'][:]).upper().encode(), np.uint8)]
-    background = simulated_chrom.gc_background(codes, config)
+    background = sim_tracks.gc_background(codes, config)
     bigwigs = files.task_bigwigs[files.tasks[0]]
     bw = pyBigWig.open(bigwigs.sequence_pos)
     track = np.nan_to_num(bw.values('chr2', 0, len(codes), numpy=True))

@@ -11,8 +11,8 @@ import pyBigWig
 import pyfaidx
 import pytest
 
-from bpnet_tfx.simulate import chrom as simulated_chrom
 from bpnet_tfx.simulate import simulator as simulate
+from bpnet_tfx.simulate import tracks as sim_tracks
 
 _SMALL = simulate.SimulationConfig(
     seed=7,
@@ -209,7 +209,7 @@ def test_reverse_instance_is_the_reverse_complement_of_a_forward_one():
     tracks = {}
     for forward, centre in ((True, 80.5), (False, length - 1 - 80.5)):
         pos, neg = np.zeros(length), np.zeros(length)
-        simulated_chrom._add_footprints(
+        sim_tracks.add_footprints(
             pos,
             neg,
             np.array([centre]),
