@@ -3,16 +3,18 @@
 `rescale_model(exported)` rebuilds the export's Keras model from model_config.json
 (`model.build_bpnet`) with the SavedModel's weights, every relu convolution replaced by one
 whose ReLU takes DeepLIFT's rescale rule as its gradient. `paired_outputs(model, x, refs)` calls
-it on one batch of N (1 + K) rows: the N inputs x_i, then the K references of each. A ReLU with
-pre-activations z (of x_i) and z0 (of r_ik) passes back to row r_ik the multiplier
+it on the N inputs x_i, whose layers record their pre-activations, then on the K references of
+each. A ReLU with pre-activations z (of x_i) and z0 (of r_ik) passes back to row r_ik the
+multiplier
 
     m = (relu(z) - relu(z0)) / (z - z0),  or relu'(z) where |z - z0| < RESCALE_EPSILON;
 
 the summed counts heads' logsumexps (`heads.RateSum`) pass back the softmax averaged along the
 straight path between the two rows' log rates (`paired_logsumexp`); every other op is linear
 in the sequence or fixed and keeps its gradient. So sum over bases of m * (x - r) =
-target(x) - target(r) exactly, and a window costs 1 + K rows forward and backward, not 2 K
-(docs/interpretation.md).
+target(x) - target(r) exactly. A window costs 1 + K rows forward and K rows backward per
+target, not 2 K, and the multipliers are computed once in the forward pass, shared by every
+target (docs/interpretation.md).
 """
 
 from __future__ import annotations
@@ -37,44 +39,62 @@ RATE_PATH_STEPS = 16
 
 
 class Pairing(threading.local):
-    """How many input rows lead the batch a paired model is being called on (a tensor while
-    `paired_outputs` traces the call, None otherwise: then the ReLUs are plain); per thread,
-    as devices trace their calls at once (`devices.split_batch`)."""
+    """The state of a paired model's call (`paired_outputs`), per thread, as devices trace
+    their calls at once (`devices.split_batch`): `mode` None (plain ReLUs and logsumexps),
+    'inputs' (the N input rows: each paired layer records its pre-activations in `recorded`)
+    or 'references' (their N K references, input-major: each paired layer takes the
+    multipliers against the input rows it recorded)."""
 
-    inputs = None
+    mode = None
+    recorded = None
+
+    def pair(self, layer, z):
+        """The recorded input rows of `layer`'s z for reference rows z, or None when unpaired;
+        records z itself when the input rows pass."""
+        if self.mode == 'inputs':
+            self.recorded.setdefault(id(layer), []).append(z)
+            return None
+        if self.mode == 'references':
+            return self.recorded[id(layer)].pop(0)
+        return None
 
 
-def _input_and_reference_rows(z, inputs: int):
-    """A paired batch's `inputs` input rows as (N, 1, ...) and their references as (N, K, ...)."""
+def _by_input(zr, zx):
+    """Reference rows (N K, ...) grouped by input as (N, K, ...), for input rows zx (N, ...)."""
     import tensorflow as tf
 
-    grouped = tf.concat([[inputs, -1], tf.shape(z)[1:]], axis=0)
-    return z[:inputs][:, None], tf.reshape(z[inputs:], grouped)
+    return tf.reshape(zr, tf.concat([[tf.shape(zx)[0], -1], tf.shape(zx)[1:]], axis=0))
 
 
-def rescale_relu(z, inputs=None):
-    """relu(z) of a batch of `inputs` input rows followed by their references (K rows each,
-    input-major), whose gradient at each reference row is the rescale multiplier against its
-    input row; the input rows get no gradient (module docstring). With `inputs` None, relu."""
+def rescale_multiplier(zx, zr, yr=None):
+    """DeepLIFT's rescale multiplier of a ReLU at reference rows zr (N K, ...) against their
+    input rows zx (N, ...): (relu(zx) - relu(zr)) / (zx - zr), or relu'(zx) where
+    |zx - zr| < RESCALE_EPSILON; shaped as zr. yr: relu(zr) when already computed."""
     import tensorflow as tf
 
-    if inputs is None:
+    grouped = _by_input(zr, zx)
+    yr = _by_input(tf.nn.relu(zr) if yr is None else yr, zx)
+    zx = zx[:, None]
+    delta = zx - grouped
+    ratio = (tf.nn.relu(zx) - yr) / delta  # inf or nan where delta is ~0
+    m = tf.where(tf.abs(delta) < RESCALE_EPSILON, tf.cast(zx > 0, zr.dtype), ratio)
+    return tf.reshape(m, tf.shape(zr))
+
+
+def rescale_relu(z, zx=None):
+    """relu(z). Given zx, z holds the reference rows of input rows zx (K each, input-major)
+    and its gradient is the rescale multiplier (`rescale_multiplier`, computed once here in
+    the forward pass, however many targets are differentiated)."""
+    import tensorflow as tf
+
+    if zx is None:
         return tf.nn.relu(z)
 
     @tf.custom_gradient
     def relu(z):
         y = tf.nn.relu(z)
-
-        def grad(dy):
-            zx, zr = _input_and_reference_rows(z, inputs)
-            delta = zx - zr
-            near = tf.abs(delta) < RESCALE_EPSILON
-            ratio = (tf.nn.relu(zx) - tf.nn.relu(zr)) / tf.where(near, tf.ones_like(delta), delta)
-            m = tf.where(near, tf.cast(zx > 0, z.dtype), ratio)
-            m = tf.reshape(m, tf.shape(dy[inputs:]))
-            return tf.concat([tf.zeros_like(dy[:inputs]), dy[inputs:] * m], axis=0)
-
-        return y, grad
+        m = rescale_multiplier(zx, z, y)
+        return y, lambda dy: dy * m
 
     return relu(z)
 
@@ -88,40 +108,41 @@ def _softmax_over(t, axes: list[int]):
     return tf.reshape(tf.nn.softmax(tf.reshape(t, flat), axis=axes[0]), shape)
 
 
-def paired_logsumexp(z, axes: tuple[int, ...], inputs=None):
-    """logsumexp of z over `axes` (keeping them) for a batch of `inputs` input rows followed by
-    their references, K each (as `rescale_relu`). At each reference row the gradient is the
-    DeepLIFT multiplier of its logsumexp against its input row: the softmax averaged along
-    the straight path from the reference's z to the input's (RATE_PATH_STEPS midpoints),
-    scaled so that sum(m * (z - z0)) equals the difference of the two logsumexps exactly.
-    The input rows get no gradient. With `inputs` None, plain logsumexp."""
+def logsumexp_multiplier(zx, zr, axes: tuple[int, ...]):
+    """DeepLIFT's multiplier of logsumexp over `axes` at reference rows zr (N K, ...) against
+    their input rows zx (N, ...): the softmax averaged along the straight path from each
+    reference's z to its input's (RATE_PATH_STEPS midpoints), scaled so that
+    sum(m * (zx - zr)) equals the difference of the two logsumexps exactly; shaped as zr."""
     import tensorflow as tf
 
-    if inputs is None:
+    grouped = _by_input(zr, zx)
+    delta = zx[:, None] - grouped
+    shifted = [a + 1 for a in axes]
+    m = tf.zeros_like(grouped)
+    for i in range(RATE_PATH_STEPS):
+        m += _softmax_over(grouped + (i + 0.5) / RATE_PATH_STEPS * delta, shifted)
+    m /= RATE_PATH_STEPS
+    exact = tf.reduce_logsumexp(zx[:, None], shifted, keepdims=True) - tf.reduce_logsumexp(
+        grouped, shifted, keepdims=True
+    )
+    approx = tf.reduce_sum(m * delta, shifted, keepdims=True)
+    tiny = tf.abs(approx) < RESCALE_EPSILON
+    m *= tf.where(tiny, tf.ones_like(approx), exact / tf.where(tiny, 1.0, approx))
+    return tf.reshape(m, tf.shape(zr))
+
+
+def paired_logsumexp(z, axes: tuple[int, ...], zx=None):
+    """logsumexp of z over `axes` (keeping them). Given zx, z holds the reference rows of
+    input rows zx (as `rescale_relu`) and its gradient is `logsumexp_multiplier`."""
+    import tensorflow as tf
+
+    if zx is None:
         return tf.reduce_logsumexp(z, axis=axes, keepdims=True)
 
     @tf.custom_gradient
     def lse(z):
-        y = tf.reduce_logsumexp(z, axis=axes, keepdims=True)
-
-        def grad(dy):
-            zx, zr = _input_and_reference_rows(z, inputs)
-            delta = zx - zr
-            shifted = [a + 1 for a in axes]
-            m = tf.zeros_like(zr)
-            for i in range(RATE_PATH_STEPS):
-                m += _softmax_over(zr + (i + 0.5) / RATE_PATH_STEPS * delta, shifted)
-            m /= RATE_PATH_STEPS
-            exact = tf.reduce_logsumexp(zx, shifted, keepdims=True) - tf.reduce_logsumexp(
-                zr, shifted, keepdims=True
-            )
-            approx = tf.reduce_sum(m * delta, shifted, keepdims=True)
-            tiny = tf.abs(approx) < RESCALE_EPSILON
-            m *= tf.where(tiny, tf.ones_like(approx), exact / tf.where(tiny, 1.0, approx))
-            m = tf.reshape(m, tf.shape(z[inputs:]))
-            return tf.concat([tf.zeros_like(z[:inputs]), dy[inputs:] * m], axis=0)
-
-        return y, grad
+        m = logsumexp_multiplier(zx, z, axes)
+        return tf.reduce_logsumexp(z, axis=axes, keepdims=True), lambda dy: dy * m
 
     return lse(z)
 
@@ -133,8 +154,8 @@ class PairedRateSum(RateSum):
     pairing: Pairing | None = None
 
     def _lse(self, x):
-        inputs = None if self.pairing is None else self.pairing.inputs
-        return paired_logsumexp(x, (1, 2) if self.joint else (1,), inputs)[:, 0]
+        zx = None if self.pairing is None else self.pairing.pair(self, x)
+        return paired_logsumexp(x, (1, 2) if self.joint else (1,), zx)[:, 0]
 
 
 class RescaleConv1D(layers.Conv1D):
@@ -144,8 +165,37 @@ class RescaleConv1D(layers.Conv1D):
     pairing: Pairing | None = None
 
     def call(self, x):
-        inputs = None if self.pairing is None else self.pairing.inputs
-        return rescale_relu(super().call(x), inputs)
+        z = super().call(x)
+        return rescale_relu(z, None if self.pairing is None else self.pairing.pair(self, z))
+
+
+class InputGradientConv1D(layers.Conv1D):
+    """A linear `layers.Conv1D` of the rebuilt model: forward as the layer computes it; on a
+    CPU, a few-filter one (a head's shifted matmul) takes its input gradient from the stock
+    convolution's kernels, which cost less there than the shifted matmul's gradient. Its
+    weights get no gradient: the rebuilt model only explains (never saved)."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        shifted = 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS
+        if not shifted or tf.config.list_logical_devices('GPU'):
+            return super().call(x)
+        kernel, forward = tf.convert_to_tensor(self.kernel), super().call
+        padding, dilation = self.padding.upper(), self.dilation_rate
+
+        @tf.custom_gradient
+        def conv(x):
+            def grad(dy, variables=None):
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = tf.nn.conv1d(x, kernel, stride=1, padding=padding, dilations=dilation)
+                dx = tape.gradient(y, x, output_gradients=dy)  # y itself is pruned
+                return dx, [None] * len(variables or ())
+
+            return forward(x), grad
+
+        return conv(x)
 
 
 def _swap_relu(layer, pairing: Pairing):
@@ -154,6 +204,8 @@ def _swap_relu(layer, pairing: Pairing):
         swapped = RescaleConv1D.from_config({**config, 'activation': None})
         swapped.pairing = pairing
         return swapped
+    if isinstance(layer, layers.Conv1D):
+        return InputGradientConv1D.from_config(config)
     if isinstance(layer, RateSum):
         swapped = PairedRateSum.from_config(config)
         swapped.pairing = pairing
@@ -182,7 +234,12 @@ def paired_model(model: keras.Model) -> keras.Model:
 
 
 def paired_outputs(paired: keras.Model, one_hot, references, control=None):
-    """Calls a `paired_model` on inputs and their references in one batch.
+    """Calls a `paired_model` on inputs, then on their references.
+
+    The inputs pass first, each paired layer recording its pre-activations; the references
+    pass next, each paired layer pairing them with their input's. A target of the
+    references' outputs is then differentiated through the reference rows alone (the input
+    rows are not on the tape), and every multiplier is computed once, however many targets.
 
     Args:
       paired: a model from `paired_model` or `rescale_model`.
@@ -199,22 +256,21 @@ def paired_outputs(paired: keras.Model, one_hot, references, control=None):
     """
     import tensorflow as tf
 
-    n, k = tf.shape(references)[0], tf.shape(references)[1]
-    rows = tf.concat(
-        [one_hot, tf.reshape(references, tf.concat([[-1], tf.shape(one_hot)[1:]], 0))], 0
-    )
-    inputs = rows
+    k = tf.shape(references)[1]
+    rows = tf.reshape(references, tf.concat([[-1], tf.shape(one_hot)[1:]], 0))
+    inputs, ref_inputs = one_hot, rows
     if control is not None:
-        inputs = {
-            INPUT_NAME: rows,
-            CONTROL_INPUT_NAME: tf.concat([control, tf.repeat(control, k, axis=0)], 0),
-        }
-    paired.pairing.inputs = n
+        inputs = {INPUT_NAME: one_hot, CONTROL_INPUT_NAME: control}
+        ref_inputs = {INPUT_NAME: rows, CONTROL_INPUT_NAME: tf.repeat(control, k, axis=0)}
+    pairing = paired.pairing
+    pairing.mode, pairing.recorded = 'inputs', {}
     try:
-        out = paired(inputs, training=False)
+        out_x = paired(inputs, training=False)
+        pairing.mode = 'references'
+        out_r = paired(ref_inputs, training=False)
     finally:
-        paired.pairing.inputs = None
-    return tf.nest.map_structure(lambda t: t[:n], out), tf.nest.map_structure(lambda t: t[n:], out)
+        pairing.mode = pairing.recorded = None
+    return out_x, out_r
 
 
 def rescale_model(exported: export.ExportedModel) -> keras.Model:

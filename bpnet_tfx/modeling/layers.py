@@ -1,15 +1,19 @@
 """Conv1D, the convolution layer BPNet is built from, and its CPU rewrites.
 
 `Conv1D` has `keras.layers.Conv1D`'s weights and math; on a machine without a GPU it computes
-a few-filter convolution as a matmul and a shifted sum, and a dilated one with a custom
-gradient that every CPU kernel can take. Both rewrites are exact (same outputs and
+a few-filter convolution as a matmul and a shifted sum, and, where the CPU kernels cannot
+differentiate a dilated convolution (checked once, `stock_dilated_gradients`), a dilated one
+with a custom gradient that every CPU kernel can take. Both rewrites are exact (same outputs and
 gradients as tf.nn.conv1d, up to float rounding); TensorFlow is imported inside the functions,
 so importing this module costs only Keras.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import keras
+import numpy as np
 
 
 @keras.saving.register_keras_serializable(package='bpnet_tfx')
@@ -21,10 +25,10 @@ class Conv1D(keras.layers.Layer):
     dilation straight to the convolution op and lets TensorFlow's graph optimiser fuse the
     bias and relu into it. When no GPU is visible, two rewrites replace the convolution op:
     a layer with few filters (the profile head: 2 strands from 64 channels) is one matmul and
-    a shifted sum (`_shifted_matmul_conv`), and a dilated one takes its gradients without
-    dilated backward kernels, which TensorFlow's CPU kernels lack without oneDNN
-    (`_dilated_conv`). With a GPU the stock ops (cuDNN's
-    kernels) run. Outputs and gradients equal the stock layer's for the same weights
+    a shifted sum (`_shifted_matmul_conv`), and where TensorFlow's CPU kernels lack dilated
+    backward kernels (without oneDNN; `stock_dilated_gradients` checks once a process), a
+    dilated one takes its gradients without them (`_dilated_conv`). With a GPU the stock ops
+    (cuDNN's kernels) run. Outputs and gradients equal the stock layer's for the same weights
     (layers_test); how much faster each form trains, and on which machine, is in
     docs/benchmarks.md. `model.build_bpnet(config, stock_layers=True)` builds the stock
     version.
@@ -71,7 +75,12 @@ class Conv1D(keras.layers.Layer):
         cpu = not tf.config.list_logical_devices('GPU')
         if cpu and 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS:
             y = _shifted_matmul_conv(x, self.kernel, padding, self.dilation_rate)
-        elif cpu and x.dtype != tf.float16 and self.dilation_rate > 1:
+        elif (
+            cpu
+            and x.dtype != tf.float16
+            and self.dilation_rate > 1
+            and not stock_dilated_gradients()
+        ):
             y = _dilated_conv(x, self.kernel, padding, self.dilation_rate)
         elif x.dtype == tf.float16 and self.dilation_rate > 1:
             # TensorFlow's CPU kernel for float16 has no dilation: tf.nn.convolution (what
@@ -100,6 +109,44 @@ class Conv1D(keras.layers.Layer):
             'activation': self.activation,
             'kernel_initializer': self.kernel_initializer,
         }
+
+
+_STOCK_DILATED_GRADIENTS: list[bool] = []  # The check's answer, once a process.
+
+
+def stock_dilated_gradients() -> bool:
+    """Whether this machine's CPU kernels differentiate a dilated convolution correctly:
+    checked once a process on a tiny one against the rewrite's gradients (`_dilated_conv`).
+    oneDNN's kernels can; TensorFlow's own cannot ('Current CPU implementations do not yet
+    support dilation rates larger than 1'), and there dilated layers take the rewrite."""
+    if not _STOCK_DILATED_GRADIENTS:
+        # A thread of its own runs eagerly with no tape paused, even while a function
+        # traces or a layer is called (tf.init_scope would pause every tape).
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            _STOCK_DILATED_GRADIENTS.append(pool.submit(_check_dilated_gradients).result())
+    return _STOCK_DILATED_GRADIENTS[0]
+
+
+def _check_dilated_gradients() -> bool:
+    import tensorflow as tf
+
+    with tf.device('/CPU:0'):
+        x = tf.reshape(tf.range(2 * 13 * 3, dtype=tf.float32) % 7 - 3.0, (2, 13, 3))
+        kernel = tf.reshape(tf.range(3 * 3 * 4, dtype=tf.float32) % 5 - 2.0, (3, 3, 4))
+        weights = tf.sin(tf.range(13, dtype=tf.float32))[:, None]
+        grads = []
+        for conv in (tf.nn.conv1d, lambda a, k, **kw: _dilated_conv(a, k, 'SAME', 3)):
+            try:
+                with tf.GradientTape() as tape:
+                    tape.watch([x, kernel])
+                    y = conv(x, kernel, stride=1, padding='SAME', dilations=3)
+                    loss = tf.reduce_sum(y * weights)
+                grads.append([g.numpy() for g in tape.gradient(loss, [x, kernel])])
+            except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+                grads.append(None)
+    return grads[0] is not None and all(
+        np.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(*grads)
+    )
 
 
 def _interleaved(t, m: int):

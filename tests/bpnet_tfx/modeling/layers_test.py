@@ -115,16 +115,46 @@ def test_dilated_conv_gradients_equal_the_reference(padding, taps, dilation):
     weights = tf.constant(rng.normal(size=(3, out_length, 16)), tf.float32)
     results = []
     for conv in (
-        lambda v: layer(v),
         lambda v: tf.nn.bias_add(_reference_conv(v, layer.kernel, padding, dilation), layer.bias),
+        lambda v: layer(v),  # the stock kernels or the rewrite, as the start-up check chose
+        lambda v: tf.nn.bias_add(
+            layers._dilated_conv(v, layer.kernel, padding.upper(), dilation), layer.bias
+        ),
     ):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = conv(x)
             loss = tf.reduce_sum(y * weights)
         results.append([y, *tape.gradient(loss, [x, layer.kernel, layer.bias])])
-    for got, want in zip(*results):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-3)
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_the_start_up_check_says_whether_the_stock_dilated_gradients_work():
+    # Dilated layers take the rewrite only where the CPU's own kernels fail or differ: the
+    # check's answer is what a stock gradient of another shape does on this machine.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.normal(size=(2, 50, 6)).astype(np.float32))
+    kernel = tf.constant(rng.normal(size=(4, 6, 5)).astype(np.float32))
+    grads = []
+    for conv in (
+        lambda v, k: tf.nn.conv1d(v, k, stride=1, padding='SAME', dilations=4),
+        lambda v, k: _reference_conv(v, k, 'same', 4),
+    ):
+        try:
+            with tf.GradientTape() as tape:
+                tape.watch([x, kernel])
+                loss = tf.reduce_sum(conv(x, kernel) ** 2)
+            grads.append([g.numpy() for g in tape.gradient(loss, [x, kernel])])
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
+            grads.append(None)
+    works = grads[0] is not None and all(
+        np.allclose(a, b, rtol=1e-4, atol=1e-3) for a, b in zip(*grads)
+    )
+    assert layers.stock_dilated_gradients() is works
 
 
 def test_a_dilated_model_trains_in_a_compiled_step():
