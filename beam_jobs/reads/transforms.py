@@ -242,23 +242,23 @@ class WriteRegionFn(beam.DoFn):
                     reads.add_tallies(tallies.setdefault(i, {}), t)
             yield (contig, start, 0, 0, 0, tallies)
             return
-        if len(parts) == 1 and set(parts[0]) <= {'counts', 'tallies'} and 'counts' in parts[0]:
-            # One indexed count of the region: its rows are already the sparse total.
-            for i, t in parts[0].get('tallies', {}).items():
-                reads.add_tallies(tallies.setdefault(i, {}), t)
-            yield self._written(contig, start, parts[0]['counts'], tallies)
-            return
-        length = min(self._plan.region_size, self._plan.genome[contig][1] - start)
-        total = np.zeros((length, 2), np.int64)
+        counts: list[np.ndarray] = []
         ends: dict[int, list] = {}
         for part in parts:
             for i, t in part.get('tallies', {}).items():
                 reads.add_tallies(tallies.setdefault(i, {}), t)
             if 'counts' in part:
-                rows = part['counts']
-                total[rows[:, 0] - start] += rows[:, 1:]
+                counts.append(part['counts'])
             for i, pair in part.get('ends', {}).items():
                 ends.setdefault(i, []).append(pair)
+        if len(counts) == 1 and not ends:
+            # One indexed count of the region: its rows are already the sparse total.
+            yield self._written(contig, start, counts[0], tallies)
+            return
+        length = min(self._plan.region_size, self._plan.genome[contig][1] - start)
+        total = np.zeros((length, 2), np.int64)
+        for rows in counts:
+            total[rows[:, 0] - start] += rows[:, 1:]
         for i, pairs in sorted(ends.items()):
             keys = np.concatenate([k for k, _ in pairs])
             mates = np.concatenate([m for _, m in pairs]) if pairs[0][1] is not None else None

@@ -178,8 +178,7 @@ class InputGradientConv1D(layers.Conv1D):
     def call(self, x):
         import tensorflow as tf
 
-        shifted = 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS
-        if not shifted or tf.config.list_logical_devices('GPU'):
+        if not self.uses_shifted_matmul():
             return super().call(x)
         kernel, forward = tf.convert_to_tensor(self.kernel), super().call
         padding, dilation = self.padding.upper(), self.dilation_rate

@@ -66,6 +66,14 @@ class Conv1D(keras.layers.Layer):
         )
         self.bias = self.add_weight(name='bias', shape=(self.filters,), initializer='zeros')
 
+    def uses_shifted_matmul(self) -> bool:
+        """Whether this layer computes as `_shifted_matmul_conv`: a few-filter convolution
+        wider than 1, on a machine without a GPU."""
+        import tensorflow as tf
+
+        few = 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS
+        return few and not tf.config.list_logical_devices('GPU')
+
     def call(self, x):
         import tensorflow as tf
 
@@ -73,7 +81,7 @@ class Conv1D(keras.layers.Layer):
         # The two rewrites below are for CPUs (docs/benchmarks.md); with GPUs visible, the
         # stock ops (cuDNN's kernels) run.
         cpu = not tf.config.list_logical_devices('GPU')
-        if cpu and 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS:
+        if self.uses_shifted_matmul():
             y = _shifted_matmul_conv(x, self.kernel, padding, self.dilation_rate)
         elif (
             cpu
