@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -30,6 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from beam_jobs.common import logs
 from beam_jobs.common.errors import RecordsInputError
+from bpnet_tfx.common import interrupts
 
 DASK_RUNNER = 'apache_beam.runners.dask.dask_runner.DaskRunner'
 _ALIASES = {'daskrunner': DASK_RUNNER, 'dask': DASK_RUNNER}
@@ -274,7 +273,7 @@ def job_main(
     2, a failed run one line and exit status 1 (with -v, after the runner's full error), Ctrl-C
     one line and exit status 130 (the output folder appears only once complete, and its
     temporary sibling is removed)."""
-    interrupted = _InterruptFlag()
+    interrupted = interrupts.InterruptFlag()
     try:
         with interrupted:
             run(argv)
@@ -304,39 +303,8 @@ def _interrupted(prog: str) -> int:
     return EXIT_INTERRUPTED
 
 
-class _InterruptFlag:
-    """Within `with`, SIGINT raises KeyboardInterrupt as Python's default does and is
-    remembered in `seen`: a runner may catch it in a step and re-raise it as a step failure."""
-
-    def __init__(self):
-        self.seen = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        self.seen = True
-        raise KeyboardInterrupt
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
-
-
 def exit_job(code: int) -> None:
     """Exits a job's command line with `code`; after a failed or interrupted run whose runner
     left threads waiting (a job server still waiting for workers that never start, a runner's
     worker threads), without waiting for them."""
-    if code and any(
-        t.is_alive() and not t.daemon
-        for t in threading.enumerate()
-        if t is not threading.main_thread()
-    ):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    interrupts.exit_now(code)

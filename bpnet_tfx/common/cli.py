@@ -23,6 +23,7 @@ import time
 import warnings
 from typing import Callable, Iterator, NoReturn
 
+from bpnet_tfx.common import interrupts
 from bpnet_tfx.common.errors import BpnetError
 
 
@@ -155,7 +156,13 @@ def start(
     from absl import app
 
     wrapped = run(name, main, checks=checks, interrupted=interrupted)
-    app.run(wrapped, flags_parser=flags_parser(name))
+    try:
+        app.run(wrapped, flags_parser=flags_parser(name))
+    except SystemExit as e:
+        if e.code == EXIT_INTERRUPTED:
+            # An interrupted library may have left threads running: leave without them.
+            interrupts.exit_now(EXIT_INTERRUPTED)
+        raise
 
 
 def run(
@@ -177,19 +184,29 @@ def run(
         then); default: nothing was written, run the command again.
     """
 
+    def stop() -> NoReturn:
+        said = interrupted() if callable(interrupted) else interrupted
+        print(f'{name}: interrupted: {said or _INTERRUPTED}', file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
+
     def wrapped(argv: list[str]) -> None:
+        flag = interrupts.InterruptFlag()
         try:
-            if len(argv) > 1:
-                fail(name, f'unexpected arguments: {" ".join(argv[1:])}')
-            if checks is not None:
-                checks()
-            quiet_logs(name)
-            main(argv)
-        except BpnetError as e:
-            fail(name, str(e))
+            with flag:
+                if len(argv) > 1:
+                    fail(name, f'unexpected arguments: {" ".join(argv[1:])}')
+                if checks is not None:
+                    checks()
+                quiet_logs(name)
+                main(argv)
         except KeyboardInterrupt:
-            said = interrupted() if callable(interrupted) else interrupted
-            print(f'{name}: interrupted: {said or _INTERRUPTED}', file=sys.stderr, flush=True)
-            sys.exit(EXIT_INTERRUPTED)
+            stop()
+        except Exception as e:
+            # Ctrl-C inside a library's bookkeeping can surface as another error.
+            if flag.seen:
+                stop()
+            if isinstance(e, BpnetError):
+                fail(name, str(e))
+            raise
 
     return wrapped

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from absl import flags
@@ -153,6 +154,34 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
             cli.run('tool', main, interrupted=interrupted)(['tool'])
         assert exit_info.value.code == 130
         assert capsys.readouterr().err == f'tool: interrupted: {said}\n'
+
+
+def test_ctrl_c_that_a_library_turns_into_another_error_is_still_an_interrupt(
+    capsys, monkeypatch
+):
+    """SIGINT landing inside library bookkeeping (TensorFlow entering a variable scope) can
+    surface as another exception ('Improper nesting of variable_scope'): still one line and
+    130. The same error without a SIGINT is not an interrupt."""
+    monkeypatch.setattr(cli, 'quiet_logs', lambda *_: None)
+
+    def interrupted_main(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            raise RuntimeError('Improper nesting of variable_scope.') from None
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run('tool', interrupted_main)(['tool'])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.startswith('tool: interrupted: ')
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    def failing_main(argv):
+        raise RuntimeError('Improper nesting of variable_scope.')
+
+    with pytest.raises(RuntimeError, match='Improper nesting'):
+        cli.run('tool', failing_main)(['tool'])
 
 
 def test_checks_run_before_tensorflow_starts(capsys, monkeypatch):
