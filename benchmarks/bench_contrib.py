@@ -323,6 +323,9 @@ def main() -> None:
     python, work = _prepare_peer(args, settings, one_hot)
     outputs, checks = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        # Untimed: preparing the peer (its training, in another process) evicts what our
+        # first call had warmed; without this the first pair's 'ours' is the slowest of all.
+        _ours_arm(args, tmp, [])()
         print(
             f'{n} validation windows, {args.num_shuffles} references each, {args.batch_size} '
             f'model inputs a call; peer trained {settings["epochs"]} epochs, ours '
