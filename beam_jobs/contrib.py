@@ -42,8 +42,7 @@ from beam_jobs.common import files as files_lib
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.contributions import plan as plan_lib
 from beam_jobs.contributions import transforms
-from beam_jobs.inference import handler as inference
-from beam_jobs.inference import outputs
+from beam_jobs.inference import outputs, startup
 from bpnet_tfx.attribution import contributions
 from bpnet_tfx.attribution import scorer as attribution
 from bpnet_tfx.attribution import windows as contrib_windows
@@ -71,12 +70,7 @@ _PATHS = (
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=__doc__.split('\n\n')[0],
-        allow_abbrev=False,
-        epilog='Other flags (--runner, --direct_num_workers, --setup_file, ...) go to Beam.',
-    )
+    parser = arguments.job_parser(PROG, __doc__.split('\n\n')[0])
     add = parser.add_argument
     add('--saved_model', help='SavedModel folder written by train (local or gs://...).')
     add('--records_dir', help='Records folder whose --split windows to explain.')
@@ -304,14 +298,9 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
       runners.PipelineRunError: the run failed.
     """
     started = time.perf_counter()
-    args, pipeline_args = arguments.parse(_parser(), argv)
-    _check_flags(args)
-    runners.resolve_args(pipeline_args, num_plans=0)  # A runner Beam lacks stops us here.
-    files_lib.check_output_dir(
-        args.output_dir, args.overwrite, marker=SUMMARY_FILENAME, kind='contrib folder'
+    args, pipeline_args, model = startup.start_job(
+        _parser(), argv, _check_flags, output=(SUMMARY_FILENAME, 'contrib folder')
     )
-    with inference.tensorflow_quiet(args.verbose):
-        model = inference.load_export_info(args.saved_model)
     summary = files_lib.write_into_place(
         args.output_dir,
         lambda tmp: _score(tmp, args, pipeline_args, save_main_session, model, started),

@@ -42,8 +42,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from beam_jobs.common import arguments, runners, shard_plans
 from beam_jobs.common import files as files_lib
 from beam_jobs.common.errors import RecordsInputError
-from beam_jobs.inference import handler as inference
-from beam_jobs.inference import outputs
+from beam_jobs.inference import outputs, startup
 from beam_jobs.tracks import regions as regions_lib
 from beam_jobs.tracks import transforms
 from bpnet_tfx.common.errors import BpnetError
@@ -71,12 +70,7 @@ class PredictTracksError(BpnetError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=__doc__.split('\n\n')[0],
-        allow_abbrev=False,
-        epilog='Other flags (--runner, --direct_num_workers, --setup_file, ...) go to Beam.',
-    )
+    parser = arguments.job_parser(PROG, __doc__.split('\n\n')[0])
     add = parser.add_argument
     add('--saved_model', help='SavedModel folder written by train (local or gs://...).')
     add('--fasta', help="Genome FASTA; default: the training records' one.")
@@ -328,11 +322,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
       runners.PipelineRunError: the run failed.
     """
     started = time.perf_counter()
-    args, pipeline_args = arguments.parse(_parser(), argv)
-    _check_flags(args)
-    runners.resolve_args(pipeline_args, num_plans=0)  # A runner Beam lacks stops us here.
-    with inference.tensorflow_quiet(args.verbose):
-        model = inference.load_export_info(args.saved_model)
+    args, pipeline_args, model = startup.start_job(_parser(), argv, _check_flags)
     args.local_dir = tempfile.mkdtemp(prefix='predict_tracks-in-')
     try:
         plan = {**_plan(args, model), 'length': model.config.output_length}

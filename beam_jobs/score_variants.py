@@ -49,7 +49,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from beam_jobs.common import arguments, runners, shard_plans
 from beam_jobs.common import files as files_lib
 from beam_jobs.common.errors import RecordsInputError
-from beam_jobs.inference import handler as inference
+from beam_jobs.inference import startup
 from beam_jobs.variants import transforms as variant_transforms
 from bpnet_tfx.common.errors import BpnetError
 from bpnet_tfx.genome import genome_io
@@ -74,12 +74,7 @@ class ScoreVariantsError(BpnetError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description=__doc__.split('\n\n')[0],
-        allow_abbrev=False,
-        epilog='Other flags (--runner, --direct_num_workers, --setup_file, ...) go to Beam.',
-    )
+    parser = arguments.job_parser(PROG, __doc__.split('\n\n')[0])
     add = parser.add_argument
     add('--saved_model', help='SavedModel folder written by train (local or gs://...).')
     add('--fasta', help='Genome FASTA the variants are on (a .fai is made if missing).')
@@ -384,14 +379,9 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = False) -> d
       runners.PipelineRunError: the run failed.
     """
     started = time.perf_counter()
-    args, pipeline_args = arguments.parse(_parser(), argv)
-    _check_flags(args)
-    runners.resolve_args(pipeline_args, num_plans=0)  # A runner Beam lacks stops us here.
-    files_lib.check_output_dir(
-        args.output_dir, args.overwrite, marker=SUMMARY_FILENAME, kind='scores folder'
+    args, pipeline_args, model = startup.start_job(
+        _parser(), argv, _check_flags, output=(SUMMARY_FILENAME, 'scores folder')
     )
-    with inference.tensorflow_quiet(args.verbose):
-        model = inference.load_export_info(args.saved_model)
     controls = model.control_bigwigs(args.control_pos_bigwig, args.control_neg_bigwig)
     _check_fasta(args.fasta)
 

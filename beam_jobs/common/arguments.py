@@ -4,7 +4,7 @@
 `parse_known_args` does, but refuses an argument that neither the job nor any Beam
 `PipelineOptions` class defines (a misspelled `--test_chrom`), naming it and the closest flag
 (Beam itself would only log 'Discarding unparseable args' and run on). Every job main parses
-through it. Import after `logs.configure`: it loads Beam's options.
+through it, with a parser from `job_parser`. Import after `logs.configure`: it loads Beam's options.
 """
 
 from __future__ import annotations
@@ -17,6 +17,17 @@ from typing import Sequence
 from beam_jobs.common.errors import RecordsInputError
 
 _DASK_NAMES = ('dask', 'daskrunner', 'apache_beam.runners.dask.dask_runner.daskrunner')
+
+
+def job_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A job's argument parser: `description` heads its --help, no abbreviated flags, and an
+    epilog saying where the other flags go."""
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        allow_abbrev=False,
+        epilog='Other flags (--runner, --direct_num_workers, --setup_file, ...) go to Beam.',
+    )
 
 
 def parse(

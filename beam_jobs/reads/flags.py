@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from beam_jobs.common import logs
+from beam_jobs.common import arguments, logs
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.reads.plan import DEFAULT_REGION_SIZE
 from bpnet_tfx.genome import reads
@@ -128,12 +128,7 @@ def split_paths(text: str) -> list[str]:
 
 def parser(description: str) -> argparse.ArgumentParser:
     """reads_to_bigwig's argument parser; `description` heads its --help."""
-    p = argparse.ArgumentParser(
-        prog='reads_to_bigwig',
-        description=description,
-        allow_abbrev=False,
-        epilog='Other flags (--runner, --direct_num_workers, --setup_file, ...) go to Beam.',
-    )
+    p = arguments.job_parser('reads_to_bigwig', description)
     p.add_argument(
         '--reads',
         required=True,

@@ -16,8 +16,8 @@ import math
 import os
 from typing import Sequence
 
+from beam_jobs.common import arguments, logs
 from beam_jobs.common import files as files_lib
-from beam_jobs.common import logs
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.records import encodings, planning, shards, splits, windows
 from beam_jobs.records import tasks as tasks_lib
@@ -38,12 +38,7 @@ _LOGGER = logging.getLogger(__name__)
 
 def parser(description: str) -> argparse.ArgumentParser:
     """The job's argument parser; `description` heads its --help."""
-    parser = argparse.ArgumentParser(
-        prog='make_records',
-        description=description,
-        allow_abbrev=False,
-        epilog='Other flags (--runner, --direct_num_workers, --setup_file, ...) go to Beam.',
-    )
+    parser = arguments.job_parser('make_records', description)
     _add_data_flags(
         parser.add_argument_group(
             'data (give none of them for the demo data set; paths may be gs:// or other URLs)'
