@@ -156,9 +156,7 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys, monkeypatch):
         assert capsys.readouterr().err == f'tool: interrupted: {said}\n'
 
 
-def test_ctrl_c_that_a_library_turns_into_another_error_is_still_an_interrupt(
-    capsys, monkeypatch
-):
+def test_ctrl_c_that_a_library_turns_into_another_error_is_still_an_interrupt(capsys, monkeypatch):
     """SIGINT landing inside library bookkeeping (TensorFlow entering a variable scope) can
     surface as another exception ('Improper nesting of variable_scope'): still one line and
     130. The same error without a SIGINT is not an interrupt."""
