@@ -29,7 +29,10 @@ class InterruptFlag:
         raise KeyboardInterrupt
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        # Only over Python's own handler: a SIGINT ignored (a job started in the background)
+        # or handled by someone else stays so.
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
 

@@ -388,9 +388,11 @@ def _train_until(line_start, *flags):
     """Runs train until it prints a line starting with `line_start`, then sends it SIGINT."""
     import signal
 
+    from tests.fixtures.mains import interruptible
+
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2')
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'bpnet_tfx.train', *flags],
+        interruptible([sys.executable, '-m', 'bpnet_tfx.train', *flags]),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -18,6 +18,7 @@ from beam_jobs import make_records, score_variants
 from beam_jobs.common import arguments, runners
 from beam_jobs.common.errors import RecordsInputError
 from beam_jobs.records import flags as records_flags
+from tests.fixtures.mains import interruptible
 from tests.fixtures.paths import REPO, shared_data_dir
 
 DATA = shared_data_dir()
@@ -110,17 +111,19 @@ _WAITING_JOB = (
 def test_sigint_during_a_run_is_one_line_exit_130_and_leaves_nothing(tmp_path):
     out = tmp_path / 'records'
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            '-c',
-            _WAITING_JOB,
-            f'--fasta={DATA / "chrIV.fa"}',
-            f'--peaks={DATA / "peaks.narrowPeak"}',
-            f'--pos_bigwig={DATA / "Reb1.pos.bw"}',
-            f'--neg_bigwig={DATA / "Reb1.neg.bw"}',
-            f'--output_dir={out}',
-            '--valid_chroms=chrIV:0-100,000',
-        ],
+        interruptible(
+            [
+                sys.executable,
+                '-c',
+                _WAITING_JOB,
+                f'--fasta={DATA / "chrIV.fa"}',
+                f'--peaks={DATA / "peaks.narrowPeak"}',
+                f'--pos_bigwig={DATA / "Reb1.pos.bw"}',
+                f'--neg_bigwig={DATA / "Reb1.neg.bw"}',
+                f'--output_dir={out}',
+                '--valid_chroms=chrIV:0-100,000',
+            ]
+        ),
         cwd=REPO,
         env={**os.environ, 'PYTHONPATH': REPO},
         stdout=subprocess.PIPE,

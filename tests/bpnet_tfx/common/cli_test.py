@@ -13,7 +13,7 @@ import pytest
 from absl import flags
 
 from bpnet_tfx.common import cli, errors
-from tests.fixtures.mains import main_env, run_main
+from tests.fixtures.mains import interruptible, main_env, run_main
 from tests.fixtures.paths import REPO
 
 # absl / TensorFlow C++ log lines ('I0000 00:00:...', 'W1204 ...'), Python logging, warnings.
@@ -169,11 +169,16 @@ def test_ctrl_c_that_a_library_turns_into_another_error_is_still_an_interrupt(ca
         except KeyboardInterrupt:
             raise RuntimeError('Improper nesting of variable_scope.') from None
 
-    with pytest.raises(SystemExit) as exit_info:
-        cli.run('tool', interrupted_main)(['tool'])
+    # Python's own handler, as an interactive shell leaves it (a background job ignores SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run('tool', interrupted_main)(['tool'])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.startswith('tool: interrupted: ')
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
     def failing_main(argv):
         raise RuntimeError('Improper nesting of variable_scope.')
@@ -244,17 +249,19 @@ def test_ctrl_c_during_a_command_is_one_line_and_exit_130(tiny_export, genome, t
     bed.write_text(''.join(f'chrT\t{i}\t{i + 100}\n' for i in range(0, 900, 3)))
     env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            '-m',
-            'bpnet_tfx.contrib',
-            f'--saved_model={export_dir}',
-            f'--regions_bed={bed}',
-            f'--fasta={fasta}',
-            f'--output_dir={tmp_path}/contrib',
-            '--method=ism',
-            '--batch_size=1',
-        ],
+        interruptible(
+            [
+                sys.executable,
+                '-m',
+                'bpnet_tfx.contrib',
+                f'--saved_model={export_dir}',
+                f'--regions_bed={bed}',
+                f'--fasta={fasta}',
+                f'--output_dir={tmp_path}/contrib',
+                '--method=ism',
+                '--batch_size=1',
+            ]
+        ),
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
