@@ -4,7 +4,8 @@
 `parse_known_args` does, but refuses an argument that neither the job nor any Beam
 `PipelineOptions` class defines (a misspelled `--test_chrom`), naming it and the closest flag
 (Beam itself would only log 'Discarding unparseable args' and run on). Every job main parses
-through it, with a parser from `job_parser`. Import after `logs.configure`: it loads Beam's options.
+through it, with a parser from `job_parser`. Import after `logs.configure`: it loads Beam's
+options.
 """
 
 from __future__ import annotations
