@@ -184,7 +184,7 @@ def _read_records(
         cycle_length=min(len(files), 16),
         block_length=1,
         num_parallel_calls=AUTOTUNE,
-        deterministic=not training,
+        deterministic=True,
     )
     if shard_records:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -241,11 +241,11 @@ def make_dataset(
         ds = ds.cache()
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    # Deterministic throughout: with a seed, a run reads its records in one order whatever
+    # the threads' timing, so that the same seed trains the same model on the same machine.
+    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE, deterministic=True)
     prepare = _prepare_fn(info, training)
-    return ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=not training).prefetch(
-        AUTOTUNE
-    )
+    return ds.map(prepare, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 
 
 def _prepare_fn(info: schema.RecordsInfo, training: bool):

@@ -95,6 +95,32 @@ def test_training_dataset_repeats_and_shuffles(small_records):
     assert not np.array_equal(first_pass, second_pass)  # reshuffled each pass
 
 
+def _parallel_ops_determinism(ds: tf.data.Dataset) -> dict[str, bytes]:
+    """The `deterministic` attribute of every parallel op in the dataset's graph."""
+    graph = tf.raw_ops.DatasetToGraphV2(input_dataset=ds._variant_tensor)
+    nodes = tf.compat.v1.GraphDef.FromString(graph.numpy()).node
+    return {n.op: n.attr['deterministic'].s for n in nodes if 'deterministic' in n.attr}
+
+
+def test_training_order_is_set_by_the_seed_alone(small_records):
+    # Every parallel read, batch and map keeps its order, so the threads' timing (other work
+    # on the cores) cannot reorder the records: the same seed trains the same model.
+    path, info = small_records
+
+    def batches(seed):
+        ds = data.make_dataset(path, info, 'train', batch_size=16, training=True, seed=seed)
+        return ds, [b['profile'].numpy().sum(axis=(1, 2, 3)) for b in ds.take(8)]
+
+    ds, first = batches(0)
+    ops = _parallel_ops_determinism(ds)
+    assert {'ParallelInterleaveDatasetV4', 'ParallelBatchDataset', 'ParallelMapDatasetV2'} <= set(
+        ops
+    ), ops
+    assert set(ops.values()) == {b'true'}, ops
+    np.testing.assert_array_equal(np.concatenate(first), np.concatenate(batches(0)[1]))
+    assert not np.array_equal(np.concatenate(first), np.concatenate(batches(1)[1]))
+
+
 def test_evaluation_order_is_deterministic_and_complete(small_records):
     path, info = small_records
     ids = []
