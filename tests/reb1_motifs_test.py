@@ -63,20 +63,20 @@ def test_readme_steps_discover_and_name_the_reb1_motif(tmp_path):
     meta = json.loads((records / 'metadata.json').read_text())
     assert meta['split_counts'] == {'train': 18, 'valid': 8, 'test': 3}
 
-    # 2. training with the reference config; the warning's advice for a set this small.
+    # 2. training with the reference config and the warning's advice for a set this small:
+    # --epochs=60 (300 steps), no --patience (8 validation records stop a run too early).
     out = _cli(
         'bpnet_tfx.train',
         '--flagfile=configs/oct4_seed.flags',
         f'--records_dir={records}',
         f'--model_dir={model}',
         '--epochs=60',
-        '--patience=10',
     )
     assert 'train: warning: 18 training records are few to learn from' in out.stderr
     first = out.stdout.splitlines()[0]
     assert first.startswith('train: 18 training records, 5 steps/epoch of 4 (--batch_size=512')
     summary = json.loads((model / 'train_summary.json').read_text())
-    assert summary['steps'] == 5 * summary['epochs']
+    assert summary['epochs'] == 60 and summary['steps'] == 5 * summary['epochs']
     assert summary['examples_seen'] == 4 * summary['steps']
 
     # 3. evaluation: the profile beats a flat one on held-out windows.
