@@ -17,6 +17,7 @@ from __future__ import annotations
 from absl import flags
 
 from bpnet_tfx.common import cli
+from bpnet_tfx.motifs.commands import scan_flags
 
 # contrib
 _SAVED_MODEL = flags.DEFINE_string('saved_model', None, 'SavedModel folder written by train.')
@@ -67,24 +68,7 @@ _MAX_SEQLETS = flags.DEFINE_integer('max_seqlets', 2000, 'Seqlets per metacluste
 _MOTIF_DB = flags.DEFINE_string('motif_db', None, 'MEME database to annotate the motifs with.')
 _TOP = flags.DEFINE_integer('top', 3, 'Best database matches kept per pattern.')
 # scan
-_MATCH_PERCENTILE = flags.DEFINE_float(
-    'match_percentile',
-    5.0,
-    "Least match score, as a percentile of the pattern's own seqlets' scores (0-100).",
-)
-_CONTRIB_PERCENTILE = flags.DEFINE_float(
-    'contrib_percentile',
-    1.0,
-    "Least contribution (L1 over the motif), as a percentile of the seqlets' (0-100).",
-)
-_PATTERNS = flags.DEFINE_list(
-    'patterns', [], "Patterns to scan (e.g. 'profile/pos_0'); default: all."
-)
-_MIN_SEQLET_MATCH = flags.DEFINE_float(
-    'min_seqlet_match',
-    0.5,
-    'Skip patterns whose own seqlets match their CWM at a median below this (0: scan all).',
-)
+_SCAN = scan_flags.define(__name__)
 # marginalize
 _MARGINALIZE = flags.DEFINE_boolean(
     'marginalize', False, 'Also marginalize each discovered positive motif (see marginalize).'
@@ -119,10 +103,10 @@ def _options(chain):
         max_seqlets=_MAX_SEQLETS.value,
         motif_db=_MOTIF_DB.value,
         top=_TOP.value,
-        match_percentile=_MATCH_PERCENTILE.value,
-        contrib_percentile=_CONTRIB_PERCENTILE.value,
-        patterns=tuple(_PATTERNS.value),
-        min_seqlet_match=_MIN_SEQLET_MATCH.value,
+        match_percentile=_SCAN.match_percentile.value,
+        contrib_percentile=_SCAN.contrib_percentile.value,
+        patterns=tuple(_SCAN.patterns.value),
+        min_seqlet_match=_SCAN.min_seqlet_match.value,
         marginalize=_MARGINALIZE.value,
         num_backgrounds=_NUM_BACKGROUNDS.value,
         overwrite=_OVERWRITE.value,

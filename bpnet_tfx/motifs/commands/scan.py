@@ -12,6 +12,7 @@ from __future__ import annotations
 from absl import flags
 
 from bpnet_tfx.common import cli
+from bpnet_tfx.motifs.commands import scan_flags
 
 _DISCOVER_DIR = flags.DEFINE_string(
     'discover_dir', None, 'Folder written by python -m bpnet_tfx.motifs discover.'
@@ -20,24 +21,7 @@ _OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Folder to create for the 
 _CONTRIB_DIR = flags.DEFINE_string(
     'contrib_dir', None, 'Contrib folder to scan; default: the one the patterns came from.'
 )
-_MATCH_PERCENTILE = flags.DEFINE_float(
-    'match_percentile',
-    5.0,
-    "Least match score, as a percentile of the pattern's own seqlets' scores (0-100).",
-)
-_CONTRIB_PERCENTILE = flags.DEFINE_float(
-    'contrib_percentile',
-    1.0,
-    "Least contribution (L1 over the motif), as a percentile of the seqlets' (0-100).",
-)
-_PATTERNS = flags.DEFINE_list(
-    'patterns', [], "Patterns to scan (e.g. 'profile/pos_0'); default: all."
-)
-_MIN_SEQLET_MATCH = flags.DEFINE_float(
-    'min_seqlet_match',
-    0.5,
-    "Skip patterns whose own seqlets match their CWM at a median below this (0: scan all).",
-)
+_SCAN = scan_flags.define(__name__)
 _OVERWRITE = flags.DEFINE_boolean(
     'overwrite', False, 'Replace an existing --output_dir once the new one is done.'
 )
@@ -51,10 +35,10 @@ def main(argv):
         _DISCOVER_DIR.value,
         _OUTPUT_DIR.value,
         contrib_dir=_CONTRIB_DIR.value,
-        match_percentile=_MATCH_PERCENTILE.value,
-        contrib_percentile=_CONTRIB_PERCENTILE.value,
-        patterns_wanted=_PATTERNS.value or None,
-        min_seqlet_match=_MIN_SEQLET_MATCH.value,
+        match_percentile=_SCAN.match_percentile.value,
+        contrib_percentile=_SCAN.contrib_percentile.value,
+        patterns_wanted=_SCAN.patterns.value or None,
+        min_seqlet_match=_SCAN.min_seqlet_match.value,
         overwrite=_OVERWRITE.value,
     )
     skipped = f', {len(summary["skipped"])} skipped' if summary['skipped'] else ''

@@ -434,17 +434,19 @@ def test_command_flag_defaults_are_the_library_defaults():
     from bpnet_tfx.motifs import chain, discovery, instances
 
     def flag_defaults(module: str) -> dict:
-        tree = ast.parse(
-            open(os.path.join(os.path.dirname(instances.__file__), 'commands', module)).read()
-        )
-        return {
+        """Its DEFINEs' defaults, with the scan flags' where it defines them (scan_flags.py)."""
+        source = open(os.path.join(os.path.dirname(instances.__file__), 'commands', module)).read()
+        out = {
             call.args[0].value: call.args[1].value
-            for call in ast.walk(tree)
+            for call in ast.walk(ast.parse(source))
             if isinstance(call, ast.Call)
             and getattr(call.func, 'attr', '').startswith('DEFINE')
             and len(call.args) > 1
             and isinstance(call.args[1], ast.Constant)
         }
+        if 'scan_flags.define(' in source:
+            out.update(flag_defaults('scan_flags.py'))
+        return out
 
     def defaults(fn) -> dict:
         return {k: p.default for k, p in inspect.signature(fn).parameters.items()}

@@ -44,15 +44,18 @@ def _parse(path: str) -> ast.Module:
 
 
 def defined_flags(path: str) -> dict[str, str]:
-    """{flag: DEFINE_ kind} of an absl main."""
+    """{flag: DEFINE_ kind} of an absl main, with those of the shared flag modules it calls
+    `define` of (`<module>.define(__name__)`, a module beside it)."""
     out = {}
     for node in ast.walk(_parse(path)):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr.startswith('DEFINE_')
-        ):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        if node.func.attr.startswith('DEFINE_'):
             out[node.args[0].value] = node.func.attr
+        elif node.func.attr == 'define' and isinstance(node.func.value, ast.Name):
+            out.update(
+                defined_flags(os.path.join(os.path.dirname(path), f'{node.func.value.id}.py'))
+            )
     return out
 
 
