@@ -434,18 +434,20 @@ def test_command_flag_defaults_are_the_library_defaults():
     from bpnet_tfx.motifs import chain, discovery, instances
 
     def flag_defaults(module: str) -> dict:
-        """Its DEFINEs' defaults, with the scan flags' where it defines them (scan_flags.py)."""
-        source = open(os.path.join(os.path.dirname(instances.__file__), 'commands', module)).read()
+        """Its DEFINEs' defaults, with those of the shared flag modules whose `define` it calls
+        (as flags_test.defined_flags reads them)."""
+        path = os.path.join(os.path.dirname(instances.__file__), 'commands', module)
+        calls = [c for c in ast.walk(ast.parse(open(path).read())) if isinstance(c, ast.Call)]
         out = {
             call.args[0].value: call.args[1].value
-            for call in ast.walk(ast.parse(source))
-            if isinstance(call, ast.Call)
-            and getattr(call.func, 'attr', '').startswith('DEFINE')
+            for call in calls
+            if getattr(call.func, 'attr', '').startswith('DEFINE')
             and len(call.args) > 1
             and isinstance(call.args[1], ast.Constant)
         }
-        if 'scan_flags.define(' in source:
-            out.update(flag_defaults('scan_flags.py'))
+        for call in calls:
+            if getattr(call.func, 'attr', '') == 'define' and isinstance(call.func.value, ast.Name):
+                out.update(flag_defaults(f'{call.func.value.id}.py'))
         return out
 
     def defaults(fn) -> dict:
