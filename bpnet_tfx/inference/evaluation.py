@@ -364,4 +364,11 @@ def format_table(result: dict[str, Any]) -> str:
                 else f'{v:>{width}.3f}'
             )
         lines.append(f'{name:{name_width}s}' + ''.join(cells))
+    if np.isnan(result['overall']['profile_auprc']):
+        reads = metrics.AUPRC_MIN_POS_COUNTS / metrics.AUPRC_POS_MIN
+        lines.append(
+            "profile_auprc is nan: BPNet's rule labels no position positive (one holding "
+            f'{metrics.AUPRC_POS_MIN} of the reads of a window with at least {reads:.1f}, mean '
+            'over strands; docs/inference.md); the other metrics count every window.'
+        )
     return '\n'.join(lines)

@@ -493,3 +493,15 @@ def test_trained_counts_head_reaches_most_of_the_sequence_bound(tmp_path):
     assert bound > 0.8  # The simulator's counts follow the sequence.
     assert pearson > 0.6  # Chance is 0 (about +-0.07 at this many windows).
     assert pearson >= 0.65 * bound
+
+
+def test_a_nan_auprc_is_explained_under_the_table(hand_export, tmp_path):
+    export_dir, records_dir = hand_export
+    result = evaluation.evaluate(export_dir, records_dir, 'valid', batch_size=1)
+    assert 'is nan' not in evaluation.format_table(result)
+    # The same windows with a tenth of the reads: none reaches 166.7 reads, none is labelled.
+    assert metrics.auprc_labels(HAND_COUNTS / 10).max() == -1
+    low = {**result, 'overall': {**result['overall'], 'profile_auprc': float('nan')}}
+    note = evaluation.format_table(low).splitlines()[-1]
+    assert note.startswith("profile_auprc is nan: BPNet's rule labels no position positive")
+    assert '0.015 of the reads of a window with at least 166.7' in note
