@@ -20,11 +20,15 @@ from bpnet_tfx.simulate import simulator as simulate
 from bpnet_tfx.simulate import tracks as sim_tracks
 
 _SCALE = 0.06  # about 30 isolated peaks per Mb of the full designs' 8 Mb
+# dense has 1 Mb: twice the scale keeps the 30-kb chromosomes its N stretches need.
+_SCALES = {'dense': 2 * _SCALE}
 _WINDOW = 1000
 
 
 def _simulate(tmp_path_factory, name, **changes):
-    config = dataclasses.replace(designs.design_config(name, scale=_SCALE), **changes)
+    config = dataclasses.replace(
+        designs.design_config(name, scale=_SCALES.get(name, _SCALE)), **changes
+    )
     root = tmp_path_factory.mktemp(name) / 'sim'
     return simulate.simulate(str(root), config), config
 
