@@ -2,6 +2,7 @@
 stop a user's first run), and the demo configs share the schedule and counts weight that the
 design study chose (docs/training.md)."""
 
+import functools
 import json
 import pathlib
 import subprocess
@@ -22,12 +23,12 @@ print(json.dumps({n: getattr(flags.FLAGS, n) for n in names}))
 """
 
 
+@functools.cache
 def _values(config: str) -> dict:
     proc = subprocess.run(
         [sys.executable, '-c', _PARSE, config], cwd=REPO, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-
     return json.loads(proc.stdout)
 
 

@@ -495,7 +495,7 @@ def test_trained_counts_head_reaches_most_of_the_sequence_bound(tmp_path):
     assert pearson >= 0.65 * bound
 
 
-def test_a_nan_auprc_is_explained_under_the_table(hand_export, tmp_path):
+def test_a_nan_auprc_is_explained_under_the_table(hand_export):
     export_dir, records_dir = hand_export
     result = evaluation.evaluate(export_dir, records_dir, 'valid', batch_size=1)
     assert 'is nan' not in evaluation.format_table(result)
