@@ -37,7 +37,7 @@ setuptools.setup(
     python_requires='>=3.11,<3.12',
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        'test': ['pytest>=9.2,<10', 'ruff==0.17.6'],
+        'test': ['pytest>=9.2,<10', 'pytest-xdist>=3.8,<4', 'ruff==0.17.6'],
         # The records job on Beam's Dask runner (docs/runners.md); never needed otherwise.
         'dask': ['dask>=2026.8,<2026.9', 'distributed>=2026.8,<2026.9'],
         # Motif discovery (TF-MoDISco) and TOMTOM annotation: python -m bpnet_tfx.motifs

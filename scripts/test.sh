@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up .venv, lints (ruff, pinned), and runs the whole test suite (pytest's "no tests" exit
-# code 5 fails too). Extra arguments go to pytest, e.g. -m 'not slow'.
+# code 5 fails too). Extra arguments go to pytest, e.g. -m 'not slow', or -n 0 for one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
@@ -10,4 +10,6 @@ if ! .venv/bin/ruff check --quiet . || ! .venv/bin/ruff format --check --quiet .
   exit 1
 fi
 export TF_CPP_MIN_LOG_LEVEL=2
-exec .venv/bin/python -m pytest -q --durations=25 "$@"
+# Two workers (pytest-xdist): much of the suite is one-core work (Beam's DirectRunner, starting
+# commands); a file's tests, and the files sharing a trained fixture, stay in one worker.
+exec .venv/bin/python -m pytest -q --durations=25 -n 2 --dist loadgroup "$@"

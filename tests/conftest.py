@@ -9,3 +9,23 @@ pytest_plugins = [
     'tests.fixtures.control_models',  # control_model: trained once a session
     'tests.fixtures.simulated_models',  # planted_motif_model: simulated, recorded, trained once
 ]
+
+# Session fixtures that train a model: every test file that uses one runs in one xdist worker
+# (scripts/test.sh runs two), so each is trained once, not once a worker.
+_TRAINED_FIXTURES = ('planted_motif_model', 'control_model')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Groups the tests for `--dist loadgroup`: a file's tests stay in one worker (its module
+    fixtures are built once), and the files sharing a trained session fixture go together."""
+    import pytest
+
+    trained = {}
+    for item in items:
+        path = item.nodeid.split('::')[0]
+        used = [f for f in _TRAINED_FIXTURES if f in item.fixturenames]
+        if used:
+            trained.setdefault(path, used[0])
+    for item in items:
+        path = item.nodeid.split('::')[0]
+        item.add_marker(pytest.mark.xdist_group(trained.get(path, path)))
