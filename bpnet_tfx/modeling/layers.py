@@ -1,11 +1,12 @@
 """Conv1D, the convolution layer BPNet is built from, and its CPU rewrites.
 
 `Conv1D` has `keras.layers.Conv1D`'s weights and math; on a machine without a GPU it computes
-a few-filter convolution as a matmul and a shifted sum, and, where the CPU kernels cannot
-differentiate a dilated convolution (checked once, `stock_dilated_gradients`), a dilated one
-with a custom gradient that every CPU kernel can take. Both rewrites are exact (same outputs and
-gradients as tf.nn.conv1d, up to float rounding); TensorFlow is imported inside the functions,
-so importing this module costs only Keras.
+a few-filter convolution as a matmul and a shifted sum, and a dilated one with a custom
+gradient over interleaved sub-sequences: at every dilation where the CPU kernels cannot
+differentiate a dilated convolution (checked once, `stock_dilated_gradients`), and at
+dilations above 16 where their kernel gradient is slower than at 16. Both rewrites are exact
+(same outputs and gradients as tf.nn.conv1d, up to float rounding); TensorFlow is imported
+inside the functions, so importing this module costs only Keras.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ class Conv1D(keras.layers.Layer):
     a layer with few filters (the profile head: 2 strands from 64 channels) is one matmul and
     a shifted sum (`_shifted_matmul_conv`), and where TensorFlow's CPU kernels lack dilated
     backward kernels (without oneDNN; `stock_dilated_gradients` checks once a process), a
-    dilated one takes its gradients without them (`_dilated_conv`). With a GPU the stock ops
+    dilated one takes its gradients without them (`_dilated_conv`); where they have them, a
+    dilation that is a larger multiple of 16 takes its kernel gradient at 16 the same way,
+    which those kernels do faster (`kernel_gradient_dilation`). With a GPU the stock ops
     (cuDNN's kernels) run. Outputs and gradients equal the stock layer's for the same weights
     (layers_test); how much faster each form trains, and on which machine, is in
     docs/benchmarks.md. `model.build_bpnet(config, stock_layers=True)` builds the stock
@@ -81,15 +84,13 @@ class Conv1D(keras.layers.Layer):
         # The two rewrites below are for CPUs (docs/benchmarks.md); with GPUs visible, the
         # stock ops (cuDNN's kernels) run.
         cpu = not tf.config.list_logical_devices('GPU')
+        kernel_dilation = (
+            cpu and x.dtype != tf.float16 and kernel_gradient_dilation(self.dilation_rate)
+        )
         if self.uses_shifted_matmul():
             y = _shifted_matmul_conv(x, self.kernel, padding, self.dilation_rate)
-        elif (
-            cpu
-            and x.dtype != tf.float16
-            and self.dilation_rate > 1
-            and not stock_dilated_gradients()
-        ):
-            y = _dilated_conv(x, self.kernel, padding, self.dilation_rate)
+        elif kernel_dilation:
+            y = _dilated_conv(x, self.kernel, padding, self.dilation_rate, kernel_dilation)
         elif x.dtype == tf.float16 and self.dilation_rate > 1:
             # TensorFlow's CPU kernel for float16 has no dilation: tf.nn.convolution (what
             # the stock layer calls) emulates it.
@@ -120,6 +121,28 @@ class Conv1D(keras.layers.Layer):
 
 
 _STOCK_DILATED_GRADIENTS: list[bool] = []  # The check's answer, once a process.
+
+# Where the CPU kernels differentiate dilated convolutions, larger multiples of this dilation
+# take their kernel gradient at this one (kernel_gradient_dilation).
+KERNEL_GRADIENT_DILATION = 16
+
+
+def kernel_gradient_dilation(dilation: int) -> int:
+    """The dilation at which a dilated layer on a CPU takes its kernel gradient over
+    interleaved sub-sequences (`_dilated_conv`), or 0 where the stock op and its own
+    gradients run.
+
+    Where the CPU kernels cannot differentiate a dilated convolution, every dilation takes it
+    at 1. Where they can (oneDNN), their kernel gradient is about 1.5x slower at dilations
+    above 16 than at 16 (docs/benchmarks.md), so a larger multiple of 16 takes it at 16, on
+    dilation / 16 sub-sequences; the forward op stays the stock one.
+    """
+    if dilation <= 1:
+        return 0
+    if not stock_dilated_gradients():
+        return 1
+    k = KERNEL_GRADIENT_DILATION
+    return k if dilation > k and dilation % k == 0 else 0
 
 
 def stock_dilated_gradients() -> bool:
@@ -167,25 +190,26 @@ def _interleaved(t, m: int):
     return tf.reshape(t, (batch * m, 1, length // m, channels))
 
 
-def _dilated_conv(x, kernel, padding: str, dilation: int):
-    """tf.nn.conv1d(x, kernel, padding, dilations=dilation) with a gradient that needs no
-    dilated backward kernel.
+def _dilated_conv(x, kernel, padding: str, dilation: int, kernel_dilation: int = 1):
+    """tf.nn.conv1d(x, kernel, padding, dilations=dilation) with its kernel gradient taken at
+    `kernel_dilation` (a divisor of `dilation`).
 
     TensorFlow's CPU kernels without oneDNN (the default on AMD processors, for one) cannot
     take input or kernel gradients of a dilated convolution ('Current CPU implementations do
-    not yet support dilation rates larger than 1'), though they run it forward. So:
-    - the input gradient is the forward dilated convolution of dy, padded by the span less
-      the forward padding on each side, with the kernel reversed along its taps and its
-      channel axes swapped;
-    - the kernel gradient is a dilation-1 kernel gradient over the `dilation` interleaved
-      sub-sequences of the padded input: a tap k * dilation away in x is k away in its
-      sub-sequence. x padded ('SAME' as TensorFlow pads: the extra base at the end) and
-      filled to a multiple of `dilation` makes every convolution 'VALID'; dy is filled with
-      zeros to the matching length.
+    not yet support dilation rates larger than 1'), though they run it forward; with
+    `kernel_dilation` 1 nothing here needs them. oneDNN's kernel gradient is faster at 16 than
+    at larger dilations (kernel_gradient_dilation); `kernel_dilation` above 1 is for such
+    kernels. So:
+    - the input gradient, with `kernel_dilation` 1, is the forward dilated convolution of dy,
+      padded by the span less the forward padding on each side, with the kernel reversed
+      along its taps and its channel axes swapped; above 1 it is the stock op's (faster
+      there than that forward convolution over the padded dy);
+    - the kernel gradient is one at `kernel_dilation` over interleaved sub-sequences
+      (`_kernel_gradient`).
     """
     import tensorflow as tf
 
-    taps, channels, filters = kernel.shape
+    taps = kernel.shape[0]
     span = (taps - 1) * dilation
     left = span // 2 if padding == 'SAME' else 0
     right = span - left if padding == 'SAME' else 0
@@ -195,31 +219,57 @@ def _dilated_conv(x, kernel, padding: str, dilation: int):
         y = tf.nn.conv1d(x, kernel, stride=1, padding=padding, dilations=dilation)
 
         def grad(dy):
-            flipped = tf.transpose(tf.reverse(kernel, [0]), (0, 2, 1))
-            dx = tf.nn.conv1d(
-                tf.pad(dy, [[0, 0], [span - left, span - right], [0, 0]]),
-                flipped,
-                stride=1,
-                padding='VALID',
-                dilations=dilation,
-            )
-            padded = tf.shape(x)[1] + left + right
-            total = (padded + dilation - 1) // dilation * dilation
-            xp = tf.pad(x, [[0, 0], [left, right + total - padded], [0, 0]])
-            dyp = tf.pad(dy, [[0, 0], [0, total - span - tf.shape(dy)[1]], [0, 0]])
-            dk = tf.raw_ops.Conv2DBackpropFilter(
-                input=_interleaved(xp, dilation),
-                filter_sizes=[1, taps, channels, filters],
-                out_backprop=_interleaved(dyp, dilation),
-                strides=[1, 1, 1, 1],
-                padding='VALID',
-            )
-            return dx, dk[0]
+            if kernel_dilation > 1:  # The CPU kernels differentiate dilated convolutions.
+                dx = tf.nn.conv1d_transpose(
+                    dy, kernel, tf.shape(x), strides=1, padding=padding, dilations=dilation
+                )
+            else:
+                flipped = tf.transpose(tf.reverse(kernel, [0]), (0, 2, 1))
+                dx = tf.nn.conv1d(
+                    tf.pad(dy, [[0, 0], [span - left, span - right], [0, 0]]),
+                    flipped,
+                    stride=1,
+                    padding='VALID',
+                    dilations=dilation,
+                )
+            return dx, _kernel_gradient(x, dy, kernel.shape, padding, dilation, kernel_dilation)
 
         return y, grad
 
     # A tensor, not the variable: custom_gradient then differentiates through the read.
     return conv(x, tf.convert_to_tensor(kernel))
+
+
+def _kernel_gradient(x, dy, kernel_shape, padding: str, dilation: int, kernel_dilation: int):
+    """The kernel gradient of tf.nn.conv1d(x, kernel, padding, dilations=dilation) for output
+    gradient dy, taken at `kernel_dilation` over the m = dilation / kernel_dilation interleaved
+    sub-sequences of x: a tap k * dilation away in x is k * kernel_dilation away in its
+    sub-sequence. x is filled with zeros to a multiple of m, and dy to the matching length.
+    With an even `kernel_dilation`, 'SAME' pads each sub-sequence as it pads x (in units of
+    m), so the op keeps `padding`; otherwise x is first padded as 'SAME' pads it (the extra
+    base at the end) and the op is 'VALID'."""
+    import tensorflow as tf
+
+    taps, channels, filters = kernel_shape
+    span = (taps - 1) * dilation
+    m = dilation // kernel_dilation
+    left = right = 0
+    if padding == 'SAME' and kernel_dilation % 2:
+        left, right, padding = span // 2, span - span // 2, 'VALID'
+    padded = tf.shape(x)[1] + left + right
+    total = (padded + m - 1) // m * m
+    xp = tf.pad(x, [[0, 0], [left, right + total - padded], [0, 0]])
+    out_length = total - span if padding == 'VALID' else total
+    dyp = tf.pad(dy, [[0, 0], [0, out_length - tf.shape(dy)[1]], [0, 0]])
+    dk = tf.raw_ops.Conv2DBackpropFilter(
+        input=_interleaved(xp, m),
+        filter_sizes=[1, taps, channels, filters],
+        out_backprop=_interleaved(dyp, m),
+        strides=[1, 1, 1, 1],
+        padding=padding,
+        dilations=[1, 1, kernel_dilation, 1],
+    )
+    return dk[0]
 
 
 def _shifted_matmul_conv(x, kernel, padding: str, dilation: int):

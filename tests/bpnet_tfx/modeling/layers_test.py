@@ -104,7 +104,8 @@ def test_dilated_conv_gradients_equal_the_reference(padding, taps, dilation):
     # Dilated layers take their gradients without dilated backward kernels: outputs, input
     # and kernel gradients as the zero-inserted reference's, for a length that is not a
     # multiple of the dilation, odd and even kernels, the reference's stem-sized kernel, and
-    # dilations that are not powers of two.
+    # dilations that are not powers of two; the kernel gradient taken at dilation 1 (every
+    # CPU) and at 16 (where the stock kernels differentiate: oneDNN's are faster there).
     import tensorflow as tf
 
     rng = np.random.default_rng(taps + dilation)
@@ -117,8 +118,12 @@ def test_dilated_conv_gradients_equal_the_reference(padding, taps, dilation):
     for conv in (
         lambda v: tf.nn.bias_add(_reference_conv(v, layer.kernel, padding, dilation), layer.bias),
         lambda v: layer(v),  # the stock kernels or the rewrite, as the start-up check chose
-        lambda v: tf.nn.bias_add(
-            layers._dilated_conv(v, layer.kernel, padding.upper(), dilation), layer.bias
+        *(
+            lambda v, k=k: tf.nn.bias_add(
+                layers._dilated_conv(v, layer.kernel, padding.upper(), dilation, k), layer.bias
+            )
+            for k in (1, 16)
+            if dilation % k == 0 and (k == 1 or layers.stock_dilated_gradients())
         ),
     ):
         with tf.GradientTape() as tape:
@@ -155,6 +160,17 @@ def test_the_start_up_check_says_whether_the_stock_dilated_gradients_work():
         np.allclose(a, b, rtol=1e-4, atol=1e-3) for a, b in zip(*grads)
     )
     assert layers.stock_dilated_gradients() is works
+
+
+def test_dilated_layers_take_the_kernel_gradient_at_16_only_where_the_stock_kernels_work():
+    # Without working dilated gradients every dilation takes the rewrite at 1; with them only
+    # larger multiples of 16 take it (at 16), and the rest run the stock op.
+    dilations = (1, 2, 8, 16, 24, 32, 48, 512)
+    got = [layers.kernel_gradient_dilation(d) for d in dilations]
+    if layers.stock_dilated_gradients():
+        assert got == [0, 0, 0, 0, 0, 16, 16, 16]
+    else:
+        assert got == [0, 1, 1, 1, 1, 1, 1, 1]
 
 
 def test_a_dilated_model_trains_in_a_compiled_step():
