@@ -116,8 +116,15 @@ def check_output_dir(
     folder's metadata.json) or nothing; `kind` names such a folder in the message.
 
     Raises:
-      RecordsInputError: the folder exists without `overwrite`, or is not a records folder.
+      RecordsInputError: the folder exists without `overwrite`, or is not a records folder,
+        or its name starts with '-' (a flag that took the folder's place).
     """
+    name = output_dir.rstrip('/').rsplit('/', 1)[-1]
+    if name.startswith('-'):
+        raise RecordsInputError(
+            f'{output_dir}: an output folder named {name!r} looks like a flag that took the '
+            "folder's place; give the folder's path (a folder name may not start with '-')"
+        )
     metadata = join(output_dir, marker)
     if is_remote(output_dir):
         present = exists(metadata) or bool(list_files(output_dir))

@@ -455,6 +455,16 @@ def test_rerun_gives_identical_bytes_and_needs_overwrite(tmp_path):
     assert _no_leftovers(tmp_path)
 
 
+def test_an_output_folder_named_like_a_flag_is_refused(tmp_path, monkeypatch):
+    # A flag that took the folder's place (--output_dir=--direct_num_workers=2) once wrote a
+    # records folder of that name into the working folder.
+    monkeypatch.chdir(tmp_path)
+    for out in ('--direct_num_workers=2', str(tmp_path / '-records')):
+        with pytest.raises(RecordsInputError, match='looks like a flag'):
+            _run(out)
+    assert os.listdir(tmp_path) == []
+
+
 def test_overwrite_never_replaces_a_folder_that_is_not_records(tmp_path):
     out = tmp_path / 'mine'
     out.mkdir()
