@@ -1,5 +1,7 @@
 """Registers the shared fixtures in tests/fixtures/ as plugins (tests import helpers from there)."""
 
+import pytest
+
 pytest_plugins = [
     'tests.fixtures.motif_folders',  # folders: hand-made contrib and discovery folders
     'tests.fixtures.records',  # small_records, tiny_export, shared_tiny_export
@@ -18,8 +20,6 @@ _TRAINED_FIXTURES = ('planted_motif_model', 'control_model')
 def pytest_collection_modifyitems(config, items):
     """Groups the tests for `--dist loadgroup`: a file's tests stay in one worker (its module
     fixtures are built once), and the files sharing a trained session fixture go together."""
-    import pytest
-
     trained = {}
     for item in items:
         path = item.nodeid.split('::')[0]
