@@ -133,9 +133,9 @@ def kernel_gradient_dilation(dilation: int) -> int:
     gradients run.
 
     Where the CPU kernels cannot differentiate a dilated convolution, every dilation takes it
-    at 1. Where they can (oneDNN), their kernel gradient is about 1.5x slower at dilations
-    above 16 than at 16 (docs/benchmarks.md), so a larger multiple of 16 takes it at 16, on
-    dilation / 16 sub-sequences; the forward op stays the stock one.
+    at 1. Where they can (oneDNN), their kernel gradient is nearly 2x slower at dilations
+    above 16 than at 16 (docs/benchmarks.md, training), so a larger multiple of 16 takes it
+    at 16, on dilation / 16 sub-sequences; the forward op stays the stock one.
     """
     if dilation <= 1:
         return 0
