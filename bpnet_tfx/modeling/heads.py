@@ -23,7 +23,7 @@ import keras
 from keras.initializers import Constant
 
 from bpnet_tfx.modeling.config import LOG_COUNTS, PROFILE, SUMMED_COUNTS_HEADS, ModelConfig
-from bpnet_tfx.modeling.layers import conv1d
+from bpnet_tfx.modeling.layers import conv1d, cropping1d
 
 CONTROL_SMOOTHING = 50  # bp window of the smoothed control profile.
 # Batch statistics of the pooled features move fast during training; a short memory keeps the
@@ -85,7 +85,7 @@ def _head_conv(x, config: ModelConfig, filters: int, name: str, stock=False, zer
     extra = config.crop_arithmetic()['profile_conv'] - config.output_length
     if extra:
         crop = name.replace('_conv', '_crop')
-        y = keras.layers.Cropping1D((extra // 2, extra // 2), dtype=HEAD_DTYPE, name=crop)(y)
+        y = cropping1d(stock, (extra // 2, extra // 2), dtype=HEAD_DTYPE, name=crop)(y)
     return y
 
 

@@ -1,4 +1,4 @@
-"""Conv1D, the convolution layer BPNet is built from, and its CPU rewrites.
+"""Conv1D, the convolution layer BPNet is built from, its CPU rewrites, and Cropping1D.
 
 `Conv1D` has `keras.layers.Conv1D`'s weights and math; on a machine without a GPU it computes
 a few-filter convolution as a matmul and a shifted sum, and a dilated one with a custom
@@ -311,3 +311,26 @@ def _shifted_matmul_conv(x, kernel, padding: str, dilation: int):
 def conv1d(stock: bool, filters: int, kernel_size: int, **kwargs):
     """A Conv1D layer: ours, or with `stock` keras.layers.Conv1D (the same math)."""
     return (keras.layers.Conv1D if stock else Conv1D)(filters, kernel_size, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package='bpnet_tfx')
+class Cropping1D(keras.layers.Cropping1D):
+    """`keras.layers.Cropping1D` (same config, same outputs) with the crop as tf.slice.
+
+    The stock layer crops with a strided slice, whose gradient (StridedSliceGrad) is several
+    times slower on a CPU than Slice's (a Pad); in a model with valid convolutions every
+    residual connection and head is cropped, so that gradient is a large share of a training
+    step (docs/benchmarks.md).
+    """
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        left, right = self.cropping
+        length = tf.shape(inputs)[1] - left - right
+        return tf.slice(inputs, [0, left, 0], [-1, length, -1])
+
+
+def cropping1d(stock: bool, cropping: tuple[int, int], **kwargs):
+    """A Cropping1D layer: ours, or with `stock` keras.layers.Cropping1D (the same outputs)."""
+    return (keras.layers.Cropping1D if stock else Cropping1D)(cropping, **kwargs)

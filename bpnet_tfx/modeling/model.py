@@ -26,7 +26,7 @@ from bpnet_tfx.modeling.config import (
     PROFILE,
     ModelConfig,
 )
-from bpnet_tfx.modeling.layers import conv1d
+from bpnet_tfx.modeling.layers import conv1d, cropping1d
 
 
 def _stem(x, config: ModelConfig, stock: bool = False):
@@ -53,7 +53,7 @@ def _dilated_tower(x, config: ModelConfig, stock: bool = False):
         )(x)
         if config.valid_padding:  # The residual input loses what the convolution lost.
             lost = (config.dilated_kernel_size - 1) * 2**i
-            x = keras.layers.Cropping1D((lost // 2, lost - lost // 2), name=f'residual_crop_{i}')(x)
+            x = cropping1d(stock, (lost // 2, lost - lost // 2), name=f'residual_crop_{i}')(x)
         x = keras.layers.Add(name=f'residual_add_{i}')([x, conv])
     return x
 

@@ -1,4 +1,5 @@
-"""Tests of layers.Conv1D: stock Keras math, exact CPU rewrites, saved configs still load."""
+"""Tests of layers.Conv1D and Cropping1D: stock Keras math, exact CPU rewrites, saved configs
+still load."""
 
 import numpy as np
 import pytest
@@ -50,6 +51,10 @@ def test_our_conv_layer_equals_stock_keras_conv1d(config):
             np.asarray(got[key]), np.asarray(want[key]), rtol=1e-4, atol=1e-4
         )
     assert isinstance(ours.get_layer('dilated_conv_2'), layers.Conv1D)
+    crops = [layer for layer in ours.layers if 'Cropping1D' in type(layer).__name__]
+    assert all(isinstance(layer, layers.Cropping1D) for layer in crops)
+    assert not any(isinstance(layer, layers.Cropping1D) for layer in stock.layers)
+    assert bool(crops) == (config.output_length not in (0, config.sequence_length))
     layer = ours.get_layer('dilated_conv_2')
     assert layers.Conv1D.from_config(layer.get_config()).get_config() == layer.get_config()
 
@@ -221,3 +226,31 @@ def test_config_saved_when_conv1d_lived_in_model_py_still_loads():
         k: v for k, v in config.items() if k != 'dtype'
     }
     assert keras.saving.serialize_keras_object(layer)['registered_name'] == 'bpnet_tfx>Conv1D'
+
+
+@pytest.mark.parametrize('cropping', [(0, 0), (3, 5), (7, 0)])
+def test_our_cropping_equals_stock_keras_cropping_with_its_gradient(cropping):
+    import keras
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(2, 20, 3)), tf.float32)
+    weights = tf.cos(tf.range(20 - sum(cropping), dtype=tf.float32))[None, :, None]
+    results = []
+    for layer in (layers.Cropping1D(cropping), keras.layers.Cropping1D(cropping)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * weights)
+        results.append((y.numpy(), tape.gradient(loss, x).numpy()))
+    (y, dx), (want_y, want_dx) = results
+    assert y.shape == (2, 20 - sum(cropping), 3)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(dx, want_dx)
+    assert dx[:, : cropping[0]].sum() == 0 and np.abs(dx[:, cropping[0]]).sum() > 0
+    layer = layers.Cropping1D(cropping, name='c')
+    assert (
+        keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(layer)
+        ).get_config()
+        == layer.get_config()
+    )
