@@ -6,8 +6,9 @@ fraction of the machine's matmul peak.
 On the demo data's records (made here with make_records), in interleaved pairs under
 common.py's protocol, each pair running:
   - our loop (bpnet_tfx.training.trainer) at the default precision (what --precision=auto
-    picks), mixed_bfloat16, and (unless --no-xla) float32 and mixed_bfloat16 with XLA:
-    examples/s of one epoch of --steps steps, the first (tracing) step left out;
+    picks), mixed_bfloat16 (unless --no-bf16), and (unless --no-xla) float32 and
+    mixed_bfloat16 with XLA: examples/s of one epoch of --steps steps, the first (tracing)
+    step left out;
   - the reference notebook's in-memory Keras `model.fit` (float32 numpy arrays), same model
     (built from stock keras.layers.Conv1D, as the notebook does) and batch; and the same
     `model.fit` on bpnet_tfx's own Conv1D layer, which isolates what the training loop buys;
@@ -75,19 +76,20 @@ def _arms_and_ratios(records: str, args, default: str, flops: float) -> tuple[di
         'notebook_our_conv': lambda: common.notebook_fit_rate(
             records, args.batch_size, args.notebook_steps, stock_layers=False
         ),
-        'mixed_bfloat16': _trainer_arm(records, args, 'mixed_bfloat16', False, flops),
         'matmul_peak': matmul_peak_gflops,
     }
     ratios = [
         common.Ratio(f'ours ({default}) / notebook model.fit', 'ours', 'notebook', '>= 1.7x'),
         common.Ratio('ours / notebook model.fit on our Conv1D', 'ours', 'notebook_our_conv'),
-        common.Ratio(f'mixed_bfloat16 / {default}', 'mixed_bfloat16', 'ours'),
         common.Ratio(
             f'{default} training GFLOP/s / matmul peak', 'ours.gflops', 'matmul_peak', '>= 0.6'
         ),
     ]
+    if args.bf16:
+        arms['mixed_bfloat16'] = _trainer_arm(records, args, 'mixed_bfloat16', False, flops)
+        ratios.append(common.Ratio(f'mixed_bfloat16 / {default}', 'mixed_bfloat16', 'ours'))
     if args.xla:
-        for precision in (default, 'mixed_bfloat16'):
+        for precision in (default, 'mixed_bfloat16')[: 1 + args.bf16]:
             arms[f'{precision}_xla'] = _trainer_arm(records, args, precision, True, flops)
             name = f'{precision} + XLA / {default}'
             ratios.append(common.Ratio(name, f'{precision}_xla', 'ours'))
@@ -109,6 +111,13 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help='Also run float32 and mixed_bfloat16 with XLA (--jit_compile) in every pair.',
+    )
+    parser.add_argument(
+        '--bf16',
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help='Also run mixed_bfloat16 in every pair (--no-bf16 on CPUs without bfloat16 '
+        'instructions, where it only measures their emulation).',
     )
     common.add_protocol_flags(parser)
     args = parser.parse_args()
