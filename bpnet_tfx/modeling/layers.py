@@ -2,9 +2,10 @@
 
 `Conv1D` has `keras.layers.Conv1D`'s weights and math; on a machine without a GPU it computes
 a few-filter convolution as a matmul and a shifted sum, and a dilated one with a custom
-gradient over interleaved sub-sequences: at every dilation where the CPU kernels cannot
-differentiate a dilated convolution (checked once, `stock_dilated_gradients`), and at
-dilations above 16 where their kernel gradient is slower than at 16. Both rewrites are exact
+gradient: a forward convolution and a matmul a tap where the CPU kernels cannot differentiate
+a dilated convolution (checked once, `stock_dilated_gradients`), and at dilations above 16,
+where their kernel gradient is slower than at 16, the kernel gradient at 16 over interleaved
+sub-sequences. Both rewrites are exact
 (same outputs and gradients as tf.nn.conv1d, up to float rounding); TensorFlow is imported
 inside the functions, so importing this module costs only Keras.
 """
@@ -128,14 +129,14 @@ KERNEL_GRADIENT_DILATION = 16
 
 
 def kernel_gradient_dilation(dilation: int) -> int:
-    """The dilation at which a dilated layer on a CPU takes its kernel gradient over
-    interleaved sub-sequences (`_dilated_conv`), or 0 where the stock op and its own
-    gradients run.
+    """The `kernel_dilation` of `_dilated_conv` for a dilated layer on a CPU, or 0 where the
+    stock op and its own gradients run.
 
-    Where the CPU kernels cannot differentiate a dilated convolution, every dilation takes it
-    at 1. Where they can (oneDNN), their kernel gradient is nearly 2x slower at dilations
-    above 16 than at 16 (docs/benchmarks.md, training), so a larger multiple of 16 takes it
-    at 16, on dilation / 16 sub-sequences; the forward op stays the stock one.
+    Where the CPU kernels cannot differentiate a dilated convolution, every dilation takes
+    1: gradients that need no dilated backward kernel. Where they can (oneDNN), their kernel
+    gradient is nearly 2x slower at dilations above 16 than at 16 (docs/benchmarks.md,
+    training), so a larger multiple of 16 takes it at 16, on dilation / 16 sub-sequences;
+    the forward op stays the stock one.
     """
     if dilation <= 1:
         return 0
@@ -191,21 +192,22 @@ def _interleaved(t, m: int):
 
 
 def _dilated_conv(x, kernel, padding: str, dilation: int, kernel_dilation: int = 1):
-    """tf.nn.conv1d(x, kernel, padding, dilations=dilation) with its kernel gradient taken at
-    `kernel_dilation` (a divisor of `dilation`).
+    """tf.nn.conv1d(x, kernel, padding, dilations=dilation) with gradients that need no
+    dilated backward kernel (`kernel_dilation` 1) or whose kernel gradient is taken at
+    `kernel_dilation` (a divisor of `dilation`, above 1).
 
     TensorFlow's CPU kernels without oneDNN (the default on AMD processors, for one) cannot
     take input or kernel gradients of a dilated convolution ('Current CPU implementations do
-    not yet support dilation rates larger than 1'), though they run it forward; with
-    `kernel_dilation` 1 nothing here needs them. oneDNN's kernel gradient is faster at 16 than
-    at larger dilations (kernel_gradient_dilation); `kernel_dilation` above 1 is for such
-    kernels. So:
-    - the input gradient, with `kernel_dilation` 1, is the forward dilated convolution of dy,
-      padded by the span less the forward padding on each side, with the kernel reversed
-      along its taps and its channel axes swapped; above 1 it is the stock op's (faster
-      there than that forward convolution over the padded dy);
-    - the kernel gradient is one at `kernel_dilation` over interleaved sub-sequences
-      (`_kernel_gradient`).
+    not yet support dilation rates larger than 1'), though they run it forward. With
+    `kernel_dilation` 1 nothing here needs them:
+    - the input gradient is the forward dilated convolution of dy with the kernel reversed
+      along its taps and its channel axes swapped, padded inside the op (explicit padding:
+      the span less the forward padding on each side), which costs no Pad op;
+    - the kernel gradient is one matmul a tap, over the positions where that tap reads x
+      (`_tap_kernel_gradient`).
+    oneDNN's kernel gradient is faster at 16 than at larger dilations (kernel_gradient_dilation);
+    `kernel_dilation` above 1 is for such kernels: the input gradient is the stock op's and the
+    kernel gradient one at `kernel_dilation` over interleaved sub-sequences (`_kernel_gradient`).
     """
     import tensorflow as tf
 
@@ -223,21 +225,48 @@ def _dilated_conv(x, kernel, padding: str, dilation: int, kernel_dilation: int =
                 dx = tf.nn.conv1d_transpose(
                     dy, kernel, tf.shape(x), strides=1, padding=padding, dilations=dilation
                 )
-            else:
-                flipped = tf.transpose(tf.reverse(kernel, [0]), (0, 2, 1))
-                dx = tf.nn.conv1d(
-                    tf.pad(dy, [[0, 0], [span - left, span - right], [0, 0]]),
-                    flipped,
-                    stride=1,
-                    padding='VALID',
-                    dilations=dilation,
-                )
-            return dx, _kernel_gradient(x, dy, kernel.shape, padding, dilation, kernel_dilation)
+                dk = _kernel_gradient(x, dy, kernel.shape, padding, dilation, kernel_dilation)
+                return dx, dk
+            flipped = tf.transpose(tf.reverse(kernel, [0]), (0, 2, 1))
+            dx = tf.nn.conv2d(
+                tf.expand_dims(dy, 1),
+                tf.expand_dims(flipped, 0),
+                strides=1,
+                padding=[[0, 0], [0, 0], [span - left, span - right], [0, 0]],
+                dilations=[1, dilation],
+            )
+            return tf.squeeze(dx, 1), _tap_kernel_gradient(x, dy, kernel.shape, left, dilation)
 
         return y, grad
 
     # A tensor, not the variable: custom_gradient then differentiates through the read.
     return conv(x, tf.convert_to_tensor(kernel))
+
+
+def _tap_kernel_gradient(x, dy, kernel_shape, left: int, dilation: int):
+    """The kernel gradient of a dilated convolution whose output position t reads x at
+    t + k * dilation - left for tap k: for each tap, the x rows it reads times the dy rows
+    that read them, one matmul over batch and positions (contracting over both at once),
+    with no padding or transpose of x or dy, which cost as much as the matmuls on CPUs
+    without oneDNN."""
+    import tensorflow as tf
+
+    taps, channels, filters = kernel_shape
+    length, out_length = tf.shape(x)[1], tf.shape(dy)[1]
+    grads = []
+    for k in range(taps):
+        offset = k * dilation - left
+        first = max(0, -offset)  # the first output position whose tap k lies inside x
+        count = tf.maximum(tf.minimum(out_length, length - offset) - first, 0)
+        # Clipped starts: a tap that reads none of x (its offset beyond x) slices nothing.
+        xs = tf.slice(x, [0, tf.minimum(first + offset, length), 0], [-1, count, -1])
+        ds = tf.slice(dy, [0, tf.minimum(first, out_length), 0], [-1, count, -1])
+        grads.append(
+            tf.matmul(
+                tf.reshape(xs, (-1, channels)), tf.reshape(ds, (-1, filters)), transpose_a=True
+            )
+        )
+    return tf.stack(grads)
 
 
 def _kernel_gradient(x, dy, kernel_shape, padding: str, dilation: int, kernel_dilation: int):

@@ -103,13 +103,21 @@ def test_few_filter_conv_equals_conv1d_with_gradients(padding, taps, dilation, f
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('padding', ['same', 'valid'])
-@pytest.mark.parametrize('taps,dilation', [(3, 2), (4, 3), (25, 8), (3, 32), (4, 64), (3, 48)])
+@pytest.mark.parametrize(
+    'padding,taps,dilation',
+    [
+        (padding, taps, dilation)
+        for padding in ('same', 'valid')
+        for taps, dilation in [(3, 2), (4, 3), (25, 8), (3, 32), (4, 64), (3, 48)]
+    ]
+    + [('same', 3, 160), ('same', 4, 400)],
+)
 def test_dilated_conv_gradients_equal_the_reference(padding, taps, dilation):
     # Dilated layers take their gradients without dilated backward kernels: outputs, input
     # and kernel gradients as the zero-inserted reference's, for a length that is not a
-    # multiple of the dilation, odd and even kernels, the reference's stem-sized kernel, and
-    # dilations that are not powers of two; the kernel gradient taken at dilation 1 (every
+    # multiple of the dilation, odd and even kernels, the reference's stem-sized kernel,
+    # dilations that are not powers of two, and 'same' taps that reach past the input (some
+    # read none of it); the kernel gradient taken a tap at a time (kernel_dilation 1, every
     # CPU) and at 16 (where the stock kernels differentiate: oneDNN's are faster there).
     import tensorflow as tf
 
