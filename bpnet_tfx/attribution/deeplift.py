@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import keras
 
+from bpnet_tfx.common import rowwise
 from bpnet_tfx.modeling import layers
 from bpnet_tfx.modeling.config import CONTROL_INPUT_NAME, INPUT_NAME
 from bpnet_tfx.modeling.heads import RateSum
@@ -99,15 +100,6 @@ def rescale_relu(z, zx=None):
     return relu(z)
 
 
-def _softmax_over(t, axes: list[int]):
-    """Softmax of t over its consecutive `axes` together."""
-    import tensorflow as tf
-
-    shape = tf.shape(t)
-    flat = tf.concat([shape[: axes[0]], [-1], shape[axes[-1] + 1 :]], 0)
-    return tf.reshape(tf.nn.softmax(tf.reshape(t, flat), axis=axes[0]), shape)
-
-
 def logsumexp_multiplier(zx, zr, axes: tuple[int, ...]):
     """DeepLIFT's multiplier of logsumexp over `axes` at reference rows zr (N K, ...) against
     their input rows zx (N, ...): the softmax averaged along the straight path from each
@@ -120,12 +112,12 @@ def logsumexp_multiplier(zx, zr, axes: tuple[int, ...]):
     shifted = [a + 1 for a in axes]
     m = tf.zeros_like(grouped)
     for i in range(RATE_PATH_STEPS):
-        m += _softmax_over(grouped + (i + 0.5) / RATE_PATH_STEPS * delta, shifted)
+        m += rowwise.softmax(grouped + (i + 0.5) / RATE_PATH_STEPS * delta, tuple(shifted))
     m /= RATE_PATH_STEPS
-    exact = tf.reduce_logsumexp(zx[:, None], shifted, keepdims=True) - tf.reduce_logsumexp(
-        grouped, shifted, keepdims=True
-    )
-    approx = tf.reduce_sum(m * delta, shifted, keepdims=True)
+    exact = rowwise.reduce_logsumexp(
+        zx[:, None], tuple(shifted), keepdims=True
+    ) - rowwise.reduce_logsumexp(grouped, tuple(shifted), keepdims=True)
+    approx = rowwise.reduce_sum(m * delta, tuple(shifted), keepdims=True)
     tiny = tf.abs(approx) < RESCALE_EPSILON
     m *= tf.where(tiny, tf.ones_like(approx), exact / tf.where(tiny, 1.0, approx))
     return tf.reshape(m, tf.shape(zr))
@@ -137,12 +129,12 @@ def paired_logsumexp(z, axes: tuple[int, ...], zx=None):
     import tensorflow as tf
 
     if zx is None:
-        return tf.reduce_logsumexp(z, axis=axes, keepdims=True)
+        return rowwise.reduce_logsumexp(z, axes, keepdims=True)
 
     @tf.custom_gradient
     def lse(z):
         m = logsumexp_multiplier(zx, z, axes)
-        return tf.reduce_logsumexp(z, axis=axes, keepdims=True), lambda dy: dy * m
+        return rowwise.reduce_logsumexp(z, axes, keepdims=True), lambda dy: dy * m
 
     return lse(z)
 
@@ -169,42 +161,12 @@ class RescaleConv1D(layers.Conv1D):
         return rescale_relu(z, None if self.pairing is None else self.pairing.pair(self, z))
 
 
-class InputGradientConv1D(layers.Conv1D):
-    """A linear `layers.Conv1D` of the rebuilt model: forward as the layer computes it; on a
-    CPU, a few-filter one (a head's shifted matmul) takes its input gradient from the stock
-    convolution's kernels, which cost less there than the shifted matmul's gradient. Its
-    weights get no gradient: the rebuilt model only explains (never saved)."""
-
-    def call(self, x):
-        import tensorflow as tf
-
-        if not self.uses_shifted_matmul():
-            return super().call(x)
-        kernel, forward = tf.convert_to_tensor(self.kernel), super().call
-        padding, dilation = self.padding.upper(), self.dilation_rate
-
-        @tf.custom_gradient
-        def conv(x):
-            def grad(dy, variables=None):
-                with tf.GradientTape() as tape:
-                    tape.watch(x)
-                    y = tf.nn.conv1d(x, kernel, stride=1, padding=padding, dilations=dilation)
-                dx = tape.gradient(y, x, output_gradients=dy)  # y itself is pruned
-                return dx, [None] * len(variables or ())
-
-            return forward(x), grad
-
-        return conv(x)
-
-
 def _swap_relu(layer, pairing: Pairing):
     config = layer.get_config()
     if isinstance(layer, layers.Conv1D) and config['activation'] == 'relu':
         swapped = RescaleConv1D.from_config({**config, 'activation': None})
         swapped.pairing = pairing
         return swapped
-    if isinstance(layer, layers.Conv1D):
-        return InputGradientConv1D.from_config(config)
     if isinstance(layer, RateSum):
         swapped = PairedRateSum.from_config(config)
         swapped.pairing = pairing

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bpnet_tfx.common import rowwise
 from bpnet_tfx.genome import genome_io
 from bpnet_tfx.records import schema
 
@@ -130,10 +131,9 @@ class Scorer:
     def _profile_weights(self, logits):
         """softmax of logits (N, O, tasks, strands) over positions, per strand; for a joint
         model over positions and strands together (the model's own distribution)."""
-        import tensorflow as tf
 
         axes = (1, 3) if self.joint else 1
-        return tf.exp(logits - tf.reduce_logsumexp(logits, axis=axes, keepdims=True))
+        return rowwise.softmax(logits, axes)
 
     def _scores(self, one_hot, profile_weights=None, control=None):
         """Per target, (N,) scores; profile weights default to
@@ -147,10 +147,9 @@ class Scorer:
 
     def _targets_of(self, logits, log_counts, profile_weights):
         """Per target, (N,) scores of the heads' outputs (`_outputs`) with these weights."""
-        import tensorflow as tf
 
-        weighted = tf.reduce_sum(profile_weights * logits, axis=(1, 3))  # (N, tasks)
-        summed = tf.reduce_sum(log_counts, axis=2)
+        weighted = rowwise.reduce_sum(profile_weights * logits, (1, 3))  # (N, tasks)
+        summed = rowwise.reduce_sum(log_counts, 2)
         return tuple((weighted if t.head == 'profile' else summed)[:, t.task] for t in self.targets)
 
     def _with_control_spec(self, fn, signature):
@@ -188,8 +187,8 @@ class Scorer:
             hyps = []
             for total in totals:
                 grad = tf.reshape(total * scale, shape)
-                hyp = grad - tf.reduce_sum(grad * refs, axis=-1, keepdims=True)
-                hyps.append(tf.reduce_mean(hyp, axis=1))
+                hyp = grad - rowwise.reduce_sum(grad * refs, -1, keepdims=True)
+                hyps.append(rowwise.reduce_mean(hyp, 1))
             return tuple(hyps)
 
         spec = tf.TensorSpec
@@ -275,7 +274,7 @@ class Scorer:
             if not averaged:
                 return tuple(multipliers)
             return tuple(
-                tf.reduce_mean(m - tf.reduce_sum(m * refs, axis=-1, keepdims=True), axis=1)
+                rowwise.reduce_mean(m - rowwise.reduce_sum(m * refs, -1, keepdims=True), 1)
                 for m in multipliers
             )
 

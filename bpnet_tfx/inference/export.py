@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from bpnet_tfx.common import devices as devices_lib
+from bpnet_tfx.common import rowwise
 from bpnet_tfx.common.errors import BpnetError
 from bpnet_tfx.genome import sequence
 from bpnet_tfx.modeling.config import (
@@ -58,14 +59,14 @@ def per_strand_outputs(
     log_counts = tf.cast(log_counts, tf.float32)
     if joint:
         log_total = log_counts
-        share = tf.nn.softmax(tf.reduce_logsumexp(logits, axis=1), axis=-1)
-        counts = tf.math.expm1(log_total) * share
-        log_counts = tf.math.log1p(counts)
+        share = rowwise.softmax(rowwise.reduce_logsumexp(logits, 1), -1)
+        counts = rowwise.expm1(log_total) * share
+        log_counts = rowwise.log1p(counts)
     else:
-        log_total = tf.math.log1p(tf.reduce_sum(tf.math.expm1(log_counts), axis=-1, keepdims=True))
-        counts = tf.math.expm1(log_counts)
+        counts = rowwise.expm1(log_counts)
+        log_total = rowwise.log1p(rowwise.reduce_sum(counts, -1, keepdims=True))
     return {
-        'profile_probs': tf.nn.softmax(logits, axis=1),
+        'profile_probs': rowwise.softmax(logits, 1),
         'profile_logits': logits,
         'log_counts': log_counts,
         'counts': counts,

@@ -22,8 +22,9 @@ import math
 import keras
 from keras.initializers import Constant
 
+from bpnet_tfx.common import rowwise
 from bpnet_tfx.modeling.config import LOG_COUNTS, PROFILE, SUMMED_COUNTS_HEADS, ModelConfig
-from bpnet_tfx.modeling.layers import conv1d, cropping1d
+from bpnet_tfx.modeling.layers import Dense, GlobalAveragePooling1D, conv1d, cropping1d
 
 CONTROL_SMOOTHING = 50  # bp window of the smoothed control profile.
 # Batch statistics of the pooled features move fast during training; a short memory keeps the
@@ -54,7 +55,7 @@ class LogTotal(keras.layers.Layer):
     """(batch, length, strands) counts -> (batch, strands) log(1 + total over positions)."""
 
     def call(self, x):
-        return keras.ops.log1p(keras.ops.sum(x, axis=1))
+        return rowwise.log1p(rowwise.reduce_sum(x, 1))
 
 
 def _stack_tasks(per_task: list, shape: tuple[int, ...], name: str):
@@ -174,8 +175,8 @@ class RateSum(keras.layers.Layer):
 
     def _lse(self, x):
         if self.joint:
-            return keras.ops.logsumexp(x, axis=(1, 2))[:, None]
-        return keras.ops.logsumexp(x, axis=1)
+            return rowwise.reduce_logsumexp(x, (1, 2))[:, None]
+        return rowwise.reduce_logsumexp(x, 1)
 
     def call(self, inputs):
         rates = inputs[0]
@@ -225,7 +226,7 @@ def _summed_counts_head(x, logits: list, config: ModelConfig, control, log_count
             inputs.append(logits[t])
         if control is not None:
             inputs.append(
-                keras.layers.Dense(
+                Dense(
                     config.strands_out,
                     use_bias=False,
                     kernel_initializer='zeros',
@@ -246,7 +247,7 @@ def _summed_counts_head(x, logits: list, config: ModelConfig, control, log_count
 
 
 def _pooled_counts_head(x, config: ModelConfig, control=None, log_counts_init=None) -> list:
-    pooled = keras.layers.GlobalAveragePooling1D(dtype=HEAD_DTYPE, name='counts_pool')(x)
+    pooled = GlobalAveragePooling1D(dtype=HEAD_DTYPE, name='counts_pool')(x)
     outputs = []
     for t in range(config.num_tasks):
         suffix = _task_suffix(config, t)
@@ -266,7 +267,7 @@ def _pooled_counts_head(x, config: ModelConfig, control=None, log_counts_init=No
             )(features)
         bias = 'zeros' if log_counts_init is None else Constant(float(log_counts_init[t]))
         outputs.append(
-            keras.layers.Dense(
+            Dense(
                 config.strands_out,
                 bias_initializer=bias,
                 dtype=HEAD_DTYPE,

@@ -5,9 +5,11 @@ a few-filter convolution as a matmul and a shifted sum, and a dilated one with a
 gradient: a forward convolution and a matmul a tap where the CPU kernels cannot differentiate
 a dilated convolution (checked once, `stock_dilated_gradients`), and at dilations above 16,
 where their kernel gradient is slower than at 16, the kernel gradient at 16 over interleaved
-sub-sequences. Both rewrites are exact
-(same outputs and gradients as tf.nn.conv1d, up to float rounding); TensorFlow is imported
-inside the functions, so importing this module costs only Keras.
+sub-sequences. Outside training, every convolution (and the dense layers') runs over a
+multiple of ROW_ALIGNMENT rows a window, so a window's outputs and input gradient are the
+same bits in any batch (`_aligned_conv`). All forms are exact (same outputs and gradients
+as tf.nn.conv1d, up to float rounding); TensorFlow is imported inside the functions, so
+importing this module costs only Keras.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import concurrent.futures
 
 import keras
 import numpy as np
+
+from bpnet_tfx.common import rowwise
 
 
 @keras.saving.register_keras_serializable(package='bpnet_tfx')
@@ -32,7 +36,10 @@ class Conv1D(keras.layers.Layer):
     dilated one takes its gradients without them (`_dilated_conv`); where they have them, a
     dilation that is a larger multiple of 16 takes its kernel gradient at 16 the same way,
     which those kernels do faster (`kernel_gradient_dilation`). With a GPU the stock ops
-    (cuDNN's kernels) run. Outputs and gradients equal the stock layer's for the same weights
+    (cuDNN's kernels) run. Called outside training (`training` not true), every device takes
+    `_aligned_conv` instead, whose outputs for a window do not depend on its batch; a
+    SavedModel traced so serves the same bits on any CPU. Outputs and gradients equal the
+    stock layer's for the same weights
     (layers_test); how much faster each form trains, and on which machine, is in
     docs/benchmarks.md. `model.build_bpnet(config, stock_layers=True)` builds the stock
     version.
@@ -70,18 +77,26 @@ class Conv1D(keras.layers.Layer):
         )
         self.bias = self.add_weight(name='bias', shape=(self.filters,), initializer='zeros')
 
+    def _few_filters(self) -> bool:
+        return 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS
+
     def uses_shifted_matmul(self) -> bool:
         """Whether this layer computes as `_shifted_matmul_conv`: a few-filter convolution
         wider than 1, on a machine without a GPU."""
         import tensorflow as tf
 
-        few = 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS
-        return few and not tf.config.list_logical_devices('GPU')
+        return self._few_filters() and not tf.config.list_logical_devices('GPU')
 
-    def call(self, x):
+    def call(self, x, training=None):
         import tensorflow as tf
 
         padding = self.padding.upper()
+        if not training and x.dtype == tf.float32 and x.shape[1] is not None:
+            few = self.uses_shifted_matmul()
+            y, length = _aligned_conv(x, self.kernel, padding, self.dilation_rate, few)
+            y = tf.nn.bias_add(y, self.bias)
+            y = tf.nn.relu(y) if self.activation == 'relu' else y
+            return tf.slice(y, [0, 0, 0], [-1, length, -1])
         # The two rewrites below are for CPUs (docs/benchmarks.md); with GPUs visible, the
         # stock ops (cuDNN's kernels) run.
         cpu = not tf.config.list_logical_devices('GPU')
@@ -122,6 +137,82 @@ class Conv1D(keras.layers.Layer):
 
 
 _STOCK_DILATED_GRADIENTS: list[bool] = []  # The check's answer, once a process.
+
+# Outside training, every convolution and matmul of the model runs over a multiple of this
+# many rows a window (positions; examples for the counts head's dense layer). CPU matrix
+# kernels round the rows past the last full block of their tile along another path, so a
+# window's outputs depended on its place in the batch (batch_invariance_test); 48 is a
+# multiple of every CPU tile height seen (24 with AVX2, 48 with AVX-512).
+ROW_ALIGNMENT = 48
+
+
+def extra_rows(rows: int) -> int:
+    """How many rows to add to `rows` to reach a multiple of ROW_ALIGNMENT."""
+    return -rows % ROW_ALIGNMENT
+
+
+def _aligned_conv(x, kernel, padding: str, dilation: int, shifted_matmul: bool):
+    """tf.nn.conv1d(x, kernel, padding, dilations=dilation) computed over a multiple of
+    ROW_ALIGNMENT positions a window, forward and backward, so each window's outputs and
+    input gradient are the same in any batch.
+
+    Returns (y, out_length): y holds the convolution's out_length positions and then the
+    extra ones up to the next multiple (cut them off after any bias and relu, which the graph
+    optimiser then fuses into the convolution). Forward, the convolution is padded inside the
+    op with extra zeros on the right (or, with `shifted_matmul`, x is, and
+    `_shifted_matmul_conv` runs); the input gradient is the convolution of dy with the
+    kernel reversed along its taps and its channel axes swapped, padded the same way; the
+    kernel gradient is `_tap_kernel_gradient`'s. x must have a static length.
+    """
+    import tensorflow as tf
+
+    taps = kernel.shape[0]
+    span = (taps - 1) * dilation
+    left = span // 2 if padding == 'SAME' else 0
+    right = span - left if padding == 'SAME' else 0
+    length = x.shape[1]
+    out_length = length + left + right - span
+
+    def padded_conv(t, k, before: int, after: int):
+        return tf.squeeze(
+            tf.nn.conv2d(
+                tf.expand_dims(t, 1),
+                tf.expand_dims(k, 0),
+                strides=1,
+                padding=[[0, 0], [0, 0], [before, after], [0, 0]],
+                dilations=[1, dilation],
+            ),
+            1,
+        )
+
+    extra_out = extra_rows(out_length)
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        if shifted_matmul:
+            # x's rows to a multiple of the alignment, and at least extra_out beyond it.
+            more = extra_rows(length) + (ROW_ALIGNMENT if extra_rows(length) < extra_out else 0)
+            xp = tf.pad(x, [[0, 0], [0, more], [0, 0]])
+            y = _shifted_matmul_conv(xp, kernel, padding, dilation, rowwise_sum=True)
+            y = tf.slice(y, [0, 0, 0], [-1, out_length + extra_out, -1])
+        else:
+            y = padded_conv(x, kernel, left, right + extra_out)
+
+        def grad(dy):
+            # dy's extra rows are zeros (cut off after the layer); the input gradient runs
+            # over x's length plus its extra rows and is cut to x's.
+            flipped = tf.transpose(tf.reverse(kernel, [0]), (0, 2, 1))
+            more = extra_rows(length + extra_out)
+            dx = padded_conv(dy, flipped, span - left, span - right + more)
+            dx = tf.slice(dx, [0, 0, 0], [-1, length, -1])
+            dy = tf.slice(dy, [0, 0, 0], [-1, out_length, -1])
+            return dx, _tap_kernel_gradient(x, dy, kernel.shape, left, dilation)
+
+        return y, grad
+
+    # A tensor, not the variable: custom_gradient then differentiates through the read.
+    return conv(x, tf.convert_to_tensor(kernel)), out_length
+
 
 # Where the CPU kernels differentiate dilated convolutions, larger multiples of this dilation
 # take their kernel gradient at this one (kernel_gradient_dilation).
@@ -301,7 +392,7 @@ def _kernel_gradient(x, dy, kernel_shape, padding: str, dilation: int, kernel_di
     return dk[0]
 
 
-def _shifted_matmul_conv(x, kernel, padding: str, dilation: int):
+def _shifted_matmul_conv(x, kernel, padding: str, dilation: int, rowwise_sum: bool = False):
     """tf.nn.conv1d(x, kernel, padding, dilations) as one matmul and a shifted sum.
 
     With z[b, f, k, t] = sum_c x[b, t, c] kernel[k, c, f] (one matmul over every tap k) and
@@ -309,6 +400,8 @@ def _shifted_matmul_conv(x, kernel, padding: str, dilation: int):
     out flat over (k, t), that element sits at k * (Lp + d) + t: padding the flat axis by
     K * d and viewing it as (K, Lp + d) lines every tap up under its output position, so the
     sum over k is one reduce_sum, and every op has a cheap gradient (reshape, pad, slice).
+    With `rowwise_sum` that sum is a matmul with a ones vector, whose sums, unlike
+    reduce_sum's over a middle axis, are the same bits in any batch.
     """
     import tensorflow as tf
 
@@ -334,7 +427,12 @@ def _shifted_matmul_conv(x, kernel, padding: str, dilation: int):
     # tf.slice, not [..., :out_length]: Slice's gradient is a Pad, StridedSlice's a
     # StridedSliceGrad, which costs the head's backward pass several times as much on a CPU.
     aligned = tf.slice(aligned, [0, 0, 0, 0], [-1, -1, -1, out_length])
-    return tf.transpose(tf.reduce_sum(aligned, axis=2), (0, 2, 1))
+    if rowwise_sum:  # a ones-vector matmul per (window, filter), in the same order in any batch
+        ones = tf.ones((batch, filters, 1, taps), aligned.dtype)
+        summed = tf.squeeze(tf.matmul(ones, aligned), 2)
+    else:
+        summed = tf.reduce_sum(aligned, axis=2)
+    return tf.transpose(summed, (0, 2, 1))
 
 
 def conv1d(stock: bool, filters: int, kernel_size: int, **kwargs):
@@ -363,3 +461,31 @@ class Cropping1D(keras.layers.Cropping1D):
 def cropping1d(stock: bool, cropping: tuple[int, int], **kwargs):
     """A Cropping1D layer: ours, or with `stock` keras.layers.Cropping1D (the same outputs)."""
     return (keras.layers.Cropping1D if stock else Cropping1D)(cropping, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package='bpnet_tfx')
+class Dense(keras.layers.Dense):
+    """`keras.layers.Dense` (same config, same weights) whose matmul, outside training, runs
+    over a multiple of ROW_ALIGNMENT examples (zeros added, their outputs cut off), so an
+    example's output is the same in any batch (`_aligned_conv`)."""
+
+    def call(self, inputs, training=None):
+        import tensorflow as tf
+
+        if training or inputs.shape.rank != 2:
+            return super().call(inputs, training=training)
+        rows = tf.shape(inputs)[0]
+        extra = -rows % ROW_ALIGNMENT
+        y = super().call(tf.pad(inputs, [[0, extra], [0, 0]]), training=training)
+        return y[:rows]
+
+
+@keras.saving.register_keras_serializable(package='bpnet_tfx')
+class GlobalAveragePooling1D(keras.layers.GlobalAveragePooling1D):
+    """`keras.layers.GlobalAveragePooling1D` (same config, same outputs) whose mean over
+    positions, outside training, is `rowwise.reduce_mean`'s: the same bits in any batch."""
+
+    def call(self, inputs, mask=None, training=None):
+        if training or mask is not None or self.data_format != 'channels_last':
+            return super().call(inputs, mask=mask)
+        return rowwise.reduce_mean(inputs, 1, keepdims=self.keepdims)

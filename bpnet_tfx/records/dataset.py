@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from bpnet_tfx.common import rowwise
 from bpnet_tfx.records import codec, schema
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -150,7 +151,7 @@ def model_targets(profile: tf.Tensor, num_tasks: int) -> dict[str, tf.Tensor]:
         profile = profile[:, :, 0, :]
     return {
         schema.TARGET_PROFILE: profile,
-        schema.TARGET_LOG_COUNTS: tf.math.log1p(tf.reduce_sum(profile, axis=1)),
+        schema.TARGET_LOG_COUNTS: rowwise.log1p(rowwise.reduce_sum(profile, 1)),
     }
 
 

@@ -45,11 +45,12 @@ def test_our_conv_layer_equals_stock_keras_conv1d(config):
             ),
         }
     )
-    got, want = ours(inputs), stock(inputs)
-    for key in want:
-        np.testing.assert_allclose(
-            np.asarray(got[key]), np.asarray(want[key]), rtol=1e-4, atol=1e-4
-        )
+    want = stock(inputs)
+    for got in (ours(inputs), ours(inputs, training=True)):  # aligned rows, and training
+        for key in want:
+            np.testing.assert_allclose(
+                np.asarray(got[key]), np.asarray(want[key]), rtol=1e-4, atol=1e-4
+            )
     assert isinstance(ours.get_layer('dilated_conv_2'), layers.Conv1D)
     crops = [layer for layer in ours.layers if 'Cropping1D' in type(layer).__name__]
     assert all(isinstance(layer, layers.Cropping1D) for layer in crops)
@@ -74,11 +75,13 @@ def _reference_conv(x, kernel, padding: str, dilation: int):
     return tf.nn.conv1d(x, wide, stride=1, padding=padding.upper())
 
 
+@pytest.mark.parametrize('training', [True, None])
 @pytest.mark.parametrize('padding', ['same', 'valid'])
 @pytest.mark.parametrize('taps,dilation,filters', [(25, 1, 2), (4, 1, 1), (3, 4, 2), (6, 3, 8)])
-def test_few_filter_conv_equals_conv1d_with_gradients(padding, taps, dilation, filters):
+def test_few_filter_conv_equals_conv1d_with_gradients(padding, taps, dilation, filters, training):
     # The profile head's matmul-and-shifted-sum form: outputs, input and kernel gradients as
-    # tf.nn.conv1d's, for odd and even kernels, with dilation, at the largest filter count.
+    # tf.nn.conv1d's, for odd and even kernels, with dilation, at the largest filter count;
+    # in training and outside it (over aligned rows, `_aligned_conv`).
     import tensorflow as tf
 
     assert filters <= layers.Conv1D.SHIFTED_MATMUL_MAX_FILTERS
@@ -93,7 +96,10 @@ def test_few_filter_conv_equals_conv1d_with_gradients(padding, taps, dilation, f
         tf.float32,
     )
     results = []
-    for conv in (lambda v: layer(v), lambda v: _reference_conv(v, layer.kernel, padding, dilation)):
+    for conv in (
+        lambda v: layer(v, training=training),
+        lambda v: _reference_conv(v, layer.kernel, padding, dilation),
+    ):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = conv(x)
@@ -112,13 +118,15 @@ def test_few_filter_conv_equals_conv1d_with_gradients(padding, taps, dilation, f
     ]
     + [('same', 3, 160), ('same', 4, 400)],
 )
-def test_dilated_conv_gradients_equal_the_reference(padding, taps, dilation):
+@pytest.mark.parametrize('training', [True, None])
+def test_dilated_conv_gradients_equal_the_reference(padding, taps, dilation, training):
     # Dilated layers take their gradients without dilated backward kernels: outputs, input
     # and kernel gradients as the zero-inserted reference's, for a length that is not a
     # multiple of the dilation, odd and even kernels, the reference's stem-sized kernel,
     # dilations that are not powers of two, and 'same' taps that reach past the input (some
     # read none of it); the kernel gradient taken a tap at a time (kernel_dilation 1, every
-    # CPU) and at 16 (where the stock kernels differentiate: oneDNN's are faster there).
+    # CPU) and at 16 (where the stock kernels differentiate: oneDNN's are faster there);
+    # the layer in training and outside it (over aligned rows, `_aligned_conv`).
     import tensorflow as tf
 
     rng = np.random.default_rng(taps + dilation)
@@ -130,7 +138,8 @@ def test_dilated_conv_gradients_equal_the_reference(padding, taps, dilation):
     results = []
     for conv in (
         lambda v: tf.nn.bias_add(_reference_conv(v, layer.kernel, padding, dilation), layer.bias),
-        lambda v: layer(v),  # the stock kernels or the rewrite, as the start-up check chose
+        # the stock kernels or the rewrite, as the start-up check chose, or the aligned form
+        lambda v: layer(v, training=training),
         *(
             lambda v, k=k: tf.nn.bias_add(
                 layers._dilated_conv(v, layer.kernel, padding.upper(), dilation, k), layer.bias
