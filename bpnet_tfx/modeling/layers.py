@@ -92,11 +92,15 @@ class Conv1D(keras.layers.Layer):
 
         padding = self.padding.upper()
         if not training and x.dtype == tf.float32 and x.shape[1] is not None:
-            few = self.uses_shifted_matmul()
-            y, length = _aligned_conv(x, self.kernel, padding, self.dilation_rate, few)
-            y = tf.nn.bias_add(y, self.bias)
-            y = tf.nn.relu(y) if self.activation == 'relu' else y
-            return tf.slice(y, [0, 0, 0], [-1, length, -1])
+            return _aligned_conv(
+                x,
+                self.kernel,
+                self.bias,
+                padding,
+                self.dilation_rate,
+                relu=self.activation == 'relu',
+                few=self.uses_shifted_matmul(),
+            )
         # The two rewrites below are for CPUs (docs/benchmarks.md); with GPUs visible, the
         # stock ops (cuDNN's kernels) run.
         cpu = not tf.config.list_logical_devices('GPU')
@@ -151,18 +155,17 @@ def extra_rows(rows: int) -> int:
     return -rows % ROW_ALIGNMENT
 
 
-def _aligned_conv(x, kernel, padding: str, dilation: int, shifted_matmul: bool):
-    """tf.nn.conv1d(x, kernel, padding, dilations=dilation) computed over a multiple of
-    ROW_ALIGNMENT positions a window, forward and backward, so each window's outputs and
-    input gradient are the same in any batch.
+def _aligned_conv(x, kernel, bias, padding: str, dilation: int, *, relu: bool, few: bool):
+    """relu(tf.nn.conv1d(x, kernel, padding, dilations=dilation) + bias) (relu only with
+    `relu`) computed over a multiple of ROW_ALIGNMENT positions a window, forward and
+    backward, so each window's outputs and input gradient are the same in any batch.
 
-    Returns (y, out_length): y holds the convolution's out_length positions and then the
-    extra ones up to the next multiple (cut them off after any bias and relu, which the graph
-    optimiser then fuses into the convolution). Forward, the convolution is padded inside the
-    op with extra zeros on the right (or, with `shifted_matmul`, x is, and
-    `_shifted_matmul_conv` runs); the input gradient is the convolution of dy with the
-    kernel reversed along its taps and its channel axes swapped, padded the same way; the
-    kernel gradient is `_tap_kernel_gradient`'s. x must have a static length.
+    Forward, the convolution is padded inside the op with extra zeros on the right (or, with
+    `few`, x is, and `_shifted_matmul_conv` runs), bias and relu follow (the graph optimiser
+    fuses them into the convolution) and the extra positions are cut off. Backward, the input
+    gradient is the convolution of dy with the kernel reversed along its taps and its channel
+    axes swapped, padded to x's length plus its extra rows and cut to x's; the kernel
+    gradient is `_tap_kernel_gradient`'s. x must have a static length.
     """
     import tensorflow as tf
 
@@ -172,6 +175,7 @@ def _aligned_conv(x, kernel, padding: str, dilation: int, shifted_matmul: bool):
     right = span - left if padding == 'SAME' else 0
     length = x.shape[1]
     out_length = length + left + right - span
+    extra_out = extra_rows(out_length)
 
     def padded_conv(t, k, before: int, after: int):
         return tf.squeeze(
@@ -185,33 +189,31 @@ def _aligned_conv(x, kernel, padding: str, dilation: int, shifted_matmul: bool):
             1,
         )
 
-    extra_out = extra_rows(out_length)
-
     @tf.custom_gradient
-    def conv(x, kernel):
-        if shifted_matmul:
+    def conv(x, kernel, bias):
+        if few:
             # x's rows to a multiple of the alignment, and at least extra_out beyond it.
             more = extra_rows(length) + (ROW_ALIGNMENT if extra_rows(length) < extra_out else 0)
             xp = tf.pad(x, [[0, 0], [0, more], [0, 0]])
             y = _shifted_matmul_conv(xp, kernel, padding, dilation, rowwise_sum=True)
-            y = tf.slice(y, [0, 0, 0], [-1, out_length + extra_out, -1])
         else:
             y = padded_conv(x, kernel, left, right + extra_out)
+        y = tf.nn.bias_add(y, bias)
+        y = tf.nn.relu(y) if relu else y
+        y = tf.slice(y, [0, 0, 0], [-1, out_length, -1])
 
         def grad(dy):
-            # dy's extra rows are zeros (cut off after the layer); the input gradient runs
-            # over x's length plus its extra rows and is cut to x's.
+            dz = tf.raw_ops.ReluGrad(gradients=dy, features=y) if relu else dy
             flipped = tf.transpose(tf.reverse(kernel, [0]), (0, 2, 1))
-            more = extra_rows(length + extra_out)
-            dx = padded_conv(dy, flipped, span - left, span - right + more)
+            dx = padded_conv(dz, flipped, span - left, span - right + extra_rows(length))
             dx = tf.slice(dx, [0, 0, 0], [-1, length, -1])
-            dy = tf.slice(dy, [0, 0, 0], [-1, out_length, -1])
-            return dx, _tap_kernel_gradient(x, dy, kernel.shape, left, dilation)
+            dk = _tap_kernel_gradient(x, dz, kernel.shape, left, dilation)
+            return dx, dk, tf.reduce_sum(dz, (0, 1))
 
         return y, grad
 
-    # A tensor, not the variable: custom_gradient then differentiates through the read.
-    return conv(x, tf.convert_to_tensor(kernel)), out_length
+    # Tensors, not the variables: custom_gradient then differentiates through the reads.
+    return conv(x, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
 
 
 # Where the CPU kernels differentiate dilated convolutions, larger multiples of this dilation
