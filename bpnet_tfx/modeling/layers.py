@@ -77,15 +77,13 @@ class Conv1D(keras.layers.Layer):
         )
         self.bias = self.add_weight(name='bias', shape=(self.filters,), initializer='zeros')
 
-    def _few_filters(self) -> bool:
-        return 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS
-
     def uses_shifted_matmul(self) -> bool:
         """Whether this layer computes as `_shifted_matmul_conv`: a few-filter convolution
         wider than 1, on a machine without a GPU."""
         import tensorflow as tf
 
-        return self._few_filters() and not tf.config.list_logical_devices('GPU')
+        few = 1 < self.kernel_size and self.filters <= self.SHIFTED_MATMUL_MAX_FILTERS
+        return few and not tf.config.list_logical_devices('GPU')
 
     def call(self, x, training=None):
         import tensorflow as tf
@@ -177,18 +175,6 @@ def _aligned_conv(x, kernel, bias, padding: str, dilation: int, *, relu: bool, f
     out_length = length + left + right - span
     extra_out = extra_rows(out_length)
 
-    def padded_conv(t, k, before: int, after: int):
-        return tf.squeeze(
-            tf.nn.conv2d(
-                tf.expand_dims(t, 1),
-                tf.expand_dims(k, 0),
-                strides=1,
-                padding=[[0, 0], [0, 0], [before, after], [0, 0]],
-                dilations=[1, dilation],
-            ),
-            1,
-        )
-
     @tf.custom_gradient
     def conv(x, kernel, bias):
         if few:
@@ -197,15 +183,16 @@ def _aligned_conv(x, kernel, bias, padding: str, dilation: int, *, relu: bool, f
             xp = tf.pad(x, [[0, 0], [0, more], [0, 0]])
             y = _shifted_matmul_conv(xp, kernel, padding, dilation, rowwise_sum=True)
         else:
-            y = padded_conv(x, kernel, left, right + extra_out)
+            y = _padded_conv(x, kernel, left, right + extra_out, dilation)
         y = tf.nn.bias_add(y, bias)
         y = tf.nn.relu(y) if relu else y
         y = tf.slice(y, [0, 0, 0], [-1, out_length, -1])
 
         def grad(dy):
             dz = tf.raw_ops.ReluGrad(gradients=dy, features=y) if relu else dy
-            flipped = tf.transpose(tf.reverse(kernel, [0]), (0, 2, 1))
-            dx = padded_conv(dz, flipped, span - left, span - right + extra_rows(length))
+            dx = _input_gradient(
+                dz, kernel, span - left, span - right + extra_rows(length), dilation
+            )
             dx = tf.slice(dx, [0, 0, 0], [-1, length, -1])
             dk = _tap_kernel_gradient(x, dz, kernel.shape, left, dilation)
             return dx, dk, tf.reduce_sum(dz, (0, 1))
@@ -214,6 +201,30 @@ def _aligned_conv(x, kernel, bias, padding: str, dilation: int, *, relu: bool, f
 
     # Tensors, not the variables: custom_gradient then differentiates through the reads.
     return conv(x, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias))
+
+
+def _padded_conv(x, kernel, before: int, after: int, dilation: int):
+    """tf.nn.conv1d(x, kernel, dilations=dilation) with `before` and `after` zeros padded
+    inside the op (explicit padding: no Pad op)."""
+    import tensorflow as tf
+
+    y = tf.nn.conv2d(
+        tf.expand_dims(x, 1),
+        tf.expand_dims(kernel, 0),
+        strides=1,
+        padding=[[0, 0], [0, 0], [before, after], [0, 0]],
+        dilations=[1, dilation],
+    )
+    return tf.squeeze(y, 1)
+
+
+def _input_gradient(dy, kernel, before: int, after: int, dilation: int):
+    """A convolution's input gradient: dy convolved with the kernel reversed along its taps
+    and its channel axes swapped, padded inside the op (`_padded_conv`)."""
+    import tensorflow as tf
+
+    flipped = tf.transpose(tf.reverse(kernel, [0]), (0, 2, 1))
+    return _padded_conv(dy, flipped, before, after, dilation)
 
 
 # Where the CPU kernels differentiate dilated convolutions, larger multiples of this dilation
@@ -320,15 +331,8 @@ def _dilated_conv(x, kernel, padding: str, dilation: int, kernel_dilation: int =
                 )
                 dk = _kernel_gradient(x, dy, kernel.shape, padding, dilation, kernel_dilation)
                 return dx, dk
-            flipped = tf.transpose(tf.reverse(kernel, [0]), (0, 2, 1))
-            dx = tf.nn.conv2d(
-                tf.expand_dims(dy, 1),
-                tf.expand_dims(flipped, 0),
-                strides=1,
-                padding=[[0, 0], [0, 0], [span - left, span - right], [0, 0]],
-                dilations=[1, dilation],
-            )
-            return tf.squeeze(dx, 1), _tap_kernel_gradient(x, dy, kernel.shape, left, dilation)
+            dx = _input_gradient(dy, kernel, span - left, span - right, dilation)
+            return dx, _tap_kernel_gradient(x, dy, kernel.shape, left, dilation)
 
         return y, grad
 
@@ -477,8 +481,7 @@ class Dense(keras.layers.Dense):
         if training or inputs.shape.rank != 2:
             return super().call(inputs, training=training)
         rows = tf.shape(inputs)[0]
-        extra = -rows % ROW_ALIGNMENT
-        y = super().call(tf.pad(inputs, [[0, extra], [0, 0]]), training=training)
+        y = super().call(tf.pad(inputs, [[0, extra_rows(rows)], [0, 0]]), training=training)
         return y[:rows]
 
 
