@@ -90,15 +90,10 @@ class Conv1D(keras.layers.Layer):
 
         padding = self.padding.upper()
         if not training and x.dtype == tf.float32 and x.shape[1] is not None:
-            return _aligned_conv(
-                x,
-                self.kernel,
-                self.bias,
-                padding,
-                self.dilation_rate,
-                relu=self.activation == 'relu',
-                few=self.uses_shifted_matmul(),
+            y = _aligned_conv(
+                x, self.kernel, self.bias, padding, self.dilation_rate, self.uses_shifted_matmul()
             )
+            return tf.nn.relu(y) if self.activation == 'relu' else y
         # The two rewrites below are for CPUs (docs/benchmarks.md); with GPUs visible, the
         # stock ops (cuDNN's kernels) run.
         cpu = not tf.config.list_logical_devices('GPU')
@@ -153,17 +148,20 @@ def extra_rows(rows: int) -> int:
     return -rows % ROW_ALIGNMENT
 
 
-def _aligned_conv(x, kernel, bias, padding: str, dilation: int, *, relu: bool, few: bool):
-    """relu(tf.nn.conv1d(x, kernel, padding, dilations=dilation) + bias) (relu only with
-    `relu`) computed over a multiple of ROW_ALIGNMENT positions a window, forward and
-    backward, so each window's outputs and input gradient are the same in any batch.
+def _aligned_conv(x, kernel, bias, padding: str, dilation: int, few: bool):
+    """tf.nn.conv1d(x, kernel, padding, dilations=dilation) + bias computed over a multiple
+    of ROW_ALIGNMENT positions a window, forward and backward, so each window's outputs and
+    input gradient are the same in any batch.
 
     Forward, the convolution is padded inside the op with extra zeros on the right (or, with
-    `few`, x is, and `_shifted_matmul_conv` runs), bias and relu follow (the graph optimiser
-    fuses them into the convolution) and the extra positions are cut off. Backward, the input
+    `few`, x is, and `_shifted_matmul_conv` runs), the bias follows (the graph optimiser fuses
+    it into the convolution) and the extra positions are cut off. Backward, the input
     gradient is the convolution of dy with the kernel reversed along its taps and its channel
     axes swapped, padded to x's length plus its extra rows and cut to x's; the kernel
-    gradient is `_tap_kernel_gradient`'s. x must have a static length.
+    gradient is `_tap_kernel_gradient`'s. The gradient reads only the inputs: one that reads
+    the function's own output (a relu's mask, say) is lost when a SavedModel of the layer is
+    differentiated on a persistent tape, and the stock gradients of the forward ops run
+    instead (scorer_test's wide model). x must have a static length.
     """
     import tensorflow as tf
 
@@ -184,18 +182,15 @@ def _aligned_conv(x, kernel, bias, padding: str, dilation: int, *, relu: bool, f
             y = _shifted_matmul_conv(xp, kernel, padding, dilation, rowwise_sum=True)
         else:
             y = _padded_conv(x, kernel, left, right + extra_out, dilation)
-        y = tf.nn.bias_add(y, bias)
-        y = tf.nn.relu(y) if relu else y
-        y = tf.slice(y, [0, 0, 0], [-1, out_length, -1])
+        y = tf.slice(tf.nn.bias_add(y, bias), [0, 0, 0], [-1, out_length, -1])
 
         def grad(dy):
-            dz = tf.raw_ops.ReluGrad(gradients=dy, features=y) if relu else dy
             dx = _input_gradient(
-                dz, kernel, span - left, span - right + extra_rows(length), dilation
+                dy, kernel, span - left, span - right + extra_rows(length), dilation
             )
             dx = tf.slice(dx, [0, 0, 0], [-1, length, -1])
-            dk = _tap_kernel_gradient(x, dz, kernel.shape, left, dilation)
-            return dx, dk, tf.reduce_sum(dz, (0, 1))
+            dk = _tap_kernel_gradient(x, dy, kernel.shape, left, dilation)
+            return dx, dk, tf.reduce_sum(dy, (0, 1))
 
         return y, grad
 

@@ -56,6 +56,39 @@ def test_integrated_gradients_match_a_direct_computation(tiny_export):
     assert np.all((hyp[0][1] * x[1]).sum(-1)[50:60] == 0)  # N bases contribute nothing
 
 
+def test_integrated_gradients_of_a_wide_model_match_a_direct_computation(tmp_path):
+    """tiny_export's 8 filters run as shifted matmuls on a CPU; 16 take the dilated
+    convolutions and their custom gradients, which must survive the SavedModel round trip
+    (the scorer differentiates the loaded signature on a persistent tape, per target)."""
+    import keras
+
+    from bpnet_tfx.inference import export
+    from bpnet_tfx.modeling import config as config_lib
+    from bpnet_tfx.modeling import layers
+    from bpnet_tfx.modeling import model as model_lib
+    from bpnet_tfx.records import schema
+
+    keras.utils.set_random_seed(3)
+    config = config_lib.ModelConfig(sequence_length=100, filters=16, num_dilated_layers=2)
+    model = model_lib.build_bpnet(config)
+    dilated = [
+        layer
+        for layer in model.layers
+        if isinstance(layer, layers.Conv1D) and layer.dilation_rate > 1
+    ]
+    assert len(dilated) == 2 and not any(layer.uses_shifted_matmul() for layer in dilated)
+    info = schema.RecordsInfo(sequence_length=100, max_jitter=0, tasks=('t',))
+    path = export.export_saved_model(model, info, config, str(tmp_path / 'export'))
+    x = _windows(2, 100, seed=4)
+    refs = shuffle.dinuc_shuffle(x, 2, [np.random.default_rng(i) for i in range(2)])
+    hyp = attribution.Scorer(path).integrated_gradients(x, refs, 3)
+    for t, head in enumerate(('profile', 'counts')):
+        for i in range(2):
+            np.testing.assert_allclose(
+                hyp[t][i], _reference_hyp(model, x[i], refs[i], 3, head), rtol=1e-4, atol=1e-6
+            )
+
+
 def test_every_task_of_a_multi_task_model_gets_its_own_targets(tmp_path):
     import keras
     import tensorflow as tf
