@@ -93,7 +93,16 @@ class Conv1D(keras.layers.Layer):
             y = _aligned_conv(
                 x, self.kernel, self.bias, padding, self.dilation_rate, self.uses_shifted_matmul()
             )
-            return tf.nn.relu(y) if self.activation == 'relu' else y
+        else:
+            y = tf.nn.bias_add(self._unaligned_conv(x, padding), self.bias)
+        return tf.nn.relu(y) if self.activation == 'relu' else y
+
+    def _unaligned_conv(self, x, padding: str):
+        """The convolution (no bias) in training, and outside it for inputs that
+        `_aligned_conv` does not take (float16 or bfloat16, a length known only at run time).
+        """
+        import tensorflow as tf
+
         # The two rewrites below are for CPUs (docs/benchmarks.md); with GPUs visible, the
         # stock ops (cuDNN's kernels) run.
         cpu = not tf.config.list_logical_devices('GPU')
@@ -101,19 +110,14 @@ class Conv1D(keras.layers.Layer):
             cpu and x.dtype != tf.float16 and kernel_gradient_dilation(self.dilation_rate)
         )
         if self.uses_shifted_matmul():
-            y = _shifted_matmul_conv(x, self.kernel, padding, self.dilation_rate)
-        elif kernel_dilation:
-            y = _dilated_conv(x, self.kernel, padding, self.dilation_rate, kernel_dilation)
-        elif x.dtype == tf.float16 and self.dilation_rate > 1:
+            return _shifted_matmul_conv(x, self.kernel, padding, self.dilation_rate)
+        if kernel_dilation:
+            return _dilated_conv(x, self.kernel, padding, self.dilation_rate, kernel_dilation)
+        if x.dtype == tf.float16 and self.dilation_rate > 1:
             # TensorFlow's CPU kernel for float16 has no dilation: tf.nn.convolution (what
             # the stock layer calls) emulates it.
-            y = tf.nn.convolution(x, self.kernel, padding=padding, dilations=self.dilation_rate)
-        else:
-            y = tf.nn.conv1d(
-                x, self.kernel, stride=1, padding=padding, dilations=self.dilation_rate
-            )
-        y = tf.nn.bias_add(y, self.bias)
-        return tf.nn.relu(y) if self.activation == 'relu' else y
+            return tf.nn.convolution(x, self.kernel, padding=padding, dilations=self.dilation_rate)
+        return tf.nn.conv1d(x, self.kernel, stride=1, padding=padding, dilations=self.dilation_rate)
 
     def compute_output_shape(self, input_shape):
         length = input_shape[1]
